@@ -1,76 +1,174 @@
-"""``driftd demo``: the detectors on a generated stream with known changes.
+"""``driftd demo``: the embedded broker, a simulated model, the daemon, and a summary.
 
-A simulated model sees a numeric feature whose mean shifts at ``DATA_CHANGE``, a
-categorical feature whose mix changes at the same point, and makes errors whose rate
-rises at ``CONCEPT_CHANGE`` (concept drift: the inputs look the same, the answers get
-worse). The demo prints which detectors fired, at which event, and how long after the
-true change.
+A simulated model (:mod:`daemon.simulate`) writes predictions and delayed labels with a
+known data drift and a known concept drift; the daemon runs as it would in production
+(consumer group, checkpoints, /metrics) and sends its alerts to a local webhook receiver
+that checks their Standard Webhooks signatures. The demo prints a live status line and
+ends with which detectors fired, at which event, and how long after the true change.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import secrets
+import sys
+import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
+from kafka import KafkaProducer
 
-from detectors import KS, PSI, ChiSquare, PerformanceDecay, RiverDetector
-
-N_EVENTS = 40_000
-REFERENCE = 5_000
-DATA_CHANGE = 20_000
-CONCEPT_CHANGE = 30_000
-BATCH = 100
+from . import config as config_module
+from .service import Daemon
+from .simulate import Simulation
 
 
-def _stream(rng):
-    amount = np.where(np.arange(N_EVENTS) < DATA_CHANGE, rng.normal(50, 10, N_EVENTS), rng.normal(56, 10, N_EVENTS))
-    mix_before, mix_after = [0.5, 0.3, 0.2], [0.35, 0.3, 0.35]
-    country = np.concatenate([
-        rng.choice(["DE", "FR", "IT"], DATA_CHANGE, p=mix_before),
-        rng.choice(["DE", "FR", "IT"], N_EVENTS - DATA_CHANGE, p=mix_after),
-    ]).astype(object)
-    error_rate = np.where(np.arange(N_EVENTS) < CONCEPT_CHANGE, 0.10, 0.25)
-    errors = (rng.random(N_EVENTS) < error_rate).astype(int)
-    return amount, country, errors
+class _Receiver:
+    """Collects the daemon's webhook alerts, verifying each signature."""
+
+    def __init__(self, secret: str):
+        from standardwebhooks import Webhook
+
+        verifier = Webhook(secret)
+        self.alerts: list[dict] = []
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    receiver.alerts.append(verifier.verify(body, dict(self.headers.items())))
+                except Exception:  # noqa: BLE001 - any failed verification counts alike
+                    receiver.bad_signatures += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def run(seed: int = 7, out=print) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    amount, country, errors = _stream(rng)
-    ert = 200_000
-    watched = {
-        "PSI(amount)": (PSI(amount[:REFERENCE], window=1000, stride=100, ert=ert), amount, DATA_CHANGE),
-        "KS(amount)": (KS(amount[:REFERENCE], window=1000, stride=100, ert=ert), amount, DATA_CHANGE),
-        "ChiSquare(country)": (ChiSquare(country[:REFERENCE], window=1000, stride=100, ert=ert), country, DATA_CHANGE),
-        "ADWIN(error)": (RiverDetector("ADWIN", delta=0.002), errors, CONCEPT_CHANGE),
-        "DDM(error)": (RiverDetector("DDM"), errors, CONCEPT_CHANGE),
-        "accuracy decay": (PerformanceDecay("accuracy", window=1000, reference_size=REFERENCE), 1 - errors, CONCEPT_CHANGE),
-    }
-    out(f"driftd demo: {N_EVENTS} events; data drift at event {DATA_CHANGE}, concept drift at {CONCEPT_CHANGE}")
-    first: dict[str, int] = {}
-    false_alarms = dict.fromkeys(watched, 0)
-    started = time.perf_counter()
-    for start in range(REFERENCE, N_EVENTS, BATCH):
-        end = start + BATCH
-        for name, (detector, values, change) in watched.items():
-            before = detector.n_detections
-            chunk = values[start:end]
-            if isinstance(detector, PerformanceDecay):
-                detector.update_many(np.ones(len(chunk), dtype=int), chunk)
-            else:
-                detector.update_many(chunk)
-            if detector.n_detections > before:
-                if end <= change:
-                    false_alarms[name] += 1
-                elif name not in first:
-                    first[name] = end
-                    out(f"  event {end:>6}: {name} detected drift (statistic {detector.statistic:.4g}, threshold {detector.threshold:.4g})")
-    elapsed = time.perf_counter() - started
-    out(f"\nsummary ({(N_EVENTS - REFERENCE) / elapsed:,.0f} events/s through {len(watched)} detectors):")
-    results = []
-    for name, (_, _, change) in watched.items():
-        at = first.get(name)
-        delay = "missed" if at is None else f"{at - change} events after the change"
-        out(f"  {name:<20} {'fired at ' + str(at) if at else 'did not fire':<16} {delay:<28} false alarms before: {false_alarms[name]}")
-        results.append({"detector": name, "detected_at": at, "change_at": change, "false_alarms": false_alarms[name]})
-    return results
+def demo_config(state_dir: str, port: int, webhook_url: str, secret_env: str) -> config_module.Config:
+    return config_module.from_dict({
+        "kafka": {"bootstrap_servers": "embedded", "create_topics": 1, "poll_timeout_ms": 100, "session_timeout_ms": 3000},
+        "http": {"host": "127.0.0.1", "port": port},
+        "state": {"dir": state_dir, "checkpoint_interval_seconds": 2},
+        "alerts": {"cooldown_seconds": 600, "retry_initial_seconds": 0.2, "sinks": [
+            {"type": "webhook", "url": webhook_url, "secret": {"env": secret_env}}]},
+        "model_defaults": {"reference_size": 5000, "window": 1000, "stride": 100, "ert": 200_000,
+                           "decay_window": 1000, "decay_reference_size": 3000},
+        "models": {"fraud": {}},
+        "log_level": "WARNING",
+    })
+
+
+def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) -> int:
+    import os
+
+    n = events or 40_000
+    sim = Simulation(n_events=n, data_drift_at=n // 2, concept_drift_at=n * 3 // 4, seed=seed)
+    secret = "whsec_" + __import__("base64").b64encode(secrets.token_bytes(24)).decode()
+    os.environ["DRIFTD_DEMO_WEBHOOK_SECRET"] = secret
+    receiver = _Receiver(secret)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("driftd").setLevel(logging.ERROR)  # the demo prints its own summary of alerts
+    with tempfile.TemporaryDirectory(prefix="driftd-demo-") as state_dir:
+        try:
+            config = demo_config(state_dir, port, receiver.url, "DRIFTD_DEMO_WEBHOOK_SECRET")
+        except config_module.ConfigError as e:
+            out(f"driftd demo: {e}")
+            return 2
+        daemon = Daemon(config)
+        thread = threading.Thread(target=daemon.run, name="driftd", daemon=True)
+        thread.start()
+        if not daemon.wait_started(60):
+            out("driftd demo: the daemon did not start")
+            return 1
+        out(f"driftd demo: embedded broker at {daemon.bootstrap}; metrics at http://127.0.0.1:{daemon.http_port}/metrics")
+        out(f"  simulating {n} predictions: data drift at event {sim.data_drift_at}, concept drift at event {sim.concept_drift_at}")
+        produced = _produce(daemon, sim, receiver, out)
+        ok = _wait_processed(daemon, produced, receiver, out)
+        daemon.stop()
+        thread.join(30)
+    _summary(sim, receiver, out)
+    return 0 if ok else 1
+
+
+def _produce(daemon: Daemon, sim: Simulation, receiver: _Receiver, out, rate: float = 4000) -> dict:
+    """Write the simulation's events at ``rate`` predictions per second, like live traffic."""
+    producer = KafkaProducer(bootstrap_servers=daemon.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    counts = {"predictions": 0, "labels": 0}
+    started = last = time.monotonic()
+    for topic, key, value in sim.records():
+        producer.send(topic, key=key, value=value)
+        counts[topic] += 1
+        if counts[topic] % 500 == 0 and topic == "predictions":
+            ahead = counts[topic] / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            if time.monotonic() - last > 1:
+                last = time.monotonic()
+                _status(daemon, receiver, out)
+    producer.flush()
+    producer.close()
+    return counts
+
+
+def _processed(daemon: Daemon) -> dict:
+    with daemon.lock:
+        totals = {"predictions": 0, "labels": 0}
+        for state in daemon.states.values():
+            for (model, kind), count in state.processed.items():
+                totals[kind + "s"] += count
+        return totals
+
+
+def _status(daemon: Daemon, receiver: _Receiver, out) -> None:
+    done = _processed(daemon)
+    with daemon.lock:
+        active = sorted(f"{n}/{f}" for s in daemon.states.values() for p in s.models.values()
+                        for n, f, d in p.detectors() if d.drift)
+    line = f"  processed {done['predictions']:>6} predictions, {done['labels']:>6} labels; alerts {len(receiver.alerts):>2}; drifting: {', '.join(active) or '-'}"
+    out(line[:160])
+
+
+def _wait_processed(daemon: Daemon, produced: dict, receiver: _Receiver, out, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _processed(daemon) == produced:
+            _status(daemon, receiver, out)
+            time.sleep(1.0)  # let the last alerts reach the receiver
+            return True
+        _status(daemon, receiver, out)
+        time.sleep(1.0)
+    out(f"driftd demo: timed out; produced {produced}, processed {_processed(daemon)}")
+    return False
+
+
+def _summary(sim: Simulation, receiver: _Receiver, out) -> None:
+    out("\nsummary: first alert of each detector")
+    firing = {}
+    for alert in receiver.alerts:
+        data = alert.get("data", alert)
+        if data.get("status") == "firing":
+            key = f"{data['detector']}/{data['feature']}"
+            firing.setdefault(key, sim.event_index(data["event_time"]))
+    if not firing:
+        out("  no detector fired")
+    for key, at in sorted(firing.items(), key=lambda kv: kv[1]):
+        concept = key.startswith(("adwin", "decay", "ddm", "eddm", "hddm", "pagehinkley", "kswin"))
+        change = sim.concept_drift_at if concept else sim.data_drift_at
+        kind = "concept" if concept else "data"
+        when = f"{at - change:+} events after the {kind} drift" if at >= change else f"FALSE ALARM {change - at} events before the {kind} drift"
+        out(f"  {key:<22} at event {at:>6}  ({when})")
+    out(f"alerts received: {len(receiver.alerts)} (signatures verified; {receiver.bad_signatures} bad)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,7 +238,7 @@ class EmbeddedBroker:
         return f"EmbeddedBroker({self.port and self.bootstrap!r}, pid={self.pid}, {state})"
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> None:
+def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0, **client) -> None:
     """Create topics with the given partition counts; existing ones are left alone.
 
     Explicit creation matters because Tansu auto-creates unknown topics with
@@ -248,7 +248,8 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    # ``client``: TLS/SASL settings of a real cluster, passed through.
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **client)
     try:
         for name, partitions in topics.items():
             try:

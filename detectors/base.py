@@ -29,6 +29,8 @@ class DetectorState:
     p_value: float | None
     n_seen: int
     n_detections: int
+    n_tests: int
+    last_detection_at: int | None
 
 
 class Detector(abc.ABC):
@@ -42,6 +44,11 @@ class Detector(abc.ABC):
     n_seen: int = 0
     #: Number of entries into drift since creation or the last :meth:`reset`.
     n_detections: int = 0
+    #: Number of decisions taken (tests run) since creation or the last :meth:`reset`.
+    n_tests: int = 0
+    #: ``n_seen`` when the detector last entered drift (so the value that tipped it is the
+    #: ``last_detection_at``-th one fed), or None.
+    last_detection_at: int | None = None
 
     @abc.abstractmethod
     def update(self, x) -> None:
@@ -80,6 +87,8 @@ class Detector(abc.ABC):
             p_value=self.p_value,
             n_seen=self.n_seen,
             n_detections=self.n_detections,
+            n_tests=self.n_tests,
+            last_detection_at=self.last_detection_at,
         )
 
     def snapshot(self) -> bytes:

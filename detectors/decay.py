@@ -99,6 +99,7 @@ class PerformanceDecay(Detector):
         self._until_test = self.window
         self.baseline = self.current = self._statistic = self._p = None
         self.n_seen = self.n_detections = self.n_tests = 0
+        self.last_detection_at = None
         self.drift = self.warning = False
 
     # -- feeding ----------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class PerformanceDecay(Detector):
         if len(y_true) != len(y_pred):
             raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions")
         codes = self._encode(y_true, y_pred)
+        seen_before = self.n_seen
         self.n_seen += codes.size
         start = 0
         if self._reference_summary is None:
@@ -127,7 +129,8 @@ class PerformanceDecay(Detector):
             self._until_test -= end - start
             start = end
             if self._until_test == 0:
-                self._test()
+                if self._test():
+                    self.last_detection_at = seen_before + end
                 self._until_test = self.stride
 
     def set_reference(self, y_true, y_pred) -> None:
@@ -175,7 +178,8 @@ class PerformanceDecay(Detector):
             return math.sqrt(mean) if self.metric == "rmse" else mean
         return float(_score(self.metric, summary))
 
-    def _test(self) -> None:
+    def _test(self) -> bool:
+        """Run the test on the window; True if it enters drift."""
         window = self._summary(self._buffer[: self._filled])
         self.current = self._value(window)
         ref = self._reference_summary
@@ -194,6 +198,7 @@ class PerformanceDecay(Detector):
         self.drift = bool(self._p < self.alpha)
         self.n_detections += self.drift and not was
         self.warning = bool(not self.drift and self._p < self.warning_alpha)
+        return self.drift and not was
 
     def _bootstrap_p(self, ref: np.ndarray, window: np.ndarray) -> float:
         b = self.n_bootstrap

@@ -65,9 +65,10 @@ class KS(WindowedTest):
 
     def _binned_values(self, xs):
         x = numeric_array(xs, "value")
-        present = x[~np.isnan(x)]
+        kept = np.flatnonzero(~np.isnan(x))
+        present = x[kept]
         self.n_missing += x.size - present.size
-        return present, self.binning.index(present)
+        return present, self.binning.index(present), kept
 
     def _statistic(self, counts: np.ndarray, n: int) -> float:
         # The window moves on after a test; the p-value (computed only when read) must

@@ -72,6 +72,7 @@ class RiverDetector(Detector):
         self._river = self._river.clone()
         self.n_seen = 0
         self.n_detections = 0
+        self.last_detection_at = None
         self.drift = False
         self.warning = False
         self._sum = 0.0
@@ -95,6 +96,7 @@ class RiverDetector(Detector):
         self.n_seen += 1
         if river.drift_detected:
             self.n_detections += 1
+            self.last_detection_at = self.n_seen
             self._sum, self._count = 0.0, 0
             return True
         self._sum += x
@@ -114,6 +116,11 @@ class RiverDetector(Detector):
             detected |= self._feed(x)
         self.drift = detected
         self.warning = bool(getattr(self._river, "warning_detected", False))
+
+    @property
+    def n_tests(self) -> int:
+        """River tests on every value."""
+        return self.n_seen
 
     @property
     def statistic(self) -> float | None:

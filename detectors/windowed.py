@@ -87,6 +87,7 @@ class WindowedTest(Detector):
         self.n_seen = 0
         self.n_tests = 0
         self.n_detections = 0
+        self.last_detection_at = None
         self.drift = False
         self.warning = False
 
@@ -102,11 +103,12 @@ class WindowedTest(Detector):
         self.update_many([x])
 
     def update_many(self, xs) -> None:
-        values = None
+        values = kept = None
         if self._keep_values:
-            values, bins = self._binned_values(xs)
+            values, bins, kept = self._binned_values(xs)
         else:
             bins = self.binning.index(xs)
+        seen_before = self.n_seen
         self.n_seen += len(xs)
         start = 0
         while start < bins.size:
@@ -115,7 +117,8 @@ class WindowedTest(Detector):
             self._until_test -= end - start
             start = end
             if self._until_test == 0:
-                self._test()
+                if self._test():
+                    self.last_detection_at = seen_before + 1 + (end - 1 if kept is None else int(kept[end - 1]))
                 self._until_test = self.stride
 
     def _binned_values(self, xs):
@@ -135,7 +138,8 @@ class WindowedTest(Detector):
         self._head = (self._head + n) % self.window
         self._filled = min(self.window, self._filled + n)
 
-    def _test(self) -> None:
+    def _test(self) -> bool:
+        """Run the test on the window; True if it enters drift."""
         stat = float(self._statistic(self.counts, self._filled))
         self._statistic_value = stat
         self._p_cache = None
@@ -146,6 +150,7 @@ class WindowedTest(Detector):
         self.warning = bool(
             not self.drift and self.warning_threshold is not None and stat > self.warning_threshold
         )
+        return self.drift and not was
 
     def _statistic(self, counts: np.ndarray, n: int) -> float:
         raise NotImplementedError

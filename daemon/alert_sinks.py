@@ -1,0 +1,220 @@
+"""Where alerts go: a signed webhook (Standard Webhooks, or Slack-compatible) and a Kafka topic.
+
+A sink is a small object with a ``name`` (a bounded metric label) and
+``deliver(alert)``, which returns on success and raises :class:`RetryableError`
+(try again later, maybe at ``retry_after``) or :class:`PermanentError` (no
+retry can help). Retrying, backoff and threads are
+:class:`daemon.alerts.AlertSender`'s business, not the sinks'.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import http.client
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from typing import Protocol
+
+from daemon.episodes import FIRING, INFO, Alert
+
+__all__ = ["KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
+           "parse_retry_after", "slack_text"]
+
+
+class RetryableError(Exception):
+    """Delivery failed but may work later; ``retry_after`` (seconds) is the server's wish."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """Delivery can never work for this alert (e.g. HTTP 400): do not retry."""
+
+
+class Sink(Protocol):
+    name: str
+
+    def deliver(self, alert: Alert) -> None: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` (delay-seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # HTTP-dates are GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def slack_text(alert: Alert) -> str:
+    """One readable line, e.g. ``:rotating_light: [FIRING] fraud: KS drift on feature amount (...)``."""
+    d = alert.detail
+    if alert.status == INFO:
+        extra = ", ".join(f"{k}={v}" for k, v in d.items())
+        text = f":information_source: [INFO] {alert.model}: {alert.kind.replace('_', ' ')}"
+        return _slack_escape(text + (f" ({extra})" if extra else ""))
+    firing = alert.status == FIRING
+    icon = ":rotating_light:" if firing else ":white_check_mark:"
+    where = f" on feature {alert.feature}" if alert.feature else ""
+    text = f"{icon} [{alert.status.upper()}] {alert.model}: {alert.detector} drift{where}"
+    if not firing:
+        text += " ended"
+    numbers = []
+    stat, thr = d.get("statistic"), d.get("threshold")
+    if isinstance(stat, (int, float)) and isinstance(thr, (int, float)):
+        numbers.append(f"statistic {stat:.3g} {'>' if stat > thr else '<='} threshold {thr:.3g}")
+    elif isinstance(stat, (int, float)):
+        numbers.append(f"statistic {stat:.3g}")
+    if isinstance(d.get("p_value"), (int, float)):
+        numbers.append(f"p-value {d['p_value']:.3g}")
+    if numbers:
+        text += f" ({', '.join(numbers)})"
+    return _slack_escape(text)
+
+
+def _slack_escape(text: str) -> str:
+    # Slack treats &, < and > as markup; model and feature names come from user input.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _encode(render, alert: Alert) -> str:
+    """``render(alert)``, where a value JSON cannot carry (NaN, an object) is permanent."""
+    try:
+        return render(alert)
+    except (TypeError, ValueError) as exc:
+        raise PermanentError(f"alert {alert.id} is not JSON-serializable: {exc}") from None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirected POST would silently turn into a GET: treat 3xx as a misconfiguration."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class WebhookSink:
+    """POSTs alerts as JSON, signed per the Standard Webhooks spec.
+
+    ``secret``: a spec secret ``"whsec_<base64 key>"``, or any other string,
+    taken as the raw key (its UTF-8 bytes), i.e. the same as
+    ``"whsec_" + base64(raw)``; receivers verify with either form. Surrounding
+    whitespace is stripped. None (or empty) sends unsigned (``webhook-id`` and
+    ``webhook-timestamp`` are still set).
+    ``format="slack"`` sends ``{"text": ...}`` for Slack-compatible incoming
+    webhooks, signed the same way when a secret is set. The URL is not shown
+    in repr or logs beyond scheme and host: Slack URLs carry a token.
+    """
+
+    def __init__(self, url: str, secret: str | None = None, format: str = "standard",
+                 timeout: float = 10.0, name: str = "webhook"):
+        from standardwebhooks import Webhook
+
+        if format not in ("standard", "slack"):
+            raise ValueError(f"format must be 'standard' or 'slack', got {format!r}")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook url must be an http(s) URL")
+        self.name, self.format, self.timeout = name, format, float(timeout)
+        self._url = url
+        self._where = f"{parts.scheme}://{parts.hostname}"
+        secret = (secret or "").strip()  # a secret read from a file often ends in a newline
+        if secret and not secret.startswith("whsec_"):
+            secret = "whsec_" + base64.b64encode(secret.encode()).decode()
+        self._signer = Webhook(secret) if secret else None
+        self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def body(self, alert: Alert) -> str:
+        """The JSON body: identical on every attempt (only the timestamp header changes)."""
+        if self.format == "slack":
+            payload = {"text": slack_text(alert)}
+        else:
+            when = datetime.fromtimestamp(alert.event_time, tz=timezone.utc)
+            payload = {"type": alert.event_type, "timestamp": when.isoformat().replace("+00:00", "Z"),
+                       "data": alert.to_dict()}
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+    def deliver(self, alert: Alert) -> None:
+        body = _encode(self.body, alert)
+        now = datetime.now(timezone.utc)
+        headers = {"Content-Type": "application/json", "User-Agent": "driftd",
+                   "webhook-id": alert.id, "webhook-timestamp": str(math.floor(now.timestamp()))}
+        if self._signer is not None:
+            headers["webhook-signature"] = self._signer.sign(alert.id, now, body)
+        request = urllib.request.Request(self._url, data=body.encode(), headers=headers,
+                                         method="POST")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            status, retry_after = exc.code, exc.headers.get("Retry-After")
+            exc.close()
+            if status in (408, 429) or status >= 500:
+                raise RetryableError(f"HTTP {status}", parse_retry_after(retry_after)) from None
+            raise PermanentError(f"HTTP {status}") from None  # 3xx too: see _NoRedirect
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+            raise RetryableError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+
+    def __repr__(self) -> str:
+        return (f"WebhookSink(name={self.name!r}, url={self._where!r}/..., format={self.format!r},"
+                f" signed={self._signer is not None})")
+
+
+class KafkaSink:
+    """Produces alerts as JSON to a topic; key = model, header ``alert-id`` = the stable id.
+
+    The producer is shared with the caller (KafkaProducer is thread-safe) and
+    must take bytes (no serializers); use ``acks="all"``. On the embedded
+    broker an idempotent producer must be re-created after a broker restart --
+    that is the producer owner's job, the sink only retries.
+    """
+
+    def __init__(self, producer, topic: str, timeout: float = 10.0, name: str = "kafka"):
+        config = getattr(producer, "config", {}) or {}
+        if config.get("key_serializer") or config.get("value_serializer"):
+            raise ValueError("KafkaSink needs a producer without key/value serializers")
+        self.producer, self.topic, self.timeout, self.name = producer, topic, float(timeout), name
+
+    def deliver(self, alert: Alert) -> None:
+        from kafka.errors import KafkaError
+
+        value = _encode(lambda a: json.dumps({"type": a.event_type, "data": a.to_dict()},
+                                             separators=(",", ":"), allow_nan=False), alert).encode()
+        headers = [("alert-id", alert.id.encode()), ("alert-type", alert.event_type.encode())]
+        try:
+            future = self.producer.send(self.topic, key=alert.model.encode(), value=value,
+                                        headers=headers)
+            future.get(timeout=self.timeout)
+        except _record_errors() as exc:  # about this record: no retry can help
+            raise PermanentError(f"{type(exc).__name__}: {exc}") from None
+        except KafkaError as exc:
+            # Includes errors Kafka calls non-retriable but that heal once the owner acts,
+            # e.g. UnknownProducerId after a broker restart or a closed producer
+            # (the owner may swap in a new one: ``sink.producer = ...``).
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"KafkaSink(name={self.name!r}, topic={self.topic!r})"
+
+
+def _record_errors() -> tuple[type[Exception], ...]:
+    import kafka.errors as e
+
+    return (e.MessageSizeTooLargeError, e.RecordListTooLargeError, e.InvalidTopicError,
+            e.InvalidRecordError)

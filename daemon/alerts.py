@@ -1,0 +1,225 @@
+"""Alert delivery: off the consumer thread, retried, at-least-once.
+
+:class:`AlertSender` hands every :class:`~daemon.episodes.Alert` to every
+sink. Each sink has its own worker thread, so a slow or dead webhook neither
+blocks the Kafka consumer loop (``send`` only enqueues) nor delays the other
+sinks. Failed deliveries are retried with exponential backoff and jitter; a
+server's ``Retry-After`` holds back the whole sink (it speaks for the server,
+not for one message). An alert stays in :meth:`AlertSender.pending` until every
+sink has finished with it, so the daemon can checkpoint it and re-send it
+after a crash; receivers de-duplicate on the stable alert id.
+
+The sinks (webhook, Kafka) live in :mod:`daemon.alert_sinks` and are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from typing import Callable, Iterable
+
+from daemon.alert_sinks import (KafkaSink, PermanentError, RetryableError, Sink, WebhookSink,
+                                parse_retry_after, slack_text)
+from daemon.episodes import Alert
+
+__all__ = ["AlertSender", "KafkaSink", "OUTCOMES", "PermanentError", "RetryableError", "Sink",
+           "WebhookSink", "parse_retry_after", "slack_text"]
+
+log = logging.getLogger(__name__)
+
+#: Every value ``on_outcome`` can report; pre-create these metric labels.
+OUTCOMES = ("sent", "failed_retrying", "gave_up", "rejected")
+
+class AlertSender:
+    """Delivers alerts to sinks from background threads.
+
+    ``send``, ``pending``, ``pending_count`` and ``close`` are thread-safe.
+    ``on_outcome(sink_name, outcome)`` runs on a sink's worker thread; its
+    exceptions are logged and ignored. ``pending`` alerts passed in (from a
+    checkpoint) are re-sent to every sink with a fresh give-up window.
+    """
+
+    def __init__(self, sinks: Iterable[Sink], *, on_outcome: Callable[[str, str], None] | None = None,
+                 pending: Iterable[Alert | dict] = (), give_up_after_seconds: float = 3600.0,
+                 initial_backoff_seconds: float = 1.0, max_backoff_seconds: float = 300.0,
+                 rng: random.Random | None = None):
+        self._sinks = list(sinks)
+        names = [s.name for s in self._sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique, got {names}")
+        self._on_outcome = on_outcome
+        self.give_up_after_seconds = float(give_up_after_seconds)
+        self.initial_backoff_seconds = float(initial_backoff_seconds)
+        self.max_backoff_seconds = float(max_backoff_seconds)
+        self._rng = rng or random.Random()
+        # One lock for all shared state; one condition per worker to wake just that worker.
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Alert, set[str]]] = {}  # id -> (alert, sinks not done)
+        self._closing = False
+        self._flush_deadline = math.inf
+        self._workers = [_Worker(self, s) for s in self._sinks]
+        for alert in pending:
+            self.send(alert if isinstance(alert, Alert) else Alert.from_dict(alert))
+        for w in self._workers:
+            w.thread.start()
+
+    def send(self, alert: Alert) -> None:
+        """Enqueue for every sink and return at once; a pending duplicate id is ignored.
+
+        The alert is in :meth:`pending` when this returns, so a checkpoint
+        taken afterwards includes it unless it was already delivered.
+        """
+        with self._lock:
+            if alert.id in self._pending or not self._workers:
+                return
+            if self._closing:
+                log.warning("alert %s sent after close(): kept as pending, not delivered", alert.id)
+            self._pending[alert.id] = (alert, {w.sink.name for w in self._workers})
+            now = time.monotonic()
+            for w in self._workers:
+                w.jobs[alert.id] = _Job(alert, now + self.give_up_after_seconds, now)
+                w.wake.notify()
+
+    def pending(self) -> list[Alert]:
+        """Alerts some sink has not finished with (sent, rejected or given up), oldest first."""
+        with self._lock:
+            return [alert for alert, _ in self._pending.values()]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Try to deliver what is pending for up to ``timeout`` seconds, then stop the workers.
+
+        What is left stays in :meth:`pending` for the final checkpoint. A
+        delivery in flight at the deadline may overrun it by a sink timeout.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closing = True
+            self._flush_deadline = min(self._flush_deadline, deadline)
+            for w in self._workers:
+                w.wake.notify()
+        for w in self._workers:
+            w.thread.join(max(0.0, deadline - time.monotonic()) + 0.05)
+            if w.thread.is_alive():
+                log.warning("alert sink %s still busy after close(%.1f s)", w.sink.name, timeout)
+
+    def _backoff(self, attempts: int) -> float:
+        """Capped exponential backoff with "equal jitter": between half and all of the cap."""
+        cap = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempts - 1))
+        return cap / 2 + self._rng.uniform(0, cap / 2)
+
+    def _finish(self, worker: "_Worker", alert_id: str) -> None:
+        """Called under the lock when a sink is done with an alert, whatever the outcome."""
+        worker.jobs.pop(alert_id, None)
+        entry = self._pending.get(alert_id)
+        if entry is not None:
+            entry[1].discard(worker.sink.name)
+            if not entry[1]:
+                del self._pending[alert_id]
+
+    def _report(self, sink_name: str, outcome: str) -> None:
+        if self._on_outcome is None:
+            return
+        try:
+            self._on_outcome(sink_name, outcome)
+        except Exception:
+            log.exception("on_outcome callback failed for sink %s", sink_name)
+
+    def __repr__(self) -> str:
+        return f"AlertSender(sinks={[s.name for s in self._sinks]}, pending={self.pending_count()})"
+
+
+class _Job:
+    """One alert's delivery state for one sink."""
+
+    __slots__ = ("alert", "deadline", "next_at", "attempts")
+
+    def __init__(self, alert: Alert, deadline: float, next_at: float):
+        self.alert, self.deadline, self.next_at, self.attempts = alert, deadline, next_at, 0
+
+
+class _Worker:
+    """The thread that feeds one sink; its state is guarded by the sender's lock."""
+
+    def __init__(self, sender: AlertSender, sink: Sink):
+        self.sender, self.sink = sender, sink
+        self.jobs: dict[str, _Job] = {}
+        self.not_before = 0.0  # from Retry-After: the sink's server asked for a pause
+        self.wake = threading.Condition(sender._lock)
+        self.thread = threading.Thread(target=self._run, name=f"driftd-alerts-{sink.name}",
+                                       daemon=True)
+
+    def _next(self) -> tuple[_Job, bool] | None:
+        """Block until a job is due; returns (job, expired), or None when it is time to stop."""
+        s = self.sender
+        with self.wake:
+            while True:
+                now = time.monotonic()
+                if s._closing and (now >= s._flush_deadline or not self.jobs):
+                    return None
+                job = min(self.jobs.values(), key=lambda j: j.next_at, default=None)
+                due = max(job.next_at, self.not_before) if job else math.inf
+                if job is not None and due > job.deadline:
+                    return job, True  # a Retry-After pause outlasts its deadline
+                if now >= due:
+                    job.attempts += 1
+                    return job, False
+                limit = min(due, s._flush_deadline if s._closing else math.inf)
+                self.wake.wait(None if limit == math.inf else limit - now)
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            job, expired = item
+            if expired:
+                outcome, error = "failed_retrying", RetryableError("Retry-After beyond the deadline")
+            else:
+                outcome, error = self._attempt(job.alert)
+            with self.sender._lock:
+                if outcome == "failed_retrying":
+                    outcome = self._reschedule(job, getattr(error, "retry_after", None))
+                if outcome != "failed_retrying":
+                    self.sender._finish(self, job.alert.id)
+            self._log(job, outcome, error)
+            self.sender._report(self.sink.name, outcome)
+
+    def _attempt(self, alert: Alert) -> tuple[str, Exception | None]:
+        try:
+            self.sink.deliver(alert)
+            return "sent", None
+        except PermanentError as exc:
+            return "rejected", exc
+        except Exception as exc:  # RetryableError, or a bug/oddity: retrying is the safe side
+            if not isinstance(exc, RetryableError):
+                log.warning("alert sink %s raised an unexpected error", self.sink.name,
+                            exc_info=True)
+            return "failed_retrying", exc
+
+    def _reschedule(self, job: _Job, retry_after: float | None) -> str:
+        """Under the lock: plan the next try, or say "gave_up" when none can be in time."""
+        now = time.monotonic()
+        if retry_after is not None:
+            self.not_before = max(self.not_before, now + retry_after)
+        if now >= job.deadline or self.not_before > job.deadline:
+            return "gave_up"
+        # Backoff, never before Retry-After, and the last try lands on the deadline.
+        backoff = self.sender._backoff(max(job.attempts, 1))
+        job.next_at = min(max(now + backoff, self.not_before), job.deadline)
+        return "failed_retrying"
+
+    def _log(self, job: _Job, outcome: str, error: Exception | None) -> None:
+        alert, name = job.alert, self.sink.name
+        if outcome == "gave_up":
+            log.error("alert %s (%s %s) gave up on sink %s after %d attempts: %s", alert.id,
+                      alert.model, alert.status, name, job.attempts, error)
+        elif outcome == "rejected":
+            log.error("alert %s rejected by sink %s: %s", alert.id, name, error)
+        elif outcome == "failed_retrying":
+            log.info("alert %s: sink %s failed (attempt %d), retrying: %s", alert.id, name,
+                     job.attempts, error)

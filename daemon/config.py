@@ -1,0 +1,378 @@
+"""driftd's configuration: every option, its default and its meaning, in one place.
+
+The YAML file mirrors the dataclasses below (``kafka:``, ``http:``, ``state:``, ``join:``,
+``alerts:``, ``model_defaults:``, ``models:``). :func:`load` reads a file, fills in
+defaults, and fails at start with :class:`ConfigError` naming the key and the reason;
+unknown keys are errors too (a typo must not silently become a default).
+
+Secrets (webhook keys, SASL or TLS passwords) are never written in the file itself:
+give ``{env: NAME}`` or ``{file: PATH}`` where a secret goes, and the value is read at
+start and kept in a :class:`Secret` that never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem: ``key`` is the dotted path, the message the reason."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+
+
+class Secret:
+    """A secret value that does not show itself in logs, reprs or errors."""
+
+    def __init__(self, value: str, source: str):
+        self._value = value
+        self.source = source
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _doc(text: str, **kw):
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass
+class KafkaConfig:
+    bootstrap_servers: str = _doc(
+        "Comma-separated host:port list, or `embedded` to start the bundled broker for the "
+        "daemon's lifetime (development and demo only: it keeps everything in memory).",
+        default="embedded")
+    group_id: str = _doc("Consumer group: daemons with the same id split the partitions.", default="driftd")
+    predictions_topic: str = _doc("Topic of prediction events.", default="predictions")
+    labels_topic: str = _doc("Topic of label events (same partition count as predictions).", default="labels")
+    dead_letter_topic: str = _doc("Where invalid events go, with the reason in headers.", default="driftd-dead-letters")
+    create_topics: int = _doc(
+        "If above 0, create missing topics with this many partitions at start (the dead-letter "
+        "topic with one); 0 leaves topics to the cluster's administrators.", default=0)
+    poll_max_records: int = _doc("Most records handled per poll (one batch).", default=5000)
+    poll_timeout_ms: int = _doc("How long a poll waits for records.", default=200)
+    max_event_bytes: int = _doc("Larger events go to the dead-letter topic as `oversize`.", default=1_048_576)
+    session_timeout_ms: int = _doc(
+        "Consumer-group session timeout: a daemon silent this long loses its partitions.", default=10_000)
+    reconnect_backoff_max_seconds: float = _doc("Longest wait between reconnection attempts.", default=10.0)
+    client: dict = _doc(
+        "Extra kafka-python settings for consumer and producer alike: security_protocol, "
+        "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "
+        "sasl_plain_username, sasl_plain_password, ... Secret values as {env: NAME} or {file: PATH}.",
+        default_factory=dict)
+
+
+@dataclass
+class HttpConfig:
+    host: str = _doc("Address for /metrics, /livez, /readyz and /status.", default="0.0.0.0")
+    port: int = _doc("Port for the HTTP endpoints (0: any free port, printed at start).", default=9108)
+
+
+@dataclass
+class StateConfig:
+    dir: str = _doc("Directory of checkpoints (one file per partition).", default="driftd-state")
+    checkpoint_interval_seconds: float = _doc(
+        "How often state is checkpointed and offsets committed; events since the last "
+        "checkpoint are re-read after a crash (never counted twice).", default=5.0)
+
+
+@dataclass
+class JoinConfig:
+    prediction_ttl_seconds: float = _doc(
+        "A prediction waits this long (event time) for its label, then counts as expired.", default=86_400.0)
+    label_grace_seconds: float = _doc(
+        "A label that arrives before its prediction waits this long (event time), then counts "
+        "as orphaned.", default=600.0)
+    max_pending: int = _doc(
+        "Most predictions waiting for labels per partition; beyond it the oldest expire early.", default=500_000)
+
+
+@dataclass
+class SinkConfig:
+    type: str = _doc("`webhook` (Standard Webhooks), `slack` (Slack-compatible text) or `kafka`.", default="webhook")
+    url: str | None = _doc("Webhook URL (webhook, slack).", default=None)
+    secret: Secret | None = _doc("Signing key, {env: NAME} or {file: PATH} (webhook, slack).", default=None)
+    topic: str | None = _doc("Topic for alerts (kafka).", default=None)
+    timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=10.0)
+
+
+@dataclass
+class AlertsConfig:
+    clear_after: int = _doc("Consecutive clean tests before an episode resolves (hysteresis).", default=3)
+    cooldown_seconds: float = _doc(
+        "After a resolve, the same detector does not alert again for this long (event time).", default=900.0)
+    retry_initial_seconds: float = _doc("First retry delay; doubles each attempt, with jitter.", default=1.0)
+    retry_max_seconds: float = _doc("Longest retry delay (a Retry-After header may ask for more).", default=60.0)
+    give_up_after_seconds: float = _doc("Stop retrying an alert after this long.", default=3600.0)
+    sinks: list[SinkConfig] = _doc("Where alerts go; none means metrics only.", default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    task: str = _doc("`classification` or `regression`.", default="classification")
+    positive_label: int | str | bool = _doc("Positive class for precision, recall and f1.", default=1)
+    reference_size: int = _doc(
+        "The first this many predictions of a model (of each model version, see "
+        "reference_per_version) are its reference distribution and performance baseline.", default=5000)
+    reference_per_version: bool = _doc(
+        "Re-establish reference and baseline when events carry a new model_version.", default=True)
+    window: int = _doc("Values in the current window of the data-drift tests.", default=1000)
+    stride: int = _doc("Values between two tests of the window (window: tumbling).", default=100)
+    ert: float = _doc(
+        "Expected values between false alarms of one data-drift test on a stationary stream; "
+        "thresholds are calibrated to it.", default=200_000.0)
+    numeric_tests: list[str] = _doc("Tests on numeric features and the score: psi, ks.", default_factory=lambda: ["psi", "ks"])
+    categorical_tests: list[str] = _doc("Tests on categorical features: psi, chisquare.", default_factory=lambda: ["chisquare"])
+    watch_score: bool = _doc("Also test the prediction score (numeric scores only).", default=True)
+    max_features: int = _doc(
+        "Features watched per model (the first seen in the reference, by name); the rest are "
+        "counted, not exported, to keep label cardinality bounded.", default=50)
+    error_detector: str = _doc(
+        "River detector on the per-label error stream (concept drift): ADWIN, PageHinkley, "
+        "DDM, EDDM, HDDM_A, HDDM_W, KSWIN; empty for none.", default="ADWIN")
+    error_detector_params: dict = _doc("Parameters for that River detector.", default_factory=dict)
+    decay_metrics: list[str] = _doc(
+        "Performance metrics tested for decay: accuracy, precision, recall, f1 "
+        "(classification); mae, rmse (regression).", default_factory=lambda: ["accuracy"])
+    decay_window: int = _doc("Labelled events in the current performance window.", default=1000)
+    decay_reference_size: int = _doc("Labelled events in the performance baseline.", default=2000)
+    decay_alpha: float = _doc("Significance level of the decay test.", default=0.01)
+
+
+@dataclass
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig, metadata={"doc": "Kafka connection and topics."})
+    http: HttpConfig = field(default_factory=HttpConfig, metadata={"doc": "HTTP endpoints."})
+    state: StateConfig = field(default_factory=StateConfig, metadata={"doc": "Checkpoints."})
+    join: JoinConfig = field(default_factory=JoinConfig, metadata={"doc": "Joining labels to predictions."})
+    alerts: AlertsConfig = field(default_factory=AlertsConfig, metadata={"doc": "Alerting."})
+    model_defaults: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "Settings of every model."})
+    models: dict[str, ModelConfig] = field(
+        default_factory=dict,
+        metadata={"doc": "Watched models by name, each overriding model_defaults."})
+    auto_register_models: bool = _doc(
+        "Watch a model not listed under models when its first event arrives (else: dead letter, unknown_model).",
+        default=False)
+    log_level: str = _doc("DEBUG, INFO, WARNING or ERROR.", default="INFO")
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The settings of model ``name``, or None if it is not watched."""
+        if name in self.models:
+            return self.models[name]
+        return self.model_defaults if self.auto_register_models else None
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def load(path: str | os.PathLike) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"{path} is not valid YAML: {e}") from None
+    return from_dict(data or {})
+
+
+def from_dict(data: dict) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("", "the configuration must be a mapping of sections")
+    data = dict(data)
+    models = data.pop("models", None) or {}
+    config = _build(Config, data, "")
+    if not isinstance(models, dict):
+        raise ConfigError("models", "must be a mapping of model name to settings")
+    defaults = dataclasses.asdict(config.model_defaults)
+    for name, overrides in models.items():
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"models.{name}", "must be a mapping of settings")
+        config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
+    _check(config)
+    return config
+
+
+def _build(cls, data, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, f"must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(key, f"unknown key (known: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        values[name] = _coerce(hints[name], value, key)
+    return cls(**values)
+
+
+def _coerce(hint, value, key: str):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as e:
+                errors.append(str(e).split(": ", 1)[-1])
+        raise ConfigError(key, " or ".join(errors))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a mapping, got {type(value).__name__}")
+        return {k: _secret(v, f"{key}.{k}") if isinstance(v, dict) else v for k, v in value.items()}
+    if hint is Secret:
+        return _secret(value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    raise ConfigError(key, f"unsupported setting type {hint}")
+
+
+def _secret(value, key: str) -> Secret:
+    if not isinstance(value, dict) or set(value) not in ({"env"}, {"file"}):
+        raise ConfigError(key, "a secret must be given as {env: NAME} or {file: PATH}, not written in the file")
+    if "env" in value:
+        name = str(value["env"])
+        if name not in os.environ:
+            raise ConfigError(key, f"environment variable {name} is not set")
+        return Secret(os.environ[name], f"env {name}")
+    path = Path(str(value["file"]))
+    try:
+        return Secret(path.read_text().strip(), f"file {path}")
+    except OSError as e:
+        raise ConfigError(key, f"cannot read secret file {path}: {e.strerror}") from None
+
+
+_POSITIVE = {
+    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
+    "state.checkpoint_interval_seconds", "join.prediction_ttl_seconds", "join.max_pending",
+    "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
+    "alerts.give_up_after_seconds",
+}
+
+
+def _check(config: Config) -> None:
+    """Rules between values that types alone do not say."""
+    for key in _POSITIVE:
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) <= 0:
+            raise ConfigError(key, "must be above 0")
+    for key in ("join.label_grace_seconds", "alerts.cooldown_seconds", "kafka.create_topics"):
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) < 0:
+            raise ConfigError(key, "must not be negative")
+    if not 0 <= config.http.port <= 65535:
+        raise ConfigError("http.port", "must be between 0 and 65535")
+    if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    for i, sink in enumerate(config.alerts.sinks):
+        key = f"alerts.sinks[{i}]"
+        if sink.type not in ("webhook", "slack", "kafka"):
+            raise ConfigError(f"{key}.type", "must be webhook, slack or kafka")
+        if sink.type == "kafka" and not sink.topic:
+            raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
+        if sink.type != "kafka" and not (sink.url or "").startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+    for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
+        _check_model(model, name)
+
+
+def _check_model(model: ModelConfig, key: str) -> None:
+    from detectors import METRICS, RIVER_DETECTORS
+
+    if model.task not in ("classification", "regression"):
+        raise ConfigError(f"{key}.task", "must be classification or regression")
+    for name in ("reference_size", "window", "stride", "max_features", "decay_window", "decay_reference_size"):
+        if getattr(model, name) < 1:
+            raise ConfigError(f"{key}.{name}", "must be at least 1")
+    if model.window < 2:
+        raise ConfigError(f"{key}.window", "must be at least 2")
+    if model.stride > model.window:
+        raise ConfigError(f"{key}.stride", f"must not exceed window ({model.window})")
+    if model.ert < model.stride:
+        raise ConfigError(f"{key}.ert", f"must be at least stride ({model.stride})")
+    if not 0 < model.decay_alpha < 0.5:
+        raise ConfigError(f"{key}.decay_alpha", "must be between 0 and 0.5")
+    for test in model.numeric_tests:
+        if test not in ("psi", "ks"):
+            raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks)")
+    for test in model.categorical_tests:
+        if test not in ("psi", "chisquare"):
+            raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare)")
+    if model.error_detector and model.error_detector not in RIVER_DETECTORS:
+        raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")
+    allowed = ("accuracy", "precision", "recall", "f1") if model.task == "classification" else ("mae", "rmse")
+    for metric in model.decay_metrics:
+        if metric not in METRICS or metric not in allowed:
+            raise ConfigError(f"{key}.decay_metrics", f"{metric!r} is not a {model.task} metric ({', '.join(allowed)})")
+
+
+def reference() -> str:
+    """Every option with its default and meaning, as Markdown (for the README)."""
+    lines = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            key = f"{prefix}{f.name}"
+            hint = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(hint):
+                lines.append(f"\n**`{key}`** — {f.metadata['doc']}\n")
+                lines.append("| key | default | meaning |\n| --- | --- | --- |")
+                walk(hint, key + ".")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"| `{key}` | `{yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}` | {f.metadata['doc']} |")
+
+    walk(Config, "")
+    return "\n".join(lines).strip() + "\n"

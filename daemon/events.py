@@ -1,0 +1,107 @@
+"""Decoding and validating prediction and label events (the hot path).
+
+msgspec decodes and type-checks an event in one pass in C, several times faster than
+``json.loads`` followed by checks in Python (measured: bench/daemon.py prints the decode
+rate). Anything that is not a valid event raises :class:`BadEvent` with a reason from a
+small fixed set, which becomes the dead-letter ``reason`` header and metric label.
+
+>>> p = decode_prediction(b'{"model": "fraud", "id": "p-1", "ts": "2025-11-23T10:00:00Z",'
+...                       b' "features": {"amount": 12.5, "country": "DE"}, "prediction": 1}')
+>>> p.model, p.id, p.ts, p.features["amount"]
+('fraud', 'p-1', 1763892000.0, 12.5)
+>>> decode_label(b'{"model": "fraud", "id": "p-1", "ts": 1763892000.5}')
+Traceback (most recent call last):
+...
+daemon.events.BadEvent: missing_field: Object missing required field `label`
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+
+#: Every reason an event can be refused for (bounded: these are metric label values).
+REASONS = (
+    "not_json", "not_object", "missing_field", "wrong_type", "non_finite",
+    "bad_timestamp", "oversize", "unknown_model",
+)
+
+
+class BadEvent(Exception):
+    """An event that cannot be used; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+Value = float | str | bool | None
+
+
+class Prediction(msgspec.Struct, gc=False):
+    model: str
+    id: str | int
+    ts: float | str
+    features: dict[str, Value]
+    prediction: int | float | str | bool
+    score: float | dict[str, float] | None = None
+    model_version: str | int | None = None
+
+
+class Label(msgspec.Struct, gc=False):
+    model: str
+    id: str | int
+    ts: float | str
+    label: int | float | str | bool
+
+
+_decoders = {cls: msgspec.json.Decoder(cls) for cls in (Prediction, Label)}
+
+
+def _decode(cls, raw: bytes | None):
+    if not raw:
+        raise BadEvent("not_json", "empty message")
+    try:
+        event = _decoders[cls].decode(raw)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        if text.startswith("Object missing required field"):
+            raise BadEvent("missing_field", text) from None
+        if text.startswith("Number out of range"):
+            raise BadEvent("non_finite", text) from None
+        if text.startswith("Expected `object`") and "- at `$" not in text:
+            raise BadEvent("not_object", text) from None
+        raise BadEvent("wrong_type", text) from None
+    except msgspec.DecodeError as e:
+        # Python's json module writes NaN and Infinity, which are not JSON.
+        if any(token in raw for token in (b"NaN", b"Infinity")):
+            raise BadEvent("non_finite", "NaN or Infinity where a number is required") from None
+        raise BadEvent("not_json", str(e)) from None
+    if type(event.id) is int:
+        event.id = str(event.id)
+    if type(event.ts) is str:
+        event.ts = _parse_time(event.ts)
+    return event
+
+
+def decode_prediction(raw: bytes) -> Prediction:
+    event = _decode(Prediction, raw)
+    if event.model_version is not None:
+        event.model_version = str(event.model_version)
+    return event
+
+
+def decode_label(raw: bytes) -> Label:
+    return _decode(Label, raw)
+
+
+def _parse_time(text: str) -> float:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadEvent("bad_timestamp", f"ts {text!r} is neither epoch seconds nor RFC 3339") from None
+    if when.tzinfo is None:
+        raise BadEvent("bad_timestamp", f"ts {text!r} has no time zone")
+    return when.timestamp()

@@ -1,0 +1,111 @@
+"""Joining late labels to their predictions by (model, id), in event time.
+
+Predictions wait for their label; a label that comes first waits for its prediction. What
+happens to each is counted per model: ``joined``, ``prediction_expired``,
+``label_orphaned``, ``duplicate_label``, ``duplicate_prediction``.
+
+Waiting is measured in event time, never wall-clock time, so that replaying the same
+events after a restart makes the same decisions: a prediction expires once the *label*
+stream has moved ``ttl`` past it (a label for it can no longer be on its way, unless more
+than ``ttl`` late); a label is orphaned once the *prediction* stream has moved ``grace``
+past it (its prediction, always older, would have come by then). If the label stream
+stops entirely, predictions do not expire by time; ``max_pending`` bounds the buffer and
+the oldest expire first.
+
+>>> join = LabelJoin(ttl=3600, grace=60, max_pending=100)
+>>> join.add_prediction("fraud", "p-1", 1000.0, (1, 0.9, "7"))
+>>> join.add_label("fraud", "p-1", 1900.0, 0)
+('fraud', (1, 0.9, '7'), 0, 900.0)
+>>> join.add_label("fraud", "p-1", 1950.0, 0) is None, join.counts[("fraud", "duplicate_label")]
+(True, 1)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")
+
+
+class LabelJoin:
+    """One partition's buffer of predictions and labels waiting for each other."""
+
+    def __init__(self, ttl: float, grace: float, max_pending: int):
+        self.ttl = ttl
+        self.grace = grace
+        self.max_pending = max_pending
+        self._predictions: dict[tuple, tuple] = {}  # (model, id) -> (ts, payload)
+        self._labels: dict[tuple, tuple] = {}  # (model, id) -> (ts, label)
+        self._joined: dict[tuple, float] = {}  # (model, id) -> prediction ts, to spot duplicates
+        self.prediction_watermark = float("-inf")
+        self.label_watermark = float("-inf")
+        self.counts: Counter = Counter()
+
+    @property
+    def pending(self) -> int:
+        return len(self._predictions) + len(self._labels)
+
+    def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
+        """Buffer a prediction; returns a join if its label was waiting, False if it is a
+        duplicate (already pending or joined), else None."""
+        key = (model, id)
+        if key in self._predictions or key in self._joined:
+            self.counts[(model, "duplicate_prediction")] += 1
+            return False
+        self.prediction_watermark = max(self.prediction_watermark, ts)
+        waiting = self._labels.pop(key, None)
+        if waiting is not None:
+            return self._join(key, ts, payload, *waiting)
+        self._predictions[key] = (ts, payload)
+        if len(self._predictions) > self.max_pending:
+            self._expire_oldest()
+        return None
+
+    def add_label(self, model: str, id: str, ts: float, label) -> tuple | None:
+        """Join a label to its prediction, or keep it waiting; returns the join, if any, as
+        (model, prediction payload, label, delay seconds)."""
+        key = (model, id)
+        self.label_watermark = max(self.label_watermark, ts)
+        if key in self._joined or key in self._labels:
+            self.counts[(model, "duplicate_label")] += 1
+            return None
+        waiting = self._predictions.pop(key, None)
+        if waiting is not None:
+            return self._join(key, waiting[0], waiting[1], ts, label)
+        self._labels[key] = (ts, label)
+        if len(self._labels) > self.max_pending:
+            oldest = next(iter(self._labels))
+            del self._labels[oldest]
+            self.counts[(oldest[0], "label_orphaned")] += 1
+        return None
+
+    def _join(self, key, prediction_ts, payload, label_ts, label) -> tuple:
+        self._joined[key] = prediction_ts
+        self.counts[(key[0], "joined")] += 1
+        return key[0], payload, label, max(0.0, label_ts - prediction_ts)
+
+    def _expire_oldest(self) -> None:
+        key = next(iter(self._predictions))
+        del self._predictions[key]
+        self.counts[(key[0], "prediction_expired")] += 1
+
+    def expire(self) -> None:
+        """Count and drop what can no longer be joined (call after each batch)."""
+        # Buffers are in arrival order, which is close to event-time order: stop at the
+        # first entry still in time rather than scanning everything every batch.
+        for buffer, watermark, wait, outcome in (
+            (self._predictions, self.label_watermark, self.ttl, "prediction_expired"),
+            (self._labels, self.prediction_watermark, self.grace, "label_orphaned"),
+        ):
+            while buffer:
+                key, (ts, _) = next(iter(buffer.items()))
+                if watermark - ts <= wait:
+                    break
+                del buffer[key]
+                self.counts[(key[0], outcome)] += 1
+        # Joined ids are remembered as long as a duplicate label could still arrive.
+        while self._joined:
+            key, ts = next(iter(self._joined.items()))
+            if self.label_watermark - ts <= self.ttl and len(self._joined) <= self.max_pending:
+                break
+            del self._joined[key]

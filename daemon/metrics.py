@@ -1,0 +1,134 @@
+"""Prometheus metrics: read from the partition states at scrape time, plus the process's own.
+
+What the state holds (counts, detector internals) is not copied into metric objects: a
+custom collector reads it when Prometheus scrapes, under the loop's lock, so the numbers
+exported are the checkpointed ones and survive restarts with the state. What belongs to
+the process (alert deliveries, lag, batch times) lives in ordinary metric objects. All of
+it sits in one registry of the daemon's own: a test can build as many as it likes.
+
+Label cardinality is bounded by configuration: model, detector and feature (at most
+``max_features`` per model), never event ids.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .join import OUTCOMES
+from .partition import DELAY_BUCKETS
+
+DETECTOR_LABELS = ["model", "detector", "feature"]
+
+
+class Metrics:
+    def __init__(self, states: dict, lock: threading.Lock):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_StateCollector(states, lock))
+        r = self.registry
+        self.alerts_sent = Counter("driftd_alerts_sent", "Alert deliveries by sink and outcome.", ["sink", "outcome"], registry=r)
+        self.consumer_lag = Gauge("driftd_consumer_lag_records", "Records behind the end of each partition.", ["topic", "partition"], registry=r)
+        self.last_checkpoint = Gauge("driftd_last_checkpoint_timestamp_seconds", "When the last checkpoint was written.", registry=r)
+        self.batch_seconds = Histogram(
+            "driftd_batch_processing_seconds", "Time to process one polled batch.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.batch_records = Counter("driftd_records_polled", "Records handed to driftd by the consumer.", ["topic"], registry=r)
+        self.ready = Gauge("driftd_ready", "1 when partitions are assigned, state restored and the broker answers.", registry=r)
+        self.assigned_partitions = Gauge("driftd_assigned_partitions", "Partitions this daemon owns.", registry=r)
+        self.kafka_errors = Counter("driftd_kafka_errors", "Failed broker operations by operation.", ["operation"], registry=r)
+
+
+class _StateCollector:
+    """Reads every partition's state when scraped."""
+
+    def __init__(self, states: dict, lock: threading.Lock):
+        self._states = states
+        self._lock = lock
+
+    def describe(self):
+        return []  # families depend on the state; nothing to promise at registration
+
+    def collect(self):
+        with self._lock:
+            return list(self._collect())
+
+    def _collect(self):
+        states = list(self._states.values())
+        processed = CounterMetricFamily("driftd_events_processed", "Valid events processed.", labels=["model", "kind"])
+        dead = CounterMetricFamily("driftd_dead_letter", "Invalid events sent to the dead-letter topic, by reason.", labels=["reason"])
+        joins = CounterMetricFamily("driftd_label_join", "Label-join outcomes.", labels=["model", "outcome"])
+        resets = CounterMetricFamily("driftd_offset_resets", "Times a partition's offsets went backwards (topic re-created).", labels=["partition"])
+        pending = GaugeMetricFamily("driftd_label_join_pending", "Predictions and labels waiting to be joined.", labels=["partition"])
+        for name, counter in ((processed, "processed"), (dead, "dead_letters")):
+            totals = _sum(getattr(s, counter) for s in states)
+            for key, value in sorted(totals.items()):
+                name.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+        join_totals = _sum(s.join.counts for s in states)
+        for model in sorted({m for m, _ in join_totals}):
+            for outcome in OUTCOMES:
+                joins.add_metric([model, outcome], join_totals.get((model, outcome), 0))
+        for s in states:
+            resets.add_metric([str(s.partition)], s.offset_resets)
+            pending.add_metric([str(s.partition)], s.join.pending)
+        yield from (processed, dead, joins, resets, pending)
+        yield self._label_delay(states)
+        yield from self._detectors(states)
+
+    def _label_delay(self, states):
+        family = HistogramMetricFamily("driftd_label_delay_seconds", "Label time minus prediction time of joined events.", labels=["model"])
+        merged: dict[str, list] = {}
+        for s in states:
+            for model, (counts, total) in s.label_delay.items():
+                if model in merged:
+                    merged[model] = [merged[model][0] + counts, merged[model][1] + total]
+                else:
+                    merged[model] = [counts.copy(), total]
+        for model, (counts, total) in sorted(merged.items()):
+            cumulative = counts.cumsum()
+            buckets = [("+Inf" if b == float("inf") else str(b), int(c)) for b, c in zip(DELAY_BUCKETS, cumulative)]
+            family.add_metric([model], buckets, total)
+        return family
+
+    def _detectors(self, states):
+        statistic = GaugeMetricFamily("driftd_drift_statistic", "Detector statistic at its last test.", labels=DETECTOR_LABELS)
+        threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (alpha for decay).", labels=DETECTOR_LABELS)
+        p_value = GaugeMetricFamily("driftd_drift_p_value", "p-value of the last test, where the method has one.", labels=DETECTOR_LABELS)
+        active = GaugeMetricFamily("driftd_drift_active", "1 while the detector is in drift.", labels=DETECTOR_LABELS)
+        warning = GaugeMetricFamily("driftd_drift_warning", "1 while the detector is in warning.", labels=DETECTOR_LABELS)
+        detections = CounterMetricFamily("driftd_drift_detections", "Entries into drift.", labels=DETECTOR_LABELS)
+        tests = CounterMetricFamily("driftd_drift_tests", "Tests run (decisions taken).", labels=DETECTOR_LABELS)
+        performance = GaugeMetricFamily("driftd_model_performance", "Model metric over the reference period and the current window.", labels=["model", "metric", "window"])
+        version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
+        reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
+        unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
+        for s in states:
+            for model, pipeline in s.models.items():
+                version.add_metric([model, pipeline.version or ""], 1)
+                reference.add_metric([model], int(pipeline.reference_complete))
+                unwatched.add_metric([model], len(pipeline.unwatched_features))
+                for name, feature, det in pipeline.detectors():
+                    labels = [model, name, feature]
+                    if det.statistic is not None:
+                        statistic.add_metric(labels, det.statistic)
+                    threshold.add_metric(labels, det.threshold)
+                    if det.p_value is not None:
+                        p_value.add_metric(labels, det.p_value)
+                    active.add_metric(labels, int(det.drift))
+                    warning.add_metric(labels, int(det.warning))
+                    detections.add_metric(labels, det.n_detections)
+                    tests.add_metric(labels, det.n_tests)
+                    if name == "decay":
+                        for window, value in (("reference", det.baseline), ("current", det.current)):
+                            if value is not None:
+                                performance.add_metric([model, feature, window], value)
+        return statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference, unwatched
+
+
+def _sum(counters):
+    total: dict = {}
+    for counter in counters:
+        for key, value in counter.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -1,0 +1,342 @@
+"""The daemon: Kafka in, detectors, metrics and alerts out, restart-safe.
+
+One event's way: ``poll`` hands a batch of records per partition → the partition's state
+decodes and checks each (bad ones go to the dead-letter topic), joins labels to
+predictions and feeds the model's detectors (:mod:`daemon.partition`) → after the batch,
+detectors that took a new decision are shown to the alert episodes, whose firing and
+resolve alerts go to the sender's background threads (:mod:`daemon.alerts`) → Prometheus
+reads the state when it scrapes (:mod:`daemon.metrics`). Every
+``checkpoint_interval_seconds`` the dead-letter sends are confirmed, each partition's
+state is written with its offsets (:mod:`daemon.checkpoint`), then the offsets are
+committed to Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+import os
+import pickle
+import re
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from .alert_sinks import KafkaSink, WebhookSink
+from .alerts import AlertSender
+from .checkpoint import Checkpoints
+from .config import Config, Secret
+from .deadletter import DeadLetters
+from .http import HttpServer
+from .metrics import Metrics
+from .partition import PartitionState
+
+log = logging.getLogger("driftd")
+
+
+class Daemon:
+    """``run()`` blocks until :meth:`stop`; construct, run in a thread in tests."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.states: dict[int, PartitionState] = {}
+        self.metrics = Metrics(self.states, self.lock)
+        self.http_port: int | None = None
+        self.bootstrap: str | None = None
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._last_loop = time.monotonic()
+        self._broker_ok = False
+        self._restoring = False
+        self._embedded = None
+        self._consumer = None
+
+    # -- life cycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_started(self, timeout: float) -> bool:
+        return self._started.wait(timeout)
+
+    def run(self) -> None:
+        kafka = self.config.kafka
+        self.bootstrap = self._bootstrap()
+        client = _client_settings(kafka.client)
+        self._producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
+            # Not idempotent: an idempotent producer never recovers from a broker that
+            # lost its producer ids (a restarted broker), and dead letters carry their
+            # source offset for receivers to de-duplicate anyway.
+            enable_idempotence=False, retries=5, **client)
+        self.dead_letters = DeadLetters(self._producer, kafka.dead_letter_topic)
+        self.checkpoints = Checkpoints(self.config.state.dir, _scope(kafka))
+        self.alerts = AlertSender(
+            self._sinks(), on_outcome=lambda sink, outcome: self.metrics.alerts_sent.labels(sink, outcome).inc(),
+            pending=self._load_pending_alerts(),
+            give_up_after_seconds=self.config.alerts.give_up_after_seconds,
+            initial_backoff_seconds=self.config.alerts.retry_initial_seconds,
+            max_backoff_seconds=self.config.alerts.retry_max_seconds)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=kafka.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", partition_assignment_strategy=[RangePartitionAssignor],
+            max_poll_records=kafka.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            reconnect_backoff_max_ms=int(kafka.reconnect_backoff_max_seconds * 1000),
+            session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 10), request_timeout_ms=30_000, **client)
+        self._consumer.subscribe([kafka.predictions_topic, kafka.labels_topic], listener=_Rebalance(self))
+        http = HttpServer(self.config.http.host, self.config.http.port, self.metrics.registry, self.health, self.status)
+        http.start()
+        self.http_port = http.port
+        log.info("driftd consuming %s and %s from %s; metrics on port %d",
+                 kafka.predictions_topic, kafka.labels_topic, self.bootstrap, self.http_port)
+        self._started.set()
+        try:
+            self._loop()
+        finally:
+            self._shutdown(http)
+
+    def _loop(self) -> None:
+        kafka = self.config.kafka
+        next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval_seconds
+        while not self._stop.is_set():
+            self._last_loop = time.monotonic()
+            try:
+                batch = self._consumer.poll(timeout_ms=kafka.poll_timeout_ms, max_records=kafka.poll_max_records)
+            except KafkaError as e:
+                self._broker_failed("poll", e)
+                self._stop.wait(1.0)
+                continue
+            if batch:
+                with self.metrics.batch_seconds.time(), self.lock:
+                    self._process(batch)
+            self._update_lag()
+            if time.monotonic() >= next_checkpoint:
+                self._checkpoint()
+                next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval_seconds
+
+    def _process(self, batch: dict) -> None:
+        predictions = self.config.kafka.predictions_topic
+        touched = set()
+        for tp, records in batch.items():
+            state = self.states.get(tp.partition)
+            if state is None or not records:
+                continue  # revoked during this poll
+            self.metrics.batch_records.labels(tp.topic).inc(len(records))
+            if tp.topic == predictions:
+                state.handle_predictions(records, self.dead_letters.send)
+            else:
+                state.handle_labels(records, self.dead_letters.send)
+            state.advance(tp.topic, records[0].offset, records[-1].offset)
+            touched.add(state)
+        for state in touched:
+            for alert in state.finish_batch():
+                log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id)
+                self.alerts.send(alert)
+
+    # -- checkpoints and commits ----------------------------------------------------------
+    def _checkpoint(self, partitions=None, blocking: bool = True) -> bool:
+        """Confirm dead letters, save state, then commit its offsets. False if the broker
+        did not answer (state is kept; the next checkpoint tries again).
+
+        ``blocking=False`` is for the rebalance listener, which runs on kafka-python's I/O
+        thread and must not wait on the network: the commit is sent asynchronously."""
+        try:
+            self.dead_letters.confirm()
+        except KafkaError as e:
+            self._broker_failed("dead_letter", e)
+            return False
+        with self.lock:
+            states = [s for p, s in self.states.items() if partitions is None or p in partitions]
+            for state in states:
+                self.checkpoints.save(state)
+            self._save_pending_alerts()
+            offsets = {
+                TopicPartition(topic, s.partition): OffsetAndMetadata(offset, "", -1)
+                for s in states for topic, offset in s.offsets.items()
+            }
+        self.metrics.last_checkpoint.set(time.time())
+        try:
+            if not blocking:
+                if offsets:
+                    self._consumer.commit_async(offsets)
+                return True
+            if offsets:
+                self._consumer.commit(offsets)
+            else:
+                self._consumer.topics()  # nothing to commit: ask something cheap to know the broker is there
+        except KafkaError as e:
+            self._broker_failed("commit", e)
+            return False
+        if not self._broker_ok:
+            log.info("broker answers")
+        self._broker_ok = True
+        return True
+
+    def _broker_failed(self, operation: str, error: Exception) -> None:
+        self.metrics.kafka_errors.labels(operation).inc()
+        if self._broker_ok:
+            log.error("broker unavailable (%s: %s); retrying with backoff", operation, error)
+        self._broker_ok = False
+
+    def _pending_path(self):
+        return self.checkpoints.directory / f"{self.checkpoints.scope}-alerts.pending"
+
+    def _save_pending_alerts(self) -> None:
+        path = self._pending_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps([a.to_dict() for a in self.alerts.pending()]))
+        os.replace(tmp, path)
+
+    def _load_pending_alerts(self) -> list:
+        path = self._pending_path()
+        try:
+            return pickle.loads(path.read_bytes()) if path.exists() else []
+        except Exception as e:  # noqa: BLE001 - a damaged file must not stop the daemon
+            log.error("pending alerts in %s unreadable: %s", path, e)
+            return []
+
+    # -- partitions -----------------------------------------------------------------------
+    def _assigned(self, partitions) -> None:
+        self._restoring = True
+        numbers = sorted({tp.partition for tp in partitions})
+        with self.lock:
+            for p in numbers:
+                state = self.checkpoints.load(p)
+                if state is None:
+                    state = PartitionState(p, self.config)
+                else:
+                    state.attach(self.config)
+                    for topic, offset in state.offsets.items():
+                        tp = TopicPartition(topic, p)
+                        if tp in partitions:
+                            self._consumer.seek(tp, offset)
+                    log.info("partition %d restored at offsets %s", p, state.offsets)
+                self.states[p] = state
+            self.metrics.assigned_partitions.set(len(self.states))
+        self._restoring = False
+
+    def _revoked(self, partitions) -> None:
+        numbers = {tp.partition for tp in partitions}
+        if not numbers:
+            return
+        self._checkpoint(partitions=numbers, blocking=False)
+        with self.lock:
+            for p in numbers:
+                self.states.pop(p, None)
+            self.metrics.assigned_partitions.set(len(self.states))
+
+    def _update_lag(self) -> None:
+        with self.lock:
+            positions = [(topic, s.partition, offset) for s in self.states.values() for topic, offset in s.offsets.items()]
+        for topic, partition, offset in positions:
+            # highwater() is the last fetch response's high watermark: no extra request.
+            high = self._consumer.highwater(TopicPartition(topic, partition))
+            if high is not None:
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, high - offset))
+
+    # -- health -----------------------------------------------------------------------------
+    def health(self) -> tuple[bool, bool, str]:
+        live = time.monotonic() - self._last_loop < max(30.0, 5 * self.config.kafka.poll_timeout_ms / 1000)
+        if not self._started.is_set():
+            return live, False, "starting"
+        if not self._broker_ok:
+            return live, False, "broker not answering"
+        if self._restoring:
+            return live, False, "restoring state"
+        if not self.states:
+            return live, False, "no partitions assigned"
+        return live, True, "ok"
+
+    def status(self) -> dict:
+        with self.lock:
+            models = {}
+            for state in self.states.values():
+                for name, pipeline in state.models.items():
+                    models[name] = {
+                        "partition": state.partition,
+                        "version": pipeline.version,
+                        "reference_complete": pipeline.reference_complete,
+                        "features": pipeline.features,
+                        "unwatched_features": sorted(pipeline.unwatched_features),
+                        "skipped_tests": {f"{t}/{f}": why for (t, f), why in pipeline.skipped.items()},
+                        "detectors": {f"{n}/{f}": d.state().__dict__ for n, f, d in pipeline.detectors()},
+                        "processed": {k: state.processed[(name, k)] for k in ("prediction", "label")},
+                        "join": {o: state.join.counts[(name, o)] for o in ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")},
+                    }
+            return {
+                "ready": self.health()[1],
+                "partitions": {s.partition: s.offsets for s in self.states.values()},
+                "dead_letters": dict(sum((s.dead_letters for s in self.states.values()), start=Counter())),
+                "pending_alerts": self.alerts.pending_count(),
+                "models": models,
+            }
+
+    # -- set-up and tear-down ---------------------------------------------------------------
+    def _bootstrap(self) -> str:
+        kafka = self.config.kafka
+        partitions = max(1, kafka.create_topics)
+        topics = {kafka.predictions_topic: partitions, kafka.labels_topic: partitions, kafka.dead_letter_topic: 1}
+        topics.update({s.topic: 1 for s in self.config.alerts.sinks if s.type == "kafka"})
+        if kafka.bootstrap_servers == "embedded":
+            from .embedded_broker import EmbeddedBroker
+
+            self._embedded = EmbeddedBroker(topics=topics).start()
+            log.warning("embedded broker (in memory, for development) at %s", self._embedded.bootstrap)
+            return self._embedded.bootstrap
+        if kafka.create_topics:
+            from .embedded_broker import create_topics
+
+            create_topics(kafka.bootstrap_servers, topics, **_client_settings(kafka.client))
+        return kafka.bootstrap_servers
+
+    def _sinks(self) -> list:
+        sinks = []
+        for i, sink in enumerate(self.config.alerts.sinks):
+            secret = sink.secret.get() if isinstance(sink.secret, Secret) else None
+            name = f"{sink.type}-{i}"
+            if sink.type == "kafka":
+                sinks.append(KafkaSink(self._producer, sink.topic, timeout=sink.timeout_seconds, name=name))
+            else:
+                fmt = "slack" if sink.type == "slack" else "standard"
+                sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name))
+        return sinks
+
+    def _shutdown(self, http) -> None:
+        log.info("stopping: final checkpoint")
+        try:
+            if self._consumer is not None:
+                self._checkpoint()
+                self._consumer.close(autocommit=False)  # leaves the group: partitions move at once
+        except Exception as e:  # noqa: BLE001 - shut down the rest whatever happened
+            log.error("final checkpoint failed: %s", e)
+        self.alerts.close(timeout=3.0)
+        with self.lock:
+            self._save_pending_alerts()
+        self._producer.close(timeout=3)
+        http.stop()
+        if self._embedded is not None:
+            self._embedded.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+
+    def on_partitions_revoked(self, revoked):
+        self.daemon._revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self.daemon._assigned(assigned)
+
+
+def _client_settings(client: dict) -> dict:
+    return {k: v.get() if isinstance(v, Secret) else v for k, v in client.items()}
+
+
+def _scope(kafka) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{kafka.group_id}-{kafka.predictions_topic}-{kafka.labels_topic}")

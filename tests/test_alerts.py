@@ -1,0 +1,424 @@
+"""Alerts: episode logic, and delivery to a real local HTTP receiver and a real Kafka topic.
+
+No HTTP mocks: a tiny http.server on 127.0.0.1 records what it was sent and
+answers as scripted (503 with Retry-After, 500, 400, slow). Backoffs are tiny
+so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import os
+import pickle
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from daemon.alerts import AlertSender, KafkaSink, WebhookSink, parse_retry_after
+from daemon.episodes import Alert, Episodes, alert_id, info
+
+KEY = ("fraud", "KS", "amount")
+DETAIL = {"statistic": 0.21, "threshold": 0.07, "p_value": 0.001}
+FAST = {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05}
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def feed(episodes: Episodes, key, flags, start: float = 0.0, step: float = 1.0) -> list:
+    """Observe drift flags at event times start, start+step, ...; returns (time, alert) pairs."""
+    out = []
+    for i, flag in enumerate(flags):
+        t = start + i * step
+        alert = episodes.observe(key, flag, t, DETAIL)
+        if alert is not None:
+            out.append((t, alert))
+    return out
+
+
+def firing_alert(model: str = "fraud") -> Alert:
+    return Episodes().observe((model, "KS", "amount"), True, 1763891000.0, DETAIL)
+
+
+# --- episodes ---------------------------------------------------------------------------
+
+
+def test_one_firing_and_one_resolved_per_episode():
+    alerts = feed(Episodes(clear_after=3, cooldown_seconds=0), KEY, [True] * 5 + [False] * 6 + [True] * 2)
+    assert [(t, a.status, a.episode) for t, a in alerts] == [
+        (0.0, "firing", 1), (7.0, "resolved", 1), (11.0, "firing", 2)]
+    firing, resolved = alerts[0][1], alerts[1][1]
+    assert (firing.model, firing.detector, firing.feature) == KEY
+    assert firing.detail == DETAIL and firing.event_time == 0.0
+    assert resolved.detail["started_at"] == 0.0
+    assert resolved.event_type == "driftd.alert.resolved"
+
+
+def test_one_clean_observation_does_not_resolve():
+    episodes = Episodes(clear_after=3)
+    flags = [True, False, True, False, False, True, False, False]  # never 3 clean in a row
+    assert [a.status for _, a in feed(episodes, KEY, flags)] == ["firing"]
+    assert episodes.active(KEY)
+    assert episodes.observe(KEY, False, 100.0, DETAIL).status == "resolved"
+    assert not episodes.active(KEY)
+
+
+def test_cooldown_is_event_time_and_silent_episodes_stay_silent():
+    # The whole test runs in milliseconds of wall time: only event time can matter.
+    episodes = Episodes(clear_after=3, cooldown_seconds=100.0)
+    first = feed(episodes, KEY, [True, False, False, False])            # resolves at t=3
+    assert [a.status for _, a in first] == ["firing", "resolved"]
+    silent = feed(episodes, KEY, [True, True, False, False, False], start=50.0)
+    assert silent == []                  # neither the firing nor the resolve of a muted episode
+    assert not episodes.active(KEY)
+    # The silent resolve at t=54 did not restart the cooldown (which ends at 3 + 100).
+    again = feed(episodes, KEY, [True, False, False, False], start=104.0)
+    assert [(a.status, a.episode) for _, a in again] == [("firing", 2), ("resolved", 2)]
+
+
+def test_silent_episode_still_drifting_after_cooldown_is_announced():
+    episodes = Episodes(clear_after=2, cooldown_seconds=10.0)
+    feed(episodes, KEY, [True, False, False])                            # resolves at t=2
+    assert episodes.observe(KEY, True, 5.0, DETAIL) is None              # muted (before t=12)
+    assert episodes.observe(KEY, True, 11.0, DETAIL) is None
+    late = episodes.observe(KEY, True, 12.0, DETAIL)
+    assert (late.status, late.episode, late.event_time) == ("firing", 2, 12.0)
+    end = feed(episodes, KEY, [False, False], start=13.0)
+    assert [(a.status, a.episode) for _, a in end] == [("resolved", 2)]
+
+
+def random_observations(seed: int, n: int = 400):
+    rng = random.Random(seed)
+    keys = [("fraud", "KS", "amount"), ("fraud", "PSI", "country"), ("churn", "ADWIN", "")]
+    return [(rng.choice(keys), rng.random() < 0.4, float(i)) for i in range(n)]
+
+
+def run(episodes: Episodes, observations) -> list[Alert]:
+    return [a for k, d, t in observations if (a := episodes.observe(k, d, t, DETAIL))]
+
+
+def test_ids_are_deterministic_across_instances():
+    observations = random_observations(seed=7)
+    a = run(Episodes(clear_after=2, cooldown_seconds=5.0), observations)
+    b = run(Episodes(clear_after=2, cooldown_seconds=5.0), observations)
+    assert len(a) > 10
+    assert a == b and [x.id for x in a] == [x.id for x in b]
+    assert len({x.id for x in a}) == len(a)            # no two alerts share an id
+    for x in a:
+        assert x.id == alert_id(x.model, x.detector, x.feature, x.episode, x.status)
+
+
+def test_episodes_pickle_mid_stream_and_continue_identically():
+    observations = random_observations(seed=11)
+    original = Episodes(clear_after=3, cooldown_seconds=4.0)
+    run(original, observations[:200])
+    restored = pickle.loads(pickle.dumps(original))
+    tail = observations[200:]
+    assert run(restored, tail) == run(original, tail)
+    assert restored.active_keys() == original.active_keys()
+
+
+def test_info_alert_ids_come_from_the_callers_key():
+    a = info("fraud", "model_promoted", {"version": "8"}, 10.0, key="v8")
+    b = info("fraud", "model_promoted", {"version": "8"}, 99.0, key="v8")
+    c = info("fraud", "model_promoted", {"version": "9"}, 10.0, key="v9")
+    assert a.id == b.id != c.id
+    assert (a.status, a.kind, a.event_type) == ("info", "model_promoted", "driftd.info.model_promoted")
+
+
+def test_detail_is_made_json_safe():
+    detail = {"statistic": np.float64(0.5), "n": np.int64(3), "p_value": float("nan")}
+    alert = Episodes().observe(KEY, True, 1.0, detail)
+    assert alert.detail == {"statistic": 0.5, "n": 3, "p_value": None}
+    assert type(alert.detail["n"]) is int
+    json.dumps(alert.to_dict(), allow_nan=False)
+    assert Alert.from_dict(alert.to_dict()) == alert
+
+
+# --- a real HTTP receiver -------------------------------------------------------------
+
+
+class Receiver:
+    """Records POSTs; answers with ``script`` (consumed in order), then ``default``."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.script: list[tuple[int, dict]] = []
+        self.default: tuple[int, dict] = (200, {})
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append({"t": time.monotonic(), "path": self.path,
+                                          "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                time.sleep(receiver.delay)
+                status, headers = receiver.script.pop(0) if receiver.script else receiver.default
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+class Outcomes(list):
+    """``on_outcome`` callback that records (sink, outcome) pairs."""
+
+    def __call__(self, sink: str, outcome: str) -> None:
+        self.append((sink, outcome))
+
+
+@pytest.fixture
+def sender_factory():
+    senders = []
+
+    def make(sinks, **kwargs) -> tuple[AlertSender, Outcomes]:
+        outcomes = Outcomes()
+        sender = AlertSender(sinks, on_outcome=outcomes, **{**FAST, **kwargs})
+        senders.append(sender)
+        return sender, outcomes
+
+    yield make
+    for s in senders:
+        s.close(timeout=0)
+
+
+def test_webhook_is_signed_per_standard_webhooks(receiver, secret, sender_factory):
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, secret, name="hook")])
+    alert = firing_alert()
+    sender.send(alert)
+    sender.close(timeout=5)                             # close() flushes what is pending
+    assert outcomes == [("hook", "sent")] and sender.pending() == []
+    (req,) = receiver.requests
+    payload = Webhook(secret).verify(req["body"], req["headers"])
+    assert req["headers"]["webhook-id"] == alert.id
+    assert payload["type"] == "driftd.alert.firing"
+    assert payload["timestamp"] == "2025-11-23T09:43:20Z"
+    assert payload["data"] == alert.to_dict()
+    tampered = req["body"].replace(b"0.21", b"0.01")
+    assert tampered != req["body"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered, req["headers"])
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(b"another key").decode()).verify(req["body"], req["headers"])
+
+
+def test_raw_secret_is_used_as_the_key_bytes(receiver, sender_factory):
+    sender, _ = sender_factory([WebhookSink(receiver.url, "not-base64 raw secret!")])
+    sender.send(firing_alert())
+    assert wait_for(lambda: receiver.requests)
+    req = receiver.requests[0]
+    Webhook(b"not-base64 raw secret!").verify(req["body"], req["headers"])
+    Webhook("whsec_" + base64.b64encode(b"not-base64 raw secret!").decode()).verify(
+        req["body"], req["headers"])
+
+
+def test_retry_after_is_honoured(receiver, secret, sender_factory):
+    receiver.script = [(503, {"Retry-After": "1"})]
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, secret, name="hook")])
+    alert = firing_alert()
+    sender.send(alert)
+    assert wait_for(lambda: ("hook", "sent") in outcomes, timeout=5)
+    first, second = receiver.requests
+    assert second["t"] - first["t"] >= 1.0              # backoff alone would be ~0.01 s
+    assert outcomes == [("hook", "failed_retrying"), ("hook", "sent")]
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"] == alert.id
+    assert first["body"] == second["body"]
+    Webhook(secret).verify(second["body"], second["headers"])
+
+
+def test_parse_retry_after_seconds_and_http_date():
+    now = 1763891000.0
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_gives_up_after_the_configured_time(receiver, sender_factory, caplog):
+    receiver.default = (500, {})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")],
+                                      give_up_after_seconds=0.5, initial_backoff_seconds=0.05)
+    alert = firing_alert()
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="daemon.alerts"):
+        sender.send(alert)
+        assert wait_for(lambda: ("hook", "gave_up") in outcomes, timeout=3)
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert len(receiver.requests) >= 3
+    assert outcomes[-1] == ("hook", "gave_up")
+    assert set(outcomes[:-1]) == {("hook", "failed_retrying")}
+    assert sender.pending() == []
+    assert any(alert.id in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_retry_after_beyond_the_deadline_gives_up_at_once(receiver, sender_factory):
+    receiver.default = (429, {"Retry-After": "60"})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")],
+                                      give_up_after_seconds=2.0)
+    started = time.monotonic()
+    sender.send(firing_alert("a"))
+    sender.send(firing_alert("b"))                     # queued behind the server's pause
+    assert wait_for(lambda: len(outcomes) == 2, timeout=3)
+    assert time.monotonic() - started < 1.0            # neither waited for its deadline
+    assert outcomes == [("hook", "gave_up")] * 2
+    assert len(receiver.requests) == 1                 # the pause covers the whole sink
+    assert sender.pending() == []
+
+
+def test_400_is_rejected_without_retry(receiver, sender_factory):
+    receiver.default = (400, {})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")])
+    sender.send(firing_alert())
+    assert wait_for(lambda: outcomes)
+    time.sleep(0.3)                                     # many backoffs' worth
+    assert outcomes == [("hook", "rejected")]
+    assert len(receiver.requests) == 1
+    assert sender.pending() == []
+
+
+def test_an_alert_json_cannot_carry_is_rejected_not_retried(receiver, sender_factory):
+    bad = Alert("x1", "firing", "fraud", "KS", "amount", "warning", 1.0, 1, {"p_value": float("nan")})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")])
+    sender.send(bad)
+    assert wait_for(lambda: outcomes)
+    assert outcomes == [("hook", "rejected")] and receiver.requests == []
+
+
+def test_slack_format(receiver, secret, sender_factory):
+    sender, _ = sender_factory([WebhookSink(receiver.url, secret, format="slack")])
+    episodes = Episodes(clear_after=1)
+    sender.send(episodes.observe(KEY, True, 1.0, DETAIL))
+    sender.send(episodes.observe(KEY, False, 2.0, {"statistic": 0.03, "threshold": 0.07}))
+    assert wait_for(lambda: len(receiver.requests) == 2)
+    texts = [json.loads(r["body"]) for r in receiver.requests]
+    assert texts[0] == {"text": ":rotating_light: [FIRING] fraud: KS drift on feature amount "
+                                "(statistic 0.21 &gt; threshold 0.07, p-value 0.001)"}
+    assert texts[1] == {"text": ":white_check_mark: [RESOLVED] fraud: KS drift on feature amount "
+                                "ended (statistic 0.03 &lt;= threshold 0.07)"}
+    Webhook(secret).verify(receiver.requests[0]["body"], receiver.requests[0]["headers"])
+
+
+def test_send_never_waits_for_the_receiver(receiver, sender_factory):
+    receiver.delay = 0.5
+    sender, outcomes = sender_factory([WebhookSink(receiver.url)])
+    started = time.monotonic()
+    sender.send(firing_alert("a"))
+    sender.send(firing_alert("b"))
+    assert time.monotonic() - started < 0.05
+    assert len(sender.pending()) == 2                   # in pending() as soon as send() returns
+
+
+def test_pending_alert_survives_a_restart_with_the_same_id(receiver, secret, sender_factory):
+    receiver.default = (503, {})
+    sink = WebhookSink(receiver.url, secret, name="hook")
+    sender, _ = sender_factory([sink], initial_backoff_seconds=30.0)
+    alert = firing_alert()
+    sender.send(alert)
+    assert wait_for(lambda: receiver.requests)
+    sender.close(timeout=0.1)
+    checkpoint = pickle.dumps(sender.pending())         # what the daemon would checkpoint
+    assert pickle.loads(checkpoint) == [alert]
+
+    receiver.default = (200, {})
+    resumed, outcomes = sender_factory([sink], pending=pickle.loads(checkpoint))
+    assert wait_for(lambda: outcomes == [("hook", "sent")])
+    last = receiver.requests[-1]
+    assert last["headers"]["webhook-id"] == alert.id
+    assert Webhook(secret).verify(last["body"], last["headers"])["data"]["id"] == alert.id
+    assert resumed.pending() == []
+
+
+def test_alert_is_pending_until_every_sink_is_done(sender_factory):
+    up, down = Receiver(), Receiver()
+    try:
+        down.default = (503, {})
+        sender, outcomes = sender_factory(
+            [WebhookSink(up.url, name="up"), WebhookSink(down.url, name="down")],
+            initial_backoff_seconds=30.0)
+        alert = firing_alert()
+        sender.send(alert)
+        assert wait_for(lambda: ("up", "sent") in outcomes and ("down", "failed_retrying") in outcomes)
+        assert sender.pending() == [alert]
+    finally:
+        up.close()
+        down.close()
+
+
+def test_sink_repr_hides_secrets():
+    secret = "whsec_" + base64.b64encode(b"super secret key").decode()
+    sink = WebhookSink("https://hooks.example.com/services/T0/B0/TOKEN123", secret, format="slack")
+    for text in (repr(sink), str(sink), repr(AlertSender([sink]))):
+        assert secret not in text and "super" not in text and "TOKEN123" not in text
+    assert "hooks.example.com" in repr(sink)
+
+
+def test_kafka_sink_delivers_to_a_real_topic(kafka_bootstrap, unique_name, sender_factory):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from daemon.embedded_broker import create_topics
+
+    topic = unique_name("alerts")
+    create_topics(kafka_bootstrap, {topic: 1})
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    try:
+        sender, outcomes = sender_factory([KafkaSink(producer, topic)])
+        alert = firing_alert()
+        sender.send(alert)
+        sender.close(timeout=10)
+        assert outcomes == [("kafka", "sent")]
+
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        records = []
+        assert wait_for(lambda: records.extend(consumer.poll(timeout_ms=100).get(tp, [])) or records)
+        (record,) = records
+        assert record.key == b"fraud"
+        assert dict(record.headers)["alert-id"] == alert.id.encode()
+        value = json.loads(record.value)
+        assert value == {"type": "driftd.alert.firing", "data": alert.to_dict()}
+    finally:
+        consumer.close()
+        producer.close(timeout=5)
