@@ -26,14 +26,17 @@ import hashlib
 import numpy as np
 
 #: Simulated values per calibration: at least this many ...
-MIN_BUDGET = 200_000
+MIN_BUDGET = 400_000
 #: ... and at most this many, aiming at this many expected false alarms.
-MAX_BUDGET = 1_000_000
-TARGET_ALARMS = 40
+MAX_BUDGET = 2_000_000
+TARGET_ALARMS = 100
 #: Levels seen crossed fewer times than this are not trusted for the estimate.
 MIN_CROSSINGS = 15
 #: The warning threshold is the one for a run length this many times shorter.
 WARNING_FACTOR = 10
+#: Tests per simulated run; each run draws its own pseudo-reference, and the reference's
+#: luck dominates the false-alarm rate, so many short runs beat few long ones.
+RUN_TESTS = 50
 
 _cache: dict = {}
 
@@ -77,7 +80,7 @@ def _simulate(detector, reference: np.ndarray, ert: float):
     rng = np.random.default_rng(detector.calibration_seed)
     window, stride = detector.window, detector.stride
     budget = int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_ALARMS * ert)))
-    run_tests = 200
+    run_tests = RUN_TESTS
     run_length = window + stride * (run_tests - 1)
     n_runs = max(2, budget // (stride * (run_tests - 1)))
     params = {**detector._params(), "threshold": np.inf, "ert": None}

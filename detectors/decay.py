@@ -87,17 +87,20 @@ class PerformanceDecay(Detector):
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self._regression = metric in _REGRESSION
+        self._given_reference = None
         self.reset()
 
     def reset(self) -> None:
-        """Forget the window and the reference period."""
+        """Forget the window, and the reference period unless it was given with
+        :meth:`set_reference`."""
         self._rng = np.random.default_rng(self.seed)
         self._reference: list = []
-        self._reference_summary = None
+        self._reference_summary = self._given_reference
         self._buffer = np.zeros(self.window)
         self._head = self._filled = 0
         self._until_test = self.window
-        self.baseline = self.current = self._statistic = self._p = None
+        self.baseline = None if self._reference_summary is None else self._value(self._reference_summary)
+        self.current = self._statistic = self._p = None
         self.n_seen = self.n_detections = self.n_tests = 0
         self.last_detection_at = None
         self.drift = self.warning = False
@@ -139,6 +142,7 @@ class PerformanceDecay(Detector):
         if codes.size < 2:
             raise ValueError("a reference period needs at least 2 labelled events")
         self._set_reference_codes(codes)
+        self._given_reference = self._reference_summary
 
     def _encode(self, y_true, y_pred) -> np.ndarray:
         """Per event: the loss (regression) or the confusion-table category."""

@@ -73,7 +73,8 @@ class KS(WindowedTest):
     def _statistic(self, counts: np.ndarray, n: int) -> float:
         # The window moves on after a test; the p-value (computed only when read) must
         # describe the window that was tested.
-        self._tested_values = self.window_values()
+        # Order does not matter to the test: copy the ring as it is, no rotation.
+        self._tested_values = self._values[: self._filled].copy()
         return float(np.max(np.abs(self._reference_cdf - np.cumsum(counts) / n)))
 
     @property

@@ -79,11 +79,15 @@ class RiverDetector(Detector):
         self._count = 0
 
     def _check(self, x) -> float:
-        if isinstance(x, (bool, np.bool_)):
-            x = int(x)
-        if not isinstance(x, numbers.Real):
-            raise ValueError(f"{self.kind} takes numbers, got {type(x).__name__}")
-        if self._binary and x not in (0, 1):
+        kind = type(x)
+        if kind is not float and kind is not int:  # the common cases first: this is per value
+            if isinstance(x, (bool, np.bool_)):
+                x = int(x)
+            elif isinstance(x, numbers.Real):
+                x = float(x)
+            else:
+                raise ValueError(f"{self.kind} takes numbers, got {kind.__name__}")
+        if self._binary and x != 0 and x != 1:
             raise ValueError(f"{self.kind} takes 0 (correct) or 1 (error), got {x!r}")
         if not math.isfinite(x):
             raise ValueError(f"{self.kind} got a non-finite value {x!r}")

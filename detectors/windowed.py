@@ -128,10 +128,11 @@ class WindowedTest(Detector):
         n = bins.size
         slots = (self._head + np.arange(n)) % self.window
         free = self.window - self._filled
+        # Unbuffered add/subtract at the chunk's bins: cost by chunk size, not by bin count
+        # (KS has thousands of bins).
         if n > free:
-            evicted = self._bins[slots[free:]]
-            self.counts -= np.bincount(evicted, minlength=self.counts.size)
-        self.counts += np.bincount(bins, minlength=self.counts.size)
+            np.subtract.at(self.counts, self._bins[slots[free:]], 1)
+        np.add.at(self.counts, bins, 1)
         self._bins[slots] = bins
         if values is not None:
             self._values[slots] = values

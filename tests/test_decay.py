@@ -72,6 +72,10 @@ def test_reference_from_elsewhere():
     decay.set_reference([1] * 100, [1] * 100)
     decay.update_many([1] * 10, [0] * 10)
     assert decay.baseline == 1.0 and decay.drift
+    decay.reset()
+    assert decay.baseline == 1.0 and not decay.drift
+    decay.update_many([1] * 10, [0] * 10)
+    assert decay.drift
 
 
 @pytest.mark.parametrize("metric, y_true, y_pred, message", [
