@@ -21,6 +21,8 @@ from .join import OUTCOMES
 from .partition import DELAY_BUCKETS
 
 DETECTOR_LABELS = ["model", "detector", "feature"]
+#: How long a scrape waits for the consumer loop before serving the previous reading.
+LOCK_WAIT_SECONDS = 0.5
 
 
 class Metrics:
@@ -46,13 +48,21 @@ class _StateCollector:
     def __init__(self, states: dict, lock: threading.Lock):
         self._states = states
         self._lock = lock
+        self._last: list = []
 
     def describe(self):
         return []  # families depend on the state; nothing to promise at registration
 
     def collect(self):
-        with self._lock:
-            return list(self._collect())
+        # A batch that builds detectors (threshold calibration) can hold the lock for
+        # seconds; a scrape then gets the previous reading rather than timing out.
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            return self._last
+        try:
+            self._last = list(self._collect())
+        finally:
+            self._lock.release()
+        return self._last
 
     def _collect(self):
         states = list(self._states.values())

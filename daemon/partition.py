@@ -16,7 +16,7 @@ import numpy as np
 from . import events
 from .config import Config
 from .episodes import Episodes
-from .join import LabelJoin
+from .join import OUTCOMES, LabelJoin
 from .pipeline import ModelPipeline
 
 #: Upper bounds of the label-delay histogram buckets, in seconds (event time).
@@ -157,3 +157,20 @@ class PartitionState:
                 })
                 if alert is not None:
                     yield alert
+
+    def status(self) -> dict:
+        """Per model: what /status shows."""
+        return {
+            name: {
+                "partition": self.partition,
+                "version": pipeline.version,
+                "reference_complete": pipeline.reference_complete,
+                "features": pipeline.features,
+                "unwatched_features": sorted(pipeline.unwatched_features),
+                "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
+                "detectors": {f"{n}/{f}": vars(d.state()) for n, f, d in pipeline.detectors()},
+                "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
+                "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
+            }
+            for name, pipeline in self.models.items()
+        }

@@ -32,7 +32,7 @@ from .checkpoint import Checkpoints
 from .config import Config, Secret
 from .deadletter import DeadLetters
 from .http import HttpServer
-from .metrics import Metrics
+from .metrics import LOCK_WAIT_SECONDS, Metrics
 from .partition import PartitionState
 
 log = logging.getLogger("driftd")
@@ -55,6 +55,7 @@ class Daemon:
         self._restoring = False
         self._embedded = None
         self._consumer = None
+        self._last_status: dict = {}
 
     # -- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -253,28 +254,23 @@ class Daemon:
         return live, True, "ok"
 
     def status(self) -> dict:
-        with self.lock:
-            models = {}
-            for state in self.states.values():
-                for name, pipeline in state.models.items():
-                    models[name] = {
-                        "partition": state.partition,
-                        "version": pipeline.version,
-                        "reference_complete": pipeline.reference_complete,
-                        "features": pipeline.features,
-                        "unwatched_features": sorted(pipeline.unwatched_features),
-                        "skipped_tests": {f"{t}/{f}": why for (t, f), why in pipeline.skipped.items()},
-                        "detectors": {f"{n}/{f}": d.state().__dict__ for n, f, d in pipeline.detectors()},
-                        "processed": {k: state.processed[(name, k)] for k in ("prediction", "label")},
-                        "join": {o: state.join.counts[(name, o)] for o in ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")},
-                    }
-            return {
-                "ready": self.health()[1],
-                "partitions": {s.partition: s.offsets for s in self.states.values()},
-                "dead_letters": dict(sum((s.dead_letters for s in self.states.values()), start=Counter())),
-                "pending_alerts": self.alerts.pending_count(),
-                "models": models,
-            }
+        if not self.lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            return {**self._last_status, "stale": True}
+        try:
+            self._last_status = self._status()
+        finally:
+            self.lock.release()
+        return self._last_status
+
+    def _status(self) -> dict:
+        states = list(self.states.values())
+        return {
+            "ready": self.health()[1],
+            "partitions": {s.partition: s.offsets for s in states},
+            "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
+            "pending_alerts": self.alerts.pending_count(),
+            "models": {name: model for s in states for name, model in s.status().items()},
+        }
 
     # -- set-up and tear-down ---------------------------------------------------------------
     def _bootstrap(self) -> str:

@@ -1,0 +1,100 @@
+"""Running a real driftd daemon in a test: in a thread, on the test broker.
+
+``daemon_config`` builds a configuration with the test's own topics, group and state
+directory; ``running_daemon`` starts it and stops it afterwards; ``produce`` writes
+records; ``wait_until`` polls a condition with a deadline and says what it last saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.request
+
+from kafka import KafkaProducer
+
+from daemon.config import from_dict
+from daemon.service import Daemon
+
+
+def daemon_config(bootstrap: str, unique_name, state_dir, models=None, **sections) -> dict:
+    names = {t: unique_name(t) for t in ("predictions", "labels", "dead")}
+    config = {
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": unique_name("group"), "create_topics": 1,
+                  "predictions_topic": names["predictions"], "labels_topic": names["labels"],
+                  "dead_letter_topic": names["dead"], "poll_timeout_ms": 50, "session_timeout_ms": 2000},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "state": {"dir": str(state_dir), "checkpoint_interval_seconds": 0.5},
+        "model_defaults": {"reference_size": 1000, "window": 500, "stride": 100, "ert": 1_000_000,
+                           "decay_reference_size": 500, "decay_window": 400},
+        "models": models if models is not None else {"fraud": {}},
+        "log_level": "WARNING",
+    }
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values}
+    return config
+
+
+@contextlib.contextmanager
+def running_daemon(config: dict):
+    daemon = Daemon(from_dict(config))
+    errors = []
+
+    def run():
+        try:
+            daemon.run()
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert daemon.wait_started(30), f"daemon did not start: {errors}"
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "daemon did not stop"
+        assert not errors, f"daemon loop died: {errors!r}"
+
+
+def produce(bootstrap: str, records) -> dict:
+    """Write (topic, key, value) records; returns how many went to each topic."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=256 * 1024)
+    counts: dict = {}
+    for topic, key, value in records:
+        producer.send(topic, key=key, value=value)
+        counts[topic] = counts.get(topic, 0) + 1
+    producer.flush()
+    producer.close()
+    return counts
+
+
+def get(daemon: Daemon, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.http_port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def status(daemon: Daemon) -> dict:
+    return json.loads(get(daemon, "/status")[1])
+
+
+def processed(daemon: Daemon, model: str = "fraud") -> tuple[int, int]:
+    m = status(daemon)["models"].get(model)
+    return (m["processed"]["prediction"], m["processed"]["label"]) if m else (0, 0)
+
+
+def wait_until(condition, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
