@@ -360,19 +360,19 @@ def _check_model(model: ModelConfig, key: str) -> None:
 
 def reference() -> str:
     """Every option with its default and meaning, as Markdown (for the README)."""
-    lines = []
+    sections, top = [], []
 
-    def walk(cls, prefix):
-        for f in dataclasses.fields(cls):
-            key = f"{prefix}{f.name}"
-            hint = typing.get_type_hints(cls)[f.name]
-            if dataclasses.is_dataclass(hint):
-                lines.append(f"\n**`{key}`** — {f.metadata['doc']}\n")
-                lines.append("| key | default | meaning |\n| --- | --- | --- |")
-                walk(hint, key + ".")
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"| `{key}` | `{yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}` | {f.metadata['doc']} |")
+    def row(key, f):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        return f"| `{key}` | `{shown}` | {f.metadata['doc']} |"
 
-    walk(Config, "")
-    return "\n".join(lines).strip() + "\n"
+    header = "| key | default | meaning |\n| --- | --- | --- |"
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows = [row(f"{f.name}.{g.name}", g) for g in dataclasses.fields(hints[f.name])]
+            sections.append(f"**`{f.name}`**: {f.metadata['doc']}\n\n{header}\n" + "\n".join(rows))
+        else:
+            top.append(row(f.name, f))
+    return f"**Top level**\n\n{header}\n" + "\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n"
