@@ -17,6 +17,7 @@ import math
 import os
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,7 +258,9 @@ def _coerce(hint, value, key: str):
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(key, f"must be a mapping, got {type(value).__name__}")
-        return {k: _secret(v, f"{key}.{k}") if isinstance(v, dict) else v for k, v in value.items()}
+        if key != "kafka.client":
+            return dict(value)
+        return {k: _client_value(v, f"{key}.{k}") for k, v in value.items()}
     if hint is Secret:
         return _secret(value, key)
     if hint is bool:
@@ -277,6 +280,18 @@ def _coerce(hint, value, key: str):
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
     raise ConfigError(key, f"unsupported setting type {hint}")
+
+
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def _client_value(value, key: str):
+    """A kafka-python setting: secrets must come from the environment or a file."""
+    if isinstance(value, dict):
+        return _secret(value, key)
+    if any(word in key.rsplit(".", 1)[-1] for word in _SECRET_WORDS):
+        raise ConfigError(key, "a secret must be given as {env: NAME} or {file: PATH}, not written in the file")
+    return value
 
 
 def _secret(value, key: str) -> Secret:
@@ -322,14 +337,24 @@ def _check(config: Config) -> None:
             raise ConfigError(f"{key}.type", "must be webhook, slack or kafka")
         if sink.type == "kafka" and not sink.topic:
             raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
-        if sink.type != "kafka" and not (sink.url or "").startswith(("http://", "https://")):
-            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+        if sink.type != "kafka" and not _is_http_url(sink.url):
+            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
     for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
         _check_model(model, name)
 
 
+_BINARY_DETECTORS = ("DDM", "EDDM", "HDDM_A", "HDDM_W")
+
+
+def _is_http_url(url: str | None) -> bool:
+    if not url or any(c.isspace() for c in url):
+        return False
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _check_model(model: ModelConfig, key: str) -> None:
-    from detectors import METRICS, RIVER_DETECTORS
+    from detectors import METRICS, RIVER_DETECTORS, RiverDetector
 
     if model.task not in ("classification", "regression"):
         raise ConfigError(f"{key}.task", "must be classification or regression")
@@ -350,8 +375,15 @@ def _check_model(model: ModelConfig, key: str) -> None:
     for test in model.categorical_tests:
         if test not in ("psi", "chisquare"):
             raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare)")
-    if model.error_detector and model.error_detector not in RIVER_DETECTORS:
-        raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")
+    if model.error_detector:
+        if model.error_detector not in RIVER_DETECTORS:
+            raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")
+        if model.task == "regression" and model.error_detector in _BINARY_DETECTORS:
+            raise ConfigError(f"{key}.error_detector", f"{model.error_detector} takes 0/1 errors; a regression model needs ADWIN, PageHinkley or KSWIN")
+        try:  # build it once now, so that a bad parameter stops the start, not the first label
+            RiverDetector(model.error_detector, **model.error_detector_params)
+        except ValueError as e:
+            raise ConfigError(f"{key}.error_detector_params", str(e)) from None
     allowed = ("accuracy", "precision", "recall", "f1") if model.task == "classification" else ("mae", "rmse")
     for metric in model.decay_metrics:
         if metric not in METRICS or metric not in allowed:
@@ -371,7 +403,14 @@ def reference() -> str:
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         if dataclasses.is_dataclass(hints[f.name]):
-            rows = [row(f"{f.name}.{g.name}", g) for g in dataclasses.fields(hints[f.name])]
+            rows = []
+            section_hints = typing.get_type_hints(hints[f.name])
+            for g in dataclasses.fields(hints[f.name]):
+                rows.append(row(f"{f.name}.{g.name}", g))
+                hint = section_hints[g.name]
+                item = typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
+                if dataclasses.is_dataclass(item):  # a list of settings, e.g. alerts.sinks
+                    rows += [row(f"{f.name}.{g.name}[].{h.name}", h) for h in dataclasses.fields(item)]
             sections.append(f"**`{f.name}`**: {f.metadata['doc']}\n\n{header}\n" + "\n".join(rows))
         else:
             top.append(row(f.name, f))

@@ -18,6 +18,7 @@ daemon.events.BadEvent: missing_field: Object missing required field `label`
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import msgspec
 
@@ -75,10 +76,14 @@ def _decode(cls, raw: bytes | None):
             raise BadEvent("not_object", text) from None
         raise BadEvent("wrong_type", text) from None
     except msgspec.DecodeError as e:
-        # Python's json module writes NaN and Infinity, which are not JSON.
-        if any(token in raw for token in (b"NaN", b"Infinity")):
+        # Python's json module writes NaN and Infinity, which are not JSON: name them
+        # when the parser stopped right at one.
+        where = re.search(r"\(byte (\d+)\)", str(e))
+        if where and raw[int(where.group(1)):].startswith((b"NaN", b"-NaN", b"Infinity", b"-Infinity")):
             raise BadEvent("non_finite", "NaN or Infinity where a number is required") from None
         raise BadEvent("not_json", str(e)) from None
+    except UnicodeDecodeError as e:
+        raise BadEvent("not_json", f"invalid UTF-8 at byte {e.start}") from None
     if type(event.id) is int:
         event.id = str(event.id)
     if type(event.ts) is str:
@@ -88,13 +93,26 @@ def _decode(cls, raw: bytes | None):
 
 def decode_prediction(raw: bytes) -> Prediction:
     event = _decode(Prediction, raw)
+    _check_int(event.prediction, "prediction")
     if event.model_version is not None:
         event.model_version = str(event.model_version)
     return event
 
 
 def decode_label(raw: bytes) -> Label:
-    return _decode(Label, raw)
+    event = _decode(Label, raw)
+    _check_int(event.label, "label")
+    return event
+
+
+def _check_int(value, what: str) -> None:
+    # JSON integers have no size limit; one too large for a float would break every
+    # computation downstream.
+    if type(value) is int and abs(value) > _LARGEST_FLOAT_INT:
+        raise BadEvent("non_finite", f"{what} is an integer too large for a number")
+
+
+_LARGEST_FLOAT_INT = 2**1023
 
 
 def _parse_time(text: str) -> float:

@@ -16,6 +16,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from .join import OUTCOMES
 from .partition import DELAY_BUCKETS
@@ -97,7 +98,7 @@ class _StateCollector:
                     merged[model] = [counts.copy(), total]
         for model, (counts, total) in sorted(merged.items()):
             cumulative = counts.cumsum()
-            buckets = [("+Inf" if b == float("inf") else str(b), int(c)) for b, c in zip(DELAY_BUCKETS, cumulative)]
+            buckets = [(floatToGoString(b), int(c)) for b, c in zip(DELAY_BUCKETS, cumulative)]
             family.add_metric([model], buckets, total)
         return family
 
@@ -113,8 +114,14 @@ class _StateCollector:
         version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
         reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
         unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
+        exported = set()
         for s in states:
             for model, pipeline in s.models.items():
+                # A model whose events are not keyed by its name lands on several
+                # partitions; export one of them rather than duplicate series.
+                if model in exported:
+                    continue
+                exported.add(model)
                 version.add_metric([model, pipeline.version or ""], 1)
                 reference.add_metric([model], int(pipeline.reference_complete))
                 unwatched.add_metric([model], len(pipeline.unwatched_features))

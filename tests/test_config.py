@@ -1,0 +1,331 @@
+"""The configuration: the shipped file loads, every mistake fails at start naming the key,
+secrets never show, per-model settings inherit the defaults, the reference lists every key."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from daemon import config as cfg
+from daemon.config import Config, ConfigError, ModelConfig, Secret, SinkConfig, from_dict, load, reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def error(data: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        from_dict(data)
+    return info.value
+
+
+def assert_fails(data: dict, key: str, *words: str) -> ConfigError:
+    e = error(data)
+    assert e.key == key, f"error names {e.key!r}, not {key!r}: {e}"
+    assert str(e).startswith(f"{key}: "), str(e)
+    for word in words:
+        assert word in str(e), f"{word!r} not in {str(e)!r}"
+    return e
+
+
+# -- the shipped file ----------------------------------------------------------------------
+
+def test_the_shipped_config_yaml_loads():
+    config = load(ROOT / "config.yaml")
+    assert isinstance(config, Config)
+    assert config.kafka.bootstrap_servers == "embedded"
+    assert "fraud" in config.models and config.model("fraud") is config.models["fraud"]
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load(path) == Config()
+
+
+def test_a_missing_or_unparsable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kafka: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(bad)
+
+
+def test_the_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError):
+        from_dict(["kafka"])
+
+
+# -- unknown keys and wrong types ------------------------------------------------------------
+
+@pytest.mark.parametrize("data, key", [
+    ({"kafak": {}}, "kafak"),
+    ({"kafka": {"bootstrp_servers": "x:9092"}}, "kafka.bootstrp_servers"),
+    ({"http": {"prot": 1}}, "http.prot"),
+    ({"join": {"ttl": 5}}, "join.ttl"),
+    ({"alerts": {"sinks": [{"type": "kafka", "topic": "t", "tpoic": "u"}]}}, "alerts.sinks[0].tpoic"),
+    ({"model_defaults": {"windw": 10}}, "model_defaults.windw"),
+    ({"models": {"fraud": {"windw": 10}}}, "models.fraud.windw"),
+])
+def test_an_unknown_key_fails_naming_the_dotted_key(data, key):
+    assert_fails(data, key, "unknown key")
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"kafka": {"poll_max_records": "5000"}}, "kafka.poll_max_records"),
+    ({"kafka": {"poll_max_records": 50.5}}, "kafka.poll_max_records"),
+    ({"kafka": {"create_topics": True}}, "kafka.create_topics"),
+    ({"kafka": {"bootstrap_servers": 9092}}, "kafka.bootstrap_servers"),
+    ({"kafka": {"client": ["security_protocol"]}}, "kafka.client"),
+    ({"kafka": "localhost:9092"}, "kafka"),
+    ({"http": {"port": "9108"}}, "http.port"),
+    ({"state": {"checkpoint_interval_seconds": "5s"}}, "state.checkpoint_interval_seconds"),
+    ({"join": {"prediction_ttl_seconds": float("inf")}}, "join.prediction_ttl_seconds"),
+    ({"alerts": {"sinks": {"type": "webhook"}}}, "alerts.sinks"),
+    ({"alerts": {"sinks": ["https://hooks.example"]}}, "alerts.sinks[0]"),
+    ({"auto_register_models": "yes"}, "auto_register_models"),
+    ({"model_defaults": {"numeric_tests": "psi"}}, "model_defaults.numeric_tests"),
+    ({"model_defaults": {"numeric_tests": ["psi", 3]}}, "model_defaults.numeric_tests[1]"),
+    ({"models": {"fraud": {"window": "big"}}}, "models.fraud.window"),
+    ({"models": {"fraud": {"watch_score": 1}}}, "models.fraud.watch_score"),
+    ({"models": {"fraud": {"positive_label": 1.5}}}, "models.fraud.positive_label"),
+    ({"models": {"fraud": ["window", 10]}}, "models.fraud"),
+    ({"models": ["fraud"]}, "models"),
+])
+def test_a_wrong_type_fails_naming_the_key(data, key):
+    assert_fails(data, key)
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+SINK = {"type": "webhook", "url": "https://hooks.example/driftd"}
+
+
+def test_a_secret_from_a_missing_environment_variable_names_the_key_and_the_variable(monkeypatch):
+    monkeypatch.delenv("DRIFTD_TEST_NO_SUCH_VAR", raising=False)
+    assert_fails({"alerts": {"sinks": [{**SINK, "secret": {"env": "DRIFTD_TEST_NO_SUCH_VAR"}}]}},
+                 "alerts.sinks[0].secret", "DRIFTD_TEST_NO_SUCH_VAR")
+    assert_fails({"kafka": {"client": {"sasl_plain_password": {"env": "DRIFTD_TEST_NO_SUCH_VAR"}}}},
+                 "kafka.client.sasl_plain_password", "DRIFTD_TEST_NO_SUCH_VAR")
+
+
+def test_a_secret_from_the_environment_is_a_secret_that_never_shows(monkeypatch):
+    value = "whsec_s3cr3t-v4lu3-do-not-print"
+    monkeypatch.setenv("DRIFTD_TEST_SECRET", value)
+    config = from_dict({"alerts": {"sinks": [{**SINK, "secret": {"env": "DRIFTD_TEST_SECRET"}}]},
+                        "kafka": {"client": {"sasl_plain_password": {"env": "DRIFTD_TEST_SECRET"}}}})
+    for secret in (config.alerts.sinks[0].secret, config.kafka.client["sasl_plain_password"]):
+        assert isinstance(secret, Secret)
+        assert secret.get() == value
+        assert "DRIFTD_TEST_SECRET" in repr(secret)  # where it came from is fine to show
+        for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}"):
+            assert value not in shown
+    # Nor through the structures that hold it (logged at start, printed in errors).
+    for shown in (repr(config), str(config), repr(config.alerts.sinks), repr(config.kafka.client)):
+        assert value not in shown
+
+
+def test_a_secret_from_a_file_is_read_and_stripped(tmp_path):
+    path = tmp_path / "key"
+    path.write_text("  file-secret-value\n")
+    config = from_dict({"alerts": {"sinks": [{**SINK, "secret": {"file": str(path)}}]}})
+    assert config.alerts.sinks[0].secret.get() == "file-secret-value"
+    assert "file-secret-value" not in repr(config)
+    assert_fails({"alerts": {"sinks": [{**SINK, "secret": {"file": str(tmp_path / "missing")}}]}},
+                 "alerts.sinks[0].secret", "missing")
+
+
+@pytest.mark.parametrize("secret", [
+    "whsec_written-in-the-file",
+    {"value": "whsec_written-in-the-file"},
+    {"env": "A", "file": "/b"},
+    12345,
+])
+def test_a_secret_written_in_the_file_is_refused(secret):
+    e = assert_fails({"alerts": {"sinks": [{**SINK, "secret": secret}]}}, "alerts.sinks[0].secret", "env")
+    assert "written-in-the-file" not in str(e)  # the refusal does not print it either
+
+
+@pytest.mark.parametrize("key", ["sasl_plain_password", "ssl_password"])
+def test_a_kafka_password_written_in_the_file_is_refused(key):
+    # The module's promise: secrets (SASL or TLS passwords) are never written in the file.
+    e = assert_fails({"kafka": {"client": {key: "hunter2-in-plain-text"}}}, f"kafka.client.{key}", "env")
+    assert "hunter2-in-plain-text" not in str(e)
+
+
+def test_non_secret_kafka_client_settings_stay_plain():
+    config = from_dict({"kafka": {"client": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}}})
+    assert config.kafka.client == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}
+
+
+# -- per-model settings --------------------------------------------------------------------
+
+def test_a_model_inherits_model_defaults_and_overrides_only_what_it_sets():
+    config = from_dict({
+        "model_defaults": {"window": 400, "stride": 40, "reference_size": 800, "decay_metrics": ["f1"]},
+        "models": {"fraud": {"stride": 80}, "churn": {}, "plain": None},
+    })
+    fraud, churn, plain = config.models["fraud"], config.models["churn"], config.models["plain"]
+    assert (fraud.window, fraud.stride, fraud.reference_size, fraud.decay_metrics) == (400, 80, 800, ["f1"])
+    assert (churn.window, churn.stride, churn.reference_size) == (400, 40, 800)
+    assert plain == churn == config.model_defaults
+    # Everything not given anywhere is the built-in default.
+    assert fraud.ert == ModelConfig().ert and fraud.error_detector == ModelConfig().error_detector
+
+
+def test_models_do_not_share_mutable_defaults():
+    config = from_dict({"model_defaults": {"numeric_tests": ["ks"]}, "models": {"a": {}, "b": {}}})
+    config.models["a"].numeric_tests.append("psi")
+    assert config.models["b"].numeric_tests == ["ks"]
+    assert config.model_defaults.numeric_tests == ["ks"]
+
+
+def test_a_model_override_is_checked_against_what_it_inherits():
+    # stride 600 is fine alone, not with an inherited window of 500.
+    assert_fails({"model_defaults": {"window": 500, "stride": 50}, "models": {"fraud": {"stride": 600}}},
+                 "models.fraud.stride", "500")
+    # A regression model cannot inherit the classification metric.
+    assert_fails({"models": {"r": {"task": "regression"}}}, "models.r.decay_metrics", "accuracy")
+    from_dict({"models": {"r": {"task": "regression", "decay_metrics": ["mae", "rmse"]}}})
+
+
+def test_unlisted_models_are_watched_only_with_auto_register():
+    assert from_dict({"models": {"fraud": {}}}).model("churn") is None
+    config = from_dict({"models": {"fraud": {}}, "auto_register_models": True})
+    assert config.model("churn") is config.model_defaults
+
+
+# -- values that are the right type but wrong --------------------------------------------------
+
+@pytest.mark.parametrize("data, key, words", [
+    ({"model_defaults": {"window": 100, "stride": 101}}, "model_defaults.stride", ["window"]),
+    ({"models": {"fraud": {"window": 100, "stride": 200}}}, "models.fraud.stride", ["window"]),
+    ({"models": {"fraud": {"window": 1}}}, "models.fraud.window", []),
+    ({"models": {"fraud": {"reference_size": 0}}}, "models.fraud.reference_size", []),
+    ({"models": {"fraud": {"ert": 10, "stride": 50, "window": 100}}}, "models.fraud.ert", []),
+    ({"models": {"fraud": {"numeric_tests": ["ks", "t_test"]}}}, "models.fraud.numeric_tests", ["t_test"]),
+    ({"models": {"fraud": {"categorical_tests": ["ks"]}}}, "models.fraud.categorical_tests", ["ks"]),
+    ({"model_defaults": {"numeric_tests": ["chisquare"]}}, "model_defaults.numeric_tests", ["chisquare"]),
+    ({"models": {"fraud": {"error_detector": "ADWINN"}}}, "models.fraud.error_detector", ["ADWIN"]),
+    ({"models": {"fraud": {"error_detector": "adwin"}}}, "models.fraud.error_detector", []),
+    ({"models": {"fraud": {"decay_metrics": ["mae"]}}}, "models.fraud.decay_metrics", ["mae", "classification"]),
+    ({"models": {"r": {"task": "regression", "decay_metrics": ["f1"]}}}, "models.r.decay_metrics", ["f1", "regression"]),
+    ({"models": {"fraud": {"decay_metrics": ["auc"]}}}, "models.fraud.decay_metrics", ["auc"]),
+    ({"models": {"fraud": {"task": "ranking"}}}, "models.fraud.task", []),
+    ({"models": {"fraud": {"decay_alpha": 0.5}}}, "models.fraud.decay_alpha", []),
+    ({"models": {"fraud": {"decay_alpha": 0}}}, "models.fraud.decay_alpha", []),
+    ({"kafka": {"poll_max_records": 0}}, "kafka.poll_max_records", []),
+    ({"kafka": {"create_topics": -1}}, "kafka.create_topics", []),
+    ({"join": {"label_grace_seconds": -1}}, "join.label_grace_seconds", []),
+    ({"join": {"max_pending": 0}}, "join.max_pending", []),
+    ({"http": {"port": 70000}}, "http.port", []),
+    ({"log_level": "verbose"}, "log_level", []),
+])
+def test_a_bad_value_fails_naming_the_key(data, key, words):
+    assert_fails(data, key, *words)
+
+
+@pytest.mark.parametrize("params", [{"no_such_parameter": 1}, {"delta": "small"}])
+def test_bad_error_detector_params_fail_at_start_not_at_the_first_event(params):
+    # Otherwise River raises when the model's pipeline is built, inside the consumer loop.
+    assert_fails({"models": {"fraud": {"error_detector": "ADWIN", "error_detector_params": params}}},
+                 "models.fraud.error_detector_params")
+
+
+@pytest.mark.parametrize("detector", ["DDM", "EDDM", "HDDM_A", "HDDM_W"])
+def test_a_binary_error_detector_on_a_regression_model_fails_at_start(detector):
+    # These take 0/1 errors only; a regression model's errors are absolute differences, and
+    # the first joined label would raise ValueError inside the consumer loop.
+    assert_fails({"models": {"r": {"task": "regression", "decay_metrics": ["mae"], "error_detector": detector}}},
+                 "models.r.error_detector", "regression")
+
+
+def test_a_numeric_error_detector_on_a_regression_model_is_accepted():
+    for detector in ("ADWIN", "PageHinkley", "KSWIN", ""):
+        from_dict({"models": {"r": {"task": "regression", "decay_metrics": ["mae"], "error_detector": detector}}})
+
+
+def test_good_error_detector_params_are_accepted():
+    config = from_dict({"models": {"fraud": {"error_detector": "ADWIN", "error_detector_params": {"delta": 0.01}}}})
+    assert config.models["fraud"].error_detector_params == {"delta": 0.01}
+
+
+@pytest.mark.parametrize("sink, key", [
+    ({"type": "webhook", "url": "ftp://hooks.example/x"}, "alerts.sinks[0].url"),
+    ({"type": "webhook", "url": "hooks.example/x"}, "alerts.sinks[0].url"),
+    ({"type": "webhook"}, "alerts.sinks[0].url"),
+    ({"type": "slack", "url": "not a url"}, "alerts.sinks[0].url"),
+    ({"type": "webhook", "url": "https://"}, "alerts.sinks[0].url"),
+    ({"type": "webhook", "url": "http:///path-without-host"}, "alerts.sinks[0].url"),
+    ({"type": "webhook", "url": "https://hooks example/x"}, "alerts.sinks[0].url"),
+    ({"type": "kafka"}, "alerts.sinks[0].topic"),
+    ({"type": "email", "url": "https://x.example"}, "alerts.sinks[0].type"),
+])
+def test_a_bad_sink_fails_naming_the_key(sink, key):
+    assert_fails({"alerts": {"sinks": [sink]}}, key)
+
+
+def test_the_failing_sink_is_named_by_its_index():
+    sinks = [{"type": "kafka", "topic": "alerts"}, {"type": "webhook", "url": "https://ok.example/"},
+             {"type": "webhook", "url": "mailto:ops@example.com"}]
+    assert_fails({"alerts": {"sinks": sinks}}, "alerts.sinks[2].url")
+
+
+def test_good_sinks_are_accepted():
+    config = from_dict({"alerts": {"sinks": [
+        {"type": "webhook", "url": "https://hooks.example:8443/driftd?x=1"},
+        {"type": "slack", "url": "http://127.0.0.1:9000/slack"},
+        {"type": "kafka", "topic": "driftd-alerts", "timeout_seconds": 2},
+    ]}})
+    assert [s.type for s in config.alerts.sinks] == ["webhook", "slack", "kafka"]
+    assert config.alerts.sinks[2].timeout_seconds == 2.0
+
+
+# -- the reference -----------------------------------------------------------------------------
+
+def _every_key(cls=Config, prefix: str = "") -> list[str]:
+    """Every settable leaf key, sections' fields and fields of list items (``a.b[].c``) included;
+    sections themselves are headings, not rows."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _every_key(hint, f"{key}.")
+            continue
+        keys.append(key)
+        if typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            keys += _every_key(typing.get_args(hint)[0], f"{key}[].")
+    return keys
+
+
+def test_the_reference_lists_every_key_with_its_meaning():
+    text = reference()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.M))
+    missing = [k for k in _every_key() if k not in documented]
+    assert not missing, f"reference() does not document: {missing}"
+    for section in ("kafka", "http", "state", "join", "alerts", "model_defaults"):
+        assert f"**`{section}`**" in text
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            assert line.count("|") >= 4 and line.rstrip().endswith("|") and line.split("|")[3].strip(), line
+
+
+def test_the_reference_covers_sink_settings():
+    # Regression guard for the list-of-sections case the walk above relies on.
+    assert {f"alerts.sinks[].{f.name}" for f in dataclasses.fields(SinkConfig)} <= set(_every_key())
+
+
+def test_the_reference_shows_the_real_defaults():
+    text = reference()
+    rows = dict(re.findall(r"^\| `([^`]+)` \| `([^`]*)` \|", text, flags=re.M))
+    assert rows["kafka.poll_max_records"] == str(cfg.KafkaConfig().poll_max_records)
+    assert rows["model_defaults.window"] == str(ModelConfig().window)
+    assert yaml.safe_load(rows["model_defaults.numeric_tests"]) == ModelConfig().numeric_tests
+    assert yaml.safe_load(rows["join.label_grace_seconds"]) == cfg.JoinConfig().label_grace_seconds

@@ -1,0 +1,229 @@
+"""Decoding prediction and label events: what is accepted, how it is normalised, and the
+reason each kind of bad input is refused with (the dead-letter header and metric label)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daemon.events import REASONS, BadEvent, Label, Prediction, decode_label, decode_prediction
+
+TS = 1_763_892_000.0  # 2025-11-23T10:00:00Z
+
+
+def prediction(**fields) -> bytes:
+    event = {"model": "fraud", "id": "p-1", "ts": TS, "features": {"amount": 12.5, "country": "DE"}, "prediction": 1}
+    event.update(fields)
+    return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
+
+
+def label(**fields) -> bytes:
+    event = {"model": "fraud", "id": "p-1", "ts": TS, "label": 1}
+    event.update(fields)
+    return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
+
+
+# -- valid events ------------------------------------------------------------------------------
+
+def test_a_valid_prediction_decodes_with_every_field():
+    p = decode_prediction(prediction(score=0.93, model_version="7"))
+    assert isinstance(p, Prediction)
+    assert (p.model, p.id, p.ts, p.prediction, p.score, p.model_version) == ("fraud", "p-1", TS, 1, 0.93, "7")
+    assert p.features == {"amount": 12.5, "country": "DE"}
+
+
+def test_optional_fields_default_to_none_and_unknown_fields_are_ignored():
+    p = decode_prediction(prediction(extra={"anything": [1, 2]}))
+    assert p.score is None and p.model_version is None
+
+
+def test_feature_values_may_be_numbers_strings_booleans_or_null():
+    p = decode_prediction(prediction(features={"n": 3, "f": 0.5, "s": "x", "b": True, "missing": None}))
+    assert p.features == {"n": 3.0, "f": 0.5, "s": "x", "b": True, "missing": None}
+    assert type(p.features["b"]) is bool  # not turned into a number
+
+
+@pytest.mark.parametrize("ts, expected", [
+    (TS, TS),
+    (int(TS), TS),
+    (TS + 0.25, TS + 0.25),
+    ("2025-11-23T10:00:00Z", TS),
+    ("2025-11-23T10:00:00+00:00", TS),
+    ("2025-11-23T11:30:00+01:30", TS),
+    ("2025-11-23T05:00:00-05:00", TS),
+    ("2025-11-23T10:00:00.250Z", TS + 0.25),
+])
+def test_timestamps_are_epoch_seconds_or_rfc3339_with_an_offset(ts, expected):
+    assert decode_prediction(prediction(ts=ts)).ts == pytest.approx(expected, abs=1e-6)
+    assert decode_label(label(ts=ts)).ts == pytest.approx(expected, abs=1e-6)
+    assert type(decode_prediction(prediction(ts=ts)).ts) is float
+
+
+def test_an_integer_id_is_normalised_to_a_string_so_it_joins_with_the_same_id_as_text():
+    assert decode_prediction(prediction(id=42)).id == "42"
+    assert decode_label(label(id=42)).id == "42"
+    assert decode_label(label(id="42")).id == decode_prediction(prediction(id=42)).id
+
+
+def test_an_integer_model_version_is_normalised_to_a_string():
+    assert decode_prediction(prediction(model_version=3)).model_version == "3"
+
+
+def test_a_score_may_be_a_number_or_a_dict_of_class_probabilities():
+    assert decode_prediction(prediction(score=0.25)).score == 0.25
+    p = decode_prediction(prediction(prediction="fraud", score={"fraud": 0.8, "ok": 0.2}))
+    assert p.score == {"fraud": 0.8, "ok": 0.2} and p.prediction == "fraud"
+
+
+def test_a_valid_label_decodes():
+    event = decode_label(label(label="fraud"))
+    assert isinstance(event, Label)
+    assert (event.model, event.id, event.ts, event.label) == ("fraud", "p-1", TS, "fraud")
+    assert decode_label(label(label=3.5)).label == 3.5  # regression
+    assert decode_label(label(label=True)).label is True
+
+
+# -- bad events --------------------------------------------------------------------------------
+
+def reason_of(decode, raw) -> str:
+    with pytest.raises(BadEvent) as info:
+        decode(raw)
+    assert info.value.reason in REASONS
+    assert str(info.value).startswith(info.value.reason + ": ") and info.value.detail
+    return info.value.reason
+
+
+BOTH = pytest.mark.parametrize("decode, make", [(decode_prediction, prediction), (decode_label, label)], ids=["prediction", "label"])
+
+
+@BOTH
+@pytest.mark.parametrize("raw", [
+    b"not json at all",
+    b"",
+    b"\xff\xfe\x00",
+    b"{",
+    b'{"model": "fraud"',
+    b"{'model': 'fraud'}",  # Python repr, not JSON
+], ids=["garbage", "empty", "non-utf8", "open-brace", "truncated", "single-quotes"])
+def test_not_json(decode, make, raw):
+    assert reason_of(decode, raw) == "not_json"
+
+
+@BOTH
+def test_none_is_not_json(decode, make):
+    assert reason_of(decode, None) == "not_json"  # a tombstone record has no value
+
+
+@BOTH
+def test_invalid_utf8_inside_a_string_is_not_json_and_does_not_escape_as_another_error(decode, make):
+    raw = make(model="XX").replace(b'"XX"', b'"\xff\xfe"')
+    assert reason_of(decode, raw) == "not_json"
+
+
+@BOTH
+def test_trailing_garbage_after_the_object_is_not_json(decode, make):
+    assert reason_of(decode, make() + b" trailing") == "not_json"
+
+
+@BOTH
+def test_garbage_that_mentions_nan_is_still_not_json(decode, make):
+    # Malformed JSON that merely contains the word NaN in a string is not a non-finite number.
+    assert reason_of(decode, b'{"model": "NaN", oops}') == "not_json"
+
+
+@BOTH
+@pytest.mark.parametrize("raw", [b"[1, 2, 3]", b'"a string"', b"42", b"null", b"true"],
+                         ids=["array", "string", "number", "null", "bool"])
+def test_not_object(decode, make, raw):
+    assert reason_of(decode, raw) == "not_object"
+
+
+@pytest.mark.parametrize("field", ["model", "id", "ts", "features", "prediction"])
+def test_prediction_missing_field(field):
+    assert reason_of(decode_prediction, prediction(**{field: ...})) == "missing_field"
+
+
+@pytest.mark.parametrize("field", ["model", "id", "ts", "label"])
+def test_label_missing_field(field):
+    assert reason_of(decode_label, label(**{field: ...})) == "missing_field"
+
+
+@pytest.mark.parametrize("fields", [
+    {"features": [1, 2]},
+    {"features": "amount=3"},
+    {"features": {"nested": {"a": 1}}},
+    {"features": {"list": [1]}},
+    {"model": 3},
+    {"model": None},
+    {"id": 1.5},
+    {"id": True},
+    {"id": None},
+    {"ts": True},
+    {"ts": None},
+    {"ts": [TS]},
+    {"prediction": None},
+    {"prediction": [1]},
+    {"score": "high"},
+    {"score": {"a": "b"}},
+    {"model_version": 1.5},
+], ids=lambda f: "-".join(f"{k}={v!r}" for k, v in f.items()))
+def test_prediction_wrong_type(fields):
+    assert reason_of(decode_prediction, prediction(**fields)) == "wrong_type"
+
+
+@pytest.mark.parametrize("fields", [{"label": None}, {"label": [1]}, {"label": {"a": 1}}, {"model": 1}, {"id": 2.5}],
+                         ids=lambda f: "-".join(f"{k}={v!r}" for k, v in f.items()))
+def test_label_wrong_type(fields):
+    assert reason_of(decode_label, label(**fields)) == "wrong_type"
+
+
+def _with_number(make, field: str, literal: bytes, nested: bool) -> bytes:
+    placeholder = 123456.5
+    raw = make(**({"features": {"amount": placeholder}} if nested else {field: placeholder}))
+    assert raw.count(b"123456.5") == 1
+    return raw.replace(b"123456.5", literal)
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400])
+@pytest.mark.parametrize("field, nested", [("features", True), ("ts", False), ("score", False), ("prediction", False)])
+def test_prediction_non_finite(literal, field, nested):
+    # A 400-digit integer is finite in Python but no float can hold it: float() of it in a
+    # regression model's error stream raises OverflowError in the consumer loop.
+    assert reason_of(decode_prediction, _with_number(prediction, field, literal, nested)) == "non_finite"
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"1e400", b"1" + b"0" * 400])
+@pytest.mark.parametrize("field", ["label", "ts"])
+def test_label_non_finite(literal, field):
+    assert reason_of(decode_label, _with_number(label, field, literal, nested=False)) == "non_finite"
+
+
+@BOTH
+@pytest.mark.parametrize("ts", [
+    "yesterday",
+    "",
+    "NaN",
+    "1763892000",            # epoch seconds go in as a number, not a string
+    "2025-13-01T00:00:00Z",  # no 13th month
+    "2025-11-23T10:00:00 UTC",
+], ids=["word", "empty", "nan-text", "epoch-text", "month-13", "tz-name"])
+def test_bad_timestamp(decode, make, ts):
+    assert reason_of(decode, make(ts=ts)) == "bad_timestamp"
+
+
+@BOTH
+@pytest.mark.parametrize("ts", ["2025-11-23T10:00:00", "2025-11-23 10:00:00", "2025-11-23"])
+def test_a_timestamp_without_time_zone_is_refused_rather_than_read_as_local_time(decode, make, ts):
+    assert reason_of(decode, make(ts=ts)) == "bad_timestamp"
+
+
+def test_the_decoder_produces_every_reason_it_is_responsible_for():
+    # oversize and unknown_model are decided by the partition (size limit, configuration).
+    produced = {
+        reason_of(decode_prediction, b"x"), reason_of(decode_prediction, b"[]"),
+        reason_of(decode_prediction, prediction(id=...)), reason_of(decode_prediction, prediction(model=1)),
+        reason_of(decode_prediction, _with_number(prediction, "features", b"NaN", True)),
+        reason_of(decode_prediction, prediction(ts="never")),
+    }
+    assert produced == set(REASONS) - {"oversize", "unknown_model"}

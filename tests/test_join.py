@@ -1,0 +1,272 @@
+"""Joining labels to predictions in event time: joins, waits, duplicates, expiry, bounds,
+and the same outcome whatever the order the two streams arrive in."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.join import OUTCOMES, LabelJoin
+
+TTL, GRACE = 3600.0, 60.0
+
+
+def new(ttl=TTL, grace=GRACE, max_pending=1000) -> LabelJoin:
+    return LabelJoin(ttl=ttl, grace=grace, max_pending=max_pending)
+
+
+def counts(join: LabelJoin, model: str = "m") -> dict:
+    return {outcome: join.counts[(model, outcome)] for outcome in OUTCOMES}
+
+
+def only(**nonzero) -> dict:
+    return {outcome: nonzero.get(outcome, 0) for outcome in OUTCOMES}
+
+
+# -- joining -----------------------------------------------------------------------------------
+
+def test_a_label_after_its_prediction_joins_with_the_delay_in_event_time():
+    join = new()
+    assert join.add_prediction("m", "a", 1000.0, "payload-a") is None
+    assert join.pending == 1
+    assert join.add_label("m", "a", 1900.5, 1) == ("m", "payload-a", 1, 900.5)
+    assert join.pending == 0
+    assert counts(join) == only(joined=1)
+
+
+def test_a_label_before_its_prediction_waits_and_joins_when_it_comes():
+    join = new()
+    assert join.add_label("m", "a", 1900.0, 0) is None
+    assert join.pending == 1
+    join.expire()  # nothing to expire: the prediction stream has not moved
+    assert join.add_prediction("m", "a", 1000.0, "payload-a") == ("m", "payload-a", 0, 900.0)
+    assert join.pending == 0
+    assert counts(join) == only(joined=1)
+
+
+def test_a_label_stamped_before_its_prediction_joins_with_zero_delay():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    assert join.add_label("m", "a", 990.0, 1) == ("m", "p", 1, 0.0)
+
+
+def test_models_are_separate_namespaces_for_ids():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "from-m")
+    assert join.add_label("other", "a", 1001.0, 1) is None  # not m's prediction
+    assert join.add_label("m", "a", 1002.0, 1) == ("m", "from-m", 1, 2.0)
+    assert counts(join, "m") == only(joined=1)
+    assert counts(join, "other") == only()
+
+
+# -- duplicates ----------------------------------------------------------------------------
+
+def test_a_label_twice_joins_once_and_counts_one_duplicate():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    assert join.add_label("m", "a", 1100.0, 1) is not None
+    assert join.add_label("m", "a", 1200.0, 1) is None
+    join.expire()
+    assert counts(join) == only(joined=1, duplicate_label=1)
+
+
+def test_a_label_twice_before_its_prediction_counts_one_duplicate_and_joins_once():
+    join = new()
+    join.add_label("m", "a", 1100.0, 1)
+    assert join.add_label("m", "a", 1101.0, 1) is None
+    assert join.pending == 1
+    assert join.add_prediction("m", "a", 1000.0, "p") == ("m", "p", 1, 100.0)
+    assert counts(join) == only(joined=1, duplicate_label=1)
+
+
+def test_a_prediction_twice_is_a_duplicate_whether_still_waiting_or_already_joined():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    assert join.add_prediction("m", "a", 1000.0, "p") is False  # still waiting
+    assert join.pending == 1
+    join.add_label("m", "a", 1100.0, 1)
+    assert join.add_prediction("m", "a", 1000.0, "p") is False  # already joined
+    join.expire()
+    assert counts(join) == only(joined=1, duplicate_prediction=2)
+    assert join.pending == 0
+
+
+def test_a_duplicate_prediction_does_not_move_the_prediction_watermark():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    join.add_prediction("m", "a", 9_999_999.0, "p")  # a re-delivery with a broken time
+    assert join.prediction_watermark == 1000.0
+
+
+# -- expiry in event time ----------------------------------------------------------------------
+
+def test_a_prediction_expires_only_when_the_label_watermark_passes_ts_plus_ttl():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    join.add_prediction("m", "late", 1000.0 + 10 * TTL, "p")  # the prediction stream alone expires nothing
+    join.expire()
+    assert counts(join) == only()
+    join.add_label("m", "other", 1000.0 + TTL, 1)  # exactly ts + ttl: still in time
+    join.expire()
+    assert counts(join)["prediction_expired"] == 0
+    join.add_label("m", "other2", 1000.0 + TTL + 0.001, 1)  # past it
+    join.expire()
+    assert counts(join)["prediction_expired"] == 1
+    assert join.add_label("m", "a", 1000.0 + TTL + 1, 1) is None  # too late now: waits as a label
+
+
+def test_a_label_is_orphaned_only_when_the_prediction_watermark_passes_ts_plus_grace():
+    join = new()
+    join.add_label("m", "a", 5000.0, 1)
+    join.add_label("m", "b", 5000.0 + 10 * GRACE, 1)  # the label stream alone orphans nothing
+    join.expire()
+    assert counts(join) == only()
+    join.add_prediction("m", "x", 5000.0 + GRACE, "p")  # exactly ts + grace: still waiting
+    join.expire()
+    assert counts(join)["label_orphaned"] == 0
+    join.add_prediction("m", "y", 5000.0 + GRACE + 0.001, "p")
+    join.expire()
+    assert counts(join)["label_orphaned"] == 1
+    assert join.pending == 3  # b (not yet orphaned), x, y
+
+
+def test_nothing_expires_by_wall_clock_time():
+    predictions_only, labels_only = new(ttl=0.001, grace=0.001), new(ttl=0.001, grace=0.001)
+    predictions_only.add_prediction("m", "a", 1000.0, "p")
+    labels_only.add_label("m", "b", 1000.0, 1)
+    time.sleep(0.01)  # ten times the TTL and grace, in wall-clock time
+    for join in (predictions_only, labels_only):
+        join.expire()
+        assert join.pending == 1  # each waits for the *other* stream to move on
+        assert counts(join) == only()
+
+
+def test_an_expired_prediction_is_counted_once():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    join.add_label("m", "z", 1000.0 + TTL + 1, 1)
+    join.expire()
+    join.expire()
+    assert counts(join)["prediction_expired"] == 1
+
+
+# -- bounded memory ----------------------------------------------------------------------------
+
+def test_max_pending_bounds_waiting_predictions_and_counts_the_evicted_as_expired():
+    join = new(max_pending=10)
+    for i in range(25):
+        join.add_prediction("m", f"p{i}", 1000.0 + i, i)
+        assert join.pending <= 10
+    assert join.pending == 10
+    assert counts(join) == only(prediction_expired=15)
+    # The oldest went first: p0..p14 no longer join, p15..p24 still do.
+    assert join.add_label("m", "p24", 2000.0, 1) == ("m", 24, 1, 2000.0 - 1024.0)
+    assert join.add_label("m", "p0", 2000.0, 1) is None
+
+
+def test_max_pending_bounds_waiting_labels_too():
+    join = new(max_pending=10)
+    for i in range(25):
+        join.add_label("m", f"p{i}", 1000.0 + i, 1)
+    assert join.pending <= 10
+    assert counts(join)["label_orphaned"] == 15
+    # The oldest went first: p24's label still joins, p0's is gone.
+    assert join.add_prediction("m", "p24", 1000.0, "p") == ("m", "p", 1, 24.0)
+    assert join.add_prediction("m", "p0", 1000.0, "p") is None
+
+
+def test_max_pending_bounds_the_memory_of_joined_ids():
+    join = new(max_pending=10)
+    for i in range(100):
+        join.add_prediction("m", f"p{i}", 1000.0 + i, i)
+        join.add_label("m", f"p{i}", 1000.0 + i, 1)
+        join.expire()
+    assert len(join._joined) <= 10
+    assert counts(join) == only(joined=100)
+
+
+# -- order independence ------------------------------------------------------------------------
+
+def _events(n: int, seed: int) -> list[tuple]:
+    """n predictions with labels (some missing, some twice) and a few duplicate predictions,
+    all labels within TTL of their prediction."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        ts = 1000.0 + i
+        events.append(("prediction", f"p{i}", ts))
+        if rng.random() < 0.1:
+            events.append(("prediction", f"p{i}", ts))
+        copies = 0 if rng.random() < 0.1 else (2 if rng.random() < 0.1 else 1)
+        events += [("label", f"p{i}", ts + rng.uniform(0, TTL / 2))] * copies
+    return events
+
+
+def _feed(events, batch: int = 7) -> Counter:
+    join = new(ttl=TTL, grace=10 * TTL)  # grace wide enough for labels-first
+    for start in range(0, len(events), batch):
+        for kind, id_, ts in events[start:start + batch]:
+            if kind == "prediction":
+                join.add_prediction("m", id_, ts, id_)
+            else:
+                join.add_label("m", id_, ts, 1)
+        join.expire()
+    return Counter({o: join.counts[("m", o)] for o in OUTCOMES if o != "label_orphaned"})
+
+
+def _expected(events) -> Counter:
+    predictions = Counter(id_ for kind, id_, _ in events if kind == "prediction")
+    labels = Counter(id_ for kind, id_, _ in events if kind == "label")
+    return Counter({
+        "joined": len(set(predictions) & set(labels)),
+        "duplicate_prediction": sum(c - 1 for c in predictions.values()),
+        "duplicate_label": sum(c - 1 for c in labels.values()),
+        "prediction_expired": 0,
+    })
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_predictions_first_and_labels_first_give_the_same_counts(seed):
+    events = _events(300, seed)
+    predictions = [e for e in events if e[0] == "prediction"]
+    labels = [e for e in events if e[0] == "label"]
+    first = _feed(predictions + labels)
+    second = _feed(labels + predictions)
+    assert first == second == _expected(events)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shuffle_seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 50))
+def test_any_interleaving_within_ttl_and_grace_gives_the_same_counts(seed, shuffle_seed, batch):
+    events = _events(60, seed)
+    shuffled = list(events)
+    random.Random(shuffle_seed).shuffle(shuffled)
+    assert _feed(shuffled, batch) == _feed(events, batch) == _expected(events)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shuffle_seed=st.integers(0, 2**32 - 1))
+def test_every_event_ends_in_exactly_one_outcome(seed, shuffle_seed):
+    """Conservation: after both streams move far past everything, each prediction is joined
+    or expired and each label joined, orphaned or a duplicate."""
+    events = _events(40, seed)
+    random.Random(shuffle_seed).shuffle(events)
+    join = new(ttl=100.0, grace=100.0)
+    for kind, id_, ts in events:
+        (join.add_prediction if kind == "prediction" else join.add_label)("m", id_, ts, 1)
+        join.expire()
+    join.add_prediction("m", "flush", 1e9, 1)
+    join.add_label("m", "flush-label", 1e9, 1)
+    join.expire()
+    c = counts(join)
+    n_predictions = sum(1 for kind, *_ in events if kind == "prediction") + 1
+    n_labels = sum(1 for kind, *_ in events if kind == "label") + 1
+    # The two flush events are the only ones still waiting.
+    assert join.pending == 2
+    assert c["joined"] + c["prediction_expired"] + c["duplicate_prediction"] + 1 == n_predictions
+    assert c["joined"] + c["label_orphaned"] + c["duplicate_label"] + 1 == n_labels
