@@ -30,6 +30,8 @@ MIN_BUDGET = 400_000
 #: ... and at most this many, aiming at this many expected false alarms.
 MAX_BUDGET = 2_000_000
 TARGET_ALARMS = 100
+#: ... and at most this many tests: a short stride must not make calibration crawl.
+MAX_TESTS = 20_000
 #: Levels seen crossed fewer times than this are not trusted for the estimate.
 MIN_CROSSINGS = 15
 #: The warning threshold is the one for a run length this many times shorter.
@@ -60,12 +62,15 @@ def calibrate(detector, ert: float) -> tuple[float, float]:
 
 
 def _canonical(reference: np.ndarray) -> np.ndarray:
-    """Distinct present numbers become their ranks; anything else is kept as it is."""
-    if reference.dtype.kind != "f" or np.isnan(reference).any():
+    """Distinct present numbers become their ranks, missing ones (NaN) follow them;
+    anything else is kept as it is."""
+    if reference.dtype.kind != "f":
         return reference
-    if np.unique(reference).size != reference.size:
+    missing = np.isnan(reference)
+    present = reference[~missing]
+    if np.unique(present).size != present.size:
         return reference
-    return np.arange(reference.size, dtype=np.float64)
+    return np.concatenate([np.arange(present.size, dtype=np.float64), np.full(missing.sum(), np.nan)])
 
 
 def _reference_bytes(reference: np.ndarray) -> bytes:
@@ -79,7 +84,7 @@ def _simulate(detector, reference: np.ndarray, ert: float):
     consecutive pair of tests, and the number of values those pairs span."""
     rng = np.random.default_rng(detector.calibration_seed)
     window, stride = detector.window, detector.stride
-    budget = int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_ALARMS * ert)))
+    budget = int(min(MAX_BUDGET, MAX_TESTS * stride, max(MIN_BUDGET, TARGET_ALARMS * ert)))
     run_tests = RUN_TESTS
     run_length = window + stride * (run_tests - 1)
     n_runs = max(2, budget // (stride * (run_tests - 1)))
