@@ -1,0 +1,121 @@
+"""learners.spec: River estimators from configuration, by allow-list only."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+from river import compose, drift, forest, linear_model, optim, preprocessing, tree
+
+from learners.spec import ALLOWED, build, clean_features, task_of
+
+MIXED = [{"amount": float(i % 17), "country": ["DE", "FR", "US"][i % 3], "vip": i % 5 == 0, "age": None}
+         for i in range(300)]
+
+
+def test_pipeline_with_nested_optimizer():
+    model = build([{"StandardScaler": {}}, {"LogisticRegression": {"optimizer": {"SGD": {"lr": 0.05}}, "l2": 0.001}}])
+    assert isinstance(model, compose.Pipeline)
+    scaler, lr = model.steps.values()
+    assert isinstance(scaler, preprocessing.StandardScaler)
+    assert isinstance(lr, linear_model.LogisticRegression)
+    assert isinstance(lr.optimizer, optim.SGD) and lr.optimizer.learning_rate == 0.05
+    assert lr.l2 == 0.001
+    assert task_of(model) == "classification"
+
+
+def test_shorthands_and_nested_detector():
+    assert isinstance(build("GaussianNB"), type(build({"GaussianNB": None})))
+    arf = build({"ARFClassifier": {"n_models": 3, "seed": 1, "drift_detector": {"ADWIN": {"delta": 0.001}}}})
+    assert isinstance(arf, forest.ARFClassifier) and arf.n_models == 3
+    assert isinstance(arf.drift_detector, drift.ADWIN) and arf.drift_detector.delta == 0.001
+    wrapped = build({"DriftRetrainingClassifier": {"model": {"HoeffdingTreeClassifier": {"grace_period": 50}}}})
+    assert isinstance(wrapped.model, tree.HoeffdingTreeClassifier) and wrapped.model.grace_period == 50
+    htr = build({"HoeffdingTreeRegressor": {"leaf_model": {"LinearRegression": {}}}})
+    assert task_of(htr) == "regression" and isinstance(htr.leaf_model, linear_model.LinearRegression)
+
+
+@pytest.mark.parametrize("spec", [
+    ["HoeffdingTreeClassifier"],
+    [{"HoeffdingAdaptiveTreeClassifier": {"seed": 1}}],
+    [{"ARFClassifier": {"n_models": 2, "seed": 1}}],
+    [{"Union": [["Numeric", "StandardScaler"], ["Categorical", "OneHotEncoder"]]}, "LogisticRegression"],
+    [{"Union": [["Numeric", "MinMaxScaler"], ["Categorical", "OneHotEncoder"]]}, "GaussianNB"],
+], ids=["ht", "hat", "arf", "union-lr", "union-nb"])
+def test_documented_specs_take_mixed_features(spec):
+    model = build(spec)
+    for i, x in enumerate(MIXED):
+        model.predict_one(clean_features(x))
+        model.learn_one(clean_features(x), x["country"] == "DE" and x["amount"] > 3)
+    assert model.predict_one(clean_features(MIXED[0])) in (True, False)
+    pickle.loads(pickle.dumps(model))
+
+
+def test_numbers_only_models_refuse_strings_as_documented():
+    model = build(["StandardScaler", "LogisticRegression"])
+    with pytest.raises(TypeError):
+        model.learn_one(clean_features(MIXED[0]), True)
+
+
+@pytest.mark.parametrize("name", sorted(set(ALLOWED) - {"Discard", "DriftRetrainingClassifier"}))
+def test_every_allowed_class_builds_bare_and_pickles(name):
+    pickle.loads(pickle.dumps(build({name: {}})))
+
+
+@pytest.mark.parametrize("name", ["os.system", "__import__", "eval", "builtins.open", "exec",
+                                  "river.linear_model.LogisticRegression", "LogisticRegression()",
+                                  "logisticregression", "pickle.loads", "__builtins__"])
+def test_names_outside_the_allow_list_are_refused(name, monkeypatch):
+    import builtins
+    imported = []
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda n, *a, **k: imported.append(n) or real_import(n, *a, **k))
+    with pytest.raises(ValueError, match=r"^models\.fraud\.learners\.x\[1\]: unknown class"):
+        build(["StandardScaler", {name: {}}], key="models.fraud.learners.x")
+    assert imported == []  # nothing was imported on the configuration's say-so
+
+
+def test_parameter_strings_are_data_not_code():
+    discard = build({"Discard": {"features": ["__import__('os').system('false')", "id"]}})
+    assert discard.transform_one({"amount": 1.0, "id": 2}) == {"amount": 1.0}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"LogisticRegression": {"lr": 0.1}},
+     r"^k\.LogisticRegression\.lr: LogisticRegression has no parameter 'lr'; accepted: optimizer, loss"),
+    ({"LogisticRegression": {"optimizer": {"SGD": {"learning_rate": 1}}}},
+     r"^k\.LogisticRegression\.optimizer\.SGD\.learning_rate: SGD has no parameter"),
+    ({"HoeffdingTreeClassifier": {"grace_period": "fast"}},
+     r"^k\.HoeffdingTreeClassifier\.grace_period: expected int, got str 'fast'"),
+    ({"HoeffdingTreeClassifier": {"grace_period": True}}, r"grace_period: expected int, got bool"),
+    ({"LogisticRegression": {"l2": "much"}}, r"l2: expected float or int, got str"),
+    ({"LogisticRegression": {"l2": math.inf}}, r"l2: inf is not a finite number"),
+    ({"GaussianNB": {"x": 1}}, r"GaussianNB has no parameter 'x'; accepted: none"),
+    ({"StandardScaler": [1, 2]}, r"^k\.StandardScaler: parameters must be a mapping"),
+    ({"A": {}, "B": {}}, r"^k: expected \{ClassName: \{params\}\}"),
+    ([], r"^k: an empty pipeline"),
+    (42, r"^k: expected"),
+    ({"Union": [["Numeric"]]}, r"^k\.Union: expected a list of at least two specs"),
+    ({"Discard": {}}, r"^k\.Discard: cannot build with these parameters: .*features"),
+])
+def test_bad_specs_fail_naming_the_key(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build(spec, key="k")
+
+
+def test_task_of():
+    assert task_of(build("HoeffdingTreeRegressor")) == "regression"
+    assert task_of(build(["MinMaxScaler", "PARegressor"])) == "regression"
+    assert task_of(build({"ARFClassifier": {"seed": 1}})) == "classification"
+    with pytest.raises(ValueError, match="predicts nothing"):
+        task_of(build(["StandardScaler"]))
+
+
+def test_clean_features():
+    assert clean_features({"a": 1, "b": 2.5, "c": "x", "d": True, "e": False, "f": None, "g": math.nan}) == \
+        {"a": 1, "b": 2.5, "c": "x", "d": 1, "e": 0}
+    with pytest.raises(ValueError, match="feature 'z': infinite"):
+        clean_features({"z": -math.inf})
+    with pytest.raises(ValueError, match="feature 'l': expected a number, string, boolean or null, got list"):
+        clean_features({"l": [1]})
