@@ -10,6 +10,7 @@ Checkpoints are pickles: the directory must be writable by driftd alone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -19,6 +20,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+#: Longest file-name prefix taken from the scope. Group and topic names may each be up to
+#: 249 characters, but a file name may not exceed 255 bytes (NAME_MAX): with the scope
+#: used as is, saving failed with ENAMETOOLONG (and the daemon died on SIGTERM).
+MAX_PREFIX_BYTES = 180
 
 
 class Checkpoints:
@@ -27,10 +32,17 @@ class Checkpoints:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.scope = scope
+        # File names start with the scope; a too-long scope is cut and made unique again
+        # by a hash of the whole (short scopes keep their old file names). The full scope
+        # is still stored in, and checked against, every checkpoint.
+        self.prefix = scope
+        if len(scope.encode()) > MAX_PREFIX_BYTES:
+            digest = hashlib.sha256(scope.encode()).hexdigest()[:16]
+            self.prefix = scope.encode()[:MAX_PREFIX_BYTES - 17].decode(errors="ignore") + "-" + digest
         self.last_saved: float | None = None
 
     def _path(self, partition: int) -> Path:
-        return self.directory / f"{self.scope}-p{partition}.ckpt"
+        return self.directory / f"{self.prefix}-p{partition}.ckpt"
 
     def save(self, state) -> None:
         path = self._path(state.partition)

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--port", type=int, default=9108, help="port for /metrics while the demo runs (0: any)")
     sub.add_parser("config-reference", help="print every configuration key with its default, as Markdown")
+    models = sub.add_parser("models", help="read the model registry: promoted models and their versions")
+    models.add_argument("action", choices=["list", "show"])
+    models.add_argument("name", nargs="?", help="model name (show; list: only this model)")
+    models.add_argument("--version", type=int, default=None, help="version to show (default: newest)")
+    models.add_argument("--config", default="config.yaml", help="configuration file naming the registry")
     args = parser.parse_args(argv)
 
     if args.command == "config-reference":
@@ -35,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: ok")
         return 0
+    if args.command == "models":
+        return _models(args)
     if args.command == "demo":
         from . import demo as demo_module
 
@@ -53,6 +60,39 @@ def main(argv: list[str] | None = None) -> int:
     daemon.run()
     return 0
 
+
+def _models(args) -> int:
+    """``driftd models list [NAME]`` and ``driftd models show NAME [--version N]``. Reading
+    manifests needs no key; loading a model does, and checks its signature."""
+    import json
+    import os
+
+    from learners.registry import Registry
+
+    try:
+        settings = config_module.load(args.config).registry
+    except config_module.ConfigError as e:
+        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
+        return 2
+    registry = Registry(settings.dir, key=os.environ.get(settings.key_env) or "listing-needs-no-key")
+    if args.action == "show":
+        if not args.name:
+            print("driftd models show: name a model", file=sys.stderr)
+            return 2
+        try:
+            print(json.dumps(registry.show(args.name, args.version), indent=2, sort_keys=True))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"driftd: {e}", file=sys.stderr)
+            return 1
+        return 0
+    names = [args.name] if args.name else sorted(os.listdir(settings.dir)) if os.path.isdir(settings.dir) else []
+    rows = [m for name in names if not name.startswith(".") for m in registry.list(name)]
+    if not rows:
+        print(f"driftd: no promoted models in {settings.dir}", file=sys.stderr)
+        return 1
+    for m in rows:
+        print(f"{m['model']}\tversion {m['version']}\t{m['created_at']}\tparent {m.get('parent_version')}\t{m.get('learner', '')}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

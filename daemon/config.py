@@ -73,6 +73,9 @@ class KafkaConfig:
         "topic with one); 0 leaves topics to the cluster's administrators.", default=0)
     poll_max_records: int = _doc("Most records handled per poll (one batch).", default=5000)
     poll_timeout_ms: int = _doc("How long a poll waits for records.", default=200)
+    fetch_max_wait_ms: int = _doc(
+        "How long the broker may hold a fetch for more data; lower means lower latency when one "
+        "topic is quiet.", default=100)
     max_event_bytes: int = _doc("Larger events go to the dead-letter topic as `oversize`.", default=1_048_576)
     session_timeout_ms: int = _doc(
         "Consumer-group session timeout: a daemon silent this long loses its partitions.", default=10_000)
@@ -159,6 +162,37 @@ class ModelConfig:
     decay_window: int = _doc("Labelled events in the current performance window.", default=1000)
     decay_reference_size: int = _doc("Labelled events in the performance baseline.", default=2000)
     decay_alpha: float = _doc("Significance level of the decay test.", default=0.01)
+    learners: dict = _doc(
+        "Online learners, name -> River spec: {Class: {params}} or a list of them (a pipeline), "
+        "from an allow-list (learners/spec.py); e.g. {tree: {HoeffdingAdaptiveTreeClassifier: "
+        "{seed: 1}}}. Empty: no learning, no retraining.", default_factory=dict)
+    replay_reservoir_size: int = _doc("Replay buffer: uniform sample of all labelled events.", default=1000)
+    replay_recent_size: int = _doc("Replay buffer: the most recent labelled events.", default=500)
+    retrain_on_drift: bool = _doc("Retrain when the error-stream detector confirms concept drift.", default=True)
+    retrain_on_decay: bool = _doc("Retrain when a decay test confirms performance decay.", default=True)
+    retrain_every: int = _doc("Also retrain every this many labelled events (0: never).", default=0)
+    retrain_cooldown: int = _doc("Labelled events between two retrains at least.", default=500)
+    retrain_warm_start: str = _doc(
+        "Start a retrained challenger from the best learner (`always`), from scratch (`never`), "
+        "or as suits the model type (`auto`).", default="auto")
+    max_retrained: int = _doc("Retrained challengers kept competing at once.", default=2)
+    promotion_margin: float = _doc(
+        "A challenger must beat the champion by this much (accuracy points; for regression, "
+        "a relative error reduction) ...", default=0.01)
+    promotion_min_events: int = _doc("... on at least this many held-out labelled events ...", default=500)
+    promotion_alpha: float = _doc("... with a paired test significant at this level.", default=0.01)
+    promotion_min_interval_seconds: float = _doc("Event time between two promotions at least.", default=3600.0)
+    promotion_window: int = _doc("Recent labelled events the gate compares champion and challenger on.", default=2000)
+
+
+@dataclass
+class RegistryConfig:
+    dir: str = _doc("Model registry directory: promoted models, versioned and signed.", default="driftd-registry")
+    keep: int = _doc("Versions kept per model.", default=5)
+    key_env: str = _doc(
+        "Environment variable holding the HMAC key that signs artifacts (needed when any model "
+        "has learners).", default="DRIFTD_REGISTRY_KEY")
+    model_updated_topic: str = _doc("Topic of \"model updated\" events (empty: none).", default="driftd-model-updates")
 
 
 @dataclass
@@ -168,6 +202,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig, metadata={"doc": "Checkpoints."})
     join: JoinConfig = field(default_factory=JoinConfig, metadata={"doc": "Joining labels to predictions."})
     alerts: AlertsConfig = field(default_factory=AlertsConfig, metadata={"doc": "Alerting."})
+    registry: RegistryConfig = field(default_factory=RegistryConfig, metadata={"doc": "Promoted models."})
     model_defaults: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "Settings of every model."})
     models: dict[str, ModelConfig] = field(
         default_factory=dict,
@@ -310,7 +345,7 @@ def _secret(value, key: str) -> Secret:
 
 
 _POSITIVE = {
-    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
+    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
     "state.checkpoint_interval_seconds", "join.prediction_ttl_seconds", "join.max_pending",
     "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
     "alerts.give_up_after_seconds",
@@ -341,6 +376,11 @@ def _check(config: Config) -> None:
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
     for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
         _check_model(model, name)
+    if config.registry.keep < 1:
+        raise ConfigError("registry.keep", "must be at least 1")
+    learning = any(m.learners for m in [config.model_defaults, *config.models.values()])
+    if learning and not os.environ.get(config.registry.key_env):
+        raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
 
 
 _BINARY_DETECTORS = ("DDM", "EDDM", "HDDM_A", "HDDM_W")
@@ -384,6 +424,15 @@ def _check_model(model: ModelConfig, key: str) -> None:
             RiverDetector(model.error_detector, **model.error_detector_params)
         except ValueError as e:
             raise ConfigError(f"{key}.error_detector_params", str(e)) from None
+    if model.learners:
+        from .learning import build_lifecycle
+
+        try:
+            build_lifecycle(model, f"{key}.learners")
+        except ValueError as e:
+            text = str(e)
+            raise ConfigError(text.split(": ", 1)[0] if text.startswith(key) else f"{key}.learners",
+                              text.split(": ", 1)[-1]) from None
     allowed = ("accuracy", "precision", "recall", "f1") if model.task == "classification" else ("mae", "rmse")
     for metric in model.decay_metrics:
         if metric not in METRICS or metric not in allowed:

@@ -37,11 +37,12 @@ class DeadLetters:
             future = None  # no metadata yet (broker away): confirm() sends it again
         return future, key, value, headers
 
-    def confirm(self) -> None:
-        """Block until the broker has every dead letter; raise KafkaError if it will not."""
+    def confirm(self, timeout: float | None = None) -> None:
+        """Block until the broker has every dead letter; raise KafkaError if it will not.
+        ``timeout`` (seconds, default ``confirm_timeout``): 0 checks without waiting."""
         if not self._unconfirmed:
             return
-        self._producer.flush(timeout=self.confirm_timeout)
+        self._producer.flush(timeout=self.confirm_timeout if timeout is None else timeout)
         failed = []
         for future, key, value, headers in self._unconfirmed:
             try:

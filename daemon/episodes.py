@@ -151,7 +151,8 @@ class Episodes:
                 severity: str | None = None) -> Alert | None:
         """Feed one detector decision; returns the alert to send, if any.
 
-        ``detail`` (statistic, threshold, p_value, ...) is copied into the
+        ``detail`` (statistic, threshold, p_value, ...), or a function giving it (called
+        only when an alert is made: some details cost), is copied into the
         alert; a resolve also gets ``started_at``, the firing's event time.
         ``severity`` overrides the tracker's default for an episode that fires now.
         """
@@ -186,7 +187,7 @@ class Episodes:
             st.silent = False
             return None  # silent episodes end silently and leave the cooldown alone
         st.cooldown_until = event_time + self.cooldown_seconds
-        resolved_detail = dict(detail)
+        resolved_detail = dict(detail() if callable(detail) else detail)
         resolved_detail.setdefault("started_at", st.started_at)
         return self._alert(key, st, RESOLVED, st.severity, event_time, resolved_detail)
 
@@ -195,7 +196,7 @@ class Episodes:
         st.episode += 1
         st.started_at = event_time
         st.severity = severity or self.severity
-        return self._alert(key, st, FIRING, st.severity, event_time, dict(detail))
+        return self._alert(key, st, FIRING, st.severity, event_time, dict(detail() if callable(detail) else detail))
 
     @staticmethod
     def _alert(key: Key, st: _KeyState, status: str, severity: str, event_time: float,

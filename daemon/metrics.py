@@ -86,6 +86,7 @@ class _StateCollector:
         yield from (processed, dead, joins, resets, pending)
         yield self._label_delay(states)
         yield from self._detectors(states)
+        yield from _learning_families(states)
 
     def _label_delay(self, states):
         family = HistogramMetricFamily("driftd_label_delay_seconds", "Label time minus prediction time of joined events.", labels=["model"])
@@ -141,6 +142,33 @@ class _StateCollector:
                             if value is not None:
                                 performance.add_metric([model, feature, window], value)
         return statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference, unwatched
+
+
+def _learning_families(states):
+    score = GaugeMetricFamily("driftd_learner_score", "Each learner's and the champion's score on their recent paired labelled events.", labels=["model", "learner"])
+    progressive = GaugeMetricFamily("driftd_learner_progressive_score", "Each learner's running score in progressive validation.", labels=["model", "learner"])
+    retrains = CounterMetricFamily("driftd_retrains", "Challengers retrained, by reason.", labels=["model", "reason"])
+    promotions = CounterMetricFamily("driftd_promotions", "Promotion gate decisions: promoted, or rejected by the gate.", labels=["model", "outcome"])
+    errors = CounterMetricFamily("driftd_learner_errors", "Labelled events a learner could not take.", labels=["model"])
+    exported = set()
+    for s in states:
+        for model, pipeline in s.models.items():
+            cc = pipeline.lifecycle
+            if cc is None or model in exported:
+                continue
+            exported.add(model)
+            for learner, value in sorted(cc.scores().items()):
+                if value is not None:
+                    score.add_metric([model, learner], value)
+            for name, learner in sorted(cc.learners.items()):
+                progressive.add_metric([model, name], learner.metric.get())
+            for reason, count in sorted(cc.retrains.items()):
+                retrains.add_metric([model, reason], count)
+            decided = cc.decisions
+            promotions.add_metric([model, "promoted"], decided.get("promoted", 0))
+            promotions.add_metric([model, "rejected"], sum(decided.get(r, 0) for r in ("not_significant", "below_margin", "rate_limited")))
+            errors.add_metric([model], pipeline.learning_errors + sum(cc.errors.values()))
+    return score, progressive, retrains, promotions, errors
 
 
 def _sum(counters):

@@ -9,6 +9,7 @@ consumer group rebalances.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 
 import numpy as np
@@ -79,7 +80,10 @@ class PartitionState:
             except events.BadEvent as e:
                 self._reject(record, e, reject)
                 continue
-            joined = self.join.add_prediction(event.model, event.id, event.ts, (event.prediction, event.score, event.model_version, event.ts))
+            # The features wait with the prediction only when learners will need them.
+            features = event.features if pipeline.lifecycle is not None else None
+            payload = (event.prediction, event.score, event.model_version, event.ts, features)
+            joined = self.join.add_prediction(event.model, event.id, event.ts, payload)
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
             self.processed[(event.model, "prediction")] += 1
@@ -128,7 +132,7 @@ class PartitionState:
         for model, payload, label, delay in joins:
             by_model.setdefault(model, []).append((payload, label))
             counts = self.label_delay.setdefault(model, [np.zeros(len(DELAY_BUCKETS), dtype=np.int64), 0.0])
-            counts[0][np.searchsorted(DELAY_BUCKETS, delay)] += 1
+            counts[0][bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
             counts[1] += delay
         for model, pairs in by_model.items():
             self.models[model].observe_labels(pairs)
@@ -151,9 +155,8 @@ class PartitionState:
                     continue  # no new test since the last batch: nothing new to say
                 self._decisions[key] = detector.n_tests
                 at = pipeline.detection_time((name, feature) in pipeline.data_detectors, detector) if detector.drift else None
-                alert = self.episodes.observe(key, detector.drift, now if at is None else at, {
-                    "statistic": detector.statistic, "threshold": detector.threshold,
-                    "p_value": detector.p_value, "model_version": pipeline.version,
+                alert = self.episodes.observe(key, detector.drift, now if at is None else at, lambda d=detector, p=pipeline: {
+                    "statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value, "model_version": p.version,
                 })
                 if alert is not None:
                     yield alert

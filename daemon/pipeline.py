@@ -18,6 +18,7 @@ import math
 from detectors import KS, PSI, ChiSquare, Detector, PerformanceDecay, RiverDetector
 
 from .config import ModelConfig
+from .learning import build_lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class ModelPipeline:
         self.version_changes = 0
         self.unwatched_features: set[str] = set()
         self.skipped: dict[tuple[str, str], str] = {}
+        # Learners outlive model versions: they learn the world, not the deployed model.
+        self.lifecycle = build_lifecycle(config, f"models.{name}.learners") if config.learners else None
+        self.pending_promotions: list[tuple] = []  # (promotion, event time), published by the daemon
+        self.learning_errors = 0
         self._start_version(None)
 
     def _start_version(self, version: str | None) -> None:
@@ -179,6 +184,8 @@ class ModelPipeline:
             return 0
         self._fed[False] = (self.n_labelled, [p[3] for p, _ in used])
         self.n_labelled += len(used)
+        if self.lifecycle is not None:
+            self._learn(used)
         used = [(p[0], label) for p, label in used]
         y_pred = [p for p, _ in used]
         y_true = [t for _, t in used]
@@ -186,12 +193,31 @@ class ModelPipeline:
             errors = [abs(float(t) - float(p)) for p, t in used]
         else:
             errors = [int(t != p) for p, t in used]
+        signals = {"drift": False, "decay": False}
         for (name, feature), detector in self.label_detectors.items():
+            before = detector.n_detections
             if feature == "<error>":
                 detector.update_many(errors)
             else:
                 detector.update_many(y_true, y_pred)
+            if detector.n_detections > before:
+                signals["decay" if name == "decay" else "drift"] = True
+        if self.lifecycle is not None:
+            if any(signals.values()):
+                self.lifecycle.on_signal(**signals)
+            now = self._fed[False][1][-1]
+            promotion = self.lifecycle.maybe_promote(now)
+            if promotion is not None:
+                self.pending_promotions.append((promotion, now))
         return len(used)
+
+    def _learn(self, pairs: list) -> None:
+        """Progressive validation of the learners on each joined (prediction, label)."""
+        for (prediction, _, version, ts, features), label in pairs:
+            try:
+                self.lifecycle.update(features, label, prediction, now=ts, champion_version=version)
+            except ValueError:
+                self.learning_errors += 1  # features a learner cannot take; counted, not fatal
 
 
 def _is_number(value) -> bool:
