@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
+
 from detectors import KS, PSI, ChiSquare, Detector, PerformanceDecay, RiverDetector
 
 from .config import ModelConfig
@@ -107,8 +109,13 @@ class ModelPipeline:
                 self._build_data_detectors()
         if not events or not self.data_detectors:
             return
-        columns = {name: [e.features.get(name) for e in events] for name in self.features}
-        columns[SCORE] = [_score_value(e.score) for e in events]
+        # Numeric columns become float arrays once here, not once per detector that reads
+        # them (check() has made sure they hold numbers or None).
+        columns = {
+            name: _floats(e.features.get(name) for e in events) if kind == "numeric" else [e.features.get(name) for e in events]
+            for name, kind in self.features.items()
+        }
+        columns[SCORE] = _floats(_score_value(e.score) for e in events)
         self._fed[True] = (self.n_tested, [e.ts for e in events])
         self.n_tested += len(events)
         for (_, feature), detector in self.data_detectors.items():
@@ -218,6 +225,10 @@ class ModelPipeline:
                 self.lifecycle.update(features, label, prediction, now=ts, champion_version=version)
             except ValueError:
                 self.learning_errors += 1  # features a learner cannot take; counted, not fatal
+
+
+def _floats(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _is_number(value) -> bool:
