@@ -10,7 +10,9 @@ broker takes ``private_kafka_broker`` instead.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -89,3 +91,24 @@ def topic_name(unique_name) -> str:
 def fast_consumer_config() -> dict:
     """A fresh copy of FAST_CONSUMER_CONFIG, safe to modify in the test."""
     return dict(FAST_CONSUMER_CONFIG)
+
+
+@pytest.fixture
+def webhook():
+    """A local HTTP receiver: yields its URL and the list of (body, headers) it was sent."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            received.append((self.rfile.read(int(self.headers["Content-Length"])), dict(self.headers.items())))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()

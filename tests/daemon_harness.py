@@ -89,12 +89,12 @@ def processed(daemon: Daemon, model: str = "fraud") -> tuple[int, int]:
     return (m["processed"]["prediction"], m["processed"]["label"]) if m else (0, 0)
 
 
-def wait_until(condition, timeout: float = 60, what: str = "condition"):
+def wait_until(condition, timeout: float = 60, what: str = "condition", interval: float = 0.1):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         last = condition()
         if last:
             return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last saw {last!r}")

@@ -37,6 +37,8 @@ from daemon.checkpoint import Checkpoints
 from daemon.embedded_broker import EmbeddedBroker
 from daemon.simulate import Simulation
 
+from .daemon_harness import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fraud"
 
@@ -159,17 +161,6 @@ def daemons(tmp_path):
     yield make
     for d in started:
         d.stop()
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last saw {last!r}")
 
 
 def sim_records(config: dict, n_events: int, id_prefix: str = "p-", seed: int = 7) -> list:

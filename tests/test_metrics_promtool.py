@@ -7,8 +7,6 @@ missing and we may; otherwise the test is skipped with the reason, never passed.
 from __future__ import annotations
 
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,27 +61,6 @@ def promtool() -> str:
     if path is None:
         pytest.skip(f"promtool unavailable: {unavailable_reason('prometheus', 'promtool')}")
     return path
-
-
-@pytest.fixture
-def webhook():
-    """A receiver that accepts every alert, so driftd_alerts_sent_total has samples."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server API
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
 
 
 def _scrape(kafka_bootstrap, unique_name, tmp_path, url, monkeypatch) -> tuple[str, Simulation]:
