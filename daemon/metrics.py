@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from .events import REASONS
 from .join import OUTCOMES
 from .partition import DELAY_BUCKETS
 
@@ -72,10 +73,11 @@ class _StateCollector:
         joins = CounterMetricFamily("driftd_label_join", "Label-join outcomes.", labels=["model", "outcome"])
         resets = CounterMetricFamily("driftd_offset_resets", "Times a partition's offsets went backwards (topic re-created).", labels=["partition"])
         pending = GaugeMetricFamily("driftd_label_join_pending", "Predictions and labels waiting to be joined.", labels=["partition"])
-        for name, counter in ((processed, "processed"), (dead, "dead_letters")):
-            totals = _sum(getattr(s, counter) for s in states)
-            for key, value in sorted(totals.items()):
-                name.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+        for key, value in sorted(_sum(s.processed for s in states).items()):
+            processed.add_metric(list(key), value)
+        dead_totals = _sum(s.dead_letters for s in states)
+        for reason in REASONS:  # every reason from the start, so rate() sees the first one
+            dead.add_metric([reason], dead_totals.get(reason, 0))
         join_totals = _sum(s.join.counts for s in states)
         for model in sorted({m for m, _ in join_totals}):
             for outcome in OUTCOMES:
@@ -162,8 +164,8 @@ def _learning_families(states):
                     score.add_metric([model, learner], value)
             for name, learner in sorted(cc.learners.items()):
                 progressive.add_metric([model, name], learner.metric.get())
-            for reason, count in sorted(cc.retrains.items()):
-                retrains.add_metric([model, reason], count)
+            for reason in sorted({"drift", "decay", "schedule", *cc.retrains}):
+                retrains.add_metric([model, reason], cc.retrains.get(reason, 0))
             decided = cc.decisions
             promotions.add_metric([model, "promoted"], decided.get("promoted", 0))
             promotions.add_metric([model, "rejected"], sum(decided.get(r, 0) for r in ("not_significant", "below_margin", "rate_limited")))

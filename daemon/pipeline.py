@@ -191,8 +191,7 @@ class ModelPipeline:
             return 0
         self._fed[False] = (self.n_labelled, [p[3] for p, _ in used])
         self.n_labelled += len(used)
-        if self.lifecycle is not None:
-            self._learn(used)
+        learn = used
         used = [(p[0], label) for p, label in used]
         y_pred = [p for p, _ in used]
         y_true = [t for _, t in used]
@@ -200,31 +199,40 @@ class ModelPipeline:
             errors = [abs(float(t) - float(p)) for p, t in used]
         else:
             errors = [int(t != p) for p, t in used]
-        signals = {"drift": False, "decay": False}
+        # Batch-independent learning: a detector's signal reaches the lifecycle at the
+        # event that tipped the detector, and the gate is asked after every event (it
+        # decides every check_every events). Signalling and asking once per polled batch
+        # made retrains, promotions and their idempotency keys depend on how the consumer
+        # happened to batch the input: a replay after a crash (large catch-up batches)
+        # promoted at another event, under another id, than the live run had.
+        signals: dict[int, dict] = {}  # index in the batch -> {"drift": ..., "decay": ...}
         for (name, feature), detector in self.label_detectors.items():
-            before = detector.n_detections
+            before, seen_before = detector.n_detections, detector.n_seen
             if feature == "<error>":
                 detector.update_many(errors)
             else:
                 detector.update_many(y_true, y_pred)
             if detector.n_detections > before:
-                signals["decay" if name == "decay" else "drift"] = True
+                at = (detector.last_detection_at or 0) - seen_before - 1
+                at = min(max(at, 0), len(used) - 1)
+                signals.setdefault(at, {"drift": False, "decay": False})["decay" if name == "decay" else "drift"] = True
         if self.lifecycle is not None:
-            if any(signals.values()):
-                self.lifecycle.on_signal(**signals)
-            now = self._fed[False][1][-1]
-            promotion = self.lifecycle.maybe_promote(now)
-            if promotion is not None:
-                self.pending_promotions.append((promotion, now))
+            self._learn(learn, signals)
         return len(used)
 
-    def _learn(self, pairs: list) -> None:
-        """Progressive validation of the learners on each joined (prediction, label)."""
-        for (prediction, _, version, ts, features), label in pairs:
+    def _learn(self, pairs: list, signals: dict) -> None:
+        """Progressive validation of the learners on each joined (prediction, label); the
+        detectors' signals at the events where they fired; then the promotion gate."""
+        for i, ((prediction, _, version, ts, features), label) in enumerate(pairs):
             try:
                 self.lifecycle.update(features, label, prediction, now=ts, champion_version=version)
             except ValueError:
                 self.learning_errors += 1  # features a learner cannot take; counted, not fatal
+            if i in signals:
+                self.lifecycle.on_signal(**signals[i])
+            promotion = self.lifecycle.maybe_promote(ts)
+            if promotion is not None:
+                self.pending_promotions.append((promotion, ts))
 
 
 def _floats(values) -> np.ndarray:

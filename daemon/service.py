@@ -66,6 +66,8 @@ class Daemon:
         self._restoring = False
         self._embedded = None
         self._consumer = None
+        self._producer = None
+        self.alerts = None
         self._last_status: dict = {}
         self._batch_failed = False
         self.publisher = None
@@ -81,14 +83,61 @@ class Daemon:
     def run(self) -> None:
         kafka = self.config.kafka
         _check_codecs()
-        self.bootstrap = self._bootstrap()
-        client = _client_settings(kafka.client)
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
-            # Not idempotent: an idempotent producer never recovers from a broker that
-            # lost its producer ids (a restarted broker), and dead letters carry their
-            # source offset for receivers to de-duplicate anyway.
-            enable_idempotence=False, retries=5, **client)
+        # HTTP first: probes and metrics answer (not ready) while the broker is being reached.
+        http = HttpServer(self.config.http.host, self.config.http.port, self.metrics.registry, self.health, self.status)
+        http.start()
+        self.http_port = http.port
+        try:
+            self.bootstrap = self._bootstrap()
+            client = _client_settings(kafka.client)
+            self._producer = self._connect("producer", lambda: KafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
+                # Not idempotent: an idempotent producer never recovers from a broker that
+                # lost its producer ids (a restarted broker), and dead letters carry their
+                # source offset for receivers to de-duplicate anyway.
+                enable_idempotence=False, retries=5, **client))
+            if self._producer is None:
+                return
+            self._set_up_outputs()
+            self._consumer = self._connect("consumer", lambda: KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=kafka.group_id, enable_auto_commit=False,
+                auto_offset_reset="earliest", partition_assignment_strategy=[RangePartitionAssignor],
+                max_poll_records=kafka.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
+                fetch_max_wait_ms=kafka.fetch_max_wait_ms, max_partition_fetch_bytes=8 * 1024 * 1024,
+                reconnect_backoff_max_ms=int(kafka.reconnect_backoff_max_seconds * 1000),
+                session_timeout_ms=kafka.session_timeout_ms,
+                heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 10), request_timeout_ms=30_000, **client))
+            if self._consumer is None:
+                return
+            self._consumer.subscribe([kafka.predictions_topic, kafka.labels_topic], listener=_Rebalance(self))
+            log.info("driftd consuming %s and %s from %s; metrics on port %d",
+                     kafka.predictions_topic, kafka.labels_topic, self.bootstrap, self.http_port)
+            # Imported modules' objects live as long as the process: keep them out of the
+            # cyclic collector's full passes (measured: ~10% of wall time otherwise).
+            gc.freeze()
+            self._started.set()
+            self._loop()
+        finally:
+            self._shutdown(http)
+
+    def _connect(self, what: str, make):
+        """Build a Kafka client, retrying with backoff while the broker cannot be reached
+        (a pod may start before Kafka answers); None if stopped meanwhile."""
+        delay = 0.5
+        while not self._stop.is_set():
+            self._last_loop = time.monotonic()
+            try:
+                return make()
+            except KafkaError as e:
+                self._broker_failed(f"connect_{what}", e)
+                log.error("cannot reach the broker for the %s (%s); retrying in %.0f s", what, e, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.config.kafka.reconnect_backoff_max_seconds)
+        return None
+
+    def _set_up_outputs(self) -> None:
+        """Dead letters, checkpoints, alert sinks and the model registry."""
+        kafka = self.config.kafka
         self.dead_letters = DeadLetters(self._producer, kafka.dead_letter_topic, confirm_timeout=BROKER_WAIT_SECONDS)
         self.checkpoints = Checkpoints(self.config.state.dir, _scope(kafka))
         sinks = self._sinks()
@@ -105,27 +154,6 @@ class Daemon:
             registry = self.config.registry
             self.publisher = Publisher(Registry.from_env(registry.dir, registry.key_env, registry.keep),
                                        self._producer, registry.model_updated_topic, self.alerts)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=kafka.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", partition_assignment_strategy=[RangePartitionAssignor],
-            max_poll_records=kafka.poll_max_records, fetch_max_bytes=64 * 1024 * 1024, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            reconnect_backoff_max_ms=int(kafka.reconnect_backoff_max_seconds * 1000),
-            session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 10), request_timeout_ms=30_000, **client)
-        self._consumer.subscribe([kafka.predictions_topic, kafka.labels_topic], listener=_Rebalance(self))
-        http = HttpServer(self.config.http.host, self.config.http.port, self.metrics.registry, self.health, self.status)
-        http.start()
-        self.http_port = http.port
-        log.info("driftd consuming %s and %s from %s; metrics on port %d",
-                 kafka.predictions_topic, kafka.labels_topic, self.bootstrap, self.http_port)
-        # Imported modules' objects live as long as the process: keep them out of the
-        # cyclic collector's full passes (measured: ~10% of wall time otherwise).
-        gc.freeze()
-        self._started.set()
-        try:
-            self._loop()
-        finally:
-            self._shutdown(http)
 
     def _loop(self) -> None:
         kafka = self.config.kafka
@@ -327,7 +355,7 @@ class Daemon:
     def health(self) -> tuple[bool, bool, str]:
         live = time.monotonic() - self._last_loop < max(30.0, 5 * self.config.kafka.poll_timeout_ms / 1000)
         if not self._started.is_set():
-            return live, False, "starting"
+            return live, False, "starting: connecting to the broker"
         if not self._broker_ok:
             return live, False, "broker not answering"
         if self._restoring:
@@ -358,7 +386,7 @@ class Daemon:
             "ready": self.health()[1],
             "partitions": {s.partition: s.offsets for s in states},
             "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
-            "pending_alerts": self.alerts.pending_count(),
+            "pending_alerts": self.alerts.pending_count() if self.alerts else 0,
             "models": models,
         }
 
@@ -401,10 +429,12 @@ class Daemon:
                 self._consumer.close(autocommit=False)  # leaves the group: partitions move at once
         except Exception as e:  # noqa: BLE001 - shut down the rest whatever happened
             log.error("final checkpoint failed: %s", e)
-        self.alerts.close(timeout=3.0)
-        with self.lock:
-            self._save_pending_alerts()
-        self._producer.close(timeout=3)
+        if self.alerts is not None:
+            self.alerts.close(timeout=3.0)
+            with self.lock:
+                self._save_pending_alerts()
+        if self._producer is not None:
+            self._producer.close(timeout=3)
         http.stop()
         if self._embedded is not None:
             self._embedded.close()

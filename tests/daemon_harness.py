@@ -85,7 +85,7 @@ def status(daemon: Daemon) -> dict:
 
 
 def processed(daemon: Daemon, model: str = "fraud") -> tuple[int, int]:
-    m = status(daemon)["models"].get(model)
+    m = status(daemon).get("models", {}).get(model)  # a stale status (loop busy) may have none yet
     return (m["processed"]["prediction"], m["processed"]["label"]) if m else (0, 0)
 
 

@@ -20,7 +20,6 @@ apt-get); otherwise the tests that need them are skipped with the reason, never 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import re
 import socket
@@ -190,14 +189,17 @@ def _dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
 
 
-def _query_panels(dashboard: dict) -> list[dict]:
+def _all_panels(dashboard: dict) -> list[dict]:
+    """Rows and panels, those inside a collapsed row included."""
     panels = []
     for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            panels.extend(panel.get("panels", []))  # a collapsed row holds its panels
-        else:
-            panels.append(panel)
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))  # a collapsed row holds its panels
     return panels
+
+
+def _query_panels(dashboard: dict) -> list[dict]:
+    return [p for p in _all_panels(dashboard) if p["type"] != "row"]
 
 
 def _rows(dashboard: dict) -> list[str]:
@@ -213,13 +215,15 @@ def test_dashboard_structure():
     query = model["query"]["query"] if isinstance(model["query"], dict) else model["query"]
     assert model["type"] == "query" and query == "label_values(driftd_events_processed_total, model)", model
 
-    ids = [p["id"] for p in dashboard["panels"]] + [p["id"] for p in _query_panels(dashboard) if p not in dashboard["panels"]]
+    ids = [p["id"] for p in _all_panels(dashboard)]
     assert len(ids) == len(set(ids)), f"panel ids repeat: {sorted(i for i in ids if ids.count(i) > 1)}"
-    cells = {}
-    for panel in dashboard["panels"] + [p for p in _query_panels(dashboard) if p not in dashboard["panels"]]:
+    for panel in _all_panels(dashboard):
         grid = panel.get("gridPos")
         assert grid and all(isinstance(grid.get(k), int) for k in "hwxy"), f"{panel['title']}: gridPos {grid}"
         assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, f"{panel['title']}: {grid}"
+    cells = {}  # no two panels on one grid cell (panels of a collapsed row are not laid out)
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
