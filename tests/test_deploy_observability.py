@@ -47,7 +47,7 @@ RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "driftd.json"
 GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
-README_FRAGMENTS = (ROOT / "README.md", DEPLOY / "README-observability.md")
+README_FRAGMENTS = (ROOT / "README.md",)
 
 #: The alerts the issue asks for (more may exist).
 REQUIRED_ALERTS = {
