@@ -59,11 +59,17 @@ def demo_config(state_dir: str, port: int, webhook_url: str, secret_env: str) ->
         "kafka": {"bootstrap_servers": "embedded", "create_topics": 1, "poll_timeout_ms": 100, "session_timeout_ms": 3000},
         "http": {"host": "127.0.0.1", "port": port},
         "state": {"dir": state_dir, "checkpoint_interval_seconds": 2},
+        "registry": {"dir": f"{state_dir}/registry", "key_env": "DRIFTD_DEMO_REGISTRY_KEY"},
         "alerts": {"cooldown_seconds": 600, "retry_initial_seconds": 0.2, "sinks": [
             {"type": "webhook", "url": webhook_url, "secret": {"env": secret_env}}]},
         "model_defaults": {"reference_size": 5000, "window": 1000, "stride": 100, "ert": 200_000,
                            "decay_window": 1000, "decay_reference_size": 3000},
-        "models": {"fraud": {}},
+        "models": {"fraud": {
+            # driftd's own learner: it learns every label and competes with the deployed model.
+            "learners": {"tree": {"HoeffdingAdaptiveTreeClassifier": {"seed": 1}}},
+            "retrain_cooldown": 1000, "promotion_min_events": 300, "promotion_margin": 0.02,
+            "promotion_min_interval_seconds": 1000, "promotion_window": 1000,
+        }},
         "log_level": "WARNING",
     })
 
@@ -72,9 +78,10 @@ def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) 
     import os
 
     n = events or 40_000
-    sim = Simulation(n_events=n, data_drift_at=n // 2, concept_drift_at=n * 3 // 4, seed=seed)
+    sim = Simulation(n_events=n, data_drift_at=n * 3 // 8, concept_drift_at=n // 2, seed=seed)
     secret = "whsec_" + __import__("base64").b64encode(secrets.token_bytes(24)).decode()
     os.environ["DRIFTD_DEMO_WEBHOOK_SECRET"] = secret
+    os.environ["DRIFTD_DEMO_REGISTRY_KEY"] = secrets.token_hex(32)
     receiver = _Receiver(secret)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("driftd").setLevel(logging.ERROR)  # the demo prints its own summary of alerts
@@ -92,15 +99,49 @@ def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) 
             return 1
         out(f"driftd demo: embedded broker at {daemon.bootstrap}; metrics at http://127.0.0.1:{daemon.http_port}/metrics")
         out(f"  simulating {n} predictions: data drift at event {sim.data_drift_at}, concept drift at event {sim.concept_drift_at}")
-        produced = _produce(daemon, sim, receiver, out)
+        server = _ModelServer(sim, config.registry.dir, out)
+        produced = _produce(daemon, sim, receiver, out, server)
         ok = _wait_processed(daemon, produced, receiver, out)
         daemon.stop()
         thread.join(30)
     _summary(sim, receiver, out)
+    _lifecycle_summary(sim, server, out)
     return 0 if ok else 1
 
 
-def _produce(daemon: Daemon, sim: Simulation, receiver: _Receiver, out, rate: float = 4000) -> dict:
+class _ModelServer:
+    """The simulated model server's side of the lifecycle: it watches the registry and,
+    when driftd promotes a model, loads it (signature checked) and serves with it."""
+
+    def __init__(self, sim: Simulation, registry_dir: str, out):
+        self.sim = sim
+        self.directory = f"{registry_dir}/{sim.model}"
+        self.out = out
+        self.loaded: list[tuple[int, int]] = []  # (event index, version)
+
+    def poll(self) -> None:
+        import os
+
+        from learners.loader import load_model
+        from learners.spec import clean_features
+
+        versions = sorted(int(v) for v in os.listdir(self.directory) if v.isdigit()) if os.path.isdir(self.directory) else []
+        if not versions or (self.loaded and self.loaded[-1][1] == versions[-1]):
+            return
+        estimator, manifest = load_model(f"{self.directory}/{versions[-1]}", key_env="DRIFTD_DEMO_REGISTRY_KEY")
+
+        def predict(features, model=estimator):
+            x = clean_features(features)
+            proba = model.predict_proba_one(x)
+            return int(model.predict_one(x) or 0), round(float(proba.get(1, proba.get(True, 0.0))), 4)
+
+        self.sim.predictor = predict
+        self.sim.model_version = str(manifest["version"] + 1)  # the rule-based model was version 1
+        self.loaded.append((len(self.sim.served), manifest["version"]))
+        self.out(f"  event {len(self.sim.served):>6}: the model server loads promoted version {manifest['version']} ({manifest.get('learner', '')})")
+
+
+def _produce(daemon: Daemon, sim: Simulation, receiver: _Receiver, out, server: _ModelServer, rate: float = 4000) -> dict:
     """Write the simulation's events at ``rate`` predictions per second, like live traffic."""
     producer = KafkaProducer(bootstrap_servers=daemon.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
     counts = {"predictions": 0, "labels": 0}
@@ -109,9 +150,15 @@ def _produce(daemon: Daemon, sim: Simulation, receiver: _Receiver, out, rate: fl
         producer.send(topic, key=key, value=value)
         counts[topic] += 1
         if counts[topic] % 500 == 0 and topic == "predictions":
+            server.poll()
             ahead = counts[topic] / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+            # A live model server is never far ahead of its monitoring: wait for the daemon
+            # (so that a promotion can reach the server while the stream goes on).
+            deadline = time.monotonic() + 30
+            while _processed(daemon)["predictions"] < counts[topic] - 2000 and time.monotonic() < deadline:
+                time.sleep(0.05)
             if time.monotonic() - last > 1:
                 last = time.monotonic()
                 _status(daemon, receiver, out)
@@ -168,6 +215,26 @@ def _summary(sim: Simulation, receiver: _Receiver, out) -> None:
         when = f"{at - change:+} events after the {kind} drift" if at >= change else f"FALSE ALARM {change - at} events before the {kind} drift"
         out(f"  {key:<22} at event {at:>6}  ({when})")
     out(f"alerts received: {len(receiver.alerts)} (signatures verified; {receiver.bad_signatures} bad)")
+
+
+def _lifecycle_summary(sim: Simulation, server: _ModelServer, out) -> None:
+    """Accuracy of what the model server served: before the concept drift, right after it,
+    and after the promoted model took over."""
+    served, change = sim.served, sim.concept_drift_at
+
+    def accuracy(start, end):
+        window = served[max(0, start):end]
+        return f"{100 * sum(window) / len(window):5.1f}%" if window else "    -"
+
+    out("\nlifecycle: accuracy of the served predictions")
+    out(f"  before the concept drift (events {change - 3000}-{change}):   {accuracy(change - 3000, change)}")
+    out(f"  right after it (events {change}-{change + 2000}):          {accuracy(change, change + 2000)}")
+    if server.loaded:
+        at, version = server.loaded[0]
+        out(f"  promoted version {version} served from event {at} ({at - change} events after the change)")
+        out(f"  after the promotion (events {at}-{len(served)}):         {accuracy(at, len(served))}")
+    else:
+        out("  no model was promoted")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,15 @@ class Simulation:
     seed: int = 7
     predictions_topic: str = "predictions"
     labels_topic: str = "labels"
+    #: The served model, ``features -> (prediction, score)``; None: the built-in rule.
+    #: Swap it (and ``model_version``) while records() runs to model a server that loads
+    #: a newly promoted model.
+    predictor: object = None
+    model_version: str = "1"
+
+    def __post_init__(self):
+        #: Per prediction served: 1 if it was right (the world's label agreed), else 0.
+        self.served: list[int] = []
 
     def prediction(self, i: int, rng: random.Random) -> tuple[dict, int]:
         """The prediction event of event ``i`` and the true label the world gives it."""
@@ -45,14 +54,17 @@ class Simulation:
         features = {"amount": round(amount, 2), "age": round(age, 1) if rng.random() > 0.03 else None, "country": country}
         for k in range(self.extra_numeric_features):
             features[f"x{k}"] = round(rng.gauss(0, 1), 4)
-        score = 1 / (1 + math.exp(-(amount - 40) / 8))
-        prediction = int(score > 0.5)
+        if self.predictor is None:
+            score = 1 / (1 + math.exp(-(amount - 40) / 8))
+            prediction = int(score > 0.5)
+        else:
+            prediction, score = self.predictor(features)
         concept_changed = self.concept_drift_at is not None and i >= self.concept_drift_at
         threshold = 60 if concept_changed else 40
         truth = int(amount + rng.gauss(0, 4) > threshold)
         event = {
-            "model": self.model, "model_version": "1", "id": f"p-{i}", "ts": self.ts(i),
-            "features": features, "prediction": prediction, "score": round(score, 4),
+            "model": self.model, "model_version": self.model_version, "id": f"p-{i}", "ts": self.ts(i),
+            "features": features, "prediction": prediction, "score": None if score is None else round(score, 4),
         }
         return event, truth
 
@@ -67,6 +79,7 @@ class Simulation:
         for i in range(self.n_events + self.label_delay):
             if i < self.n_events:
                 event, truth = self.prediction(i, rng)
+                self.served.append(int(event["prediction"] == truth))
                 yield self.predictions_topic, key, json.dumps(event).encode()
                 copies = 0 if rng.random() < self.missing_labels else (2 if rng.random() < self.duplicate_labels else 1)
                 if copies:
