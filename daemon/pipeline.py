@@ -185,13 +185,16 @@ class ModelPipeline:
 
     def observe_labels(self, pairs: list[tuple]) -> int:
         """Feed (prediction payload, label) pairs; pairs of another model version than the
-        current one are left out (their baseline is gone). Returns how many were used."""
-        used = [(p, label) for p, label in pairs if p[2] == self.version or not self.config.reference_per_version]
+        current one are left out of the detectors (their baseline is gone), not out of the
+        learners. Returns how many the detectors used."""
+        current = [p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
+        used = [pair for pair, ok in zip(pairs, current) if ok]
         if not used:
+            if self.lifecycle is not None:
+                self._learn(pairs, current, {})  # the learners learn every label (see _learn)
             return 0
         self._fed[False] = (self.n_labelled, [p[3] for p, _ in used])
         self.n_labelled += len(used)
-        learn = used
         used = [(p[0], label) for p, label in used]
         y_pred = [p for p, _ in used]
         y_true = [t for _, t in used]
@@ -217,18 +220,24 @@ class ModelPipeline:
                 at = min(max(at, 0), len(used) - 1)
                 signals.setdefault(at, {"drift": False, "decay": False})["decay" if name == "decay" else "drift"] = True
         if self.lifecycle is not None:
-            self._learn(learn, signals)
+            self._learn(pairs, current, signals)
         return len(used)
 
-    def _learn(self, pairs: list, signals: dict) -> None:
+    def _learn(self, pairs: list, current: list, signals: dict) -> None:
         """Progressive validation of the learners on each joined (prediction, label); the
-        detectors' signals at the events where they fired; then the promotion gate."""
-        for i, ((prediction, _, version, ts, features), label) in enumerate(pairs):
+        detectors' signals at the events where they fired; then the promotion gate.
+
+        Learners learn the world, not the deployed model: they take every label, also the
+        late ones of a model version no longer current (``current`` False), which the
+        detectors leave out; those are not paired with the current champion."""
+        i = -1  # index among the current version's pairs, which the signals refer to
+        for ((prediction, _, version, ts, features), label), paired in zip(pairs, current):
+            i += paired
             try:
-                self.lifecycle.update(features, label, prediction, now=ts, champion_version=version)
+                self.lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=paired)
             except ValueError:
                 self.learning_errors += 1  # features a learner cannot take; counted, not fatal
-            if i in signals:
+            if paired and i in signals:
                 self.lifecycle.on_signal(**signals[i])
             promotion = self.lifecycle.maybe_promote(ts)
             if promotion is not None:

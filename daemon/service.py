@@ -71,6 +71,7 @@ class Daemon:
         self._last_status: dict = {}
         self._batch_failed = False
         self.publisher = None
+        self._publish_retry_at = 0.0
         self.metrics.ready.set_function(lambda: float(self.health()[1]))
 
     # -- life cycle -------------------------------------------------------------------------
@@ -175,7 +176,7 @@ class Daemon:
                         # stops; restarted, it resumes from the last good checkpoint.
                         self._batch_failed = True
                         raise
-                self._publish_promotions()
+            self._publish_promotions()  # also without new input: a failed publish is retried
             self._update_lag()
             if time.monotonic() >= next_checkpoint:
                 self._checkpoint()
@@ -203,7 +204,7 @@ class Daemon:
     def _publish_promotions(self) -> None:
         """Publish what the gate promoted in the last batch (at least once: a promotion
         leaves the pending list only once published, and the list is checkpointed)."""
-        if self.publisher is None:
+        if self.publisher is None or time.monotonic() < self._publish_retry_at:
             return
         with self.lock:
             pending = [(p, model) for s in self.states.values() for model in s.models.values() for p in model.pending_promotions]
@@ -213,6 +214,7 @@ class Daemon:
             except Exception as e:  # noqa: BLE001 - a registry or broker problem: retried next batch
                 log.error("model %s: publishing %s failed (%s); will retry", model.name, promotion.id, e)
                 self.metrics.kafka_errors.labels("publish").inc()
+                self._publish_retry_at = time.monotonic() + BROKER_WAIT_SECONDS
                 continue
             with self.lock:
                 model.pending_promotions.remove((promotion, when))
@@ -396,6 +398,9 @@ class Daemon:
         partitions = max(1, kafka.create_topics)
         topics = {kafka.predictions_topic: partitions, kafka.labels_topic: partitions, kafka.dead_letter_topic: 1}
         topics.update({s.topic: 1 for s in self.config.alerts.sinks if s.type == "kafka"})
+        if self.config.registry.model_updated_topic and any(
+                m.learners for m in [self.config.model_defaults, *self.config.models.values()]):
+            topics[self.config.registry.model_updated_topic] = 1
         if kafka.bootstrap_servers == "embedded":
             from .embedded_broker import EmbeddedBroker
 
@@ -434,7 +439,10 @@ class Daemon:
             with self.lock:
                 self._save_pending_alerts()
         if self._producer is not None:
-            self._producer.close(timeout=3)
+            try:
+                self._producer.close(timeout=3)
+            except KafkaError as e:  # the checkpoint is written; a stuck send must not fail the exit
+                log.error("producer did not close cleanly: %s", e)
         http.stop()
         if self._embedded is not None:
             self._embedded.close()

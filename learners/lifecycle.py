@@ -112,16 +112,25 @@ class ChampionChallenger:
         return cls(task, learners, **kwargs)
 
     # -- per event --------------------------------------------------------------------------
-    def update(self, x, y, champion_prediction, now: float | None = None, champion_version=None) -> Retrain | None:
+    def update(self, x, y, champion_prediction, now: float | None = None, champion_version=None,
+               paired: bool = True) -> Retrain | None:
         """One joined label: score the champion, progressive validation of every learner,
-        paired outcomes, replay buffer; then maybe a scheduled or signalled retrain."""
-        if champion_version is not None and champion_version != self.champion_version:
+        paired outcomes, replay buffer; then maybe a scheduled or signalled retrain.
+
+        ``paired=False``: a late label of a champion version no longer deployed. The
+        learners and the buffer still learn it (they learn the world, not the champion),
+        but it is no evidence about the current champion: no paired outcomes, and
+        ``champion_version`` is left alone."""
+        # (Before ``paired``, the daemon dropped such labels altogether: after each
+        # promotion the learners missed the label delay's worth of the most recent events.)
+        if paired and champion_version is not None and champion_version != self.champion_version:
             if self.champion_version is not None:
                 self._restart_pairs()
             self.champion_version = champion_version
         x = clean_features(x)
         champ = outcome(self.task, y, champion_prediction)
-        self.champion.append(champ)
+        if paired:
+            self.champion.append(champ)
         for name, learner in self.learners.items():
             try:
                 y_pred = learner.update(x, y)
@@ -129,8 +138,9 @@ class ChampionChallenger:
                 self.errors[name] += 1
                 self.last_error[name] = f"{type(e).__name__}: {e}"
                 continue
-            self.pairs[name][0].append(champ)
-            self.pairs[name][1].append(outcome(self.task, y, y_pred))
+            if paired:
+                self.pairs[name][0].append(champ)
+                self.pairs[name][1].append(outcome(self.task, y, y_pred))
             window = self.windows[name]
             if now is not None:
                 window[0] = now if window[0] is None else min(window[0], now)

@@ -115,6 +115,14 @@ def build(spec, key: str = "model"):
             accepted = [q for q in signature.parameters if q not in ("args", "kwargs")]
             raise ValueError(f"{where}: {name} has no parameter {param!r}; accepted: {', '.join(accepted) or 'none'}")
         kwargs[param] = _value(value, p, where)
+    # DriftRetrainingClassifier reads its detector's warning zone on every learn_one: with
+    # a detector that has none (ADWIN, PageHinkley: all that ALLOWED offers) it built fine
+    # and then raised AttributeError on every event, a learner that never learned.
+    detector = kwargs.get("drift_detector")
+    if name == "DriftRetrainingClassifier" and detector is not None and not isinstance(
+            detector, (base.DriftAndWarningDetector, base.BinaryDriftAndWarningDetector)):
+        raise ValueError(f"{key}.{name}.drift_detector: needs a detector with a warning zone (such as "
+                         f"River's default, DDM); {type(detector).__name__} has none: leave drift_detector out")
     try:
         return factory(**kwargs)
     except (TypeError, ValueError, AttributeError) as e:

@@ -8,20 +8,24 @@ the change a retrain is triggered and a challenger that beats the frozen champio
 same held-out events is promoted: a signed artifact in the registry, a "model updated"
 event, an info alert, metrics. When the champion is already as good, nothing is promoted.
 A daemon stopped between the retrain and the promotion promotes exactly once after its
-restart.
+restart, and a replay from the checkpoint before the promotion (a crash after publishing)
+promotes again under the same id: still one registry version. Also without a broker: the
+learners learn the late labels of a replaced model version, and a learner spec that could
+never learn is refused at start.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import time
+import shutil
 
 import pytest
 import yaml
 from kafka import KafkaConsumer
 from river import tree
 from river.datasets import synth
+from standardwebhooks import Webhook
 
 from daemon import cli
 from learners.loader import SignatureError, load_model
@@ -31,6 +35,7 @@ from .daemon_harness import daemon_config, get, produce, running_daemon, wait_un
 MODEL = "credit"
 KEY_ENV = "DRIFTD_TEST_REGISTRY_KEY"
 KEY = "test-registry-key-0123456789"
+WEBHOOK_SECRET = "whsec_" + "bGVhcm5pbmctdGVzdHMtd2ViaG9vay1rZXk="
 START_TS = 1_763_900_000.0
 DELAY = 50            # a label arrives this many predictions after its prediction
 CHANGE = 3000         # the world's function changes at this event (concept-change streams)
@@ -45,7 +50,7 @@ LEARNING = {
     # One promotion per test: the simulated model server never loads it, so the champion
     # in the events stays the frozen model and a second promotion would be legitimate.
     "promotion_min_interval_seconds": 1e9,
-    # The champion is near-perfect on the reference: no data-drift alarms needed here.
+    # Data drift is not the subject here: one cheap test per feature.
     "numeric_tests": ["psi"], "categorical_tests": ["psi"],
 }
 
@@ -92,13 +97,18 @@ def records(config: dict, rows, lo: int, hi: int, change: int | None, final: boo
     return out
 
 
-def make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, **model) -> dict:
+def make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, webhook_url, **model) -> dict:
     monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("DRIFTD_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    # Alerts go to a local webhook, not a Kafka sink: kafka-python 3.0.12's producer can
+    # strand a batch for its 10 s timeout when another topic is first sent to meanwhile
+    # (see the report); the daemon's one producer would then fail to flush at stop.
     config = daemon_config(
         kafka_bootstrap, unique_name, tmp_path / "state", models={MODEL: {**LEARNING, **model}},
         registry={"dir": str(tmp_path / "registry"), "key_env": KEY_ENV,
                   "model_updated_topic": unique_name("model-updates")},
-        alerts={"retry_initial_seconds": 0.1, "sinks": [{"type": "kafka", "topic": unique_name("alerts")}]})
+        alerts={"retry_initial_seconds": 0.1, "sinks": [
+            {"type": "webhook", "url": webhook_url, "secret": {"env": "DRIFTD_TEST_WEBHOOK_SECRET"}}]})
     config["model_defaults"].update(decay_reference_size=300, decay_window=300)
     return config
 
@@ -153,10 +163,11 @@ def versions(registry_dir) -> list[str]:
 # -- (a) a concept change: retrain, promote, publish ----------------------------------------
 
 def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_bootstrap, unique_name, tmp_path,
-                                                              monkeypatch, capsys):
+                                                              monkeypatch, capsys, webhook):
     assert accuracy(world, 0, CHANGE, changed=False) > 0.95  # the champion was good ...
     assert accuracy(world, CHANGE, N_EVENTS, changed=True) < 0.7  # ... and the world moved on
-    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch)
+    url, received = webhook
+    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, url)
     registry_dir = tmp_path / "registry"
     want = [0, 0]
     with running_daemon(config) as daemon:
@@ -168,10 +179,14 @@ def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_boots
             (pipeline,) = [s.models[MODEL] for s in daemon.states.values() if MODEL in s.models]
             cc = pipeline.lifecycle
             retrains, decisions = dict(cc.retrains), dict(cc.decisions)
+        infos = wait_until(lambda: [b for b, _ in received if b"driftd.info.promotion" in b], timeout=10,
+                           what="the promotion's info alert at the webhook")
+        (info_body,) = infos
+        info_headers = next(h for b, h in received if b == info_body)
 
     # Nothing promoted while the champion was right.
     assert before.get(f'driftd_promotions_total{{model="{MODEL}",outcome="promoted"}}') == 0.0
-    assert not any(k.startswith("driftd_retrains_total") for k in before), before
+    assert sum(v for k, v in before.items() if k.startswith("driftd_retrains_total")) == 0, before
     # The change: retrained on the error-stream drift (or decay), then exactly one promotion.
     assert retrains.get("drift", 0) + retrains.get("decay", 0) >= 1, retrains
     assert decisions.get("promoted") == 1, decisions
@@ -200,11 +215,10 @@ def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_boots
     (update,) = updates
     assert update["type"] == "driftd.model.updated" and update["model"] == MODEL and update["version"] == 1
     assert update["id"] == manifest["idempotency_key"]
-    # The info alert on the configured Kafka sink.
-    alerts = [json.loads(r.value) for r in consume_all(kafka_bootstrap, config["alerts"]["sinks"][0]["topic"])]
-    promotions = [a for a in alerts if a["type"] == "driftd.info.promotion"]
-    assert len(promotions) == 1, [a["type"] for a in alerts]
-    assert promotions[0]["data"]["status"] == "info" and promotions[0]["data"]["detail"]["version"] == 1
+    # The info alert at the configured webhook, signed.
+    alert = Webhook(WEBHOOK_SECRET).verify(info_body, info_headers)
+    assert alert["type"] == "driftd.info.promotion", alert
+    assert alert["data"]["status"] == "info" and alert["data"]["detail"]["version"] == 1
 
     # driftd models list / show, with a configuration file naming the registry.
     config_file = tmp_path / "driftd.yaml"
@@ -221,10 +235,10 @@ def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_boots
 # -- (b) the gate: nothing better, nothing promoted -----------------------------------------
 
 def test_b_no_promotion_when_the_champion_is_already_as_good(world, kafka_bootstrap, unique_name, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, webhook):
     # A stationary world (function 0 throughout) where the frozen champion is right; a
     # scheduled retrain every 500 labels keeps fresh challengers in front of the gate.
-    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, retrain_every=500)
+    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, webhook[0], retrain_every=500)
     want = [0, 0]
     with running_daemon(config) as daemon:
         produce_and_wait(daemon, kafka_bootstrap, records(config, world, 0, N_EVENTS, None, final=True), want)
@@ -240,43 +254,118 @@ def test_b_no_promotion_when_the_champion_is_already_as_good(world, kafka_bootst
     assert "promoted" not in decisions, decisions
     assert versions(tmp_path / "registry") == []
     assert consume_all(kafka_bootstrap, config["registry"]["model_updated_topic"], timeout_ms=1000) == []
+    assert not [b for b, _ in webhook[1] if b"driftd.info.promotion" in b]
 
 
 # -- (c) a restart between retrain and promotion ---------------------------------------------
 
-def test_c_restart_mid_retraining_promotes_exactly_once(world, kafka_bootstrap, unique_name, tmp_path, monkeypatch):
-    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch)
-    registry_dir = tmp_path / "registry"
+def model_state(daemon):
+    with daemon.lock:
+        (pipeline,) = [s.models[MODEL] for s in daemon.states.values() if MODEL in s.models]
+        cc = pipeline.lifecycle
+        return sum(cc.retrains.values()), cc.decisions.get("promoted", 0), sorted(cc.learners)
+
+
+def test_c_restart_mid_retraining_promotes_exactly_once(world, kafka_bootstrap, unique_name, tmp_path, monkeypatch,
+                                                        webhook):
+    config = make_config(kafka_bootstrap, unique_name, tmp_path, monkeypatch, webhook[0])
+    registry_dir, state_dir = tmp_path / "registry", tmp_path / "state"
     want = [0, 0]
     with running_daemon(config) as daemon:
         produce_and_wait(daemon, kafka_bootstrap, records(config, world, 0, CHANGE, CHANGE), want)
         # After the change, a few labels at a time until a retrain has started.
         at = CHANGE
-        while True:
+        while not model_state(daemon)[0]:
             assert at < N_EVENTS - 1000, "no retrain before the end of the stream"
             produce_and_wait(daemon, kafka_bootstrap, records(config, world, at, at + 25, CHANGE), want)
             at += 25
-            with daemon.lock:
-                (pipeline,) = [s.models[MODEL] for s in daemon.states.values() if MODEL in s.models]
-                retrained = sum(pipeline.lifecycle.retrains.values())
-                promoted = pipeline.lifecycle.decisions.get("promoted", 0)
-            if retrained:
-                break
+        retrained, promoted, learners = model_state(daemon)
         assert promoted == 0, f"promoted already at event {at}: nothing to test"
         assert versions(registry_dir) == []
-        stopped_at = at
-    # Stopped (final checkpoint). The same state directory and group: restart, continue.
-    with running_daemon(config) as daemon:
-        with daemon.lock:
-            (pipeline,) = [s.models[MODEL] for s in daemon.states.values() if MODEL in s.models]
-            assert sum(pipeline.lifecycle.retrains.values()) >= 1  # the retrain came back with the state
-            assert any(name.startswith("retrained-") for name in pipeline.lifecycle.learners)
-        produce_and_wait(daemon, kafka_bootstrap, records(config, world, stopped_at, N_EVENTS, CHANGE, final=True), want)
-        metrics = metric_values(daemon)
+    # Stopped (final checkpoint). Keep that checkpoint to replay from it later.
+    shutil.copytree(state_dir, tmp_path / "state-before-promotion")
+    stopped_at = at
 
+    # The same state directory and group: restart, continue the stream live (small batches).
+    with running_daemon(config) as daemon:
+        wait_until(lambda: daemon.health()[1], timeout=30, what="partitions assigned, state restored")
+        assert model_state(daemon) == (retrained, 0, learners)  # the retrained challenger came back
+        assert any(name.startswith("retrained-") for name in learners)
+        for lo in range(stopped_at, N_EVENTS, 200):
+            hi = min(lo + 200, N_EVENTS)
+            produce_and_wait(daemon, kafka_bootstrap, records(config, world, lo, hi, CHANGE, final=hi == N_EVENTS), want)
+        assert model_state(daemon)[1] == 1
+        metrics = metric_values(daemon)
     assert metrics[f'driftd_promotions_total{{model="{MODEL}",outcome="promoted"}}'] == 1.0
     assert versions(registry_dir) == ["1"]
     _, manifest = load_model(registry_dir / MODEL, key=KEY)
     updates = [json.loads(r.value) for r in consume_all(kafka_bootstrap, config["registry"]["model_updated_topic"])]
-    assert updates and {u["id"] for u in updates} == {manifest["idempotency_key"]}, updates
+    assert [u["id"] for u in updates] == [manifest["idempotency_key"]], updates
+
+    # A crash after the promotion was published but before its checkpoint: the state goes
+    # back to the pre-promotion checkpoint and the same input is replayed, now in large
+    # catch-up batches. The replay promotes the same learner at the same event, under the
+    # same id: the registry keeps one version; the "model updated" event may repeat, with
+    # the same id.
+    shutil.rmtree(state_dir)
+    shutil.copytree(tmp_path / "state-before-promotion", state_dir)
+    with running_daemon(config) as daemon:
+        wait_until(lambda: processed_counts(daemon) == tuple(want) and not pending_promotions(daemon),
+                   timeout=60, what="the replay")
+        assert model_state(daemon)[1] == 1
+    assert versions(registry_dir) == ["1"]
+    updates = [json.loads(r.value) for r in consume_all(kafka_bootstrap, config["registry"]["model_updated_topic"])]
+    # Two events: the replay did promote again (from the old checkpoint), under the same id.
+    assert len(updates) == 2 and {u["id"] for u in updates} == {manifest["idempotency_key"]}, updates
     assert {u["version"] for u in updates} == {1}
+
+
+# -- the learners and a replaced model version (no broker) -----------------------------------
+
+def test_learners_learn_the_late_labels_of_a_replaced_version(world):
+    """After a new model version is deployed, the labels of the old version's last
+    predictions still arrive (the label delay). The detectors leave them out (their
+    baseline was the old version); the learners learn them, unpaired with the new
+    champion. (They used to be dropped: the freshest labelled events, after each promotion.)"""
+    from daemon.config import ModelConfig
+    from daemon.events import decode_prediction
+    from daemon.pipeline import ModelPipeline
+
+    pipeline = ModelPipeline(MODEL, ModelConfig(learners=LEARNING["learners"], reference_size=50,
+                                                numeric_tests=[], categorical_tests=[],  # (no calibration)
+                                                promotion_min_events=20, promotion_window=100))
+
+    def event(i, version):
+        x, _, _, predicted = world[i]
+        return decode_prediction(json.dumps({"model": MODEL, "model_version": version, "id": f"e-{i}",
+                                             "ts": START_TS + i, "features": x, "prediction": predicted}).encode())
+
+    def labelled(i, version):
+        x, y0, _, predicted = world[i]
+        return ((predicted, None, version, START_TS + i, x), y0)
+
+    pipeline.observe_predictions([event(i, "1") for i in range(60)])
+    assert pipeline.observe_labels([labelled(i, "1") for i in range(30)]) == 30
+    cc = pipeline.lifecycle
+    assert cc.n_labelled == 30 and len(cc.pairs["tree"][0]) == 30 and cc.champion_version == "1"
+    pipeline.observe_predictions([event(i, "2") for i in range(60, 100)])  # version 2 deployed
+    # The last 30 labels of version 1 arrive late: no detector takes them, the learners do.
+    assert pipeline.observe_labels([labelled(i, "1") for i in range(30, 60)]) == 0
+    assert cc.n_labelled == 60 and cc.learners["tree"].n_learned == 60 and len(cc.buffer) == 60
+    assert len(cc.pairs["tree"][0]) == 30 and cc.champion_version == "1"  # not paired with version 2
+    assert pipeline.observe_labels([labelled(i, "2") for i in range(60, 80)]) == 20
+    assert cc.champion_version == "2" and len(cc.pairs["tree"][0]) == 20  # version 2's own comparison
+    assert cc.n_labelled == 80
+
+
+def test_a_learner_that_could_never_learn_is_refused_at_start(monkeypatch):
+    """DriftRetrainingClassifier needs a detector with a warning zone; with ADWIN it used
+    to pass the configuration check and then fail on every labelled event."""
+    from daemon.config import ConfigError, from_dict
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    spec = {"DriftRetrainingClassifier": {"model": {"HoeffdingTreeClassifier": {}}, "drift_detector": {"ADWIN": {}}}}
+    with pytest.raises(ConfigError, match=r"models\.credit\.learners\.drt.*drift_detector.*warning zone"):
+        from_dict({"registry": {"key_env": KEY_ENV}, "models": {MODEL: {"learners": {"drt": spec}}}})
+    del spec["DriftRetrainingClassifier"]["drift_detector"]  # River's default (DDM) is fine
+    from_dict({"registry": {"key_env": KEY_ENV}, "models": {MODEL: {"learners": {"drt": spec}}}})
