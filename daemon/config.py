@@ -212,6 +212,11 @@ class Config:
         default=False)
     log_level: str = _doc("DEBUG, INFO, WARNING or ERROR.", default="INFO")
 
+    @property
+    def has_learners(self) -> bool:
+        """Whether any model learns (and so needs the registry)."""
+        return any(m.learners for m in [self.model_defaults, *self.models.values()])
+
     def model(self, name: str) -> ModelConfig | None:
         """The settings of model ``name``, or None if it is not watched."""
         if name in self.models:
@@ -378,8 +383,7 @@ def _check(config: Config) -> None:
         _check_model(model, name)
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
-    learning = any(m.learners for m in [config.model_defaults, *config.models.values()])
-    if learning and not os.environ.get(config.registry.key_env):
+    if config.has_learners and not os.environ.get(config.registry.key_env):
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
 
 

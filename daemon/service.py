@@ -18,7 +18,6 @@ import logging
 from collections import Counter
 import os
 import pickle
-import re
 import threading
 import time
 
@@ -29,11 +28,11 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from learners.registry import Registry
 
-from .alert_sinks import KafkaSink, WebhookSink
 from .alerts import OUTCOMES as ALERT_OUTCOMES
 from .alerts import AlertSender
 from .checkpoint import Checkpoints
-from .config import Config, Secret
+from . import wiring
+from .config import Config
 from .deadletter import DeadLetters
 from .http import HttpServer
 from .learning import Publisher
@@ -83,14 +82,14 @@ class Daemon:
 
     def run(self) -> None:
         kafka = self.config.kafka
-        _check_codecs()
+        wiring.check_codecs()
         # HTTP first: probes and metrics answer (not ready) while the broker is being reached.
         http = HttpServer(self.config.http.host, self.config.http.port, self.metrics.registry, self.health, self.status)
         http.start()
         self.http_port = http.port
         try:
-            self.bootstrap = self._bootstrap()
-            client = _client_settings(kafka.client)
+            self.bootstrap, self._embedded = wiring.bootstrap(self.config)
+            client = wiring.client_settings(kafka.client)
             self._producer = self._connect("producer", lambda: KafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
                 # Not idempotent: an idempotent producer never recovers from a broker that
@@ -140,8 +139,8 @@ class Daemon:
         """Dead letters, checkpoints, alert sinks and the model registry."""
         kafka = self.config.kafka
         self.dead_letters = DeadLetters(self._producer, kafka.dead_letter_topic, confirm_timeout=BROKER_WAIT_SECONDS)
-        self.checkpoints = Checkpoints(self.config.state.dir, _scope(kafka))
-        sinks = self._sinks()
+        self.checkpoints = Checkpoints(self.config.state.dir, wiring.checkpoint_scope(kafka))
+        sinks = wiring.alert_sinks(self.config, self._producer)
         self.alerts = AlertSender(
             sinks, on_outcome=lambda sink, outcome: self.metrics.alerts_sent.labels(sink, outcome).inc(),
             pending=self._load_pending_alerts(),
@@ -151,7 +150,7 @@ class Daemon:
         for sink in sinks:  # every series from the start, so rate() sees the first failure
             for outcome in ALERT_OUTCOMES:
                 self.metrics.alerts_sent.labels(sink.name, outcome)
-        if any(m.learners for m in [self.config.model_defaults, *self.config.models.values()]):
+        if self.config.has_learners:
             registry = self.config.registry
             self.publisher = Publisher(Registry.from_env(registry.dir, registry.key_env, registry.keep),
                                        self._producer, registry.model_updated_topic, self.alerts)
@@ -393,38 +392,6 @@ class Daemon:
         }
 
     # -- set-up and tear-down ---------------------------------------------------------------
-    def _bootstrap(self) -> str:
-        kafka = self.config.kafka
-        partitions = max(1, kafka.create_topics)
-        topics = {kafka.predictions_topic: partitions, kafka.labels_topic: partitions, kafka.dead_letter_topic: 1}
-        topics.update({s.topic: 1 for s in self.config.alerts.sinks if s.type == "kafka"})
-        if self.config.registry.model_updated_topic and any(
-                m.learners for m in [self.config.model_defaults, *self.config.models.values()]):
-            topics[self.config.registry.model_updated_topic] = 1
-        if kafka.bootstrap_servers == "embedded":
-            from .embedded_broker import EmbeddedBroker
-
-            self._embedded = EmbeddedBroker(topics=topics).start()
-            log.warning("embedded broker (in memory, for development) at %s", self._embedded.bootstrap)
-            return self._embedded.bootstrap
-        if kafka.create_topics:
-            from .embedded_broker import create_topics
-
-            create_topics(kafka.bootstrap_servers, topics, **_client_settings(kafka.client))
-        return kafka.bootstrap_servers
-
-    def _sinks(self) -> list:
-        sinks = []
-        for i, sink in enumerate(self.config.alerts.sinks):
-            secret = sink.secret.get() if isinstance(sink.secret, Secret) else None
-            name = f"{sink.type}-{i}"
-            if sink.type == "kafka":
-                sinks.append(KafkaSink(self._producer, sink.topic, timeout=sink.timeout_seconds, name=name))
-            else:
-                fmt = "slack" if sink.type == "slack" else "standard"
-                sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name))
-        return sinks
-
     def _shutdown(self, http) -> None:
         log.info("stopping: final checkpoint")
         try:
@@ -459,25 +426,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.daemon._assigned(assigned)
 
 
-def _client_settings(client: dict) -> dict:
-    return {k: v.get() if isinstance(v, Secret) else v for k, v in client.items()}
-
-
-def _scope(kafka) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{kafka.group_id}-{kafka.predictions_topic}-{kafka.labels_topic}")
-
-
 def _add_counts(total: dict, more: dict) -> None:
     for section in ("processed", "join"):
         for key, value in more[section].items():
             total[section][key] += value
-
-
-def _check_codecs() -> None:
-    """Compressed batches from librdkafka or Java producers are unreadable without these;
-    kafka-python would then spin on the same fetch for ever."""
-    from kafka import codec
-
-    missing = [name for name, present in (("snappy", codec.has_snappy()), ("lz4", codec.has_lz4()), ("zstd", codec.has_zstd())) if not present]
-    if missing:
-        raise RuntimeError(f"cannot decompress {', '.join(missing)}: reinstall driftd with its dependencies (python-snappy, lz4, zstandard)")

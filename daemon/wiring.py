@@ -1,0 +1,73 @@
+"""The daemon's parts, built from configuration: the broker address (or the embedded
+broker), the topics to create, the alert sinks, the Kafka client settings, and the checks
+that must pass before anything starts."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from .alert_sinks import KafkaSink, WebhookSink
+from .config import Config, Secret
+
+log = logging.getLogger("driftd")
+
+
+def check_codecs() -> None:
+    """Compressed batches from librdkafka or Java producers are unreadable without these;
+    kafka-python would then spin on the same fetch for ever."""
+    from kafka import codec
+
+    missing = [name for name, present in (("snappy", codec.has_snappy()), ("lz4", codec.has_lz4()), ("zstd", codec.has_zstd())) if not present]
+    if missing:
+        raise RuntimeError(f"cannot decompress {', '.join(missing)}: reinstall driftd with its dependencies (python-snappy, lz4, zstandard)")
+
+
+def topics(config: Config) -> dict[str, int]:
+    """Every topic driftd reads or writes, with the partitions it would create it with."""
+    kafka = config.kafka
+    partitions = max(1, kafka.create_topics)
+    wanted = {kafka.predictions_topic: partitions, kafka.labels_topic: partitions, kafka.dead_letter_topic: 1}
+    wanted.update({s.topic: 1 for s in config.alerts.sinks if s.type == "kafka"})
+    if config.has_learners and config.registry.model_updated_topic:
+        wanted[config.registry.model_updated_topic] = 1
+    return wanted
+
+
+def bootstrap(config: Config):
+    """(bootstrap servers, the embedded broker or None); creates topics where asked."""
+    kafka = config.kafka
+    if kafka.bootstrap_servers == "embedded":
+        from .embedded_broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(topics=topics(config)).start()
+        log.warning("embedded broker (in memory, for development) at %s", broker.bootstrap)
+        return broker.bootstrap, broker
+    if kafka.create_topics:
+        from .embedded_broker import create_topics
+
+        create_topics(kafka.bootstrap_servers, topics(config), **client_settings(kafka.client))
+    return kafka.bootstrap_servers, None
+
+
+def alert_sinks(config: Config, producer) -> list:
+    sinks = []
+    for i, sink in enumerate(config.alerts.sinks):
+        secret = sink.secret.get() if isinstance(sink.secret, Secret) else None
+        name = f"{sink.type}-{i}"
+        if sink.type == "kafka":
+            sinks.append(KafkaSink(producer, sink.topic, timeout=sink.timeout_seconds, name=name))
+        else:
+            fmt = "slack" if sink.type == "slack" else "standard"
+            sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name))
+    return sinks
+
+
+def client_settings(client: dict) -> dict:
+    """kafka-python settings with secrets resolved."""
+    return {k: v.get() if isinstance(v, Secret) else v for k, v in client.items()}
+
+
+def checkpoint_scope(kafka) -> str:
+    """Group and topics, as a file-name prefix: checkpoints of other set-ups stay apart."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{kafka.group_id}-{kafka.predictions_topic}-{kafka.labels_topic}")
