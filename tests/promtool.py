@@ -53,6 +53,17 @@ def ensure_amtool() -> str | None:
     return ensure_debian_package("prometheus-alertmanager", "amtool")
 
 
+def require(pkg: str, binary: str) -> str:
+    """Path of ``binary`` from Debian package ``pkg``, installed if need be; the calling
+    test is skipped, with the reason, when it cannot be had (never silently passed)."""
+    import pytest
+
+    path = ensure_debian_package(pkg, binary)
+    if path is None:
+        pytest.skip(f"{binary} unavailable: {unavailable_reason(pkg, binary)}")
+    return path
+
+
 def unavailable_reason(pkg: str, binary: str) -> str:
     """Why the last :func:`ensure_debian_package` for these returned None."""
     return _reasons.get((pkg, binary), f"{binary} not looked for yet")

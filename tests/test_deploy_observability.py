@@ -37,7 +37,7 @@ import yaml
 from daemon.simulate import Simulation
 
 from .daemon_harness import daemon_config, get, produce, running_daemon, status, wait_until
-from .promtool import ensure_amtool, ensure_debian_package, ensure_promtool, unavailable_reason
+from .promtool import require
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -63,27 +63,14 @@ E2E_BUDGET_SECONDS = 90
 
 
 # -- tools ----------------------------------------------------------------------------------------
-def _tool(pkg: str, binary: str) -> str:
-    path = ensure_debian_package(pkg, binary)
-    if path is None:
-        pytest.skip(f"{binary} unavailable: {unavailable_reason(pkg, binary)}")
-    return path
-
-
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = ensure_promtool()
-    if path is None:
-        pytest.skip(f"promtool unavailable: {unavailable_reason('prometheus', 'promtool')}")
-    return path
+    return require("prometheus", "promtool")
 
 
 @pytest.fixture(scope="module")
 def amtool() -> str:
-    path = ensure_amtool()
-    if path is None:
-        pytest.skip(f"amtool unavailable: {unavailable_reason('prometheus-alertmanager', 'amtool')}")
-    return path
+    return require("prometheus-alertmanager", "amtool")
 
 
 def _run(*args, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -407,8 +394,8 @@ def _panel_queries(model: str) -> list[tuple[str, str, str]]:
 
 
 def test_end_to_end_prometheus_alertmanager_grafana_queries(promtool, kafka_bootstrap, unique_name, tmp_path, monkeypatch):
-    prometheus_bin = _tool("prometheus", "prometheus")
-    alertmanager_bin = _tool("prometheus-alertmanager", "prometheus-alertmanager")
+    prometheus_bin = require("prometheus", "prometheus")
+    alertmanager_bin = require("prometheus-alertmanager", "prometheus-alertmanager")
     started = time.monotonic()
 
     monkeypatch.setenv("E2E_WEBHOOK_SECRET", "whsec_" + "c2VjcmV0LWtleS1mb3ItZTJlLXRlc3Q=")

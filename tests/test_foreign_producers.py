@@ -227,17 +227,25 @@ def test_events_from_a_java_style_producer_are_processed(shared_daemon, compress
     assert seen == {**expected, "dead_letters": {}}
 
 
+def _produce_mixed(shared_daemon, model: str, partitioner: str):
+    """Predictions from librdkafka with ``partitioner``, labels from a Java-style producer;
+    returns the simulation, its records and the partitions each producer used."""
+    daemon, config = shared_daemon
+    sim = _sim(config, model)
+    records = list(sim.records())
+    prediction_partitions = produce_librdkafka(
+        daemon.bootstrap, [r for r in records if r[0] == sim.predictions_topic],
+        {"partitioner": partitioner, "compression.type": "zstd"})
+    label_partitions = produce_java_style(daemon.bootstrap, [r for r in records if r[0] == sim.labels_topic], "gzip")
+    return sim, records, prediction_partitions, label_partitions
+
+
 def test_predictions_from_librdkafka_join_labels_from_a_java_producer(shared_daemon):
     """The model server uses librdkafka, the business system writing labels the Java client.
     With librdkafka's Java-compatible partitioner (murmur2_random, as the README asks) both
     put a model's events in the same partition number and every label joins."""
-    daemon, config = shared_daemon
-    sim = _sim(config, "mixed-murmur2")
-    records = list(sim.records())
-    prediction_partitions = produce_librdkafka(
-        daemon.bootstrap, [r for r in records if r[0] == sim.predictions_topic],
-        {"partitioner": "murmur2_random", "compression.type": "zstd"})
-    label_partitions = produce_java_style(daemon.bootstrap, [r for r in records if r[0] == sim.labels_topic], "gzip")
+    daemon = shared_daemon[0]
+    sim, records, prediction_partitions, label_partitions = _produce_mixed(shared_daemon, "mixed-murmur2", "murmur2_random")
     assert prediction_partitions[sim.predictions_topic] == label_partitions[sim.labels_topic]
     expected = _expected(sim, records)
     assert _wait_processed(daemon, "mixed-murmur2", expected) == {**expected, "dead_letters": {}}
@@ -248,13 +256,8 @@ def test_mixed_partitioners_break_co_partitioning_visibly_not_silently(shared_da
     client's (murmur2) put key "mixed-default" in different partitions: the labels cannot
     meet their predictions. Nothing is lost and the failure shows: every event is
     processed, no label joins, and the labels wait in driftd_label_join_pending."""
-    daemon, config = shared_daemon
-    sim = _sim(config, "mixed-default")
-    records = list(sim.records())
-    prediction_partitions = produce_librdkafka(
-        daemon.bootstrap, [r for r in records if r[0] == sim.predictions_topic],
-        {"partitioner": "consistent_random", "compression.type": "zstd"})
-    label_partitions = produce_java_style(daemon.bootstrap, [r for r in records if r[0] == sim.labels_topic], "gzip")
+    daemon = shared_daemon[0]
+    sim, records, prediction_partitions, label_partitions = _produce_mixed(shared_daemon, "mixed-default", "consistent_random")
     assert prediction_partitions[sim.predictions_topic] != label_partitions[sim.labels_topic]
     expected = {**_expected(sim, records), "joined": 0}
     assert _wait_processed(daemon, "mixed-default", expected) == {**expected, "dead_letters": {}}

@@ -15,7 +15,7 @@ from daemon.events import REASONS
 from daemon.simulate import Simulation
 
 from .daemon_harness import daemon_config, get, produce, running_daemon, status, wait_until
-from .promtool import ensure_promtool, unavailable_reason
+from .promtool import require
 
 #: Families that must be there, with at least one sample.
 EXPECTED_SAMPLES = (
@@ -58,10 +58,7 @@ BAD_EVENTS = (b"not json at all", b"[1, 2, 3]")
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = ensure_promtool()
-    if path is None:
-        pytest.skip(f"promtool unavailable: {unavailable_reason('prometheus', 'promtool')}")
-    return path
+    return require("prometheus", "promtool")
 
 
 def _scrape(kafka_bootstrap, unique_name, tmp_path, url, monkeypatch) -> tuple[str, Simulation]:
