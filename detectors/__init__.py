@@ -2,17 +2,22 @@
 
 Every detector has the interface of :class:`~detectors.base.Detector`: ``update`` one value
 or ``update_many`` a batch, then read ``drift``, ``warning``, ``statistic``, ``threshold``,
-``p_value``, ``n_seen`` and ``n_detections``.
+``p_value``, ``n_seen`` and ``n_detections``, and drain its decisions with
+``pop_decisions``. The windowed tests (PSI, KS, chi-square, rate) calibrate their
+thresholds to an expected run length between false alarms (:mod:`detectors.calibration`),
+in their constructor or later, off the caller's loop.
 """
 
-from .base import Detector, DetectorState, restore
+from . import calibration
+from .base import Decision, Detector, DetectorState, restore
 from .chisquare import ChiSquare
 from .decay import METRICS, PerformanceDecay
 from .ks import KS
 from .psi import PSI, psi_from_counts
+from .rate import RateTest
 from .river import RIVER_DETECTORS, RiverDetector
 
 __all__ = [
-    "ChiSquare", "Detector", "DetectorState", "KS", "METRICS", "PSI", "PerformanceDecay",
-    "RIVER_DETECTORS", "RiverDetector", "psi_from_counts", "restore",
+    "ChiSquare", "Decision", "Detector", "DetectorState", "KS", "METRICS", "PSI", "PerformanceDecay",
+    "RIVER_DETECTORS", "RateTest", "RiverDetector", "calibration", "psi_from_counts", "restore",
 ]

@@ -6,16 +6,56 @@ A detector is fed values, one at a time with :meth:`Detector.update` or as a bat
 :attr:`n_detections` counts how many times the detector has entered drift, so that a
 caller reading only after a batch still sees a detection that happened inside it.
 
-Detectors are plain Python objects: they pickle, :meth:`snapshot` is a pickle of the
-whole state, and :meth:`reset` (explicit, never implicit) forgets what was seen but keeps
-the configuration and any reference.
+Every decision a detector takes is also written to its outbox as a :class:`Decision`,
+in stream order, until :meth:`Detector.pop_decisions` drains it: a caller that reads
+only after a batch still sees every test inside it, each placed at the value that
+completed it (``Decision.at``), so that what follows from the decisions depends on the
+stream alone, not on how it was batched.
+
+Detectors are plain Python objects: they pickle (the outbox included), :meth:`snapshot`
+is a pickle of the whole state, and :meth:`reset` (explicit, never implicit) forgets
+what was seen but keeps the configuration and any reference.
+
+>>> class Sign(Detector):
+...     statistic = threshold = None
+...     def update(self, x):
+...         self.n_seen += 1
+...         self.drift = x < 0
+...         self._decide(Decision(at=self.n_seen, drift=self.drift, warning=False,
+...                               statistic=float(x), threshold=0.0, p_value=None))
+...     def reset(self):
+...         self.n_seen = 0
+>>> d = Sign()
+>>> d.update_many([3, -1])
+>>> [(x.at, x.drift) for x in d.pop_decisions()], d.pop_decisions()
+([(1, False), (2, True)], [])
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import pickle
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of a detector (one test of a windowed test, one detection...).
+
+    ``at`` is the ``n_seen`` of the value that completed the test (1-based: the
+    ``at``-th value fed tipped it); ``drift`` and ``warning`` are the detector's state
+    after the decision; ``statistic``, ``threshold`` and ``p_value`` as the detector's
+    properties at that moment (None where the method has none; a detector whose p-value
+    is dear, such as KS, may give it only with decisions that drift or warn).
+    """
+
+    at: int
+    drift: bool
+    warning: bool
+    statistic: float | None
+    threshold: float | None
+    p_value: float | None
 
 
 @dataclass(frozen=True)
@@ -34,7 +74,8 @@ class DetectorState:
 
 
 class Detector(abc.ABC):
-    """Base class: subclasses implement ``update`` and the state properties."""
+    """Base class: subclasses implement ``update`` and the state properties, and call
+    :meth:`_decide` with each decision they take."""
 
     #: True when the detector has confirmed a change (for windowed tests: at the last test).
     drift: bool = False
@@ -49,6 +90,11 @@ class Detector(abc.ABC):
     #: ``n_seen`` when the detector last entered drift (so the value that tipped it is the
     #: ``last_detection_at``-th one fed), or None.
     last_detection_at: int | None = None
+    #: Undrained decisions kept at most: beyond, the oldest are dropped and counted in
+    #: ``decisions_dropped`` (a caller that never drains must not grow without bound).
+    MAX_DECISIONS = 100_000
+    #: Decisions dropped from a full outbox since creation.
+    decisions_dropped: int = 0
 
     @abc.abstractmethod
     def update(self, x) -> None:
@@ -59,6 +105,28 @@ class Detector(abc.ABC):
         for x in xs:
             self.update(x)
 
+    # -- the outbox -------------------------------------------------------------------------
+    def _decide(self, decision: Decision) -> None:
+        """Put ``decision`` in the outbox (the caller keeps ``drift``, ``n_tests``... up to
+        date itself)."""
+        outbox = self.__dict__.get("_outbox")
+        if outbox is None:
+            outbox = self._outbox = collections.deque(maxlen=self.MAX_DECISIONS)
+        if len(outbox) == outbox.maxlen:
+            self.decisions_dropped += 1
+        outbox.append(decision)
+
+    def pop_decisions(self) -> list[Decision]:
+        """The decisions taken since the last call, in stream order; the outbox is then
+        empty. :meth:`reset` does not empty it (decisions taken stay facts)."""
+        outbox = self.__dict__.get("_outbox")
+        if not outbox:
+            return []
+        out = list(outbox)
+        outbox.clear()
+        return out
+
+    # -- reading ----------------------------------------------------------------------------
     @property
     @abc.abstractmethod
     def statistic(self) -> float | None:

@@ -1,24 +1,33 @@
 """Turning raw feature values into bin numbers, the common currency of the windowed tests.
 
 A binning is built from a reference sample and maps any batch of values to small integers
-in ``range(n_bins)``; ``reference_counts`` says how the reference itself fell. Three kinds:
+in ``range(n_bins)``; ``reference_counts`` says how the reference itself fell. Nothing else
+of the reference is kept. Four kinds:
 
-- :class:`QuantileBins` (numeric PSI): edges at the reference's quantiles.
+- :class:`QuantileBins` (numeric PSI): edges at the reference's quantiles; a *point
+  mass*, a value holding at least half a bin's share of the reference (``1 / (2 n_bins)``
+  of its present values), gets a bin of its own, so that it cannot hide in a neighbour's.
 - :class:`CategoricalBins` (categorical PSI, chi-square): one bin per level seen in the
   reference, then an "other" bin for unseen levels.
-- :class:`RankSlots` (KS): each distinct reference value is a bin, and so is every gap
-  between two of them, so that window counts per slot give the exact two-sample
-  empirical distribution functions at every point where they can change.
+- :class:`KSSlots` (KS): the points where the two empirical distribution functions are
+  compared: every distinct reference value when there are at most ``n_slots`` of them
+  (then the KS distance is exact), else ``n_slots`` reference quantiles (an approximation).
+- :class:`FlagBins` (rate tests): False and True.
 
-Missing values (None and NaN) go to their own last bin where a binning keeps one
-(``missing_bin``); :class:`RankSlots` has none, and the KS test leaves them out.
-Infinite numbers and values of the wrong type raise ``ValueError``.
+Missing values (None and NaN) go to their own last bin, ``missing_bin`` (None for
+:class:`FlagBins`, which takes no missing value). Infinite numbers and values of the wrong
+type raise ``ValueError``. So do integers beyond +/-2**53 where a number is expected:
+float64 cannot hold them exactly (2**53 + 1 would silently become 2**53), so such a
+feature must be categorical, where every integer is its own level, exactly.
 
 >>> bins = QuantileBins([float(v) for v in range(1, 41)], n_bins=4)
 >>> bins.index([0.5, 12.5, 40.0, None]).tolist()
 [0, 1, 3, 4]
 >>> bins.reference_counts.tolist()
 [10, 10, 10, 10, 0]
+>>> mass = QuantileBins([0.0] * 850 + [float(v % 10 + 1) for v in range(150)])
+>>> mass.edges.tolist(), mass.index([0.0, 0.5, 7.0]).tolist()   # 0 is a point mass
+([0.0, 5e-324, 4.0], [1, 2, 3])
 """
 
 from __future__ import annotations
@@ -26,14 +35,21 @@ from __future__ import annotations
 import numpy as np
 
 MIN_REFERENCE = 20
+#: Integers of larger magnitude are not exact as float64.
+EXACT_INTEGER = 2**53
 
 
 def numeric_array(values, what: str) -> np.ndarray:
-    """Values as float64 with None as NaN; ValueError for infinities or non-numbers."""
+    """Values as float64 with None as NaN; ValueError for infinities, non-numbers and
+    integers beyond +/-2**53."""
     arr = np.asarray(values)
     if arr.dtype == object:
         arr = np.array([_number(v, what) for v in arr.ravel()], dtype=np.float64)
-    elif arr.dtype.kind not in "biuf":
+    elif arr.dtype.kind in "iu":
+        if arr.size and (arr.max() > EXACT_INTEGER or (arr.dtype.kind == "i" and arr.min() < -EXACT_INTEGER)):
+            big = arr[(arr > EXACT_INTEGER) | (arr < -EXACT_INTEGER)][0] if arr.dtype.kind == "i" else arr.max()
+            raise ValueError(_too_big(what, big))
+    elif arr.dtype.kind not in "bf":
         raise ValueError(f"{what}: expected numbers, got an array of {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float64).ravel()
     if np.isinf(arr).any():
@@ -44,9 +60,16 @@ def numeric_array(values, what: str) -> np.ndarray:
 def _number(v, what: str) -> float:
     if v is None:
         return np.nan
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and abs(int(v)) > EXACT_INTEGER:
+        raise ValueError(_too_big(what, v))
     if isinstance(v, (bool, int, float, np.number)):
         return float(v)
     raise ValueError(f"{what}: expected a number, got {type(v).__name__} {v!r}")
+
+
+def _too_big(what: str, v) -> str:
+    return (f"{what}: integer {int(v)} is beyond +/-2**53, where float64 merges neighbouring integers; "
+            "declare the feature categorical to keep every value exact")
 
 
 def _check_reference_size(n: int, minimum: int) -> None:
@@ -54,30 +77,99 @@ def _check_reference_size(n: int, minimum: int) -> None:
         raise ValueError(f"reference sample too small: {n} usable values, need at least {minimum}")
 
 
-class QuantileBins:
-    """``n_bins`` bins with edges at the reference's quantiles, plus a missing bin.
+def _above(x: np.ndarray) -> np.ndarray:
+    """The next float above each value: the edge that closes a bin right after it."""
+    return np.nextafter(x, np.inf)
 
-    Repeated quantiles (a reference with few distinct values) merge, so there may be
-    fewer bins than asked; every bin holds reference mass.
-    """
 
-    def __init__(self, reference, n_bins: int = 10):
-        if n_bins < 2:
-            raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-        ref = numeric_array(reference, "reference")
-        present = ref[~np.isnan(ref)]
-        _check_reference_size(present.size, max(MIN_REFERENCE, 2 * n_bins))
-        inner = np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1])
-        self.edges = np.unique(inner)
-        self.missing_bin = self.edges.size + 1
-        self.n_bins = self.missing_bin + 1
-        self.reference_counts = np.bincount(self.index(ref), minlength=self.n_bins)
+class _EdgeBins:
+    """Bins ``[edges[i-1], edges[i])`` of the numbers, then the missing bin."""
+
+    def _set_edges(self, edges: np.ndarray, present: np.ndarray) -> None:
+        self.edges = edges
+        self.missing_bin = edges.size + 1
+        self.n_bins = edges.size + 2
+        self.reference_counts = np.bincount(self.index(present), minlength=self.n_bins)
 
     def index(self, values) -> np.ndarray:
         x = numeric_array(values, "value")
         idx = np.searchsorted(self.edges, x, side="right")
         idx[np.isnan(x)] = self.missing_bin
         return idx
+
+    def key(self) -> tuple:
+        return (type(self).__name__, self.edges.tobytes(), self.reference_counts.tobytes())
+
+
+def _present(reference, minimum: int) -> tuple[np.ndarray, int]:
+    ref = numeric_array(reference, "reference")
+    missing = np.isnan(ref)
+    present = np.sort(ref[~missing])
+    _check_reference_size(present.size, minimum)
+    return present, int(missing.sum())
+
+
+class QuantileBins(_EdgeBins):
+    """``n_bins`` bins with edges at the reference's quantiles (numpy's linear ones), plus
+    a bin ``{v}`` for every point mass ``v`` (see the module docs), plus a missing bin.
+
+    Quantile edges that would leave a bin without reference values are dropped (so a
+    reference with few distinct values has fewer bins than asked); only the open intervals
+    next to a point mass can be empty.
+    """
+
+    def __init__(self, reference, n_bins: int = 10):
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be at least 2, got {n_bins}")
+        present, n_missing = _present(reference, max(MIN_REFERENCE, 2 * n_bins))
+        inner = np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1])
+        values, counts = np.unique(present, return_counts=True)
+        heavy = values[counts * 2 * n_bins >= present.size]
+        own = np.concatenate([heavy, _above(heavy)])
+        edges = np.unique(np.concatenate([inner, own]))
+        self._set_edges(_drop_empty(edges, np.isin(edges, own), present), present)
+        self.reference_counts[self.missing_bin] = n_missing
+
+
+def _drop_empty(edges: np.ndarray, fixed: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Drop edges (not ``fixed`` ones) that bound a bin holding no reference value."""
+    while True:
+        counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
+        for i in np.flatnonzero(counts == 0):
+            drop = next((j for j in (i - 1, i) if 0 <= j < edges.size and not fixed[j]), None)
+            if drop is not None:
+                edges, fixed = np.delete(edges, drop), np.delete(fixed, drop)
+                break
+        else:
+            return edges
+
+
+class KSSlots(_EdgeBins):
+    """Slots for the KS test: for each *cut value* ``c`` the slot ``{c}`` and the slot of
+    the values between it and the previous cut value, then the values above the last.
+
+    When the reference has at most ``n_slots`` distinct values every one is a cut value,
+    and the two empirical distribution functions are compared at every point where either
+    can change: the KS distance is exact. Otherwise the cut values are ``n_slots``
+    reference quantiles, the functions are compared at those points (and just below the
+    tied ones) only, and the distance is a lower bound of the exact one, short of it by at
+    most about ``1 / n_slots``.
+    """
+
+    def __init__(self, reference, n_slots: int = 128):
+        if n_slots < 2:
+            raise ValueError(f"n_slots must be at least 2, got {n_slots}")
+        present, _ = _present(reference, MIN_REFERENCE)
+        values, counts = np.unique(present, return_counts=True)
+        self.exact = values.size <= n_slots
+        if self.exact:
+            edges = np.column_stack([values, _above(values)]).ravel()
+        else:
+            ranks = np.ceil(np.arange(1, n_slots + 1) * present.size / n_slots).astype(np.int64) - 1
+            cuts = np.unique(present[ranks])
+            tied = cuts[counts[np.searchsorted(values, cuts)] > 1]
+            edges = np.unique(np.concatenate([_above(cuts), tied]))
+        self._set_edges(edges, present)
 
 
 class CategoricalBins:
@@ -90,7 +182,8 @@ class CategoricalBins:
             if _is_missing(v):
                 n_missing += 1
             else:
-                levels[_level(v)] = levels.get(_level(v), 0) + 1
+                key = _level(v)
+                levels[key] = levels.get(key, 0) + 1
         _check_reference_size(sum(levels.values()), MIN_REFERENCE)
         ordered = sorted(levels, key=lambda k: (-levels[k], str(k)))
         self.levels = {level: i for i, level in enumerate(ordered)}
@@ -109,48 +202,52 @@ class CategoricalBins:
             dtype=np.intp,
         )
 
+    def key(self) -> tuple:
+        return (type(self).__name__, tuple(self.levels), self.reference_counts.tobytes())
+
+
+class FlagBins:
+    """Bin 0 for False, 1 for True (also 0 and 1); anything else raises ``ValueError``."""
+
+    missing_bin = None
+    n_bins = 2
+
+    def __init__(self, reference):
+        flags = self.index(reference)
+        _check_reference_size(flags.size, MIN_REFERENCE)
+        self.reference_counts = np.bincount(flags, minlength=2)
+
+    def index(self, values) -> np.ndarray:
+        arr = np.asarray(values)
+        if arr.dtype == object:
+            if any(not isinstance(v, (bool, np.bool_, int, np.integer)) for v in arr.ravel()):
+                raise ValueError("flags must be True or False (or 1 and 0)")
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "biu" or (arr.dtype.kind != "b" and arr.size and not np.isin(arr, (0, 1)).all()):
+            raise ValueError("flags must be True or False (or 1 and 0)")
+        return arr.astype(np.intp).ravel()
+
+    def key(self) -> tuple:
+        return (type(self).__name__, self.reference_counts.tobytes())
+
 
 def _is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
+    return v is None or (isinstance(v, (float, np.floating)) and v != v)
 
 
 def _level(v):
     # JSON gives 1 and 1.0 and True for what a producer meant as one level; key them alike
-    # so that a level is not split by how it was serialised.
+    # so that a level is not split by how it was serialised. Integers stay exact at any
+    # size (never through a float): 2**53 and 2**53 + 1 are two levels.
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v)).lower()
-    if isinstance(v, (int, float, np.integer, np.floating)):
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
         f = float(v)
         if not np.isfinite(f):
             raise ValueError(f"categorical value: infinite number {v!r}")
-        return repr(int(f)) if f.is_integer() else repr(f)
+        return str(int(f)) if f.is_integer() else repr(f)
     if isinstance(v, str):
         return v
     raise ValueError(f"categorical value: expected a string, number or boolean, got {type(v).__name__}")
-
-
-class RankSlots:
-    """Slots 2i (values strictly between the (i-1)-th and i-th distinct reference values)
-    and 2i+1 (values equal to the i-th), for ``2m+1`` slots over ``m`` distinct values.
-
-    Reference values must be present (no missing); see the module docs.
-    """
-
-    def __init__(self, reference):
-        ref = numeric_array(reference, "reference")
-        ref = ref[~np.isnan(ref)]
-        _check_reference_size(ref.size, MIN_REFERENCE)
-        self.reference = np.sort(ref)
-        self.values, counts = np.unique(self.reference, return_counts=True)
-        self.n_bins = 2 * self.values.size + 1
-        self.missing_bin = None
-        self.reference_counts = np.zeros(self.n_bins, dtype=np.int64)
-        self.reference_counts[1::2] = counts
-
-    def index(self, values) -> np.ndarray:
-        """Slots of the present values (missing ones are dropped)."""
-        x = numeric_array(values, "value")
-        x = x[~np.isnan(x)]
-        i = np.searchsorted(self.values, x, side="left")
-        exact = self.values[np.minimum(i, self.values.size - 1)] == x
-        return 2 * i + exact

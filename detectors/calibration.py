@@ -4,108 +4,262 @@ A test repeated on every window alarms by chance now and then. Rather than a raw
 threshold, a user can state how rarely that may happen: ``ert`` is the mean number of
 values between false alarms (entries into drift) on a stationary stream.
 
-The threshold is found by simulating the detector itself under no change: for each run a
-pseudo-reference is drawn with replacement from the reference sample (so the simulated
-reference is as noisy as the real one was), a stream is drawn the same way, and the
-detector's test statistics are recorded. The up-crossings of a level ``c`` between
-consecutive tests are the false alarms at threshold ``c``; the threshold is the lowest
-level at which they come no more often than once every ``ert`` values. When ``ert`` is too
-long for the simulation budget to see enough crossings, the tail of the crossing rate is
-extrapolated (log-linear in ``c ** TAIL_POWER``) from the highest levels that it did see.
+Everything a windowed test needs for that is its :class:`NullModel`: the test's kind and
+settings and the reference's counts per bin, no raw value. :func:`calibrate` simulates the
+test under no change, in bin space and vectorised over many runs at once (source: the
+Bayesian bootstrap; Rubin, 1981). Each run draws the stream's bin probabilities from
+their posterior given the reference counts, Dirichlet with Jeffreys' prior (half a value)
+on every bin that the reference filled, and on the empty bins that a test declares open
+(``NullModel.open_bins``: the events of a rate test, which must stay sound when the
+reference had none). Other empty bins stay empty: values between a numeric reference's
+values, levels it never had, missing values where it had none are themselves a change,
+which the rate tests (:mod:`detectors.rate`) watch under their own share of the contract;
+a distribution test calibrated for them too would only lose power. For
+continuous data this is the exact null of quantile bins, whose probabilities are spacings
+of uniform order statistics, Dirichlet-distributed with the reference counts. Each run
+then draws its stream's bin counts chunk by chunk (``gcd(window, stride)`` values each),
+gets every window's counts from cumulative sums, and the statistics of consecutive tests
+give the up-crossings of each level: an entry into drift at that threshold.
 
-The detectors calibrated here are rank-based on numbers (quantile bins, KS): on a reference
-of distinct numbers their null behaviour depends on its size, not on its values. Such
-references are simulated as ``0, 1, ..., n-1``, so that every continuous feature with the
-same configuration shares one calibration. Calibrations are cached within the process.
+The threshold is the lowest level crossed no more often than once every ``ert`` values
+(:func:`level_for_rate`). When ``ert`` is too long for the ``N_TESTS`` simulated tests to
+see enough crossings, the tail of the crossing rate is extrapolated from the highest
+levels that they did see, with the shape of the statistic's tail: chi-square-like for
+PSI and chi-square, Gaussian-like for KS. A test kind may instead give its thresholds
+exactly (:mod:`detectors.rate` does).
+
+The null depends on the counts and settings only, so references with the same counts
+share one calibration: every continuous feature (no ties) of one reference size with one
+configuration, whatever its values. Calibrations are cached by ``NullModel.key`` and
+``ert`` within the process; :func:`calibrate` is pure, deterministic (the simulation is
+seeded by ``NullModel.seed``) and thread-safe.
+
+>>> model = NullModel("chisquare", (500, 300, 200, 0, 0), window=200, stride=50, open_bins=(3, 4))
+>>> threshold, warning = calibrate(model, ert=20_000)
+>>> warning < threshold, calibrate(model, ert=20_000) == (threshold, warning)
+(True, True)
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import math
+import threading
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 
-#: Simulated values per calibration: at least this many ...
-MIN_BUDGET = 400_000
-#: ... and at most this many, aiming at this many expected false alarms.
-MAX_BUDGET = 2_000_000
-TARGET_ALARMS = 100
-#: ... and at most this many tests: a short stride must not make calibration crawl.
-MAX_TESTS = 20_000
+#: Simulated tests per calibration.
+N_TESTS = 10_000
 #: Levels seen crossed fewer times than this are not trusted for the estimate.
 MIN_CROSSINGS = 15
+#: The tail is fitted over levels crossed up to this many times as often as the highest.
+FIT_SPAN = 100
 #: The warning threshold is the one for a run length this many times shorter.
 WARNING_FACTOR = 10
-#: Tests per simulated run; each run draws its own pseudo-reference, and the reference's
-#: luck dominates the false-alarm rate, so many short runs beat few long ones.
+#: Tests per simulated run; each run draws its own stream probabilities, and that luck
+#: dominates the false-alarm rate, so many short runs beat few long ones.
 RUN_TESTS = 50
+#: Pseudo-count per bin of the prior (Jeffreys).
+PRIOR = 0.5
+#: Simulated cells held in memory at once.
+_BATCH_CELLS = 1_500_000
+#: Bumped when the simulation changes, so that saved calibrations are not reused.
+VERSION = 2
 
-_cache: dict = {}
-
-
-def calibrate(detector, ert: float) -> tuple[float, float]:
-    """(threshold, warning threshold) for ``detector``'s configuration and reference."""
-    reference = _canonical(detector._reference_sample())
-    key = (
-        type(detector).__name__,
-        repr(sorted(detector._params().items())),
-        float(ert),
-        hashlib.sha256(_reference_bytes(reference)).hexdigest(),
-    )
-    if key not in _cache:
-        starts, ends, n_values = _simulate(detector, reference, ert)
-        _cache[key] = (
-            _level_for_rate(starts, ends, n_values, 1.0 / ert, detector.TAIL_POWER),
-            _level_for_rate(starts, ends, n_values, WARNING_FACTOR / ert, detector.TAIL_POWER),
-        )
-    return _cache[key]
+#: Test kinds by name (``NullModel.kind``): filled in by the windowed tests' classes.
+KINDS: dict[str, type] = {}
 
 
-def _canonical(reference: np.ndarray) -> np.ndarray:
-    """Distinct present numbers become their ranks, missing ones (NaN) follow them;
-    anything else is kept as it is."""
-    if reference.dtype.kind != "f":
-        return reference
-    missing = np.isnan(reference)
-    present = reference[~missing]
-    if np.unique(present).size != present.size:
-        return reference
-    return np.concatenate([np.arange(present.size, dtype=np.float64), np.full(missing.sum(), np.nan)])
+@dataclass(frozen=True)
+class NullModel:
+    """What the null distribution of a windowed test depends on: its ``kind`` (a key of
+    :data:`KINDS`), the reference's ``counts`` per bin (the bins the stream is drawn
+    over), ``window`` and ``stride`` in values, other ``params`` of the statistic as
+    sorted (name, value) pairs, and the simulation's ``seed``. Small, picklable, and
+    identified by :attr:`key`."""
+
+    kind: str
+    counts: tuple
+    window: int
+    stride: int
+    params: tuple = ()
+    seed: int = 0
+    #: Bins that may fill although the reference left them empty (a rate test's events):
+    #: they get the prior; other empty bins stay empty in the simulation.
+    open_bins: tuple = ()
+
+    @property
+    def key(self) -> str:
+        text = repr((VERSION, self.kind, tuple(self.counts), int(self.window), int(self.stride),
+                     tuple(self.params), int(self.seed), tuple(int(b) for b in self.open_bins)))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def prior_counts(self) -> np.ndarray:
+        """The Dirichlet parameters of the stream's bin probabilities: the reference counts
+        plus :data:`PRIOR` on every bin that filled or may fill."""
+        counts = np.asarray(self.counts, dtype=np.float64)
+        alpha = np.where(counts > 0, counts + PRIOR, 0.0)
+        alpha[list(self.open_bins)] = counts[list(self.open_bins)] + PRIOR
+        return alpha
 
 
-def _reference_bytes(reference: np.ndarray) -> bytes:
-    if reference.dtype == object:
-        return repr(reference.tolist()).encode()
-    return reference.tobytes()
+_lock = threading.Lock()
+#: Thresholds by (NullModel.key, ert), the oldest forgotten beyond _MAX_CACHED.
+_cache: collections.OrderedDict = collections.OrderedDict()
+_MAX_CACHED = 200_000
+_simulations: collections.OrderedDict = collections.OrderedDict()
+_MAX_SIMULATIONS = 8
 
 
-def _simulate(detector, reference: np.ndarray, ert: float):
-    """Run null copies of ``detector``; return the (previous, next) statistic of each
-    consecutive pair of tests, and the number of values those pairs span."""
-    rng = np.random.default_rng(detector.calibration_seed)
-    window, stride = detector.window, detector.stride
-    budget = int(min(MAX_BUDGET, MAX_TESTS * stride, max(MIN_BUDGET, TARGET_ALARMS * ert)))
-    run_tests = RUN_TESTS
-    run_length = window + stride * (run_tests - 1)
-    n_runs = max(2, budget // (stride * (run_tests - 1)))
-    params = {**detector._params(), "threshold": np.inf, "ert": None}
-    previous, following = [], []
-    for _ in range(n_runs):
-        pseudo_reference = reference[rng.integers(0, reference.size, reference.size)]
-        null = type(detector)(pseudo_reference, **params)
-        stream = reference[rng.integers(0, reference.size, run_length)]
-        stats = np.empty(run_tests)
-        null.update_many(stream[:window])
-        stats[0] = null.statistic
-        for k in range(1, run_tests):
-            chunk = stream[window + (k - 1) * stride : window + k * stride]
-            null.update_many(chunk)
-            stats[k] = null.statistic
-        previous.append(stats[:-1])
-        following.append(stats[1:])
-    starts, ends = np.concatenate(previous), np.concatenate(following)
-    rising = ends > starts
-    return starts[rising], ends[rising], n_runs * (run_tests - 1) * stride
+def calibrate(null_model: NullModel, ert: float) -> tuple[float, float]:
+    """(threshold, warning threshold) for which the test of ``null_model`` enters drift
+    once every ``ert`` values on a stationary stream (the warning: every
+    ``ert / WARNING_FACTOR``). ValueError if ``ert`` is shorter than a stride."""
+    if ert < null_model.stride:
+        raise ValueError(f"ert must be at least stride ({null_model.stride}) values, got {ert}")
+    key = (null_model.key, float(ert))
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    kind = KINDS[null_model.kind]
+    exact = getattr(kind, "exact_thresholds", None)
+    if exact is not None:
+        result = exact(null_model, [1.0 / ert, WARNING_FACTOR / ert])
+    else:
+        starts, ends, n_values, top = _simulation(null_model)
+        if ends.size == 0:
+            # The statistic never moves under the null (a constant reference): any change
+            # of it is a change of the stream.
+            result = (top, top)
+        else:
+            log_power = kind.tail_log_power(null_model)
+            result = tuple(level_for_rate(starts, ends, n_values, rate, kind.TAIL_POWER, log_power)
+                           for rate in (1.0 / ert, WARNING_FACTOR / ert))
+    result = (float(result[0]), float(result[1]))
+    with _lock:
+        _cache[key] = result
+        while len(_cache) > _MAX_CACHED:
+            _cache.popitem(last=False)
+    return result
+
+
+def calibrate_union(null_models, ert: float) -> list[tuple[float, float]]:
+    """(threshold, warning threshold) for each of several tests of one column, so that
+    together they raise at most one false alarm every ``ert`` values (their rates add up
+    to ``1 / ert``: a bound on the rate of the union, which their correlation lowers).
+
+    Tests whose statistic is a count (rate tests) cannot use a whole share of the budget:
+    each gets its equal share, and what its threshold leaves unused goes, in equal parts,
+    to the tests with a continuous statistic. Without such tests this is the equal split,
+    each test calibrated to ``ert * len(null_models)``.
+    """
+    models = list(null_models)
+    if not models:
+        return []
+    share = ert * len(models)
+    out = [calibrate(m, share) for m in models]
+    discrete = [getattr(KINDS[m.kind], "exact_rate", None) for m in models]
+    fluid = [i for i, rate_of in enumerate(discrete) if rate_of is None]
+    if not fluid or len(fluid) == len(models):
+        return out
+    for position, factor in ((0, 1.0), (1, WARNING_FACTOR)):
+        spent = sum(discrete[i](models[i], out[i][position]) for i in range(len(models)) if discrete[i])
+        left = factor / ert - spent
+        fluid_ert = factor * len(fluid) / left
+        for i in fluid:
+            levels = list(out[i])
+            levels[position] = calibrate(models[i], fluid_ert)[position]
+            out[i] = tuple(levels)
+    return out
+
+
+def _simulation(null_model: NullModel):
+    """The simulation of ``null_model`` (it does not depend on ert): the last few are kept."""
+    with _lock:
+        found = _simulations.get(null_model.key)
+        if found is not None:
+            _simulations.move_to_end(null_model.key)
+            return found
+    result = simulate(null_model, N_TESTS)
+    with _lock:
+        _simulations[null_model.key] = result
+        while len(_simulations) > _MAX_SIMULATIONS:
+            _simulations.popitem(last=False)
+    return result
+
+
+def simulate(null_model: NullModel, n_tests: int):
+    """Run the test of ``null_model`` on about ``n_tests`` windows of stationary streams;
+    return the (previous, next) statistics of the consecutive pairs of tests that rose,
+    the number of values all pairs span, and the largest statistic seen."""
+    kind = KINDS[null_model.kind]
+    params = dict(null_model.params)
+    reference = np.asarray(null_model.counts, dtype=np.int64)
+    alpha = null_model.prior_counts()
+    if kind.IGNORES_EMPTY_BINS:
+        # Bins that stay empty in reference and stream change nothing: leave them out.
+        reference, alpha = reference[alpha > 0], alpha[alpha > 0]
+    window, stride = int(null_model.window), int(null_model.stride)
+    chunk = math.gcd(window, stride)
+    n_chunks = (window + stride * (RUN_TESTS - 1)) // chunk
+    tests = np.arange(RUN_TESTS) * (stride // chunk)
+    n_runs = max(2, -(-n_tests // RUN_TESTS))
+    cells = reference.size
+    batch = max(1, min(n_runs, _BATCH_CELLS // (n_chunks * cells)))
+    rng = np.random.default_rng([int(null_model.seed), VERSION])
+    draw = _draw_by_bin if 3 * cells <= chunk else _draw_by_value
+    starts, ends, top = [], [], -np.inf
+    for first in range(0, n_runs, batch):
+        runs = min(batch, n_runs - first)
+        p = rng.standard_gamma(alpha, size=(runs, cells))
+        p /= p.sum(axis=1, keepdims=True)
+        cum = np.zeros((runs, n_chunks + 1, cells), dtype=np.int32)
+        np.cumsum(draw(rng, p, n_chunks, chunk), axis=1, out=cum[:, 1:])
+        windows = cum[:, tests + window // chunk] - cum[:, tests]
+        stats = kind.batch_statistic(reference, windows, params)
+        top = max(top, float(stats.max()))
+        previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
+        rising = following > previous
+        starts.append(previous[rising])
+        ends.append(following[rising])
+    return np.concatenate(starts), np.concatenate(ends), n_runs * (RUN_TESTS - 1) * stride, top
+
+
+def _draw_by_bin(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
+    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run: one
+    multinomial draw per chunk (cheap when bins are few)."""
+    return rng.multinomial(chunk, p[:, None, :], size=(p.shape[0], n_chunks))
+
+
+def _draw_by_value(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
+    """The same, drawing each value's bin by inversion with a guide table (cheap when bins
+    are many): a value's bin is found from the bucket of its uniform, then the few steps
+    to the bin whose cumulative probability passes it."""
+    runs, cells = p.shape
+    n = n_chunks * chunk
+    cdf = np.cumsum(p, axis=1)
+    cdf /= cdf[:, -1:]
+    buckets = 4 * cells
+    # guide[run, j]: the first bin (numbered across runs) whose cdf passes j / buckets.
+    guide = np.stack([np.searchsorted(row, np.arange(buckets) / buckets, side="right") for row in cdf])
+    guide += (np.arange(runs) * cells)[:, None]
+    u = rng.random((runs, n))
+    slot = (u * buckets).astype(np.intp)
+    slot += (np.arange(runs) * buckets)[:, None]
+    found = guide.ravel()[slot.ravel()]
+    u, flat_cdf = u.ravel(), cdf.ravel()
+    behind = np.flatnonzero(flat_cdf[found] <= u)
+    while behind.size:
+        found[behind] += 1
+        behind = behind[flat_cdf[found[behind]] <= u[behind]]
+    # From run * cells + bin to (run * n_chunks + chunk) * cells + bin.
+    found = found.reshape(runs, n)
+    found += (np.arange(runs) * (n_chunks - 1) * cells)[:, None]
+    found += np.repeat(np.arange(n_chunks) * cells, chunk)[None, :]
+    return np.bincount(found.ravel(), minlength=runs * n_chunks * cells).reshape(runs, n_chunks, cells)
 
 
 def _crossings(starts: np.ndarray, ends: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -114,7 +268,24 @@ def _crossings(starts: np.ndarray, ends: np.ndarray, levels: np.ndarray) -> np.n
     return np.searchsorted(s, levels, side="right") - np.searchsorted(e, levels, side="right")
 
 
-def _level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float) -> float:
+def level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float,
+                   tail_log_power: float = 0.0) -> float:
+    """The lowest level above which rising pairs of consecutive statistics
+    (``starts[i] < ends[i]``) cross no more often than ``rate`` per value, over the
+    ``n_values`` values they span.
+
+    When the rate is too low to observe, the tail of the crossing counts is extrapolated:
+    ``log(crossings) = a + b * level**tail_power + tail_log_power * log(level)``, ``a`` and
+    ``b`` fitted over the highest levels crossed at least ``MIN_CROSSINGS`` times (and at
+    most ``FIT_SPAN`` times as often as the highest of them). ``tail_log_power`` fixes the
+    shape from theory: a chi-square-like statistic with ``k`` degrees of freedom has
+    up-crossings ~ ``c**((k - 1) / 2) * exp(-c / 2)`` (Rice's formula), the KS distance
+    ``d * exp(-2 n d**2)``. ValueError if the statistic never rose or too few crossings
+    were seen to extrapolate.
+    """
+    starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+    if ends.size == 0:
+        raise ValueError("calibration: the statistic never varied under the null; nothing to test")
     levels = np.unique(ends)
     counts = _crossings(starts, ends, levels)
     # Crossings are rare at low levels too (the statistic stays above them): only the
@@ -126,16 +297,24 @@ def _level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float)
         too_many = np.nonzero(counts > wanted)[0]
         # The lowest level above which the false-alarm rate stays within what was asked.
         return float(levels[min(too_many[-1] + 1, levels.size - 1)]) if too_many.size else float(levels[0])
-    # Too rare to observe: fit log(crossings) against level**tail_power over the
-    # highest well-observed levels and solve for the wanted count.
     seen = np.nonzero(counts >= MIN_CROSSINGS)[0]
     if seen.size < 2:
-        raise ValueError("calibration saw too few false alarms to extrapolate from; raise the budget")
+        raise ValueError("calibration saw too few false alarms to extrapolate from")
     fit = slice(seen[0], seen[-1] + 1)
-    fit_counts = counts[fit]
-    keep = fit_counts <= fit_counts[-1] * 20
-    x = levels[fit][keep] ** tail_power
-    slope, intercept = np.polyfit(x, np.log(fit_counts[keep]), 1)
-    if slope >= 0:
-        return float(levels[seen[-1]])
-    return float(((np.log(wanted) - intercept) / slope) ** (1.0 / tail_power))
+    fit_levels, fit_counts = levels[fit], counts[fit]
+    keep = (fit_counts <= fit_counts[-1] * FIT_SPAN) & (fit_levels > 0)
+    x = fit_levels[keep]
+    slope, intercept = np.polyfit(x ** tail_power, np.log(fit_counts[keep]) - tail_log_power * np.log(x), 1)
+    last = float(fit_levels[-1])
+    if slope >= 0 or x.size < 2:
+        return last
+
+    def excess(level: float) -> float:
+        return intercept + slope * level ** tail_power + tail_log_power * np.log(level) - np.log(wanted)
+
+    high = last
+    while excess(high) > 0:
+        high *= 1.5
+    if excess(last) <= 0:
+        return last
+    return float(optimize.brentq(excess, last, high, xtol=1e-12 * high))

@@ -1,11 +1,11 @@
 """Population Stability Index of a window against a reference.
 
 ``PSI = sum_i (w_i - r_i) * ln(w_i / r_i)`` over the bins of :mod:`detectors.binning`
-(quantile bins for numbers, levels plus "other" for categories, a missing bin for both),
-with ``smoothing`` added to every count first, so that an empty bin never gives an
-infinity. PSI has no p-value; the threshold is given or calibrated to an expected run
-length (``ert``). The classic rule of thumb reads PSI above 0.1 as a moderate shift and
-above 0.25 as a major one.
+(quantile bins for numbers, a point mass in a bin of its own; levels plus "other" for
+categories; a missing bin for both), with ``smoothing`` added to every count first, so
+that an empty bin never gives an infinity. PSI has no p-value; the threshold is given or
+calibrated to an expected run length (``ert``). The classic rule of thumb reads PSI above
+0.1 as a moderate shift and above 0.25 as a major one.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -26,21 +26,33 @@ from .binning import CategoricalBins, QuantileBins
 from .windowed import WindowedTest
 
 
+def _chi_square_log_power(null_model) -> float:
+    """(k - 1) / 2 for the k = bins - 1 degrees of freedom of the bins that can fill."""
+    return max(0.0, (int(np.count_nonzero(null_model.prior_counts())) - 2) / 2)
+
+
 def psi_from_counts(reference_counts, window_counts, smoothing: float = 0.5) -> float:
     """PSI of two count vectors over the same bins (the formula, for anyone's counts)."""
-    r = np.asarray(reference_counts, dtype=np.float64) + smoothing
-    w = np.asarray(window_counts, dtype=np.float64) + smoothing
-    r /= r.sum()
-    w /= w.sum()
-    return float(np.sum((w - r) * np.log(w / r)))
+    return float(_psi(np.asarray(reference_counts), np.asarray(window_counts), smoothing))
+
+
+def _psi(reference: np.ndarray, counts: np.ndarray, smoothing: float) -> np.ndarray:
+    r = (reference + smoothing) / (reference.sum() + smoothing * reference.size)
+    w = (counts + smoothing) / (counts.sum(axis=-1, keepdims=True) + smoothing * counts.shape[-1])
+    return np.sum((w - r) * (np.log(w) - np.log(r)), axis=-1)
 
 
 class PSI(WindowedTest):
     """PSI of the last ``window`` values against ``reference``, tested every ``stride``.
 
-    ``categorical=True`` bins by level instead of by quantile. Give ``threshold`` or
-    ``ert`` (values between false alarms on a stationary stream).
+    ``categorical=True`` bins by level instead of by quantile (``n_bins`` quantile bins,
+    see :class:`~detectors.binning.QuantileBins`). Give ``threshold`` or ``ert`` (values
+    between false alarms on a stationary stream; ``defer_calibration``: see
+    :mod:`detectors.windowed`).
     """
+
+    KIND = "psi"
+    _DERIVED = ("_reference_side",)
 
     def __init__(
         self,
@@ -54,28 +66,43 @@ class PSI(WindowedTest):
         smoothing: float = 0.5,
         warning_threshold: float | None = None,
         calibration_seed: int = 0,
+        defer_calibration: bool = False,
     ):
         if smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {smoothing}")
         self.n_bins = n_bins
         self.categorical = categorical
-        self.smoothing = smoothing
-        self._reference = np.asarray(list(reference), dtype=object) if categorical else np.asarray(reference)
-        binning = CategoricalBins(self._reference) if categorical else QuantileBins(self._reference, n_bins)
-        self._reference_counts = binning.reference_counts.astype(np.float64) + smoothing
-        self._reference_p = self._reference_counts / self._reference_counts.sum()
-        self._log_reference_p = np.log(self._reference_p)
-        super().__init__(binning, window, stride, threshold, ert, warning_threshold, calibration_seed)
+        self.smoothing = float(smoothing)
+        binning = CategoricalBins(reference) if categorical else QuantileBins(reference, n_bins)
+        super().__init__(binning, window, stride, threshold, ert, warning_threshold, calibration_seed,
+                         defer_calibration)
 
-    def _params(self) -> dict:
-        return {
-            "window": self.window, "stride": self.stride, "n_bins": self.n_bins,
-            "categorical": self.categorical, "smoothing": self.smoothing,
-        }
+    def _settings(self) -> dict:
+        return {"n_bins": self.n_bins, "categorical": self.categorical, "smoothing": self.smoothing}
 
-    def _reference_sample(self) -> np.ndarray:
-        return self._reference
+    def _null_params(self) -> tuple:
+        return (("smoothing", self.smoothing),)
 
-    def _statistic(self, counts: np.ndarray, n: int) -> float:
-        w = (counts + self.smoothing) / (n + self.smoothing * counts.size)
-        return float(np.dot(w - self._reference_p, np.log(w) - self._log_reference_p))
+    @classmethod
+    def tail_log_power(cls, null_model) -> float:
+        # n * PSI is about chi-square with (bins - 1) degrees of freedom.
+        return _chi_square_log_power(null_model)
+
+    @staticmethod
+    def batch_statistic(reference_counts, counts, params) -> np.ndarray:
+        return _psi(reference_counts, counts, params["smoothing"])
+
+    def _measure(self):
+        # The same sum as batch_statistic, with the reference's side computed once: this
+        # runs at every test.
+        if self._reference_side is None:
+            r = self.binning.reference_counts + self.smoothing
+            r = r / r.sum()
+            self._reference_side = (r, np.log(r))
+        r, log_r = self._reference_side
+        w = (self.counts + self.smoothing) / (self._filled + self.smoothing * self.counts.size)
+        return float(np.dot(w - r, np.log(w) - log_r)), None
+
+    def reset(self) -> None:
+        super().reset()
+        self._reference_side = None

@@ -1,16 +1,36 @@
-"""The mechanism shared by PSI, KS and chi-square: a window of binned values tested
-against a reference every ``stride`` values.
+"""The mechanism shared by PSI, KS, chi-square and the rate tests: a window of binned
+values tested against a reference every ``stride`` values.
 
-The window holds the last ``window`` values (as bin numbers, in a ring buffer) and their
-counts per bin. The first test runs when the window is full, then one every ``stride``
-values; ``stride == window`` gives tumbling windows, a smaller stride sliding ones. Tests
-fall at the same positions whatever the batch sizes, so a stream gives the same states fed
+The window holds the last ``window`` values as bin numbers (uint8 or uint16, in a ring
+buffer) and their counts per bin; of the reference only its counts per bin are kept. The
+first test runs when the window is full, then one every ``stride`` values; ``stride ==
+window`` gives tumbling windows, a smaller stride sliding ones. Tests fall at the same
+positions whatever the batch sizes, so a stream gives the same states and decisions fed
 one value at a time or in batches of any size.
 
-The decision is ``statistic > threshold``. The threshold is given directly
+The decision is ``statistic > threshold``; each test puts a
+:class:`~detectors.base.Decision` in the outbox. The threshold is given directly
 (``threshold=``) or derived from an expected run length between false alarms on a
 stationary stream (``ert=``, see :mod:`detectors.calibration`). A detection is an entry
 into drift: a window that stays drifted is one detection, not one per test.
+
+Calibration can be left to the caller (``defer_calibration=True``): the detector is then
+not :attr:`~WindowedTest.calibrated`, its tests run at the usual positions but their
+decisions are held; the caller computes ``calibration.calibrate(detector.null_model(),
+ert)`` wherever it likes and hands the result to :meth:`~WindowedTest.set_thresholds`,
+which decides the held tests in order. The states and decisions are then exactly those of
+a detector calibrated in its constructor.
+
+>>> import numpy as np
+>>> from detectors import PSI, calibration
+>>> rng = np.random.default_rng(1)
+>>> psi = PSI(rng.normal(size=2000), window=500, stride=100, ert=20_000, defer_calibration=True)
+>>> psi.update_many(rng.normal(size=1000))
+>>> psi.calibrated, psi.threshold, psi.pop_decisions()
+(False, None, [])
+>>> psi.set_thresholds(*calibration.calibrate(psi.null_model(), 20_000))
+>>> [d.at for d in psi.pop_decisions()]
+[500, 600, 700, 800, 900, 1000]
 """
 
 from __future__ import annotations
@@ -18,18 +38,47 @@ from __future__ import annotations
 import numpy as np
 
 from . import calibration
-from .base import Detector
+from .base import Decision, Detector
 
 
 class WindowedTest(Detector):
-    """Base class; subclasses set ``self.binning`` and implement ``_statistic(counts, n)``.
+    """Base class. Subclasses set ``KIND`` and ``TAIL_POWER``, build ``binning``, and
+    implement ``batch_statistic`` (the statistic of many windows at once, used both by the
+    live test and by the calibration's simulation) and, if they have one, ``_p_value``.
 
-    ``warning_threshold`` defaults to the threshold for a ten times shorter run length when
-    ``ert`` is given, else to no warning.
+    ``warning_threshold`` defaults to the threshold for a ``WARNING_FACTOR`` times shorter
+    run length when ``ert`` is given, else to no warning.
     """
 
-    #: The statistic's tail, used to extrapolate a calibration: log P(stat > c) ~ -c**TAIL_POWER.
+    #: Name of the test in :data:`detectors.calibration.KINDS`.
+    KIND: str = ""
+    #: The statistic's tail, used to extrapolate a calibration: log P(stat > c) ~ -c**TAIL_POWER
+    #: (see :func:`detectors.calibration.level_for_rate`).
     TAIL_POWER = 1
+    #: True when bins empty in both the reference and the window change nothing.
+    IGNORES_EMPTY_BINS = False
+    #: True when the p-value is too dear to compute at every test: decisions that neither
+    #: drift nor warn then carry none (``p_value`` still gives the last test's).
+    P_VALUE_ON_ALARMS_ONLY = False
+    #: Attributes derived from the reference for speed: not pickled, rebuilt when needed.
+    _DERIVED: tuple = ()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self._DERIVED:
+            state[name] = None
+        return state
+
+    @classmethod
+    def tail_log_power(cls, null_model) -> float:
+        """The power of the level in the crossing rate's tail (``tail_log_power`` of
+        :func:`detectors.calibration.level_for_rate`)."""
+        return 0.0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.KIND:
+            calibration.KINDS[cls.KIND] = cls
 
     def __init__(
         self,
@@ -40,7 +89,8 @@ class WindowedTest(Detector):
         ert: float | None,
         warning_threshold: float | None,
         calibration_seed: int,
-        keep_values: bool = False,
+        defer_calibration: bool = False,
+        skip_missing: bool = False,
     ):
         if window < 2:
             raise ValueError(f"window must be at least 2, got {window}")
@@ -56,35 +106,70 @@ class WindowedTest(Detector):
         self.stride = int(stride)
         self.ert = ert
         self.calibration_seed = calibration_seed
-        self._keep_values = keep_values
-        if ert is not None:
-            threshold, calibrated_warning = calibration.calibrate(self, ert)
-            if warning_threshold is None:
-                warning_threshold = calibrated_warning
-        self._threshold = float(threshold)
+        self._skip_missing = skip_missing
+        self._ring_dtype = np.uint8 if binning.n_bins <= 256 else np.uint16 if binning.n_bins <= 65536 else np.intp
+        self._threshold = None if threshold is None else float(threshold)
         self.warning_threshold = warning_threshold
+        self._given_warning = warning_threshold is not None
+        if ert is not None and not defer_calibration:
+            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
+            if not self._given_warning:
+                self.warning_threshold = warning
         self.reset()
 
-    # -- configuration shared with the calibration's null copies -------------------------
-    def _params(self) -> dict:
-        """Constructor arguments (other than the reference) that reproduce this detector."""
-        raise NotImplementedError
+    # -- calibration ------------------------------------------------------------------------
+    def _settings(self) -> dict:
+        """Settings other than window and stride that the detector was built with."""
+        return {}
 
-    def _reference_sample(self) -> np.ndarray:
-        """The reference sample, for bootstrap resampling."""
-        raise NotImplementedError
+    def _null_params(self) -> tuple:
+        """Settings the statistic depends on, as sorted (name, value) pairs."""
+        return ()
+
+    def _null_counts(self) -> np.ndarray:
+        """Reference counts over the bins the stream is drawn from."""
+        return self.binning.reference_counts
+
+    def _open_bins(self) -> tuple:
+        """Bins the stream may fill though the reference did not (see ``NullModel.open_bins``)."""
+        return ()
+
+    def null_model(self) -> calibration.NullModel:
+        """What the test's null distribution depends on (no raw reference value): give it to
+        :func:`detectors.calibration.calibrate`."""
+        return calibration.NullModel(
+            self.KIND, tuple(int(c) for c in self._null_counts()), self.window, self.stride,
+            self._null_params(), int(self.calibration_seed), tuple(self._open_bins()))
+
+    @property
+    def calibrated(self) -> bool:
+        """True once the threshold is known (given, calibrated, or set)."""
+        return self._threshold is not None
+
+    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
+        """Set the threshold (and the warning threshold, unless one was given to the
+        constructor), then decide the tests held meanwhile, in order, as if the thresholds
+        had been there from the start."""
+        self._threshold = float(threshold)
+        if not self._given_warning:
+            self.warning_threshold = warning_threshold
+        held, self._held = self._held, []
+        for at, stat, p_args in held:
+            self._judge(at, stat, p_args)
 
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
-        self._bins = np.zeros(self.window, dtype=np.intp)
-        self._values = np.zeros(self.window) if self._keep_values else None
+        self._bins = np.zeros(self.window, dtype=self._ring_dtype)
         self._head = 0
         self._filled = 0
-        self.counts = np.zeros(self.binning.n_bins, dtype=np.int64)
+        self.counts = np.zeros(self.binning.n_bins, dtype=np.int32)
         self._until_test = self.window
         self._statistic_value = None
+        self._p_args = None
         self._p_cache = None
+        self._held: list = []
         self.n_seen = 0
+        self.n_missing = 0
         self.n_tests = 0
         self.n_detections = 0
         self.last_detection_at = None
@@ -96,72 +181,98 @@ class WindowedTest(Detector):
         return self._statistic_value
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> float | None:
+        """The decision threshold; None while a deferred calibration is pending."""
         return self._threshold
 
+    @property
+    def p_value(self) -> float | None:
+        """The p-value of the last test (None before the first, or for PSI)."""
+        if self._p_args is None:
+            return None
+        if self._p_cache is None:
+            self._p_cache = self._p_value(self._p_args)
+        return self._p_cache
+
+    def _p_value(self, p_args) -> float | None:
+        return None
+
+    # -- feeding ----------------------------------------------------------------------------
     def update(self, x) -> None:
         self.update_many([x])
 
     def update_many(self, xs) -> None:
-        values = kept = None
-        if self._keep_values:
-            values, bins, kept = self._binned_values(xs)
-        else:
-            bins = self.binning.index(xs)
+        bins = self.binning.index(xs)
+        kept = None
+        if self._skip_missing:
+            kept = np.flatnonzero(bins != self.binning.missing_bin)
+            self.n_missing += bins.size - kept.size
+            bins = bins[kept]
         seen_before = self.n_seen
         self.n_seen += len(xs)
         start = 0
         while start < bins.size:
             end = min(bins.size, start + self._until_test)
-            self._push(bins[start:end], None if values is None else values[start:end])
+            self._push(bins[start:end])
             self._until_test -= end - start
             start = end
             if self._until_test == 0:
-                if self._test():
-                    self.last_detection_at = seen_before + 1 + (end - 1 if kept is None else int(kept[end - 1]))
+                self._run_test(seen_before + 1 + (end - 1 if kept is None else int(kept[end - 1])))
                 self._until_test = self.stride
 
-    def _binned_values(self, xs):
-        raise NotImplementedError
-
-    def _push(self, bins: np.ndarray, values) -> None:
+    def _push(self, bins: np.ndarray) -> None:
         n = bins.size
         slots = (self._head + np.arange(n)) % self.window
         free = self.window - self._filled
-        # Unbuffered add/subtract at the chunk's bins: cost by chunk size, not by bin count
-        # (KS has thousands of bins).
+        n_bins = self.counts.size
         if n > free:
-            np.subtract.at(self.counts, self._bins[slots[free:]], 1)
-        np.add.at(self.counts, bins, 1)
+            self.counts -= np.bincount(self._bins[slots[free:]], minlength=n_bins).astype(np.int32)
+        self.counts += np.bincount(bins, minlength=n_bins).astype(np.int32)
         self._bins[slots] = bins
-        if values is not None:
-            self._values[slots] = values
         self._head = (self._head + n) % self.window
         self._filled = min(self.window, self._filled + n)
 
-    def _test(self) -> bool:
-        """Run the test on the window; True if it enters drift."""
-        stat = float(self._statistic(self.counts, self._filled))
-        self._statistic_value = stat
-        self._p_cache = None
+    # -- testing ----------------------------------------------------------------------------
+    def _measure(self) -> tuple[float, object]:
+        """The statistic of the window, and what its p-value will be computed from."""
+        return float(self.batch_statistic(self.binning.reference_counts, self.counts, self._stat_params())), None
+
+    def _stat_params(self) -> dict:
+        return dict(self._null_params())
+
+    @staticmethod
+    def batch_statistic(reference_counts: np.ndarray, counts: np.ndarray, params: dict) -> np.ndarray:
+        """The statistic of windows with ``counts`` (shape ``(..., bins)``) against the
+        reference's counts (shape ``(bins,)``): shape ``(...)``."""
+        raise NotImplementedError
+
+    def _run_test(self, at: int) -> None:
+        stat, p_args = self._measure()
+        self._statistic_value, self._p_args, self._p_cache = stat, p_args, None
+        if self._threshold is None:
+            self._held.append((at, stat, p_args))
+        else:
+            self._judge(at, stat, p_args)
+
+    def _judge(self, at: int, stat: float, p_args) -> None:
+        """Decide one test (value number ``at`` completed it) and put it in the outbox."""
         self.n_tests += 1
         was = self.drift
         self.drift = bool(stat > self._threshold)
-        self.n_detections += self.drift and not was
+        if self.drift and not was:
+            self.n_detections += 1
+            self.last_detection_at = at
         self.warning = bool(
             not self.drift and self.warning_threshold is not None and stat > self.warning_threshold
         )
-        return self.drift and not was
-
-    def _statistic(self, counts: np.ndarray, n: int) -> float:
-        raise NotImplementedError
-
-    def window_values(self) -> np.ndarray:
-        """The raw values in the window, oldest first (detectors that keep them)."""
-        if not self._keep_values:
-            raise AttributeError(f"{type(self).__name__} keeps bin numbers, not values")
-        start = (self._head - self._filled) % self.window
-        return np.roll(self._values, -start)[: self._filled]
+        if self.P_VALUE_ON_ALARMS_ONLY and not (self.drift or self.warning):
+            p = None
+        elif p_args is self._p_args:  # the last test: its p-value is also the property's
+            p = self.p_value
+        else:
+            p = self._p_value(p_args)
+        self._decide(Decision(at=at, drift=self.drift, warning=self.warning, statistic=stat,
+                              threshold=self._threshold, p_value=p))
 
     # -- combining ------------------------------------------------------------------------
     def merge(self, other: "WindowedTest") -> "WindowedTest":
@@ -170,20 +281,18 @@ class WindowedTest(Detector):
 
         Both must have been built from the same reference and configuration.
         """
-        if type(other) is not type(self) or _settings(other) != _settings(self):
+        if type(other) is not type(self) or other._settings() != self._settings():
             raise ValueError("can only merge detectors of the same kind and configuration")
-        if not np.array_equal(other._reference_sample(), self._reference_sample()):
+        if other.binning.key() != self.binning.key():
             raise ValueError("can only merge detectors built from the same reference")
         merged = self._copy_empty(window=self.window + other.window)
         merged.counts = self.counts + other.counts
         merged._filled = self._filled + other._filled
         merged._bins[: merged._filled] = np.concatenate([self._window_bins(), other._window_bins()])
-        if self._keep_values:
-            merged._values[: merged._filled] = np.concatenate([self.window_values(), other.window_values()])
         merged._head = merged._filled % merged.window
         merged.n_seen = self.n_seen + other.n_seen
         if merged._filled:
-            merged._test()
+            merged._run_test(merged.n_seen)
         return merged
 
     def _window_bins(self) -> np.ndarray:
@@ -193,12 +302,8 @@ class WindowedTest(Detector):
     def _copy_empty(self, window: int) -> "WindowedTest":
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
+        clone.__dict__.pop("_outbox", None)
         clone.window = window
         clone.stride = min(self.stride, window)
         clone.reset()
         return clone
-
-
-def _settings(detector: WindowedTest) -> dict:
-    """What must agree for two detectors' counts to be comparable: all but the window."""
-    return {k: v for k, v in detector._params().items() if k not in ("window", "stride")}

@@ -1,23 +1,120 @@
 """Thresholds from an expected run length: on stationary streams the false alarms come
-about as rarely as asked (within a factor 2, pooled over several reference samples)."""
+about as rarely as asked (within a factor 2, pooled over several reference samples), for
+continuous, tied-integer and categorical features; deferred calibration gives exactly the
+decisions of a synchronous one; null models are small and shared where they may be."""
+
+import threading
 
 import numpy as np
 import pytest
 
-from detectors import KS, PSI
+from detectors import KS, PSI, ChiSquare, RateTest, calibration
+
+LEVELS = np.array([f"level{i}" for i in range(50)], dtype=object)
 
 
-@pytest.mark.parametrize("cls", [PSI, KS])
-def test_false_alarm_rate_is_within_a_factor_two_of_the_asked(cls):
-    ert, n_refs, n_values = 10_000, 6, 300_000
+def _draw(kind, rng):
+    """A stationary source of one kind: a function n -> n values."""
+    if kind == "continuous":
+        loc = rng.normal()
+        return lambda n: rng.normal(loc, size=n)
+    if kind == "tied":
+        lam = rng.uniform(2, 30)
+        return lambda n: rng.poisson(lam, size=n).astype(float)
+    k = int(rng.integers(5, 51))
+    p = rng.dirichlet(np.ones(k))
+    return lambda n: LEVELS[rng.choice(k, size=n, p=p)]
+
+
+@pytest.mark.parametrize("kind, make", [
+    ("continuous", lambda ref, **kw: PSI(ref, **kw)),
+    ("continuous", lambda ref, **kw: KS(ref, **kw)),
+    ("tied", lambda ref, **kw: PSI(ref, **kw)),
+    ("tied", lambda ref, **kw: KS(ref, **kw)),
+    ("categorical", lambda ref, **kw: ChiSquare(ref, **kw)),
+    ("categorical", lambda ref, **kw: PSI(ref, categorical=True, **kw)),
+], ids=["continuous-psi", "continuous-ks", "tied-psi", "tied-ks", "categorical-chisquare", "categorical-psi"])
+def test_false_alarm_rate_is_within_a_factor_two_of_the_asked(kind, make):
+    ert, n_refs, n_values = 10_000, 6, 200_000
     rng = np.random.default_rng(2026)
     alarms = 0
     for _ in range(n_refs):
-        detector = cls(rng.normal(size=5000), window=1000, stride=100, ert=ert)
-        detector.update_many(rng.normal(size=n_values))
+        draw = _draw(kind, rng)
+        detector = make(draw(5000), window=1000, stride=100, ert=ert)
+        for _ in range(n_values // 50_000):
+            detector.update_many(draw(50_000))
         alarms += detector.n_detections
     ratio = alarms / (n_refs * n_values / ert)
     assert 0.5 <= ratio <= 2.0, f"observed/asked false-alarm rate {ratio:.2f}"
+
+
+def _feed(detector, stream, sizes):
+    i = 0
+    for size in sizes:
+        detector.update_many(stream[i:i + size])
+        i += size
+    detector.update_many(stream[i:])
+
+
+@pytest.mark.parametrize("make, source", [
+    (lambda ref, **kw: PSI(ref, **kw), "numbers"),
+    (lambda ref, **kw: KS(ref, **kw), "numbers"),
+    (lambda ref, **kw: ChiSquare(ref, **kw), "levels"),
+    (lambda ref, **kw: RateTest(ref, **kw), "flags"),
+], ids=["psi", "ks", "chisquare", "rate"])
+def test_deferred_calibration_decides_exactly_as_a_synchronous_one(make, source):
+    rng = np.random.default_rng(3)
+    if source == "numbers":
+        ref, stream = rng.normal(size=3000), np.r_[rng.normal(size=4000), rng.normal(0.4, size=2000)]
+        stream = stream.astype(object)
+        stream[::17] = None
+        stream = list(stream)
+    elif source == "levels":
+        ref = list(rng.choice(LEVELS[:6], 3000))
+        stream = list(rng.choice(LEVELS[:6], 4000)) + list(rng.choice(LEVELS[:8], 2000))
+    else:
+        ref, stream = rng.random(3000) < 0.01, np.r_[rng.random(4000) < 0.01, rng.random(2000) < 0.05]
+    sync = make(ref, window=500, stride=50, ert=20_000)
+    deferred = make(ref, window=500, stride=50, ert=20_000, defer_calibration=True)
+    assert sync.calibrated and not deferred.calibrated and deferred.threshold is None
+    sizes = rng.integers(1, 400, size=40)
+    _feed(sync, stream, sizes)
+    half = int(sizes[:20].sum())
+    _feed(deferred, stream[:half], sizes[:20])  # the calibration is slow: values keep coming
+    assert deferred.pop_decisions() == [] and deferred.n_tests == 0 and not deferred.drift
+    deferred.set_thresholds(*calibration.calibrate(deferred.null_model(), 20_000))
+    _feed(deferred, stream[half:], sizes[20:])
+    assert deferred.state() == sync.state()
+    decisions = sync.pop_decisions()
+    assert deferred.pop_decisions() == decisions and len(decisions) == sync.n_tests > 50
+    assert any(d.drift for d in decisions) and [d.at for d in decisions] == sorted(d.at for d in decisions)
+
+
+def test_null_models_hold_counts_only_and_are_shared_by_continuous_features():
+    rng = np.random.default_rng(4)
+    a = KS(rng.normal(size=5000), window=1000, stride=100, threshold=1.0).null_model()
+    b = KS(rng.exponential(size=5000) * 1e6, window=1000, stride=100, threshold=1.0).null_model()
+    tied = KS(rng.poisson(5, size=5000), window=1000, stride=100, threshold=1.0).null_model()
+    assert a.key == b.key != tied.key
+    assert len(a.counts) <= 2 * 128 + 1 and sum(a.counts) == 5000
+    assert PSI(rng.normal(size=5000), threshold=1.0).null_model().key == \
+        PSI(rng.uniform(size=5000), threshold=1.0).null_model().key
+
+
+def test_calibration_is_deterministic_across_threads():
+    model = ChiSquare(list(np.random.default_rng(5).choice(LEVELS[:20], 4000)), window=500, stride=50,
+                      threshold=1.0).null_model()
+    calibration._cache.clear()
+    calibration._simulations.clear()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(calibration.calibrate(model, 50_000))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    calibration._cache.clear()
+    calibration._simulations.clear()
+    assert len(set(results)) == 1 and results[0] == calibration.calibrate(model, 50_000)
 
 
 def test_calibrated_threshold_still_detects_a_real_shift():
@@ -38,3 +135,36 @@ def test_longer_run_lengths_give_higher_thresholds():
 def test_ert_shorter_than_a_test_is_refused():
     with pytest.raises(ValueError, match="ert must be at least stride"):
         PSI(np.arange(100.0), window=50, stride=50, ert=10)
+    with pytest.raises(ValueError, match="ert must be at least stride"):
+        calibration.calibrate(PSI(np.arange(100.0), window=50, threshold=1.0).null_model(), 10)
+
+
+def test_level_for_rate_reads_the_observed_rate_and_extrapolates_the_tail():
+    # Crossings of exponential statistics: pairs (0, e) with e ~ Exp(1); the level with
+    # rate r per pair is -log(r), observed or extrapolated.
+    rng = np.random.default_rng(7)
+    ends = rng.exponential(size=200_000)
+    starts = np.zeros_like(ends)
+    observed = calibration.level_for_rate(starts, ends, ends.size, 1e-3, 1)
+    extrapolated = calibration.level_for_rate(starts, ends, ends.size, 1e-7, 1)
+    assert observed == pytest.approx(-np.log(1e-3), rel=0.05)
+    assert extrapolated == pytest.approx(-np.log(1e-7), rel=0.05)
+    with pytest.raises(ValueError, match="never varied"):
+        calibration.level_for_rate([], [], 100, 0.01, 1)
+
+
+def test_union_of_a_columns_tests_spends_the_budget_rate_tests_leave():
+    rng = np.random.default_rng(8)
+    ref = rng.normal(size=5000)
+    psi, ks = PSI(ref, threshold=1.0).null_model(), KS(ref, threshold=1.0).null_model()
+    missing = RateTest(np.zeros(5000, dtype=bool), threshold=1.0).null_model()
+    ert = 2_000_000
+    assert calibration.calibrate_union([psi, ks], ert) == [calibration.calibrate(m, 2 * ert) for m in (psi, ks)]
+    union = calibration.calibrate_union([psi, ks, missing], ert)
+    equal = [calibration.calibrate(m, 3 * ert) for m in (psi, ks, missing)]
+    assert union[2] == equal[2]
+    spent = RateTest.exact_rate(missing, union[2][0])
+    assert spent < 1 / (3 * ert)
+    # PSI and KS share what the rate test left: each at (1/ert - spent) / 2 per value.
+    for i, model in enumerate((psi, ks)):
+        assert union[i][0] == calibration.calibrate(model, 2 / (1 / ert - spent))[0] < equal[i][0]

@@ -1,4 +1,8 @@
-"""KS agrees with scipy.stats.ks_2samp: statistic and p-value, ties included."""
+"""KS agrees with scipy.stats.ks_2samp: statistic and p-value, ties included, when the
+reference has at most ``n_slots`` distinct values; a bounded approximation otherwise; the
+state holds no raw values."""
+
+import pickle
 
 import numpy as np
 import pytest
@@ -24,7 +28,8 @@ values = st.one_of(
 )
 def test_matches_scipy(reference, stream, window, stride, method):
     stride = min(stride, window)
-    ks = KS(reference, window=window, stride=stride, threshold=0.5, method=method)
+    ks = KS(reference, window=window, stride=stride, threshold=0.5, method=method, n_slots=max(2, len(set(reference))))
+    assert ks.exact
     ks.update_many(stream)
     if len(stream) < window:
         assert ks.statistic is None and ks.p_value is None
@@ -42,7 +47,7 @@ def test_missing_values_are_left_out():
     stream = rng.normal(size=300)
     with_gaps = stream.astype(object)
     with_gaps[::3] = None
-    ks = KS(ref, window=100, threshold=1.0)
+    ks = KS(ref, window=100, threshold=1.0, n_slots=500)
     ks.update_many(list(with_gaps))
     present = stream[[i for i in range(300) if i % 3]]
     assert ks.n_missing == 100 and ks.n_seen == 300
@@ -79,3 +84,25 @@ def test_bad_configuration_raises():
         KS(np.arange(100.0), window=10, stride=20, threshold=0.1)
     with pytest.raises(ValueError, match="method"):
         KS(np.arange(100.0), window=10, threshold=0.1, method="fast")
+
+
+def test_p_value_from_the_distance_and_sizes_is_scipys():
+    rng = np.random.default_rng(6)
+    reference = rng.integers(0, 60, size=5000).astype(float)
+    ks = KS(reference, window=1000, stride=100, threshold=1.0)
+    for shift in (0, 1, 3):
+        window = rng.integers(shift, 60 + shift, size=1000).astype(float)
+        ks.update_many(window)
+        expected = stats.ks_2samp(reference, window)
+        assert ks.exact and ks.statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_state_holds_no_raw_values():
+    rng = np.random.default_rng(7)
+    sizes = []
+    for n in (5_000, 50_000):
+        ks = KS(rng.normal(size=n), window=1000, stride=100, threshold=0.1)
+        ks.update_many(rng.normal(size=3000))
+        sizes.append(len(pickle.dumps(ks)))
+    assert sizes[1] < sizes[0] * 1.1 and sizes[1] < 8_000, sizes

@@ -8,10 +8,31 @@ import pytest
 from detectors import PSI, psi_from_counts
 
 
+def _quantile_edges(present, n_bins):
+    """The documented rule, the long way: numpy's quantiles; every value holding at least
+    half a bin's share of the reference gets the bin [v, next float above v); then quantile
+    edges bounding a bin without reference values are dropped, one at a time."""
+    quantiles = set(np.quantile(present, [i / n_bins for i in range(1, n_bins)]).tolist())
+    heavy = [v for v in set(present) if present.count(v) * 2 * n_bins >= len(present)]
+    own = set(heavy) | {math.nextafter(v, math.inf) for v in heavy}
+    edges = sorted(quantiles | own)
+    while True:
+        bins = [0] * (len(edges) + 1)
+        for v in present:
+            bins[sum(v >= e for e in edges)] += 1
+        droppable = [j for i, c in enumerate(bins) if c == 0 for j in (i - 1, i)
+                     if 0 <= j < len(edges) and edges[j] not in own]
+        empties = [i for i, c in enumerate(bins) if c == 0 and any(j in droppable for j in (i - 1, i))]
+        if not empties:
+            return edges
+        i = empties[0]
+        edges.pop(next(j for j in (i - 1, i) if j in droppable))
+
+
 def _psi_by_formula(reference, window, n_bins, smoothing):
     """PSI computed the long way: quantile edges, counts per bin, the textbook sum."""
     present = [v for v in reference if v is not None and not math.isnan(v)]
-    edges = sorted(set(np.quantile(present, [i / n_bins for i in range(1, n_bins)])))
+    edges = _quantile_edges(present, n_bins)
 
     def counts(sample):
         c = [0] * (len(edges) + 2)
@@ -41,6 +62,34 @@ def test_matches_the_formula(seed):
     psi = PSI(reference, window=len(window), n_bins=n_bins, threshold=0.2, smoothing=0.5)
     psi.update_many(window)
     assert psi.statistic == pytest.approx(_psi_by_formula(reference, window, n_bins, 0.5), rel=1e-12)
+
+
+def test_a_point_mass_has_its_own_bin():
+    # 850 zeros and 150 values 1..10; then the zeros become values between 0.5 and 1.5.
+    rng = np.random.default_rng(8)
+    reference = [0.0] * 850 + [float(v) for v in rng.integers(1, 11, size=150)]
+    window = list(rng.uniform(0.5, 1.5, size=850)) + reference[850:]
+    psi = PSI(reference, window=1000, threshold=0.25)
+    psi.update_many(window)
+    expected = _psi_by_formula(reference, window, 10, 0.5)
+    assert psi.statistic == pytest.approx(expected, rel=1e-12)
+    assert 7.5 < expected < 10  # about 8.7: the zeros' bin is emptied
+    assert psi.drift and psi.binning.edges[0] == 0.0 and psi.binning.edges[1] == math.nextafter(0.0, 1.0)
+    # Had 0 shared a bin with its neighbours (quantile edges only), the shift would not show:
+    edges = sorted(set(np.quantile(reference, np.arange(1, 10) / 10).tolist()))
+    counts = [np.histogram(sample, [-np.inf, *edges, np.inf])[0] for sample in (reference, window)]
+    assert psi_from_counts(*counts) < 0.1
+
+
+def test_few_distinct_values_give_few_bins_all_with_reference_values():
+    rng = np.random.default_rng(9)
+    reference = list(rng.choice([1.0, 2.0, 3.0, 7.0], size=1000, p=[0.5, 0.3, 0.15, 0.05]))
+    psi = PSI(reference, window=100, threshold=0.2)
+    assert psi.binning.edges.tolist() == _quantile_edges(reference, 10)
+    counts = psi.binning.reference_counts[:-1]
+    # point masses 1, 2, 3 and 7 (each at least 5%): their own bins; only the open
+    # intervals around them may be empty.
+    assert sorted(counts[counts > 0].tolist()) == sorted(reference.count(v) for v in (1.0, 2.0, 3.0, 7.0))
 
 
 def test_psi_from_counts_is_the_formula():

@@ -1,6 +1,10 @@
 """River's detectors through driftd's wrapper give River's documented detection points."""
 
+import math
+import pickle
 import random
+
+import numpy as np
 
 import pytest
 
@@ -99,3 +103,79 @@ def test_reset_forgets():
     adwin.reset()
     assert (adwin.n_seen, adwin.n_detections, adwin.statistic) == (0, 0, None)
     assert _first(adwin, _numeric_stream())[1] == 1023
+
+
+def test_decisions_at_each_detection_and_every_decision_every_values():
+    adwin = RiverDetector("ADWIN", decision_every=250)
+    adwin.update_many(_numeric_stream()[:1100])
+    decisions = adwin.pop_decisions()
+    assert [(d.at, d.drift) for d in decisions] == [(250, False), (500, False), (750, False), (1000, False),
+                                                    (1024, True)]
+    at_detection = RiverDetector("ADWIN")
+    at_detection.update_many(_numeric_stream()[:1024])
+    assert decisions[-1].threshold == 0.002 and decisions[-1].statistic == at_detection.statistic
+    adwin.update_many(_numeric_stream()[1100:1300])
+    assert [(d.at, d.drift) for d in adwin.pop_decisions()] == [(1274, False)] and adwin.pop_decisions() == []
+
+
+def test_decisions_do_not_depend_on_batching():
+    stream = _binary_stream()
+    one, many = RiverDetector("HDDM_W", decision_every=7), RiverDetector("HDDM_W", decision_every=7)
+    for x in stream:
+        one.update(x)
+    for i in range(0, len(stream), 97):
+        many.update_many(stream[i:i + 97])
+    decisions = one.pop_decisions()
+    assert decisions == many.pop_decisions() and any(d.drift for d in decisions)
+    assert any(d.warning for d in decisions)
+
+
+def test_outbox_pickles_and_survives_reset():
+    adwin = RiverDetector("ADWIN")
+    adwin.update_many(_numeric_stream())
+    copy = pickle.loads(adwin.snapshot())
+    adwin.reset()
+    assert copy.pop_decisions() == adwin.pop_decisions() != []
+
+
+@pytest.mark.parametrize("kind", ["ADWIN", "PageHinkley", "KSWIN"])
+@pytest.mark.parametrize("value, message", [
+    (abs(1e308 - (-1e308)), "value 2 of the batch is inf, non-finite"),  # a regression error that overflowed
+    (float("nan"), "value 2 of the batch is nan, non-finite"),
+    (-1e308, r"value 2 of the batch is -1e\+308, beyond \+/-1e\+100"),
+    (10 ** 400, r"value 2 of the batch is an integer of 1329 bits, beyond \+/-1e\+100"),
+    (-10 ** 101, r"value 2 of the batch is an integer of 336 bits, beyond"),
+    (np.float32("inf"), "value 2 of the batch is inf, non-finite"),
+])
+def test_extreme_values_are_refused_whole_batch_and_all(kind, value, message):
+    detector = RiverDetector(kind)
+    detector.update_many([0.5, 0.25])
+    before = (detector.n_seen, detector.statistic)
+    with pytest.raises(ValueError, match=message):
+        detector.update_many([1.0, 2.0, value, 3.0])
+    assert (detector.n_seen, detector.statistic) == before
+    with pytest.raises(ValueError, match="value 0 of the batch"):
+        detector.check(value)
+    detector.update_many([1.0, 2.0, 3.0])
+    assert detector.n_seen == 5
+
+
+def test_the_largest_values_taken_keep_river_working():
+    rng = np.random.default_rng(0)
+    errors = (rng.random(3000) < 0.1).astype(float).tolist()
+    errors[1500] = 9e99  # within MAX_MAGNITUDE; River 0.26's ADWIN goes blind from about 1e160
+    adwin = RiverDetector("ADWIN")
+    adwin.update_many(errors + (rng.random(3000) < 0.3).astype(float).tolist())
+    assert adwin.n_detections >= 2 and adwin.last_detection_at > 3000  # the outlier, then the change
+    assert math.isfinite(adwin.statistic) and math.isfinite(adwin._river.variance)
+    scale = 1e99
+    page = RiverDetector("PageHinkley", threshold=50 * scale, delta=0.005 * scale)
+    page.update_many([scale, -scale] * 500)
+    assert page.n_detections == 0
+    page.update_many([3 * scale] * 100)
+    assert page.n_detections == 1 and math.isfinite(page.statistic)
+
+
+def test_bad_decision_every_raises():
+    with pytest.raises(ValueError, match="decision_every"):
+        RiverDetector("ADWIN", decision_every=0)
