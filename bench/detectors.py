@@ -300,18 +300,18 @@ def build_cases(data: Data, opts) -> list[Case]:
              batched(cl), note=f"{len(LEVELS)} levels"),
     ]
     if PerformanceDecay is not None:
-        dk = dict(window=WINDOW, reference_size=REFERENCE_SIZE, stride=STRIDE)
+        dk = dict(window=WINDOW, reference_size=REFERENCE_SIZE, stride=STRIDE, threshold=4.0)  # per-pair cost, no calibration
         cases += [
             Case(f"PerformanceDecay accuracy w{WINDOW} s{STRIDE}", f"list batches {BATCH:,}",
                  lambda: PerformanceDecay("accuracy", **dk),
                  pairs_batched(data.y_true, data.y_pred),
-                 note=f"reference {REFERENCE_SIZE} pairs; bootstrap"),
+                 note=f"reference {REFERENCE_SIZE} pairs; z on the confusion table"),
             Case(f"PerformanceDecay accuracy w{WINDOW} s{STRIDE}", "per pair",
                  lambda: PerformanceDecay("accuracy", **dk),
                  pairs_per_value(data.y_true, data.y_pred)),
             Case(f"PerformanceDecay mae w{WINDOW} s{STRIDE}", f"list batches {BATCH:,}",
                  lambda: PerformanceDecay("mae", **dk),
-                 pairs_batched(data.y_reg, data.p_reg), note="Welch t-test"),
+                 pairs_batched(data.y_reg, data.p_reg), note="Welch z"),
         ]
     return cases
 

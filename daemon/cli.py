@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
@@ -15,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
-    check = sub.add_parser("check-config", help="validate a configuration file; exit 1 if invalid")
+    check = sub.add_parser("check-config", help="validate a configuration file and dry-run every model's pipeline; exit 1 if invalid")
     check.add_argument("file")
     demo = sub.add_parser("demo", help="everything in one command: embedded broker, a simulated model, the daemon")
     demo.add_argument("--events", type=int, default=None, help="predictions to simulate")
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         try:
-            config_module.load(args.file)
+            _load_and_dry_run(args.file)
         except config_module.ConfigError as e:
             print(f"driftd: invalid configuration {args.file}: {e}", file=sys.stderr)
             return 1
@@ -47,18 +46,38 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo_module.main(events=args.events, seed=args.seed, port=args.port)
     try:
-        config = config_module.load(args.config)
+        config = _load_and_dry_run(args.config)
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import logs
+    from .checkpoint import StateKeyError
+    from .http import ListenError
     from .service import Daemon
 
+    logs.configure(config.log_level, logs.secrets_of(config))
     daemon = Daemon(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
-    daemon.run()
+    try:
+        daemon.run()
+    except ListenError as e:  # one line, at once: which address, why, what to change
+        print(f"driftd: {e}; choose another http.port (0: any free port) or http.host in {args.config}", file=sys.stderr)
+        return 1
+    except StateKeyError as e:
+        print(f"driftd: {e}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _load_and_dry_run(path: str) -> config_module.Config:
+    """What ``check-config`` accepts, ``run`` runs: the file's rules, then every model's
+    pipeline on a synthetic stream (:mod:`daemon.dryrun`)."""
+    from . import dryrun
+
+    config = config_module.load(path)
+    dryrun.check(config)
+    return config
 
 
 def _models(args) -> int:

@@ -77,6 +77,10 @@ class KafkaConfig:
         "How long the broker may hold a fetch for more data; lower means lower latency when one "
         "topic is quiet.", default=100)
     max_event_bytes: int = _doc("Larger events go to the dead-letter topic as `oversize`.", default=1_048_576)
+    dead_letter_max_bytes: int = _doc(
+        "Largest dead-letter copy (key, value and headers): a larger one keeps the first bytes of "
+        "the value, with the original size and SHA-256 in headers. At most the producer's "
+        "max_request_size (kafka-python default 1048576) less 1024.", default=524_288)
     session_timeout_ms: int = _doc(
         "Consumer-group session timeout: a daemon silent this long loses its partitions.", default=10_000)
     reconnect_backoff_max_seconds: float = _doc("Longest wait between reconnection attempts.", default=10.0)
@@ -91,6 +95,10 @@ class KafkaConfig:
 class HttpConfig:
     host: str = _doc("Address for /metrics, /livez, /readyz and /status.", default="0.0.0.0")
     port: int = _doc("Port for the HTTP endpoints (0: any free port, printed at start).", default=9108)
+    liveness_timeout_seconds: float = _doc(
+        "/livez fails when the consumer loop has not gone round for this long (a wedged daemon, "
+        "for Kubernetes to restart); at least 20 (a turn may wait, bounded, for an absent broker). "
+        "A broker that cannot be reached does not stop the loop: it fails /readyz, never /livez.", default=30.0)
 
 
 @dataclass
@@ -99,6 +107,10 @@ class StateConfig:
     checkpoint_interval_seconds: float = _doc(
         "How often state is checkpointed and offsets committed; events since the last "
         "checkpoint are re-read after a crash (never counted twice).", default=5.0)
+    key_env: str = _doc(
+        "Environment variable holding the HMAC-SHA256 key that seals checkpoints and the file of "
+        "pending alerts (a file that fails the check is set aside, never loaded). Unset: a random "
+        "key generated once into `state.dir`/state.key, mode 0600.", default="DRIFTD_STATE_KEY")
 
 
 @dataclass
@@ -110,6 +122,14 @@ class JoinConfig:
         "as orphaned.", default=600.0)
     max_pending: int = _doc(
         "Most predictions waiting for labels per partition; beyond it the oldest expire early.", default=500_000)
+    max_future_skew_seconds: float = _doc(
+        "How far an event's ts may be ahead of the clock (the record's Kafka timestamp, or the wall "
+        "clock if earlier or absent); beyond it the event is a dead letter, `bad_timestamp` (e.g. "
+        "milliseconds sent as seconds).", default=86_400.0)
+    earliest_event_time: float = _doc(
+        "Events stamped before this time (epoch seconds; default 2000-01-01T00:00:00Z) are dead "
+        "letters, `bad_timestamp` (e.g. 0, or seconds divided by 1000). Older events than the "
+        "watermark are not refused: the join expires them.", default=946_684_800.0)
 
 
 @dataclass
@@ -144,8 +164,24 @@ class ModelConfig:
     window: int = _doc("Values in the current window of the data-drift tests.", default=1000)
     stride: int = _doc("Values between two tests of the window (window: tumbling).", default=100)
     ert: float = _doc(
-        "Expected values between false alarms of one data-drift test on a stationary stream; "
-        "thresholds are calibrated to it.", default=200_000.0)
+        "The model's data-drift contract: mean number of predictions between false alarms of "
+        "all its data-drift tests together (features, prediction, score, schema) on a stationary "
+        "stream. Split across its tests so that their false-alarm rates add up to 1/ert (weighted "
+        "Bonferroni): each watched column's values weigh 1, shared by its tests (calibrated for "
+        "their union), each rate test of rare events (missing values, unseen levels, unknown "
+        "features) 0.1. At 10 predictions/s the default means a false alarm about every 116 "
+        "days, at 1,000/s about 0.86 a day.", default=100_000_000.0)
+    label_ert: float = _doc(
+        "The model's label-side contract: mean number of labelled events between false alarms of "
+        "the error-stream detector and the decay tests together, split equally between them "
+        "(at 10 labelled events/s, about one every 116 days; at 1,000/s, 0.86 a day).",
+        default=100_000_000.0)
+    features: dict = _doc(
+        "Feature types where the JSON type is not enough: name -> `numeric`, `categorical` "
+        "(integer codes, ids; integers beyond +/-2**53 are kept exact only here) or `ignore`. "
+        "Undeclared features are typed from the reference (numeric if every value is a number). "
+        "`<prediction>` and `<score>` (watched like features) may be declared `ignore`.",
+        default_factory=dict)
     numeric_tests: list[str] = _doc("Tests on numeric features and the score: psi, ks.", default_factory=lambda: ["psi", "ks"])
     categorical_tests: list[str] = _doc("Tests on categorical features: psi, chisquare.", default_factory=lambda: ["chisquare"])
     watch_score: bool = _doc("Also test the prediction score (numeric scores only).", default=True)
@@ -161,7 +197,6 @@ class ModelConfig:
         "(classification); mae, rmse (regression).", default_factory=lambda: ["accuracy"])
     decay_window: int = _doc("Labelled events in the current performance window.", default=1000)
     decay_reference_size: int = _doc("Labelled events in the performance baseline.", default=2000)
-    decay_alpha: float = _doc("Significance level of the decay test.", default=0.01)
     learners: dict = _doc(
         "Online learners, name -> River spec: {Class: {params}} or a list of them (a pipeline), "
         "from an allow-list (learners/spec.py); e.g. {tree: {HoeffdingAdaptiveTreeClassifier: "
@@ -210,7 +245,10 @@ class Config:
     auto_register_models: bool = _doc(
         "Watch a model not listed under models when its first event arrives (else: dead letter, unknown_model).",
         default=False)
-    log_level: str = _doc("DEBUG, INFO, WARNING or ERROR.", default="INFO")
+    log_level: str = _doc(
+        "DEBUG, INFO, WARNING or ERROR. kafka-python's own loggers stay at INFO or above (at DEBUG "
+        "they print protocol requests, SASL passwords included), and every configured secret is "
+        "masked in every log line.", default="INFO")
 
     @property
     def has_learners(self) -> bool:
@@ -351,7 +389,7 @@ def _secret(value, key: str) -> Secret:
 
 _POSITIVE = {
     "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
-    "state.checkpoint_interval_seconds", "join.prediction_ttl_seconds", "join.max_pending",
+    "state.checkpoint_interval_seconds", "http.liveness_timeout_seconds", "join.prediction_ttl_seconds", "join.max_pending", "join.max_future_skew_seconds",
     "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
     "alerts.give_up_after_seconds",
 }
@@ -367,6 +405,10 @@ def _check(config: Config) -> None:
         section, name = key.split(".")
         if getattr(getattr(config, section), name) < 0:
             raise ConfigError(key, "must not be negative")
+    max_request = config.kafka.client.get("max_request_size", 1_048_576)
+    if isinstance(max_request, int) and not 1024 <= config.kafka.dead_letter_max_bytes <= max_request - 1024:
+        raise ConfigError("kafka.dead_letter_max_bytes", f"must be between 1024 and the producer's max_request_size "
+                                                         f"less 1024 ({max_request - 1024})")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port", "must be between 0 and 65535")
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -411,8 +453,9 @@ def _check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.stride", f"must not exceed window ({model.window})")
     if model.ert < model.stride:
         raise ConfigError(f"{key}.ert", f"must be at least stride ({model.stride})")
-    if not 0 < model.decay_alpha < 0.5:
-        raise ConfigError(f"{key}.decay_alpha", "must be between 0 and 0.5")
+    if model.label_ert < 1:
+        raise ConfigError(f"{key}.label_ert", "must be at least 1")
+    _check_features(model, key)
     for test in model.numeric_tests:
         if test not in ("psi", "ks"):
             raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks)")
@@ -441,6 +484,25 @@ def _check_model(model: ModelConfig, key: str) -> None:
     for metric in model.decay_metrics:
         if metric not in METRICS or metric not in allowed:
             raise ConfigError(f"{key}.decay_metrics", f"{metric!r} is not a {model.task} metric ({', '.join(allowed)})")
+
+
+def _check_features(model: ModelConfig, key: str) -> None:
+    """``features:`` entries: known types, reserved names used as they can be, and no more
+    declared than ``max_features``."""
+    natural = {"<prediction>": "numeric" if model.task == "regression" else "categorical", "<score>": "numeric"}
+    for name, kind in model.features.items():
+        where = f"{key}.features.{name}"
+        if not isinstance(name, str):
+            raise ConfigError(where, "feature names are strings: quote the name")
+        if kind not in ("numeric", "categorical", "ignore"):
+            raise ConfigError(where, f"must be numeric, categorical or ignore, got {kind!r}")
+        if name in natural and kind not in (natural[name], "ignore"):
+            raise ConfigError(where, f"{name} of a {model.task} model is {natural[name]}; it can only be ignored")
+        if name not in natural and name.startswith("<") and name.endswith(">"):
+            raise ConfigError(where, "names in angle brackets are reserved (<prediction>, <score>)")
+    declared = [n for n, k in model.features.items() if k != "ignore" and not n.startswith("<")]
+    if len(declared) > model.max_features:
+        raise ConfigError(f"{key}.features", f"{len(declared)} features declared, more than max_features ({model.max_features})")
 
 
 def reference() -> str:

@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from kafka import KafkaProducer
 
 from . import config as config_module
+from . import logs
+from .http import ListenError
 from .service import Daemon
 from .simulate import Simulation
 
@@ -83,7 +85,7 @@ def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) 
     os.environ["DRIFTD_DEMO_WEBHOOK_SECRET"] = secret
     os.environ["DRIFTD_DEMO_REGISTRY_KEY"] = secrets.token_hex(32)
     receiver = _Receiver(secret)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.WARNING, [secret, os.environ["DRIFTD_DEMO_REGISTRY_KEY"]], fmt="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("driftd").setLevel(logging.ERROR)  # the demo prints its own summary of alerts
     with tempfile.TemporaryDirectory(prefix="driftd-demo-") as state_dir:
         try:
@@ -92,11 +94,24 @@ def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) 
             out(f"driftd demo: {e}")
             return 2
         daemon = Daemon(config)
-        thread = threading.Thread(target=daemon.run, name="driftd", daemon=True)
+        failed: list[BaseException] = []
+
+        def run():
+            try:
+                daemon.run()
+            except BaseException as e:  # noqa: BLE001 - reported below, at once
+                failed.append(e)
+
+        thread = threading.Thread(target=run, name="driftd", daemon=True)
         thread.start()
-        if not daemon.wait_started(60):
-            out("driftd demo: the daemon did not start")
-            return 1
+        deadline = time.monotonic() + 60
+        while not daemon.wait_started(0.1):
+            if failed and isinstance(failed[0], ListenError):
+                out(f"driftd demo: {failed[0]}; run it with --port N (0: any free port)")
+                return 1
+            if not thread.is_alive() or time.monotonic() > deadline:
+                out(f"driftd demo: the daemon did not start{f': {failed[0]}' if failed else ''}")
+                return 1
         out(f"driftd demo: embedded broker at {daemon.bootstrap}; metrics at http://127.0.0.1:{daemon.http_port}/metrics")
         out(f"  simulating {n} predictions: data drift at event {sim.data_drift_at}, concept drift at event {sim.concept_drift_at}")
         server = _ModelServer(sim, config.registry.dir, out)

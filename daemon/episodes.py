@@ -23,8 +23,27 @@ clock, for the replay property above):
   most one firing/resolved pair per cooldown period. If a silent episode is
   still drifting at an observation at or after the cooldown's end, it is
   announced then (fires with that observation's time) and resolves loudly.
-* Episode numbers count announced episodes per key, starting at 1; the
-  alert id is a hash of (model, detector, feature, episode, status).
+* Episode numbers count announced episodes per key, starting at 1.
+* Ids: an alert id is a hash of the key, the status and the episode's ``origin``:
+  what opened (announced) the episode, given by the caller with each observation. The
+  daemon gives the source of the event that completed the test (topic, partition,
+  offset) and its event time, so ids repeat when the same stream is replayed and never
+  collide after a state reset or a new model version (another episode opens at another
+  event). The firing and the resolve of one episode share its origin.
+
+Feeding one observation per detector decision, in stream order, with each decision's
+own event time and origin (never a batch's), makes the alerts a function of the input
+stream alone: the same for any batching, live or catch-up, and across restarts.
+
+>>> episodes = Episodes(clear_after=2, cooldown_seconds=0)
+>>> fired = episodes.observe(("fraud", "ks", "age"), True, 100.0, {}, origin=("predictions", 0, 41))
+>>> episodes.observe(("fraud", "ks", "age"), False, 110.0, {}, origin=("predictions", 0, 51)) is None
+True
+>>> resolved = episodes.observe(("fraud", "ks", "age"), False, 120.0, {}, origin=("predictions", 0, 61))
+>>> (fired.status, resolved.status, resolved.event_time, resolved.detail["started_at"])
+('firing', 'resolved', 120.0, 100.0)
+>>> resolved.origin == fired.origin == ["predictions", 0, 41]
+True
 """
 
 from __future__ import annotations
@@ -62,6 +81,8 @@ class Alert:
     episode: int
     detail: dict = field(default_factory=dict)
     kind: str = "drift"
+    #: What opened the episode (JSON-able list, e.g. [topic, partition, offset, event time]).
+    origin: list = field(default_factory=list)
 
     # The generated hash would fail on the dict field; the id identifies the alert.
     def __hash__(self) -> int:
@@ -126,6 +147,7 @@ class _KeyState:
 
     active: bool = False
     silent: bool = False
+    origin: tuple = ()          # of the current announced episode, reused by its resolve
     clean: int = 0              # consecutive non-drifting observations in the current episode
     episode: int = 0            # announced episodes so far
     started_at: float = 0.0     # event time the current announced episode fired
@@ -148,13 +170,19 @@ class Episodes:
         self._keys: dict[Key, _KeyState] = {}
 
     def observe(self, key: Key, drifting: bool, event_time: float, detail: dict,
-                severity: str | None = None) -> Alert | None:
+                severity: str | None = None, origin: tuple | None = None) -> Alert | None:
         """Feed one detector decision; returns the alert to send, if any.
 
         ``detail`` (statistic, threshold, p_value, ...), or a function giving it (called
         only when an alert is made: some details cost), is copied into the
         alert; a resolve also gets ``started_at``, the firing's event time.
         ``severity`` overrides the tracker's default for an episode that fires now.
+        ``origin`` identifies this observation in the input (JSON-able values, e.g.
+        ``(topic, partition, offset)``); an episode this observation opens takes its ids
+        from it. Default: ``(event_time,)``, enough when event times are unique per key.
+
+        Raises ``ValueError`` for a non-finite ``event_time``, ``TypeError`` for a key
+        that is not three strings.
         """
         key = _check_key(key)
         event_time = float(event_time)
@@ -171,10 +199,10 @@ class Episodes:
                 st.silent = event_time < st.cooldown_until
                 if st.silent:
                     return None
-                return self._fire(key, st, event_time, detail, severity)
+                return self._fire(key, st, event_time, detail, severity, origin)
             if st.silent and event_time >= st.cooldown_until:
                 st.silent = False  # still drifting after the cooldown: announce it now
-                return self._fire(key, st, event_time, detail, severity)
+                return self._fire(key, st, event_time, detail, severity, origin)
             return None
 
         if not st.active:
@@ -192,19 +220,21 @@ class Episodes:
         return self._alert(key, st, RESOLVED, st.severity, event_time, resolved_detail)
 
     def _fire(self, key: Key, st: _KeyState, event_time: float, detail: dict,
-              severity: str | None) -> Alert:
+              severity: str | None, origin: tuple | None) -> Alert:
         st.episode += 1
         st.started_at = event_time
         st.severity = severity or self.severity
+        st.origin = tuple(_plain(list((event_time,) if origin is None else origin)))
         return self._alert(key, st, FIRING, st.severity, event_time, dict(detail() if callable(detail) else detail))
 
     @staticmethod
     def _alert(key: Key, st: _KeyState, status: str, severity: str, event_time: float,
                detail: dict) -> Alert:
         model, detector, feature = key
-        return Alert(id=alert_id(model, detector, feature, st.episode, status), status=status,
+        return Alert(id=alert_id(model, detector, feature, status, *st.origin), status=status,
                      model=model, detector=detector, feature=feature, severity=severity,
-                     event_time=event_time, episode=st.episode, detail=_plain(detail))
+                     event_time=event_time, episode=st.episode, detail=_plain(detail),
+                     origin=list(st.origin))
 
     def active(self, key: Key) -> bool:
         """True while ``key`` is in an episode, announced or silent (for a gauge)."""

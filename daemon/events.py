@@ -5,6 +5,13 @@ msgspec decodes and type-checks an event in one pass in C, several times faster 
 rate). Anything that is not a valid event raises :class:`BadEvent` with a reason from a
 small fixed set, which becomes the dead-letter ``reason`` header and metric label.
 
+Numbers are bounded: a magnitude beyond :data:`MAX_MAGNITUDE` (float32's range, about
+3.4e38) is refused as ``non_finite``. No model's input or output is that large, and the
+error statistics of such numbers (differences, squares, their variances) overflow to
+infinity: a regression prediction of -1e308 with a label of 1e308 has an infinite error.
+Nesting deeper than the decoder's recursion limit (about 1,000 levels, in fields driftd
+does not even read) is refused as ``too_deep``.
+
 >>> p = decode_prediction(b'{"model": "fraud", "id": "p-1", "ts": "2025-11-23T10:00:00Z",'
 ...                       b' "features": {"amount": 12.5, "country": "DE"}, "prediction": 1}')
 >>> p.model, p.id, p.ts, p.features["amount"]
@@ -19,14 +26,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Annotated
 
 import msgspec
 
 #: Every reason an event can be refused for (bounded: these are metric label values).
+#: ``internal_error``: handling the event raised an unexpected exception (a bug, logged
+#: with its traceback); the event is contained, the loop goes on.
 REASONS = (
-    "not_json", "not_object", "missing_field", "wrong_type", "non_finite",
-    "bad_timestamp", "oversize", "unknown_model",
+    "not_json", "not_object", "missing_field", "wrong_type", "non_finite", "too_deep",
+    "bad_timestamp", "oversize", "unknown_model", "internal_error",
 )
+
+#: Largest magnitude of a number in an event (float32's largest value).
+MAX_MAGNITUDE = 3.4028234663852886e38
 
 
 class BadEvent(Exception):
@@ -38,7 +51,10 @@ class BadEvent(Exception):
         self.detail = detail
 
 
-Value = float | str | bool | None
+# Checked by msgspec in C while decoding. Integers are checked after decoding
+# (_check_int): msgspec bounds only integers that fit in 64 bits.
+Number = Annotated[float, msgspec.Meta(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+Value = int | Number | str | bool | None  # int first: integers stay exact (daemon.reference)
 
 
 class Prediction(msgspec.Struct, gc=False):
@@ -46,8 +62,8 @@ class Prediction(msgspec.Struct, gc=False):
     id: str | int
     ts: float | str
     features: dict[str, Value]
-    prediction: int | float | str | bool
-    score: float | dict[str, float] | None = None
+    prediction: int | Number | str | bool
+    score: Number | dict[str, Number] | None = None
     model_version: str | int | None = None
 
 
@@ -55,7 +71,7 @@ class Label(msgspec.Struct, gc=False):
     model: str
     id: str | int
     ts: float | str
-    label: int | float | str | bool
+    label: int | Number | str | bool
 
 
 _decoders = {cls: msgspec.json.Decoder(cls) for cls in (Prediction, Label)}
@@ -70,7 +86,7 @@ def _decode(cls, raw: bytes | None):
         text = str(e)
         if text.startswith("Object missing required field"):
             raise BadEvent("missing_field", text) from None
-        if text.startswith("Number out of range"):
+        if text.startswith("Number out of range") or re.match(r"Expected `float` [<>]=", text):
             raise BadEvent("non_finite", text) from None
         if text.startswith("Expected `object`") and "- at `$" not in text:
             raise BadEvent("not_object", text) from None
@@ -84,6 +100,8 @@ def _decode(cls, raw: bytes | None):
         raise BadEvent("not_json", str(e)) from None
     except UnicodeDecodeError as e:
         raise BadEvent("not_json", f"invalid UTF-8 at byte {e.start}") from None
+    except RecursionError:
+        raise BadEvent("too_deep", "nested deeper than the decoder's recursion limit") from None
     if type(event.id) is int:
         event.id = str(event.id)
     if type(event.ts) is str:
@@ -106,13 +124,10 @@ def decode_label(raw: bytes) -> Label:
 
 
 def _check_int(value, what: str) -> None:
-    # JSON integers have no size limit; one too large for a float would break every
-    # computation downstream.
-    if type(value) is int and abs(value) > _LARGEST_FLOAT_INT:
-        raise BadEvent("non_finite", f"{what} is an integer too large for a number")
-
-
-_LARGEST_FLOAT_INT = 2**1023
+    # JSON integers have no size limit; one beyond MAX_MAGNITUDE would break every
+    # computation downstream (float() of a 400-digit integer raises OverflowError).
+    if type(value) is int and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        raise BadEvent("non_finite", f"{what} is an integer beyond ±{MAX_MAGNITUDE:.3g}")
 
 
 def _parse_time(text: str) -> float:

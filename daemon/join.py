@@ -12,6 +12,14 @@ past it (its prediction, always older, would have come by then). If the label st
 stops entirely, predictions do not expire by time; ``max_pending`` bounds the buffer and
 the oldest expire first.
 
+Each stream's *watermark* is robust to outliers: it is the ``watermark_rank``-th newest
+event time seen (3 by default; minus infinity until that many have come), not the newest.
+One event stamped far ahead (a wrong clock, within the skew the partition allows, see
+``join.max_future_skew_seconds``) therefore does not move the clock for the others: with
+the newest, it expired every waiting prediction at once. It takes ``watermark_rank`` events at or past a time to get
+there. The watermark never goes back, and, like everything here, depends on the events
+alone (not on their batching or arrival order within the rank).
+
 >>> join = LabelJoin(ttl=3600, grace=60, max_pending=100)
 >>> join.add_prediction("fraud", "p-1", 1000.0, (1, 0.9, "7"))
 >>> join.add_label("fraud", "p-1", 1900.0, 0)
@@ -22,6 +30,7 @@ the oldest expire first.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 
 OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")
@@ -30,16 +39,47 @@ OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label",
 class LabelJoin:
     """One partition's buffer of predictions and labels waiting for each other."""
 
-    def __init__(self, ttl: float, grace: float, max_pending: int):
+    def __init__(self, ttl: float, grace: float, max_pending: int, watermark_rank: int = 3):
         self.ttl = ttl
         self.grace = grace
         self.max_pending = max_pending
+        self.watermark_rank = watermark_rank
         self._predictions: dict[tuple, tuple] = {}  # (model, id) -> (ts, payload)
         self._labels: dict[tuple, tuple] = {}  # (model, id) -> (ts, label)
         self._joined: dict[tuple, float] = {}  # (model, id) -> prediction ts, to spot duplicates
-        self.prediction_watermark = float("-inf")
-        self.label_watermark = float("-inf")
+        # The newest event times of each stream, ascending, at most watermark_rank of them.
+        self._newest_predictions: list[float] = []
+        self._newest_labels: list[float] = []
         self.counts: Counter = Counter()
+
+    def __setstate__(self, state: dict) -> None:
+        # Checkpoints written before the robust watermark kept the newest time only.
+        for stream in ("prediction", "label"):
+            newest = state.pop(f"{stream}_watermark", None)
+            if f"_newest_{stream}s" not in state:
+                state[f"_newest_{stream}s"] = [] if newest in (None, float("-inf")) else [newest] * 3
+        state.setdefault("watermark_rank", 3)
+        self.__dict__.update(state)
+
+    @property
+    def prediction_watermark(self) -> float:
+        """Event time the prediction stream has reached, in epoch seconds."""
+        return self._watermark(self._newest_predictions)
+
+    @property
+    def label_watermark(self) -> float:
+        """Event time the label stream has reached, in epoch seconds."""
+        return self._watermark(self._newest_labels)
+
+    def _watermark(self, newest: list) -> float:
+        return newest[0] if len(newest) >= self.watermark_rank else float("-inf")
+
+    def _saw(self, newest: list, ts: float) -> None:
+        if len(newest) < self.watermark_rank:
+            bisect.insort(newest, ts)
+        elif ts > newest[0]:
+            del newest[0]
+            bisect.insort(newest, ts)
 
     @property
     def pending(self) -> int:
@@ -52,7 +92,7 @@ class LabelJoin:
         if key in self._predictions or key in self._joined:
             self.counts[(model, "duplicate_prediction")] += 1
             return False
-        self.prediction_watermark = max(self.prediction_watermark, ts)
+        self._saw(self._newest_predictions, ts)
         waiting = self._labels.pop(key, None)
         if waiting is not None:
             return self._join(key, ts, payload, *waiting)
@@ -65,7 +105,7 @@ class LabelJoin:
         """Join a label to its prediction, or keep it waiting; returns the join, if any, as
         (model, prediction payload, label, delay seconds)."""
         key = (model, id)
-        self.label_watermark = max(self.label_watermark, ts)
+        self._saw(self._newest_labels, ts)
         if key in self._joined or key in self._labels:
             self.counts[(model, "duplicate_label")] += 1
             return None

@@ -42,6 +42,8 @@ class Metrics:
         self.ready = Gauge("driftd_ready", "1 when partitions are assigned, state restored and the broker answers.", registry=r)
         self.assigned_partitions = Gauge("driftd_assigned_partitions", "Partitions this daemon owns.", registry=r)
         self.kafka_errors = Counter("driftd_kafka_errors", "Failed broker operations by operation.", ["operation"], registry=r)
+        self.calibration_pending = Gauge(
+            "driftd_calibration_jobs_pending", "Threshold calibrations queued or running in the background worker.", registry=r)
 
 
 class _StateCollector:
@@ -56,8 +58,8 @@ class _StateCollector:
         return []  # families depend on the state; nothing to promise at registration
 
     def collect(self):
-        # A batch that builds detectors (threshold calibration) can hold the lock for
-        # seconds; a scrape then gets the previous reading rather than timing out.
+        # A long batch can hold the lock; a scrape then gets the previous reading rather
+        # than timing out.
         if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
             return self._last
         try:
@@ -88,6 +90,7 @@ class _StateCollector:
         yield from (processed, dead, joins, resets, pending)
         yield self._label_delay(states)
         yield from self._detectors(states)
+        yield from _schema_families(states)
         yield from _learning_families(states)
 
     def _label_delay(self, states):
@@ -107,7 +110,7 @@ class _StateCollector:
 
     def _detectors(self, states):
         statistic = GaugeMetricFamily("driftd_drift_statistic", "Detector statistic at its last test.", labels=DETECTOR_LABELS)
-        threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (alpha for decay).", labels=DETECTOR_LABELS)
+        threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (its calibrated threshold; River detectors: their parameter).", labels=DETECTOR_LABELS)
         p_value = GaugeMetricFamily("driftd_drift_p_value", "p-value of the last test, where the method has one.", labels=DETECTOR_LABELS)
         active = GaugeMetricFamily("driftd_drift_active", "1 while the detector is in drift.", labels=DETECTOR_LABELS)
         warning = GaugeMetricFamily("driftd_drift_warning", "1 while the detector is in warning.", labels=DETECTOR_LABELS)
@@ -117,6 +120,10 @@ class _StateCollector:
         version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
         reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
         unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
+        untestable = GaugeMetricFamily(
+            "driftd_untestable_features", "Watched columns no test can watch (reason on /status): always missing, too few values...", labels=["model"])
+        uncalibrated = GaugeMetricFamily(
+            "driftd_tests_uncalibrated", "Data-drift tests waiting for their thresholds (their decisions are held meanwhile).", labels=["model"])
         exported = set()
         for s in states:
             for model, pipeline in s.models.items():
@@ -127,12 +134,15 @@ class _StateCollector:
                 exported.add(model)
                 version.add_metric([model, pipeline.version or ""], 1)
                 reference.add_metric([model], int(pipeline.reference_complete))
-                unwatched.add_metric([model], len(pipeline.unwatched_features))
+                unwatched.add_metric([model], pipeline.n_unwatched)
+                untestable.add_metric([model], len(pipeline.untestable))
+                uncalibrated.add_metric([model], pipeline.uncalibrated)
                 for name, feature, det in pipeline.detectors():
                     labels = [model, name, feature]
                     if det.statistic is not None:
                         statistic.add_metric(labels, det.statistic)
-                    threshold.add_metric(labels, det.threshold)
+                    if det.threshold is not None:  # None while its calibration is pending
+                        threshold.add_metric(labels, det.threshold)
                     if det.p_value is not None:
                         p_value.add_metric(labels, det.p_value)
                     active.add_metric(labels, int(det.drift))
@@ -143,7 +153,30 @@ class _StateCollector:
                         for window, value in (("reference", det.baseline), ("current", det.current)):
                             if value is not None:
                                 performance.add_metric([model, feature, window], value)
-        return statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference, unwatched
+        return (statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference,
+                unwatched, untestable, uncalibrated)
+
+
+def _schema_families(states):
+    """Schema drift per model and column, summed over partitions (counted since each
+    model version's reference was complete)."""
+    missing = CounterMetricFamily("driftd_feature_missing", "Predictions without a value for a watched feature (absent or null).", labels=["model", "feature"])
+    unseen = CounterMetricFamily("driftd_feature_unseen_levels", "Categorical values the feature's reference did not have.", labels=["model", "feature"])
+    unknown = CounterMetricFamily("driftd_unknown_features", "Predictions carrying a feature the reference did not have.", labels=["model"])
+    totals: dict = {}
+    for s in states:
+        for model, pipeline in s.models.items():
+            totals.setdefault(model, {})
+            for key, n in pipeline.schema.items():
+                totals[model][key] = totals[model].get(key, 0) + n
+    for model, counts in sorted(totals.items()):
+        unknown.add_metric([model], counts.get(("unknown", "<features>"), 0))
+        for (what, column), n in sorted(counts.items()):
+            if what == "missing":
+                missing.add_metric([model, column], n)
+            elif what == "unseen":
+                unseen.add_metric([model, column], n)
+    return missing, unseen, unknown
 
 
 def _learning_families(states):

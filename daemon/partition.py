@@ -10,6 +10,9 @@ consumer group rebalances.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
+import logging
+import time
 from collections import Counter
 
 import numpy as np
@@ -19,6 +22,8 @@ from .config import Config
 from .episodes import Episodes
 from .join import OUTCOMES, LabelJoin
 from .pipeline import ModelPipeline
+
+log = logging.getLogger("driftd")
 
 #: Upper bounds of the label-delay histogram buckets, in seconds (event time).
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, float("inf"))
@@ -35,7 +40,6 @@ class PartitionState:
         self.label_delay: dict[str, list] = {}  # model -> [bucket counts, sum]
         self.episodes = Episodes(clear_after=config.alerts.clear_after, cooldown_seconds=config.alerts.cooldown_seconds)
         self.offset_resets = 0
-        self._decisions: dict[tuple, int] = {}  # detector key -> n_tests last observed
         self._config = config
 
     def __getstate__(self):
@@ -65,51 +69,76 @@ class PartitionState:
         self.offsets[topic] = last + 1
 
     # -- one batch ------------------------------------------------------------------------
+    # No record can stop the loop: a record is either processed or sent to the dead-letter
+    # topic with a reason, whatever happens while handling it (processed + dead-lettered ==
+    # consumed). An unexpected exception is contained to its record (``internal_error``),
+    # and one model's batch failing in its pipeline to that model's records of the batch.
+
     def handle_predictions(self, batch: list, reject) -> None:
         """Decode, check, join and feed a batch of prediction records; ``reject(record,
-        reason, detail)`` sends a bad one to the dead-letter topic."""
-        by_model: dict[str, list] = {}
-        joins = []
+        reason, detail)`` sends a bad one to the dead-letter topic (and must not raise)."""
+        by_model: dict[str, list] = {}  # model -> [(record, event)]
+        joins = []  # (record, join)
+        clock = _Clock(self._config.join)
+        contained: list = []  # offsets of records whose handling raised
         for record in batch:
             try:
                 event = events.decode_prediction(self._checked_size(record.value))
+                clock.check(event.ts, record)
                 pipeline = self._pipeline_for(event.model)
                 reason = pipeline.check(event)
                 if reason:
                     raise events.BadEvent(reason, "prediction does not match the model's schema or task")
+                # The features wait with the prediction only when learners will need them.
+                features = event.features if pipeline.lifecycle is not None else None
+                payload = (event.prediction, event.score, event.model_version, event.ts, features)
+                joined = self.join.add_prediction(event.model, event.id, event.ts, payload)
             except events.BadEvent as e:
-                self._reject(record, e, reject)
+                self._reject(record, e.reason, e.detail, reject)
                 continue
-            # The features wait with the prediction only when learners will need them.
-            features = event.features if pipeline.lifecycle is not None else None
-            payload = (event.prediction, event.score, event.model_version, event.ts, features)
-            joined = self.join.add_prediction(event.model, event.id, event.ts, payload)
+            except Exception as e:  # noqa: BLE001 - contained to this record
+                self._contain(record, e, reject, contained)
+                continue
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
             self.processed[(event.model, "prediction")] += 1
-            by_model.setdefault(event.model, []).append(event)
+            by_model.setdefault(event.model, []).append((record, event))
             if joined:
-                joins.append(joined)
-        for model, model_events in by_model.items():
-            self.models[model].observe_predictions(model_events)
-        self._feed_joins(joins)
+                joins.append((record, joined))
+        self._report(contained)
+        failed: set = set()  # offsets of this batch's records already dead-lettered
+        for model, items in by_model.items():
+            try:
+                self.models[model].observe_predictions([event for _, event in items], [record.offset for record, _ in items])
+            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
+                self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
+        self._feed_joins(joins, "prediction", reject, failed)
 
     def handle_labels(self, batch: list, reject) -> None:
+        """Decode, check and join a batch of label records and feed the joins; as
+        :meth:`handle_predictions`."""
         joins = []
+        clock = _Clock(self._config.join)
+        contained: list = []
         for record in batch:
             try:
                 event = events.decode_label(self._checked_size(record.value))
+                clock.check(event.ts, record)
                 reason = self._pipeline_for(event.model).check_label(event.label)
                 if reason:
                     raise events.BadEvent(reason, "label does not match the model's task")
+                joined = self.join.add_label(event.model, event.id, event.ts, (event.label, record.offset))
             except events.BadEvent as e:
-                self._reject(record, e, reject)
+                self._reject(record, e.reason, e.detail, reject)
+                continue
+            except Exception as e:  # noqa: BLE001 - contained to this record
+                self._contain(record, e, reject, contained)
                 continue
             self.processed[(event.model, "label")] += 1
-            joined = self.join.add_label(event.model, event.id, event.ts, event.label)
             if joined:
-                joins.append(joined)
-        self._feed_joins(joins)
+                joins.append((record, joined))
+        self._report(contained)
+        self._feed_joins(joins, "label", reject, set())
 
     def _checked_size(self, raw: bytes | None) -> bytes:
         limit = self._config.kafka.max_event_bytes
@@ -123,43 +152,110 @@ class PartitionState:
             raise events.BadEvent("unknown_model", f"model {model!r} is not configured")
         return pipeline
 
-    def _reject(self, record, error: events.BadEvent, reject) -> None:
-        self.dead_letters[error.reason] += 1
-        reject(record, error.reason, error.detail)
+    def _reject(self, record, reason: str, detail: str, reject) -> None:
+        self.dead_letters[reason] += 1
+        reject(record, reason, detail)
 
-    def _feed_joins(self, joins: list) -> None:
-        by_model: dict[str, list] = {}
-        for model, payload, label, delay in joins:
-            by_model.setdefault(model, []).append((payload, label))
+    def _contain(self, record, error: Exception, reject, contained: list) -> None:
+        """An unexpected exception while handling one record: a bug. The record is a dead
+        letter, the loop goes on; the batch's first such record is logged with its
+        traceback, the others are summed up by :meth:`_report`."""
+        if not contained:
+            log.error("partition %d: %s[%s]@%s raised %s; sent to the dead-letter topic as internal_error",
+                      self.partition, record.topic, record.partition, record.offset, type(error).__name__,
+                      exc_info=error)
+        contained.append(record.offset)
+        self._reject(record, "internal_error", f"{type(error).__name__}: {error}", reject)
+
+    def _report(self, contained: list) -> None:
+        if len(contained) > 1:
+            log.error("partition %d: %d records of the batch were sent to the dead-letter topic as internal_error "
+                      "(offsets %s to %s; the first is logged above)", self.partition, len(contained), contained[0], contained[-1])
+
+    def _model_failed(self, model: str, kind: str, records: list, error: Exception, reject, failed: set) -> None:
+        """One model's batch failed inside its pipeline (the last resort: its detectors may
+        have taken part of the batch). Its records of the batch, counted as processed, are
+        dead letters instead (``internal_error``); the other models and the loop go on."""
+        log.error("partition %d: model %s failed on a batch of %d %s records (%s: %s); they go to the "
+                  "dead-letter topic as internal_error", self.partition, model, len(records), kind,
+                  type(error).__name__, error, exc_info=error)
+        detail = f"model {model}: {type(error).__name__}: {error}"
+        for record in records:
+            if record.offset in failed:
+                continue
+            failed.add(record.offset)
+            self.processed[(model, kind)] -= 1
+            self._reject(record, "internal_error", detail, reject)
+
+    def _feed_joins(self, joins: list, kind: str, reject, failed: set) -> None:
+        """Feed (record, join) pairs to their models' label detectors; ``kind`` is the
+        kind of the records that completed the joins."""
+        by_model: dict[str, list] = {}  # model -> [(record, (payload, label), label offset)]
+        for record, (model, payload, label, delay) in joins:
+            # A labelled event's source is its label record, whichever of the two came
+            # first: the same on any replay, however the two topics were interleaved.
+            # (A label waiting in a checkpoint of an earlier version has no offset.)
+            label, label_offset = label if type(label) is tuple else (label, record.offset)
+            by_model.setdefault(model, []).append((record, (payload, label), label_offset))
             counts = self.label_delay.setdefault(model, [np.zeros(len(DELAY_BUCKETS), dtype=np.int64), 0.0])
             counts[0][bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
             counts[1] += delay
-        for model, pairs in by_model.items():
-            self.models[model].observe_labels(pairs)
+        for model, items in by_model.items():
+            try:
+                self.models[model].observe_labels([pair for _, pair, _ in items], [o for _, _, o in items])
+            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
+                self._model_failed(model, kind, [record for record, _, _ in items], e, reject, failed)
 
     def finish_batch(self):
-        """After a batch: expire the join buffer, then yield the alerts of detectors that
-        took a new decision."""
+        """After a batch: expire the join buffer, then yield the alerts of the decisions
+        the batch led to."""
         self.join.expire()
-        # Alerts carry the time of the newest prediction seen: "when" in the model's
-        # traffic, the same on every replay.
-        now = self.join.prediction_watermark
-        if now == float("-inf"):
-            now = self.join.label_watermark
-        if now == float("-inf"):
-            return
+        yield from self.alerts()
+
+    def alerts(self):
+        """Alerts of the decisions taken since the last call: each decision is one
+        observation of its episode, at the event time and source of the value that
+        completed the test (never a batch's), so the alerts are a function of the input
+        stream alone."""
+        kafka = self._config.kafka
+        topics = {"data": kafka.predictions_topic, "labels": kafka.labels_topic}
         for model, pipeline in self.models.items():
-            for name, feature, detector in pipeline.detectors():
-                key = (model, name, feature)
-                if self._decisions.get(key) == detector.n_tests:
-                    continue  # no new test since the last batch: nothing new to say
-                self._decisions[key] = detector.n_tests
-                at = pipeline.detection_time((name, feature) in pipeline.data_detectors, detector) if detector.drift else None
-                alert = self.episodes.observe(key, detector.drift, now if at is None else at, lambda d=detector, p=pipeline: {
-                    "statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value, "model_version": p.version,
-                })
+            if not pipeline.observations:
+                continue
+            for o in pipeline.pop_observations():
+                origin = (topics[o.side], self.partition, o.offset, o.event_time)
+                alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin)
                 if alert is not None:
                     yield alert
+
+    # -- calibration (see daemon.calibrator) ----------------------------------------------
+    def calibration_jobs(self, new_only: bool = False) -> list[tuple]:
+        """``((model, owner), job)`` for every column and label test of every model waiting
+        for thresholds (see :meth:`ModelPipeline.calibration_jobs`)."""
+        jobs = []
+        for model, pipeline in self.models.items():
+            try:
+                jobs += [((model, owner), job) for owner, job in pipeline.calibration_jobs(new_only)]
+            except Exception as e:  # noqa: BLE001 - a bug in one model must not stop the loop
+                log.error("partition %d: model %s: listing its calibrations failed: %s", self.partition, model, e,
+                          exc_info=e)
+        return jobs
+
+    def apply_calibration(self, owner: tuple, job, thresholds, error: str | None = None) -> None:
+        """Hand a calibration result to its model (at a batch boundary); the decisions it
+        releases come out of :meth:`alerts`. A result the model cannot take leaves the
+        job's tests out, with the reason (contained: the loop goes on)."""
+        model, build = owner
+        pipeline = self.models.get(model)
+        if pipeline is None:
+            return
+        try:
+            pipeline.apply_calibration(build, job, thresholds, error)
+        except Exception as e:  # noqa: BLE001 - contained to the job's tests
+            log.error("partition %d: model %s: applying the thresholds of %s failed: %s", self.partition, model,
+                      job.column, e, exc_info=e)
+            if error is None:
+                self.apply_calibration(owner, job, None, f"{type(e).__name__}: {e}")
 
     def status(self) -> dict:
         """Per model: what /status shows."""
@@ -169,7 +265,11 @@ class PartitionState:
                 "version": pipeline.version,
                 "reference_complete": pipeline.reference_complete,
                 "features": pipeline.features,
-                "unwatched_features": sorted(pipeline.unwatched_features),
+                "untestable_features": pipeline.untestable,
+                "unwatched_features": pipeline.n_unwatched,
+                "unknown_features": pipeline.unknown_features,
+                "schema": _schema(pipeline.schema),
+                "uncalibrated_tests": pipeline.uncalibrated,
                 "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
                 "detectors": {f"{n}/{f}": vars(d.state()) for n, f, d in pipeline.detectors()},
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
@@ -177,3 +277,44 @@ class PartitionState:
             }
             for name, pipeline in self.models.items()
         }
+
+
+def _schema(counts) -> dict:
+    """Schema events by kind and column, for /status."""
+    out: dict = {"missing": {}, "unseen": {}, "unknown": 0}
+    for (what, column), n in sorted(counts.items()):
+        if what == "unknown":
+            out["unknown"] += n
+        else:
+            out[what][column] = n
+    return out
+
+
+class _Clock:
+    """Bounds of an event's time (``join.earliest_event_time``,
+    ``join.max_future_skew_seconds``), for one batch.
+
+    The future bound is measured from the record's Kafka timestamp (when it was produced,
+    or appended) when it has one and that is not later than the wall clock, else from the
+    wall clock: replaying old records later makes the same decisions, and no producer
+    clock ahead of ours loosens the bound."""
+
+    def __init__(self, join):
+        self.earliest = join.earliest_event_time
+        self.skew = join.max_future_skew_seconds
+        self.now = time.time()
+        self.latest = self.now + self.skew
+
+    def check(self, ts: float, record) -> None:
+        if ts < self.earliest:
+            raise events.BadEvent("bad_timestamp", f"ts {ts!r} is before {_iso(self.earliest)} (join.earliest_event_time)")
+        produced = record.timestamp  # milliseconds; -1 or None: none
+        if ts > self.latest or (produced is not None and produced > 0 and ts > produced / 1000 + self.skew):
+            clock = min(self.now, produced / 1000) if produced is not None and produced > 0 else self.now
+            raise events.BadEvent("bad_timestamp", (
+                f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record "
+                f"was produced or read ({_iso(clock)}); milliseconds instead of seconds?"))
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

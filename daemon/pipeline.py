@@ -1,31 +1,64 @@
 """One model's detectors, fed with its predictions and joined labels.
 
-The reference: the first ``reference_size`` predictions of the model (of each
-``model_version`` when ``reference_per_version``) are collected as they come; when the
-reference is complete the watched features are fixed (the first ``max_features`` names in
-order of appearance), each is typed (numeric if every present reference value is a
-number, else categorical), and the detectors are built from the reference values. From
-then on each batch of predictions is fed to them column by column. Joined labels feed
-the error-stream detector (concept drift) and the performance-decay tests, whose own
-baseline is the first ``decay_reference_size`` labelled events of the version.
+Data side: the first ``reference_size`` predictions of the model (of each
+``model_version`` when ``reference_per_version``) are collected as columns
+(:mod:`daemon.reference`); when the reference is complete the model's columns and their
+tests are built (:mod:`daemon.columns`), with thresholds left to the calibration worker
+(:mod:`daemon.calibrator`): the tests run meanwhile and hold their decisions, decided in
+order once the thresholds are set. Label side: joined labels feed the error-stream
+detector (concept drift) and the performance-decay tests, whose baseline is the first
+``decay_reference_size`` labelled events of the version.
+
+Every decision a detector takes becomes an :class:`~daemon.decisions.Observation`: the
+event time and source offset of the value that completed the test, in stream order
+(:meth:`ModelPipeline.pop_observations`). Alerts are made from those, so they are a
+function of the input stream alone.
+
+>>> from types import SimpleNamespace as Event
+>>> from daemon.calibrator import calibrate_now
+>>> pipeline = ModelPipeline("fraud", ModelConfig(reference_size=200, window=50, stride=10, ert=10_000))
+>>> events = [Event(features={"amount": float(i % 37)}, prediction=i % 2, score=None,
+...                 model_version=None, ts=1.7e9 + i) for i in range(300)]
+>>> pipeline.observe_predictions(events)      # the reference, then 100 values: tests held
+>>> pipeline.features, pipeline.uncalibrated, pipeline.pop_observations()
+({'amount': 'numeric', '<prediction>': 'categorical'}, 6, [])
+>>> calibrate_now(pipeline)                   # the daemon's worker does this off the loop
+3
+>>> first = pipeline.pop_observations()[0]    # the held tests, decided in order
+>>> first.detector, first.drift, first.position, first.offset, first.event_time
+('psi', False, 50, 249, 1700000249.0)
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
+from dataclasses import dataclass
 
-import numpy as np
-
-from detectors import KS, PSI, ChiSquare, Detector, PerformanceDecay, RiverDetector
-
+from . import reference as ref
+from .columns import CalibrationJob, DataTests
 from .config import ModelConfig
+from .decisions import Observation, SourceLog
+from .events import BadEvent
+from .labels import ERROR, LabelTests
 from .learning import build_lifecycle
 
 log = logging.getLogger(__name__)
 
-#: Feature label used for the prediction score.
-SCORE = "<score>"
+#: Column names of the prediction and its score (watched like features).
+PREDICTION, SCORE = ref.PREDICTION, ref.SCORE
+__all__ = ["ERROR", "PREDICTION", "SCORE", "ModelPipeline"]
+
+
+@dataclass
+class _Watch:
+    """One model version's data tests and the sources of the values fed to them."""
+
+    build: int
+    version: str | None
+    tests: DataTests
+    sources: SourceLog
 
 
 class ModelPipeline:
@@ -36,227 +69,320 @@ class ModelPipeline:
         self.config = config
         self.version: str | None = None
         self.version_changes = 0
-        self.unwatched_features: set[str] = set()
-        self.skipped: dict[tuple[str, str], str] = {}
+        self.builds = 0  # data-test builds so far: names a build in calibration jobs
+        self.epoch = 0  # model versions started so far
+        # Counted over the model's life, not per version (they are exported counters).
+        self.schema: Counter = Counter()  # ("missing" | "unseen" | "unknown", column) -> events
+        self.n_unwatched = 0  # feature names beyond max_features in the last reference
+        self.observations: list[Observation] = []
+        self.watch: _Watch | None = None
+        self.retired: list[_Watch] = []  # of earlier versions, still waiting for thresholds
+        self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
         self.lifecycle = build_lifecycle(config, f"models.{name}.learners") if config.learners else None
         self.pending_promotions: list[tuple] = []  # (promotion, event time), published by the daemon
         self.learning_errors = 0
+        # Labelled events wait here for the learners while label tests wait for thresholds
+        # (so that the learners' signals come at the same events whatever the timing).
+        self._learning_held: list[tuple] = []  # (pairs, current, labels object, position before)
+        self._signals: dict[tuple, dict] = {}  # (label tests, position) -> signals not yet learned at
         self._start_version(None)
 
-    def _start_version(self, version: str | None) -> None:
-        self.version = version
-        self.n_predictions = 0  # of this version
-        self._reference: list[tuple[dict, object]] = []
-        self.features: dict[str, str] = {}  # name -> "numeric" | "categorical"
-        self.data_detectors: dict[tuple[str, str], Detector] = {}  # (test, feature) -> detector
-        self.n_tested = 0  # predictions fed to the data detectors (after the reference)
-        self.n_labelled = 0  # joined labels fed to the label detectors
-        # For each kind of detector (data: True, labels: False), the count fed before the
-        # last batch and the event times of that batch: tells when a detection happened.
-        self._fed: dict[bool, tuple[int, list]] = {}
-        self.label_detectors: dict[tuple[str, str], Detector] = {}  # (name, "<error>"/metric) -> detector
-        self._build_label_detectors()
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_asked"]  # a restored pipeline asks for its thresholds again
+        return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._asked = set()
+
+    def _start_version(self, version: str | None) -> None:
+        if self.watch is not None and not self.watch.tests.calibrated:
+            self.retired.append(self.watch)  # its held tests are still decided, in order
+        labels = self.__dict__.get("labels")
+        if labels is not None and labels.waiting:
+            # Rare (a new version within a calibration's time): decide the held label
+            # tests now, so that their alerts and the learners' signals do not depend on
+            # how long calibration takes.
+            labels.calibrate_now()
+            self._drain_labels()
+        self.version = version
+        self.epoch += 1  # names this version's label tests in calibration jobs
+        self.n_predictions = 0  # of this version
+        self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
+        self.watch = None
+        self.labels = LabelTests(self.config, version)
+
+    # -- reading ----------------------------------------------------------------------------
     @property
     def reference_complete(self) -> bool:
-        return bool(self.data_detectors) or len(self._reference) >= self.config.reference_size
+        return self.watch is not None
+
+    @property
+    def label_detectors(self) -> dict:
+        """(name, "<error>" or metric) -> detector of the current version."""
+        return self.labels.detectors
+
+    @property
+    def data_detectors(self) -> dict:
+        """(test, column) -> detector of the current version."""
+        return dict(self.watch.tests.detectors()) if self.watch else {}
+
+    @property
+    def features(self) -> dict[str, str]:
+        """Watched columns and their types (once the reference is complete)."""
+        return self.watch.tests.kinds if self.watch else {}
+
+    @property
+    def untestable(self) -> dict[str, str]:
+        """Columns no test watches, with the reason in words."""
+        return dict(self.watch.tests.untestable) if self.watch else {}
+
+    @property
+    def skipped(self) -> dict[tuple[str, str], str]:
+        """Tests that could not be built, with the reason."""
+        return {**(self.watch.tests.skipped if self.watch else {}), **self.labels.skipped}
+
+    @property
+    def unknown_features(self) -> list[str]:
+        """Names of features the reference did not have (the first few seen)."""
+        return list(self.watch.tests.unknown_names) if self.watch else []
 
     def detectors(self):
         """Every (detector name, feature, detector) of the model."""
-        for (name, feature), detector in self.data_detectors.items():
+        for (name, feature), detector in (self.watch.tests.detectors() if self.watch else ()):
             yield name, feature, detector
         for (name, feature), detector in self.label_detectors.items():
             yield name, feature, detector
 
-    # -- predictions ------------------------------------------------------------------------
-    def check(self, event) -> str | None:
-        """Why this prediction cannot be used, or None; checked before anything is updated."""
-        if self.config.task == "regression" and not _is_number(event.prediction):
-            return "wrong_type"
-        if self.config.task == "classification" and isinstance(event.prediction, float) and not event.prediction.is_integer():
-            return "wrong_type"
-        for name, kind in self.features.items():
-            value = event.features.get(name)
-            if kind == "numeric" and value is not None and not _is_number(value):
-                return "wrong_type"
-        return None
+    def pop_observations(self) -> list[Observation]:
+        """The decisions taken since the last call, placed in the stream (see
+        :class:`~daemon.decisions.Observation`); each detector's in its stream order."""
+        out, self.observations = self.observations, []
+        return out
 
-    def observe_predictions(self, events: list) -> None:
-        """Feed a batch of (checked) predictions of this model, in order."""
+    # -- checking ---------------------------------------------------------------------------
+    def check(self, event) -> None:
+        """Raise :class:`~daemon.events.BadEvent` (``wrong_type``, with the feature and the
+        reason) if this prediction cannot be used; checked before anything is updated."""
+        prediction, task = event.prediction, self.config.task
+        if task == "regression" and not ref.is_number(prediction):
+            raise BadEvent("wrong_type", f"a regression prediction must be a number, got {prediction!r}"[:200])
+        if task == "classification" and type(prediction) is float and not prediction.is_integer():
+            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {prediction!r}")
+        if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
+            raise BadEvent("wrong_type", reason)
+        kinds = self.watch.tests.kinds if self.watch else None
+        declared = self.config.features
+        for name, value in event.features.items():
+            if type(value) is float or value is None:
+                continue  # a float fits every type; missing is missing
+            if kinds is None:  # still collecting the reference: declared types, or undecided
+                kind = declared.get(name)
+            else:
+                kind = kinds.get(name) or declared.get(name)
+                if kind is None:
+                    continue  # not watched
+            reason = ref.check(name, value, kind)
+            if reason:
+                raise BadEvent("wrong_type", reason)
+
+    def check_label(self, label) -> None:
+        """Raise :class:`~daemon.events.BadEvent` (``wrong_type``, with the reason) if
+        this label cannot be used."""
+        if self.config.task == "regression":
+            if not ref.is_number(label):
+                raise BadEvent("wrong_type", f"a regression label must be a number, got {label!r}"[:200])
+            if reason := ref.check("label", label, "numeric"):
+                raise BadEvent("wrong_type", reason)
+        elif type(label) is float and not label.is_integer():
+            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r}")
+
+    # -- predictions ------------------------------------------------------------------------
+    def observe_predictions(self, events: list, offsets: list | None = None) -> None:
+        """Feed a batch of (checked) predictions of this model, in order, with their
+        source offsets (default: their position in the model's stream)."""
+        if offsets is None:
+            offsets = list(range(self.n_predictions, self.n_predictions + len(events)))
         start = 0
         for i, event in enumerate(events):
             if event.model_version == self.version:
                 continue
             if self.config.reference_per_version and (self.n_predictions or i > start):
-                self._feed(events[start:i])
+                self._feed(events[start:i], offsets[start:i])
                 start = i
                 self.version_changes += 1
                 self._start_version(event.model_version)
             else:
                 self.version = event.model_version
-        self._feed(events[start:])
+        self._feed(events[start:], offsets[start:])
 
-    def _feed(self, events: list) -> None:
+    def _feed(self, events: list, offsets: list) -> None:
         if not events:
             return
         self.n_predictions += len(events)
-        if not self.reference_complete:
-            room = self.config.reference_size - len(self._reference)
-            self._reference.extend((e.features, e.score) for e in events[:room])
-            events = events[room:]
-            if len(self._reference) >= self.config.reference_size:
-                self._build_data_detectors()
-        if not events or not self.data_detectors:
+        if self.watch is None:
+            sample = self.reference
+            room = sample.size - sample.n
+            for e in events[:room]:
+                sample.add(e.features, e.prediction, _score_value(e.score), self.config.task)
+            events, offsets = events[room:], offsets[room:]
+            if sample.complete:
+                self._build()
+        if not events or self.watch is None:
             return
-        # Numeric columns become float arrays once here, not once per detector that reads
-        # them (check() has made sure they hold numbers or None).
-        columns = {
-            name: _floats(e.features.get(name) for e in events) if kind == "numeric" else [e.features.get(name) for e in events]
-            for name, kind in self.features.items()
-        }
-        columns[SCORE] = _floats(_score_value(e.score) for e in events)
-        self._fed[True] = (self.n_tested, [e.ts for e in events])
-        self.n_tested += len(events)
-        for (_, feature), detector in self.data_detectors.items():
-            detector.update_many(columns[feature])
+        watch = self.watch
+        watch.sources.extend([e.ts for e in events], offsets)
+        watch.tests.update_many([e.features for e in events], [e.prediction for e in events],
+                                [_score_value(e.score) for e in events])
+        self._drain(watch)
 
-    def _build_data_detectors(self) -> None:
-        config = self.config
-        names: dict[str, None] = {}
-        for features, _ in self._reference:
-            for name in features:
-                names.setdefault(name)
-        watched = list(names)[: config.max_features]
-        self.unwatched_features.update(list(names)[config.max_features:])
-        columns = {name: [f.get(name) for f, _ in self._reference] for name in watched}
-        scores = [_score_value(s) for _, s in self._reference]
-        if config.watch_score and any(v is not None for v in scores):
-            columns[SCORE] = scores
-        common = dict(window=config.window, stride=config.stride, ert=config.ert)
-        for name, values in columns.items():
-            numeric = all(v is None or _is_number(v) for v in values)
-            kind = "numeric" if numeric else "categorical"
-            if name != SCORE:
-                self.features[name] = kind
-            tests = config.numeric_tests if numeric else config.categorical_tests
-            for test in tests:
-                try:
-                    if test == "ks":
-                        detector = KS(values, **common)
-                    elif test == "psi":
-                        detector = PSI(values, categorical=not numeric, **common)
-                    else:
-                        detector = ChiSquare(values, **common)
-                except ValueError as e:
-                    # A feature the reference cannot describe (say, always missing) is
-                    # reported on /status, not tested on noise.
-                    self.skipped[(test, name)] = str(e)
-                    log.warning("model %s: no %s test on %s: %s", self.name, test, name, e)
+    def _build(self) -> None:
+        sample = self.reference
+        self.builds += 1
+        tests = DataTests(sample, self.config, self.schema)
+        self.n_unwatched = sample.n_unwatched
+        for column, why in tests.untestable.items():
+            log.warning("model %s: %s is not tested: %s", self.name, column, why)
+        self.watch = _Watch(self.builds, self.version, tests, SourceLog())
+        self.reference = None  # the columns live on as the tests' reference counts
+
+    def _drain(self, watch: _Watch) -> None:
+        found = []
+        for (test, column), detector in watch.tests.detectors():
+            for d in detector.pop_decisions():
+                ts, offset = watch.sources.get(d.at)
+                found.append(Observation(test, column, d.drift, ts, offset, "data", d.at, _detail(d, watch.version)))
+        found.sort(key=lambda o: o.position)  # stable: each detector's own order is kept
+        self.observations.extend(found)
+        if watch.tests.calibrated:
+            watch.sources.forget()  # every decision so far is out: no one refers to them
+
+    # -- calibration ------------------------------------------------------------------------
+    def calibration_jobs(self, new_only: bool = False) -> list[tuple[tuple, CalibrationJob]]:
+        """(owner, job) for every column and label test waiting for thresholds; owner is
+        ("data", build) or ("labels", epoch). ``new_only``: those not returned before by
+        this object (a restored pipeline asks again)."""
+        jobs = []
+        for watch in [*self.retired, self.watch]:
+            owner = ("data", watch.build) if watch is not None else None
+            if watch is None or watch.tests.calibrated or (new_only and owner in self._asked):
+                continue
+            if new_only:
+                self._asked.add(owner)  # a build's jobs are all known when it is built
+            jobs += [(owner, job) for job in watch.tests.calibration_jobs()]
+        for job in self.labels.calibration_jobs():
+            owner = ("labels", self.epoch)
+            if new_only:
+                if (owner, job.column) in self._asked:
                     continue
-                self.data_detectors[(test, name)] = detector
-        self._reference = []
+                self._asked.add((owner, job.column))
+            jobs.append((owner, job))
+        return jobs
+
+    def apply_calibration(self, owner: tuple, job: CalibrationJob, thresholds, error: str | None = None) -> None:
+        """Set a job's thresholds (at a batch boundary): held tests are decided in order
+        and their decisions join the observations. A stale job (its build or version
+        gone) is ignored."""
+        side, number = owner
+        if side == "labels":
+            if number == self.epoch:
+                self.labels.apply(job, thresholds, error)
+                self._drain_labels()
+            return
+        for watch in [*self.retired, self.watch]:
+            if watch is not None and watch.build == number:
+                watch.tests.apply(job, thresholds, error)
+                self._drain(watch)
+                if watch is not self.watch and watch.tests.calibrated:
+                    self.retired.remove(watch)
+                return
+
+    @property
+    def uncalibrated(self) -> int:
+        """Tests waiting for their thresholds."""
+        data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None for _, d in w.tests.detectors())
+        return data + len(self.labels.calibration_jobs())
 
     # -- labels -----------------------------------------------------------------------------
-    def _build_label_detectors(self) -> None:
-        config = self.config
-        if config.error_detector:
-            self.label_detectors[(config.error_detector.lower(), "<error>")] = RiverDetector(
-                config.error_detector, **config.error_detector_params)
-        for metric in config.decay_metrics:
-            self.label_detectors[("decay", metric)] = PerformanceDecay(
-                metric, window=config.decay_window, reference_size=config.decay_reference_size,
-                alpha=config.decay_alpha, positive=config.positive_label)
-
-    def detection_time(self, feature_kind_is_data: bool, detector: Detector) -> float | None:
-        """Event time of the prediction whose value (or label) made ``detector`` enter
-        drift, if that happened in the last batch."""
-        fed = self._fed.get(feature_kind_is_data)
-        if fed is None or detector.last_detection_at is None:
-            return None
-        before, times = fed
-        i = detector.last_detection_at - before - 1
-        return times[i] if 0 <= i < len(times) else None
-
-    def check_label(self, label) -> str | None:
-        if self.config.task == "regression":
-            return None if _is_number(label) else "wrong_type"
-        return "wrong_type" if isinstance(label, float) and not label.is_integer() else None
-
-    def observe_labels(self, pairs: list[tuple]) -> int:
-        """Feed (prediction payload, label) pairs; pairs of another model version than the
-        current one are left out of the detectors (their baseline is gone), not out of the
-        learners. Returns how many the detectors used."""
+    def observe_labels(self, pairs: list[tuple], offsets: list | None = None) -> int:
+        """Feed (prediction payload, label) pairs, with the offsets of their label records
+        (default: their position among the model's labelled events); pairs of another
+        model version than the current one are left out of the detectors (their baseline
+        is gone), not out of the learners. Returns how many the detectors used."""
+        labels = self.labels
+        if offsets is None:
+            offsets = list(range(labels.n_fed, labels.n_fed + len(pairs)))
         current = [p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
-        used = [pair for pair, ok in zip(pairs, current) if ok]
-        if not used:
-            if self.lifecycle is not None:
-                self._learn(pairs, current, {})  # the learners learn every label (see _learn)
-            return 0
-        self._fed[False] = (self.n_labelled, [p[3] for p, _ in used])
-        self.n_labelled += len(used)
-        used = [(p[0], label) for p, label in used]
-        y_pred = [p for p, _ in used]
-        y_true = [t for _, t in used]
-        if self.config.task == "regression":
-            errors = [abs(float(t) - float(p)) for p, t in used]
-        else:
-            errors = [int(t != p) for p, t in used]
-        # Batch-independent learning: a detector's signal reaches the lifecycle at the
-        # event that tipped the detector, and the gate is asked after every event (it
-        # decides every check_every events). Signalling and asking once per polled batch
-        # made retrains, promotions and their idempotency keys depend on how the consumer
-        # happened to batch the input: a replay after a crash (large catch-up batches)
-        # promoted at another event, under another id, than the live run had.
-        signals: dict[int, dict] = {}  # index in the batch -> {"drift": ..., "decay": ...}
-        for (name, feature), detector in self.label_detectors.items():
-            before, seen_before = detector.n_detections, detector.n_seen
-            if feature == "<error>":
-                detector.update_many(errors)
+        used = [(pair, offset) for pair, offset, ok in zip(pairs, offsets, current) if ok]
+        before = labels.n_fed
+        if used:
+            y_pred = [p[0] for (p, _), _ in used]
+            y_true = [t for (_, t), _ in used]
+            if self.config.task == "regression":
+                errors = [abs(float(t) - float(p)) for p, t in zip(y_pred, y_true)]
             else:
-                detector.update_many(y_true, y_pred)
-            if detector.n_detections > before:
-                at = (detector.last_detection_at or 0) - seen_before - 1
-                at = min(max(at, 0), len(used) - 1)
-                signals.setdefault(at, {"drift": False, "decay": False})["decay" if name == "decay" else "drift"] = True
+                errors = [int(t != p) for p, t in zip(y_pred, y_true)]
+            labels.update_many(y_true, y_pred, errors, [p[3] for (p, _), _ in used], [o for _, o in used])
+            self._drain_labels()
         if self.lifecycle is not None:
-            self._learn(pairs, current, signals)
+            self._learning_held.append((pairs, current, labels, before))
+            self._learn_held()
         return len(used)
 
-    def _learn(self, pairs: list, current: list, signals: dict) -> None:
+    def _drain_labels(self) -> None:
+        found, signals = self.labels.drain()
+        self.observations.extend(found)
+        for position, signal in signals.items():
+            self._signals[(self.labels, position)] = signal
+        if self.lifecycle is not None:
+            self._learn_held()
+
+    def _learn_held(self) -> None:
+        """Give the learners the labelled events held for them, in order, unless the label
+        tests still wait for thresholds (their signals are not known yet)."""
+        while self._learning_held:
+            pairs, current, labels, before = self._learning_held[0]
+            if labels is self.labels and labels.waiting:
+                return
+            self._learning_held.pop(0)
+            self._learn(pairs, current, labels, before)
+
+    def _learn(self, pairs: list, current: list, labels, before: int) -> None:
         """Progressive validation of the learners on each joined (prediction, label); the
         detectors' signals at the events where they fired; then the promotion gate.
 
-        Learners learn the world, not the deployed model: they take every label, also the
-        late ones of a model version no longer current (``current`` False), which the
-        detectors leave out; those are not paired with the current champion."""
-        i = -1  # index among the current version's pairs, which the signals refer to
+        Batch-independent learning: a detector's signal reaches the lifecycle at the event
+        that tipped the detector (signalling once per polled batch made retrains and
+        promotions depend on how the consumer happened to batch the input). Learners learn
+        the world, not the deployed model: they take every label, also the late ones of a
+        model version no longer current (``current`` False), which the detectors leave
+        out; those are not paired with the current champion."""
+        position = before  # among the version's pairs fed to its detectors
         for ((prediction, _, version, ts, features), label), paired in zip(pairs, current):
-            i += paired
+            position += paired
             try:
                 self.lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=paired)
             except ValueError:
                 self.learning_errors += 1  # features a learner cannot take; counted, not fatal
-            if paired and i in signals:
-                self.lifecycle.on_signal(**signals[i])
+            signal = self._signals.pop((labels, position), None) if paired else None
+            if signal is not None:
+                self.lifecycle.on_signal(**signal)
             promotion = self.lifecycle.maybe_promote(ts)
             if promotion is not None:
                 self.pending_promotions.append((promotion, ts))
 
 
-def _floats(values) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _detail(decision, version) -> dict:
+    return {"statistic": decision.statistic, "threshold": decision.threshold,
+            "p_value": decision.p_value, "model_version": version}
 
 
 def _score_value(score):
     """A numeric score as is; for a class -> probability mapping, the top probability."""
-    if score is None or isinstance(score, float):
+    if score is None or type(score) is float:
         return score
     if isinstance(score, dict):
         return max(score.values()) if score else None
-    return float(score) if _is_number(score) and math.isfinite(score) else None
-
+    return float(score) if ref.is_number(score) and math.isfinite(score) else None

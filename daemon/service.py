@@ -16,8 +16,6 @@ from __future__ import annotations
 import gc
 import logging
 from collections import Counter
-import os
-import pickle
 import threading
 import time
 
@@ -30,7 +28,9 @@ from learners.registry import Registry
 
 from .alerts import OUTCOMES as ALERT_OUTCOMES
 from .alerts import AlertSender
+from . import logid
 from .checkpoint import Checkpoints
+from .calibrator import Calibrator
 from . import wiring
 from .config import Config
 from .deadletter import DeadLetters
@@ -63,6 +63,10 @@ class Daemon:
         self._last_loop = time.monotonic()
         self._broker_ok = False
         self._restoring = False
+        self._connect_grace = 0.0
+        self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
+        self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
+        self._metadata_wait = None
         self._embedded = None
         self._consumer = None
         self._producer = None
@@ -72,6 +76,8 @@ class Daemon:
         self.publisher = None
         self._publish_retry_at = 0.0
         self.metrics.ready.set_function(lambda: float(self.health()[1]))
+        self.calibrator = Calibrator()  # thresholds off the loop (daemon.calibrator)
+        self.metrics.calibration_pending.set_function(lambda: self.calibrator.pending)
 
     # -- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -83,12 +89,18 @@ class Daemon:
     def run(self) -> None:
         kafka = self.config.kafka
         wiring.check_codecs()
-        # HTTP first: probes and metrics answer (not ready) while the broker is being reached.
+        # HTTP first: probes and metrics answer (live, not ready) while the broker is being
+        # reached; a port that cannot be bound stops the start here (http.ListenError).
         http = HttpServer(self.config.http.host, self.config.http.port, self.metrics.registry, self.health, self.status)
         http.start()
         self.http_port = http.port
+        log.info("HTTP on %s:%d: /metrics, /livez, /readyz, /status", self.config.http.host, self.http_port)
         try:
-            self.bootstrap, self._embedded = wiring.bootstrap(self.config)
+            # Creating topics needs the broker too: retried like the clients below.
+            reached = self._connect("topics", lambda: wiring.bootstrap(self.config))
+            if reached is None:
+                return
+            self.bootstrap, self._embedded = reached
             client = wiring.client_settings(kafka.client)
             self._producer = self._connect("producer", lambda: KafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
@@ -115,7 +127,9 @@ class Daemon:
             # Imported modules' objects live as long as the process: keep them out of the
             # cyclic collector's full passes (measured: ~10% of wall time otherwise).
             gc.freeze()
+            self.calibrator.start()
             self._started.set()
+            self._connect_grace = 0.0
             self._loop()
         finally:
             self._shutdown(http)
@@ -124,6 +138,11 @@ class Daemon:
         """Build a Kafka client, retrying with backoff while the broker cannot be reached
         (a pod may start before Kafka answers); None if stopped meanwhile."""
         delay = 0.5
+        client = self.config.kafka.client
+        # One attempt may wait kafka-python's bootstrap and request timeouts (30 s each by
+        # default): /livez allows for that, so a broker that does not answer never makes
+        # driftd look stuck (a restart would not bring the broker back).
+        self._connect_grace = (client.get("bootstrap_timeout_ms", 30_000) + client.get("request_timeout_ms", 30_000)) / 1000
         while not self._stop.is_set():
             self._last_loop = time.monotonic()
             try:
@@ -138,12 +157,14 @@ class Daemon:
     def _set_up_outputs(self) -> None:
         """Dead letters, checkpoints, alert sinks and the model registry."""
         kafka = self.config.kafka
-        self.dead_letters = DeadLetters(self._producer, kafka.dead_letter_topic, confirm_timeout=BROKER_WAIT_SECONDS)
-        self.checkpoints = Checkpoints(self.config.state.dir, wiring.checkpoint_scope(kafka))
+        self.dead_letters = DeadLetters(
+            self._producer, kafka.dead_letter_topic, confirm_timeout=BROKER_WAIT_SECONDS,
+            max_bytes=kafka.dead_letter_max_bytes, on_failure=lambda kind: self.metrics.kafka_errors.labels(kind).inc())
+        self.checkpoints = Checkpoints(self.config.state.dir, wiring.checkpoint_scope(kafka), key_env=self.config.state.key_env)
         sinks = wiring.alert_sinks(self.config, self._producer)
         self.alerts = AlertSender(
             sinks, on_outcome=lambda sink, outcome: self.metrics.alerts_sent.labels(sink, outcome).inc(),
-            pending=self._load_pending_alerts(),
+            pending=self.checkpoints.load_alerts(),
             give_up_after_seconds=self.config.alerts.give_up_after_seconds,
             initial_backoff_seconds=self.config.alerts.retry_initial_seconds,
             max_backoff_seconds=self.config.alerts.retry_max_seconds)
@@ -166,14 +187,19 @@ class Daemon:
                 self._broker_failed("poll", e)
                 self._stop.wait(1.0)
                 continue
+            self._calibrate()  # at a batch boundary, also without input
             if batch:
                 with self.metrics.batch_seconds.time(), self.lock:
                     try:
                         self._process(batch)
-                    except BaseException:
-                        # Half a batch is in the state: never checkpoint it. The daemon
-                        # stops; restarted, it resumes from the last good checkpoint.
+                    except BaseException as e:
+                        # Records and models are contained (partition.py): this is a failure
+                        # around them. Half a batch is in the state: it is never checkpointed,
+                        # on any path (see _checkpoint). The daemon stops; restarted, it
+                        # resumes from the last good checkpoint.
                         self._batch_failed = True
+                        log.critical("batch failed (%s: %s): stopping without a checkpoint; a restart resumes "
+                                     "from the last one", type(e).__name__, e)
                         raise
             self._publish_promotions()  # also without new input: a failed publish is retried
             self._update_lag()
@@ -188,6 +214,8 @@ class Daemon:
             state = self.states.get(tp.partition)
             if state is None or not records:
                 continue  # revoked during this poll
+            if self._follow_log(state, tp):
+                continue  # records of another log: it is read again from its beginning
             self.metrics.batch_records.labels(tp.topic).inc(len(records))
             if tp.topic == predictions:
                 state.handle_predictions(records, self.dead_letters.send)
@@ -199,6 +227,23 @@ class Daemon:
             for alert in state.finish_batch():
                 log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id)
                 self.alerts.send(alert)
+
+    def _calibrate(self) -> None:
+        """Hand finished threshold calibrations to their models (held tests are then
+        decided, in order: their alerts go out now), and ask for those newly needed. The
+        loop never waits for one (see daemon.calibrator)."""
+        with self.lock:
+            for (partition, model, build, _), job, thresholds, error in self.calibrator.done():
+                state = self.states.get(partition)
+                if state is None:
+                    continue  # revoked meanwhile: its new owner asks again
+                state.apply_calibration((model, build), job, thresholds, error)
+                for alert in state.alerts():
+                    log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id)
+                    self.alerts.send(alert)
+            for state in self.states.values():
+                for (model, build), job in state.calibration_jobs(new_only=True):
+                    self.calibrator.submit((state.partition, model, build, job.column), job)
 
     def _publish_promotions(self) -> None:
         """Publish what the gate promoted in the last batch (at least once: a promotion
@@ -224,7 +269,14 @@ class Daemon:
         did not answer (state is kept; the next checkpoint tries again).
 
         ``blocking=False`` is for the rebalance listener, which runs on kafka-python's I/O
-        thread and must not wait on the network: the commit is sent asynchronously."""
+        thread and must not wait on the network: the commit is sent asynchronously.
+
+        After a batch that did not finish, never: the state holds part of it, and saved
+        with the offsets before it, a restart would skip or count twice what it holds. The
+        periodic, rebalance (also on close) and final checkpoints all come here."""
+        if self._batch_failed:
+            log.error("no checkpoint: the last batch did not finish")
+            return False
         try:
             # Not blocking: no waiting at all. The rebalance listener runs on the consumer's
             # I/O thread, and a flush there stalled heartbeats and fetches for up to
@@ -237,7 +289,7 @@ class Daemon:
         with self.lock:
             states = [s for p, s in self.states.items() if partitions is None or p in partitions]
             for state in states:
-                self.checkpoints.save(state)
+                self.checkpoints.save(state, self._logs.get(state.partition))
             self._save_pending_alerts()
             offsets = {
                 TopicPartition(topic, s.partition): OffsetAndMetadata(offset, "", -1)
@@ -272,24 +324,8 @@ class Daemon:
             log.error("broker unavailable (%s: %s); retrying with backoff", operation, error)
         self._broker_ok = False
 
-    def _pending_path(self):
-        # The checkpoints' file-name prefix, not the raw scope: that can be too long for a
-        # file name (see checkpoint.MAX_PREFIX_BYTES).
-        return self.checkpoints.directory / f"{self.checkpoints.prefix}-alerts.pending"
-
     def _save_pending_alerts(self) -> None:
-        path = self._pending_path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps([a.to_dict() for a in self.alerts.pending()]))
-        os.replace(tmp, path)
-
-    def _load_pending_alerts(self) -> list:
-        path = self._pending_path()
-        try:
-            return pickle.loads(path.read_bytes()) if path.exists() else []
-        except Exception as e:  # noqa: BLE001 - a damaged file must not stop the daemon
-            log.error("pending alerts in %s unreadable: %s", path, e)
-            return []
+        self.checkpoints.save_alerts([a.to_dict() for a in self.alerts.pending()])
 
     # -- partitions -----------------------------------------------------------------------
     def _assigned(self, partitions) -> None:
@@ -298,10 +334,11 @@ class Daemon:
         numbers = sorted({tp.partition for tp in partitions})
         with self.lock:
             for p in numbers:
-                state = self.checkpoints.load(p)
-                if state is None:
-                    state = PartitionState(p, self.config)
+                restored = self.checkpoints.restore(p)
+                if restored is None:
+                    state, logs = PartitionState(p, self.config), {}
                 else:
+                    state, logs = restored
                     state.attach(self.config)
                     for topic, offset in state.offsets.items():
                         tp = TopicPartition(topic, p)
@@ -309,7 +346,15 @@ class Daemon:
                             self._consumer.seek(tp, offset)
                     log.info("partition %d restored at offsets %s", p, state.offsets)
                 self.states[p] = state
+                self._logs[p] = dict(logs)
             self.metrics.assigned_partitions.set(len(self.states))
+            # Whether the saved offsets point into the logs that exist now is known only
+            # from metadata fetched after this join (a broker that came back empty has
+            # new topic ids): nothing is read from these partitions until it has come.
+            if partitions:
+                self._consumer.pause(*partitions)
+                self._unverified |= set(partitions)
+                self._metadata_wait = logid.metadata(self._consumer).request_update()
         self._restoring = False
 
     def _revoked(self, partitions) -> None:
@@ -322,7 +367,47 @@ class Daemon:
                 self.states.pop(p, None)
             self.metrics.assigned_partitions.set(len(self.states))
 
+    def _verify_logs(self) -> None:
+        """Resume partitions held since their assignment once fresh metadata has come,
+        reading from the beginning those whose log changed (:meth:`_follow_log`)."""
+        with self.lock:
+            wait = self._metadata_wait
+            if not self._unverified or wait is None or not wait.is_done:
+                return
+            if wait.failed():  # broker away: ask again, and hold on
+                self._metadata_wait = logid.metadata(self._consumer).request_update()
+                return
+            assigned = self._consumer.assignment()
+            ready = [tp for tp in self._unverified if tp in assigned]
+            self._unverified.clear()
+            for tp in ready:
+                state = self.states.get(tp.partition)
+                if state is not None:
+                    self._follow_log(state, tp)
+            if ready:
+                self._consumer.resume(*ready)
+
+    def _follow_log(self, state: PartitionState, tp: TopicPartition) -> bool:
+        """Compare the identity of ``tp``'s log now with the one ``state``'s offset points
+        into (:mod:`daemon.logid`). If they differ (topic re-created, broker replaced or
+        back empty) the offset means nothing in the new log: read it from its beginning.
+        True if so. Call with the lock held."""
+        logs = self._logs.setdefault(tp.partition, {})
+        saved, current = logs.get(tp.topic), logid.identity(logid.metadata(self._consumer), tp.topic)
+        changed = not logid.same_log(saved, current)
+        if changed:
+            log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
+                        "reading it from the beginning instead of offset %s", tp.topic, tp.partition, saved, current,
+                        state.offsets.get(tp.topic))
+            self._consumer.seek_to_beginning(tp)
+            state.offsets[tp.topic] = 0
+            state.offset_resets += 1
+        if current is not None:
+            logs[tp.topic] = current
+        return changed
+
     def _update_lag(self) -> None:
+        self._verify_logs()
         with self.lock:
             positions = [(s, topic, offset) for s in self.states.values() for topic, offset in s.offsets.items()]
         assigned = None
@@ -354,13 +439,22 @@ class Daemon:
 
     # -- health -----------------------------------------------------------------------------
     def health(self) -> tuple[bool, bool, str]:
-        live = time.monotonic() - self._last_loop < max(30.0, 5 * self.config.kafka.poll_timeout_ms / 1000)
+        """(live, ready, reason). Live while the loop goes round (or a start-up attempt to
+        reach the broker is under way): a broker that does not answer never fails /livez,
+        it makes /readyz say so. See README "Probes"."""
+        # One turn may wait for an absent broker, each wait bounded by BROKER_WAIT_SECONDS:
+        # dead-letter confirmation, commit (5 s each) and a promotion's publish (10 s).
+        window = max(self.config.http.liveness_timeout_seconds, 5 * self.config.kafka.poll_timeout_ms / 1000,
+                     4 * BROKER_WAIT_SECONDS)
+        live = time.monotonic() - self._last_loop < window + self._connect_grace
         if not self._started.is_set():
             return live, False, "starting: connecting to the broker"
         if not self._broker_ok:
             return live, False, "broker not answering"
         if self._restoring:
             return live, False, "restoring state"
+        if self._unverified:
+            return live, False, "checking the topics' identity"
         if not self.states:
             return live, False, "no partitions assigned"
         return live, True, "ok"
@@ -388,6 +482,7 @@ class Daemon:
             "partitions": {s.partition: s.offsets for s in states},
             "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
             "pending_alerts": self.alerts.pending_count() if self.alerts else 0,
+            "calibrations_pending": self.calibrator.pending,
             "models": models,
         }
 
@@ -410,6 +505,7 @@ class Daemon:
                 self._producer.close(timeout=3)
             except KafkaError as e:  # the checkpoint is written; a stuck send must not fail the exit
                 log.error("producer did not close cleanly: %s", e)
+        self.calibrator.close()
         http.stop()
         if self._embedded is not None:
             self._embedded.close()

@@ -38,8 +38,11 @@ def daemon_config(bootstrap: str, unique_name, state_dir, models=None, **section
 
 
 @contextlib.contextmanager
-def running_daemon(config: dict):
+def running_daemon(config: dict, prepare=None):
+    """A daemon running in a thread; ``prepare(daemon)`` runs before it starts (test hooks)."""
     daemon = Daemon(from_dict(config))
+    if prepare is not None:
+        prepare(daemon)
     errors = []
 
     def run():
@@ -87,6 +90,14 @@ def status(daemon: Daemon) -> dict:
 def processed(daemon: Daemon, model: str = "fraud") -> tuple[int, int]:
     m = status(daemon).get("models", {}).get(model)  # a stale status (loop busy) may have none yet
     return (m["processed"]["prediction"], m["processed"]["label"]) if m else (0, 0)
+
+
+def calibrated(daemon: Daemon, model: str = "fraud") -> bool:
+    """Every test of ``model`` has its thresholds (computed in the background: until then
+    its decisions are held), and the decisions they released have been seen."""
+    s = status(daemon)
+    m = s.get("models", {}).get(model)
+    return bool(m and m["reference_complete"] and m["uncalibrated_tests"] == 0 and s.get("calibrations_pending") == 0)
 
 
 def wait_until(condition, timeout: float = 60, what: str = "condition", interval: float = 0.1):

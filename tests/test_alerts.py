@@ -119,7 +119,25 @@ def test_ids_are_deterministic_across_instances():
     assert a == b and [x.id for x in a] == [x.id for x in b]
     assert len({x.id for x in a}) == len(a)            # no two alerts share an id
     for x in a:
-        assert x.id == alert_id(x.model, x.detector, x.feature, x.episode, x.status)
+        assert x.id == alert_id(x.model, x.detector, x.feature, x.status, *x.origin)
+
+
+def test_ids_come_from_what_opened_the_episode():
+    """The same episode numbers after a state reset (a fresh tracker) or for a new model
+    version are other episodes, opened by other events: other ids. The same events
+    replayed give the same ids, and a resolve shares its firing's origin."""
+    def episode(origin_offset, start):
+        episodes = Episodes(clear_after=1, cooldown_seconds=0)  # a fresh state each time
+        fired = episodes.observe(KEY, True, start, DETAIL, origin=("predictions", 0, origin_offset, start))
+        resolved = episodes.observe(KEY, False, start + 1, DETAIL, origin=("predictions", 0, origin_offset + 100, start + 1))
+        return fired, resolved
+
+    first, again, later = episode(41, 10.0), episode(41, 10.0), episode(5041, 510.0)
+    assert [a.episode for a in first + later] == [1, 1, 1, 1]  # what the old ids were made of
+    assert [a.id for a in first] == [a.id for a in again]      # a replay: the same ids
+    assert {a.id for a in first}.isdisjoint(a.id for a in later)
+    assert first[0].id != first[1].id and first[1].origin == first[0].origin == ["predictions", 0, 41, 10.0]
+    assert first[1].event_time == 11.0                          # the resolving decision's own time
 
 
 def test_episodes_pickle_mid_stream_and_continue_identically():

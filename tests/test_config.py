@@ -224,6 +224,11 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"join": {"label_grace_seconds": -1}}, "join.label_grace_seconds", []),
     ({"join": {"max_pending": 0}}, "join.max_pending", []),
     ({"http": {"port": 70000}}, "http.port", []),
+    ({"kafka": {"dead_letter_max_bytes": 100}}, "kafka.dead_letter_max_bytes", ["max_request_size"]),
+    ({"kafka": {"dead_letter_max_bytes": 1_048_576}}, "kafka.dead_letter_max_bytes", ["1047552"]),
+    ({"kafka": {"dead_letter_max_bytes": 200_000, "client": {"max_request_size": 100_000}}},
+     "kafka.dead_letter_max_bytes", ["98976"]),
+    ({"join": {"max_future_skew_seconds": 0}}, "join.max_future_skew_seconds", []),
     ({"log_level": "verbose"}, "log_level", []),
 ])
 def test_a_bad_value_fails_naming_the_key(data, key, words):

@@ -7,7 +7,7 @@ from standardwebhooks import Webhook
 
 from daemon.simulate import Simulation
 
-from .daemon_harness import daemon_config, get, processed, produce, running_daemon, wait_until
+from .daemon_harness import calibrated, daemon_config, get, processed, produce, running_daemon, wait_until
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItZHJpZnRkLXRlc3Rz"
 
@@ -27,6 +27,7 @@ def test_drift_gives_metrics_and_one_signed_alert_per_episode(kafka_bootstrap, u
     with running_daemon(config) as daemon:
         counts = produce(kafka_bootstrap, sim.records())
         wait_until(lambda: processed(daemon) == (counts[sim.predictions_topic], counts[sim.labels_topic]), what="all events processed")
+        wait_until(lambda: calibrated(daemon), what="thresholds computed")
         metrics = get(daemon, "/metrics")[1].decode()
         wait_until(lambda: len(requests) >= 5, timeout=20, what="alerts at the webhook")
     verifier = Webhook(SECRET)
@@ -51,6 +52,7 @@ def test_a_stationary_stream_raises_no_alarm(kafka_bootstrap, unique_name, tmp_p
     with running_daemon(config) as daemon:
         counts = produce(kafka_bootstrap, sim.records())
         wait_until(lambda: processed(daemon) == (counts[sim.predictions_topic], counts[sim.labels_topic]), what="all events processed")
+        wait_until(lambda: calibrated(daemon), what="thresholds computed")
         metrics = get(daemon, "/metrics")[1].decode()
     detections = [line for line in metrics.splitlines() if line.startswith("driftd_drift_detections_total{")]
     assert len(detections) >= 8  # the detectors exist and were exported ...
@@ -69,7 +71,7 @@ BAD = [
     (b'{"model": "fraud", "id": "x", "ts": 1.0, "features": {"a": NaN}, "prediction": 1}', "non_finite"),
     (b'{"model": "fraud", "id": "x", "ts": 1.0, "features": {"a": 1e999}, "prediction": 1}', "non_finite"),
     (b'{"model": "fraud", "id": "x", "ts": "yesterday", "features": {}, "prediction": 1}', "bad_timestamp"),
-    (b'{"model": "nobody", "id": "x", "ts": 1.0, "features": {}, "prediction": 1}', "unknown_model"),
+    (b'{"model": "nobody", "id": "x", "ts": 1763891000.0, "features": {}, "prediction": 1}', "unknown_model"),
     (b'{"model": "fraud", "id": "x", "ts": 1.0, "features": {"pad": "' + b"x" * 5000 + b'"}, "prediction": 1}', "oversize"),
 ]
 

@@ -30,7 +30,7 @@ from standardwebhooks import Webhook
 from daemon import cli
 from learners.loader import SignatureError, load_model
 
-from .daemon_harness import daemon_config, get, produce, running_daemon, wait_until
+from .daemon_harness import calibrated, daemon_config, get, produce, running_daemon, wait_until
 
 MODEL = "credit"
 KEY_ENV = "DRIFTD_TEST_REGISTRY_KEY"
@@ -142,8 +142,10 @@ def produce_and_wait(daemon, bootstrap, batch, want: list) -> None:
     for topic, _, _ in batch:
         want[0 if "predictions" in topic else 1] += 1
     produce(bootstrap, batch)
-    wait_until(lambda: processed_counts(daemon) == tuple(want) and not pending_promotions(daemon),
-               timeout=60, what=f"{want} events processed")
+    # Calibrated: the learners wait for labelled events while the label tests wait for
+    # their thresholds (computed in the background), so that their signals come in place.
+    wait_until(lambda: processed_counts(daemon) == tuple(want) and calibrated(daemon, MODEL)
+               and not pending_promotions(daemon), timeout=60, what=f"{want} events processed")
 
 
 def consume_all(bootstrap: str, topic: str, timeout_ms: int = 2000) -> list:
@@ -310,8 +312,8 @@ def test_c_restart_mid_retraining_promotes_exactly_once(world, kafka_bootstrap, 
     shutil.rmtree(state_dir)
     shutil.copytree(tmp_path / "state-before-promotion", state_dir)
     with running_daemon(config) as daemon:
-        wait_until(lambda: processed_counts(daemon) == tuple(want) and not pending_promotions(daemon),
-                   timeout=60, what="the replay")
+        wait_until(lambda: processed_counts(daemon) == tuple(want) and calibrated(daemon, MODEL)
+                   and not pending_promotions(daemon), timeout=60, what="the replay")
         assert model_state(daemon)[1] == 1
     assert versions(registry_dir) == ["1"]
     updates = [json.loads(r.value) for r in consume_all(kafka_bootstrap, config["registry"]["model_updated_topic"])]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from daemon.events import REASONS, BadEvent, Label, Prediction, decode_label, decode_prediction
+from daemon.events import MAX_MAGNITUDE, REASONS, BadEvent, Label, Prediction, decode_label, decode_prediction
 
 TS = 1_763_892_000.0  # 2025-11-23T10:00:00Z
 
@@ -185,8 +185,16 @@ def _with_number(make, field: str, literal: bytes, nested: bool) -> bytes:
     return raw.replace(b"123456.5", literal)
 
 
-@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400])
-@pytest.mark.parametrize("field, nested", [("features", True), ("ts", False), ("score", False), ("prediction", False)])
+def _matrix(literals: list, fields: list) -> list:
+    """Every (literal, field, nested) but integers in features, which stay exact (see
+    test_an_integer_feature_stays_exact_at_any_size_for_the_pipeline_to_judge)."""
+    return [(literal, field, nested) for literal in literals for field, nested in fields
+            if not (field == "features" and literal.isdigit())]
+
+
+@pytest.mark.parametrize("literal, field, nested", _matrix(
+    [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400],
+    [("features", True), ("ts", False), ("score", False), ("prediction", False)]))
 def test_prediction_non_finite(literal, field, nested):
     # A 400-digit integer is finite in Python but no float can hold it: float() of it in a
     # regression model's error stream raises OverflowError in the consumer loop.
@@ -225,5 +233,53 @@ def test_the_decoder_produces_every_reason_it_is_responsible_for():
         reason_of(decode_prediction, prediction(id=...)), reason_of(decode_prediction, prediction(model=1)),
         reason_of(decode_prediction, _with_number(prediction, "features", b"NaN", True)),
         reason_of(decode_prediction, prediction(ts="never")),
+        reason_of(decode_label, _nested(label(), 5000)),
     }
-    assert produced == set(REASONS) - {"oversize", "unknown_model"}
+    # oversize, unknown_model, bad_timestamp bounds and internal_error are the partition's.
+    assert produced == set(REASONS) - {"oversize", "unknown_model", "internal_error"}
+
+
+@BOTH
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deep_nesting_in_a_field_driftd_does_not_read_is_too_deep_not_a_crash(decode, make, depth):
+    # A RecursionError from the decoder used to escape the loop and crash the daemon.
+    assert reason_of(decode, _nested(make(), depth)) == "too_deep"
+
+
+@BOTH
+def test_moderate_nesting_in_an_unknown_field_is_fine(decode, make):
+    assert decode(_nested(make(), 50)).model == "fraud"
+
+
+def _nested(raw: bytes, depth: int) -> bytes:
+    """``raw`` with an unknown field holding ``depth`` nested arrays."""
+    return raw[:-1] + b', "extra": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("literal, field, nested", _matrix(
+    [b"1e39", b"-1e39", b"1e308", b"-1e308", b"1" + b"0" * 39],
+    [("features", True), ("score", False), ("prediction", False)]))
+def test_prediction_numbers_beyond_float32_range_are_non_finite(literal, field, nested):
+    # -1e308 as a regression prediction with a label of 1e308: the error overflows to inf
+    # and the error-stream detector raised inside the loop.
+    assert reason_of(decode_prediction, _with_number(prediction, field, literal, nested)) == "non_finite"
+
+
+@pytest.mark.parametrize("literal", [b"1e308", b"-1e39", b"3" + b"0" * 39])
+def test_label_numbers_beyond_float32_range_are_non_finite(literal):
+    assert reason_of(decode_label, _with_number(label, "label", literal, nested=False)) == "non_finite"
+
+
+def test_an_integer_feature_stays_exact_at_any_size_for_the_pipeline_to_judge():
+    # A categorical id may be any integer; a numeric feature refuses one beyond 2**53
+    # (daemon.reference.check). msgspec itself refuses integers of thousands of digits.
+    big = 10**39 + 1
+    assert decode_prediction(prediction(features={"id": big})).features["id"] == big
+    assert reason_of(decode_prediction, prediction(features={"id": 0}).replace(b'"id": 0', b'"id": ' + b"1" * 5000)) == "wrong_type"
+    assert reason_of(decode_prediction, prediction(features={"x": 1e39})) == "non_finite"  # floats are bounded
+
+
+@pytest.mark.parametrize("value", [MAX_MAGNITUDE, -MAX_MAGNITUDE, 1e38, 2**127, -(2**127)])
+def test_numbers_up_to_float32_range_are_taken(value):
+    assert decode_prediction(prediction(prediction=value, features={"x": value})).prediction == value
+    assert decode_label(label(label=value)).label == value

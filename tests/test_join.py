@@ -16,8 +16,10 @@ from daemon.join import OUTCOMES, LabelJoin
 TTL, GRACE = 3600.0, 60.0
 
 
-def new(ttl=TTL, grace=GRACE, max_pending=1000) -> LabelJoin:
-    return LabelJoin(ttl=ttl, grace=grace, max_pending=max_pending)
+def new(ttl=TTL, grace=GRACE, max_pending=1000, rank=1) -> LabelJoin:
+    """A join whose watermarks are the newest event time (rank 1): the tests of the expiry
+    rules stay short. The robust watermark (the daemon's rank 3) has its own tests."""
+    return LabelJoin(ttl=ttl, grace=grace, max_pending=max_pending, watermark_rank=rank)
 
 
 def counts(join: LabelJoin, model: str = "m") -> dict:
@@ -208,7 +210,7 @@ def _events(n: int, seed: int) -> list[tuple]:
 
 
 def _feed(events, batch: int = 7) -> Counter:
-    join = new(ttl=TTL, grace=10 * TTL)  # grace wide enough for labels-first
+    join = LabelJoin(ttl=TTL, grace=10 * TTL, max_pending=1000)  # grace wide enough for labels-first
     for start in range(0, len(events), batch):
         for kind, id_, ts in events[start:start + batch]:
             if kind == "prediction":
@@ -270,3 +272,56 @@ def test_every_event_ends_in_exactly_one_outcome(seed, shuffle_seed):
     assert join.pending == 2
     assert c["joined"] + c["prediction_expired"] + c["duplicate_prediction"] + 1 == n_predictions
     assert c["joined"] + c["label_orphaned"] + c["duplicate_label"] + 1 == n_labels
+
+
+# -- the robust watermark --------------------------------------------------------------------
+
+def test_the_watermark_is_the_third_newest_event_time():
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
+    assert join.watermark_rank == 3
+    for i, ts in enumerate((1000.0, 1003.0)):
+        join.add_label("m", f"l{i}", ts, 1)
+        assert join.label_watermark == float("-inf")  # fewer than three: nothing has moved it
+    join.add_label("m", "l2", 1001.0, 1)
+    assert join.label_watermark == 1000.0
+    join.add_label("m", "l3", 1002.0, 1)
+    assert join.label_watermark == 1001.0
+    join.add_label("m", "l4", 900.0, 1)  # a late one never moves it back
+    assert join.label_watermark == 1001.0
+    for i in range(3):
+        join.add_prediction("m", f"p{i}", 2000.0 + i, "p")
+    assert join.prediction_watermark == 2000.0
+
+
+@pytest.mark.parametrize("outlier", [1.76e12, 1000.0 + 2 * TTL])
+def test_one_label_stamped_far_ahead_expires_nothing_waiting(outlier):
+    """The issue's case: one label in milliseconds among labels in seconds moved the label
+    watermark years ahead, and every waiting prediction expired."""
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
+    for i in range(100):
+        join.add_prediction("m", f"p{i}", 1000.0 + i, "p")
+    for i in range(50):
+        join.add_label("m", f"p{i}", 1010.0 + i, 1)
+        if i == 10:
+            join.add_label("m", "stray", outlier, 1)
+        join.expire()
+    assert counts(join) == only(joined=50)
+    assert join.pending == 50 + 1  # p50..p99 wait for their labels; the stray label waits too
+    # Two more such events still do not move it; a third does (then it is the stream's time).
+    join.add_label("m", "stray2", outlier, 1)
+    join.expire()
+    assert counts(join)["prediction_expired"] == 0
+    join.add_label("m", "stray3", outlier, 1)
+    join.expire()
+    assert counts(join)["prediction_expired"] == 50
+
+
+def test_a_checkpoint_from_before_the_robust_watermark_restores_its_newest_time():
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
+    old = {k: v for k, v in vars(join).items() if not k.startswith("_newest") and k != "watermark_rank"}
+    old.update(prediction_watermark=5000.0, label_watermark=float("-inf"))
+    restored = LabelJoin.__new__(LabelJoin)
+    restored.__setstate__(old)
+    assert restored.prediction_watermark == 5000.0 and restored.label_watermark == float("-inf")
+    restored.add_prediction("m", "a", 6000.0, "p")
+    assert restored.prediction_watermark == 5000.0  # 6000 is one event: not the stream's time yet

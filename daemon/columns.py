@@ -1,0 +1,324 @@
+"""A model's data-drift tests: one column per watched feature, the prediction, the score
+and the feature set, each with its tests, under the model's false-alarm contract.
+
+Tests of a column (built from the :class:`~daemon.reference.ReferenceSample`):
+
+- a feature, the prediction or the score with two or more distinct reference values: the
+  distribution tests of its type (``numeric_tests`` or ``categorical_tests``);
+- one with a single distinct value (a constant): ``value_change``, a rate test of values
+  different from it (it fires when the value changes);
+- every feature: ``missing_rate``, a rate test of missing values (absent or null);
+- every categorical feature and a categorical prediction (not constant): ``unseen_rate``,
+  a rate test of levels the reference never had;
+- the feature set (column ``<features>``): ``unknown_features``, a rate test of events
+  carrying a feature the reference never had.
+
+A feature missing from every reference event, or one no test can be built for, is
+*untestable*: reported once with the reason in words, never tested on noise, never a
+cause to rebuild the reference.
+
+The contract (a weighted Bonferroni split): ``ert`` is the mean number of predictions
+between false alarms of the model's data-drift tests together. Each column's values (its
+distribution tests, or a constant's ``value_change``) weigh 1, shared equally between
+them; each rate test of something the reference says is rare (``missing_rate``,
+``unseen_rate``, ``unknown_features``) weighs :data:`RATE_WEIGHT`. A test of weight ``w``
+out of a model total ``W`` gets ``ert * W / w``, so the false-alarm rates add up to at most
+``1 / ert``. A column's value tests are calibrated jointly
+(:func:`detectors.calibration.calibrate_union`, for the union of their alarms) where the
+detectors offer it. Rate tests weigh less because what they watch mostly never happens on
+a stationary stream (a feature that was never missing): a full share would be budget
+spent on alarms that do not come, and their counts need little of it to catch a real
+change (missing values going from none to some).
+
+>>> from daemon.reference import ReferenceSample
+>>> sample = ReferenceSample(size=200, declared={}, max_features=10)
+>>> for i in range(200):
+...     sample.add({"amount": float(i % 37), "plan": "ab"[i % 2], "flag": 0}, prediction=i % 2, score=None)
+>>> tests = DataTests(sample, ModelConfig(window=50, stride=10, ert=10_000), Counter())
+>>> {name: sorted(column.tests) for name, column in tests.columns.items()}  # doctest: +NORMALIZE_WHITESPACE
+{'amount': ['ks', 'missing_rate', 'psi'], 'plan': ['chisquare', 'missing_rate', 'unseen_rate'],
+ 'flag': ['missing_rate', 'value_change'], '<prediction>': ['chisquare', 'unseen_rate'],
+ '<features>': ['unknown_features']}
+>>> tests.calibrated, tests.total_weight   # thresholds come from the calibration worker
+(False, 4.6)
+>>> tests.ert_of("ks", "amount"), tests.ert_of("missing_rate", "amount")
+(92000.0, 460000.0)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors import KS, PSI, ChiSquare, Detector, RateTest, calibration
+
+from .config import ModelConfig
+from .reference import PREDICTION, SCORE, ReferenceSample, level
+
+#: Column of the feature set (the unknown-features rate test).
+FEATURES = "<features>"
+#: Tests of how often something rare happens (the others test the values themselves).
+RATE_TESTS = {"missing_rate", "unseen_rate", "unknown_features"}
+#: A rate test's weight in the model's budget, where a column's values weigh 1.
+RATE_WEIGHT = 0.1
+#: Unknown feature names kept for /status, per model.
+MAX_UNKNOWN_NAMES = 20
+
+
+@dataclass
+class Column:
+    """One watched column after the reference: its type, what the rate tests compare
+    against, and its tests by name."""
+
+    name: str
+    kind: str
+    constant: object = None  # the single reference value of a constant column
+    levels: frozenset | None = None  # reference levels (categorical)
+    tests: dict[str, Detector] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationJob:
+    """The thresholds one column needs: its uncalibrated tests, their null models and
+    ERTs (each test alone), and ``joint``, the ERT of the union of its value tests (None:
+    calibrate each alone)."""
+
+    column: str
+    tests: tuple[str, ...]
+    null_models: tuple
+    erts: tuple
+    joint: float | None = None
+
+
+class DataTests:
+    """The data-drift tests of one model version (see the module docs).
+
+    ``schema`` is the caller's counter of schema events, ``(what, column) -> events``
+    with ``what`` in missing, unseen, unknown: it outlives model versions.
+    """
+
+    def __init__(self, sample: ReferenceSample, config: ModelConfig, schema: Counter):
+        self.config = config
+        self.schema = schema
+        self.columns: dict[str, Column] = {}
+        self.untestable: dict[str, str] = {}
+        self.skipped: dict[tuple[str, str], str] = {}
+        self.known_names = frozenset(sample.names) if not sample.too_many_names else None
+        self.unknown_names: list[str] = []
+        tests = {}  # column name -> [(test, values for the reference)]
+        for ref in sample.columns():
+            if ref.name == SCORE and (not config.watch_score or ref.n_present == 0):
+                continue  # a model without scores has nothing to watch there
+            column, planned = self._plan(ref, sample.n)
+            if column is not None:
+                self.columns[ref.name] = column
+                tests[ref.name] = planned
+        if self.known_names is not None:
+            self.columns[FEATURES] = Column(FEATURES, "flags")
+            tests[FEATURES] = [("unknown_features", np.zeros(sample.n, dtype=bool))]
+        else:
+            self.untestable[FEATURES] = f"more than {len(sample.names)} distinct feature names in the reference"
+        self._build(tests)
+
+    # -- building ---------------------------------------------------------------------------
+    def _plan(self, ref, n: int):
+        """The column and its (test, reference values) list, or (None, None) if untestable."""
+        feature = ref.name not in (PREDICTION, SCORE)
+        if ref.n_present == 0:
+            self.untestable[ref.name] = f"missing in all {n} reference events"
+            return None, None
+        values = ref.values()
+        if ref.kind == "numeric":
+            present = values[~np.isnan(values)]
+            distinct = np.unique(present)
+            missing = np.isnan(values)
+        else:
+            distinct = sorted({v for v in values if v is not None})
+            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        column = Column(ref.name, ref.kind)
+        planned = []
+        if len(distinct) == 1:
+            column.constant = distinct[0].item() if ref.kind == "numeric" else distinct[0]
+            planned.append(("value_change", np.zeros(len(values), dtype=bool)))
+        else:
+            kind_tests = self.config.numeric_tests if ref.kind == "numeric" else self.config.categorical_tests
+            planned += [(test, values) for test in kind_tests]
+        if feature:
+            planned.append(("missing_rate", missing))
+        if ref.kind == "categorical":
+            column.levels = frozenset(distinct)  # unseen levels are counted ...
+            if len(distinct) > 1:  # ... and tested (a constant's value_change sees them already)
+                planned.append(("unseen_rate", np.zeros(len(values), dtype=bool)))
+        return column, planned
+
+    def _build(self, planned: dict) -> None:
+        config = self.config
+        for name, tests in planned.items():
+            column = self.columns[name]
+            reasons = []
+            for test, values in tests:
+                try:
+                    # The ERT here is provisional (calibration_jobs has the final one).
+                    column.tests[test] = _make(test, values, column.kind, config, config.ert * 100)
+                except (ValueError, TypeError) as e:
+                    self.skipped[(test, name)] = str(e)
+                    reasons.append(f"{test}: {e}")
+            if reasons and not set(column.tests) - RATE_TESTS:
+                # No test of the values themselves could be built: say why, once. (None
+                # configured, as for a model watched for its accuracy only, is no problem.)
+                self.untestable[name] = "; ".join(reasons)
+            if not column.tests:
+                del self.columns[name]
+        # Fixed once: a restored model computing its thresholds later gets the same ones.
+        self.weights = {(test, column.name): w for column in self.columns.values() for test, w in _weights(column.tests)}
+        self.total_weight = float(sum(self.weights.values()))
+        self._update_kinds()
+        self._update_calibrated()
+
+    def ert_of(self, test: str, column: str) -> float:
+        """The ERT (values between false alarms) of one test alone under the contract."""
+        return self.config.ert * self.total_weight / self.weights[(test, column)]
+
+    # -- reading ----------------------------------------------------------------------------
+    def detectors(self):
+        """Every ((test, column), detector)."""
+        for column in self.columns.values():
+            for test, detector in column.tests.items():
+                yield (test, column.name), detector
+
+    def _update_kinds(self) -> None:
+        #: Watched columns and their types (prediction and score included).
+        self.kinds = {c.name: c.kind for c in self.columns.values() if c.name != FEATURES}
+
+    # -- feeding ----------------------------------------------------------------------------
+    def update_many(self, features: list[dict], predictions: list, scores: list) -> None:
+        """Feed one batch of (checked) predictions: their feature dicts, predictions and
+        scores (numbers or None), in order."""
+        for column in self.columns.values():
+            name = column.name
+            if name == FEATURES:
+                column.tests["unknown_features"].update_many(self._unknown(features))
+                continue
+            raw = predictions if name == PREDICTION else scores if name == SCORE else [f.get(name) for f in features]
+            self._feed_column(column, raw)
+
+    def _feed_column(self, column: Column, raw: list) -> None:
+        n = len(raw)
+        if column.kind == "numeric":
+            values = np.array([np.nan if v is None else v for v in raw], dtype=np.float64)
+            missing = np.isnan(values)
+            changed = ~missing & (values != column.constant) if column.constant is not None else None
+            unseen = None
+        else:
+            values = [level(v) for v in raw]
+            missing = np.fromiter((v is None for v in values), dtype=bool, count=n)
+            constant, known = column.constant, column.levels
+            changed = None if constant is None else np.fromiter(
+                (v is not None and v != constant for v in values), dtype=bool, count=n)
+            unseen = None if known is None else np.fromiter(
+                (v is not None and v not in known for v in values), dtype=bool, count=n)
+        if column.name != PREDICTION and (n_missing := int(missing.sum())):
+            self.schema[("missing", column.name)] += n_missing
+        if unseen is not None and (n_unseen := int(unseen.sum())):
+            self.schema[("unseen", column.name)] += n_unseen
+        for test, detector in column.tests.items():
+            if test == "missing_rate":
+                detector.update_many(missing)
+            elif test == "unseen_rate":
+                detector.update_many(unseen)
+            elif test == "value_change":
+                detector.update_many(changed)
+            else:
+                detector.update_many(values)
+
+    def _unknown(self, features: list[dict]) -> np.ndarray:
+        known = self.known_names
+        flags = np.fromiter((not known.issuperset(f) for f in features), dtype=bool, count=len(features))
+        n = int(flags.sum())
+        if n:
+            self.schema[("unknown", FEATURES)] += n
+            if len(self.unknown_names) < MAX_UNKNOWN_NAMES:
+                for f, flag in zip(features, flags):
+                    if flag:
+                        for name in f:
+                            if name not in known and name not in self.unknown_names and len(self.unknown_names) < MAX_UNKNOWN_NAMES:
+                                self.unknown_names.append(name)
+        return flags
+
+    # -- calibration ------------------------------------------------------------------------
+    def calibration_jobs(self) -> list[CalibrationJob]:
+        """A job per column whose tests wait for thresholds."""
+        jobs = []
+        for column in self.columns.values():
+            waiting = [(t, d) for t, d in column.tests.items() if not d.calibrated]
+            if waiting:
+                values = [t for t in column.tests if t not in RATE_TESTS]
+                joint = self.config.ert * self.total_weight if len(values) > 1 else None
+                jobs.append(CalibrationJob(column.name, tuple(t for t, _ in waiting),
+                                           tuple(d.null_model() for _, d in waiting),
+                                           tuple(self.ert_of(t, column.name) for t, _ in waiting), joint))
+        return jobs
+
+    def apply(self, job: CalibrationJob, thresholds: list | None, error: str | None) -> None:
+        """Set the thresholds computed for ``job`` (held tests are then decided in order);
+        a calibration that failed drops the column's tests with the reason."""
+        column = self.columns.get(job.column)
+        if column is None:
+            return
+        for i, test in enumerate(job.tests):
+            detector = column.tests.get(test)
+            if detector is None or detector.calibrated:
+                continue
+            if error is not None:
+                del column.tests[test]
+                self.skipped[(test, job.column)] = f"calibration failed: {error}"
+            else:
+                threshold, warning = thresholds[i]
+                detector.set_thresholds(threshold, warning)
+        if error is not None and not column.tests:
+            del self.columns[job.column]
+            self.untestable[job.column] = f"calibration failed: {error}"
+            self._update_kinds()
+        self._update_calibrated()
+
+    def _update_calibrated(self) -> None:
+        #: Whether every test has its thresholds (kept, not computed per read: the loop asks often).
+        self.calibrated = all(d.calibrated for _, d in self.detectors())
+
+
+def column_thresholds(job: CalibrationJob) -> list[tuple[float, float | None]]:
+    """(threshold, warning threshold) per test of ``job``: the value tests for the union
+    of their alarms (``job.joint``) where the detectors offer it, each other test for its
+    own ERT. Pure and deterministic: any thread, any process, the same thresholds."""
+    out = [None] * len(job.tests)
+    union = getattr(calibration, "calibrate_union", None)
+    values = [i for i, test in enumerate(job.tests) if test not in RATE_TESTS]
+    if union is not None and job.joint is not None and len(values) > 1:
+        for i, result in zip(values, union([job.null_models[i] for i in values], job.joint)):
+            out[i] = tuple(result)
+    for i, (model, ert) in enumerate(zip(job.null_models, job.erts)):
+        if out[i] is None:
+            out[i] = tuple(calibration.calibrate(model, ert))
+    return out
+
+
+def _weights(tests: dict):
+    """(test, weight) of a column's tests (see the module docs)."""
+    values = [t for t in tests if t not in RATE_TESTS]
+    for test in tests:
+        yield test, RATE_WEIGHT if test in RATE_TESTS else 1.0 / len(values)
+
+
+def _make(test: str, values, kind: str, config: ModelConfig, ert: float) -> Detector:
+    common = dict(window=config.window, stride=config.stride, ert=ert, defer_calibration=True)
+    if test in RATE_TESTS or test == "value_change":
+        return RateTest(values, **common)
+    if test == "ks":
+        return KS(values, **common)
+    if test == "psi":
+        return PSI(values, categorical=kind != "numeric", **common)
+    if test == "chisquare":
+        return ChiSquare(values, **common)
+    raise ValueError(f"unknown test {test!r}")

@@ -1,0 +1,83 @@
+"""From detector decisions to episode observations: which event each decision belongs to.
+
+A detector says at which value a test was completed (``Decision.at``, the n-th value it
+was fed); an alert must say which *event* that was: its event time and its source offset.
+:class:`SourceLog` keeps that mapping for the values fed to a model version's detectors,
+in compact arrays, for as long as a decision may still refer to them: the current batch
+once the detectors are calibrated, everything since they were built while their thresholds
+are being computed (their tests are held, then decided in order, see
+:mod:`daemon.calibrator`).
+
+>>> log = SourceLog()
+>>> log.extend([10.0, 11.0, 12.0], [100, 101, 102])   # values 1, 2, 3
+>>> log.extend([13.0], [103])                          # value 4
+>>> log.get(2), log.get(4)
+((11.0, 101), (13.0, 103))
+>>> log.forget()
+>>> log.extend([14.0], [104])
+>>> log.get(5)
+(14.0, 104)
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One decision of one detector, placed in the input stream.
+
+    ``side`` is "data" (the value came from a prediction record) or "labels" (from a
+    labelled event: ``offset`` is the label record's). ``position`` orders a detector's
+    decisions; ``detail`` goes into the alert.
+    """
+
+    detector: str
+    feature: str
+    drift: bool
+    event_time: float
+    offset: int
+    side: str
+    position: int
+    detail: dict
+
+
+class SourceLog:
+    """(event time, offset) of the values fed, by position (1-based, as ``Decision.at``)."""
+
+    def __init__(self):
+        self._firsts: list[int] = []  # first position of each chunk
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.next = 1  # position of the next value
+
+    def extend(self, times, offsets) -> None:
+        """Record the next values' event times (seconds) and source offsets."""
+        times = np.asarray(times, dtype=np.float64)
+        if times.size == 0:
+            return
+        self._firsts.append(self.next)
+        self._chunks.append((times, np.asarray(offsets, dtype=np.int64)))
+        self.next += times.size
+
+    def get(self, at: int) -> tuple[float, int]:
+        """Event time and offset of value ``at``; ``KeyError`` if forgotten or not fed."""
+        i = bisect.bisect_right(self._firsts, at) - 1
+        if i < 0 or at >= self.next:
+            raise KeyError(at)
+        times, offsets = self._chunks[i]
+        j = at - self._firsts[i]
+        if j >= times.size:
+            raise KeyError(at)
+        return float(times[j]), int(offsets[j])
+
+    def forget(self) -> None:
+        """Drop every recorded value (no decision refers to them any more)."""
+        self._firsts.clear()
+        self._chunks.clear()
+
+    def __len__(self) -> int:
+        return sum(t.size for t, _ in self._chunks)

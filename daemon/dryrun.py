@@ -1,0 +1,177 @@
+"""A dry run of a configuration: what ``driftd check-config`` and ``driftd run`` check
+beyond the file's own rules.
+
+Every model runs exactly as in the daemon: a partition's state (:class:`PartitionState`,
+the model's pipeline with its settings) takes a synthetic stream of prediction and label
+records, batch after batch, through the same decoding, checks, join, detectors and
+alerts. The predictions have a numeric feature, a categorical one, an integer one, one
+sometimes missing, and a score; there are enough of them for the reference, a data window
+and a few tests, and enough labels for the label side's baseline, its window and a few
+tests. A record the daemon would contain as ``internal_error`` (an exception in the
+model's pipeline), or anything raised, would happen on the model's first events in
+production; here it stops the start with the key and the reason. Thresholds are applied
+after every batch as the calibration worker's would be, but not computed (that costs
+seconds per test at a production ERT, and a failure there is the worker's to contain):
+every other test always alarms, the others never, so that alerts fire too.
+
+The key is found by trying the model again with one of its settings at a time back at the
+built-in default: the first setting whose default makes the run pass is named (else the
+model itself). A configuration that would send every event to the dead-letter topic (no
+models listed, ``auto_register_models`` false) is refused too.
+
+>>> from daemon.config import from_dict
+>>> check(from_dict({"models": {"fraud": {"reference_size": 50, "window": 20, "stride": 10,
+...                   "ert": 200, "decay_reference_size": 20, "decay_window": 1}}}))
+Traceback (most recent call last):
+...
+daemon.config.ConfigError: models.fraud.decay_window: the model's pipeline fails on a synthetic stream (...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from .config import Config, ConfigError, ModelConfig
+
+
+def check(config: Config) -> None:
+    """Raise :class:`ConfigError` if a model of ``config`` cannot process events."""
+    if not config.models and not config.auto_register_models:
+        raise ConfigError("models", "no models are listed and auto_register_models is false: "
+                                    "every event would go to the dead-letter topic as unknown_model")
+    checked: dict[str, str | None] = {}  # settings (as text) -> failure; models often share them
+    targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
+    if config.auto_register_models:
+        targets.append(("model_defaults", "auto-registered", config.model_defaults))
+    with _quiet():
+        for key, name, settings in targets:
+            text = repr(settings)
+            if text not in checked:
+                checked[text] = failure(config, name, settings)
+            if checked[text] is not None:
+                raise ConfigError(_culprit(config, key, name, settings),
+                                  f"the model's pipeline fails on a synthetic stream ({checked[text]})")
+
+
+def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
+    """Why model ``name`` with these settings fails on the synthetic stream, or None."""
+    from .calibrator import calibrate_now
+    from .partition import PartitionState
+
+    alone = dataclasses.replace(config, models={name: settings}, auto_register_models=False)
+    contained = []
+
+    def reject(record, reason, detail):
+        if reason == "internal_error":
+            contained.append(detail)
+
+    try:
+        state = PartitionState(0, alone)
+        predictions, labels = synthetic_stream(name, settings)
+        step = max(1, settings.stride)
+        for start in range(0, len(predictions), step):
+            state.handle_predictions(predictions[start:start + step], reject)
+            state.handle_labels(labels[start:start + step], reject)
+            calibrate_now(state, _thresholds)
+            list(state.finish_batch())
+            if contained:
+                return contained[0]
+    except Exception as e:  # noqa: BLE001 - anything at all is the answer
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def synthetic_stream(model: str, settings: ModelConfig, seed: int = 0) -> tuple[list, list]:
+    """(prediction records, label records), the label of each prediction at the same
+    index: the reference, a data window and two strides more, and as many as the label side
+    needs for its baseline, its window and a few tests. Stamped in the last hours, so that
+    the time bounds take them."""
+    rng = random.Random(seed)
+    n = max(settings.reference_size + settings.window + 2 * settings.stride, _label_side(settings))
+    classes = _classes(settings)
+    start = time.time() - n - 60
+    predictions, labels = [], []
+    for i in range(n):
+        if settings.task == "regression":
+            prediction, score, label = rng.gauss(10.0, 3.0), None, rng.gauss(10.0, 3.0)
+        else:
+            prediction, label = classes[rng.random() < 0.3], classes[rng.random() < 0.3]
+            score = {str(c): p for c, p in zip(classes, (0.7, 0.3))} if i % 2 else rng.random()
+        features = {"amount": rng.expovariate(0.1), "country": rng.choice(("DE", "FR", "IT")), "count": rng.randint(0, 5)}
+        if i % 3 == 0:
+            features["sometimes"] = rng.random()
+        ts = start + i
+        predictions.append(_record("predictions", i, {"model": model, "id": f"dry-{i}", "ts": ts, "features": features,
+                                                      "prediction": prediction, "score": score}))
+        labels.append(_record("labels", i, {"model": model, "id": f"dry-{i}", "ts": ts + 1, "label": label}))
+    return predictions, labels
+
+
+def _thresholds(job) -> list[tuple[float, float]]:
+    """Thresholds without the cost of calibrating them: every other test of a column always
+    alarms, the rest never, so that held tests are decided and alerts both fire and not."""
+    return [(-math.inf, -math.inf) if i % 2 else (math.inf, math.inf) for i in range(len(job.null_models))]
+
+
+def _record(topic: str, offset: int, event: dict) -> ConsumerRecord:
+    value = json.dumps(event).encode()
+    key = event["model"].encode()
+    return ConsumerRecord(topic, 0, -1, offset, -1, 0, key, value, [], None, len(key), len(value), -1)
+
+
+def _classes(settings: ModelConfig) -> tuple:
+    """Two classes, the positive one second (a class of the type of the positive label)."""
+    positive = settings.positive_label
+    other = (not positive) if isinstance(positive, bool) else f"not-{positive}" if isinstance(positive, str) else positive - 1
+    return other, positive
+
+
+def _label_side(settings: ModelConfig) -> int:
+    """Labelled events the label side takes to build its baseline and test a few times."""
+    sizes = [getattr(settings, name, 0) for name in ("decay_reference_size", "decay_window")]
+    if not all(isinstance(size, int) for size in sizes):
+        return 0
+    return sum(sizes) + max(10, sizes[1] // 5)
+
+
+def _culprit(config: Config, key: str, name: str, settings: ModelConfig) -> str:
+    """The setting that makes the run fail: the first whose default makes it pass."""
+    defaults = ModelConfig()
+    for f in dataclasses.fields(ModelConfig):
+        value = getattr(settings, f.name)
+        if value == getattr(defaults, f.name):
+            continue
+        trial = dataclasses.replace(settings, **{f.name: getattr(defaults, f.name)})
+        if _valid(trial) and failure(config, name, trial) is None:
+            return f"{key}.{f.name}"
+    return key
+
+
+def _valid(settings: ModelConfig) -> bool:
+    """Whether the file's own rules take these settings (a trial must be a real option)."""
+    from .config import _check_model
+
+    try:
+        _check_model(settings, "trial")
+    except ConfigError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The dry run's contained failures are its answer, not news for the log."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)

@@ -1,0 +1,186 @@
+"""Records that used to stop the daemon, on the real broker with a real ``driftd run``
+process, and a batch that does not finish never reaching a checkpoint.
+
+- An oversize record (2,000,000 bytes), a label with 1,000 nested arrays, the regression
+  overflow pair (prediction -1e308, label 1e308) and a label stamped in milliseconds among
+  labels in seconds: each used to crash the loop (and every restart, on the same offset)
+  or to move the clock for everyone. Now each is a dead letter with its reason, the daemon
+  keeps running, and the events around them are all processed and joined.
+- A batch failing after it changed the state (labels a0, a, a2): no checkpoint holds it,
+  on any path (the rebalance listener on close, the final one, the periodic one), and a
+  restart processes those labels exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from daemon.checkpoint import Checkpoints
+from daemon.config import from_dict
+from daemon.partition import PartitionState
+from daemon.service import Daemon
+from daemon import wiring
+
+from .daemon_harness import daemon_config, processed, produce as produce_records, running_daemon, wait_until
+from .test_daemon_process import MODEL, committed, daemons, expected, sim_records, wait_counts, write_config  # noqa: F401 - fixture
+
+OVERSIZE = b"x" * 2_000_000
+
+
+def dead_letters(bootstrap: str, topic: str, expect: int) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000,
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
+    got = []
+    try:
+        for message in consumer:
+            got.append(message)
+            if len(got) >= expect:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def test_records_that_crashed_the_loop_are_dead_letters_and_the_daemon_runs_on(kafka_bootstrap, unique_name, tmp_path, daemons):
+    path, config = write_config(tmp_path, kafka_bootstrap, unique_name, models={
+        MODEL: {}, "reg": {"task": "regression", "decay_metrics": ["mae"], "reference_size": 50}})
+    kafka = config["kafka"]
+    predictions, labels, dead = kafka["predictions_topic"], kafka["labels_topic"], kafka["dead_letter_topic"]
+    records = sim_records(config, 3000)
+    want = expected(config, records)
+    first_ts = json.loads(next(v for t, _, v in records if t == labels))["ts"]
+    reg_ts = first_ts + 100
+    bad = [
+        (predictions, b"fraud", OVERSIZE, "oversize"),
+        (labels, b"fraud", json.dumps({"model": MODEL, "id": "p-5", "ts": first_ts, "label": 1}).encode()[:-1]
+         + b', "extra": ' + b"[" * 1000 + b"]" * 1000 + b"}", "too_deep"),
+        (predictions, b"reg", json.dumps({"model": "reg", "id": "r-huge", "ts": reg_ts, "features": {"x": 1.0},
+                                          "prediction": -1e308}).encode(), "non_finite"),
+        (labels, b"reg", json.dumps({"model": "reg", "id": "r-huge", "ts": reg_ts + 1, "label": 1e308}).encode(), "non_finite"),
+        # The issue's clock case: one label in milliseconds among labels in seconds.
+        (labels, b"fraud", json.dumps({"model": MODEL, "id": "p-1500", "ts": first_ts * 1000, "label": 1}).encode(), "bad_timestamp"),
+        # A prediction three days ahead of when it was produced, and a label from 1970.
+        (predictions, b"fraud", json.dumps({"model": MODEL, "id": "future", "ts": time.time() + 3 * 86400,
+                                            "features": {"amount": 1.0}, "prediction": 1}).encode(), "bad_timestamp"),
+        (labels, b"fraud", json.dumps({"model": MODEL, "id": "p-7", "ts": 0, "label": 1}).encode(), "bad_timestamp"),
+    ]
+    # Good regression events around the bad pair: the model carries on.
+    reg = [(predictions, b"reg", json.dumps({"model": "reg", "id": f"r-{i}", "ts": reg_ts + i, "features": {"x": float(i % 9)},
+                                             "prediction": float(i % 5)}).encode()) for i in range(200)]
+    reg += [(labels, b"reg", json.dumps({"model": "reg", "id": f"r-{i}", "ts": reg_ts + i + 2, "label": float(i % 3)}).encode())
+            for i in range(200)]
+
+    daemon = daemons(path).start()
+    half = len(records) // 2
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5, max_request_size=3_000_000,
+                             enable_idempotence=False)
+    try:
+        for topic, key, value in records[:half] + [(t, k, v) for t, k, v, _ in bad] + reg + records[half:]:
+            producer.send(topic, key=key, value=value)
+        producer.flush(30)
+    finally:
+        producer.close(5)
+
+    wait_counts(daemon, {**want, "dead": len(bad)}, timeout=60)
+    assert daemon.alive(), daemon.log()
+    m = daemon.metrics()
+    reg_counts = {kind: m.get(("driftd_events_processed_total", frozenset({"model": "reg", "kind": kind}.items())))
+                  for kind in ("prediction", "label")}
+    assert reg_counts == {"prediction": 200, "label": 200}
+    for _, _, _, reason in bad:
+        assert m[("driftd_dead_letter_total", frozenset({"reason": reason}.items()))] >= 1, reason
+
+    got = dead_letters(kafka_bootstrap, dead, len(bad))
+    by_reason = {}
+    for message in got:
+        headers = dict(message.headers)
+        by_reason.setdefault(headers["driftd-reason"].decode(), []).append((message, headers))
+    assert sorted((r, len(v)) for r, v in by_reason.items()) == [("bad_timestamp", 3), ("non_finite", 2), ("oversize", 1), ("too_deep", 1)]
+    (oversize, headers), = by_reason["oversize"]
+    assert headers["driftd-original-size"] == str(len(OVERSIZE)).encode()
+    assert headers["driftd-original-sha256"] == hashlib.sha256(OVERSIZE).hexdigest().encode()
+    assert 0 < len(oversize.value) <= 524_288 and OVERSIZE.startswith(oversize.value)
+    (deep, _), = by_reason["too_deep"]
+    assert deep.value == bad[1][2]  # small enough: byte for byte
+    details = sorted(headers["driftd-detail"].decode() for _, headers in by_reason["bad_timestamp"])
+    assert sum("milliseconds" in d for d in details) == 2 and sum("earliest_event_time" in d for d in details) == 1, details
+
+    # It still runs, commits past them, and stops cleanly: a restart does not meet them again.
+    time.sleep(1.0)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0, daemon.log()
+    assert "Traceback" not in daemon.log()
+
+
+def test_a_batch_that_did_not_finish_is_in_no_checkpoint_and_a_restart_counts_it_once(kafka_bootstrap, unique_name, tmp_path, monkeypatch):
+    """The issue's scenario: labels a0, a, a2 in a failing batch. The close's rebalance
+    listener checkpointed the half-done batch: 3 labels processed and joined while ADWIN
+    saw 1 and decay 0; after a restart they counted as duplicates and never reached the
+    detectors."""
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path, state={"checkpoint_interval_seconds": 0.2})
+    kafka = config["kafka"]
+    ts = 1_763_900_000.0
+    ids = ("a0", "a", "a2")
+    predictions = [(kafka["predictions_topic"], b"fraud", json.dumps({
+        "model": "fraud", "id": id_, "ts": ts + i, "features": {"amount": 1.0 + i}, "prediction": 1}).encode())
+        for i, id_ in enumerate(ids)]
+    labels = [(kafka["labels_topic"], b"fraud", json.dumps({"model": "fraud", "id": id_, "ts": ts + 10, "label": 0}).encode())
+              for id_ in ids]
+    scope = wiring.checkpoint_scope(from_dict(config).kafka)
+
+    def saved() -> PartitionState | None:
+        return Checkpoints(config["state"]["dir"], scope).load(0)
+
+    with running_daemon(config) as daemon:
+        produce_records(kafka_bootstrap, predictions)
+        wait_until(lambda: processed(daemon) == (3, 0), what="predictions processed")
+        wait_until(lambda: (s := saved()) is not None and s.offsets.get(kafka["predictions_topic"]) == 3, what="checkpointed")
+
+    # The labels' batch fails after the labels changed the state (a failure around the
+    # records, which are contained one by one).
+    finish = PartitionState.finish_batch
+
+    def failing_finish(self):
+        if self.processed[("fraud", "label")]:
+            raise RuntimeError("injected failure after the labels were handled")
+        return finish(self)
+
+    monkeypatch.setattr(PartitionState, "finish_batch", failing_finish)
+    daemon = Daemon(from_dict(config))
+    died = []
+    thread = threading.Thread(target=lambda: _run(daemon, died), daemon=True)
+    thread.start()
+    assert daemon.wait_started(30)
+    wait_until(lambda: daemon.states, what="partition assigned")
+    time.sleep(0.5)  # several periodic checkpoints of the restored state
+    produce_records(kafka_bootstrap, labels)  # one flush: one batch
+    thread.join(30)
+    assert not thread.is_alive() and died and "injected" in str(died[0])
+    state = saved()
+    assert state.offsets.get(kafka["labels_topic"], 0) == 0
+    assert committed(kafka_bootstrap, kafka["group_id"], [kafka["labels_topic"]])[kafka["labels_topic"]] in (None, 0)
+    assert state.processed[("fraud", "label")] == 0 and state.join.counts[("fraud", "joined")] == 0
+    monkeypatch.setattr(PartitionState, "finish_batch", finish)
+
+    with running_daemon(config) as daemon:
+        wait_until(lambda: processed(daemon) == (3, 3), what="labels processed after the restart")
+        time.sleep(0.5)
+        state = daemon.states[0]
+        assert processed(daemon) == (3, 3)
+        assert state.join.counts[("fraud", "joined")] == 3
+        assert state.join.counts[("fraud", "duplicate_label")] == 0
+        (error_detector,) = [d for _, feature, d in state.models["fraud"].detectors() if feature == "<error>"]
+        assert error_detector.n_seen == 3
+
+
+def _run(daemon: Daemon, died: list) -> None:
+    try:
+        daemon.run()
+    except BaseException as e:  # noqa: BLE001 - what the test expects
+        died.append(e)

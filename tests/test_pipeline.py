@@ -1,0 +1,352 @@
+"""A model's pipeline without a broker: feature types, columns and their tests, schema
+drift, the false-alarm budget, calibration off the loop, and alerts that are a function of
+the stream alone (any batching, any calibration speed, restarts).
+
+Real detectors and real calibration throughout; records are plain objects with the
+fields of a Kafka record.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from daemon.calibrator import calibrate_now
+from daemon.columns import column_thresholds
+from daemon.config import ConfigError, ModelConfig, from_dict
+from daemon.events import BadEvent, decode_prediction
+from daemon.partition import PartitionState
+from daemon.pipeline import ModelPipeline
+
+from . import streams
+
+PRED, LAB = "predictions", "labels"
+SMALL = {"reference_size": 1000, "window": 300, "stride": 50, "ert": 20_000, "label_ert": 20_000,
+         "decay_reference_size": 500, "decay_window": 300}
+
+
+def model_config(**settings) -> ModelConfig:
+    return from_dict({"models": {"m": {**SMALL, **settings}}}).models["m"]
+
+
+def prediction(i: int, features: dict, prediction=1, score=0.5, version=None):
+    return decode_prediction(json.dumps({"model": "m", "id": f"e-{i}", "ts": streams.ts(i), "features": features,
+                                         "prediction": prediction, "score": score, "model_version": version}).encode())
+
+
+def feed(pipeline: ModelPipeline, events: list, batch: int = 100) -> list:
+    """Feed in batches, calibrating as soon as asked; the observations, in order."""
+    out = []
+    for start in range(0, len(events), batch):
+        pipeline.observe_predictions(events[start:start + batch])
+        calibrate_now(pipeline)
+        out += pipeline.pop_observations()
+    return out
+
+
+def entries(observations, test: str, column: str) -> list[int]:
+    """Stream indices (0-based, after the reference) where a test entered drift."""
+    found, was = [], False
+    for o in observations:
+        if (o.detector, o.feature) == (test, column):
+            if o.drift and not was:
+                found.append(o.position - 1)
+            was = o.drift
+    return found
+
+
+# -- feature types ---------------------------------------------------------------------------
+
+def test_integer_codes_declared_categorical_are_tested_as_levels():
+    rng = np.random.default_rng(1)
+    pipeline = ModelPipeline("m", model_config(features={"education": "categorical"}))
+    events = [prediction(i, {"education": int(rng.integers(16, 24)), "sex": int(rng.integers(1, 3))}) for i in range(1000)]
+    feed(pipeline, events)
+    assert pipeline.features["education"] == "categorical" and pipeline.features["sex"] == "numeric"
+    tests = set(pipeline.data_detectors)
+    assert {("chisquare", "education"), ("unseen_rate", "education")} <= tests
+    assert not {("ks", "education"), ("psi", "education")} & tests
+    assert {("ks", "sex"), ("psi", "sex")} <= tests
+    # A code the reference never had is an unseen level, not a number between two others.
+    pipeline.observe_predictions([prediction(1000, {"education": 99, "sex": 1})])
+    assert pipeline.schema[("unseen", "education")] == 1
+
+
+def test_integers_beyond_2_53_stay_exact_as_declared_levels_and_are_refused_elsewhere():
+    big, neighbour = 9007199254740993, 9007199254740992
+    declared = ModelPipeline("m", model_config(reference_size=40, features={"account": "categorical"}))
+    events = [prediction(i, {"account": big if i % 2 else neighbour}) for i in range(40)]
+    for e in events:
+        declared.check(e)
+    feed(declared, events)
+    assert declared.watch.tests.columns["account"].levels == {str(big), str(neighbour)}
+
+    undeclared = ModelPipeline("m", model_config(reference_size=40))
+    with pytest.raises(BadEvent) as refused:
+        undeclared.check(prediction(0, {"account": big}))
+    assert refused.value.reason == "wrong_type"
+    assert "'account'" in refused.value.detail and "2**53" in refused.value.detail and "categorical" in refused.value.detail
+    undeclared.check(prediction(0, {"account": 2**53}))  # exact: fine
+
+
+def test_declared_numeric_refuses_strings_from_the_first_event():
+    pipeline = ModelPipeline("m", model_config(features={"amount": "numeric"}))
+    with pytest.raises(BadEvent, match="'amount' is numeric"):
+        pipeline.check(prediction(0, {"amount": "12.5"}))
+
+
+@pytest.mark.parametrize("task, prediction_value, kind, tests", [
+    ("classification", "cat", "categorical", {"chisquare", "unseen_rate"}),
+    ("regression", 2.5, "numeric", {"psi", "ks"}),
+])
+def test_the_prediction_is_watched_like_a_feature(task, prediction_value, kind, tests):
+    rng = np.random.default_rng(2)
+    pipeline = ModelPipeline("m", model_config(task=task, decay_metrics=["mae"] if task == "regression" else ["accuracy"],
+                                               error_detector="ADWIN"))
+    def value(i):
+        if task == "regression":
+            return float(rng.normal(prediction_value, 1.0))
+        return ["cat", "dog", "bird"][int(rng.integers(3))]
+    feed(pipeline, [prediction(i, {"x": float(rng.normal())}, prediction=value(i)) for i in range(1000)])
+    assert pipeline.features["<prediction>"] == kind
+    assert {t for t, c in pipeline.data_detectors if c == "<prediction>"} == tests
+
+
+def test_a_constant_feature_is_watched_for_a_change_of_value():
+    rng = np.random.default_rng(3)
+    pipeline = ModelPipeline("m", model_config())
+    events = [prediction(i, {"x": float(rng.normal()), "flag": "0" if i < 2000 else "1", "zero": 0.0}) for i in range(2400)]
+    observations = feed(pipeline, events)
+    assert ("value_change", "flag") in pipeline.data_detectors and ("value_change", "zero") in pipeline.data_detectors
+    assert "flag" not in pipeline.untestable
+    (entry,) = entries(observations, "value_change", "flag")
+    assert 1000 <= entry < 1000 + SMALL["window"]  # the change came at index 2000, i.e. value 1000 after the reference
+    assert entries(observations, "value_change", "zero") == []
+
+
+def test_an_unusable_model_is_built_once_and_says_why():
+    pipeline = ModelPipeline("m", model_config(reference_size=200))
+    events = [prediction(i, {"const": "0", "always_null": None, "rare": float(i) if i % 50 == 0 else None}, score=None)
+              for i in range(2000)]
+    feed(pipeline, events)
+    assert pipeline.builds == 1 and pipeline.reference_complete
+    untestable = pipeline.untestable
+    assert set(untestable) == {"always_null", "rare"}
+    assert untestable["always_null"] == "missing in all 200 reference events"
+    assert "4 usable values, need at least 20" in untestable["rare"]  # the words of the test that refused
+    assert ("missing_rate", "rare") in pipeline.data_detectors        # its presence is still watched
+    assert ("value_change", "const") in pipeline.data_detectors
+    assert ("value_change", "<prediction>") in pipeline.data_detectors  # always class 1: a constant too
+
+
+# -- schema drift ----------------------------------------------------------------------------
+
+def test_schema_drift_is_counted_and_tested():
+    rng = np.random.default_rng(4)
+    pipeline = ModelPipeline("m", model_config())
+    def features(i):
+        f = {"x": float(rng.normal()), "country": str(rng.choice(["DE", "FR", "IT"]))}
+        if 1500 <= i < 1900:
+            f["country"] = "ES"  # a level the reference never had
+        if i >= 2000:
+            del f["x"]           # a feature that went missing
+            f["new"] = 1.0       # and one that appeared
+        return f
+    observations = feed(pipeline, [prediction(i, features(i)) for i in range(2500)])
+    assert pipeline.schema[("unseen", "country")] == 400
+    assert pipeline.schema[("missing", "x")] == 500
+    assert pipeline.schema[("unknown", "<features>")] == 500
+    assert pipeline.unknown_features == ["new"]
+    (unseen,) = entries(observations, "unseen_rate", "country")
+    assert 500 <= unseen < 500 + SMALL["window"]
+    (missing,) = entries(observations, "missing_rate", "x")
+    assert 1000 <= missing < 1000 + SMALL["window"]
+    (unknown,) = entries(observations, "unknown_features", "<features>")
+    assert 1000 <= unknown < 1000 + SMALL["window"]
+
+
+# -- the contract ----------------------------------------------------------------------------
+
+def test_the_model_budget_is_split_across_its_columns_and_tests():
+    rng = np.random.default_rng(5)
+    pipeline = ModelPipeline("m", model_config(ert=1_000_000))
+    pipeline.observe_predictions([prediction(i, {"a": float(rng.normal()), "b": str(rng.choice(["u", "v"]))}) for i in range(1000)])
+    tests = pipeline.watch.tests
+    assert set(tests.columns) == {"a", "b", "<prediction>", "<score>", "<features>"}
+    jobs = [job for _, job in pipeline.calibration_jobs()]
+    assert sorted(job.column for job in jobs) == sorted(tests.columns)
+    assert pipeline.uncalibrated == sum(len(c.tests) for c in tests.columns.values())
+    erts = {(test, job.column): ert for job in jobs for test, ert in zip(job.tests, job.erts)}
+    # Weights: a column's values 1 (psi and ks of "a" half each; the constant prediction and
+    # score one test each), each rate test 0.1: 1.1 + 1.2 + 1 + 1 + 0.1 = 4.4.
+    assert erts[("ks", "a")] == erts[("psi", "a")] == pytest.approx(1_000_000 * 4.4 / 0.5)
+    assert erts[("chisquare", "b")] == pytest.approx(1_000_000 * 4.4)
+    assert erts[("missing_rate", "a")] == erts[("unknown_features", "<features>")] == pytest.approx(1_000_000 * 4.4 / 0.1)
+    assert {job.column: job.joint for job in jobs if job.joint} == {"a": pytest.approx(1_000_000 * 4.4)}
+    # The false-alarm rates add up to the model's contract.
+    assert sum(1 / ert for ert in erts.values()) == pytest.approx(1 / 1_000_000)
+    assert all(len(t) == 2 for job in jobs for t in column_thresholds(job))
+
+
+@pytest.mark.parametrize("features, key, reason", [
+    ({"x": "number"}, "models.m.features.x", "numeric, categorical or ignore"),
+    ({"<prediction>": "numeric"}, "models.m.features.<prediction>", "can only be ignored"),
+    ({"<label>": "ignore"}, "models.m.features.<label>", "reserved"),
+    ({f"f{i}": "numeric" for i in range(3)}, "models.m.features", "more than max_features (2)"),
+])
+def test_impossible_feature_declarations_are_refused_with_the_key(features, key, reason):
+    with pytest.raises(ConfigError) as e:
+        from_dict({"models": {"m": {"features": features, "max_features": 2}}})
+    assert e.value.key == key and reason in str(e.value)
+
+
+# -- alerts: a function of the stream alone --------------------------------------------------
+
+CONFIG = {"kafka": {"predictions_topic": PRED, "labels_topic": LAB},
+          "alerts": {"clear_after": 3, "cooldown_seconds": 0},
+          "model_defaults": SMALL, "models": {"m": {}}}
+
+
+def as_records(records: list) -> list:
+    offsets: dict = {}
+    out = []
+    for topic, key, value in records:
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        out.append(SimpleNamespace(topic=topic, partition=0, offset=offset, key=key, value=value, headers=[], timestamp=None))
+    return out
+
+
+def consume(records: list, batch: int, calibration_delay: int = 0, restart_at: int | None = None,
+            replay: int = 0, config: dict = CONFIG) -> list:
+    """What the daemon would alert, fed ``batch`` records per poll (each topic's records of
+    a poll in order), applying each calibration ``calibration_delay`` polls after it was
+    asked for. ``restart_at``: after that many polls the state is checkpointed, ``replay``
+    polls later the process "dies", and a restart restores the checkpoint and reads on from
+    its offsets (the replayed polls' alerts are sent again)."""
+    cfg = from_dict(config)
+    state = PartitionState(0, cfg)
+    sent, waiting, checkpoint, restarted = [], [], None, False
+    batches = [records[i:i + batch] for i in range(0, len(records), batch)]
+    n = 0
+    while n < len(batches):
+        if n == restart_at and checkpoint is None:
+            checkpoint = pickle.dumps(state)
+        if checkpoint is not None and not restarted and n == restart_at + replay:
+            state = pickle.loads(checkpoint)  # the crash: back to the checkpoint,
+            state.attach(cfg)
+            waiting, n, restarted = [], restart_at, True  # a fresh worker, reading from its offsets
+        for item in [w for w in waiting if w[0] <= n]:
+            waiting.remove(item)
+            _, owner, job = item
+            state.apply_calibration(owner, job, column_thresholds(job))
+            sent += state.alerts()
+        chunk = batches[n]
+        state.handle_predictions([r for r in chunk if r.topic == PRED], _no_dead_letters)
+        state.handle_labels([r for r in chunk if r.topic == LAB], _no_dead_letters)
+        sent += state.finish_batch()
+        waiting += [(n + calibration_delay, owner, job) for owner, job in state.calibration_jobs(new_only=True)]
+        n += 1
+    for _, owner, job in waiting:
+        state.apply_calibration(owner, job, column_thresholds(job))
+    sent += state.alerts()
+    return sent
+
+
+def _no_dead_letters(record, reason, detail):
+    raise AssertionError(f"dead letter {reason}: {detail}")
+
+
+def canonical(alerts: list) -> list:
+    """The alert sequence as a receiver de-duplicating by id keeps it, in event-time order
+    (each key's own order is the stream's)."""
+    unique = {a.id: a.to_dict() for a in alerts}
+    return sorted(unique.values(), key=lambda a: (a["event_time"], a["id"]))
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return as_records(streams.records(4500, PRED, LAB))
+
+
+@pytest.fixture(scope="module")
+def reference_run(stream):
+    return consume(stream, 100)
+
+
+def test_drift_episodes_fire_and_resolve_where_the_stream_changes(reference_run):
+    alerts = canonical(reference_run)
+    by_key: dict = {}
+    for a in alerts:
+        by_key.setdefault((a["detector"], a["feature"]), []).append((a["status"], streams.index(a["event_time"])))
+    ks = by_key[("ks", "x")]
+    assert [s for s, _ in ks] == ["firing", "resolved"]
+    assert 2000 <= ks[0][1] < 2000 + SMALL["window"] and 2700 <= ks[1][1] < 2700 + 2 * SMALL["window"]
+    decay = by_key[("decay", "accuracy")]
+    assert decay[0][0] == "firing" and 3000 <= decay[0][1] < 3000 + SMALL["decay_window"] + 200
+    assert ("value_change", "const") not in by_key  # it never changed
+    assert len({a["id"] for a in alerts}) == len(alerts)
+
+
+def test_alerts_do_not_depend_on_batch_sizes(stream, reference_run):
+    expected = canonical(reference_run)
+    for batch in (1, 7, 5000):
+        assert canonical(consume(stream, batch)) == expected, batch
+
+
+def test_alerts_do_not_depend_on_how_long_calibration_takes(stream, reference_run):
+    expected = canonical(reference_run)
+    assert canonical(consume(stream, 100, calibration_delay=15)) == expected
+    assert canonical(consume(stream, 100, calibration_delay=1000)) == expected  # only at the end
+
+
+def test_alerts_repeat_with_the_same_ids_after_a_crash(stream, reference_run):
+    expected = canonical(reference_run)
+    # Checkpointed while thresholds were pending, killed after more polls, restored.
+    for restart_at, replay in ((12, 5), (24, 10), (40, 3)):
+        assert canonical(consume(stream, 100, calibration_delay=4, restart_at=restart_at, replay=replay)) == expected
+
+
+def test_an_episode_inside_one_polled_batch_is_alerted():
+    """The issue's case: an accuracy-only model alerts the same fed in batches of 100 or
+    5,000, and a detection that starts and ends inside one batch is alerted."""
+    config = {**CONFIG, "models": {"m": {"error_detector": "", "numeric_tests": [], "categorical_tests": [],
+                                         "features": {"<prediction>": "ignore", "<score>": "ignore"}}}}
+    records = as_records(streams.records(4500, PRED, LAB, data_shift=None, accuracy_drop=(3000, 3500)))
+    small, large = consume(records, 100, config=config), consume(records, 5000, config=config)
+    assert canonical(small) == canonical(large)
+    decay = [(a.status, streams.index(a.event_time)) for a in large if a.detector == "decay"]
+    assert [s for s, _ in decay] == ["firing", "resolved"]
+    assert 3000 <= decay[0][1] < decay[1][1] < 4500  # both inside the one batch of 5,000 records
+
+
+def test_untestable_features_and_schema_drift_are_exported_and_on_status():
+    import threading
+
+    from prometheus_client import generate_latest
+
+    from daemon.metrics import Metrics
+
+    def event(i):
+        features = {"x": float(i % 97), "always_null": None, "country": "DE" if i < 1000 else "XX"}
+        if i >= 1000:
+            features["extra"] = 1.0
+        return (PRED, b"m", json.dumps({"model": "m", "id": f"e-{i}", "ts": streams.ts(i), "features": features,
+                                        "prediction": i % 2}).encode())
+
+    state = PartitionState(0, from_dict(CONFIG))
+    state.handle_predictions(as_records([event(i) for i in range(1200)]), _no_dead_letters)
+    text = generate_latest(Metrics({0: state}, threading.Lock()).registry).decode()
+    assert 'driftd_untestable_features{model="m"} 1.0' in text
+    assert 'feature="always_null"' not in text  # untestable: not watched, no series
+    assert 'driftd_feature_unseen_levels_total{feature="country",model="m"} 200.0' in text
+    assert 'driftd_unknown_features_total{model="m"} 200.0' in text
+    assert 'driftd_tests_uncalibrated{model="m"}' in text
+    status = state.status()["m"]
+    assert status["untestable_features"] == {"always_null": "missing in all 1000 reference events"}
+    assert status["unknown_features"] == ["extra"] and status["schema"]["unknown"] == 200
+    json.dumps(status, allow_nan=False)
