@@ -17,10 +17,10 @@ memory behind in the process whose RSS is reported):
    prediction, score) and one label per prediction, ``LABEL_LAG`` predictions later, with
    a batching KafkaProducer: the produce rate. Also the decode time of one event;
 2. **raw**: a kafka-python KafkaConsumer with the daemon's own consumer settings (see
-   ``daemon/service.py``: group, max_poll_records, fetch sizes, session timeout, poll
+   ``daemon/runtime/service.py``: group, max_poll_records, fetch sizes, session timeout, poll
    timeout) reads both topics to the end and does nothing with the records. Run twice
    (before and after driftd); the faster run is the baseline (the conservative choice);
-3. **driftd**: ``daemon.service.Daemon`` in a thread, fresh group, from the beginning:
+3. **driftd**: ``daemon.runtime.service.Daemon`` in a thread, fresh group, from the beginning:
    PSI and KS on every feature and on the score, ADWIN on the error stream, accuracy
    decay, the label join, checkpoints every 5 s. Wall time runs from the group assignment
    (startup is reported separately) to the end of the batch after which every prediction
@@ -165,7 +165,7 @@ def _bulk_producer(bootstrap: str, n: int, decimals, queue) -> None:
 
 
 def consumer_settings(kafka) -> dict:
-    """The daemon's KafkaConsumer settings (daemon/service.py), for the raw baseline."""
+    """The daemon's KafkaConsumer settings (daemon/runtime/service.py), for the raw baseline."""
     from kafka.coordinator.assignors.range import RangePartitionAssignor
 
     return dict(
@@ -463,7 +463,7 @@ class GcTimer:
 
 
 def decode_rates(n: int = 20_000) -> dict:
-    from daemon import events
+    from daemon.stream import events
 
     predictions, labels = make_events(10_000_000, n)
     out = {"bytes_per_prediction": sum(map(len, predictions)) / n}
@@ -487,7 +487,7 @@ class DaemonRun:
 
     def __init__(self, bootstrap: str, config: dict, profile: bool = False):
         from daemon.config import from_dict
-        from daemon.service import Daemon
+        from daemon.runtime.service import Daemon
 
         self.daemon = Daemon(from_dict(config))
         self.profile = cProfile.Profile() if profile else None
@@ -648,27 +648,27 @@ def mb(x) -> str:
 
 PROFILE_STEPS = (
     # (file suffix, function, label): cumulative time of these, in the daemon thread
-    ("daemon/service.py", "_loop", "daemon loop (everything)"),
+    ("daemon/runtime/service.py", "_loop", "daemon loop (everything)"),
     ("kafka/consumer/group.py", "poll", "KafkaConsumer.poll: fetch waits + record parsing"),
     ("kafka/consumer/fetcher.py", "_unpack_records", "  of which kafka-python record parsing"),
-    ("daemon/service.py", "_process", "Daemon._process (driftd's own work)"),
-    ("daemon/partition.py", "handle_predictions", "  handle_predictions"),
-    ("daemon/events.py", "decode_prediction", "    decode (msgspec)"),
-    ("daemon/pipeline.py", "check", "    ModelPipeline.check (schema per event)"),
-    ("daemon/join.py", "add_prediction", "    LabelJoin.add_prediction"),
-    ("daemon/pipeline.py", "observe_predictions", "    detectors on predictions (PSI, KS)"),
-    ("daemon/pipeline.py", "_build_data_detectors", "      reference build + calibration"),
-    ("daemon/partition.py", "handle_labels", "  handle_labels"),
-    ("daemon/events.py", "decode_label", "    decode (msgspec)"),
-    ("daemon/join.py", "add_label", "    LabelJoin.add_label"),
-    ("daemon/partition.py", "_feed_joins", "  _feed_joins (delay histogram, label detectors)"),
+    ("daemon/runtime/service.py", "_process", "Daemon._process (driftd's own work)"),
+    ("daemon/stream/partition.py", "handle_predictions", "  handle_predictions"),
+    ("daemon/stream/events.py", "decode_prediction", "    decode (msgspec)"),
+    ("daemon/stream/pipeline.py", "check", "    ModelPipeline.check (schema per event)"),
+    ("daemon/stream/join.py", "add_prediction", "    LabelJoin.add_prediction"),
+    ("daemon/stream/pipeline.py", "observe_predictions", "    detectors on predictions (PSI, KS)"),
+    ("daemon/stream/pipeline.py", "_build_data_detectors", "      reference build + calibration"),
+    ("daemon/stream/partition.py", "handle_labels", "  handle_labels"),
+    ("daemon/stream/events.py", "decode_label", "    decode (msgspec)"),
+    ("daemon/stream/join.py", "add_label", "    LabelJoin.add_label"),
+    ("daemon/stream/partition.py", "_feed_joins", "  _feed_joins (delay histogram, label detectors)"),
     ("numpy/_core/fromnumeric.py", "searchsorted", "    np.searchsorted (delay bucket, per join)"),
-    ("daemon/pipeline.py", "observe_labels", "    ADWIN + accuracy decay"),
-    ("daemon/partition.py", "finish_batch", "  finish_batch (decisions, episodes, alerts)"),
+    ("daemon/stream/pipeline.py", "observe_labels", "    ADWIN + accuracy decay"),
+    ("daemon/stream/partition.py", "finish_batch", "  finish_batch (decisions, episodes, alerts)"),
     ("detectors/ks.py", "p_value", "    KS p-values (scipy ks_2samp)"),
-    ("daemon/service.py", "_checkpoint", "checkpoints (pickle, fsync, commit)"),
-    ("daemon/checkpoint.py", "save", "  Checkpoints.save"),
-    ("daemon/service.py", "_update_lag", "lag gauges"),
+    ("daemon/runtime/service.py", "_checkpoint", "checkpoints (pickle, fsync, commit)"),
+    ("daemon/kafka/checkpoint.py", "save", "  Checkpoints.save"),
+    ("daemon/runtime/service.py", "_update_lag", "lag gauges"),
 )
 
 
@@ -729,10 +729,10 @@ def profile_report(prof: cProfile.Profile, records: int, top: int) -> list[str]:
 
 
 def install_timers() -> tuple:
-    from daemon.checkpoint import Checkpoints
-    from daemon.partition import PartitionState
-    from daemon.pipeline import ModelPipeline
-    from daemon.service import Daemon
+    from daemon.kafka.checkpoint import Checkpoints
+    from daemon.stream.partition import PartitionState
+    from daemon.stream.pipeline import ModelPipeline
+    from daemon.runtime.service import Daemon
 
     steps = StepTimer()
     steps.wrap(PartitionState, "handle_predictions", "handle_predictions")
@@ -808,7 +808,7 @@ def main(argv=None) -> int:
     import crc32c  # noqa: F401 - without it kafka-python checks CRCs in pure Python
     import kafka
 
-    from daemon.embedded_broker import EmbeddedBroker
+    from daemon.kafka.embedded_broker import EmbeddedBroker
 
     t_run = time.monotonic()
     results: dict = {"events": n, "python": platform.python_version(), "kafka_python": kafka.__version__,
@@ -1008,7 +1008,7 @@ def main(argv=None) -> int:
     print(f"  events/s = predictions/s (each prediction comes with one label: 2 records); the baseline is the faster "
           f"raw run, {fmt_rate(raw_rate)} records/s. CPU us/rec: the raw consumer process, driftd's loop thread.")
     print(f"  events: prediction {produced['prediction_bytes'] / n:.0f} B, label {produced['label_bytes'] / n:.0f} B; "
-          f"decode one prediction: daemon.events {1e6 / decode['decode_prediction']:.1f} us "
+          f"decode one prediction: daemon.stream.events {1e6 / decode['decode_prediction']:.1f} us "
           f"({fmt_rate(decode['decode_prediction'])}/s; json.loads {fmt_rate(decode['json.loads (prediction)'])}/s), "
           f"a label {1e6 / decode['decode_label']:.2f} us")
     print(f"  startup (daemon thread start -> partitions assigned, excluded above): driftd {driftd['startup_seconds']:.2f} s; "

@@ -26,7 +26,7 @@ model at the start is a Hoeffding tree trained offline on 10,000 events of funct
     model server could do alone;
 (c) **driftd**: the simulated model server produces prediction events (the prediction of
     the model it currently serves) and, ``--label-delay`` events later, the label events,
-    on the embedded broker (Tansu). driftd (``daemon.service.Daemon`` in a thread, same
+    on the embedded broker (Tansu). driftd (``daemon.runtime.service.Daemon`` in a thread, same
     process) joins them, watches the champion's error stream (ADWIN) and accuracy (decay
     test), keeps a Hoeffding adaptive tree learning, retrains a challenger from the replay
     buffer on drift or decay and promotes it when the promotion gate says it beats the
@@ -239,7 +239,7 @@ def run_driftd(stream: Stream, deployed, delay: int, chunk: int, bootstrap: str,
     from kafka import KafkaProducer
 
     from daemon.config import from_dict
-    from daemon.service import Daemon
+    from daemon.runtime.service import Daemon
     from learners.loader import load_model
 
     config = daemon_config(bootstrap, work, stream.name)
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # connection chatter at shutdown
     os.environ.setdefault(KEY_ENV, secrets.token_hex(32))  # the registry's signing key, this run only
 
-    from daemon.embedded_broker import EmbeddedBroker
+    from daemon.kafka.embedded_broker import EmbeddedBroker
 
     print(f"retraining bench: {n:,} events per stream, labels {args.label_delay} events late, server checks the "
           f"registry every {args.chunk} events; Python {platform.python_version()}, {os.cpu_count()} CPUs")

@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from . import config as config_module
+from daemon import config as config_module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     if args.command == "demo":
-        from . import demo as demo_module
+        from daemon.demo import main as demo_module
 
         return demo_module.main(events=args.events, seed=args.seed, port=args.port)
     try:
@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
-    from . import logs
-    from .checkpoint import StateKeyError
-    from .http import ListenError
-    from .service import Daemon
+    from daemon.runtime import logs
+    from daemon.kafka.checkpoint import StateKeyError
+    from daemon.web.http import ListenError
+    from daemon.runtime.service import Daemon
 
     logs.configure(config.log_level, logs.secrets_of(config))
     daemon = Daemon(config)
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_and_dry_run(path: str) -> config_module.Config:
     """What ``check-config`` accepts, ``run`` runs: the file's rules, then every model's
-    pipeline on a synthetic stream (:mod:`daemon.dryrun`)."""
-    from . import dryrun
+    pipeline on a synthetic stream (:mod:`daemon.runtime.dryrun`)."""
+    from daemon.runtime import dryrun
 
     config = config_module.load(path)
     dryrun.check(config)

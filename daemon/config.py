@@ -472,7 +472,7 @@ def _check_model(model: ModelConfig, key: str) -> None:
         except ValueError as e:
             raise ConfigError(f"{key}.error_detector_params", str(e)) from None
     if model.learners:
-        from .learning import build_lifecycle
+        from daemon.stream.learning import build_lifecycle
 
         try:
             build_lifecycle(model, f"{key}.learners")

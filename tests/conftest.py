@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from daemon.embedded_broker import EmbeddedBroker
+from daemon.kafka.embedded_broker import EmbeddedBroker
 
 # Consumer settings for tests against Tansu. Tansu answers the first
 # JoinGroup after about ceil(session_timeout_ms / 2000) seconds (measured:

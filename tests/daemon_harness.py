@@ -16,7 +16,7 @@ import urllib.request
 from kafka import KafkaProducer
 
 from daemon.config import from_dict
-from daemon.service import Daemon
+from daemon.runtime.service import Daemon
 
 
 def daemon_config(bootstrap: str, unique_name, state_dir, models=None, **sections) -> dict:

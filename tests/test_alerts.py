@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from daemon.alerts import AlertSender, KafkaSink, WebhookSink, parse_retry_after
-from daemon.episodes import Alert, Episodes, alert_id, info
+from daemon.alerting.sender import AlertSender, KafkaSink, WebhookSink, parse_retry_after
+from daemon.alerting.episodes import Alert, Episodes, alert_id, info
 
 KEY = ("fraud", "KS", "amount")
 DETAIL = {"statistic": 0.21, "threshold": 0.07, "p_value": 0.001}
@@ -299,7 +299,7 @@ def test_gives_up_after_the_configured_time(receiver, sender_factory, caplog):
                                       give_up_after_seconds=0.5, initial_backoff_seconds=0.05)
     alert = firing_alert()
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="daemon.alerts"):
+    with caplog.at_level(logging.ERROR, logger="daemon.alerting.sender"):
         sender.send(alert)
         assert wait_for(lambda: ("hook", "gave_up") in outcomes, timeout=3)
     assert 0.5 <= time.monotonic() - started < 1.5
@@ -414,7 +414,7 @@ def test_sink_repr_hides_secrets():
 def test_kafka_sink_delivers_to_a_real_topic(kafka_bootstrap, unique_name, sender_factory):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from daemon.embedded_broker import create_topics
+    from daemon.kafka.embedded_broker import create_topics
 
     topic = unique_name("alerts")
     create_topics(kafka_bootstrap, {topic: 1})

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer
 
-from daemon.embedded_broker import create_topics
+from daemon.kafka.embedded_broker import create_topics
 
 from . import streams
 from .daemon_harness import daemon_config, running_daemon, status, wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kafka import KafkaConsumer
 from standardwebhooks import Webhook
 
-from daemon.simulate import Simulation
+from daemon.demo.simulate import Simulation
 
 from .daemon_harness import calibrated, daemon_config, get, processed, produce, running_daemon, wait_until
 

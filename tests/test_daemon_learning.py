@@ -330,8 +330,8 @@ def test_learners_learn_the_late_labels_of_a_replaced_version(world):
     baseline was the old version); the learners learn them, unpaired with the new
     champion. (They used to be dropped: the freshest labelled events, after each promotion.)"""
     from daemon.config import ModelConfig
-    from daemon.events import decode_prediction
-    from daemon.pipeline import ModelPipeline
+    from daemon.stream.events import decode_prediction
+    from daemon.stream.pipeline import ModelPipeline
 
     pipeline = ModelPipeline(MODEL, ModelConfig(learners=LEARNING["learners"], reference_size=50,
                                                 numeric_tests=[], categorical_tests=[],  # (no calibration)

@@ -33,9 +33,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.checkpoint import Checkpoints
-from daemon.embedded_broker import EmbeddedBroker
-from daemon.simulate import Simulation
+from daemon.kafka.checkpoint import Checkpoints
+from daemon.kafka.embedded_broker import EmbeddedBroker
+from daemon.demo.simulate import Simulation
 
 from .daemon_harness import wait_until
 

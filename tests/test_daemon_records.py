@@ -21,11 +21,11 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from daemon.checkpoint import Checkpoints
+from daemon.kafka.checkpoint import Checkpoints
 from daemon.config import from_dict
-from daemon.partition import PartitionState
-from daemon.service import Daemon
-from daemon import wiring
+from daemon.stream.partition import PartitionState
+from daemon.runtime.service import Daemon
+from daemon.runtime import wiring
 
 from .daemon_harness import daemon_config, processed, produce as produce_records, running_daemon, wait_until
 from .test_daemon_process import MODEL, committed, daemons, expected, sim_records, wait_counts, write_config  # noqa: F401 - fixture

@@ -13,8 +13,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaTimeoutError
 
-from daemon.deadletter import MAX_KEY_BYTES, DeadLetters
-from daemon.embedded_broker import create_topics
+from daemon.kafka.deadletter import MAX_KEY_BYTES, DeadLetters
+from daemon.kafka.embedded_broker import create_topics
 
 
 def source(value, key=b"fraud", headers=(), offset=7) -> ConsumerRecord:

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon.simulate import Simulation
+from daemon.demo.simulate import Simulation
 
 from .daemon_harness import daemon_config, get, produce, running_daemon, status, wait_until
 from .promtool import require

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from daemon import dryrun
+from daemon.runtime import dryrun
 from daemon.config import ConfigError, ModelConfig, from_dict
-from daemon.partition import PartitionState
+from daemon.stream.partition import PartitionState
 
 from .test_partition_records import Feeder
 

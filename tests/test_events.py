@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from daemon.events import MAX_MAGNITUDE, REASONS, BadEvent, Label, Prediction, decode_label, decode_prediction
+from daemon.stream.events import MAX_MAGNITUDE, REASONS, BadEvent, Label, Prediction, decode_label, decode_prediction
 
 TS = 1_763_892_000.0  # 2025-11-23T10:00:00Z
 
@@ -272,7 +272,7 @@ def test_label_numbers_beyond_float32_range_are_non_finite(literal):
 
 def test_an_integer_feature_stays_exact_at_any_size_for_the_pipeline_to_judge():
     # A categorical id may be any integer; a numeric feature refuses one beyond 2**53
-    # (daemon.reference.check). msgspec itself refuses integers of thousands of digits.
+    # (daemon.stream.reference.check). msgspec itself refuses integers of thousands of digits.
     big = 10**39 + 1
     assert decode_prediction(prediction(features={"id": big})).features["id"] == big
     assert reason_of(decode_prediction, prediction(features={"id": 0}).replace(b'"id": 0', b'"id": ' + b"1" * 5000)) == "wrong_type"

@@ -28,7 +28,7 @@ from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.simulate import Simulation
+from daemon.demo.simulate import Simulation
 
 from .daemon_harness import daemon_config, get, running_daemon, wait_until
 

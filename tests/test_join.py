@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.join import OUTCOMES, LabelJoin
+from daemon.stream.join import OUTCOMES, LabelJoin
 
 TTL, GRACE = 3600.0, 60.0
 

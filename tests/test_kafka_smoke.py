@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from daemon.embedded_broker import EmbeddedBroker, create_topics
+from daemon.kafka.embedded_broker import EmbeddedBroker, create_topics
 
 N = 500
 KEYS = 20

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.events import REASONS
-from daemon.simulate import Simulation
+from daemon.stream.events import REASONS
+from daemon.demo.simulate import Simulation
 
 from .daemon_harness import daemon_config, get, produce, running_daemon, status, wait_until
 from .promtool import require

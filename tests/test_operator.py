@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import yaml
 
-from daemon.checkpoint import Checkpoints, StateKeyError, Tampered, seal, state_key, unseal
-from daemon.embedded_broker import EmbeddedBroker
-from daemon.http import HttpServer, ListenError, json_body
-from daemon.logs import MASK, Redactor, _redact_record
+from daemon.kafka.checkpoint import Checkpoints, StateKeyError, Tampered, seal, state_key, unseal
+from daemon.kafka.embedded_broker import EmbeddedBroker
+from daemon.web.http import HttpServer, ListenError, json_body
+from daemon.runtime.logs import MASK, Redactor, _redact_record
 
 from .daemon_harness import daemon_config, get, running_daemon, wait_until
 from .daemon_harness import produce as produce_records

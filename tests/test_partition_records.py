@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
 from daemon.config import from_dict
-from daemon.events import REASONS
-from daemon.partition import PartitionState
-from daemon.pipeline import ModelPipeline
+from daemon.stream.events import REASONS
+from daemon.stream.partition import PartitionState
+from daemon.stream.pipeline import ModelPipeline
 
 NOW = time.time()
 BASE = NOW - 30 * 86400  # the warm-up stream's time: a month ago

@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from daemon.calibrator import calibrate_now
-from daemon.columns import column_thresholds
+from daemon.runtime.calibrator import calibrate_now
+from daemon.stream.columns import column_thresholds
 from daemon.config import ConfigError, ModelConfig, from_dict
-from daemon.events import BadEvent, decode_prediction
-from daemon.partition import PartitionState
-from daemon.pipeline import ModelPipeline
+from daemon.stream.events import BadEvent, decode_prediction
+from daemon.stream.partition import PartitionState
+from daemon.stream.pipeline import ModelPipeline
 
 from . import streams
 
@@ -329,7 +329,7 @@ def test_untestable_features_and_schema_drift_are_exported_and_on_status():
 
     from prometheus_client import generate_latest
 
-    from daemon.metrics import Metrics
+    from daemon.web.metrics import Metrics
 
     def event(i):
         features = {"x": float(i % 97), "always_null": None, "country": "DE" if i < 1000 else "XX"}

@@ -39,7 +39,7 @@ import time
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from .config import Config, ConfigError, ModelConfig
+from daemon.config import Config, ConfigError, ModelConfig
 
 
 def check(config: Config) -> None:
@@ -63,8 +63,8 @@ def check(config: Config) -> None:
 
 def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
     """Why model ``name`` with these settings fails on the synthetic stream, or None."""
-    from .calibrator import calibrate_now
-    from .partition import PartitionState
+    from daemon.runtime.calibrator import calibrate_now
+    from daemon.stream.partition import PartitionState
 
     alone = dataclasses.replace(config, models={name: settings}, auto_register_models=False)
     contained = []
@@ -157,7 +157,7 @@ def _culprit(config: Config, key: str, name: str, settings: ModelConfig) -> str:
 
 def _valid(settings: ModelConfig) -> bool:
     """Whether the file's own rules take these settings (a trial must be a real option)."""
-    from .config import _check_model
+    from daemon.config import _check_model
 
     try:
         _check_model(settings, "trial")

@@ -2,12 +2,12 @@
 
 One event's way: ``poll`` hands a batch of records per partition → the partition's state
 decodes and checks each (bad ones go to the dead-letter topic), joins labels to
-predictions and feeds the model's detectors (:mod:`daemon.partition`) → after the batch,
+predictions and feeds the model's detectors (:mod:`daemon.stream.partition`) → after the batch,
 detectors that took a new decision are shown to the alert episodes, whose firing and
-resolve alerts go to the sender's background threads (:mod:`daemon.alerts`) → Prometheus
-reads the state when it scrapes (:mod:`daemon.metrics`). Every
+resolve alerts go to the sender's background threads (:mod:`daemon.alerting.sender`) → Prometheus
+reads the state when it scrapes (:mod:`daemon.web.metrics`). Every
 ``checkpoint_interval_seconds`` the dead-letter sends are confirmed, each partition's
-state is written with its offsets (:mod:`daemon.checkpoint`), then the offsets are
+state is written with its offsets (:mod:`daemon.kafka.checkpoint`), then the offsets are
 committed to Kafka.
 """
 
@@ -26,18 +26,18 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from learners.registry import Registry
 
-from .alerts import OUTCOMES as ALERT_OUTCOMES
-from .alerts import AlertSender
-from . import logid
-from .checkpoint import Checkpoints
-from .calibrator import Calibrator
-from . import wiring
-from .config import Config
-from .deadletter import DeadLetters
-from .http import HttpServer
-from .learning import Publisher
-from .metrics import LOCK_WAIT_SECONDS, Metrics
-from .partition import PartitionState
+from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
+from daemon.alerting.sender import AlertSender
+from daemon.kafka import logid
+from daemon.kafka.checkpoint import Checkpoints
+from daemon.runtime.calibrator import Calibrator
+from daemon.runtime import wiring
+from daemon.config import Config
+from daemon.kafka.deadletter import DeadLetters
+from daemon.web.http import HttpServer
+from daemon.stream.learning import Publisher
+from daemon.web.metrics import LOCK_WAIT_SECONDS, Metrics
+from daemon.stream.partition import PartitionState
 
 log = logging.getLogger("driftd")
 
@@ -76,7 +76,7 @@ class Daemon:
         self.publisher = None
         self._publish_retry_at = 0.0
         self.metrics.ready.set_function(lambda: float(self.health()[1]))
-        self.calibrator = Calibrator()  # thresholds off the loop (daemon.calibrator)
+        self.calibrator = Calibrator()  # thresholds off the loop (daemon.runtime.calibrator)
         self.metrics.calibration_pending.set_function(lambda: self.calibrator.pending)
 
     # -- life cycle -------------------------------------------------------------------------
@@ -231,7 +231,7 @@ class Daemon:
     def _calibrate(self) -> None:
         """Hand finished threshold calibrations to their models (held tests are then
         decided, in order: their alerts go out now), and ask for those newly needed. The
-        loop never waits for one (see daemon.calibrator)."""
+        loop never waits for one (see daemon.runtime.calibrator)."""
         with self.lock:
             for (partition, model, build, _), job, thresholds, error in self.calibrator.done():
                 state = self.states.get(partition)
@@ -389,7 +389,7 @@ class Daemon:
 
     def _follow_log(self, state: PartitionState, tp: TopicPartition) -> bool:
         """Compare the identity of ``tp``'s log now with the one ``state``'s offset points
-        into (:mod:`daemon.logid`). If they differ (topic re-created, broker replaced or
+        into (:mod:`daemon.kafka.logid`). If they differ (topic re-created, broker replaced or
         back empty) the offset means nothing in the new log: read it from its beginning.
         True if so. Call with the lock held."""
         logs = self._logs.setdefault(tp.partition, {})

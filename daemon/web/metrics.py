@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from .events import REASONS
-from .join import OUTCOMES
-from .partition import DELAY_BUCKETS
+from daemon.stream.events import REASONS
+from daemon.stream.join import OUTCOMES
+from daemon.stream.partition import DELAY_BUCKETS
 
 DETECTOR_LABELS = ["model", "detector", "feature"]
 #: How long a scrape waits for the consumer loop before serving the previous reading.

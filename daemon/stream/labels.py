@@ -7,10 +7,10 @@ share is reserved, not applied: River's detectors are not calibrated to a run le
 (their parameters decide; see :mod:`detectors.river` for their measured false-alarm
 rates, ADWIN's far below its share at its defaults). The decay tests calibrate to
 their share once their reference period is complete, off the loop like the data tests
-(:mod:`daemon.calibrator`): their tests are held meanwhile and decided in order when the
+(:mod:`daemon.runtime.calibrator`): their tests are held meanwhile and decided in order when the
 thresholds come.
 
-Each decision becomes an :class:`~daemon.decisions.Observation` placed at its labelled
+Each decision becomes an :class:`~daemon.stream.decisions.Observation` placed at its labelled
 event (the prediction's event time, the label record's offset, whichever of the two came
 first); an entry into drift is also a *signal* for the learners, at the labelled event's
 position. Pairs are fed in join order, that of the later of each prediction and its
@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from detectors import PerformanceDecay, RiverDetector
 
-from .columns import CalibrationJob, column_thresholds
-from .config import ModelConfig
-from .decisions import Observation, SourceLog
+from daemon.stream.columns import CalibrationJob, column_thresholds
+from daemon.config import ModelConfig
+from daemon.stream.decisions import Observation, SourceLog
 
 #: Feature name of the error-stream detector.
 ERROR = "<error>"

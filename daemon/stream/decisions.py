@@ -6,7 +6,7 @@ was fed); an alert must say which *event* that was: its event time and its sourc
 in compact arrays, for as long as a decision may still refer to them: the current batch
 once the detectors are calibrated, everything since they were built while their thresholds
 are being computed (their tests are held, then decided in order, see
-:mod:`daemon.calibrator`).
+:mod:`daemon.runtime.calibrator`).
 
 >>> log = SourceLog()
 >>> log.extend([10.0, 11.0, 12.0], [100, 101, 102])   # values 1, 2, 3

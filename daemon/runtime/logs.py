@@ -23,7 +23,7 @@ import os
 import re
 import traceback
 
-from .config import Config, Secret
+from daemon.config import Config, Secret
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Loggers that print protocol traffic at DEBUG (kafka-python's, every module under it).

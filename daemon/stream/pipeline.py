@@ -2,20 +2,20 @@
 
 Data side: the first ``reference_size`` predictions of the model (of each
 ``model_version`` when ``reference_per_version``) are collected as columns
-(:mod:`daemon.reference`); when the reference is complete the model's columns and their
-tests are built (:mod:`daemon.columns`), with thresholds left to the calibration worker
-(:mod:`daemon.calibrator`): the tests run meanwhile and hold their decisions, decided in
+(:mod:`daemon.stream.reference`); when the reference is complete the model's columns and their
+tests are built (:mod:`daemon.stream.columns`), with thresholds left to the calibration worker
+(:mod:`daemon.runtime.calibrator`): the tests run meanwhile and hold their decisions, decided in
 order once the thresholds are set. Label side: joined labels feed the error-stream
 detector (concept drift) and the performance-decay tests, whose baseline is the first
 ``decay_reference_size`` labelled events of the version.
 
-Every decision a detector takes becomes an :class:`~daemon.decisions.Observation`: the
+Every decision a detector takes becomes an :class:`~daemon.stream.decisions.Observation`: the
 event time and source offset of the value that completed the test, in stream order
 (:meth:`ModelPipeline.pop_observations`). Alerts are made from those, so they are a
 function of the input stream alone.
 
 >>> from types import SimpleNamespace as Event
->>> from daemon.calibrator import calibrate_now
+>>> from daemon.runtime.calibrator import calibrate_now
 >>> pipeline = ModelPipeline("fraud", ModelConfig(reference_size=200, window=50, stride=10, ert=10_000))
 >>> events = [Event(features={"amount": float(i % 37)}, prediction=i % 2, score=None,
 ...                 model_version=None, ts=1.7e9 + i) for i in range(300)]
@@ -36,13 +36,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from . import reference as ref
-from .columns import CalibrationJob, DataTests
-from .config import ModelConfig
-from .decisions import Observation, SourceLog
-from .events import BadEvent
-from .labels import ERROR, LabelTests
-from .learning import build_lifecycle
+from daemon.stream import reference as ref
+from daemon.stream.columns import CalibrationJob, DataTests
+from daemon.config import ModelConfig
+from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.events import BadEvent
+from daemon.stream.labels import ERROR, LabelTests
+from daemon.stream.learning import build_lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,13 @@ class ModelPipeline:
 
     def pop_observations(self) -> list[Observation]:
         """The decisions taken since the last call, placed in the stream (see
-        :class:`~daemon.decisions.Observation`); each detector's in its stream order."""
+        :class:`~daemon.stream.decisions.Observation`); each detector's in its stream order."""
         out, self.observations = self.observations, []
         return out
 
     # -- checking ---------------------------------------------------------------------------
     def check(self, event) -> None:
-        """Raise :class:`~daemon.events.BadEvent` (``wrong_type``, with the feature and the
+        """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the feature and the
         reason) if this prediction cannot be used; checked before anything is updated."""
         prediction, task = event.prediction, self.config.task
         if task == "regression" and not ref.is_number(prediction):
@@ -189,7 +189,7 @@ class ModelPipeline:
                 raise BadEvent("wrong_type", reason)
 
     def check_label(self, label) -> None:
-        """Raise :class:`~daemon.events.BadEvent` (``wrong_type``, with the reason) if
+        """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the reason) if
         this label cannot be used."""
         if self.config.task == "regression":
             if not ref.is_number(label):

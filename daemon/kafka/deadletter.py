@@ -1,7 +1,7 @@
 """The dead-letter topic: bad events, byte for byte, with why and where they came from.
 
 Each record keeps its original key, value and headers, plus ``driftd-reason`` (one of
-:data:`daemon.events.REASONS`), ``driftd-detail``, ``driftd-source-topic``,
+:data:`daemon.stream.events.REASONS`), ``driftd-detail``, ``driftd-source-topic``,
 ``driftd-source-partition`` and ``driftd-source-offset``.
 
 A copy larger than ``max_bytes`` (key, value and headers together; the broker and the

@@ -1,6 +1,6 @@
 """``driftd demo``: the embedded broker, a simulated model, the daemon, and a summary.
 
-A simulated model (:mod:`daemon.simulate`) writes predictions and delayed labels with a
+A simulated model (:mod:`daemon.demo.simulate`) writes predictions and delayed labels with a
 known data drift and a known concept drift; the daemon runs as it would in production
 (consumer group, checkpoints, /metrics) and sends its alerts to a local webhook receiver
 that checks their Standard Webhooks signatures. The demo prints a live status line and
@@ -20,11 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kafka import KafkaProducer
 
-from . import config as config_module
-from . import logs
-from .http import ListenError
-from .service import Daemon
-from .simulate import Simulation
+from daemon import config as config_module
+from daemon.runtime import logs
+from daemon.web.http import ListenError
+from daemon.runtime.service import Daemon
+from daemon.demo.simulate import Simulation
 
 
 class _Receiver:

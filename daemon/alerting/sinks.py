@@ -4,7 +4,7 @@ A sink is a small object with a ``name`` (a bounded metric label) and
 ``deliver(alert)``, which returns on success and raises :class:`RetryableError`
 (try again later, maybe at ``retry_after``) or :class:`PermanentError` (no
 retry can help). Retrying, backoff and threads are
-:class:`daemon.alerts.AlertSender`'s business, not the sinks'.
+:class:`daemon.alerting.sender.AlertSender`'s business, not the sinks'.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Protocol
 
-from daemon.episodes import FIRING, INFO, Alert
+from daemon.alerting.episodes import FIRING, INFO, Alert
 
 __all__ = ["KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
            "parse_retry_after", "slack_text"]

@@ -1,7 +1,7 @@
 """A model's data-drift tests: one column per watched feature, the prediction, the score
 and the feature set, each with its tests, under the model's false-alarm contract.
 
-Tests of a column (built from the :class:`~daemon.reference.ReferenceSample`):
+Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSample`):
 
 - a feature, the prediction or the score with two or more distinct reference values: the
   distribution tests of its type (``numeric_tests`` or ``categorical_tests``);
@@ -30,7 +30,7 @@ a stationary stream (a feature that was never missing): a full share would be bu
 spent on alarms that do not come, and their counts need little of it to catch a real
 change (missing values going from none to some).
 
->>> from daemon.reference import ReferenceSample
+>>> from daemon.stream.reference import ReferenceSample
 >>> sample = ReferenceSample(size=200, declared={}, max_features=10)
 >>> for i in range(200):
 ...     sample.add({"amount": float(i % 37), "plan": "ab"[i % 2], "flag": 0}, prediction=i % 2, score=None)
@@ -54,8 +54,8 @@ import numpy as np
 
 from detectors import KS, PSI, ChiSquare, Detector, RateTest, calibration
 
-from .config import ModelConfig
-from .reference import PREDICTION, SCORE, ReferenceSample, level
+from daemon.config import ModelConfig
+from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, level
 
 #: Column of the feature set (the unknown-features rate test).
 FEATURES = "<features>"

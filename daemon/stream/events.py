@@ -19,7 +19,7 @@ does not even read) is refused as ``too_deep``.
 >>> decode_label(b'{"model": "fraud", "id": "p-1", "ts": 1763892000.5}')
 Traceback (most recent call last):
 ...
-daemon.events.BadEvent: missing_field: Object missing required field `label`
+daemon.stream.events.BadEvent: missing_field: Object missing required field `label`
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class BadEvent(Exception):
 # Checked by msgspec in C while decoding. Integers are checked after decoding
 # (_check_int): msgspec bounds only integers that fit in 64 bits.
 Number = Annotated[float, msgspec.Meta(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
-Value = int | Number | str | bool | None  # int first: integers stay exact (daemon.reference)
+Value = int | Number | str | bool | None  # int first: integers stay exact (daemon.stream.reference)
 
 
 class Prediction(msgspec.Struct, gc=False):

@@ -17,8 +17,8 @@ from learners.lifecycle import ChampionChallenger
 from learners.replay import ReplayBuffer
 from learners.retraining import RetrainPolicy
 
-from .config import ModelConfig
-from .episodes import info
+from daemon.config import ModelConfig
+from daemon.alerting.episodes import info
 
 log = logging.getLogger(__name__)
 

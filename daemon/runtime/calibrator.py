@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 
-from .columns import column_thresholds
+from daemon.stream.columns import column_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Calibrator:
     """A worker thread computing ``compute(job)`` for submitted jobs, in order of
     submission; results are collected with :meth:`done`.
 
-    ``compute`` defaults to :func:`daemon.columns.column_thresholds`; an exception it
+    ``compute`` defaults to :func:`daemon.stream.columns.column_thresholds`; an exception it
     raises becomes the result's ``error`` (the job's tests are then left out, with the
     reason, rather than retried for ever).
     """

@@ -1,6 +1,6 @@
 """Alert delivery: off the consumer thread, retried, at-least-once.
 
-:class:`AlertSender` hands every :class:`~daemon.episodes.Alert` to every
+:class:`AlertSender` hands every :class:`~daemon.alerting.episodes.Alert` to every
 sink. Each sink has its own worker thread, so a slow or dead webhook neither
 blocks the Kafka consumer loop (``send`` only enqueues) nor delays the other
 sinks. Failed deliveries are retried with exponential backoff and jitter; a
@@ -9,7 +9,7 @@ not for one message). An alert stays in :meth:`AlertSender.pending` until every
 sink has finished with it, so the daemon can checkpoint it and re-send it
 after a crash; receivers de-duplicate on the stable alert id.
 
-The sinks (webhook, Kafka) live in :mod:`daemon.alert_sinks` and are
+The sinks (webhook, Kafka) live in :mod:`daemon.alerting.sinks` and are
 re-exported here.
 """
 
@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from daemon.alert_sinks import (KafkaSink, PermanentError, RetryableError, Sink, WebhookSink,
+from daemon.alerting.sinks import (KafkaSink, PermanentError, RetryableError, Sink, WebhookSink,
                                 parse_retry_after, slack_text)
-from daemon.episodes import Alert
+from daemon.alerting.episodes import Alert
 
 __all__ = ["AlertSender", "KafkaSink", "OUTCOMES", "PermanentError", "RetryableError", "Sink",
            "WebhookSink", "parse_retry_after", "slack_text"]

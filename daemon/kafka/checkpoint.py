@@ -116,7 +116,7 @@ def seal(key: bytes, purpose: str, obj) -> bytes:
     >>> unseal(b"other key", "p", seal(b"k", "p", {"a": 1}))
     Traceback (most recent call last):
     ...
-    daemon.checkpoint.Tampered: HMAC-SHA256 tag does not match: tampered with, or sealed with another key
+    daemon.kafka.checkpoint.Tampered: HMAC-SHA256 tag does not match: tampered with, or sealed with another key
     """
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return MAGIC + _tag(key, purpose, payload) + payload
@@ -171,7 +171,7 @@ class Checkpoints:
 
     def save(self, state, logs: dict | None = None) -> None:
         """Write ``state`` (its ``partition`` names the file) and ``logs``, the identity
-        of the log each of its offsets is in ({topic: id}, see :mod:`daemon.logid`)."""
+        of the log each of its offsets is in ({topic: id}, see :mod:`daemon.kafka.logid`)."""
         saved = {"format": FORMAT, "scope": self.scope, "state": state, "logs": dict(logs or {})}
         self._write(self._path(state.partition), f"checkpoint {self.scope} p{state.partition}", saved)
         self.last_saved = time.time()

@@ -17,11 +17,11 @@ from collections import Counter
 
 import numpy as np
 
-from . import events
-from .config import Config
-from .episodes import Episodes
-from .join import OUTCOMES, LabelJoin
-from .pipeline import ModelPipeline
+from daemon.stream import events
+from daemon.config import Config
+from daemon.alerting.episodes import Episodes
+from daemon.stream.join import OUTCOMES, LabelJoin
+from daemon.stream.pipeline import ModelPipeline
 
 log = logging.getLogger("driftd")
 
@@ -228,7 +228,7 @@ class PartitionState:
                 if alert is not None:
                     yield alert
 
-    # -- calibration (see daemon.calibrator) ----------------------------------------------
+    # -- calibration (see daemon.runtime.calibrator) ----------------------------------------------
     def calibration_jobs(self, new_only: bool = False) -> list[tuple]:
         """``((model, owner), job)`` for every column and label test of every model waiting
         for thresholds (see :meth:`ModelPipeline.calibration_jobs`)."""

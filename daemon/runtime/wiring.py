@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import re
 
-from .alert_sinks import KafkaSink, WebhookSink
-from .config import Config, Secret
+from daemon.alerting.sinks import KafkaSink, WebhookSink
+from daemon.config import Config, Secret
 
 log = logging.getLogger("driftd")
 
@@ -38,13 +38,13 @@ def bootstrap(config: Config):
     """(bootstrap servers, the embedded broker or None); creates topics where asked."""
     kafka = config.kafka
     if kafka.bootstrap_servers == "embedded":
-        from .embedded_broker import EmbeddedBroker
+        from daemon.kafka.embedded_broker import EmbeddedBroker
 
         broker = EmbeddedBroker(topics=topics(config)).start()
         log.warning("embedded broker (in memory, for development) at %s", broker.bootstrap)
         return broker.bootstrap, broker
     if kafka.create_topics:
-        from .embedded_broker import create_topics
+        from daemon.kafka.embedded_broker import create_topics
 
         create_topics(kafka.bootstrap_servers, topics(config), **client_settings(kafka.client))
     return kafka.bootstrap_servers, None

@@ -1,0 +1,1 @@
+"""`driftd demo`: the embedded broker, a simulated model server and the daemon in one process."""

@@ -1,0 +1,1 @@
+"""HTTP: /metrics (Prometheus), /status (strict JSON), /livez and /readyz."""
