@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from daemon.config import from_dict
 from daemon.runtime.service import Daemon
@@ -73,6 +73,24 @@ def produce(bootstrap: str, records) -> dict:
     producer.flush()
     producer.close()
     return counts
+
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout_ms: int = 5000) -> list:
+    """Up to ``expect`` records of ``topic`` from its beginning (fewer if none come for
+    ``timeout_ms``); fetch limits large enough for 2 MB records."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=timeout_ms, fetch_max_bytes=16 * 1024 * 1024,
+                             max_partition_fetch_bytes=16 * 1024 * 1024)
+    got = []
+    try:
+        for message in consumer:
+            got.append(message)
+            if len(got) >= expect:
+                break
+    finally:
+        consumer.close()
+    return got
 
 
 def get(daemon: Daemon, path: str) -> tuple[int, bytes]:

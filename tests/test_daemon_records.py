@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from daemon.kafka.checkpoint import Checkpoints
 from daemon.config import from_dict
@@ -27,24 +27,12 @@ from daemon.stream.partition import PartitionState
 from daemon.runtime.service import Daemon
 from daemon.runtime import wiring
 
-from .daemon_harness import daemon_config, processed, produce as produce_records, running_daemon, wait_until
+from .daemon_harness import daemon_config, processed, produce as produce_records, read_topic, running_daemon, wait_until
 from .test_daemon_process import MODEL, committed, daemons, expected, sim_records, wait_counts, write_config  # noqa: F401 - fixture
 
 OVERSIZE = b"x" * 2_000_000
 
 
-def dead_letters(bootstrap: str, topic: str, expect: int) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000,
-                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
-    got = []
-    try:
-        for message in consumer:
-            got.append(message)
-            if len(got) >= expect:
-                break
-    finally:
-        consumer.close()
-    return got
 
 
 def test_records_that_crashed_the_loop_are_dead_letters_and_the_daemon_runs_on(kafka_bootstrap, unique_name, tmp_path, daemons):
@@ -96,7 +84,7 @@ def test_records_that_crashed_the_loop_are_dead_letters_and_the_daemon_runs_on(k
     for _, _, _, reason in bad:
         assert m[("driftd_dead_letter_total", frozenset({"reason": reason}.items()))] >= 1, reason
 
-    got = dead_letters(kafka_bootstrap, dead, len(bad))
+    got = read_topic(kafka_bootstrap, dead, len(bad))
     by_reason = {}
     for message in got:
         headers = dict(message.headers)

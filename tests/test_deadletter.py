@@ -9,12 +9,14 @@ import hashlib
 import logging
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaTimeoutError
 
 from daemon.kafka.deadletter import MAX_KEY_BYTES, DeadLetters
 from daemon.kafka.embedded_broker import create_topics
+
+from .daemon_harness import read_topic
 
 
 def source(value, key=b"fraud", headers=(), offset=7) -> ConsumerRecord:
@@ -22,19 +24,6 @@ def source(value, key=b"fraud", headers=(), offset=7) -> ConsumerRecord:
                           len(key or b""), len(value or b""), -1)
 
 
-def read_all(bootstrap: str, topic: str, expect: int, timeout_ms: int = 5000) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=timeout_ms, fetch_max_bytes=16 * 1024 * 1024,
-                             max_partition_fetch_bytes=16 * 1024 * 1024)
-    got = []
-    try:
-        for message in consumer:
-            got.append(message)
-            if len(got) >= expect:
-                break
-    finally:
-        consumer.close()
-    return got
 
 
 @pytest.fixture
@@ -64,7 +53,7 @@ def test_a_small_bad_record_is_copied_byte_for_byte_with_where_and_why(kafka_boo
     # Kafka allows a header without a value; the producer takes bytes only.
     letters.send(source(b"not json", headers=[("trace", b"t-1"), ("empty", None)]), "not_json", "expected value")
     letters.confirm()
-    (got,) = read_all(kafka_bootstrap, dead_topic, 1)
+    (got,) = read_topic(kafka_bootstrap, dead_topic, 1)
     headers = dict(got.headers)
     assert (got.key, got.value) == (b"fraud", b"not json")
     assert headers["trace"] == b"t-1" and headers["empty"] == b""
@@ -82,7 +71,7 @@ def test_an_oversize_record_is_copied_as_a_bounded_prefix_with_its_size_and_sha2
     letters = DeadLetters(producer(), dead_topic, max_bytes=524_288, on_failure=refused.append)
     letters.send(source(value, key=b"k" * 5000, headers=[("big", b"h" * 10_000)]), "oversize", "2000000 bytes")
     letters.confirm()
-    (got,) = read_all(kafka_bootstrap, dead_topic, 1)
+    (got,) = read_topic(kafka_bootstrap, dead_topic, 1)
     headers = dict(got.headers)
     assert refused == []
     assert headers["driftd-reason"] == b"oversize"
@@ -103,7 +92,7 @@ def test_a_copy_the_producer_refuses_becomes_a_stub_with_its_size_and_hash(kafka
     with caplog.at_level(logging.ERROR, logger="driftd"):
         letters.send(source(value), "not_json", "bad")  # does not raise
     letters.confirm()
-    (got,) = read_all(kafka_bootstrap, dead_topic, 1)
+    (got,) = read_topic(kafka_bootstrap, dead_topic, 1)
     headers = dict(got.headers)
     assert got.value == b"" and got.key == b"fraud"
     assert headers["driftd-reason"] == b"not_json" and headers["driftd-source-offset"] == b"7"
@@ -152,7 +141,7 @@ def test_while_the_broker_is_away_confirm_raises_and_later_delivers(private_kafk
             except KafkaTimeoutError:
                 continue
         assert letters.unconfirmed == 0
-        values = [m.value for m in read_all(broker.bootstrap, topic, 1)]
+        values = [m.value for m in read_topic(broker.bootstrap, topic, 1)]
         assert b"second" in values  # the broker came back empty: only what came after
     finally:
         p.close(timeout=3)

@@ -9,7 +9,6 @@ ends with which detectors fired, at which event, and how long after the true cha
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import sys
