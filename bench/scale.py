@@ -1,0 +1,217 @@
+"""Many models in one process: memory, time to ready and per-event cost against the number of models.
+
+Run from the repository root::
+
+    .venv/bin/python bench/scale.py            # 1, 10, 100, 1,000 models
+    .venv/bin/python bench/scale.py --quick    # 1, 10, 100 models, a shorter steady phase
+    .venv/bin/python bench/scale.py --models 1,50
+
+Each count of models runs in a fresh interpreter (so memory does not carry over), with
+``daemon.stream.pipeline.ModelPipeline`` objects fed directly (no broker; see ``bench/feeding.py``),
+every model at ``ModelConfig()``'s defaults with 20 numeric features ``x0..x19`` (normal,
+each its own mean and scale; fresh draws per model) and a predicted class (no score):
+
+1. **baseline**: the interpreter with numpy and driftd imported, after ``gc.collect()``:
+   VmRSS is the "interpreter" that the memory figures are measured above;
+2. **to ready**: model after model, its reference (``reference_size`` predictions, decoded
+   beforehand, not timed) is fed in batches of 500, which builds its tests, then its
+   pending calibrations are computed: the CPU time of this thread from the first
+   reference event to a calibrated model. The first model pays for what later ones share
+   (null tables of continuous features, which depend on sizes and settings only);
+3. **per event**: every model's windows are filled (``window`` stationary predictions,
+   untimed), then batches of ``stride`` predictions (each batch runs every test of the model
+   once), model after model, round after round, at least ``--steady`` predictions in all:
+   CPU microseconds per prediction. Flat means the cost does not grow with the number of
+   models;
+4. **memory**, after the steady phase (``gc.collect()``): VmRSS above the baseline, per
+   model, and the marginal cost of a model, ``(RSS above at N - at 1) / (N - 1)``, which
+   leaves out one-off costs (lazy imports, shared null tables, allocator arenas); each
+   model's pickled size (``pickle.dumps(pipeline)``, what a checkpoint holds for it; every
+   model for up to 100, else 100 of them). VmHWM (the peak) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+import feeding  # noqa: E402
+
+N_FEATURES = 20
+SEED = 20_251_203
+FEED_BATCH = 500  # predictions per batch while the reference fills
+POOL = 2_000  # stationary predictions shared by every model in the steady phase
+MEANS = np.linspace(-5, 5, N_FEATURES)
+SCALES = np.linspace(0.5, 3, N_FEATURES)
+
+
+def rows(rng: np.random.Generator, n: int, model: str, start: int = 0) -> list:
+    x = rng.normal(size=(n, N_FEATURES)) * SCALES + MEANS
+    prediction = ((x[:, 0] - MEANS[0]) / SCALES[0] + (x[:, 1] - MEANS[1]) / SCALES[1] > 0).astype(int)
+    return feeding.predictions(model, {f"x{k}": x[:, k] for k in range(N_FEATURES)}, prediction, start=start)
+
+
+def vm(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def child(n_models: int, steady: int) -> dict:
+    from daemon.config import ModelConfig
+
+    config = ModelConfig()
+    gc.collect()
+    baseline = vm("VmRSS")
+    models: list[feeding.Fed] = []
+    ready_cpu = []
+    for m in range(n_models):
+        rng = np.random.default_rng([SEED, m])
+        reference = rows(rng, config.reference_size, f"m{m}")
+        fed = feeding.Fed(f"m{m}", config)
+        t = time.thread_time()
+        for i in range(0, len(reference), FEED_BATCH):
+            fed.feed(reference[i:i + FEED_BATCH])
+        if not fed.ready:
+            fed.calibrate()
+        ready_cpu.append(time.thread_time() - t)
+        if not fed.ready:
+            raise RuntimeError(f"model m{m} not ready after its reference and calibration")
+        models.append(fed)
+        del reference
+    gc.collect()
+    ready_rss = vm("VmRSS")
+
+    pool = rows(np.random.default_rng([SEED, 1, 0]), POOL, "steady", start=10**9)
+    fill = pool[:config.window]
+    step = config.stride  # each batch completes one test of every test
+    batches = [pool[i:i + step] for i in range(config.window, POOL, step)]
+    # Untimed: fill every model's windows, so that each timed batch of ``stride`` values
+    # completes one test of every test of the model.
+    for fed in models:
+        fed.feed(fill)
+    rounds = max(1, math.ceil(steady / (n_models * step)))
+    n_events = detections = 0
+    tests_before = n_tests(models)
+    t = time.thread_time()
+    for r in range(rounds):
+        batch = batches[r % len(batches)]
+        for fed in models:
+            detections += len(fed.feed(batch))
+        n_events += len(batch) * n_models
+    steady_cpu = time.thread_time() - t
+    tests_run = n_tests(models) - tests_before
+    del pool, fill, batches
+    gc.collect()
+    steady_rss = vm("VmRSS")
+    sample = models if n_models <= 100 else [models[i] for i in np.linspace(0, n_models - 1, 100).astype(int)]
+    pickled = [len(pickle.dumps(f.pipeline, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
+    return {
+        "models": n_models, "baseline_rss": baseline, "ready_rss": ready_rss, "steady_rss": steady_rss,
+        "peak_rss": vm("VmHWM"), "tests_run": tests_run, "pickled_mean": float(np.mean(pickled)), "pickled_max": max(pickled),
+        "ready_cpu_first": ready_cpu[0], "ready_cpu_rest_mean": float(np.mean(ready_cpu[1:])) if n_models > 1 else None,
+        "ready_cpu_total": float(sum(ready_cpu)), "steady_events": n_events, "steady_rounds": rounds,
+        "steady_cpu": steady_cpu, "steady_detections": detections,
+        "columns": sorted({c for _, c in models[0].pipeline.data_detectors}),
+        "tests": len(models[0].pipeline.data_detectors),
+        "config": {"reference_size": config.reference_size, "window": config.window, "stride": config.stride,
+                   "ert": config.ert},
+    }
+
+
+def n_tests(models: list) -> int:
+    """Tests run so far by every data test of every model."""
+    return sum(d.n_tests for fed in models for d in fed.pipeline.data_detectors.values())
+
+
+def run(n_models: int, steady: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", str(n_models), "--steady", str(steady)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{n_models} models failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def mb(b: float, digits: int = 1) -> str:
+    return f"{b / 2**20:,.{digits}f} MB"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="1, 10 and 100 models, 20,000 steady predictions")
+    p.add_argument("--models", help="comma-separated counts of models (default 1,10,100,1000)")
+    p.add_argument("--steady", type=int, help="steady-phase predictions at least (default 100,000; --quick 20,000)")
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    opts = p.parse_args(argv)
+    steady = opts.steady or (20_000 if opts.quick else 100_000)
+    if opts.child is not None:
+        print(json.dumps(child(opts.child, steady)))
+        return 0
+    counts = [int(c) for c in opts.models.split(",")] if opts.models else ([1, 10, 100] if opts.quick else [1, 10, 100, 1000])
+    started = time.perf_counter()
+    print("driftd with many models in one process (pipelines fed directly, no broker)")
+    print(feeding.machine_line())
+    results = []
+    for n in counts:
+        results.append(run(n, steady))
+        print(f"  {n} models: done", file=sys.stderr, flush=True)
+    first = results[0]
+    print(f"each model: ModelConfig() defaults {first['config']}; {N_FEATURES} numeric features + the prediction; "
+          f"{first['tests']} data tests on {len(first['columns'])} columns {first['columns']}")
+    print(f"baseline (interpreter with numpy and driftd imported): {mb(first['baseline_rss'])} VmRSS")
+    print()
+    above = {r["models"]: r["steady_rss"] - r["baseline_rss"] for r in results}
+    cost = {r["models"]: r["steady_cpu"] / r["steady_events"] * 1e6 for r in results}
+    one = results[0]["models"]
+    head = (f"{'models':>6} {'RSS above':>11} {'per model':>10} {'marginal':>10} {'pickled/model':>14} {'peak RSS':>10} "
+            f"{'ready CPU 1st':>13} {'ready CPU next':>14} {'ready CPU all':>13} {'us/event':>9} {'vs ' + str(one):>7}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        n = r["models"]
+        marginal = "-" if n == one else mb((above[n] - above[one]) / (n - one), 2)
+        rest = "-" if r["ready_cpu_rest_mean"] is None else f"{r['ready_cpu_rest_mean']:.3f} s"
+        print(f"{n:>6} {mb(above[n]):>11} {mb(above[n] / n, 2):>10} {marginal:>10} {r['pickled_mean'] / 1024:>11,.0f} kB "
+              f"{mb(r['peak_rss']):>10} {r['ready_cpu_first']:>11.2f} s {rest:>14} {r['ready_cpu_total']:>11.1f} s "
+              f"{cost[n]:>9.1f} {cost[n] / cost[one]:>6.2f}x")
+    print()
+    print("RSS above: VmRSS minus the baseline with every model ready and its windows full (after the steady phase);\n"
+          f"marginal: (RSS above at N - at {one}) / (N - {one}); pickled: mean len(pickle.dumps(pipeline)) after the "
+          "steady phase;\nready CPU: reference feeding + building + calibration, first model and mean of the others;\n"
+          f"us/event: CPU per prediction in the steady phase, windows full, batches of {first['config']['stride']} (one test of each test per batch): "
+          + "; ".join(f"{r['models']} models: {r['steady_events']:,} predictions, {r['tests_run']:,} tests, "
+                      f"{r['steady_detections']} detections" for r in results))
+    print()
+    # The marginal cost at the largest count is the most precise (allocator noise spreads
+    # over the most models).
+    biggest = max(above)
+    per_model = (above[biggest] - above[one]) / (biggest - one) if biggest > one else above[one] / one
+    pickled = max(r["pickled_mean"] for r in results)
+    print("Goals (informational)")
+    print(f"  <= 0.5 MB per model of 20 numeric features: RSS {mb(per_model, 2)} per model (marginal at {biggest} models), "
+          f"pickled {pickled / 2**20:.2f} MB: {'PASS' if max(per_model, pickled) <= 0.5 * 2**20 else 'BELOW'}")
+    if 1000 in above:
+        print(f"  1,000 models within 600 MB RSS above the interpreter: {mb(above[1000])}: "
+              f"{'PASS' if above[1000] <= 600 * 2**20 else 'BELOW'}")
+    last = results[-1]["models"]
+    print(f"  per-event cost flat in the number of models: {' / '.join(f'{c:.1f}' for c in cost.values())} us "
+          f"({last} models / {one}: {cost[last] / cost[one]:.2f}x)")
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
