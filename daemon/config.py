@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 import urllib.parse
@@ -350,15 +351,27 @@ def _coerce(hint, value, key: str):
             raise ConfigError(key, f"must be a whole number, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            # YAML 1.1 reads 1e8 (no dot, no sign on the exponent) as a string.
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(key, f"must be a finite number, got an integer of {len(str(value))} digits") from None
+        if not math.isfinite(number):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
     raise ConfigError(key, f"unsupported setting type {hint}")
 
+
+#: Numbers in exponent notation that YAML 1.1 leaves as strings (``1e8``, ``2.5E-3``).
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 _SECRET_WORDS = ("password", "secret", "token")
 
@@ -441,9 +454,12 @@ def _is_http_url(url: str | None) -> bool:
 
 def _check_model(model: ModelConfig, key: str) -> None:
     from detectors import METRICS, RIVER_DETECTORS, RiverDetector
+    from detectors.binning import MIN_REFERENCE
 
     if model.task not in ("classification", "regression"):
         raise ConfigError(f"{key}.task", "must be classification or regression")
+    if model.reference_size < MIN_REFERENCE:
+        raise ConfigError(f"{key}.reference_size", f"must be at least {MIN_REFERENCE}: no test can be built from fewer reference values")
     for name in ("reference_size", "window", "stride", "max_features", "decay_window", "decay_reference_size"):
         if getattr(model, name) < 1:
             raise ConfigError(f"{key}.{name}", "must be at least 1")

@@ -5,10 +5,12 @@ in ``range(n_bins)``; ``reference_counts`` says how the reference itself fell. N
 of the reference is kept. Four kinds:
 
 - :class:`QuantileBins` (numeric PSI): edges at the reference's quantiles; a *point
-  mass*, a value holding at least half a bin's share of the reference (``1 / (2 n_bins)``
-  of its present values), gets a bin of its own, so that it cannot hide in a neighbour's.
+  mass*, a value seen more than once and holding at least half a bin's share of the
+  reference (``1 / (2 n_bins)`` of its present values), gets a bin of its own, so that it
+  cannot hide in a neighbour's.
 - :class:`CategoricalBins` (categorical PSI, chi-square): one bin per level seen in the
-  reference, then an "other" bin for unseen levels.
+  reference, then an "other" bin for unseen levels (counted, or left out of the test:
+  :meth:`CategoricalBins.unseen_bins`).
 - :class:`KSSlots` (KS): the points where the two empirical distribution functions are
   compared: every distinct reference value when there are at most ``n_slots`` of them
   (then the KS distance is exact), else ``n_slots`` reference quantiles (an approximation).
@@ -35,6 +37,9 @@ from __future__ import annotations
 import numpy as np
 
 MIN_REFERENCE = 20
+#: What a categorical test does with levels the reference never had (see
+#: :meth:`CategoricalBins.unseen_bins`).
+UNSEEN = ("count", "ignore")
 #: Integers of larger magnitude are not exact as float64.
 EXACT_INTEGER = 2**53
 
@@ -124,7 +129,10 @@ class QuantileBins(_EdgeBins):
         present, n_missing = _present(reference, max(MIN_REFERENCE, 2 * n_bins))
         inner = np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1])
         values, counts = np.unique(present, return_counts=True)
-        heavy = values[counts * 2 * n_bins >= present.size]
+        # A point mass is a value seen more than once: a value seen once holds 1/n of the
+        # reference by itself, and in a small reference (20 values, 10 bins) every such
+        # value would pass the share rule, each then a bin continuous data never lands on.
+        heavy = values[(counts >= 2) & (counts * 2 * n_bins >= present.size)]
         own = np.concatenate([heavy, _above(heavy)])
         edges = np.unique(np.concatenate([inner, own]))
         self._set_edges(_drop_empty(edges, np.isin(edges, own), present), present)
@@ -194,6 +202,14 @@ class CategoricalBins:
         for level, count in levels.items():
             self.reference_counts[self.levels[level]] = count
         self.reference_counts[self.missing_bin] = n_missing
+
+    def unseen_bins(self, unseen: str) -> tuple:
+        """The bins a test leaves out for its ``unseen`` setting: none for "count" (levels
+        the reference never had fall in "other" and weigh as change), the "other" bin for
+        "ignore" (they are left to a test of their own rate). ValueError otherwise."""
+        if unseen not in UNSEEN:
+            raise ValueError(f"unseen must be one of {UNSEEN}, got {unseen!r}")
+        return (self.other_bin,) if unseen == "ignore" else ()
 
     def index(self, values) -> np.ndarray:
         get, other, missing = self.levels.get, self.other_bin, self.missing_bin

@@ -14,7 +14,10 @@ on every bin that the reference filled, and on the empty bins that a test declar
 reference had none). Other empty bins stay empty: values between a numeric reference's
 values, levels it never had, missing values where it had none are themselves a change,
 which the rate tests (:mod:`detectors.rate`) watch under their own share of the contract;
-a distribution test calibrated for them too would only lose power. For
+a distribution test calibrated for them too would only lose power. Chi-square and
+categorical PSI built with ``unseen="ignore"`` leave unseen levels out of their windows,
+so this is exactly their null even on a stream that keeps bringing new rare levels; with
+``unseen="count"`` such a stream alarms more often than ``ert`` says. For
 continuous data this is the exact null of quantile bins, whose probabilities are spacings
 of uniform order statistics, Dirichlet-distributed with the reference counts. Each run
 then draws its stream's bin counts chunk by chunk (``gcd(window, stride)`` values each),

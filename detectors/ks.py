@@ -92,8 +92,14 @@ class KS(WindowedTest):
             raise ValueError(f"method must be 'auto', 'exact' or 'asymp', got {method!r}")
         self.method = method
         self.n_slots = n_slots
-        super().__init__(KSSlots(reference, n_slots), window, stride, threshold, ert, warning_threshold,
-                         calibration_seed, defer_calibration, skip_missing=True)
+        slots = KSSlots(reference, n_slots)
+        super().__init__(slots, window, stride, threshold, ert, warning_threshold,
+                         calibration_seed, defer_calibration, skip_bins=(slots.missing_bin,))
+
+    @property
+    def n_missing(self) -> int:
+        """Missing values fed so far (left out of the test)."""
+        return self.n_skipped
 
     @property
     def exact(self) -> bool:

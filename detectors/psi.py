@@ -5,7 +5,9 @@
 categories; a missing bin for both), with ``smoothing`` added to every count first, so
 that an empty bin never gives an infinity. PSI has no p-value; the threshold is given or
 calibrated to an expected run length (``ert``). The classic rule of thumb reads PSI above
-0.1 as a moderate shift and above 0.25 as a major one.
+0.1 as a moderate shift and above 0.25 as a major one. Categorical PSI counts levels the
+reference never had in "other" (``unseen="count"``, the default) or leaves them out of
+the window (``unseen="ignore"``), as :mod:`detectors.chisquare` explains.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -48,7 +50,9 @@ class PSI(WindowedTest):
     ``categorical=True`` bins by level instead of by quantile (``n_bins`` quantile bins,
     see :class:`~detectors.binning.QuantileBins`). Give ``threshold`` or ``ert`` (values
     between false alarms on a stationary stream; ``defer_calibration``: see
-    :mod:`detectors.windowed`).
+    :mod:`detectors.windowed`). ``unseen`` ("count" or "ignore", categorical only): what
+    to do with levels the reference never had (see :mod:`detectors.chisquare`);
+    ValueError for another value, or "ignore" on numbers.
     """
 
     KIND = "psi"
@@ -67,18 +71,24 @@ class PSI(WindowedTest):
         warning_threshold: float | None = None,
         calibration_seed: int = 0,
         defer_calibration: bool = False,
+        unseen: str = "count",
     ):
         if smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {smoothing}")
+        if not categorical and unseen != "count":
+            raise ValueError(f"unseen={unseen!r} needs categorical=True (numbers have no unseen levels)")
         self.n_bins = n_bins
         self.categorical = categorical
         self.smoothing = float(smoothing)
+        self.unseen = unseen
         binning = CategoricalBins(reference) if categorical else QuantileBins(reference, n_bins)
+        skip = binning.unseen_bins(unseen) if categorical else ()
         super().__init__(binning, window, stride, threshold, ert, warning_threshold, calibration_seed,
-                         defer_calibration)
+                         defer_calibration, skip_bins=skip)
 
     def _settings(self) -> dict:
-        return {"n_bins": self.n_bins, "categorical": self.categorical, "smoothing": self.smoothing}
+        return {"n_bins": self.n_bins, "categorical": self.categorical, "smoothing": self.smoothing,
+                "unseen": self.unseen}
 
     def _null_params(self) -> tuple:
         return (("smoothing", self.smoothing),)

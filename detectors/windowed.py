@@ -8,6 +8,11 @@ window`` gives tumbling windows, a smaller stride sliding ones. Tests fall at th
 positions whatever the batch sizes, so a stream gives the same states and decisions fed
 one value at a time or in batches of any size.
 
+Values falling in a test's ``skip_bins`` (KS: missing values; chi-square and categorical
+PSI with ``unseen="ignore"``: levels the reference never had) are left out: they neither
+enter the window nor count towards the next test, and ``n_skipped`` counts them. A
+decision's ``at`` is still the number of the value, among all those fed, that completed it.
+
 The decision is ``statistic > threshold``; each test puts a
 :class:`~detectors.base.Decision` in the outbox. The threshold is given directly
 (``threshold=``) or derived from an expected run length between false alarms on a
@@ -90,7 +95,7 @@ class WindowedTest(Detector):
         warning_threshold: float | None,
         calibration_seed: int,
         defer_calibration: bool = False,
-        skip_missing: bool = False,
+        skip_bins: tuple = (),
     ):
         if window < 2:
             raise ValueError(f"window must be at least 2, got {window}")
@@ -106,7 +111,7 @@ class WindowedTest(Detector):
         self.stride = int(stride)
         self.ert = ert
         self.calibration_seed = calibration_seed
-        self._skip_missing = skip_missing
+        self._skip_bins = tuple(int(b) for b in skip_bins)
         self._ring_dtype = np.uint8 if binning.n_bins <= 256 else np.uint16 if binning.n_bins <= 65536 else np.intp
         self._threshold = None if threshold is None else float(threshold)
         self.warning_threshold = warning_threshold
@@ -169,7 +174,7 @@ class WindowedTest(Detector):
         self._p_cache = None
         self._held: list = []
         self.n_seen = 0
-        self.n_missing = 0
+        self.n_skipped = 0
         self.n_tests = 0
         self.n_detections = 0
         self.last_detection_at = None
@@ -204,9 +209,9 @@ class WindowedTest(Detector):
     def update_many(self, xs) -> None:
         bins = self.binning.index(xs)
         kept = None
-        if self._skip_missing:
-            kept = np.flatnonzero(bins != self.binning.missing_bin)
-            self.n_missing += bins.size - kept.size
+        if self._skip_bins:
+            kept = np.flatnonzero(~np.isin(bins, self._skip_bins))
+            self.n_skipped += bins.size - kept.size
             bins = bins[kept]
         seen_before = self.n_seen
         self.n_seen += len(xs)

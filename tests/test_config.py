@@ -334,3 +334,20 @@ def test_the_reference_shows_the_real_defaults():
     assert rows["model_defaults.window"] == str(ModelConfig().window)
     assert yaml.safe_load(rows["model_defaults.numeric_tests"]) == ModelConfig().numeric_tests
     assert yaml.safe_load(rows["join.label_grace_seconds"]) == cfg.JoinConfig().label_grace_seconds
+
+
+def test_exponent_notation_is_a_number_although_yaml_1_1_reads_it_as_text(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  m: {ert: 1e8, label_ert: 2.5E6}\n")
+    model = load(path).models["m"]
+    assert (model.ert, model.label_ert) == (1e8, 2.5e6)
+
+
+def test_an_integer_too_large_for_a_number_names_the_key():
+    with pytest.raises(ConfigError, match=r"models\.m\.ert: must be a finite number, got an integer of 401 digits"):
+        from_dict({"models": {"m": {"ert": 10**400}}})
+
+
+def test_a_reference_too_small_for_any_test_is_refused():
+    with pytest.raises(ConfigError, match=r"models\.m\.reference_size: must be at least 20"):
+        from_dict({"models": {"m": {"reference_size": 19}}})

@@ -9,7 +9,8 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   different from it (it fires when the value changes);
 - every feature: ``missing_rate``, a rate test of missing values (absent or null);
 - every categorical feature and a categorical prediction (not constant): ``unseen_rate``,
-  a rate test of levels the reference never had;
+  a rate test of levels the reference never had (the distribution tests leave those
+  levels out: ``unseen="ignore"``, one signal, one test);
 - the feature set (column ``<features>``): ``unknown_features``, a rate test of events
   carrying a feature the reference never had.
 
@@ -327,8 +328,12 @@ def _make(test: str, values, kind: str, config: ModelConfig, ert: float) -> Dete
         return RateTest(values, **common)
     if test == "ks":
         return KS(values, **common)
+    # Levels the reference never had are the unseen_rate test's signal alone: the
+    # distribution tests compare the reference's levels only (one signal, one test).
     if test == "psi":
-        return PSI(values, categorical=kind != "numeric", **common)
+        if kind == "numeric":
+            return PSI(values, **common)
+        return PSI(values, categorical=True, unseen="ignore", **common)
     if test == "chisquare":
-        return ChiSquare(values, **common)
+        return ChiSquare(values, unseen="ignore", **common)
     raise ValueError(f"unknown test {test!r}")
