@@ -460,11 +460,9 @@ def _check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.task", "must be classification or regression")
     if model.reference_size < MIN_REFERENCE:
         raise ConfigError(f"{key}.reference_size", f"must be at least {MIN_REFERENCE}: no test can be built from fewer reference values")
-    for name in ("reference_size", "window", "stride", "max_features", "decay_window", "decay_reference_size"):
-        if getattr(model, name) < 1:
-            raise ConfigError(f"{key}.{name}", "must be at least 1")
-    if model.window < 2:
-        raise ConfigError(f"{key}.window", "must be at least 2")
+    for name, least in (("window", 2), ("stride", 1), ("max_features", 1), ("decay_window", 1), ("decay_reference_size", 1)):
+        if getattr(model, name) < least:
+            raise ConfigError(f"{key}.{name}", f"must be at least {least}")
     if model.stride > model.window:
         raise ConfigError(f"{key}.stride", f"must not exceed window ({model.window})")
     if model.ert < model.stride:
