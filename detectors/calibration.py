@@ -29,7 +29,9 @@ The threshold is the lowest level crossed no more often than once every ``ert`` 
 see enough crossings, the tail of the crossing rate is extrapolated from the highest
 levels that they did see, with the shape of the statistic's tail: chi-square-like for
 PSI and chi-square, Gaussian-like for KS. A test kind may instead give its thresholds
-exactly (:mod:`detectors.rate` does).
+exactly (:mod:`detectors.rate` does). Several tests of one column that see the same
+windows are simulated together, on the same streams, and calibrated for the union of
+their alarms (:func:`calibrate_union`, :mod:`detectors.joint`).
 
 The null depends on the counts and settings only, so references with the same counts
 share one calibration: every continuous feature (no ties) of one reference size with one
@@ -151,32 +153,86 @@ def calibrate(null_model: NullModel, ert: float) -> tuple[float, float]:
 
 def calibrate_union(null_models, ert: float) -> list[tuple[float, float]]:
     """(threshold, warning threshold) for each of several tests of one column, so that
-    together they raise at most one false alarm every ``ert`` values (their rates add up
-    to ``1 / ert``: a bound on the rate of the union, which their correlation lowers).
+    together they raise one false alarm every ``ert`` values.
 
-    Tests whose statistic is a count (rate tests) cannot use a whole share of the budget:
-    each gets its equal share, and what its threshold leaves unused goes, in equal parts,
-    to the tests with a continuous statistic. Without such tests this is the equal split,
-    each test calibrated to ``ert * len(null_models)``.
+    Each test has an equal share of the rate ``1 / ert``. Tests whose statistic is a count
+    (rate tests) cannot use a whole share: each is calibrated for its share alone
+    (exactly), and what its threshold leaves unused goes, in equal parts, to the tests
+    with a simulated statistic. Those that watch one stream (:func:`detectors.joint.sharing_groups`:
+    PSI and KS of a numeric column without missing reference values, chi-square and PSI
+    of a categorical one) are simulated together, once, and their thresholds set for the
+    *union* of their alarms to come at their shares' summed rate
+    (:func:`detectors.joint.union_levels`: one common per-test rate, searched for); a
+    test alone is calibrated for its share (:func:`calibrate`). Without rate tests and
+    without tests sharing a stream this is the equal split, each test calibrated to ``ert
+    * len(null_models)``. Deterministic and cached, as :func:`calibrate`.
+
+    >>> psi = NullModel("psi", (100,) * 10 + (0,), window=200, stride=50, params=(("smoothing", 0.5),))
+    >>> ks = NullModel("ks", (10,) * 100, window=200, stride=50)
+    >>> levels = calibrate_union([psi, ks], 50_000)   # simulated once, together
+    >>> levels == calibrate_union([psi, ks], 50_000), all(warning < threshold for threshold, warning in levels)
+    (True, True)
     """
+    from . import joint
+
     models = list(null_models)
     if not models:
         return []
-    share = ert * len(models)
-    out = [calibrate(m, share) for m in models]
+    n = len(models)
     discrete = [getattr(KINDS[m.kind], "exact_rate", None) for m in models]
-    fluid = [i for i, rate_of in enumerate(discrete) if rate_of is None]
-    if not fluid or len(fluid) == len(models):
+    out = [calibrate(m, ert * n) if rate_of else None for m, rate_of in zip(models, discrete)]
+    fluid = [i for i in range(n) if discrete[i] is None]
+    if not fluid:
         return out
+    # Per simulated test: the rate of its share, threshold and warning.
+    rates = []
     for position, factor in ((0, 1.0), (1, WARNING_FACTOR)):
-        spent = sum(discrete[i](models[i], out[i][position]) for i in range(len(models)) if discrete[i])
-        left = factor / ert - spent
-        fluid_ert = factor * len(fluid) / left
-        for i in fluid:
-            levels = list(out[i])
-            levels[position] = calibrate(models[i], fluid_ert)[position]
-            out[i] = tuple(levels)
+        spent = sum(discrete[i](models[i], out[i][position]) for i in range(n) if discrete[i])
+        rates.append((factor / ert - spent) / len(fluid))
+    for group in joint.sharing_groups([models[i] for i in fluid]):
+        members = [fluid[j] for j in group]
+        levels = None
+        if len(members) > 1:
+            levels = _joint_levels([models[i] for i in members], [r * len(members) for r in rates])
+        for k, i in enumerate(members):
+            if levels is not None:
+                out[i] = levels[k]
+            elif len(fluid) == n:
+                out[i] = calibrate(models[i], ert * n)
+            else:
+                out[i] = (calibrate(models[i], 1.0 / rates[0])[0], calibrate(models[i], WARNING_FACTOR / rates[1])[1])
     return out
+
+
+def _joint_levels(models, rates):
+    """(threshold, warning) per model for the union of their alarms at ``rates`` (see
+    :mod:`detectors.joint`), or None where a joint calibration cannot be made (a
+    statistic that never moves, too few alarms seen): the caller then calibrates each alone."""
+    from . import joint
+
+    key = ("union", joint.joint_key(models), tuple(float(r) for r in rates))
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    with _lock:
+        found = _simulations.get(key[1])
+    if found is None:
+        found = joint.joint_simulation(models, N_TESTS)
+        with _lock:
+            _simulations[key[1]] = found
+            while len(_simulations) > _MAX_SIMULATIONS:
+                _simulations.popitem(last=False)
+    stats, n_values = found
+    try:
+        levels = joint.union_levels(models, stats, n_values, rates)
+    except ValueError:
+        return None
+    result = [(float(threshold), float(warning)) for threshold, warning in levels]
+    with _lock:
+        _cache[key] = result
+        while len(_cache) > _MAX_CACHED:
+            _cache.popitem(last=False)
+    return result
 
 
 def _simulation(null_model: NullModel):
@@ -205,30 +261,37 @@ def simulate(null_model: NullModel, n_tests: int):
     if kind.IGNORES_EMPTY_BINS:
         # Bins that stay empty in reference and stream change nothing: leave them out.
         reference, alpha = reference[alpha > 0], alpha[alpha > 0]
-    window, stride = int(null_model.window), int(null_model.stride)
-    chunk = math.gcd(window, stride)
-    n_chunks = (window + stride * (RUN_TESTS - 1)) // chunk
-    tests = np.arange(RUN_TESTS) * (stride // chunk)
     n_runs = max(2, -(-n_tests // RUN_TESTS))
-    cells = reference.size
-    batch = max(1, min(n_runs, _BATCH_CELLS // (n_chunks * cells)))
-    rng = np.random.default_rng([int(null_model.seed), VERSION])
-    draw = _draw_by_bin if 3 * cells <= chunk else _draw_by_value
     starts, ends, top = [], [], -np.inf
-    for first in range(0, n_runs, batch):
-        runs = min(batch, n_runs - first)
-        p = rng.standard_gamma(alpha, size=(runs, cells))
-        p /= p.sum(axis=1, keepdims=True)
-        cum = np.zeros((runs, n_chunks + 1, cells), dtype=np.int32)
-        np.cumsum(draw(rng, p, n_chunks, chunk), axis=1, out=cum[:, 1:])
-        windows = cum[:, tests + window // chunk] - cum[:, tests]
+    for windows in stream_windows(alpha, null_model.window, null_model.stride, n_runs,
+                                  np.random.default_rng([int(null_model.seed), VERSION])):
         stats = kind.batch_statistic(reference, windows, params)
         top = max(top, float(stats.max()))
         previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
         rising = following > previous
         starts.append(previous[rising])
         ends.append(following[rising])
-    return np.concatenate(starts), np.concatenate(ends), n_runs * (RUN_TESTS - 1) * stride, top
+    return np.concatenate(starts), np.concatenate(ends), n_runs * (RUN_TESTS - 1) * null_model.stride, top
+
+
+def stream_windows(alpha: np.ndarray, window: int, stride: int, n_runs: int, rng):
+    """The windows' counts per bin of ``n_runs`` simulated stationary streams, by batches
+    of runs: arrays of shape (runs, RUN_TESTS, bins). Each run draws its bin probabilities
+    from Dirichlet(``alpha``), then its values chunk by chunk."""
+    window, stride = int(window), int(stride)
+    chunk = math.gcd(window, stride)
+    n_chunks = (window + stride * (RUN_TESTS - 1)) // chunk
+    tests = np.arange(RUN_TESTS) * (stride // chunk)
+    cells = alpha.size
+    batch = max(1, min(n_runs, _BATCH_CELLS // (n_chunks * cells)))
+    draw = _draw_by_bin if 3 * cells <= chunk else _draw_by_value
+    for first in range(0, n_runs, batch):
+        runs = min(batch, n_runs - first)
+        p = rng.standard_gamma(alpha, size=(runs, cells))
+        p /= p.sum(axis=1, keepdims=True)
+        cum = np.zeros((runs, n_chunks + 1, cells), dtype=np.int32)
+        np.cumsum(draw(rng, p, n_chunks, chunk), axis=1, out=cum[:, 1:])
+        yield cum[:, tests + window // chunk] - cum[:, tests]
 
 
 def _draw_by_bin(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
