@@ -283,3 +283,15 @@ def test_an_integer_feature_stays_exact_at_any_size_for_the_pipeline_to_judge():
 def test_numbers_up_to_float32_range_are_taken(value):
     assert decode_prediction(prediction(prediction=value, features={"x": value})).prediction == value
     assert decode_label(label(label=value)).label == value
+
+
+@pytest.mark.parametrize("features, reason, named", [
+    ('{"age": 41, "tags": ["a", "b"]}', "wrong_type", "$.features['tags']"),
+    ('{"age": {"years": 41}}', "wrong_type", "$.features['age']"),
+    ('{"amount": 1e39}', "non_finite", "$.features['amount']"),
+])
+def test_a_bad_feature_is_named_in_the_detail(features, reason, named):
+    raw = ('{"model": "fraud", "id": "p-1", "ts": 1763891000, "features": %s, "prediction": 1}' % features).encode()
+    with pytest.raises(BadEvent) as info:
+        decode_prediction(raw)
+    assert info.value.reason == reason and named in info.value.detail

@@ -83,7 +83,7 @@ def _decode(cls, raw: bytes | None):
     try:
         event = _decoders[cls].decode(raw)
     except msgspec.ValidationError as e:
-        text = str(e)
+        text = _name_the_key(str(e), raw)
         if text.startswith("Object missing required field"):
             raise BadEvent("missing_field", text) from None
         if text.startswith("Number out of range") or re.match(r"Expected `float` [<>]=", text):
@@ -107,6 +107,32 @@ def _decode(cls, raw: bytes | None):
     if type(event.ts) is str:
         event.ts = _parse_time(event.ts)
     return event
+
+
+def _name_the_key(text: str, raw: bytes) -> str:
+    """msgspec's path says ``$.features[...]`` for a bad value in a mapping: name the key
+    (decoding the event once more, untyped: only bad events pay for it)."""
+    for field in ("features", "score"):
+        marker = f"`$.{field}[...]`"
+        if marker not in text:
+            continue
+        try:
+            mapping = msgspec.json.decode(raw).get(field)
+        except (msgspec.DecodeError, RecursionError, AttributeError):
+            return text
+        if isinstance(mapping, dict):
+            bad = next((k for k, v in mapping.items() if not _plain_value(v, field)), None)
+            if bad is not None:
+                return text.replace(marker, f"`$.{field}[{bad!r}]`")
+    return text
+
+
+def _plain_value(value, field: str) -> bool:
+    if isinstance(value, float):
+        return -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE
+    if field == "score":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return value is None or isinstance(value, (bool, int, str))
 
 
 def decode_prediction(raw: bytes) -> Prediction:
