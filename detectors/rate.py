@@ -66,6 +66,11 @@ class RateTest(WindowedTest):
     def _open_bins(self) -> tuple:
         return (0, 1)
 
+    def max_statistic(self) -> float:
+        """A window of events only: ``window`` (events the reference never had are this
+        test's business)."""
+        return float(self.window)
+
     @property
     def reference_rate(self) -> float:
         """The posterior mean event rate, ``(k + 1/2) / (n + 1)``."""

@@ -146,6 +146,19 @@ class WindowedTest(Detector):
             self.KIND, tuple(int(c) for c in self._null_counts()), self.window, self.stride,
             self._null_params(), int(self.calibration_seed), tuple(self._open_bins()))
 
+    def max_statistic(self) -> float:
+        """The largest statistic a window of values the reference knows can reach (values
+        in bins the reference left empty, missing or unseen ones, are other tests'
+        business). PSI, chi-square and KS are convex in the window's bin shares, so the
+        largest is that of a window whose values all fall in one bin. A threshold at or
+        above it means a test that can never see a change of the known values' shares: a
+        reference too small for the asked run length."""
+        counts = np.asarray(self._null_counts(), dtype=np.float64)
+        bins = [b for b in range(counts.size) if counts[b] > 0 and b not in self._skip_bins]
+        windows = np.zeros((len(bins), counts.size))
+        windows[np.arange(len(bins)), bins] = self.window
+        return float(np.max(self.batch_statistic(counts, windows, self._stat_params())))
+
     @property
     def calibrated(self) -> bool:
         """True once the threshold is known (given, calibrated, or set)."""

@@ -325,3 +325,46 @@ def test_a_checkpoint_from_before_the_robust_watermark_restores_its_newest_time(
     assert restored.prediction_watermark == 5000.0 and restored.label_watermark == float("-inf")
     restored.add_prediction("m", "a", 6000.0, "p")
     assert restored.prediction_watermark == 5000.0  # 6000 is one event: not the stream's time yet
+
+
+def _stream(seed: int, n: int = 400) -> list:
+    """Predictions and labels of one model, labels late by 0 to 60 s (some beyond the
+    TTL), some never, some twice, some before their prediction, in arrival order."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        ts = 1000.0 + i
+        events.append((ts + rng.uniform(0, 2), "p", f"id-{i}", ts))
+        roll = rng.random()
+        if roll < 0.8:
+            delay = rng.choice([1.0, 5.0, 25.0, 45.0, 60.0])
+            events.append((ts + delay, "l", f"id-{i}", ts + delay))
+            if roll < 0.1:
+                events.append((ts + delay + 3, "l", f"id-{i}", ts + delay + 3))
+        elif roll < 0.85:
+            events.append((ts - 1, "l", f"id-{i}", ts - 1))  # the label first
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_what_joins_does_not_depend_on_where_batches_end(seed):
+    """The same events fed with expire() after batches of 1, 7, 100 and all at once (as
+    the partition does after each polled batch) join, expire and orphan the same."""
+    outcomes = []
+    for batch in (1, 7, 100, 10_000):
+        join = LabelJoin(ttl=30, grace=10, max_pending=10_000)
+        joined = []
+        for k, (_, kind, id, ts) in enumerate(_stream(seed)):
+            if kind == "p":
+                got = join.add_prediction("m", id, ts, id)
+            else:
+                got = join.add_label("m", id, ts, 1)
+            if got:
+                joined.append(got[1])
+            if (k + 1) % batch == 0:
+                join.expire()
+        join.expire()
+        outcomes.append((joined, dict(join.counts)))
+    assert all(o == outcomes[0] for o in outcomes[1:])
+    assert outcomes[0][1][("m", "prediction_expired")] > 0 and outcomes[0][1][("m", "joined")] > 0

@@ -138,7 +138,10 @@ def test_an_unusable_model_is_built_once_and_says_why():
     assert set(untestable) == {"always_null", "rare"}
     assert untestable["always_null"] == "missing in all 200 reference events"
     assert "4 usable values, need at least 20" in untestable["rare"]  # the words of the test that refused
-    assert ("missing_rate", "rare") in pipeline.data_detectors        # its presence is still watched
+    # 98% missing in the reference: no window can be missing more often than the contract
+    # allows by chance, so its missing-rate test could never fire, and says so.
+    assert "missing_rate: can never fire at this contract" in untestable["rare"]
+    assert ("missing_rate", "rare") not in pipeline.data_detectors
     assert ("value_change", "const") in pipeline.data_detectors
     assert ("value_change", "<prediction>") in pipeline.data_detectors  # always class 1: a constant too
 
@@ -350,3 +353,15 @@ def test_untestable_features_and_schema_drift_are_exported_and_on_status():
     assert status["untestable_features"] == {"always_null": "missing in all 1000 reference events"}
     assert status["unknown_features"] == ["extra"] and status["schema"]["unknown"] == 200
     json.dumps(status, allow_nan=False)
+
+
+def test_a_test_no_window_can_fire_is_skipped_with_the_reason():
+    """A reference of 40 values of two levels cannot support a run length of 10^12: the
+    chi-square threshold is above the statistic of any window of known levels, so the test
+    would stay silent for ever. It is dropped, and /status says why."""
+    rng = np.random.default_rng(5)
+    pipeline = ModelPipeline("m", model_config(reference_size=40, window=40, stride=20, ert=1e12))
+    feed(pipeline, [prediction(i, {"c": str(rng.choice(["a", "b"]))}, score=None) for i in range(200)])
+    assert ("chisquare", "c") not in pipeline.data_detectors
+    assert "can never fire at this contract" in pipeline.watch.tests.skipped[("chisquare", "c")]
+    assert ("unseen_rate", "c") in pipeline.data_detectors  # the rate tests still can

@@ -272,15 +272,23 @@ class DataTests:
             detector = column.tests.get(test)
             if detector is None or detector.calibrated:
                 continue
-            if error is not None:
-                del column.tests[test]
-                self.skipped[(test, job.column)] = f"calibration failed: {error}"
-            else:
+            if error is None:
                 threshold, warning = thresholds[i]
-                detector.set_thresholds(threshold, warning)
-        if error is not None and not column.tests:
+                reachable = detector.max_statistic()
+                if threshold < reachable:
+                    detector.set_thresholds(threshold, warning)
+                    continue
+                why = (f"can never fire at this contract: its threshold {threshold:.4g} is above the largest "
+                       f"statistic a window can reach ({reachable:.4g}); a larger reference_size or window, "
+                       f"or a smaller ert, would make it testable")
+            else:
+                why = f"calibration failed: {error}"
+            # Its held decisions would all be clean: nothing is lost with it.
+            del column.tests[test]
+            self.skipped[(test, job.column)] = why
+        if not column.tests:
             del self.columns[job.column]
-            self.untestable[job.column] = f"calibration failed: {error}"
+            self.untestable[job.column] = "; ".join(f"{t}: {why}" for (t, c), why in self.skipped.items() if c == job.column)
             self._update_kinds()
         self._update_calibrated()
 

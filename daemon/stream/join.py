@@ -93,6 +93,7 @@ class LabelJoin:
             self.counts[(model, "duplicate_prediction")] += 1
             return False
         self._saw(self._newest_predictions, ts)
+        self.expire()
         waiting = self._labels.pop(key, None)
         if waiting is not None:
             return self._join(key, ts, payload, *waiting)
@@ -106,6 +107,7 @@ class LabelJoin:
         (model, prediction payload, label, delay seconds)."""
         key = (model, id)
         self._saw(self._newest_labels, ts)
+        self.expire()
         if key in self._joined or key in self._labels:
             self.counts[(model, "duplicate_label")] += 1
             return None
@@ -130,7 +132,11 @@ class LabelJoin:
         self.counts[(key[0], "prediction_expired")] += 1
 
     def expire(self) -> None:
-        """Count and drop what can no longer be joined (call after each batch)."""
+        """Count and drop what can no longer be joined. Every event calls it when it has
+        moved its stream's watermark, before it is matched: what joins is then a function
+        of the events' order alone, not of where the consumer's batches happen to end (run
+        only once per batch, a label 100 s late joined its prediction despite a 30 s TTL
+        when both came in one batch, and not otherwise)."""
         # Buffers are in arrival order, which is close to event-time order: stop at the
         # first entry still in time rather than scanning everything every batch.
         for buffer, watermark, wait, outcome in (

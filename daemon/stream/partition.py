@@ -207,9 +207,8 @@ class PartitionState:
                 self._model_failed(model, kind, [record for record, _, _ in items], e, reject, failed)
 
     def finish_batch(self):
-        """After a batch: expire the join buffer, then yield the alerts of the decisions
-        the batch led to."""
-        self.join.expire()
+        """After a batch: yield the alerts of the decisions the batch led to (the join
+        buffer expires event by event, see :meth:`LabelJoin.expire`)."""
         yield from self.alerts()
 
     def alerts(self):
