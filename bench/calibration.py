@@ -17,7 +17,8 @@ Four kinds of model (features drawn independently, stationary):
 
 A model's tests are those the daemon plans for such columns (see ``daemon/stream/columns.py``):
 PSI and KS on numeric features, chi-square on categorical ones, a missing-value rate test
-on every feature and an unseen-level rate test on categorical ones; the model's ``ert`` is
+on every feature (PSI and chi-square leave missing values to it: ``missing="ignore"``) and
+an unseen-level rate test on categorical ones; the model's ``ert`` is
 split equally across its columns (each gets ``ert * n_columns``) and within a column by
 ``detectors.calibration.calibrate_union`` where it exists, else equally.
 
@@ -125,11 +126,12 @@ class Model:
             common = dict(window=WINDOW, stride=STRIDE, ert=ert, defer_calibration=True)
             tests = {}
             if typ == "numeric":
-                tests["psi"] = PSI(ref, **common)
+                # Missing values are the missing_rate test's alone, as in the daemon.
+                tests["psi"] = PSI(ref, missing="ignore", **common)
                 tests["ks"] = KS(ref, **common)
             else:
                 self.levels[name] = frozenset(v for v in ref if v is not None)
-                tests["chisquare"] = ChiSquare(ref, **common)
+                tests["chisquare"] = ChiSquare(ref, missing="ignore", **common)
                 tests["unseen_rate"] = RateTest(_flags(typ, "unseen_rate", ref, self.levels[name]), **common)
             tests["missing_rate"] = RateTest(_flags(typ, "missing_rate", ref, None), **common)
             self.columns[name] = tests

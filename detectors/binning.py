@@ -40,6 +40,8 @@ MIN_REFERENCE = 20
 #: What a categorical test does with levels the reference never had (see
 #: :meth:`CategoricalBins.unseen_bins`).
 UNSEEN = ("count", "ignore")
+#: What a PSI or chi-square test does with missing values (see :func:`missing_bins`).
+MISSING = ("count", "ignore")
 #: Integers of larger magnitude are not exact as float64.
 EXACT_INTEGER = 2**53
 
@@ -104,6 +106,15 @@ class _EdgeBins:
 
     def key(self) -> tuple:
         return (type(self).__name__, self.edges.tobytes(), self.reference_counts.tobytes())
+
+
+def missing_bins(bins, missing: str) -> tuple:
+    """The bins a test leaves out for its ``missing`` setting: none for "count" (missing
+    values fill the missing bin and weigh as change), the missing bin for "ignore" (they
+    are left to a test of their own rate). ValueError for another setting."""
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    return (bins.missing_bin,) if missing == "ignore" else ()
 
 
 def _present(reference, minimum: int) -> tuple[np.ndarray, int]:

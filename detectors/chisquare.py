@@ -17,6 +17,11 @@ the calibration's null does: use it when the rate of unseen levels has a test of
 (the daemon pairs it with a :class:`~detectors.rate.RateTest` of unseen levels, one
 signal, one test).
 
+Missing values (None, NaN) likewise fill the missing bin (``missing="count"``, the
+default) or, with ``missing="ignore"``, are left out of the window and of the reference
+(counted in ``n_skipped``), for when the missing rate has a test of its own (the daemon's
+``missing_rate``).
+
 >>> ref = ["DE"] * 500 + ["FR"] * 300 + ["IT"] * 200
 >>> chi = ChiSquare(ref, window=200, threshold=20.0)
 >>> chi.update_many(["DE"] * 100 + ["FR"] * 60 + ["IT"] * 40)
@@ -29,6 +34,10 @@ signal, one test).
 >>> known.update_many(["DE"] * 100 + ["FR"] * 60 + ["IT"] * 40 + ["ES"] * 50)
 >>> known.drift, known.statistic, known.n_skipped
 (False, 0.0, 50)
+>>> present = ChiSquare(ref + [None] * 100, window=200, threshold=20.0, missing="ignore")
+>>> present.update_many(["DE"] * 100 + [None] * 80 + ["FR"] * 60 + ["IT"] * 40)
+>>> present.drift, present.statistic, present.n_skipped
+(False, 0.0, 80)
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .binning import CategoricalBins
+from .binning import CategoricalBins, missing_bins
 from .psi import _chi_square_log_power
 from .windowed import WindowedTest
 
@@ -46,12 +55,15 @@ class ChiSquare(WindowedTest):
 
     Give ``threshold`` (on the statistic) or ``ert`` (values between false alarms on a
     stationary stream; ``defer_calibration``: see :mod:`detectors.windowed`).
-    ``unseen``: "count" (default) or "ignore" levels the reference never had (see the
-    module docs); ValueError otherwise.
+    ``unseen``: "count" (default) or "ignore" levels the reference never had, and
+    ``missing``: "count" (default) or "ignore" missing values (see the module docs);
+    ValueError otherwise.
     """
 
     KIND = "chisquare"
     IGNORES_EMPTY_BINS = True
+    #: Detectors pickled before the option counted missing values.
+    missing = "count"
 
     def __init__(
         self,
@@ -64,14 +76,17 @@ class ChiSquare(WindowedTest):
         calibration_seed: int = 0,
         defer_calibration: bool = False,
         unseen: str = "count",
+        missing: str = "count",
     ):
         binning = CategoricalBins(reference)
         self.unseen = unseen
+        self.missing = missing
+        skip = binning.unseen_bins(unseen) + missing_bins(binning, missing)
         super().__init__(binning, window, stride, threshold, ert, warning_threshold,
-                         calibration_seed, defer_calibration, skip_bins=binning.unseen_bins(unseen))
+                         calibration_seed, defer_calibration, skip_bins=skip)
 
     def _settings(self) -> dict:
-        return {"unseen": self.unseen}
+        return {"unseen": self.unseen, "missing": self.missing}
 
     @classmethod
     def tail_log_power(cls, null_model) -> float:
@@ -92,7 +107,7 @@ class ChiSquare(WindowedTest):
 
     def _measure(self):
         stat, _ = super()._measure()
-        dof = int(np.count_nonzero(self.binning.reference_counts + self.counts)) - 1
+        dof = int(np.count_nonzero(self._null_counts() + self.counts)) - 1
         return stat, (stat, dof)
 
     def _p_value(self, p_args) -> float:

@@ -3,13 +3,13 @@ numeric feature; chi-square and PSI of a categorical one): thresholds for the *u
 their alarms.
 
 Two windowed tests of one column see the same windows when they leave out the same
-values: always for categorical bins, and for numbers when the reference had no missing
-value (KS leaves missing values out, PSI counts them; without any in the reference the
-null never draws one). Their bins then both group the column's values in one order (by
-value, or by the reference's level order), so their null models have a common
-refinement: the *atoms*, cut wherever either test's cumulative reference counts step.
-Empty atoms stay empty under the null (see :mod:`detectors.calibration`), so the
-refinement needs the counts only, no value. :func:`joint_simulation` draws each simulated
+values: for categorical bins when both count or both ignore missing values, and for
+numbers when PSI ignores them as KS does (``missing="ignore"``), or when the reference
+had none (without any in the reference the null never draws one). Their bins then both
+group the column's values in one order (by value, or by the reference's level order), so
+their null models have a common refinement: the *atoms*, cut wherever either test's
+cumulative reference counts step. Empty atoms stay empty under the null (see
+:mod:`detectors.calibration`), so the refinement needs the counts only, no value. :func:`joint_simulation` draws each simulated
 run's stream once over the atoms (Dirichlet with Jeffreys' prior on every atom, as
 :func:`~detectors.calibration.simulate` does per bin) and computes every test's statistic
 on the same windows: one set of random draws for the column instead of one per test.

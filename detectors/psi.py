@@ -7,7 +7,12 @@ that an empty bin never gives an infinity. PSI has no p-value; the threshold is 
 calibrated to an expected run length (``ert``). The classic rule of thumb reads PSI above
 0.1 as a moderate shift and above 0.25 as a major one. Categorical PSI counts levels the
 reference never had in "other" (``unseen="count"``, the default) or leaves them out of
-the window (``unseen="ignore"``), as :mod:`detectors.chisquare` explains.
+the window (``unseen="ignore"``), as :mod:`detectors.chisquare` explains. Missing values
+(None, NaN) fill the missing bin (``missing="count"``, the default) or, with
+``missing="ignore"``, are left out of the window and of the reference (counted in
+``n_skipped``): use it when the missing rate has a test of its own. A numeric PSI then sees
+the same windows as :class:`~detectors.ks.KS`, which always leaves missing values out, and
+the two can share one calibration (:mod:`detectors.joint`).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .binning import CategoricalBins, QuantileBins
+from .binning import CategoricalBins, QuantileBins, missing_bins
 from .windowed import WindowedTest
 
 
@@ -52,11 +57,15 @@ class PSI(WindowedTest):
     between false alarms on a stationary stream; ``defer_calibration``: see
     :mod:`detectors.windowed`). ``unseen`` ("count" or "ignore", categorical only): what
     to do with levels the reference never had (see :mod:`detectors.chisquare`);
-    ValueError for another value, or "ignore" on numbers.
+    ValueError for another value, or "ignore" on numbers. ``missing`` ("count", default,
+    or "ignore"): whether missing values fill the missing bin or are left out (see the
+    module docs); ValueError for another value.
     """
 
     KIND = "psi"
     _DERIVED = ("_reference_side",)
+    #: Detectors pickled before the option counted missing values.
+    missing = "count"
 
     def __init__(
         self,
@@ -72,6 +81,7 @@ class PSI(WindowedTest):
         calibration_seed: int = 0,
         defer_calibration: bool = False,
         unseen: str = "count",
+        missing: str = "count",
     ):
         if smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {smoothing}")
@@ -81,14 +91,15 @@ class PSI(WindowedTest):
         self.categorical = categorical
         self.smoothing = float(smoothing)
         self.unseen = unseen
+        self.missing = missing
         binning = CategoricalBins(reference) if categorical else QuantileBins(reference, n_bins)
-        skip = binning.unseen_bins(unseen) if categorical else ()
+        skip = (binning.unseen_bins(unseen) if categorical else ()) + missing_bins(binning, missing)
         super().__init__(binning, window, stride, threshold, ert, warning_threshold, calibration_seed,
                          defer_calibration, skip_bins=skip)
 
     def _settings(self) -> dict:
         return {"n_bins": self.n_bins, "categorical": self.categorical, "smoothing": self.smoothing,
-                "unseen": self.unseen}
+                "unseen": self.unseen, "missing": self.missing}
 
     def _null_params(self) -> tuple:
         return (("smoothing", self.smoothing),)
@@ -106,7 +117,7 @@ class PSI(WindowedTest):
         # The same sum as batch_statistic, with the reference's side computed once: this
         # runs at every test.
         if self._reference_side is None:
-            r = self.binning.reference_counts + self.smoothing
+            r = self._null_counts() + self.smoothing
             r = r / r.sum()
             self._reference_side = (r, np.log(r))
         r, log_r = self._reference_side

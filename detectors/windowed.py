@@ -8,10 +8,13 @@ window`` gives tumbling windows, a smaller stride sliding ones. Tests fall at th
 positions whatever the batch sizes, so a stream gives the same states and decisions fed
 one value at a time or in batches of any size.
 
-Values falling in a test's ``skip_bins`` (KS: missing values; chi-square and categorical
-PSI with ``unseen="ignore"``: levels the reference never had) are left out: they neither
-enter the window nor count towards the next test, and ``n_skipped`` counts them. A
-decision's ``at`` is still the number of the value, among all those fed, that completed it.
+Values falling in a test's ``skip_bins`` (KS: missing values; PSI and chi-square with
+``missing="ignore"``: missing values; chi-square and categorical PSI with
+``unseen="ignore"``: levels the reference never had) are left out: they neither enter the
+window nor count towards the next test, and ``n_skipped`` counts them. The reference's
+values in those bins are left out too, of the statistic and of the calibration's null
+(which then never draws them). A decision's ``at`` is still the number of the value,
+among all those fed, that completed it.
 
 The decision is ``statistic > threshold``; each test puts a
 :class:`~detectors.base.Decision` in the outbox. The threshold is given directly
@@ -132,8 +135,12 @@ class WindowedTest(Detector):
         return ()
 
     def _null_counts(self) -> np.ndarray:
-        """Reference counts over the bins the stream is drawn from."""
-        return self.binning.reference_counts
+        """Reference counts over the bins the stream is drawn from: the skipped bins' are 0."""
+        if not self._skip_bins:
+            return self.binning.reference_counts
+        counts = self.binning.reference_counts.copy()
+        counts[list(self._skip_bins)] = 0
+        return counts
 
     def _open_bins(self) -> tuple:
         """Bins the stream may fill though the reference did not (see ``NullModel.open_bins``)."""
@@ -253,7 +260,7 @@ class WindowedTest(Detector):
     # -- testing ----------------------------------------------------------------------------
     def _measure(self) -> tuple[float, object]:
         """The statistic of the window, and what its p-value will be computed from."""
-        return float(self.batch_statistic(self.binning.reference_counts, self.counts, self._stat_params())), None
+        return float(self.batch_statistic(self._null_counts(), self.counts, self._stat_params())), None
 
     def _stat_params(self) -> dict:
         return dict(self._null_params())

@@ -7,7 +7,9 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   distribution tests of its type (``numeric_tests`` or ``categorical_tests``);
 - one with a single distinct value (a constant): ``value_change``, a rate test of values
   different from it (it fires when the value changes);
-- every feature: ``missing_rate``, a rate test of missing values (absent or null);
+- every feature: ``missing_rate``, a rate test of missing values (absent or null; the
+  feature's PSI and chi-square leave them out: ``missing="ignore"``, so that a number's
+  PSI and KS see the same windows and are calibrated on one simulated stream);
 - every categorical feature and a categorical prediction (not constant): ``unseen_rate``,
   a rate test of levels the reference never had (the distribution tests leave those
   levels out: ``unseen="ignore"``, one signal, one test);
@@ -44,6 +46,8 @@ change (missing values going from none to some).
 (False, 4.6)
 >>> tests.ert_of("ks", "amount"), tests.ert_of("missing_rate", "amount")
 (92000.0, 460000.0)
+>>> tests.columns["amount"].tests["psi"].missing, tests.columns["<prediction>"].tests["chisquare"].missing
+('ignore', 'count')
 """
 
 from __future__ import annotations
@@ -159,10 +163,12 @@ class DataTests:
         for name, tests in planned.items():
             column = self.columns[name]
             reasons = []
+            # Missing values are the missing_rate test's signal alone (one signal, one test).
+            missing = "ignore" if any(test == "missing_rate" for test, _ in tests) else "count"
             for test, values in tests:
                 try:
                     # The ERT here is provisional (calibration_jobs has the final one).
-                    column.tests[test] = _make(test, values, column.kind, config, config.ert * 100)
+                    column.tests[test] = _make(test, values, column.kind, config, config.ert * 100, missing)
                 except (ValueError, TypeError) as e:
                     self.skipped[(test, name)] = str(e)
                     reasons.append(f"{test}: {e}")
@@ -330,7 +336,9 @@ def _weights(tests: dict):
         yield test, RATE_WEIGHT if test in RATE_TESTS else 1.0 / len(values)
 
 
-def _make(test: str, values, kind: str, config: ModelConfig, ert: float) -> Detector:
+def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing: str = "count") -> Detector:
+    """The detector of ``test``; ``missing`` ("ignore" when the column has a missing_rate
+    test) is given to PSI and chi-square, so that a numeric PSI sees KS's windows."""
     common = dict(window=config.window, stride=config.stride, ert=ert, defer_calibration=True)
     if test in RATE_TESTS or test == "value_change":
         return RateTest(values, **common)
@@ -340,8 +348,8 @@ def _make(test: str, values, kind: str, config: ModelConfig, ert: float) -> Dete
     # distribution tests compare the reference's levels only (one signal, one test).
     if test == "psi":
         if kind == "numeric":
-            return PSI(values, **common)
-        return PSI(values, categorical=True, unseen="ignore", **common)
+            return PSI(values, missing=missing, **common)
+        return PSI(values, categorical=True, unseen="ignore", missing=missing, **common)
     if test == "chisquare":
-        return ChiSquare(values, unseen="ignore", **common)
+        return ChiSquare(values, unseen="ignore", missing=missing, **common)
     raise ValueError(f"unknown test {test!r}")
