@@ -1,6 +1,7 @@
 """driftd, the process: the folders follow the path of one event.
 
-- ``cli`` and ``config``: the command and the one place where every option is documented.
+- ``cli``, ``config`` and ``validation``: the command, the one place where every option is
+  documented, and the rules between their values.
 - ``kafka/``: Kafka I/O and state: dead letters, checkpoints, the identity of the logs the
   offsets point into, the embedded broker.
 - ``stream/``: what happens to one event: decoding, the label join, a partition's state,

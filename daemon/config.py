@@ -18,7 +18,6 @@ import os
 import re
 import types
 import typing
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,7 +291,9 @@ def from_dict(data: dict) -> Config:
         if not isinstance(overrides, dict):
             raise ConfigError(f"models.{name}", "must be a mapping of settings")
         config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
-    _check(config)
+    from daemon.validation import check  # the rules import this module's types
+
+    check(config)
     return config
 
 
@@ -398,125 +399,6 @@ def _secret(value, key: str) -> Secret:
         return Secret(path.read_text().strip(), f"file {path}")
     except OSError as e:
         raise ConfigError(key, f"cannot read secret file {path}: {e.strerror}") from None
-
-
-_POSITIVE = {
-    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
-    "state.checkpoint_interval_seconds", "http.liveness_timeout_seconds", "join.prediction_ttl_seconds", "join.max_pending", "join.max_future_skew_seconds",
-    "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
-    "alerts.give_up_after_seconds",
-}
-
-
-def _check(config: Config) -> None:
-    """Rules between values that types alone do not say."""
-    for key in _POSITIVE:
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) <= 0:
-            raise ConfigError(key, "must be above 0")
-    for key in ("join.label_grace_seconds", "alerts.cooldown_seconds", "kafka.create_topics"):
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) < 0:
-            raise ConfigError(key, "must not be negative")
-    max_request = config.kafka.client.get("max_request_size", 1_048_576)
-    if isinstance(max_request, int) and not 1024 <= config.kafka.dead_letter_max_bytes <= max_request - 1024:
-        raise ConfigError("kafka.dead_letter_max_bytes", f"must be between 1024 and the producer's max_request_size "
-                                                         f"less 1024 ({max_request - 1024})")
-    if not 0 <= config.http.port <= 65535:
-        raise ConfigError("http.port", "must be between 0 and 65535")
-    if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
-    for i, sink in enumerate(config.alerts.sinks):
-        key = f"alerts.sinks[{i}]"
-        if sink.type not in ("webhook", "slack", "kafka"):
-            raise ConfigError(f"{key}.type", "must be webhook, slack or kafka")
-        if sink.type == "kafka" and not sink.topic:
-            raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
-        if sink.type != "kafka" and not _is_http_url(sink.url):
-            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
-    for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
-        _check_model(model, name)
-    if config.registry.keep < 1:
-        raise ConfigError("registry.keep", "must be at least 1")
-    if config.has_learners and not os.environ.get(config.registry.key_env):
-        raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
-
-
-_BINARY_DETECTORS = ("DDM", "EDDM", "HDDM_A", "HDDM_W")
-
-
-def _is_http_url(url: str | None) -> bool:
-    if not url or any(c.isspace() for c in url):
-        return False
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def _check_model(model: ModelConfig, key: str) -> None:
-    from detectors import METRICS, RIVER_DETECTORS, RiverDetector
-    from detectors.binning import MIN_REFERENCE
-
-    if model.task not in ("classification", "regression"):
-        raise ConfigError(f"{key}.task", "must be classification or regression")
-    if model.reference_size < MIN_REFERENCE:
-        raise ConfigError(f"{key}.reference_size", f"must be at least {MIN_REFERENCE}: no test can be built from fewer reference values")
-    for name, least in (("window", 2), ("stride", 1), ("max_features", 1), ("decay_window", 1), ("decay_reference_size", 1)):
-        if getattr(model, name) < least:
-            raise ConfigError(f"{key}.{name}", f"must be at least {least}")
-    if model.stride > model.window:
-        raise ConfigError(f"{key}.stride", f"must not exceed window ({model.window})")
-    if model.ert < model.stride:
-        raise ConfigError(f"{key}.ert", f"must be at least stride ({model.stride})")
-    if model.label_ert < 1:
-        raise ConfigError(f"{key}.label_ert", "must be at least 1")
-    _check_features(model, key)
-    for test in model.numeric_tests:
-        if test not in ("psi", "ks"):
-            raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks)")
-    for test in model.categorical_tests:
-        if test not in ("psi", "chisquare"):
-            raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare)")
-    if model.error_detector:
-        if model.error_detector not in RIVER_DETECTORS:
-            raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")
-        if model.task == "regression" and model.error_detector in _BINARY_DETECTORS:
-            raise ConfigError(f"{key}.error_detector", f"{model.error_detector} takes 0/1 errors; a regression model needs ADWIN, PageHinkley or KSWIN")
-        try:  # build it once now, so that a bad parameter stops the start, not the first label
-            RiverDetector(model.error_detector, **model.error_detector_params)
-        except ValueError as e:
-            raise ConfigError(f"{key}.error_detector_params", str(e)) from None
-    if model.learners:
-        from daemon.stream.learning import build_lifecycle
-
-        try:
-            build_lifecycle(model, f"{key}.learners")
-        except ValueError as e:
-            text = str(e)
-            raise ConfigError(text.split(": ", 1)[0] if text.startswith(key) else f"{key}.learners",
-                              text.split(": ", 1)[-1]) from None
-    allowed = ("accuracy", "precision", "recall", "f1") if model.task == "classification" else ("mae", "rmse")
-    for metric in model.decay_metrics:
-        if metric not in METRICS or metric not in allowed:
-            raise ConfigError(f"{key}.decay_metrics", f"{metric!r} is not a {model.task} metric ({', '.join(allowed)})")
-
-
-def _check_features(model: ModelConfig, key: str) -> None:
-    """``features:`` entries: known types, reserved names used as they can be, and no more
-    declared than ``max_features``."""
-    natural = {"<prediction>": "numeric" if model.task == "regression" else "categorical", "<score>": "numeric"}
-    for name, kind in model.features.items():
-        where = f"{key}.features.{name}"
-        if not isinstance(name, str):
-            raise ConfigError(where, "feature names are strings: quote the name")
-        if kind not in ("numeric", "categorical", "ignore"):
-            raise ConfigError(where, f"must be numeric, categorical or ignore, got {kind!r}")
-        if name in natural and kind not in (natural[name], "ignore"):
-            raise ConfigError(where, f"{name} of a {model.task} model is {natural[name]}; it can only be ignored")
-        if name not in natural and name.startswith("<") and name.endswith(">"):
-            raise ConfigError(where, "names in angle brackets are reserved (<prediction>, <score>)")
-    declared = [n for n, k in model.features.items() if k != "ignore" and not n.startswith("<")]
-    if len(declared) > model.max_features:
-        raise ConfigError(f"{key}.features", f"{len(declared)} features declared, more than max_features ({model.max_features})")
 
 
 def reference() -> str:

@@ -157,10 +157,10 @@ def _culprit(config: Config, key: str, name: str, settings: ModelConfig) -> str:
 
 def _valid(settings: ModelConfig) -> bool:
     """Whether the file's own rules take these settings (a trial must be a real option)."""
-    from daemon.config import _check_model
+    from daemon.validation import check_model
 
     try:
-        _check_model(settings, "trial")
+        check_model(settings, "trial")
     except ConfigError:
         return False
     return True

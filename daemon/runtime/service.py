@@ -399,12 +399,16 @@ class Daemon:
             log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
                         "reading it from the beginning instead of offset %s", tp.topic, tp.partition, saved, current,
                         state.offsets.get(tp.topic))
-            self._consumer.seek_to_beginning(tp)
-            state.offsets[tp.topic] = 0
-            state.offset_resets += 1
+            self._reread(state, tp)
         if current is not None:
             logs[tp.topic] = current
         return changed
+
+    def _reread(self, state: PartitionState, tp: TopicPartition) -> None:
+        """Read ``tp`` from the beginning of its (new) log; counted. Call with the lock held."""
+        self._consumer.seek_to_beginning(tp)
+        state.offsets[tp.topic] = 0
+        state.offset_resets += 1
 
     def _update_lag(self) -> None:
         self._verify_logs()
@@ -429,11 +433,9 @@ class Daemon:
                 if tp in assigned:
                     log.warning("%s[%d] ends at %d, before offset %d: re-created or truncated; "
                                 "reading it from the beginning", topic, state.partition, high, offset)
-                    self._consumer.seek_to_beginning(tp)
                     with self.lock:
                         if state.offsets.get(topic) == offset:
-                            state.offsets[topic] = 0
-                            state.offset_resets += 1
+                            self._reread(state, tp)
                 continue
             self.metrics.consumer_lag.labels(topic, str(state.partition)).set(high - offset)
 

@@ -80,32 +80,13 @@ class PartitionState:
         by_model: dict[str, list] = {}  # model -> [(record, event)]
         joins = []  # (record, join)
         clock = _Clock(self._config.join)
-        contained: list = []  # offsets of records whose handling raised
-        for record in batch:
-            try:
-                event = events.decode_prediction(self._checked_size(record.value))
-                clock.check(event.ts, record)
-                pipeline = self._pipeline_for(event.model)
-                reason = pipeline.check(event)
-                if reason:
-                    raise events.BadEvent(reason, "prediction does not match the model's schema or task")
-                # The features wait with the prediction only when learners will need them.
-                features = event.features if pipeline.lifecycle is not None else None
-                payload = (event.prediction, event.score, event.model_version, event.ts, features)
-                joined = self.join.add_prediction(event.model, event.id, event.ts, payload)
-            except events.BadEvent as e:
-                self._reject(record, e.reason, e.detail, reject)
-                continue
-            except Exception as e:  # noqa: BLE001 - contained to this record
-                self._contain(record, e, reject, contained)
-                continue
+        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock)):
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
             self.processed[(event.model, "prediction")] += 1
             by_model.setdefault(event.model, []).append((record, event))
             if joined:
                 joins.append((record, joined))
-        self._report(contained)
         failed: set = set()  # offsets of this batch's records already dead-lettered
         for model, items in by_model.items():
             try:
@@ -119,26 +100,50 @@ class PartitionState:
         :meth:`handle_predictions`."""
         joins = []
         clock = _Clock(self._config.join)
-        contained: list = []
+        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_label(r, clock)):
+            self.processed[(event.model, "label")] += 1
+            if joined:
+                joins.append((record, joined))
+        self._feed_joins(joins, "label", reject, set())
+
+    def _each(self, batch: list, reject, handle):
+        """``(record, handle(record))`` for every record ``handle`` takes: one that raises
+        :class:`~daemon.stream.events.BadEvent` is a dead letter with its reason, any other
+        exception is contained to its record (``internal_error``)."""
+        contained: list = []  # offsets of records whose handling raised
         for record in batch:
             try:
-                event = events.decode_label(self._checked_size(record.value))
-                clock.check(event.ts, record)
-                reason = self._pipeline_for(event.model).check_label(event.label)
-                if reason:
-                    raise events.BadEvent(reason, "label does not match the model's task")
-                joined = self.join.add_label(event.model, event.id, event.ts, (event.label, record.offset))
+                result = handle(record)
             except events.BadEvent as e:
                 self._reject(record, e.reason, e.detail, reject)
                 continue
             except Exception as e:  # noqa: BLE001 - contained to this record
                 self._contain(record, e, reject, contained)
                 continue
-            self.processed[(event.model, "label")] += 1
-            if joined:
-                joins.append((record, joined))
+            yield record, result
         self._report(contained)
-        self._feed_joins(joins, "label", reject, set())
+
+    def _add_prediction(self, record, clock: "_Clock") -> tuple:
+        """The decoded prediction and what the join made of it."""
+        event = events.decode_prediction(self._checked_size(record.value))
+        clock.check(event.ts, record)
+        pipeline = self._pipeline_for(event.model)
+        reason = pipeline.check(event)
+        if reason:
+            raise events.BadEvent(reason, "prediction does not match the model's schema or task")
+        # The features wait with the prediction only when learners will need them.
+        features = event.features if pipeline.lifecycle is not None else None
+        payload = (event.prediction, event.score, event.model_version, event.ts, features)
+        return event, self.join.add_prediction(event.model, event.id, event.ts, payload)
+
+    def _add_label(self, record, clock: "_Clock") -> tuple:
+        """The decoded label and the join it completed, if any."""
+        event = events.decode_label(self._checked_size(record.value))
+        clock.check(event.ts, record)
+        reason = self._pipeline_for(event.model).check_label(event.label)
+        if reason:
+            raise events.BadEvent(reason, "label does not match the model's task")
+        return event, self.join.add_label(event.model, event.id, event.ts, (event.label, record.offset))
 
     def _checked_size(self, raw: bytes | None) -> bytes:
         limit = self._config.kafka.max_event_bytes
