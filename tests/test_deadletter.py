@@ -141,7 +141,9 @@ def test_while_the_broker_is_away_confirm_raises_and_later_delivers(private_kafk
             except KafkaTimeoutError:
                 continue
         assert letters.unconfirmed == 0
-        values = [m.value for m in read_topic(broker.bootstrap, topic, 1)]
+        # A consumer's first fetch from a just-restarted broker can take seconds on a busy
+        # machine: wait longer than for a broker that was up all along.
+        values = [m.value for m in read_topic(broker.bootstrap, topic, 1, timeout_ms=20_000)]
         assert b"second" in values  # the broker came back empty: only what came after
     finally:
         p.close(timeout=3)
