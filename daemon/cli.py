@@ -1,33 +1,153 @@
-"""The ``driftd`` command: run, check-config, demo, config-reference."""
+"""The ``driftd`` command: run, check-config, demo, models, replay, report, config-reference.
+
+``driftd --help`` and ``driftd COMMAND --help`` describe every command and option.
+Exit status: 0 done; 1 a failure (named on stderr), or an invalid file for
+``check-config``; 2 an invalid command line, or an invalid configuration for ``run`` and
+``models``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import signal
 import sys
+import threading
+import urllib.error
+import urllib.request
 
 from daemon import config as config_module
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def version() -> str:
+    """driftd's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("driftd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: every command and option with its help."""
+    top = argparse.ArgumentParser(
+        prog="driftd", description="Drift and decay monitoring for deployed ML models, from their Kafka events.")
+    top.add_argument("--version", action="version", version=f"driftd {version()}",
+                     help="print driftd's version and exit")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (SIGTERM or Ctrl-C stops it cleanly)",
+                         description="Run the daemon: consume predictions and labels, detect drift and decay, "
+                                     "serve /metrics, /livez, /readyz and /status, send alerts.")
+    run.add_argument("--config", default="config.yaml", metavar="FILE",
+                     help="configuration file (default: config.yaml); relative paths in it are relative to its directory")
+    run.add_argument("--port", type=_port, default=None, metavar="N",
+                     help="port of the HTTP endpoints, instead of the file's http.port (0: any free port)")
+    run.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=None, metavar="LEVEL",
+                     help="DEBUG, INFO, WARNING or ERROR, instead of the file's log_level")
+    run.add_argument("--log-format", choices=("text", "json"), default=None,
+                     help="text, or json (one JSON object a line), instead of the file's log_format")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and dry-run every model's pipeline",
+                           description="Validate a configuration file: every key and value, then every model's "
+                                       "pipeline on a synthetic stream. Exit 0 if valid, 1 naming the key and the "
+                                       "reason if not.")
+    check.add_argument("file", metavar="FILE", help="the configuration file to check")
+
+    demo = sub.add_parser("demo", help="everything in one command: embedded broker, a simulated model, the daemon",
+                          description="A simulated model with a known data drift and a known concept drift, "
+                                      "watched by driftd on the embedded broker; prints what fired and when.")
+    demo.add_argument("--events", type=int, default=None, metavar="N",
+                      help="predictions to simulate (default: the demo's own length)")
+    demo.add_argument("--seed", type=int, default=7, metavar="N",
+                      help="random seed of the simulation: the same seed gives the same events (default: 7)")
+    demo.add_argument("--port", type=_port, default=9108, metavar="N",
+                      help="port for /metrics while the demo runs (default: 9108; 0: any free port)")
+
+    _offline_parsers(sub)
+
+    sub.add_parser("config-reference", help="print every configuration key with its default, as Markdown",
+                   description="Print every configuration key with its default and meaning, as Markdown.")
+
+    models = sub.add_parser(
+        "models", help="list the watched models and their state (or the registry's promoted models)",
+        description="Without an action: the models of the configuration, with their state from the running "
+                    "daemon's /status when it answers, else from the configuration alone. "
+                    "'list' (or --registry) and 'show' read the model registry instead.")
+    models.add_argument("action", nargs="?", choices=["list", "show"],
+                        help="list: the registry's promoted models; show: one promoted model's manifest")
+    models.add_argument("name", nargs="?", help="model name (show; list: only this model)")
+    models.add_argument("--version", type=int, default=None, metavar="N",
+                        help="show: the version to show (default: the newest)")
+    models.add_argument("--config", default="config.yaml", metavar="FILE",
+                        help="configuration file naming the models, the HTTP port and the registry (default: config.yaml)")
+    models.add_argument("--url", default=None,
+                        help="the running daemon's base URL (default: http://127.0.0.1:<http.port of the file>)")
+    models.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                        help="how long to wait for the daemon's /status (default: 3)")
+    models.add_argument("--registry", action="store_true", help="list the registry's promoted models (as 'list')")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return top
+
+
+def _offline_parsers(sub) -> None:
+    """``driftd replay`` and ``driftd report`` (daemon.offline.replay, daemon.web.report)."""
+    replay = sub.add_parser(
+        "replay", help="run past events from JSONL, CSV or Parquet files through driftd, without Kafka",
+        description="Replay prediction and label events from files through the daemon's own pipelines, thresholds "
+                    "and alert logic; write the alerts as JSON Lines and, with --report, an HTML report. A row is a "
+                    "label if it has a 'label' field and no 'prediction' field. Several files are merged by event "
+                    "time. Bad rows are reported with their line and counted as dead letters; the replay goes on.")
+    replay.add_argument("files", nargs="*", metavar="FILE",
+                        help="events: .jsonl (as on the topics), .csv or .parquet (pip install 'driftd[parquet]')")
+    replay.add_argument("--config", default="config.yaml", metavar="FILE",
+                        help="configuration naming the models and their settings (default: config.yaml)")
+    replay.add_argument("--auto-register", action="store_true",
+                        help="watch every model the files name, with the file's model_defaults "
+                             "(as auto_register_models: true; else a model not under models: is a dead letter)")
+    replay.add_argument("--labels", action="append", metavar="FILE",
+                        help="a file whose every row is a label (repeatable)")
+    replay.add_argument("--out", default="-", metavar="FILE",
+                        help="where to write the alerts, one JSON object a line (default: stdout)")
+    replay.add_argument("--report", default=None, metavar="FILE",
+                        help="also write the HTML drift report here (pip install 'driftd[report]')")
+    replay.add_argument("--summary", default=None, metavar="FILE",
+                        help="also write the replay's statistics as JSON (input of 'driftd report --from-replay')")
+    replay.add_argument("--partitions", type=int, default=None, metavar="N",
+                        help="partitions of the topics the events came from, for alert ids equal to the daemon's "
+                             "(default: the file's kafka.create_topics, else 1)")
+    replay.add_argument("--batch-size", type=int, default=500, metavar="N",
+                        help="records per poll of the daemon, split into a batch per topic partition (default: 500; the alerts do not depend on it)")
+    replay.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+    report = sub.add_parser(
+        "report", help="write the HTML drift report, from a replay or from a running daemon",
+        description="Write a self-contained HTML drift report (works offline): per model, each test's statistic "
+                    "against its threshold over event time with alerts marked, reference and current "
+                    "distributions, performance against its baseline, label join health.")
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-replay", metavar="FILE", help="the --summary JSON of 'driftd replay'")
+    source.add_argument("--url", metavar="URL", help="a running daemon's base URL (its /status)")
+    report.add_argument("--out", default="report.html", metavar="FILE", help="the HTML file (default: report.html)")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {port}")
+    return port
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="driftd", description="Drift and decay monitoring for deployed ML models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
-    check = sub.add_parser("check-config", help="validate a configuration file and dry-run every model's pipeline; exit 1 if invalid")
-    check.add_argument("file")
-    demo = sub.add_parser("demo", help="everything in one command: embedded broker, a simulated model, the daemon")
-    demo.add_argument("--events", type=int, default=None, help="predictions to simulate")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--port", type=int, default=9108, help="port for /metrics while the demo runs (0: any)")
-    sub.add_parser("config-reference", help="print every configuration key with its default, as Markdown")
-    models = sub.add_parser("models", help="read the model registry: promoted models and their versions")
-    models.add_argument("action", choices=["list", "show"])
-    models.add_argument("name", nargs="?", help="model name (show; list: only this model)")
-    models.add_argument("--version", type=int, default=None, help="version to show (default: newest)")
-    models.add_argument("--config", default="config.yaml", help="configuration file naming the registry")
-    args = parser.parse_args(argv)
-
+    args = parser().parse_args(argv)
     if args.command == "config-reference":
         print(config_module.reference(), end="")
         return 0
@@ -41,33 +161,92 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "models":
         return _models(args)
+    if args.command == "replay":
+        from daemon.offline import replay
+
+        return replay.command(args)
+    if args.command == "report":
+        from daemon.web import report
+
+        return report.command(args)
     if args.command == "demo":
         from daemon.demo import main as demo_module
 
         return demo_module.main(events=args.events, seed=args.seed, port=args.port)
+    return _run(args)
+
+
+def _run(args) -> int:
+    """``driftd run``: the options override the file; the embedded broker, if configured,
+    is started here and its address printed as the first line on stdout."""
     try:
         config = _load_and_dry_run(args.config)
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
+    if args.port is not None:
+        config.http.port = args.port
+    if args.log_level is not None:
+        config.log_level = args.log_level
+    if args.log_format is not None:
+        config.log_format = args.log_format
     from daemon.runtime import logs
     from daemon.kafka.checkpoint import StateKeyError
     from daemon.web.http import ListenError
     from daemon.runtime.service import Daemon
 
-    logs.configure(config.log_level, logs.secrets_of(config))
+    logs.configure(config.log_level, logs.secrets_of(config), log_format=config.log_format)
     daemon = Daemon(config)
+    stopping = threading.Event()
+
+    def stop(*_):
+        stopping.set()
+        daemon.stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: daemon.stop())
+        signal.signal(signum, stop)
+    broker = None
     try:
+        if config.kafka.bootstrap_servers == "embedded":
+            try:
+                broker = _start_embedded(config)
+            except RuntimeError as e:
+                print(f"driftd: cannot start the embedded broker: {e}", file=sys.stderr)
+                return 1
+            if stopping.is_set():
+                return 0
         daemon.run()
     except ListenError as e:  # one line, at once: which address, why, what to change
-        print(f"driftd: {e}; choose another http.port (0: any free port) or http.host in {args.config}", file=sys.stderr)
+        print(f"driftd: {e}; choose another http.port (0: any free port; or --port) or http.host in {args.config}",
+              file=sys.stderr)
         return 1
     except StateKeyError as e:
         print(f"driftd: {e}", file=sys.stderr)
         return 1
+    finally:
+        if broker is not None:
+            broker.close()
     return 0
+
+
+def _start_embedded(config: config_module.Config):
+    """Start the embedded broker on ``kafka.embedded_port`` (0: a free port) with driftd's
+    topics, print its address on stdout, and point ``config`` at it. The caller closes it."""
+    from daemon.kafka.embedded_broker import EmbeddedBroker
+    from daemon.runtime import wiring
+
+    port = config.kafka.embedded_port or None
+    try:
+        broker = EmbeddedBroker(port=port, topics=wiring.topics(config)).start()
+    except RuntimeError as e:
+        if port is not None:
+            raise RuntimeError(f"{e}\nchoose another kafka.embedded_port (0: any free port)") from None
+        raise
+    # The first line on stdout (logs go to stderr): what producers connect to.
+    print(f"driftd: embedded broker at {broker.bootstrap}", flush=True)
+    logging.getLogger("driftd").warning("embedded broker (in memory, for development) at %s", broker.bootstrap)
+    config.kafka.bootstrap_servers = broker.bootstrap
+    return broker
 
 
 def _load_and_dry_run(path: str) -> config_module.Config:
@@ -80,19 +259,83 @@ def _load_and_dry_run(path: str) -> config_module.Config:
     return config
 
 
+# -- driftd models ------------------------------------------------------------------------------
+
 def _models(args) -> int:
-    """``driftd models list [NAME]`` and ``driftd models show NAME [--version N]``. Reading
-    manifests needs no key; loading a model does, and checks its signature."""
-    import json
+    try:
+        config = config_module.load(args.config)
+    except config_module.ConfigError as e:
+        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
+        return 2
+    if args.action or args.registry:
+        return _registry(args, config.registry)
+    return _watched(args, config)
+
+
+def _watched(args, config: config_module.Config) -> int:
+    """``driftd models``: the configured models (and any the daemon watches besides), with
+    their state from the daemon's /status if it answers, else from the configuration."""
+    from daemon.web.status import configured_models
+
+    url = args.url or _default_url(config.http)
+    status, why = _fetch_status(url, args.timeout) if url else (None, "http.port is 0 (any free port): give --url")
+    if status is not None:
+        models = configured_models(config, status.get("models") or {})
+        source = f"driftd at {url}" + (" (stale: its loop was busy)" if status.get("stale") else "")
+    else:
+        models = {name: {"state": "unknown: no daemon answered"} for name in config.models}
+        source = f"the configuration {args.config} alone (no driftd answered at {url}: {why})" if url else \
+            f"the configuration {args.config} alone ({why})"
+    for name, entry in models.items():
+        settings = config.model(name)
+        entry.setdefault("task", settings.task if settings is not None else None)
+    if args.json:
+        print(json.dumps({"source": url if status is not None else None, "models": models}, indent=2, sort_keys=True))
+        return 0
+    print(f"driftd: {len(models)} model(s), from {source}", file=sys.stderr)
+    rows = [("MODEL", "TASK", "STATE", "PREDICTIONS", "LABELS", "JOINED", "VERSION")]
+    for name, entry in models.items():
+        processed, joined = entry.get("processed"), (entry.get("join") or {}).get("joined")
+        rows.append((name, entry.get("task") or "?", entry["state"],
+                     *(str(processed[k]) if processed else "-" for k in ("prediction", "label")),
+                     str(joined) if joined is not None else "-", str(entry.get("version") or "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _default_url(http) -> str | None:
+    if not http.port:
+        return None
+    host = "127.0.0.1" if http.host in ("", "0.0.0.0", "::") else http.host
+    return f"http://[{host}]:{http.port}" if ":" in host else f"http://{host}:{http.port}"
+
+
+def _fetch_status(url: str, timeout: float) -> tuple[dict | None, str]:
+    """(the daemon's /status, "") or (None, why not)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as response:
+            status = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return None, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        return None, str(getattr(e, "reason", e))
+    except ValueError as e:
+        return None, f"not JSON ({e})"
+    if not isinstance(status, dict) or not isinstance(status.get("models", {}), dict):
+        return None, "not a driftd /status"
+    return status, ""
+
+
+def _registry(args, settings) -> int:
+    """``driftd models list [NAME]`` (or ``--registry``) and ``driftd models show NAME
+    [--version N]``. Reading manifests needs no key; loading a model does, and checks its
+    signature."""
     import os
 
     from learners.registry import Registry
 
-    try:
-        settings = config_module.load(args.config).registry
-    except config_module.ConfigError as e:
-        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
-        return 2
     registry = Registry(settings.dir, key=os.environ.get(settings.key_env) or "listing-needs-no-key")
     if args.action == "show":
         if not args.name:
@@ -112,6 +355,7 @@ def _models(args) -> int:
     for m in rows:
         print(f"{m['model']}\tversion {m['version']}\t{m['created_at']}\tparent {m.get('parent_version')}\t{m.get('learner', '')}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

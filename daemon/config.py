@@ -5,6 +5,9 @@ The YAML file mirrors the dataclasses below (``kafka:``, ``http:``, ``state:``, 
 defaults, and fails at start with :class:`ConfigError` naming the key and the reason;
 unknown keys are errors too (a typo must not silently become a default).
 
+Relative paths in a file (``state.dir``, ``registry.dir``, the TLS files of ``kafka.client``
+and ``{file: PATH}`` secrets) are relative to the file's directory (see :func:`load`).
+
 Secrets (webhook keys, SASL or TLS passwords) are never written in the file itself:
 give ``{env: NAME}`` or ``{file: PATH}`` where a secret goes, and the value is read at
 start and kept in a :class:`Secret` that never prints.
@@ -64,6 +67,11 @@ class KafkaConfig:
         "Comma-separated host:port list, or `embedded` to start the bundled broker for the "
         "daemon's lifetime (development and demo only: it keeps everything in memory).",
         default="embedded")
+    embedded_port: int = _doc(
+        "Port of the embedded broker (`bootstrap_servers: embedded`) on 127.0.0.1; 0: a free port. "
+        "`driftd run` prints the address as its first line on stdout (`driftd: embedded broker at "
+        "127.0.0.1:PORT`). A fixed port lets producers find it again after a restart (it comes back "
+        "empty: it keeps everything in memory).", default=0)
     group_id: str = _doc("Consumer group: daemons with the same id split the partitions.", default="driftd")
     predictions_topic: str = _doc("Topic of prediction events.", default="predictions")
     labels_topic: str = _doc("Topic of label events (same partition count as predictions).", default="labels")
@@ -102,8 +110,47 @@ class HttpConfig:
 
 
 @dataclass
+class MetricsConfig:
+    per_feature: str = _doc(
+        "Which features get series of their own (each test's statistic, threshold, p-value, state "
+        "and counts, the feature's missing and unseen counts): `all`; `alerting`, only features "
+        "with a test in warning or drift now, or within `per_feature_hold_seconds`; `none`. The "
+        "model's own tests (prediction, score, error stream, decay) and the per-model summaries "
+        "(per test: features in drift and in warning, largest statistic/threshold, drift entries) "
+        "are exported in every case. Series per model: README \"Metric cardinality\".",
+        default="alerting")
+    per_feature_hold_seconds: float = _doc(
+        "With `alerting`: a feature keeps its series this long after it was last seen in warning "
+        "or drift (wall clock, when scraped), so that a drift flapping around its threshold keeps "
+        "one set of series and its way back under the threshold shows.", default=3600.0)
+    lag_refresh_seconds: float = _doc(
+        "The consumer renews a partition's log end (the fetch high watermark) only once it has "
+        "handed out the records of its last fetch; when that end is older than this while driftd "
+        "is behind on the partition, or it is paused, a probe of its own reads the end from the "
+        "broker (ListOffsets, then a fetch of the last record batch), off the consumer loop.",
+        default=5.0)
+
+
+@dataclass
 class StateConfig:
-    dir: str = _doc("Directory of checkpoints (one file per partition).", default="driftd-state")
+    topic: str = _doc(
+        "Compacted Kafka topic that carries each partition's state (a changelog), so that it follows "
+        "the partition to whichever replica the group gives it. Created by driftd with `kafka.create_topics` "
+        "(as many partitions as the input topics, `cleanup.policy=compact`), else by the admins with those "
+        "settings; never change its partition count. Empty: local files only (one replica).", default="driftd-state")
+    piece_bytes: int = _doc(
+        "Largest record written to the state topic, in bytes: a larger section of state is split into "
+        "pieces (keep it below the broker's `message.max.bytes`, 1 MiB by default).", default=524_288)
+    standby: bool = _doc(
+        "Tail the whole state topic in the background (a standby replica) so that taking over a "
+        "partition reads only what was written since, not the topic from its beginning; costs the "
+        "memory of every partition's state.", default=False)
+    restore_timeout_seconds: float = _doc(
+        "How long one attempt to read a partition's state from the state topic may take; the "
+        "partition stays paused (and driftd unready) until it succeeds.", default=30.0)
+    dir: str = _doc(
+        "Directory of local checkpoint files (one per partition): with `state.topic` a cache, used "
+        "only when as new as the topic's record; without it, the state itself.", default="driftd-state")
     checkpoint_interval_seconds: float = _doc(
         "How often state is checkpointed and offsets committed; events since the last "
         "checkpoint are re-read after a crash (never counted twice).", default=5.0)
@@ -111,6 +158,11 @@ class StateConfig:
         "Environment variable holding the HMAC-SHA256 key that seals checkpoints and the file of "
         "pending alerts (a file that fails the check is set aside, never loaded). Unset: a random "
         "key generated once into `state.dir`/state.key, mode 0600.", default="DRIFTD_STATE_KEY")
+
+
+#: Default label-delay buckets (seconds): 1 s to a week, at most a factor 3.5 apart.
+DEFAULT_LABEL_DELAY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+                               43200.0, 86400.0, 172800.0, 604800.0)
 
 
 @dataclass
@@ -130,6 +182,38 @@ class JoinConfig:
         "Events stamped before this time (epoch seconds; default 2000-01-01T00:00:00Z) are dead "
         "letters, `bad_timestamp` (e.g. 0, or seconds divided by 1000). Older events than the "
         "watermark are not refused: the join expires them.", default=946_684_800.0)
+    duplicate_false_positive_rate: float = _doc(
+        "Joined ids are remembered (to spot duplicates) in a Bloom filter of under 10 bytes an id; "
+        "with at most this probability a new prediction or label looked up in it is taken for a "
+        "duplicate, counted as one and not fed. Above 0 and below 0.01; a tenfold smaller rate "
+        "costs about 0.6 byte more an id.", default=1e-9)
+    label_delay_buckets_seconds: list[float] = _doc(
+        "Upper bounds of the `driftd_label_delay_seconds` histogram's buckets (label time minus "
+        "prediction time, seconds; ascending, above 0; +Inf is added): the default fits delays of "
+        "minutes to days, at most a factor 3.5 apart (a quantile is interpolated within its "
+        "bucket). Each bound is a series per model. A changed list re-bins the counts of a "
+        "restored state into the new buckets (each old bucket's count into the first new bucket "
+        "that holds its upper bound).",
+        default_factory=lambda: list(DEFAULT_LABEL_DELAY_BUCKETS))
+
+    def __post_init__(self):
+        bounds = self.label_delay_buckets_seconds
+        if not bounds:
+            raise ConfigError("join.label_delay_buckets_seconds", "must list at least one bound")
+        if any(not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b) or b <= 0 for b in bounds):
+            raise ConfigError("join.label_delay_buckets_seconds", f"every bound must be a finite number above 0, got {bounds!r}")
+        if any(b >= c for b, c in zip(bounds, bounds[1:])):
+            raise ConfigError("join.label_delay_buckets_seconds", f"bounds must be strictly ascending, got {bounds!r}")
+
+
+def _http_url(url) -> bool:
+    """An http(s) URL with a host and no whitespace (``alerts.runbook_base_url``, ``alerts.dashboard_url``)."""
+    import urllib.parse
+
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        return False
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 @dataclass
@@ -150,6 +234,20 @@ class AlertsConfig:
     retry_max_seconds: float = _doc("Longest retry delay (a Retry-After header may ask for more).", default=60.0)
     give_up_after_seconds: float = _doc("Stop retrying an alert after this long.", default=3600.0)
     sinks: list[SinkConfig] = _doc("Where alerts go; none means metrics only.", default_factory=list)
+    runbook_base_url: str | None = _doc(
+        "URL of this project's README.md where your operators read it (a repository host, an "
+        "internal docs site): driftd's own alerts then carry `runbook_url`, this URL with the "
+        "anchor of the alert's runbook (README \"Runbooks\"). Unset: no `runbook_url`.", default=None)
+    dashboard_url: str | None = _doc(
+        "URL of the driftd Grafana dashboard (e.g. https://grafana.example/d/driftd-models/driftd): "
+        "driftd's own alerts then carry `dashboard_url`, this URL with `var-model=` the alert's "
+        "model. Unset: no `dashboard_url`.", default=None)
+
+    def __post_init__(self):
+        for name in ("runbook_base_url", "dashboard_url"):
+            url = getattr(self, name)
+            if url is not None and not _http_url(url):
+                raise ConfigError(f"alerts.{name}", f"must be an http:// or https:// URL with a host, got {url!r}")
 
 
 @dataclass
@@ -234,6 +332,7 @@ class RegistryConfig:
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig, metadata={"doc": "Kafka connection and topics."})
     http: HttpConfig = field(default_factory=HttpConfig, metadata={"doc": "HTTP endpoints."})
+    metrics: MetricsConfig = field(default_factory=MetricsConfig, metadata={"doc": "Prometheus metrics: cardinality and consumer lag."})
     state: StateConfig = field(default_factory=StateConfig, metadata={"doc": "Checkpoints."})
     join: JoinConfig = field(default_factory=JoinConfig, metadata={"doc": "Joining labels to predictions."})
     alerts: AlertsConfig = field(default_factory=AlertsConfig, metadata={"doc": "Alerting."})
@@ -246,9 +345,15 @@ class Config:
         "Watch a model not listed under models when its first event arrives (else: dead letter, unknown_model).",
         default=False)
     log_level: str = _doc(
-        "DEBUG, INFO, WARNING or ERROR. kafka-python's own loggers stay at INFO or above (at DEBUG "
-        "they print protocol requests, SASL passwords included), and every configured secret is "
-        "masked in every log line.", default="INFO")
+        "DEBUG, INFO, WARNING or ERROR (`driftd run --log-level` overrides it). kafka-python's own "
+        "loggers are at WARNING or above, and at INFO with DEBUG (never below: at DEBUG they print "
+        "protocol requests, SASL passwords included); every configured secret is masked in every "
+        "log line.", default="INFO")
+    log_format: str = _doc(
+        "`text` (time, level, logger: message) or `json`: one JSON object a line on stderr, with "
+        "`time` (RFC 3339, UTC), `level`, `logger`, `message`, and `model` and `partition` where "
+        "the line concerns one (`exception` with a traceback). `driftd run --log-format` overrides it.",
+        default="text")
 
     @property
     def has_learners(self) -> bool:
@@ -265,7 +370,14 @@ class Config:
 # -- loading ---------------------------------------------------------------------------------
 
 def load(path: str | os.PathLike) -> Config:
-    """Read and validate a configuration file."""
+    """Read and validate a configuration file; raises :class:`ConfigError`.
+
+    Relative paths written in the file (:data:`PATH_KEYS`, and every ``{file: PATH}``
+    secret) are taken relative to the file's directory, not the current one, so that a
+    file means the same wherever driftd is started from. The directory is the one the
+    path names, symbolic links not followed (a Kubernetes ConfigMap mounts its files as
+    links into a hidden directory). Defaults of keys the file does not set, and
+    configurations built with :func:`from_dict`, are relative to the current directory."""
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -274,7 +386,41 @@ def load(path: str | os.PathLike) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
+    if isinstance(data, dict):
+        data = _relative_to(data, Path(os.path.abspath(path)).parent)
     return from_dict(data or {})
+
+
+#: Settings that are paths of files or directories (besides ``{file: PATH}`` secrets).
+PATH_KEYS = ("state.dir", "registry.dir", "kafka.client.ssl_cafile", "kafka.client.ssl_certfile",
+             "kafka.client.ssl_keyfile", "kafka.client.ssl_crlfile")
+
+
+def _relative_to(data: dict, base: Path) -> dict:
+    """A copy of the file's ``data`` with relative paths made absolute against ``base``."""
+    def absolute(value):
+        return str(base / value) if isinstance(value, str) and value and not os.path.isabs(value) else value
+
+    def secrets(value):
+        # Secrets ({file: PATH}) go anywhere but in the models' settings, whose mappings
+        # (feature names, learner parameters) are the user's own words.
+        if isinstance(value, dict):
+            if set(value) == {"file"}:
+                return {"file": absolute(value["file"])}
+            return {k: secrets(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [secrets(v) for v in value]
+        return value
+
+    out = {k: v if k in ("models", "model_defaults") else secrets(v) for k, v in data.items()}
+    for key in PATH_KEYS:
+        *parents, name = key.split(".")
+        section = out
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and name in section:
+            section[name] = absolute(section[name])
+    return out
 
 
 def from_dict(data: dict) -> Config:

@@ -14,7 +14,7 @@ from daemon.config import Config, ConfigError, ModelConfig
 
 _POSITIVE = {
     "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
-    "state.checkpoint_interval_seconds", "http.liveness_timeout_seconds", "join.prediction_ttl_seconds", "join.max_pending", "join.max_future_skew_seconds",
+    "state.checkpoint_interval_seconds", "state.restore_timeout_seconds", "http.liveness_timeout_seconds", "join.prediction_ttl_seconds", "join.max_pending", "join.max_future_skew_seconds",
     "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
     "alerts.give_up_after_seconds",
 }
@@ -34,10 +34,22 @@ def check(config: Config) -> None:
     if isinstance(max_request, int) and not 1024 <= config.kafka.dead_letter_max_bytes <= max_request - 1024:
         raise ConfigError("kafka.dead_letter_max_bytes", f"must be between 1024 and the producer's max_request_size "
                                                          f"less 1024 ({max_request - 1024})")
+    if config.state.topic and isinstance(max_request, int) and not 1024 <= config.state.piece_bytes <= max_request - 1024:
+        raise ConfigError("state.piece_bytes", f"must be between 1024 and the producer's max_request_size less 1024 "
+                                               f"({max_request - 1024})")
+    if config.state.topic in {config.kafka.predictions_topic, config.kafka.labels_topic, config.kafka.dead_letter_topic}:
+        raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
+    if not 0 < config.join.duplicate_false_positive_rate < 0.01:
+        raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port", "must be between 0 and 65535")
+    _check_metrics(config)
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError("log_format", "must be text or json")
+    if not 0 <= config.kafka.embedded_port <= 65535:
+        raise ConfigError("kafka.embedded_port", "must be between 0 and 65535")
     for i, sink in enumerate(config.alerts.sinks):
         key = f"alerts.sinks[{i}]"
         if sink.type not in ("webhook", "slack", "kafka"):
@@ -52,6 +64,16 @@ def check(config: Config) -> None:
         raise ConfigError("registry.keep", "must be at least 1")
     if config.has_learners and not os.environ.get(config.registry.key_env):
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
+
+
+def _check_metrics(config: Config) -> None:
+    metrics = config.metrics
+    if metrics.per_feature not in ("all", "alerting", "none"):
+        raise ConfigError("metrics.per_feature", f"must be all, alerting or none, got {metrics.per_feature!r}")
+    if metrics.per_feature_hold_seconds < 0:
+        raise ConfigError("metrics.per_feature_hold_seconds", "must not be negative")
+    if metrics.lag_refresh_seconds <= 0:
+        raise ConfigError("metrics.lag_refresh_seconds", "must be above 0")
 
 
 _BINARY_DETECTORS = ("DDM", "EDDM", "HDDM_A", "HDDM_W")

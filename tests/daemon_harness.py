@@ -26,7 +26,7 @@ def daemon_config(bootstrap: str, unique_name, state_dir, models=None, **section
                   "predictions_topic": names["predictions"], "labels_topic": names["labels"],
                   "dead_letter_topic": names["dead"], "poll_timeout_ms": 50, "session_timeout_ms": 2000},
         "http": {"host": "127.0.0.1", "port": 0},
-        "state": {"dir": str(state_dir), "checkpoint_interval_seconds": 0.5},
+        "state": {"dir": str(state_dir), "checkpoint_interval_seconds": 0.5, "topic": unique_name("state")},
         "model_defaults": {"reference_size": 1000, "window": 500, "stride": 100, "ert": 1_000_000,
                            "decay_reference_size": 500, "decay_window": 400},
         "models": models if models is not None else {"fraud": {}},

@@ -56,7 +56,7 @@ def write_config(tmp_path: Path, bootstrap: str, unique_name, **sections) -> tup
             "reconnect_backoff_max_seconds": 1.0,
         },
         "http": {"host": "127.0.0.1", "port": 0},
-        "state": {"dir": str(tmp_path / "state"), "checkpoint_interval_seconds": 0.5},
+        "state": {"dir": str(tmp_path / "state"), "checkpoint_interval_seconds": 0.5, "topic": unique_name("state")},
         # Small reference and windows: the detectors are built and tested within the first
         # thousand events. A short ERT keeps their threshold calibration (simulated null
         # runs, at least 100 * ert values up to 2 million) at ~2 s instead of ~16 s per process.

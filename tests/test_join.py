@@ -188,8 +188,11 @@ def test_max_pending_bounds_the_memory_of_joined_ids():
         join.add_prediction("m", f"p{i}", 1000.0 + i, i)
         join.add_label("m", f"p{i}", 1000.0 + i, 1)
         join.expire()
-    assert len(join._joined) <= 10
+        assert join._seen.count <= 10
     assert counts(join) == only(joined=100)
+    # The newest joined ids are still remembered, the oldest forgotten (all within the TTL).
+    assert join.add_label("m", "p99", 1200.0, 1) is None and counts(join)["duplicate_label"] == 1
+    assert not join._seen.has("m", "p0")
 
 
 # -- order independence ------------------------------------------------------------------------

@@ -332,7 +332,9 @@ def test_state_key_is_generated_private_or_taken_from_the_environment(tmp_path, 
 
 
 def test_daemon_refuses_a_tampered_checkpoint_and_goes_on_from_committed_offsets(kafka_bootstrap, unique_name, tmp_path):
-    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "state")
+    # Local files only (no state topic): the file is the state. A forged state-topic
+    # checkpoint is refused the same way (tests/test_statetopic.py).
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "state", state={"topic": ""})
     kafka = config["kafka"]
     first = sim_records(config, 1500)
     want = expected(config, first)

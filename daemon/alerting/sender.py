@@ -22,11 +22,11 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from daemon.alerting.sinks import (KafkaSink, PermanentError, RetryableError, Sink, WebhookSink,
+from daemon.alerting.sinks import (AlertLinks, KafkaSink, PermanentError, RetryableError, Sink, WebhookSink,
                                 parse_retry_after, slack_text)
 from daemon.alerting.episodes import Alert
 
-__all__ = ["AlertSender", "KafkaSink", "OUTCOMES", "PermanentError", "RetryableError", "Sink",
+__all__ = ["AlertLinks", "AlertSender", "KafkaSink", "OUTCOMES", "PermanentError", "RetryableError", "Sink",
            "WebhookSink", "parse_retry_after", "slack_text"]
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,12 @@ A sink is a small object with a ``name`` (a bounded metric label) and
 (try again later, maybe at ``retry_after``) or :class:`PermanentError` (no
 retry can help). Retrying, backoff and threads are
 :class:`daemon.alerting.sender.AlertSender`'s business, not the sinks'.
+
+Links: with :class:`AlertLinks` (``alerts.runbook_base_url``, ``alerts.dashboard_url``)
+the payload's ``data`` carries ``runbook_url`` (the README runbook of the alert, as the
+shipped Prometheus rules link it) and ``dashboard_url`` (the Grafana dashboard at the
+alert's model); each is absent when its option is unset. Severity: :func:`alert_severity`,
+the same as the shipped rules give (README "Alert rules").
 """
 
 from __future__ import annotations
@@ -18,13 +24,61 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
 from daemon.alerting.episodes import FIRING, INFO, Alert
 
-__all__ = ["KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
-           "parse_retry_after", "slack_text"]
+__all__ = ["AlertLinks", "KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
+           "alert_severity", "parse_retry_after", "runbook_anchor", "slack_text"]
+
+#: Detectors whose alerts are ``critical`` (someone looks now); every other one's are
+#: ``warning``. Performance decay is the model doing worse on labelled events, the harm
+#: itself; data and concept drift say it may come. The shipped rules agree
+#: (DriftdPerformanceDecay critical, DriftdFeatureDrift and DriftdConceptDrift warning).
+CRITICAL_DETECTORS = frozenset({"decay"})
+
+
+def alert_severity(detector: str) -> str:
+    """``critical`` or ``warning``, for a drift episode of ``detector`` (see :data:`CRITICAL_DETECTORS`)."""
+    return "critical" if detector in CRITICAL_DETECTORS else "warning"
+
+
+def runbook_anchor(alert: Alert) -> str:
+    """The README heading anchor of the runbook for ``alert``: the shipped rule's that
+    watches the same thing (decay, the error stream, data and schema tests), and the
+    learning section for informational alerts (promotions)."""
+    if alert.status == INFO:
+        return "learning-retraining-and-promotion"
+    if alert.detector == "decay":
+        return "driftdperformancedecay"
+    if alert.feature == "<error>":
+        return "driftdconceptdrift"
+    return "driftdfeaturedrift"
+
+
+@dataclass(frozen=True)
+class AlertLinks:
+    """Where an alert's reader goes next. ``runbook_base_url``: the URL of README.md (any
+    fragment is replaced by the runbook's anchor); ``dashboard_url``: the Grafana
+    dashboard's URL (``var-model=<model>`` is added to its query). None: no such link."""
+
+    runbook_base_url: str | None = None
+    dashboard_url: str | None = None
+
+    def of(self, alert: Alert) -> dict:
+        """``{"runbook_url": ..., "dashboard_url": ...}``, only the configured ones."""
+        links = {}
+        if self.runbook_base_url:
+            base = urllib.parse.urldefrag(self.runbook_base_url)[0]
+            links["runbook_url"] = f"{base}#{runbook_anchor(alert)}"
+        if self.dashboard_url:
+            parts = urllib.parse.urlsplit(self.dashboard_url)
+            query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "var-model"]
+            query.append(("var-model", alert.model))
+            links["dashboard_url"] = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        return links
 
 
 class RetryableError(Exception):
@@ -63,13 +117,25 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def slack_text(alert: Alert) -> str:
-    """One readable line, e.g. ``:rotating_light: [FIRING] fraud: KS drift on feature amount (...)``."""
+def slack_text(alert: Alert, links: AlertLinks | None = None) -> str:
+    """One readable line, e.g. ``:rotating_light: [FIRING] fraud: KS drift on feature amount (...)``,
+    ending with ``runbook`` and ``dashboard`` links when ``links`` has them."""
+    return _slack_escape(_slack_line(alert)) + _slack_links(alert, links)
+
+
+def _slack_links(alert: Alert, links: AlertLinks | None) -> str:
+    found = links.of(alert) if links is not None else {}
+    # Slack's link markup <url|text>; the URL's own &, <, > escaped as in any text.
+    shown = [f"<{_slack_escape(url)}|{name.split('_')[0]}>" for name, url in found.items()]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _slack_line(alert: Alert) -> str:
     d = alert.detail
     if alert.status == INFO:
         extra = ", ".join(f"{k}={v}" for k, v in d.items())
         text = f":information_source: [INFO] {alert.model}: {alert.kind.replace('_', ' ')}"
-        return _slack_escape(text + (f" ({extra})" if extra else ""))
+        return text + (f" ({extra})" if extra else "")
     firing = alert.status == FIRING
     icon = ":rotating_light:" if firing else ":white_check_mark:"
     where = f" on feature {alert.feature}" if alert.feature else ""
@@ -86,12 +152,20 @@ def slack_text(alert: Alert) -> str:
         numbers.append(f"p-value {d['p_value']:.3g}")
     if numbers:
         text += f" ({', '.join(numbers)})"
-    return _slack_escape(text)
+    return text
 
 
 def _slack_escape(text: str) -> str:
     # Slack treats &, < and > as markup; model and feature names come from user input.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _data(alert: Alert, links: AlertLinks | None) -> dict:
+    """The alert's fields, and its links when configured (absent otherwise)."""
+    data = alert.to_dict()
+    if links is not None:
+        data.update(links.of(alert))
+    return data
 
 
 def _encode(render, alert: Alert) -> str:
@@ -120,10 +194,12 @@ class WebhookSink:
     ``format="slack"`` sends ``{"text": ...}`` for Slack-compatible incoming
     webhooks, signed the same way when a secret is set. The URL is not shown
     in repr or logs beyond scheme and host: Slack URLs carry a token.
+    ``links``: ``runbook_url`` and ``dashboard_url`` added to ``data`` (standard)
+    or to the text (slack); None, none.
     """
 
     def __init__(self, url: str, secret: str | None = None, format: str = "standard",
-                 timeout: float = 10.0, name: str = "webhook"):
+                 timeout: float = 10.0, name: str = "webhook", links: AlertLinks | None = None):
         from standardwebhooks import Webhook
 
         if format not in ("standard", "slack"):
@@ -132,6 +208,7 @@ class WebhookSink:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("webhook url must be an http(s) URL")
         self.name, self.format, self.timeout = name, format, float(timeout)
+        self.links = links
         self._url = url
         self._where = f"{parts.scheme}://{parts.hostname}"
         secret = (secret or "").strip()  # a secret read from a file often ends in a newline
@@ -143,11 +220,11 @@ class WebhookSink:
     def body(self, alert: Alert) -> str:
         """The JSON body: identical on every attempt (only the timestamp header changes)."""
         if self.format == "slack":
-            payload = {"text": slack_text(alert)}
+            payload = {"text": slack_text(alert, self.links)}
         else:
             when = datetime.fromtimestamp(alert.event_time, tz=timezone.utc)
             payload = {"type": alert.event_type, "timestamp": when.isoformat().replace("+00:00", "Z"),
-                       "data": alert.to_dict()}
+                       "data": _data(alert, self.links)}
         return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
     def deliver(self, alert: Alert) -> None:
@@ -185,16 +262,18 @@ class KafkaSink:
     that is the producer owner's job, the sink only retries.
     """
 
-    def __init__(self, producer, topic: str, timeout: float = 10.0, name: str = "kafka"):
+    def __init__(self, producer, topic: str, timeout: float = 10.0, name: str = "kafka",
+                 links: AlertLinks | None = None):
         config = getattr(producer, "config", {}) or {}
         if config.get("key_serializer") or config.get("value_serializer"):
             raise ValueError("KafkaSink needs a producer without key/value serializers")
         self.producer, self.topic, self.timeout, self.name = producer, topic, float(timeout), name
+        self.links = links  # runbook_url, dashboard_url in data, as the webhook's
 
     def deliver(self, alert: Alert) -> None:
         from kafka.errors import KafkaError
 
-        value = _encode(lambda a: json.dumps({"type": a.event_type, "data": a.to_dict()},
+        value = _encode(lambda a: json.dumps({"type": a.event_type, "data": _data(a, self.links)},
                                              separators=(",", ":"), allow_nan=False), alert).encode()
         headers = [("alert-id", alert.id.encode()), ("alert-type", alert.event_type.encode())]
         try:

@@ -137,6 +137,15 @@ def _tag(key: bytes, purpose: str, payload: bytes) -> bytes:
     return hmac.new(key, MAGIC + purpose.encode() + b"\0" + payload, hashlib.sha256).digest()
 
 
+class _Sections:
+    """A checkpoint in the state topic's form, in a file."""
+
+    def __init__(self, partition: int, manifest, sections: dict):
+        self.partition = partition
+        self.manifest = manifest
+        self.sections = sections
+
+
 class Checkpoints:
     def __init__(self, directory: str | os.PathLike, scope: str, key: bytes | None = None,
                  key_env: str = "DRIFTD_STATE_KEY"):
@@ -176,10 +185,33 @@ class Checkpoints:
         self._write(self._path(state.partition), f"checkpoint {self.scope} p{state.partition}", saved)
         self.last_saved = time.time()
 
-    def load(self, partition: int):
-        """The saved state of ``partition``, or None (see :meth:`restore`)."""
+    def load(self, partition: int, config=None):
+        """The saved state of ``partition`` (a ``PartitionState`` bound to ``config``),
+        or None (see :meth:`restore`)."""
         restored = self.restore(partition)
-        return None if restored is None else restored[0]
+        if restored is None:
+            return None
+        if isinstance(restored[0], _Sections):
+            from daemon.kafka.statetopic import decode_partition  # the state's modules import this one
+
+            return decode_partition(restored[0].sections, config)
+        return restored[0]
+
+    def save_sections(self, manifest, sections: dict) -> None:
+        """Write a checkpoint as the state topic holds it: its manifest
+        (:class:`daemon.kafka.statetopic.Manifest`) and sections ({name: blob bytes})."""
+        self.save(_Sections(manifest.partition, manifest, dict(sections)), manifest.logs)
+
+    def restore_sections(self, partition: int):
+        """(manifest, {name: blob bytes}) of ``partition``'s file, (None, (state, logs)) for
+        a file written whole by an earlier driftd, or None (see :meth:`restore`)."""
+        restored = self.restore(partition)
+        if restored is None:
+            return None
+        saved, logs = restored
+        if isinstance(saved, _Sections):
+            return saved.manifest, saved.sections
+        return None, (saved, logs)
 
     def restore(self, partition: int):
         """(state, logs) saved for ``partition``, or None. A file that is unreadable,

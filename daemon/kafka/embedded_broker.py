@@ -238,8 +238,10 @@ class EmbeddedBroker:
         return f"EmbeddedBroker({self.port and self.bootstrap!r}, pid={self.pid}, {state})"
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0, **client) -> None:
-    """Create topics with the given partition counts; existing ones are left alone.
+def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0, configs: dict | None = None,
+                  **client) -> None:
+    """Create topics with the given partition counts (and ``configs``: {topic: {setting:
+    value}}, e.g. ``cleanup.policy``); existing ones are left alone.
 
     Explicit creation matters because Tansu auto-creates unknown topics with
     4 partitions, which breaks co-partitioning.
@@ -253,7 +255,7 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.
     try:
         for name, partitions in topics.items():
             try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=(configs or {}).get(name, {}))])
             except TopicAlreadyExistsError:
                 pass
     finally:

@@ -5,6 +5,8 @@ Two layers, because either alone can be bypassed:
 - kafka-python's loggers never go below INFO, whatever ``log_level`` says. At DEBUG they
   print every protocol request and the raw bytes sent, and a SASL/PLAIN authenticate
   request carries the password (its admin client also prints its whole configuration).
+  Below DEBUG they are at WARNING: their INFO lines (some 90 at a start, every
+  connection and group join) would drown driftd's own.
 - Every log record, from any logger, is redacted when it is made (a log-record factory,
   so also for handlers added later): each configured secret is replaced by ``***`` in the
   message, its arguments and any traceback -- as written, and as ``repr`` or JSON shows it
@@ -13,15 +15,26 @@ Two layers, because either alone can be bypassed:
 >>> redact = Redactor(["pa'ss"])
 >>> redact("password='pa\\'ss' auth_bytes=b'\\x00bob\\x00pa\\'ss'")
 "password='***' auth_bytes=b'\\x00bob\\x00***'"
+
+Lines are text (:data:`FORMAT`) or, with ``log_format: json``, one JSON object a line
+(:class:`JsonFormatter`): ``time``, ``level``, ``logger``, ``message``, and ``model`` and
+``partition`` where the log call gives them (``extra={"model": ..., "partition": ...}``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import logging
 import os
 import re
+import sys
+import threading
+import time
 import traceback
+
+import msgspec
 
 from daemon.config import Config, Secret
 
@@ -91,13 +104,30 @@ def secrets_of(config: Config) -> list[str]:
     return found
 
 
-def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT) -> None:
-    """Log to stderr at ``level`` with ``fmt``; kafka-python's loggers at INFO or above;
-    every record redacted of ``secrets`` (extends, never drops, secrets of an earlier
-    call). Idempotent."""
+def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_format: str = "text") -> None:
+    """Log to stderr at ``level``, as text with ``fmt`` or as JSON lines (``log_format``
+    ``"json"``, :class:`JsonFormatter`); kafka-python's loggers at WARNING or above, at INFO
+    when ``level`` is DEBUG (:func:`wire_level`); every record redacted of ``secrets``
+    (extends, never drops, secrets of an earlier call). Idempotent: a second call changes
+    the level and format of the handler the first one installed."""
     global _redact
-    logging.basicConfig(level=level, format=fmt)
-    threshold = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "driftd", False)), None)
+    if handler is None and not root.handlers:  # as logging.basicConfig: a host's handlers and level stay
+        handler = logging.StreamHandler(sys.stderr)
+        handler.driftd = True
+        root.addHandler(handler)
+    if handler is not None:
+        root.setLevel(level)
+        handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(fmt))
+    # Python's warnings (a library's DeprecationWarning) as log records: in JSON too, and
+    # never a bare text line among the JSON ones; likewise an exception no one caught.
+    logging.captureWarnings(True)
+    if log_format == "json":
+        sys.excepthook = _log_uncaught
+        threading.excepthook = lambda hook: _log_uncaught(hook.exc_type, hook.exc_value, hook.exc_traceback,
+                                                          hook.thread.name if hook.thread else None)
+    threshold = wire_level(root.getEffectiveLevel())
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(threshold)
     _secrets.extend(s for s in secrets if s)
@@ -115,6 +145,100 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT) -> None:
     logging.getLogger("driftd").debug(
         "logging at %s; kafka-python's loggers at %s or above; %d secret(s) masked in every line",
         logging.getLevelName(logging.getLogger().getEffectiveLevel()), logging.getLevelName(threshold), len(set(_secrets)))
+
+
+def _log_uncaught(kind, value, tb, thread: str | None = None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    where = f" in thread {thread}" if thread else ""
+    logging.getLogger("driftd").critical("uncaught %s%s: %s", kind.__name__, where, value, exc_info=(kind, value, tb))
+
+
+def wire_level(level: int) -> int:
+    """The level of kafka-python's loggers when driftd logs at ``level``: INFO at DEBUG
+    (never DEBUG, see the module docs), else WARNING or above.
+
+    >>> [logging.getLevelName(wire_level(n)) for n in (logging.DEBUG, logging.INFO, logging.ERROR)]
+    ['INFO', 'WARNING', 'ERROR']
+    """
+    return logging.INFO if level <= logging.DEBUG else max(level, logging.WARNING)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time`` (RFC 3339, UTC, milliseconds), ``level``,
+    ``logger``, ``message``, then ``model`` and ``partition`` if the record has them
+    (``extra=``), and ``exception`` (the traceback) if any. The message is already redacted
+    (the record factory); so is the traceback.
+
+    >>> record = logging.makeLogRecord({"msg": "bad %s", "args": ("event",), "levelname": "WARNING",
+    ...                                 "name": "driftd", "created": 0.0, "model": "fraud", "partition": 3})
+    >>> JsonFormatter().format(record)
+    '{"time": "1970-01-01T00:00:00.000Z", "level": "WARNING", "logger": "driftd", "message": "bad event", "model": "fraud", "partition": 3}'
+    """
+
+    FIELDS = ("model", "partition")
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        line = {"time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:  # set after the record factory ran: redacted here
+                line[name] = value if isinstance(value, (int, float, bool)) else _redacted(str(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        # ensure_ascii: one line whatever the message holds (a newline in a model name, ...).
+        return json.dumps(line, default=str)
+
+
+def _redacted(text: str) -> str:
+    return _redact(text) if _redact else text
+
+
+#: Seconds between two WARNING lines about dead letters of one reason (the others: DEBUG).
+DEAD_LETTER_LINE_EVERY = 60.0
+_dead_letter_lines: dict[str, tuple[float, int]] = {}  # reason -> (time of the last WARNING, DEBUG ones since)
+
+
+class _ModelOnly(msgspec.Struct):
+    model: str | None = None
+
+
+_model_only = msgspec.json.Decoder(_ModelOnly)
+
+
+def dead_letter(record, reason: str, detail: str, log: logging.Logger | None = None) -> None:
+    """Log that ``record`` (a Kafka record: topic, partition, offset, value) went to the
+    dead-letter topic with ``reason`` and ``detail``: at WARNING for the first of each
+    reason and then at most once every :data:`DEAD_LETTER_LINE_EVERY` seconds (saying how
+    many were logged at DEBUG meanwhile), else at DEBUG, so that a producer sending only
+    bad events does not flood the log (``driftd_dead_letter_total`` counts them all). The
+    line carries ``partition`` and, when the event names one, ``model``.
+    ``internal_error`` is logged where it is caught, with its traceback: not here."""
+    if reason == "internal_error":
+        return
+    log = log or logging.getLogger("driftd")
+    now = time.monotonic()
+    last, quiet = _dead_letter_lines.get(reason, (None, 0))
+    loud = last is None or now - last >= DEAD_LETTER_LINE_EVERY
+    level = logging.WARNING if loud else logging.DEBUG
+    _dead_letter_lines[reason] = (now, 0) if loud else (last, quiet + 1)
+    if not log.isEnabledFor(level):
+        return
+    try:  # only the model field: fast, and it fails quietly on what is not an event
+        model = _model_only.decode(record.value).model if record.value else None
+    except (msgspec.DecodeError, RecursionError):
+        model = None
+    since = f" ({quiet} more since the last such line, at DEBUG)" if loud and quiet else ""
+    log.log(level, "%s[%s]@%s went to the dead-letter topic: %s: %s%s", record.topic, record.partition,
+            record.offset, reason, detail, since,
+            extra={"model": model, "partition": record.partition})
 
 
 def _redact_record(record: logging.LogRecord, redact: Redactor) -> None:

@@ -7,8 +7,10 @@ detectors that took a new decision are shown to the alert episodes, whose firing
 resolve alerts go to the sender's background threads (:mod:`daemon.alerting.sender`) → Prometheus
 reads the state when it scrapes (:mod:`daemon.web.metrics`). Every
 ``checkpoint_interval_seconds`` the dead-letter sends are confirmed, each partition's
-state is written with its offsets (:mod:`daemon.kafka.checkpoint`), then the offsets are
-committed to Kafka.
+state is written with its offsets to the state topic (:mod:`daemon.kafka.statetopic`)
+and to the local cache file (:mod:`daemon.kafka.checkpoint`), then the offsets are
+committed to Kafka. A partition assigned to this replica stays paused until its state is
+restored from the state topic and its offsets sought.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from learners.registry import Registry
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon.alerting.sender import AlertSender
 from daemon.kafka import logid
-from daemon.kafka.checkpoint import Checkpoints
+from daemon.kafka.checkpoint import Checkpoints, state_key
+from daemon.kafka.statetopic import (Changelog, Epoch, Manifest, StateReader, StateTopicError, StateWriter,
+                                     decode_partition, encode as _encode)
 from daemon.runtime.calibrator import Calibrator
 from daemon.runtime import wiring
 from daemon.config import Config
 from daemon.kafka.deadletter import DeadLetters
 from daemon.web.http import HttpServer
+from daemon.web.status import configured_models
 from daemon.stream.learning import Publisher
 from daemon.web.metrics import LOCK_WAIT_SECONDS, Metrics
 from daemon.stream.partition import PartitionState
@@ -55,7 +60,7 @@ class Daemon:
         self.config = config
         self.lock = threading.Lock()
         self.states: dict[int, PartitionState] = {}
-        self.metrics = Metrics(self.states, self.lock)
+        self.metrics = Metrics(self.states, self.lock, config.metrics)
         self.http_port: int | None = None
         self.bootstrap: str | None = None
         self._stop = threading.Event()
@@ -66,6 +71,10 @@ class Daemon:
         self._connect_grace = 0.0
         self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
+        self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
+        self._generation = -1  # the consumer group generation of the last assignment
+        self.state_writer = self.state_reader = self._state_producer = None
+        self._changelogs: dict[int, Changelog] = {}
         self._metadata_wait = None
         self._embedded = None
         self._consumer = None
@@ -160,7 +169,10 @@ class Daemon:
         self.dead_letters = DeadLetters(
             self._producer, kafka.dead_letter_topic, confirm_timeout=BROKER_WAIT_SECONDS,
             max_bytes=kafka.dead_letter_max_bytes, on_failure=lambda kind: self.metrics.kafka_errors.labels(kind).inc())
-        self.checkpoints = Checkpoints(self.config.state.dir, wiring.checkpoint_scope(kafka), key_env=self.config.state.key_env)
+        scope = wiring.checkpoint_scope(kafka)
+        self.checkpoints = Checkpoints(self.config.state.dir, scope, key_env=self.config.state.key_env)
+        if self.config.state.topic:
+            self._set_up_state_topic(scope)
         sinks = wiring.alert_sinks(self.config, self._producer)
         self.alerts = AlertSender(
             sinks, on_outcome=lambda sink, outcome: self.metrics.alerts_sent.labels(sink, outcome).inc(),
@@ -176,6 +188,23 @@ class Daemon:
             self.publisher = Publisher(Registry.from_env(registry.dir, registry.key_env, registry.keep),
                                        self._producer, registry.model_updated_topic, self.alerts)
 
+    def _set_up_state_topic(self, scope: str) -> None:
+        """The state topic's writer (its own producer: one request in flight keeps a
+        checkpoint's records in order) and reader (a consumer outside the group)."""
+        state, topic = self.config.state, self.config.state.topic
+        client = wiring.client_settings(self.config.kafka.client)
+        key, _ = state_key(state.dir, state.key_env)
+        self._state_producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000, enable_idempotence=False,
+            retries=5, max_in_flight_requests_per_connection=1, **client)
+        count = _PartitionCount(self._state_producer)
+        self.state_writer = StateWriter(self._state_producer, topic, scope, key, state.piece_bytes, count)
+        self.state_reader = StateReader(lambda: KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=100, **client), topic, scope, key, count)
+        if state.standby:
+            self.state_reader.start_standby()
+
     def _loop(self) -> None:
         kafka = self.config.kafka
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval_seconds
@@ -187,6 +216,7 @@ class Daemon:
                 self._broker_failed("poll", e)
                 self._stop.wait(1.0)
                 continue
+            self._restore_assigned()
             self._calibrate()  # at a batch boundary, also without input
             if batch:
                 with self.metrics.batch_seconds.time(), self.lock:
@@ -225,7 +255,8 @@ class Daemon:
             touched.add(state)
         for state in touched:
             for alert in state.finish_batch():
-                log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id)
+                log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
+                            extra={"model": alert.model, "partition": state.partition})
                 self.alerts.send(alert)
 
     def _calibrate(self) -> None:
@@ -239,7 +270,8 @@ class Daemon:
                     continue  # revoked meanwhile: its new owner asks again
                 state.apply_calibration((model, build), job, thresholds, error)
                 for alert in state.alerts():
-                    log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id)
+                    log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
+                                extra={"model": alert.model, "partition": partition})
                     self.alerts.send(alert)
             for state in self.states.values():
                 for (model, build), job in state.calibration_jobs(new_only=True):
@@ -256,7 +288,8 @@ class Daemon:
             try:
                 self.publisher.publish(model.name, promotion, when)
             except Exception as e:  # noqa: BLE001 - a registry or broker problem: retried next batch
-                log.error("model %s: publishing %s failed (%s); will retry", model.name, promotion.id, e)
+                log.error("model %s: publishing %s failed (%s); will retry", model.name, promotion.id, e,
+                          extra={"model": model.name})
                 self.metrics.kafka_errors.labels("publish").inc()
                 self._publish_retry_at = time.monotonic() + BROKER_WAIT_SECONDS
                 continue
@@ -288,13 +321,23 @@ class Daemon:
             return False
         with self.lock:
             states = [s for p, s in self.states.items() if partitions is None or p in partitions]
-            for state in states:
-                self.checkpoints.save(state, self._logs.get(state.partition))
+            # Cut and encoded under the lock (a consistent state), written after it.
+            cut = [(s.partition, self._encode(s), dict(s.offsets), dict(self._logs.get(s.partition) or {})) for s in states]
             self._save_pending_alerts()
             offsets = {
                 TopicPartition(topic, s.partition): OffsetAndMetadata(offset, "", -1)
                 for s in states for topic, offset in s.offsets.items()
             }
+        try:
+            manifests = [self._send_state(partition, sections, state_offsets, logs) for partition, sections, state_offsets, logs in cut]
+            if self.state_writer is not None and blocking:
+                self.state_writer.confirm(BROKER_WAIT_SECONDS)
+            for manifest, (_, sections, _, _) in zip(manifests, cut):
+                if manifest is not None:
+                    self.checkpoints.save_sections(manifest, dict(sections))
+        except (KafkaError, StateTopicError) as e:
+            self._broker_failed("state_topic", e)
+            return False
         self.metrics.last_checkpoint.set(time.time())
         try:
             if not blocking:
@@ -318,6 +361,22 @@ class Daemon:
         self._broker_ok = True
         return True
 
+    def _encode(self, state: PartitionState) -> list:
+        """[(name, blob bytes)]: the state cut into sections (:mod:`daemon.kafka.statetopic`)."""
+        changelog = self._changelogs.get(state.partition)
+        if changelog is None:
+            changelog = self._changelogs[state.partition] = Changelog("join", _encode)
+        return [(name, v if isinstance(v, bytes) else _encode(v)) for name, v in state.sections(changelog.sections)]
+
+    def _send_state(self, partition: int, sections: list, offsets: dict, logs: dict):
+        """The checkpoint's manifest, sent to the state topic when there is one (None if
+        the partition is no longer ours); the local file, a cache of the topic or the state
+        itself, is written once the topic has it."""
+        if self.state_writer is not None:
+            return self.state_writer.save(partition, sections, offsets, logs)
+        return Manifest(self.checkpoints.scope, partition, Epoch(0, 0), 0, offsets, logs,
+                        [(name, "", len(data)) for name, data in sections])
+
     def _broker_failed(self, operation: str, error: Exception) -> None:
         self.metrics.kafka_errors.labels(operation).inc()
         if self._broker_ok:
@@ -329,25 +388,14 @@ class Daemon:
 
     # -- partitions -----------------------------------------------------------------------
     def _assigned(self, partitions) -> None:
-        self._restoring = True
+        """Runs on kafka-python's I/O thread: no waiting here. The partitions stay paused
+        until the loop has restored their state (:meth:`_restore_assigned`) and fresh
+        metadata has named their logs (:meth:`_verify_logs`)."""
         self._broker_ok = True  # the group coordinator just answered
-        numbers = sorted({tp.partition for tp in partitions})
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "_generation", None)
         with self.lock:
-            for p in numbers:
-                restored = self.checkpoints.restore(p)
-                if restored is None:
-                    state, logs = PartitionState(p, self.config), {}
-                else:
-                    state, logs = restored
-                    state.attach(self.config)
-                    for topic, offset in state.offsets.items():
-                        tp = TopicPartition(topic, p)
-                        if tp in partitions:
-                            self._consumer.seek(tp, offset)
-                    log.info("partition %d restored at offsets %s", p, state.offsets)
-                self.states[p] = state
-                self._logs[p] = dict(logs)
-            self.metrics.assigned_partitions.set(len(self.states))
+            self._generation = getattr(generation, "generation_id", -1)
+            self._to_restore |= {tp.partition for tp in partitions} - set(self.states)
             # Whether the saved offsets point into the logs that exist now is known only
             # from metadata fetched after this join (a broker that came back empty has
             # new topic ids): nothing is read from these partitions until it has come.
@@ -355,7 +403,59 @@ class Daemon:
                 self._consumer.pause(*partitions)
                 self._unverified |= set(partitions)
                 self._metadata_wait = logid.metadata(self._consumer).request_update()
-        self._restoring = False
+
+    def _restore_assigned(self) -> None:
+        """Restore the state of newly assigned partitions: the newest checkpoint in the
+        state topic (a local file only where the topic has none), then seek to the offsets
+        it reflects. A state topic that cannot be read keeps them paused, retried."""
+        if not self._to_restore:
+            return
+        numbers = sorted(self._to_restore)
+        try:
+            found = {}
+            if self.state_reader is not None:
+                found = self.state_reader.restore(numbers, self.config.state.restore_timeout_seconds)
+        except (StateTopicError, KafkaError) as e:
+            self._broker_failed("state_restore", e)
+            return
+        with self.lock:
+            assigned = self._consumer.assignment()
+            for p in numbers:
+                if not any(tp.partition == p for tp in assigned):
+                    continue  # revoked meanwhile
+                restored = found.get(p)
+                state, logs, source = self._restored_state(p, restored)
+                if self.state_writer is not None:
+                    self.state_writer.own(p, Epoch((restored.top_epoch if restored else 0) + 1, self._generation),
+                                          restored.manifest.seq if restored and restored.manifest else 0,
+                                          restored.keys if restored else [])
+                self._changelogs.pop(p, None)
+                for topic, offset in state.offsets.items():
+                    tp = TopicPartition(topic, p)
+                    if tp in assigned:
+                        self._consumer.seek(tp, offset)
+                if source:
+                    log.info("partition %d restored at offsets %s from %s", p, state.offsets, source, extra={"partition": p})
+                self.states[p] = state
+                self._logs[p] = dict(logs)
+            self._to_restore.clear()
+            self.metrics.assigned_partitions.set(len(self.states))
+
+    def _restored_state(self, p: int, restored) -> tuple:
+        """(state, logs, where it came from or None) of partition ``p``."""
+        if restored is not None and restored.manifest is not None:
+            return decode_partition(restored.sections, self.config), restored.manifest.logs, \
+                f"the state topic (checkpoint {restored.manifest.epoch}/{restored.manifest.seq})"
+        cached = self.checkpoints.restore_sections(p)
+        if cached is None:
+            return PartitionState(p, self.config), {}, None
+        manifest, sections = cached
+        if manifest is None:  # a file written whole by an earlier driftd
+            (state, logs) = sections
+            state.attach(self.config)
+            return state, logs, f"the local file (earlier format) in {self.checkpoints.directory}"
+        return decode_partition(sections, self.config), manifest.logs, f"the local file in {self.checkpoints.directory}"
+
 
     def _revoked(self, partitions) -> None:
         numbers = {tp.partition for tp in partitions}
@@ -365,6 +465,11 @@ class Daemon:
         with self.lock:
             for p in numbers:
                 self.states.pop(p, None)
+                self._changelogs.pop(p, None)
+                if self.state_writer is not None:
+                    self.state_writer.disown(p)
+            self._to_restore -= numbers
+            self._unverified = {tp for tp in self._unverified if tp.partition not in numbers}
             self.metrics.assigned_partitions.set(len(self.states))
 
     def _verify_logs(self) -> None:
@@ -378,8 +483,8 @@ class Daemon:
                 self._metadata_wait = logid.metadata(self._consumer).request_update()
                 return
             assigned = self._consumer.assignment()
-            ready = [tp for tp in self._unverified if tp in assigned]
-            self._unverified.clear()
+            ready = [tp for tp in self._unverified if tp in assigned and tp.partition not in self._to_restore]
+            self._unverified = {tp for tp in self._unverified if tp in assigned and tp.partition in self._to_restore}
             for tp in ready:
                 state = self.states.get(tp.partition)
                 if state is not None:
@@ -398,7 +503,7 @@ class Daemon:
         if changed:
             log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
                         "reading it from the beginning instead of offset %s", tp.topic, tp.partition, saved, current,
-                        state.offsets.get(tp.topic))
+                        state.offsets.get(tp.topic), extra={"partition": tp.partition})
             self._reread(state, tp)
         if current is not None:
             logs[tp.topic] = current
@@ -437,7 +542,15 @@ class Daemon:
                         if state.offsets.get(topic) == offset:
                             self._reread(state, tp)
                 continue
-            self.metrics.consumer_lag.labels(topic, str(state.partition)).set(high - offset)
+        # Lag from the broker's view (daemon.kafka.lag), computed when Prometheus scrapes:
+        # every owned partition of both topics with the offset processed up to (None: none
+        # read yet), the consumer's high watermarks, and a probe of its own for the ends
+        # the consumer leaves standing (while it works through a fetch, or is paused).
+        topics = (self.config.kafka.predictions_topic, self.config.kafka.labels_topic)
+        with self.lock:
+            processed = {TopicPartition(t, p): s.offsets.get(t) for p, s in self.states.items() for t in topics}
+        self.metrics.lag.follow(self._consumer, processed, self.bootstrap,
+                                lambda: wiring.client_settings(self.config.kafka.client), self._stop)
 
     # -- health -----------------------------------------------------------------------------
     def health(self) -> tuple[bool, bool, str]:
@@ -455,6 +568,8 @@ class Daemon:
             return live, False, "broker not answering"
         if self._restoring:
             return live, False, "restoring state"
+        if self._to_restore:
+            return live, False, "restoring state from the state topic"
         if self._unverified:
             return live, False, "checking the topics' identity"
         if not self.states:
@@ -485,7 +600,7 @@ class Daemon:
             "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
             "pending_alerts": self.alerts.pending_count() if self.alerts else 0,
             "calibrations_pending": self.calibrator.pending,
-            "models": models,
+            "models": configured_models(self.config, models),
         }
 
     # -- set-up and tear-down ---------------------------------------------------------------
@@ -507,10 +622,34 @@ class Daemon:
                 self._producer.close(timeout=3)
             except KafkaError as e:  # the checkpoint is written; a stuck send must not fail the exit
                 log.error("producer did not close cleanly: %s", e)
+        if self.state_reader is not None:
+            self.state_reader.close()
+        if self._state_producer is not None:
+            try:
+                self._state_producer.close(timeout=3)
+            except KafkaError as e:
+                log.error("state producer did not close cleanly: %s", e)
         self.calibrator.close()
         http.stop()
         if self._embedded is not None:
             self._embedded.close()
+
+
+class _PartitionCount:
+    """The state topic's partition count, asked once (it must not change)."""
+
+    def __init__(self, producer):
+        self._producer = producer
+        self._count: int | None = None
+
+    def __call__(self, topic: str) -> int:
+        if self._count is None:
+            try:
+                self._count = len(self._producer.partitions_for(topic))
+            except KafkaError as e:
+                raise StateTopicError(f"state topic {topic!r} not found ({e}): create it (cleanup.policy=compact, as many "
+                                      f"partitions as the input topics) or set kafka.create_topics") from None
+        return self._count
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -31,7 +31,17 @@ def topics(config: Config) -> dict[str, int]:
     wanted.update({s.topic: 1 for s in config.alerts.sinks if s.type == "kafka"})
     if config.has_learners and config.registry.model_updated_topic:
         wanted[config.registry.model_updated_topic] = 1
+    if config.state.topic:
+        wanted[config.state.topic] = partitions
     return wanted
+
+
+def topic_configs(config: Config) -> dict:
+    """Settings of the topics driftd creates: the state topic is compacted (only the newest
+    record of each key is kept), with records up to a piece and its key."""
+    if not config.state.topic:
+        return {}
+    return {config.state.topic: {"cleanup.policy": "compact", "max.message.bytes": str(config.state.piece_bytes + 65536)}}
 
 
 def bootstrap(config: Config):
@@ -46,7 +56,7 @@ def bootstrap(config: Config):
     if kafka.create_topics:
         from daemon.kafka.embedded_broker import create_topics
 
-        create_topics(kafka.bootstrap_servers, topics(config), **client_settings(kafka.client))
+        create_topics(kafka.bootstrap_servers, topics(config), configs=topic_configs(config), **client_settings(kafka.client))
     return kafka.bootstrap_servers, None
 
 

@@ -3,7 +3,10 @@
 msgspec decodes and type-checks an event in one pass in C, several times faster than
 ``json.loads`` followed by checks in Python (measured: bench/daemon.py prints the decode
 rate). Anything that is not a valid event raises :class:`BadEvent` with a reason from a
-small fixed set, which becomes the dead-letter ``reason`` header and metric label.
+small fixed set, which becomes the dead-letter ``reason`` header and metric label, and a
+detail that names the offending field as msgspec writes a path (`` - at
+`$.features['age']` ``), also where msgspec cannot: the key in a mapping, the field of a
+NaN or Infinity, the field that nests too deep (found by scanning the bad event again).
 
 Numbers are bounded: a magnitude beyond :data:`MAX_MAGNITUDE` (float32's range, about
 3.4e38) is refused as ``non_finite``. No model's input or output is that large, and the
@@ -95,13 +98,14 @@ def _decode(cls, raw: bytes | None):
         # Python's json module writes NaN and Infinity, which are not JSON: name them
         # when the parser stopped right at one.
         where = re.search(r"\(byte (\d+)\)", str(e))
-        if where and raw[int(where.group(1)):].startswith((b"NaN", b"-NaN", b"Infinity", b"-Infinity")):
-            raise BadEvent("non_finite", "NaN or Infinity where a number is required") from None
+        if where and raw[int(where.group(1)):].startswith(_NON_FINITE):
+            raise BadEvent("non_finite", "NaN or Infinity where a number is required"
+                           + _at(_non_finite_path(raw, int(where.group(1))))) from None
         raise BadEvent("not_json", str(e)) from None
     except UnicodeDecodeError as e:
         raise BadEvent("not_json", f"invalid UTF-8 at byte {e.start}") from None
     except RecursionError:
-        raise BadEvent("too_deep", "nested deeper than the decoder's recursion limit") from None
+        raise BadEvent("too_deep", "nested deeper than the decoder's recursion limit" + _at(_deepest_field(raw))) from None
     if type(event.id) is int:
         event.id = str(event.id)
     if type(event.ts) is str:
@@ -110,29 +114,115 @@ def _decode(cls, raw: bytes | None):
 
 
 def _name_the_key(text: str, raw: bytes) -> str:
-    """msgspec's path says ``$.features[...]`` for a bad value in a mapping: name the key
-    (decoding the event once more, untyped: only bad events pay for it)."""
-    for field in ("features", "score"):
+    """msgspec's path says ``$.features[...]`` for a bad value in a mapping: name the key,
+    the first whose value alone does not decode as the event's type would decode it (a
+    scan of the event once more: only bad events pay for it)."""
+    for field, value_decoder in (("features", _FEATURE_VALUE), ("score", _SCORE_VALUE)):
         marker = f"`$.{field}[...]`"
         if marker not in text:
             continue
-        try:
-            mapping = msgspec.json.decode(raw).get(field)
-        except (msgspec.DecodeError, RecursionError, AttributeError):
-            return text
-        if isinstance(mapping, dict):
-            bad = next((k for k, v in mapping.items() if not _plain_value(v, field)), None)
-            if bad is not None:
-                return text.replace(marker, f"`$.{field}[{bad!r}]`")
+        span = next(((a, b) for key, a, b in _members(raw) if key == field), None)
+        if span is None:
+            continue
+        bad = next((key for key, a, b in _members(raw, span[0]) if not _decodes(raw[a:b], value_decoder)), None)
+        if bad is not None:
+            return text.replace(marker, f"`$.{field}[{bad!r}]`")
     return text
 
 
-def _plain_value(value, field: str) -> bool:
-    if isinstance(value, float):
-        return -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE
-    if field == "score":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return value is None or isinstance(value, (bool, int, str))
+# A value of a mapping field decoded alone, as the event's type decodes it.
+_FEATURE_VALUE = msgspec.json.Decoder(Value)
+_SCORE_VALUE = msgspec.json.Decoder(Number)
+#: How Python's json module writes non-finite numbers (not JSON).
+_NON_FINITE = (b"NaN", b"-NaN", b"Infinity", b"-Infinity")
+#: What the scans below look at: strings (escapes included), brackets, colons and commas.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+_BLANK = re.compile(rb"[ \t\r\n]*")
+
+
+def _decodes(raw: bytes, decoder) -> bool:
+    try:
+        decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
+def _members(raw: bytes, start: int = 0):
+    """``(key, value start, value end)`` for each member of the JSON object that begins
+    at the first non-blank byte from ``start`` (nothing if that is no ``{``). A scan of
+    strings and brackets, no decoder: it goes through what the decoder refuses (NaN,
+    nesting beyond its limit, numbers beyond its range) and stops at the object's end."""
+    start = _BLANK.match(raw, start).end()
+    if not raw.startswith(b"{", start):
+        return
+    depth, pending, key, value_start = 0, None, None, None
+    for match in _TOKEN.finditer(raw, start):
+        token = match.group()
+        if token[0] == 0x22:  # a string
+            if depth == 1 and value_start is None:
+                pending = token
+        elif token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+            if depth == 0:
+                if key is not None:
+                    yield key, value_start, match.start()
+                return
+        elif depth == 1 and token == b":":
+            try:
+                key = msgspec.json.decode(pending) if pending is not None else None
+            except msgspec.DecodeError:
+                key = None
+            value_start = match.end()
+        elif depth == 1 and token == b",":
+            if key is not None:
+                yield key, value_start, match.start()
+            pending, key, value_start = None, None, None
+    if key is not None:  # the input ended inside the object
+        yield key, value_start, len(raw)
+
+
+def _at(path: str | None) -> str:
+    """The suffix naming the field, as msgspec writes it (`` - at `$.features['age']` ``)."""
+    return f" - at `{path}`" if path else ""
+
+
+def _non_finite_path(raw: bytes, offset: int) -> str | None:
+    """The field (and key, in ``features`` or ``score``) holding the byte at ``offset``."""
+    for key, a, b in _members(raw):
+        if a <= offset < b:
+            inner = next((k for k, c, d in _members(raw, a) if c <= offset < d), None)
+            return f"$.{key}[{inner!r}]" if inner is not None else f"$.{key}"
+    return None
+
+
+def _deepest_field(raw: bytes, limit: int = 900) -> str | None:
+    """The top-level field whose value nests deepest: the first to reach ``limit`` levels
+    (the decoder's recursion limit is about 1,000; the scan stops there), else the deepest."""
+    depth, key, deepest, name = 0, None, 0, None
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token[0] == 0x22:  # at depth 1 the last string before a nested value is its key
+            if depth == 1:
+                key = token
+        elif token in (b"{", b"["):
+            depth += 1
+            if depth > deepest:
+                deepest, name = depth, key
+                if depth >= limit:
+                    break
+        elif token in (b"}", b"]"):
+            depth -= 1
+    if deepest < 2:
+        return None
+    if name is None:
+        return "$"
+    try:
+        return f"$.{msgspec.json.decode(name)}"
+    except msgspec.DecodeError:
+        return None
 
 
 def decode_prediction(raw: bytes) -> Prediction:

@@ -60,5 +60,6 @@ class Publisher:
                                          headers=[("driftd-id", promotion.id.encode())])
             future.get(timeout=10)
         self._alerts.send(info(model, "promotion", event, event_time, key=promotion.id))
-        log.warning("model %s: %s promoted as version %s", model, promotion.learner, manifest["version"])
+        log.warning("model %s: %s promoted as version %s", model, promotion.learner, manifest["version"],
+                    extra={"model": model})
         return manifest

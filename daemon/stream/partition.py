@@ -10,6 +10,7 @@ consumer group rebalances.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -17,16 +18,36 @@ from collections import Counter
 
 import numpy as np
 
+from daemon.runtime import logs
 from daemon.stream import events
-from daemon.config import Config
+from daemon.config import DEFAULT_LABEL_DELAY_BUCKETS, Config
 from daemon.alerting.episodes import Episodes
+from daemon.alerting.sinks import alert_severity
 from daemon.stream.join import OUTCOMES, LabelJoin
 from daemon.stream.pipeline import ModelPipeline
 
 log = logging.getLogger("driftd")
 
-#: Upper bounds of the label-delay histogram buckets, in seconds (event time).
-DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, float("inf"))
+#: Upper bounds of the label-delay histogram buckets, in seconds (event time), by default
+#: (``join.label_delay_buckets_seconds``; a state's own are ``PartitionState.delay_buckets``).
+DELAY_BUCKETS = (*DEFAULT_LABEL_DELAY_BUCKETS, float("inf"))
+#: The buckets of states checkpointed before they were configurable.
+LEGACY_DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, float("inf"))
+
+
+def delay_buckets(join) -> tuple:
+    """The label-delay bucket bounds of ``join`` (a JoinConfig), +Inf last."""
+    return (*(float(b) for b in join.label_delay_buckets_seconds), float("inf"))
+
+
+def rebin(counts, old: tuple, new: tuple):
+    """Bucket counts over ``old`` bounds moved to ``new`` ones: each old bucket's count
+    into the first new bucket whose bound is at least the old bound (a delay is never
+    counted below a bound it may exceed; the sum is unchanged)."""
+    out = np.zeros(len(new), dtype=np.int64)
+    for bound, n in zip(old, counts):
+        out[bisect.bisect_left(new, bound)] += int(n)
+    return out
 
 
 class PartitionState:
@@ -34,10 +55,17 @@ class PartitionState:
         self.partition = partition
         self.offsets: dict[str, int] = {}  # topic -> next offset to read
         self.models: dict[str, ModelPipeline] = {}
-        self.join = LabelJoin(config.join.prediction_ttl_seconds, config.join.label_grace_seconds, config.join.max_pending)
+        self.join = LabelJoin(config.join.prediction_ttl_seconds, config.join.label_grace_seconds, config.join.max_pending,
+                              false_positive_rate=config.join.duplicate_false_positive_rate)
         self.processed: Counter = Counter()  # (model, "prediction"/"label") -> events
+        # (model, "prediction"/"label") -> newest event time processed, epoch seconds: the
+        # metrics' event age (now - ts), computed when scraped.
+        self.newest_ts: dict[tuple[str, str], float] = {}
         self.dead_letters: Counter = Counter()  # reason -> events
-        self.label_delay: dict[str, list] = {}  # model -> [bucket counts, sum]
+        self.label_delay: dict[str, list] = {}  # model -> [bucket counts over delay_buckets, sum]
+        self.delay_buckets = delay_buckets(config.join)
+        # (model, reason) -> dead letters of a configured model (a subset of dead_letters).
+        self.model_dead_letters: Counter = Counter()
         self.episodes = Episodes(clear_after=config.alerts.clear_after, cooldown_seconds=config.alerts.cooldown_seconds)
         self.offset_resets = 0
         self._config = config
@@ -50,6 +78,35 @@ class PartitionState:
     def attach(self, config: Config) -> None:
         """Bind a restored state to the running configuration."""
         self._config = config
+        self.__dict__.setdefault("newest_ts", {})  # states checkpointed before it
+        self.__dict__.setdefault("model_dead_letters", Counter())
+        # Buckets of the checkpoint (the fixed ones before they were configurable), re-binned
+        # when the configuration now has others.
+        old, new = self.__dict__.get("delay_buckets", LEGACY_DELAY_BUCKETS), delay_buckets(config.join)
+        if tuple(old) != new:
+            for model, (counts, total) in list(self.label_delay.items()):
+                self.label_delay[model] = [rebin(counts, tuple(old), new), total]
+        self.delay_buckets = new
+
+    # -- checkpoints as sections (see daemon.kafka.statetopic) -------------------------------
+    def sections(self, join_sections) -> list[tuple[str, object]]:
+        """The state cut where it changes independently: ``core`` (offsets, counters,
+        alert episodes), ``model/<name>`` per model, and the join as ``join_sections(join)``
+        gives it ([(name, bytes)], a snapshot and its changes)."""
+        core = {k: v for k, v in self.__getstate__().items() if k not in ("models", "join")}
+        return [("core", core), *((f"model/{name}", p) for name, p in self.models.items()), *join_sections(self.join)]
+
+    @classmethod
+    def from_sections(cls, core: dict, models: dict, join_parts: list, config: Config) -> "PartitionState":
+        """The state :meth:`sections` cut: ``core`` and ``models`` ({name: pipeline})
+        decoded, ``join_parts`` the join's snapshot and changes in order."""
+        state = cls.__new__(cls)
+        state.__dict__.update(core)
+        state.models = dict(models)
+        first, *changes = join_parts
+        state.join = first if isinstance(first, LabelJoin) else LabelJoin.restore(first, changes)
+        state.attach(config)
+        return state
 
     def pipeline(self, model: str) -> ModelPipeline | None:
         pipeline = self.models.get(model)
@@ -84,6 +141,7 @@ class PartitionState:
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
             self.processed[(event.model, "prediction")] += 1
+            self._saw(event.model, "prediction", event.ts)
             by_model.setdefault(event.model, []).append((record, event))
             if joined:
                 joins.append((record, joined))
@@ -102,9 +160,14 @@ class PartitionState:
         clock = _Clock(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_label(r, clock)):
             self.processed[(event.model, "label")] += 1
+            self._saw(event.model, "label", event.ts)
             if joined:
                 joins.append((record, joined))
         self._feed_joins(joins, "label", reject, set())
+
+    def _saw(self, model: str, stream: str, ts: float) -> None:
+        if ts > self.newest_ts.get((model, stream), float("-inf")):
+            self.newest_ts[(model, stream)] = ts
 
     def _each(self, batch: list, reject, handle):
         """``(record, handle(record))`` for every record ``handle`` takes: one that raises
@@ -115,7 +178,7 @@ class PartitionState:
             try:
                 result = handle(record)
             except events.BadEvent as e:
-                self._reject(record, e.reason, e.detail, reject)
+                self._reject(record, e.reason, e.detail, reject, getattr(e, "model", ""))
                 continue
             except Exception as e:  # noqa: BLE001 - contained to this record
                 self._contain(record, e, reject, contained)
@@ -126,11 +189,12 @@ class PartitionState:
     def _add_prediction(self, record, clock: "_Clock") -> tuple:
         """The decoded prediction and what the join made of it."""
         event = events.decode_prediction(self._checked_size(record.value))
-        clock.check(event.ts, record)
-        pipeline = self._pipeline_for(event.model)
-        reason = pipeline.check(event)
-        if reason:
-            raise events.BadEvent(reason, "prediction does not match the model's schema or task")
+        with self._about(event.model):
+            clock.check(event.ts, record)
+            pipeline = self._pipeline_for(event.model)
+            reason = pipeline.check(event)
+            if reason:
+                raise events.BadEvent(reason, "prediction does not match the model's schema or task")
         # The features wait with the prediction only when learners will need them.
         features = event.features if pipeline.lifecycle is not None else None
         payload = (event.prediction, event.score, event.model_version, event.ts, features)
@@ -139,11 +203,22 @@ class PartitionState:
     def _add_label(self, record, clock: "_Clock") -> tuple:
         """The decoded label and the join it completed, if any."""
         event = events.decode_label(self._checked_size(record.value))
-        clock.check(event.ts, record)
-        reason = self._pipeline_for(event.model).check_label(event.label)
-        if reason:
-            raise events.BadEvent(reason, "label does not match the model's task")
+        with self._about(event.model):
+            clock.check(event.ts, record)
+            reason = self._pipeline_for(event.model).check_label(event.label)
+            if reason:
+                raise events.BadEvent(reason, "label does not match the model's task")
         return event, self.join.add_label(event.model, event.id, event.ts, (event.label, record.offset))
+
+    @contextlib.contextmanager
+    def _about(self, model: str):
+        """A BadEvent raised inside names ``model`` (``.model``) when it is watched, for
+        ``driftd_dead_letter_total{model}``; "" otherwise (no label from unwatched names)."""
+        try:
+            yield
+        except events.BadEvent as e:
+            e.model = model if self._config.model(model) is not None else ""
+            raise
 
     def _checked_size(self, raw: bytes | None) -> bytes:
         limit = self._config.kafka.max_event_bytes
@@ -157,9 +232,12 @@ class PartitionState:
             raise events.BadEvent("unknown_model", f"model {model!r} is not configured")
         return pipeline
 
-    def _reject(self, record, reason: str, detail: str, reject) -> None:
+    def _reject(self, record, reason: str, detail: str, reject, model: str = "") -> None:
         self.dead_letters[reason] += 1
+        if model:
+            self.model_dead_letters[(model, reason)] += 1
         reject(record, reason, detail)
+        logs.dead_letter(record, reason, detail)  # rate-limited, with model and partition
 
     def _contain(self, record, error: Exception, reject, contained: list) -> None:
         """An unexpected exception while handling one record: a bug. The record is a dead
@@ -168,14 +246,15 @@ class PartitionState:
         if not contained:
             log.error("partition %d: %s[%s]@%s raised %s; sent to the dead-letter topic as internal_error",
                       self.partition, record.topic, record.partition, record.offset, type(error).__name__,
-                      exc_info=error)
+                      exc_info=error, extra={"partition": self.partition})
         contained.append(record.offset)
         self._reject(record, "internal_error", f"{type(error).__name__}: {error}", reject)
 
     def _report(self, contained: list) -> None:
         if len(contained) > 1:
             log.error("partition %d: %d records of the batch were sent to the dead-letter topic as internal_error "
-                      "(offsets %s to %s; the first is logged above)", self.partition, len(contained), contained[0], contained[-1])
+                      "(offsets %s to %s; the first is logged above)", self.partition, len(contained), contained[0], contained[-1],
+                      extra={"partition": self.partition})
 
     def _model_failed(self, model: str, kind: str, records: list, error: Exception, reject, failed: set) -> None:
         """One model's batch failed inside its pipeline (the last resort: its detectors may
@@ -183,14 +262,14 @@ class PartitionState:
         dead letters instead (``internal_error``); the other models and the loop go on."""
         log.error("partition %d: model %s failed on a batch of %d %s records (%s: %s); they go to the "
                   "dead-letter topic as internal_error", self.partition, model, len(records), kind,
-                  type(error).__name__, error, exc_info=error)
+                  type(error).__name__, error, exc_info=error, extra={"model": model, "partition": self.partition})
         detail = f"model {model}: {type(error).__name__}: {error}"
         for record in records:
             if record.offset in failed:
                 continue
             failed.add(record.offset)
             self.processed[(model, kind)] -= 1
-            self._reject(record, "internal_error", detail, reject)
+            self._reject(record, "internal_error", detail, reject, model)
 
     def _feed_joins(self, joins: list, kind: str, reject, failed: set) -> None:
         """Feed (record, join) pairs to their models' label detectors; ``kind`` is the
@@ -202,8 +281,8 @@ class PartitionState:
             # (A label waiting in a checkpoint of an earlier version has no offset.)
             label, label_offset = label if type(label) is tuple else (label, record.offset)
             by_model.setdefault(model, []).append((record, (payload, label), label_offset))
-            counts = self.label_delay.setdefault(model, [np.zeros(len(DELAY_BUCKETS), dtype=np.int64), 0.0])
-            counts[0][bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
+            counts = self.label_delay.setdefault(model, [np.zeros(len(self.delay_buckets), dtype=np.int64), 0.0])
+            counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
             counts[1] += delay
         for model, items in by_model.items():
             try:
@@ -228,7 +307,9 @@ class PartitionState:
                 continue
             for o in pipeline.pop_observations():
                 origin = (topics[o.side], self.partition, o.offset, o.event_time)
-                alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin)
+                # Decay is critical, as the shipped DriftdPerformanceDecay rule (README "Alert rules").
+                alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin,
+                                              severity=alert_severity(o.detector))
                 if alert is not None:
                     yield alert
 
@@ -242,7 +323,7 @@ class PartitionState:
                 jobs += [((model, owner), job) for owner, job in pipeline.calibration_jobs(new_only)]
             except Exception as e:  # noqa: BLE001 - a bug in one model must not stop the loop
                 log.error("partition %d: model %s: listing its calibrations failed: %s", self.partition, model, e,
-                          exc_info=e)
+                          exc_info=e, extra={"model": model, "partition": self.partition})
         return jobs
 
     def apply_calibration(self, owner: tuple, job, thresholds, error: str | None = None) -> None:
@@ -257,7 +338,7 @@ class PartitionState:
             pipeline.apply_calibration(build, job, thresholds, error)
         except Exception as e:  # noqa: BLE001 - contained to the job's tests
             log.error("partition %d: model %s: applying the thresholds of %s failed: %s", self.partition, model,
-                      job.column, e, exc_info=e)
+                      job.column, e, exc_info=e, extra={"model": model, "partition": self.partition})
             if error is None:
                 self.apply_calibration(owner, job, None, f"{type(e).__name__}: {e}")
 

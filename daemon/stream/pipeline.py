@@ -170,7 +170,7 @@ class ModelPipeline:
         if task == "regression" and not ref.is_number(prediction):
             raise BadEvent("wrong_type", f"a regression prediction must be a number, got {prediction!r}"[:200])
         if task == "classification" and type(prediction) is float and not prediction.is_integer():
-            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {prediction!r}")
+            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {prediction!r} - at `$.prediction`")
         if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
             raise BadEvent("wrong_type", reason)
         kinds = self.watch.tests.kinds if self.watch else None
@@ -197,7 +197,7 @@ class ModelPipeline:
             if reason := ref.check("label", label, "numeric"):
                 raise BadEvent("wrong_type", reason)
         elif type(label) is float and not label.is_integer():
-            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r}")
+            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r} - at `$.label`")
 
     # -- predictions ------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list | None = None) -> None:
@@ -244,7 +244,7 @@ class ModelPipeline:
         tests = DataTests(sample, self.config, self.schema)
         self.n_unwatched = sample.n_unwatched
         for column, why in tests.untestable.items():
-            log.warning("model %s: %s is not tested: %s", self.name, column, why)
+            log.warning("model %s: %s is not tested: %s", self.name, column, why, extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
         self.reference = None  # the columns live on as the tests' reference counts
 

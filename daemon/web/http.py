@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, /livez, /readyz, /status.
+"""HTTP endpoints: /metrics, /livez, /readyz, /status, /report.
 
 - ``/livez``: 200 while the consumer loop goes round (a loop that stood still for
   ``http.liveness_timeout_seconds`` is a restart case for Kubernetes). A broker that cannot
@@ -7,6 +7,8 @@
   answered the last commit; 503 with the reason otherwise.
 - ``/status``: JSON for humans and scripts: models, detectors, counts. Always RFC 8259
   JSON (see :func:`json_body`).
+- ``/report``: the HTML drift report of the models' current state (:mod:`daemon.web.report`;
+  501 naming the extra to install when the plotting library is missing).
 """
 
 from __future__ import annotations
@@ -97,8 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ok else 503, (("ok" if ok else reason) + "\n").encode(), "text/plain; charset=utf-8")
         elif path == "/status":
             self._send(200, json_body(self.status()), "application/json")
+        elif path == "/report":
+            from daemon.web import report  # the plotting library only when a report is asked for
+
+            self._send(*report.http_page(self.status()))
         else:
-            self._send(404, b"not found: try /metrics, /livez, /readyz or /status\n", "text/plain; charset=utf-8")
+            self._send(404, b"not found: try /metrics, /livez, /readyz, /status or /report\n", "text/plain; charset=utf-8")
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)

@@ -3,37 +3,58 @@
 What the state holds (counts, detector internals) is not copied into metric objects: a
 custom collector reads it when Prometheus scrapes, under the loop's lock, so the numbers
 exported are the checkpointed ones and survive restarts with the state. What belongs to
-the process (alert deliveries, lag, batch times) lives in ordinary metric objects. All of
-it sits in one registry of the daemon's own: a test can build as many as it likes.
+the process (alert deliveries, batch times) lives in ordinary metric objects. The consumer
+lag is computed when scraped too, from what :mod:`daemon.kafka.lag` tracks, and so is each
+model's event age (wall clock now minus the newest event time processed). All of it sits in
+one registry of the daemon's own: a test can build as many as it likes.
 
 Label cardinality is bounded by configuration: model, detector and feature (at most
-``max_features`` per model), never event ids.
+``max_features`` per model), never event ids. ``metrics.per_feature`` bounds it further
+(:class:`daemon.config.MetricsConfig`): per-feature series for every feature, only for
+those in warning or drift (now or within ``per_feature_hold_seconds``), or none; the
+model's own tests and the per-model summaries of its features' tests are always exported.
+README "Metric cardinality" gives the series count of each setting.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from daemon.config import MetricsConfig
+from daemon.kafka.lag import LagTracker
 from daemon.stream.events import REASONS
 from daemon.stream.join import OUTCOMES
-from daemon.stream.partition import DELAY_BUCKETS
+from daemon.stream.partition import LEGACY_DELAY_BUCKETS, rebin
 
 DETECTOR_LABELS = ["model", "detector", "feature"]
 #: How long a scrape waits for the consumer loop before serving the previous reading.
 LOCK_WAIT_SECONDS = 0.5
+#: Dead-letter reasons an event of a watched model can have (its other reasons come before
+#: the model is known): exported at 0 for every model from the start, so rate() sees the first.
+MODEL_REASONS = ("wrong_type", "bad_timestamp", "internal_error")
 
 
 class Metrics:
-    def __init__(self, states: dict, lock: threading.Lock):
+    """The daemon's registry. ``states``: partition number -> PartitionState, read under
+    ``lock`` when scraped; ``settings``: the ``metrics:`` section (None: every feature's
+    series, ``per_feature: all``, as a library user or test building one expects);
+    ``clock``: wall-clock seconds, for event ages and ``per_feature_hold_seconds``."""
+
+    def __init__(self, states: dict, lock: threading.Lock, settings: MetricsConfig | None = None, clock=time.time):
+        settings = settings if settings is not None else MetricsConfig(per_feature="all")
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_StateCollector(states, lock))
+        #: Consumer lag (daemon.kafka.lag): fed by the consumer loop, read at scrapes.
+        self.lag = LagTracker(settings.lag_refresh_seconds, on_probe_error=lambda e: self.kafka_errors.labels("lag_probe").inc())
+        # Lag first: read before the state collector waits for the loop's lock.
+        self.registry.register(_LagCollector(self.lag))
+        self.registry.register(_StateCollector(states, lock, settings, clock))
         r = self.registry
         self.alerts_sent = Counter("driftd_alerts_sent", "Alert deliveries by sink and outcome.", ["sink", "outcome"], registry=r)
-        self.consumer_lag = Gauge("driftd_consumer_lag_records", "Records behind the end of each partition.", ["topic", "partition"], registry=r)
         self.last_checkpoint = Gauge("driftd_last_checkpoint_timestamp_seconds", "When the last checkpoint was written.", registry=r)
         self.batch_seconds = Histogram(
             "driftd_batch_processing_seconds", "Time to process one polled batch.",
@@ -46,13 +67,38 @@ class Metrics:
             "driftd_calibration_jobs_pending", "Threshold calibrations queued or running in the background worker.", registry=r)
 
 
+class _LagCollector:
+    """``driftd_consumer_lag_records`` from a :class:`~daemon.kafka.lag.LagTracker`, when scraped."""
+
+    def __init__(self, tracker: LagTracker):
+        self._tracker = tracker
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "driftd_consumer_lag_records",
+            "Records of each owned partition's log past the offset driftd has processed up to (log end from the "
+            "latest fetch high watermark).", labels=["topic", "partition"])
+        for tp, lag in sorted(self._tracker.lags().items()):
+            family.add_metric([tp.topic, str(tp.partition)], lag)
+        yield family
+
+
 class _StateCollector:
     """Reads every partition's state when scraped."""
 
-    def __init__(self, states: dict, lock: threading.Lock):
+    def __init__(self, states: dict, lock: threading.Lock, settings: MetricsConfig, clock=time.time):
         self._states = states
         self._lock = lock
+        self._settings = settings
+        self._clock = clock
         self._last: list = []
+        # per_feature=alerting: (model, feature) -> wall time last seen in warning or drift,
+        # and the feature's drift entries at the last scrape (an episode between two scrapes counts).
+        self._alerting_at: dict[tuple, float] = {}
+        self._entries: dict[tuple, int] = {}
 
     def describe(self):
         return []  # families depend on the state; nothing to promise at registration
@@ -71,44 +117,91 @@ class _StateCollector:
     def _collect(self):
         states = list(self._states.values())
         processed = CounterMetricFamily("driftd_events_processed", "Valid events processed.", labels=["model", "kind"])
-        dead = CounterMetricFamily("driftd_dead_letter", "Invalid events sent to the dead-letter topic, by reason.", labels=["reason"])
+        dead = CounterMetricFamily(
+            "driftd_dead_letter", "Invalid events sent to the dead-letter topic, by reason and watched model (\"\": "
+            "not known, e.g. not JSON, or not watched).", labels=["reason", "model"])
         joins = CounterMetricFamily("driftd_label_join", "Label-join outcomes.", labels=["model", "outcome"])
         resets = CounterMetricFamily("driftd_offset_resets", "Times a partition's offsets went backwards (topic re-created).", labels=["partition"])
-        pending = GaugeMetricFamily("driftd_label_join_pending", "Predictions and labels waiting to be joined.", labels=["partition"])
+        pending = GaugeMetricFamily(
+            "driftd_label_join_pending", "Predictions and labels waiting to be joined, per partition and model.",
+            labels=["partition", "model"])
         for key, value in sorted(_sum(s.processed for s in states).items()):
             processed.add_metric(list(key), value)
         dead_totals = _sum(s.dead_letters for s in states)
+        by_model = _sum(getattr(s, "model_dead_letters", {}) for s in states)  # (model, reason) -> n
+        for model in {m for s in states for m in s.models}:
+            for reason in MODEL_REASONS:
+                by_model.setdefault((model, reason), 0)
         for reason in REASONS:  # every reason from the start, so rate() sees the first one
-            dead.add_metric([reason], dead_totals.get(reason, 0))
+            known = sum(n for (_, r), n in by_model.items() if r == reason)
+            dead.add_metric([reason, ""], dead_totals.get(reason, 0) - known)
+        for (model, reason), n in sorted(by_model.items()):
+            dead.add_metric([reason, model], n)
         join_totals = _sum(s.join.counts for s in states)
         for model in sorted({m for m, _ in join_totals}):
             for outcome in OUTCOMES:
                 joins.add_metric([model, outcome], join_totals.get((model, outcome), 0))
         for s in states:
             resets.add_metric([str(s.partition)], s.offset_resets)
-            pending.add_metric([str(s.partition)], s.join.pending)
+            for model, n in sorted(_pending_by_model(s).items()):
+                pending.add_metric([str(s.partition), model], n)
         yield from (processed, dead, joins, resets, pending)
         yield self._label_delay(states)
-        yield from self._detectors(states)
-        yield from _schema_families(states)
+        now = self._clock()
+        models = [(model, pipeline, _feature_tests(pipeline)) for model, pipeline in _models(states)]
+        shown = self._features_shown(models, now)
+        yield from self._detectors(models, shown)
+        yield from _schema_families(states, shown)
         yield from _learning_families(states)
+        yield _event_age(states, now)
+
+    def _features_shown(self, models: list, now: float) -> dict | None:
+        """model -> the features whose series are exported (``metrics.per_feature``); None
+        for every feature (``all``). ``models``: [(name, pipeline, its feature tests)]."""
+        mode, hold = self._settings.per_feature, self._settings.per_feature_hold_seconds
+        if mode == "all":
+            return None
+        shown, alerting_at, entries = {}, {}, {}
+        for model, _, features in models:
+            shown[model] = set()
+            if mode == "none":
+                continue
+            for feature, tests in features.items():
+                key = (model, feature)
+                count = sum(d.n_detections for _, d in tests)
+                entries[key] = count
+                if any(d.drift or d.warning for _, d in tests) or count > self._entries.get(key, count):
+                    alerting_at[key] = now
+                elif key in self._alerting_at and now - self._alerting_at[key] <= hold:
+                    alerting_at[key] = self._alerting_at[key]
+                if key in alerting_at:
+                    shown[model].add(feature)
+        # Features gone (a new model version, a partition moved away) are forgotten.
+        self._alerting_at, self._entries = alerting_at, entries
+        return shown
 
     def _label_delay(self, states):
         family = HistogramMetricFamily("driftd_label_delay_seconds", "Label time minus prediction time of joined events.", labels=["model"])
         merged: dict[str, list] = {}
+        # Every state of one daemon has the configured buckets (PartitionState.attach re-bins
+        # a restored one); a state that has not been attached is re-binned here.
+        bounds = tuple(getattr(states[0], "delay_buckets", LEGACY_DELAY_BUCKETS)) if states else ()
         for s in states:
+            own = tuple(getattr(s, "delay_buckets", LEGACY_DELAY_BUCKETS))
             for model, (counts, total) in s.label_delay.items():
+                if own != bounds:
+                    counts = rebin(counts, own, bounds)
                 if model in merged:
                     merged[model] = [merged[model][0] + counts, merged[model][1] + total]
                 else:
                     merged[model] = [counts.copy(), total]
         for model, (counts, total) in sorted(merged.items()):
             cumulative = counts.cumsum()
-            buckets = [(floatToGoString(b), int(c)) for b, c in zip(DELAY_BUCKETS, cumulative)]
+            buckets = [(floatToGoString(b), int(c)) for b, c in zip(bounds, cumulative)]
             family.add_metric([model], buckets, total)
         return family
 
-    def _detectors(self, states):
+    def _detectors(self, models: list, shown: dict | None):
         statistic = GaugeMetricFamily("driftd_drift_statistic", "Detector statistic at its last test.", labels=DETECTOR_LABELS)
         threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (its calibrated threshold; River detectors: their parameter).", labels=DETECTOR_LABELS)
         p_value = GaugeMetricFamily("driftd_drift_p_value", "p-value of the last test, where the method has one.", labels=DETECTOR_LABELS)
@@ -124,42 +217,113 @@ class _StateCollector:
             "driftd_untestable_features", "Watched columns no test can watch (reason on /status): always missing, too few values...", labels=["model"])
         uncalibrated = GaugeMetricFamily(
             "driftd_tests_uncalibrated", "Data-drift tests waiting for their thresholds (their decisions are held meanwhile).", labels=["model"])
-        exported = set()
-        for s in states:
-            for model, pipeline in s.models.items():
-                # A model whose events are not keyed by its name lands on several
-                # partitions; export one of them rather than duplicate series.
-                if model in exported:
+        # Per model and test, over the model's features (every per_feature setting).
+        in_drift = GaugeMetricFamily("driftd_features_in_drift", "Features of the model whose test is in drift.", labels=["model", "detector"])
+        in_warning = GaugeMetricFamily("driftd_features_in_warning", "Features of the model whose test is in warning.", labels=["model", "detector"])
+        ratio = GaugeMetricFamily(
+            "driftd_drift_ratio_max", "Largest statistic/threshold over the model's features, per test (1 and above: drift).",
+            labels=["model", "detector"])
+        entries = CounterMetricFamily("driftd_feature_drift_detections", "Entries into drift of the model's features, per test.", labels=["model", "detector"])
+        for model, pipeline, features in models:
+            version.add_metric([model, pipeline.version or ""], 1)
+            reference.add_metric([model], int(pipeline.reference_complete))
+            unwatched.add_metric([model], pipeline.n_unwatched)
+            untestable.add_metric([model], len(pipeline.untestable))
+            uncalibrated.add_metric([model], pipeline.uncalibrated)
+            for name, feature, det in pipeline.detectors():
+                if shown is not None and feature in features and feature not in shown[model]:
                     continue
-                exported.add(model)
-                version.add_metric([model, pipeline.version or ""], 1)
-                reference.add_metric([model], int(pipeline.reference_complete))
-                unwatched.add_metric([model], pipeline.n_unwatched)
-                untestable.add_metric([model], len(pipeline.untestable))
-                uncalibrated.add_metric([model], pipeline.uncalibrated)
-                for name, feature, det in pipeline.detectors():
-                    labels = [model, name, feature]
-                    if det.statistic is not None:
-                        statistic.add_metric(labels, det.statistic)
-                    if det.threshold is not None:  # None while its calibration is pending
-                        threshold.add_metric(labels, det.threshold)
-                    if det.p_value is not None:
-                        p_value.add_metric(labels, det.p_value)
-                    active.add_metric(labels, int(det.drift))
-                    warning.add_metric(labels, int(det.warning))
-                    detections.add_metric(labels, det.n_detections)
-                    tests.add_metric(labels, det.n_tests)
-                    if name == "decay":
-                        for window, value in (("reference", det.baseline), ("current", det.current)):
-                            if value is not None:
-                                performance.add_metric([model, feature, window], value)
+                labels = [model, name, feature]
+                if det.statistic is not None:
+                    statistic.add_metric(labels, det.statistic)
+                if det.threshold is not None:  # None while its calibration is pending
+                    threshold.add_metric(labels, det.threshold)
+                if det.p_value is not None:
+                    p_value.add_metric(labels, det.p_value)
+                active.add_metric(labels, int(det.drift))
+                warning.add_metric(labels, int(det.warning))
+                detections.add_metric(labels, det.n_detections)
+                tests.add_metric(labels, det.n_tests)
+                if name == "decay":
+                    for window, value in (("reference", det.baseline), ("current", det.current)):
+                        if value is not None:
+                            performance.add_metric([model, feature, window], value)
+            by_test: dict[str, list] = {}
+            for feature_tests in features.values():
+                for name, det in feature_tests:
+                    by_test.setdefault(name, []).append(det)
+            for name, dets in sorted(by_test.items()):
+                labels = [model, name]
+                in_drift.add_metric(labels, sum(d.drift for d in dets))
+                in_warning.add_metric(labels, sum(d.warning for d in dets))
+                entries.add_metric(labels, sum(d.n_detections for d in dets))
+                ratios = [d.statistic / d.threshold for d in dets
+                          if d.statistic is not None and d.threshold is not None and d.threshold > 0]
+                if ratios:
+                    ratio.add_metric(labels, max(ratios))
         return (statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference,
-                unwatched, untestable, uncalibrated)
+                unwatched, untestable, uncalibrated, in_drift, in_warning, ratio, entries)
 
 
-def _schema_families(states):
+def _pending_by_model(state) -> dict[str, int]:
+    """model -> predictions and labels waiting in the partition's join buffer, for every
+    model of the partition (0 included). Counted from the buffers' keys, (model, id), when
+    the partition has more than one model: under the loop's lock, one pass over at most
+    2 x ``join.max_pending`` keys."""
+    join, models = state.join, list(state.models)
+    if len(models) <= 1:  # only a watched model's events are buffered: all of it is that model's
+        return {models[0]: join.pending} if models else {}
+    counts = dict.fromkeys(models, 0)
+    for buffer in (join._predictions, join._labels):  # noqa: SLF001 - no per-model count kept (see README)
+        for model, _ in buffer:
+            counts[model] = counts.get(model, 0) + 1
+    return counts
+
+
+def _models(states):
+    """(name, pipeline) of every model, once: a model whose events are not keyed by its
+    name lands on several partitions; one of them is exported rather than duplicate series."""
+    seen = set()
+    for s in states:
+        for model, pipeline in s.models.items():
+            if model not in seen:
+                seen.add(model)
+                yield model, pipeline
+
+
+def _feature_tests(pipeline) -> dict[str, list]:
+    """feature -> [(test, detector)] of the model's input features: the tests of its
+    prediction, score and feature set (names in angle brackets) and of its labels are the
+    model's own, not a feature's."""
+    label_tests = set(pipeline.label_detectors)
+    features: dict[str, list] = {}
+    for name, feature, det in pipeline.detectors():
+        if (name, feature) not in label_tests and not (feature.startswith("<") and feature.endswith(">")):
+            features.setdefault(feature, []).append((name, det))
+    return features
+
+
+def _event_age(states, now: float):
+    """Wall clock now minus the newest event time processed, per model and stream, over
+    the partitions (``PartitionState.newest_ts``: (model, "prediction" | "label") -> ts)."""
+    family = GaugeMetricFamily(
+        "driftd_event_age_seconds",
+        "Now minus the event time (ts) of the newest event processed, per model and stream (prediction, label): how "
+        "old driftd's view is (negative: producer clocks ahead of driftd's).", labels=["model", "stream"])
+    newest: dict = {}
+    for s in states:
+        for key, ts in (getattr(s, "newest_ts", None) or {}).items():
+            if key not in newest or ts > newest[key]:
+                newest[key] = ts
+    for (model, stream), ts in sorted(newest.items()):
+        family.add_metric([model, stream], now - ts)
+    return family
+
+
+def _schema_families(states, shown: dict | None):
     """Schema drift per model and column, summed over partitions (counted since each
-    model version's reference was complete)."""
+    model version's reference was complete); a feature's own series only where ``shown``
+    (model -> features) has it, the score's always."""
     missing = CounterMetricFamily("driftd_feature_missing", "Predictions without a value for a watched feature (absent or null).", labels=["model", "feature"])
     unseen = CounterMetricFamily("driftd_feature_unseen_levels", "Categorical values the feature's reference did not have.", labels=["model", "feature"])
     unknown = CounterMetricFamily("driftd_unknown_features", "Predictions carrying a feature the reference did not have.", labels=["model"])
@@ -172,6 +336,8 @@ def _schema_families(states):
     for model, counts in sorted(totals.items()):
         unknown.add_metric([model], counts.get(("unknown", "<features>"), 0))
         for (what, column), n in sorted(counts.items()):
+            if shown is not None and not column.startswith("<") and column not in shown.get(model, ()):
+                continue
             if what == "missing":
                 missing.add_metric([model, column], n)
             elif what == "unseen":

@@ -1,0 +1,266 @@
+"""Reading prediction and label events from files: JSON Lines, CSV and Parquet.
+
+Every row becomes the bytes of one event as it would travel on Kafka (the JSON object of
+the README's event format), so that replay decodes and checks it with the daemon's own
+code (:mod:`daemon.stream.events`): a bad row is refused for the same reason, with the
+same detail, as the daemon would refuse it.
+
+Formats (by the file's extension: ``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``.parquet``/``.pq``):
+
+- **JSON Lines**: one event object a line, exactly as on the topics. Blank lines are skipped.
+- **CSV** (stdlib :mod:`csv`, a header row): columns ``model``, ``id``, ``ts``, then
+  ``prediction`` (with ``score`` and ``model_version`` if any) or ``label``. Features
+  either as one column per feature named ``feature.<name>`` or as one ``features``
+  column holding a JSON object (both may be given; the ``feature.`` columns win). A
+  ``score`` cell is a number or a JSON object of per-class scores. Cells are read as
+  JSON scalars where they parse as one (``12.5``, ``3``, ``true``, ``null``), else as
+  strings; an empty cell is a missing value (the field is left out; a ``feature.`` column's
+  is ``null``). To keep a code like ``007`` a string, quote it in the ``features`` JSON.
+- **Parquet** (needs ``pip install 'driftd[parquet]'``, pyarrow): the same columns as
+  CSV, with native types; ``features`` may also be a struct or map column, ``ts`` a
+  timestamp column (a naive one is read as UTC).
+
+Kind: a row is a label if it has a ``label`` field and no ``prediction`` field, else a
+prediction; rows of files given with ``--labels`` are labels whatever their fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import msgspec
+
+PARQUET_EXTRA = "pip install 'driftd[parquet]'"
+EVENT_COLUMNS = ("model", "id", "ts", "prediction", "score", "model_version", "label")
+
+
+class InputError(Exception):
+    """A file that cannot be read at all (unknown format, missing reader, unreadable)."""
+
+
+@dataclass(slots=True)
+class Item:
+    """One row of an input file: where it is, what it is, and its event bytes.
+
+    ``line``: 1-based line (JSONL, CSV: the row's first physical line) or row number
+    (Parquet). ``kind``: "prediction" or "label". ``model``: the model name if the row
+    names one as a string, else None. ``ts``: event time in epoch seconds if readable,
+    else None (used only to merge several files in event-time order).
+    """
+
+    path: str
+    line: int
+    kind: str
+    model: str | None
+    ts: float | None
+    value: bytes
+
+
+class _Route(msgspec.Struct):
+    """The fields replay routes an event by (the rest is decoded by the daemon's code)."""
+
+    model: Any = None
+    ts: Any = None
+    label: Any = msgspec.UNSET
+    prediction: Any = msgspec.UNSET
+
+
+_route = msgspec.json.Decoder(_Route)
+_encode = msgspec.json.Encoder().encode
+
+
+def format_of(path: str) -> str:
+    """"jsonl", "csv" or "parquet" from the file name; :class:`InputError` otherwise."""
+    name = path.lower()
+    for suffix in (".gz",):
+        if name.endswith(suffix):
+            raise InputError(f"{path}: compressed input is not read; decompress it first")
+    ext = os.path.splitext(name)[1]
+    if ext in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if ext == ".csv":
+        return "csv"
+    if ext in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(f"{path}: unknown format {ext or '(no extension)'!r}: use .jsonl, .csv or .parquet")
+
+
+def read(path: str, labels: bool = False) -> Iterator[Item]:
+    """The rows of ``path`` as :class:`Item`, in file order; ``labels``: every row is a label."""
+    fmt = format_of(path)
+    reader = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
+    return reader(path, labels)
+
+
+def size_of(path: str) -> int:
+    """Bytes of ``path`` (for progress), 0 if unknown."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _item(path: str, line: int, raw: bytes, labels: bool) -> Item:
+    try:
+        r = _route.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return Item(path, line, "label" if labels else "prediction", None, None, raw)
+    is_label = labels or (r.label is not msgspec.UNSET and r.prediction is msgspec.UNSET)
+    return Item(path, line, "label" if is_label else "prediction", r.model if isinstance(r.model, str) else None,
+                _seconds(r.ts), raw)
+
+
+def _jsonl(path: str, labels: bool) -> Iterator[Item]:
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            raw = line.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            yield _item(path, number, raw, labels)
+
+
+def _csv(path: str, labels: bool) -> Iterator[Item]:
+    # Bytes that are not UTF-8 are kept as they are (surrogate escapes): such a row is a
+    # dead letter (not_json, as the daemon says of such an event), not the end of the file.
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        try:
+            if reader.fieldnames is None:
+                return
+            features = [c for c in reader.fieldnames if c.startswith("feature.")]
+            line = reader.line_num + 1
+            for row in reader:
+                yield _item(path, line, _encoded_row(row, features, _cell), labels)
+                line = reader.line_num + 1
+        except csv.Error as e:  # a NUL byte, an unterminated quote: the rest cannot be split into rows
+            raise InputError(f"{path}:{reader.line_num}: not readable as CSV: {e}") from None
+
+
+def _encoded_row(row: dict, features: list, convert) -> bytes:
+    """:func:`_row_event`, or the row's text where it cannot be encoded (bytes that were
+    not UTF-8): not JSON, so the daemon's decoder refuses it."""
+    try:
+        return _row_event(row, features, convert)
+    except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
+        text = ",".join(str(v) for v in row.values())
+        return text.encode("utf-8", "surrogateescape")
+
+
+def _parquet(path: str, labels: bool) -> Iterator[Item]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{path}: reading Parquet needs pyarrow: {PARQUET_EXTRA}") from None
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+        raise InputError(f"{path}: not a readable Parquet file: {e}") from None
+    features = [c for c in table.schema_arrow.names if c.startswith("feature.")]
+    number = 0
+    for batch in table.iter_batches(batch_size=8192):
+        for row in batch.to_pylist():
+            number += 1
+            yield _item(path, number, _encoded_row(row, features, _native), labels)
+
+
+def _row_event(row: dict, feature_columns: list, convert) -> bytes:
+    """The event bytes of one CSV or Parquet row. A ``features`` or ``score`` cell that is
+    not valid JSON is put in as it is, so that the daemon's decoder refuses the event with
+    its own reason (``not_json``) and detail."""
+    event: dict = {}
+    raw_parts: dict = {}
+    for name in EVENT_COLUMNS:
+        if name not in row:
+            continue
+        value = row[name]
+        if name == "score" and isinstance(value, str) and value.strip().startswith("{"):
+            try:
+                event[name] = json.loads(value)
+            except ValueError:
+                raw_parts[name] = value
+            continue
+        value = convert(value, keep_string=name in ("model", "id", "model_version"))
+        if value is not _ABSENT:
+            event[name] = _time(value) if name == "ts" else value
+    features: Any = {}
+    if "features" in row and row["features"] not in (None, ""):
+        cell = row["features"]
+        if isinstance(cell, str):
+            try:
+                features = json.loads(cell)
+            except ValueError:
+                raw_parts["features"] = cell
+        else:
+            features = dict(cell) if isinstance(cell, list) else cell  # a map column reads as pairs
+    for column in feature_columns:
+        value = convert(row[column], keep_string=False)
+        if isinstance(features, dict):
+            features[column[len("feature."):]] = None if value is _ABSENT else value
+    if "features" not in raw_parts:
+        event["features"] = features
+    if not raw_parts:
+        return _encode(event)
+    text = _encode(event)[:-1].decode()
+    extra = ", ".join(f"{json.dumps(k)}: {v}" for k, v in raw_parts.items())
+    return f"{text}{', ' if len(text) > 1 else ''}{extra}}}".encode()
+
+
+_ABSENT = object()
+
+
+def _cell(text: str | None, keep_string: bool):
+    """A CSV cell: absent if empty, else a JSON scalar where it parses as one, else the text."""
+    if text is None or text == "":
+        return _ABSENT
+    if keep_string:
+        return text
+    if text in ("true", "false", "null") or text[0] in "-0123456789":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+    return text
+
+
+def _native(value, keep_string: bool):
+    """A Parquet cell: absent if null; NaN a missing value; datetimes to epoch seconds."""
+    if value is None:
+        return _ABSENT
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dt.datetime):
+        return _time(value)
+    return value
+
+
+def _time(value):
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.timestamp()
+    return value
+
+
+def _seconds(ts) -> float | None:
+    """Epoch seconds of an event's ``ts`` field (number or RFC 3339), None if unreadable."""
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, (int, float)):
+        return float(ts) if math.isfinite(ts) else None
+    if isinstance(ts, str):
+        try:
+            parsed = dt.datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return parsed.timestamp()
+    return None

@@ -1,0 +1,330 @@
+"""The ``driftd`` command as a user meets it: ``--version``, help texts, ``run --port
+--log-level --log-format`` on a real daemon process with the embedded broker (its address
+the first line on stdout, on a fixed port), JSON log lines with model and partition,
+paths relative to the configuration file, ``driftd models``, and configured models in
+``/status`` before their first event."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from kafka import KafkaProducer
+
+from daemon import cli
+from daemon.config import from_dict, load
+from daemon.runtime.logs import JsonFormatter
+from daemon.web.status import WAITING, configured_models, state_of
+
+from .daemon_harness import daemon_config, running_daemon, status, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def driftd(*args: str, cwd=ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+SMALL = {"reference_size": 1000, "window": 500, "stride": 100, "ert": 4000,
+         "decay_reference_size": 500, "decay_window": 400}
+
+
+# -- version and help ---------------------------------------------------------------------------
+
+def test_version_comes_from_the_package_metadata():
+    done = driftd("--version")
+    assert done.returncode == 0 and done.stdout == f"driftd {importlib.metadata.version('driftd')}\n", done
+
+
+def _actions(parser: argparse.ArgumentParser, path: str):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                yield f"{path} {name}", helps.get(name)
+                yield from _actions(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            yield f"{path} {'/'.join(action.option_strings) or action.dest}", action.help
+
+
+def test_every_command_and_option_has_a_help_string():
+    found = dict(_actions(cli.parser(), "driftd"))
+    assert {"driftd check-config", "driftd check-config file", "driftd demo --seed", "driftd run --port",
+            "driftd run --log-level", "driftd run --log-format", "driftd models --url", "driftd --version"} <= set(found)
+    assert not [name for name, text in found.items() if not text or not text.strip()]
+
+
+@pytest.mark.parametrize("command, words", [
+    ("check-config", ["FILE", "the configuration file to check"]),
+    ("demo", ["--seed", "same seed gives the same events"]),
+    ("run", ["--port", "--log-level", "--log-format", "instead of the file's http.port"]),
+    ("models", ["--url", "--registry", "/status"]),
+])
+def test_help_texts_are_printed(command, words):
+    done = driftd(command, "--help")
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    assert done.returncode == 0 and all(w in text for w in words), done.stdout
+
+
+def test_a_bad_port_on_the_command_line_is_refused_with_the_reason():
+    done = driftd("run", "--port", "70000")
+    assert done.returncode == 2 and "between 0 and 65535" in done.stderr
+
+
+# -- driftd run on the embedded broker, as a process ---------------------------------------------
+
+class Run:
+    """``driftd run`` as a subprocess: stdout lines collected as they come, stderr to a file."""
+
+    def __init__(self, args: list[str], cwd: Path, log: Path):
+        self.log_path = log
+        with open(log, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", *args], cwd=cwd, env=ENV,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        self.stdout: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # our own child, by pid
+        try:
+            return self.proc.wait(45)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def test_run_on_the_embedded_broker_with_port_level_and_json_logs(tmp_path):
+    conf_dir, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf_dir.mkdir()
+    elsewhere.mkdir()
+    broker_port, http_port = free_port(), free_port()
+    config_file = conf_dir / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": "embedded", "embedded_port": broker_port, "create_topics": 1,
+                  "poll_timeout_ms": 100, "session_timeout_ms": 2000},
+        "http": {"host": "127.0.0.1", "port": 9},  # --port overrides it (9: never ours)
+        "state": {"dir": "state", "checkpoint_interval_seconds": 0.5},  # relative: next to the file
+        "model_defaults": SMALL,
+        "models": {"fraud": {}},
+        "log_level": "ERROR",  # --log-level overrides it
+    }))
+    run = Run(["--config", str(config_file), "--port", str(http_port), "--log-level", "info", "--log-format", "json"],
+              cwd=elsewhere, log=tmp_path / "driftd.log")
+    try:
+        first = wait_until(lambda: run.stdout[:1] or run.proc.poll() is not None, timeout=60, what="a line on stdout")
+        assert first == [f"driftd: embedded broker at 127.0.0.1:{broker_port}\n"], (run.stdout, run.log()[-3000:])
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: http_get(base + "/readyz")[0] == 200 or run.proc.poll() is not None, timeout=90,
+                   what="/readyz 200 on the --port")
+        assert run.proc.poll() is None, run.log()[-3000:]
+
+        producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{broker_port}", acks="all")
+        bad = {"model": "fraud", "id": "p-0", "ts": time.time(), "features": {"age": [41]}, "prediction": 1}
+        good = {"model": "fraud", "id": "p-1", "ts": time.time(), "features": {"age": 41}, "prediction": 1}
+        for event in (bad, good):
+            producer.send("predictions", key=b"fraud", value=json.dumps(event).encode())
+        producer.flush()
+        producer.close()
+
+        def dead_letter_line():
+            lines = [json.loads(line) for line in run.log().splitlines()]  # every line is JSON
+            return next((line for line in lines if "dead-letter topic" in line["message"]), None)
+
+        line = wait_until(dead_letter_line, timeout=30, what="the dead letter's log line")
+        assert (line["level"], line["logger"], line["model"], line["partition"]) == ("WARNING", "driftd", "fraud", 0), line
+        assert "wrong_type" in line["message"] and "$.features['age']" in line["message"], line
+        assert set(line) == {"time", "level", "logger", "message", "model", "partition"}, line
+
+        wait_until(lambda: (json.loads(http_get(base + "/status")[1] or b"{}").get("models", {}).get("fraud") or {})
+                   .get("processed", {}).get("prediction") == 1, timeout=30, what="the good prediction processed")
+        listed = driftd("models", "--config", str(config_file), "--url", base, cwd=elsewhere)
+        assert listed.returncode == 0, listed
+        header, row = listed.stdout.splitlines()
+        assert header.split() == ["MODEL", "TASK", "STATE", "PREDICTIONS", "LABELS", "JOINED", "VERSION"]
+        assert row.split() == ["fraud", "classification", "collecting", "reference", "1", "0", "0", "-"], listed.stdout
+        assert f"driftd at {base}" in listed.stderr
+
+        # The state directory is the file's "state", not one in the current directory.
+        wait_until(lambda: any((conf_dir / "state").iterdir()) if (conf_dir / "state").exists() else False,
+                   timeout=30, what="a checkpoint next to the configuration file")
+        assert not (elsewhere / "state").exists()
+    finally:
+        code = run.stop()
+    assert code == 0, run.log()[-3000:]
+    lines = [json.loads(line) for line in run.log().splitlines()]
+    assert any(l["level"] == "INFO" and l["logger"] == "driftd" for l in lines), "--log-level info not honoured"
+    chatter = [l for l in lines if l["logger"].startswith("kafka") and l["level"] in ("INFO", "DEBUG")]
+    assert not chatter, chatter[:3]
+    assert run.stdout[0].startswith("driftd: embedded broker at")
+
+
+def test_an_embedded_port_in_use_fails_at_once_naming_the_key(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config_file = tmp_path / "driftd.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "kafka": {"bootstrap_servers": "embedded", "embedded_port": taken.getsockname()[1]},
+            "http": {"host": "127.0.0.1", "port": 0}, "state": {"dir": "state"},
+            "model_defaults": SMALL, "models": {"fraud": {}}}))
+        done = driftd("run", "--config", str(config_file), timeout=120)
+    assert done.returncode == 1 and "kafka.embedded_port" in done.stderr, done.stderr[-2000:]
+    assert done.stdout == ""
+
+
+# -- configured models in /status from the start ------------------------------------------------------
+
+def test_configured_models_are_in_status_before_their_first_event(kafka_bootstrap, unique_name, tmp_path):
+    models = {"fraud": {}, "eta": {"task": "regression", "decay_metrics": ["mae"]}}
+    with running_daemon(daemon_config(kafka_bootstrap, unique_name, tmp_path / "state", models=models)) as daemon:
+        got = status(daemon)["models"]
+    assert list(got) == ["fraud", "eta"], got
+    for entry in got.values():
+        assert entry["state"] == WAITING
+        assert entry["processed"] == {"prediction": 0, "label": 0} and not any(entry["join"].values())
+
+
+def test_the_state_line_of_a_model():
+    config = from_dict({"models": {"fraud": {}}})
+    waiting = configured_models(config, {})["fraud"]
+    assert waiting["state"] == WAITING and waiting["detectors"] == {}
+    seen = {**waiting, "processed": {"prediction": 10, "label": 0}}
+    assert state_of(seen) == "collecting reference"
+    assert state_of({**seen, "reference_complete": True, "uncalibrated_tests": 3}) == "calibrating 3 tests"
+    assert state_of({**seen, "reference_complete": True}) == "watching"
+    drifting = {f"psi/f{i}": {"drift": True} for i in range(7)} | {"ks/x": {"drift": False}}
+    assert state_of({**seen, "reference_complete": True, "detectors": drifting}) == \
+        "drift: psi/f0, psi/f1, psi/f2, psi/f3, psi/f4 +2 more"
+    # A model the daemon watches that the file does not list (auto_register_models) comes after.
+    assert list(configured_models(config, {"churn": seen})) == ["fraud", "churn"]
+
+
+# -- driftd models without a daemon ---------------------------------------------------------------
+
+def test_models_without_a_daemon_lists_the_configuration(tmp_path):
+    closed = free_port()
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"http": {"port": closed}, "model_defaults": SMALL,
+                                           "models": {"fraud": {}, "eta": {"task": "regression", "decay_metrics": ["mae"]}}},
+                                          sort_keys=False))  # the file's order is the listing's
+    done = driftd("models", "--config", str(config_file), "--timeout", "1")
+    assert done.returncode == 0, done
+    rows = [line.split()[:2] for line in done.stdout.splitlines()[1:]]
+    assert rows == [["fraud", "classification"], ["eta", "regression"]]
+    assert f"no driftd answered at http://127.0.0.1:{closed}" in done.stderr
+    as_json = json.loads(driftd("models", "--config", str(config_file), "--json", "--timeout", "1").stdout)
+    assert as_json["source"] is None and set(as_json["models"]) == {"fraud", "eta"}
+
+
+@pytest.mark.parametrize("how", [["--registry"], ["list"]])
+def test_the_registry_listing_is_still_there(tmp_path, how):
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"registry": {"dir": "reg"}}))
+    (tmp_path / "reg").mkdir()
+    done = driftd("models", *how, "--config", str(config_file), cwd=ROOT)
+    # The registry is the file's "reg" (relative to the file), and it is empty.
+    assert done.returncode == 1 and f"no promoted models in {tmp_path / 'reg'}" in done.stderr, done
+
+
+# -- paths relative to the configuration file ----------------------------------------------------
+
+def test_relative_paths_in_a_file_are_relative_to_its_directory(tmp_path, monkeypatch):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "hook.key").write_text("s3cret\n")
+    (conf / "kafka.pw").write_text("pw\n")
+    monkeypatch.chdir(tmp_path)
+    (conf / "driftd.yaml").write_text(yaml.safe_dump({
+        "state": {"dir": "state"},
+        "registry": {"dir": "../models"},
+        "kafka": {"client": {"ssl_cafile": "tls/ca.pem", "ssl_certfile": "/abs/cert.pem",
+                             "sasl_plain_password": {"file": "kafka.pw"}}},
+        "alerts": {"sinks": [{"type": "webhook", "url": "https://hooks.example/x", "secret": {"file": "hook.key"}}]},
+        # A feature named "file" is a name, not a path.
+        "models": {"fraud": {"features": {"file": "categorical"}}},
+    }))
+    config = load("etc/driftd.yaml")  # a relative path to the file, from another directory
+    assert config.state.dir == str(conf / "state")
+    assert Path(config.registry.dir) == conf / ".." / "models"
+    assert config.kafka.client["ssl_cafile"] == str(conf / "tls" / "ca.pem")
+    assert config.kafka.client["ssl_certfile"] == "/abs/cert.pem"
+    assert config.kafka.client["sasl_plain_password"].get() == "pw"
+    assert config.alerts.sinks[0].secret.get() == "s3cret"
+    assert config.models["fraud"].features == {"file": "categorical"}
+
+
+def test_defaults_and_configurations_without_a_file_stay_relative_to_the_current_directory(tmp_path):
+    (tmp_path / "driftd.yaml").write_text(yaml.safe_dump({"http": {"port": 0}}))
+    assert load(tmp_path / "driftd.yaml").state.dir == "driftd-state"
+    assert from_dict({"state": {"dir": "state"}}).state.dir == "state"
+
+
+def test_a_missing_secret_file_names_the_resolved_path(tmp_path):
+    (tmp_path / "driftd.yaml").write_text(yaml.safe_dump({"alerts": {"sinks": [
+        {"type": "webhook", "url": "https://hooks.example/x", "secret": {"file": "nowhere.key"}}]}}))
+    done = driftd("check-config", str(tmp_path / "driftd.yaml"))
+    assert done.returncode == 1 and "alerts.sinks[0].secret" in done.stderr and str(tmp_path / "nowhere.key") in done.stderr
+
+
+@pytest.mark.parametrize("data, key", [({"log_format": "xml"}, "log_format"),
+                                       ({"kafka": {"embedded_port": 70000}}, "kafka.embedded_port")])
+def test_bad_new_options_fail_naming_the_key(data, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        from_dict(data)
+
+
+# -- JSON log lines --------------------------------------------------------------------------------
+
+def test_a_json_log_line_is_one_object_with_the_fields_the_call_gives():
+    logger = logging.getLogger("driftd.test")
+    try:
+        raise RuntimeError("boom\nsecond line")
+    except RuntimeError:
+        record = logger.makeRecord("driftd.test", logging.ERROR, __file__, 1, "model %s failed\nhere", ("fraud",),
+                                   sys.exc_info(), extra={"model": "fraud", "partition": 2})
+    text = JsonFormatter().format(record)
+    assert "\n" not in text
+    line = json.loads(text)
+    assert line["message"] == "model fraud failed\nhere" and (line["model"], line["partition"]) == ("fraud", 2)
+    assert line["level"] == "ERROR" and line["logger"] == "driftd.test" and line["time"].endswith("Z")
+    assert "RuntimeError: boom" in line["exception"]
+    plain = json.loads(JsonFormatter().format(logger.makeRecord("driftd", logging.INFO, __file__, 1, "hi", (), None)))
+    assert set(plain) == {"time", "level", "logger", "message"}

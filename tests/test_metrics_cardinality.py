@@ -1,0 +1,175 @@
+"""The series count of each ``metrics.per_feature`` setting equals the formula in README
+"Metric cardinality", on real partition states: M models of F numeric features, past
+their reference, calibrated (thresholds given, so that none drifts by chance), tested, with
+labels joined; then a few features put in drift or warning.
+
+Per model (default tests: psi and ks on a numeric feature, missing_rate on every feature):
+
+    all       BASE + OWN + SUMMARY + F * PER_FEATURE
+    alerting  BASE + OWN + SUMMARY + A * PER_FEATURE   (A: features in warning or drift, or held)
+    none      BASE + OWN + SUMMARY
+
+and PROCESS + PER_PARTITION * partitions series that name no model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.config import MetricsConfig, from_dict
+from daemon.runtime.calibrator import calibrate_now
+from daemon.stream.partition import PartitionState
+from daemon.web.metrics import Metrics
+
+#: README "Metric cardinality": series per model, whatever its features ...
+BASE = 31  # events 2, label joins 5, label delay 14, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, event age 2
+OWN = 47  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks, <features> unknown_features, <error> adwin, decay accuracy
+SUMMARY_PER_TEST = 4  # features in drift, in warning, largest statistic/threshold, drift entries
+#: ... and per numeric feature shown: psi 6 (no p-value), ks 7, missing_rate 7.
+PER_FEATURE = 20
+NUMERIC_TESTS = ("psi", "ks", "missing_rate")
+#: Series that name no model: dead letters 10, batch time histogram 16, checkpoint time, ready, assigned
+#: partitions and calibrations pending 4;
+#: per partition: join buffer, offset resets.
+PROCESS = 30
+PER_PARTITION = 2
+
+T0 = 1_700_000_000.0
+
+
+def per_model(setting: str, features: int, shown: int) -> int:
+    summary = SUMMARY_PER_TEST * len(NUMERIC_TESTS)
+    return BASE + OWN + summary + PER_FEATURE * {"all": features, "alerting": shown, "none": 0}[setting]
+
+
+def build(models: int, features: int, partitions: int = 1) -> dict:
+    """partition -> PartitionState holding ``models`` models (spread over the partitions)."""
+    config = from_dict({
+        "models": {f"m{i}": {} for i in range(models)},
+        "model_defaults": {"reference_size": 200, "window": 100, "stride": 50, "ert": 4000,
+                           "decay_reference_size": 100, "decay_window": 100},
+    })
+    states = {p: PartitionState(p, config) for p in range(partitions)}
+    rng = random.Random(3)
+    for i in range(models):
+        state, model = states[i % partitions], f"m{i}"
+        predictions, labels = [], []
+        for n in range(400):
+            event = {"model": model, "id": f"{model}-{n}", "ts": T0 + n,
+                     "features": {f"f{j}": round(rng.gauss(0, 1), 3) for j in range(features)},
+                     "prediction": rng.randint(0, 1), "score": round(rng.random(), 3)}
+            predictions.append(_record(n, event))
+            labels.append(_record(n, {"model": model, "id": f"{model}-{n}", "ts": T0 + n + 1, "label": rng.randint(0, 1)}))
+        state.handle_predictions(predictions[:250], _keep)
+        pipeline = state.models[model]
+        # Thresholds a window can reach but a stationary stream does not: no drift by
+        # chance; the held tests are decided.
+        calibrate_now(pipeline, compute=_thresholds)
+        state.handle_predictions(predictions[250:], _keep)
+        state.handle_labels(labels, _keep)
+        calibrate_now(pipeline, compute=_thresholds)
+        list(state.finish_batch())
+        # The newest event time of each stream (event age), as the partition keeps it.
+        state.newest_ts = {**getattr(state, "newest_ts", {}), (model, "prediction"): T0 + 399, (model, "label"): T0 + 400}
+    return states
+
+
+#: (threshold, warning threshold) per test: above anything a stationary stream of 100-value windows gives.
+THRESHOLDS = {"psi": 2.0, "ks": 0.9, "missing_rate": 50.0, "chisquare": 60.0, "unseen_rate": 50.0,
+              "unknown_features": 50.0, "decay": 8.0}
+
+
+def _thresholds(job) -> list:
+    return [(THRESHOLDS[test], None) for test in job.tests]
+
+
+def _record(offset: int, event: dict):
+    return SimpleNamespace(topic="t", partition=0, offset=offset, timestamp=int((T0 + 10_000) * 1000),
+                           value=json.dumps(event).encode(), key=event["model"].encode(), headers=[])
+
+
+def _keep(record, reason, detail):
+    raise AssertionError(f"dead letter {reason}: {detail}")
+
+
+def _samples(metrics: Metrics) -> list:
+    text = generate_latest(metrics.registry).decode()
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def series(metrics: Metrics) -> list[tuple[str, dict]]:
+    return [(s.name, s.labels) for s in _samples(metrics)]
+
+
+def count_by_model(samples) -> dict:
+    counts: dict = {}
+    for _, labels in samples:
+        key = labels.get("model")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def drift(states, model: str, feature: str, test: str = "psi", warning: bool = False) -> None:
+    for state in states.values():
+        if model in state.models:
+            detector = state.models[model].data_detectors[(test, feature)]
+            if warning:
+                detector.warning = True
+            else:
+                detector.drift, detector.n_detections = True, detector.n_detections + 1
+
+
+M, F = 3, 20
+
+
+@pytest.mark.parametrize("setting", ["all", "alerting", "none"])
+def test_series_count_is_the_readme_formula(setting):
+    states = build(M, F)
+    drift(states, "m0", "f3")
+    drift(states, "m0", "f7", test="missing_rate", warning=True)
+    drift(states, "m1", "f3", test="ks")
+    shown = {"m0": 2, "m1": 1, "m2": 0}
+    metrics = Metrics(states, threading.Lock(), MetricsConfig(per_feature=setting))
+    samples = series(metrics)
+    counts = count_by_model(samples)
+    for model, alerting in shown.items():
+        assert counts[model] == per_model(setting, F, alerting), (setting, model, counts[model])
+    assert counts[None] == PROCESS + PER_PARTITION * len(states), sorted(
+        {name for name, labels in samples if "model" not in labels})
+    assert len(samples) == PROCESS + PER_PARTITION * len(states) + sum(per_model(setting, F, a) for a in shown.values())
+    # The summaries say what the per-feature series would.
+    by = {(s.name, s.labels["model"], s.labels["detector"]): s.value for s in _samples(metrics)
+          if s.name in ("driftd_features_in_drift", "driftd_features_in_warning")}
+    assert by[("driftd_features_in_drift", "m0", "psi")] == 1 and by[("driftd_features_in_warning", "m0", "missing_rate")] == 1
+    assert by[("driftd_features_in_drift", "m1", "ks")] == 1 and by[("driftd_features_in_drift", "m2", "psi")] == 0
+
+
+def test_a_feature_keeps_its_series_for_the_hold_after_its_drift_ends():
+    states = build(1, 4)
+    now = [1_000.0]
+    metrics = Metrics(states, threading.Lock(), MetricsConfig(per_feature="alerting", per_feature_hold_seconds=600),
+                      clock=lambda: now[0])
+
+    def features_shown():
+        return {labels["feature"] for name, labels in series(metrics)
+                if name == "driftd_drift_active" and labels["feature"].startswith("f")}
+
+    assert features_shown() == set()
+    drift(states, "m0", "f1")
+    assert features_shown() == {"f1"}
+    states[0].models["m0"].data_detectors[("psi", "f1")].drift = False  # back under the threshold
+    now[0] += 599
+    assert features_shown() == {"f1"}  # held: one series through a flapping drift
+    now[0] += 2
+    assert features_shown() == set()
+    # An entry into drift that ended between two scrapes still shows.
+    detector = states[0].models["m0"].data_detectors[("ks", "f2")]
+    detector.n_detections += 1
+    assert features_shown() == {"f2"}

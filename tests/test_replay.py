@@ -1,0 +1,327 @@
+"""``driftd replay``: the daemon's alerts from files, without Kafka.
+
+The key test runs one stream of two models through a real daemon on the embedded broker
+(topics of 3 partitions, alerts to a Kafka sink) and through replay of the same events
+from a JSON Lines file: the alerts must be the same (ids, statuses, event times, details,
+origins), in the same order per model, test and column. Then: JSONL, CSV (both feature
+layouts) and Parquet give the same alerts; bad rows are dead letters with their line and
+reason and do not stop the replay; the command line writes the alerts and names what is
+wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+
+import pytest
+from kafka import KafkaConsumer
+
+from daemon.cli import main
+from daemon.config import from_dict
+from daemon.kafka.embedded_broker import create_topics
+from daemon.offline import inputs
+from daemon.offline.replay import Replay, events, partition_for
+
+from . import streams
+from .daemon_harness import daemon_config, produce, running_daemon, status, wait_until
+
+MODEL_SETTINGS = {"reference_size": 1000, "window": 300, "stride": 50, "ert": 20_000, "label_ert": 20_000,
+                  "decay_reference_size": 500, "decay_window": 300}
+ALERTS = {"clear_after": 3, "cooldown_seconds": 0}
+N_EVENTS = 4500
+
+
+def _config(models=("m",), **kafka) -> dict:
+    return {"kafka": {"predictions_topic": "predictions", "labels_topic": "labels", **kafka},
+            "models": {m: {} for m in models}, "model_defaults": MODEL_SETTINGS, "alerts": ALERTS}
+
+
+def _stream(predictions="predictions", labels="labels", model="m", seed=1, n=N_EVENTS) -> list:
+    return streams.records(n, predictions, labels, model=model, seed=seed)
+
+
+def _interleave(a: list, b: list, chunk: int = 37) -> list:
+    out = []
+    for i in range(0, max(len(a), len(b)), chunk):
+        out += a[i:i + chunk] + b[i:i + chunk]
+    return out
+
+
+def _write_jsonl(path, records) -> None:
+    with open(path, "wb") as f:
+        for _, _, value in records:
+            f.write(value + b"\n")
+
+
+def _replay(config: dict, *files, partitions=None, labels=()) -> tuple[list, object]:
+    replay = Replay(from_dict(config), partitions=partitions)
+    result = replay.run(events([(str(f), False) for f in files] + [(str(f), True) for f in labels]))
+    return [json.loads(json.dumps(a.to_dict())) for a in result.alerts], result
+
+
+def _per_key(alerts: list) -> dict:
+    """The alert sequence of each (model, detector, feature), in order."""
+    out: dict = {}
+    for a in alerts:
+        out.setdefault((a["model"], a["detector"], a["feature"]), []).append(a)
+    return out
+
+
+def _sent_alerts(bootstrap: str, topic: str) -> list[dict]:
+    """What the daemon's Kafka sink delivered, de-duplicated by id, in the order sent."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    try:
+        unique: dict = {}
+        for record in consumer:
+            alert = json.loads(record.value)["data"]
+            unique.setdefault(alert["id"], alert)
+    finally:
+        consumer.close()
+    return list(unique.values())
+
+
+def _settled(daemon, counts: dict) -> bool:
+    s = status(daemon)
+    models = s.get("models", {})
+    return all(models.get(m, {}).get("processed", {}).get("prediction") == n and models[m]["uncalibrated_tests"] == 0
+               for m, n in counts.items()) and s.get("calibrations_pending") == 0 and s.get("pending_alerts") == 0
+
+
+def test_replay_gives_the_daemons_alerts_on_the_same_stream(kafka_bootstrap, unique_name, tmp_path):
+    models = ("m", "fraud")
+    assert len({partition_for(m, 3) for m in models}) == 2, "the test wants the models in different partitions"
+    alert_topic = unique_name("alerts")
+    create_topics(kafka_bootstrap, {alert_topic: 1})
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "state", models={m: {} for m in models},
+                           alerts={**ALERTS, "retry_initial_seconds": 0.1, "sinks": [{"type": "kafka", "topic": alert_topic}]})
+    config["kafka"]["create_topics"] = 3
+    config["model_defaults"] = MODEL_SETTINGS
+    kafka = config["kafka"]
+    records = _interleave(_stream(kafka["predictions_topic"], kafka["labels_topic"], "m", seed=1),
+                          _stream(kafka["predictions_topic"], kafka["labels_topic"], "fraud", seed=2, n=4000))
+    with running_daemon(config) as daemon:
+        wait_until(lambda: status(daemon)["ready"], timeout=30, what="the daemon ready")
+        produce(kafka_bootstrap, records)
+        try:
+            wait_until(lambda: _settled(daemon, {"m": N_EVENTS, "fraud": 4000}), timeout=180, interval=0.5,
+                       what="both models processed and calibrated, alerts delivered")
+        except AssertionError as e:
+            s = status(daemon)
+            brief = {m: (v.get("processed"), v.get("uncalibrated_tests")) for m, v in s.get("models", {}).items()}
+            raise AssertionError(f"{e}: {brief}, calibrations pending {s.get('calibrations_pending')}, "
+                                 f"alerts pending {s.get('pending_alerts')}, dead letters {s.get('dead_letters')}") from None
+        time.sleep(1.0)  # anything sent late would show now
+        sent = _sent_alerts(kafka_bootstrap, alert_topic)
+
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, records)
+    replayed, result = _replay(config, path)  # partitions: kafka.create_topics (3)
+
+    assert result.records == len(records) and not result.dead_letters
+    assert {a["model"] for a in sent} == set(models)
+    assert {(a["detector"], a["feature"]) for a in sent if a["status"] == "resolved"} >= {("ks", "x"), ("decay", "accuracy")}
+    assert sorted(replayed, key=lambda a: a["id"]) == sorted(sent, key=lambda a: a["id"])
+    # The same sequence per model, test and column. (Across the tests of a model the
+    # daemon's own sending order depends on when each test's thresholds arrive from the
+    # background: replay computes them at once. Each key's sequence does not.)
+    assert _per_key(replayed) == _per_key(sent)
+
+
+def _csv_rows(records, layout: str) -> tuple[list, list]:
+    rows = []
+    for _, _, value in records:
+        event = json.loads(value)
+        row = {k: v for k, v in event.items() if k != "features"}
+        if "features" in event:
+            if layout == "columns":
+                row.update({f"feature.{k}": ("" if v is None else v) for k, v in event["features"].items()})
+            else:
+                row["features"] = json.dumps(event["features"])
+        rows.append(row)
+    columns = ["model", "id", "ts", "prediction", "score", "label"]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    return columns, rows
+
+
+def _write_csv(path, records, layout: str) -> None:
+    columns, rows = _csv_rows(records, layout)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_jsonl_csv_and_parquet_give_the_same_alerts(tmp_path):
+    records = _stream()
+    config = _config()
+    _write_jsonl(tmp_path / "events.jsonl", records)
+    expected, _ = _replay(config, tmp_path / "events.jsonl")
+    assert {(a["detector"], a["feature"], a["status"]) for a in expected} >= {("ks", "x", "firing"), ("decay", "accuracy", "firing")}
+
+    for layout in ("columns", "json"):
+        _write_csv(tmp_path / f"events-{layout}.csv", records, layout)
+        got, result = _replay(config, tmp_path / f"events-{layout}.csv")
+        assert not result.dead_letters, (layout, result.dead_letters[:3])
+        assert got == expected, layout
+
+    # Predictions and labels in two files: merged by event time, the same stream.
+    _write_jsonl(tmp_path / "predictions.jsonl", [r for r in records if r[0] == "predictions"])
+    _write_jsonl(tmp_path / "labels.jsonl", [r for r in records if r[0] == "labels"])
+    got, _ = _replay(config, tmp_path / "predictions.jsonl", labels=[tmp_path / "labels.jsonl"])
+    assert got == expected
+
+
+def test_the_alerts_do_not_depend_on_the_poll_size(tmp_path):
+    _write_jsonl(tmp_path / "events.jsonl", _stream())
+    expected, _ = _replay(_config(), tmp_path / "events.jsonl")
+    for size in (7, 5000):
+        replay = Replay(from_dict(_config()), batch_size=size)
+        got = replay.run(events([(str(tmp_path / "events.jsonl"), False)])).alerts
+        got = [json.loads(json.dumps(a.to_dict())) for a in got]
+        # Each test's sequence is the same; how the tests' alerts interleave follows the polls.
+        assert _per_key(got) == _per_key(expected), size
+        assert sorted(got, key=lambda a: a["id"]) == sorted(expected, key=lambda a: a["id"]), size
+
+
+def test_parquet_gives_the_same_alerts(tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install 'driftd[parquet]')")
+    import pyarrow.parquet as pq
+
+    records = _stream()
+    config = _config()
+    _write_jsonl(tmp_path / "events.jsonl", records)
+    expected, _ = _replay(config, tmp_path / "events.jsonl")
+    columns, rows = _csv_rows(records, "columns")
+    for row in rows:  # native types; a missing feature is null
+        for k, v in row.items():
+            if k.startswith("feature.") and v == "":
+                row[k] = None
+    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
+    pq.write_table(table, tmp_path / "events.parquet")
+    got, result = _replay(config, tmp_path / "events.parquet")
+    assert not result.dead_letters
+    assert got == expected
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch, capsys):
+    (tmp_path / "events.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(_config()))
+    assert main(["replay", str(tmp_path / "events.parquet"), "--config", str(config), "--quiet"]) == 1
+    assert "pip install 'driftd[parquet]'" in capsys.readouterr().err
+
+
+def test_bad_rows_are_dead_letters_with_their_line_and_the_replay_goes_on(tmp_path, capsys):
+    records = _stream()
+    lines = [value for _, _, value in records]
+    bad = {  # line number (1-based, after insertion) -> (line, reason)
+        10: (b'{"model": "m", "id": "x", "ts": 1700000000.0, "features": {}, "prediction": [1]}', "wrong_type"),
+        20: (b"{not json", "not_json"),
+        30: (b'{"model": "other", "id": "y", "ts": 1700000000.0, "features": {}, "prediction": 1}', "unknown_model"),
+        40: (b'{"model": "m", "id": "z", "ts": 1700000000.0, "label": 1, "features": {"x": 1}}', None),  # a label: fine
+    }
+    for number in sorted(bad):
+        lines.insert(number - 1, bad[number][0])
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    out = tmp_path / "alerts.jsonl"
+
+    assert main(["replay", str(path), "--config", str(config_path), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    for number, (_, reason) in bad.items():
+        if reason is not None:
+            assert f"{path}:{number}: dead letter ({reason})" in err, err
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    clean, _ = _replay(_config(), *_clean(tmp_path, records))
+    # The bad rows took offsets (ids differ), but the decisions are the clean stream's.
+    assert [(a["status"], a["detector"], a["feature"], a["event_time"]) for a in alerts] == \
+           [(a["status"], a["detector"], a["feature"], a["event_time"]) for a in clean]
+
+    _, result = _replay(_config(), path)
+    assert [(d.line, d.reason) for d in result.dead_letters] == [(10, "wrong_type"), (20, "not_json"), (30, "unknown_model")]
+
+
+def _clean(tmp_path, records) -> list:
+    path = tmp_path / "clean.jsonl"
+    _write_jsonl(path, records)
+    return [path]
+
+
+def test_a_csv_cell_that_is_not_json_is_a_dead_letter_of_the_daemons_reason(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes(b'model,id,ts,prediction,features\nm,a,1700000000,1,{"x": 1}\nm,b,1700000001,1,{oops\n'
+                     b'm,c,1700000002,1,"{""x"": ""\xff\xfe""}"\nm,d,1700000003,1,{}\n')
+    _, result = _replay(_config(), path)
+    assert [(d.line, d.reason) for d in result.dead_letters] == [(3, "not_json"), (4, "not_json")]
+    assert result.states[0].processed[("m", "prediction")] == 2
+
+
+def test_routing_rows_by_their_fields_and_files():
+    assert partition_for(None, 3) == 0 and partition_for("m", 1) == 0
+    item = inputs._item("f", 1, b'{"model": "m", "id": 1, "ts": "2025-01-01T00:00:00Z", "label": 0}', False)
+    assert (item.kind, item.model, item.ts) == ("label", "m", 1735689600.0)
+    item = inputs._item("f", 1, b'{"model": "m", "label": 0, "prediction": 1}', False)
+    assert item.kind == "prediction"
+    assert inputs._item("f", 1, b'{"model": "m", "prediction": 1}', True).kind == "label"
+    with pytest.raises(inputs.InputError, match="unknown format"):
+        inputs.format_of("events.txt")
+
+
+def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):
+    records = _stream()
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, records)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    out, summary = tmp_path / "alerts.jsonl", tmp_path / "summary.json"
+    assert main(["replay", str(path), "--config", str(config_path), "--out", str(out), "--summary", str(summary)]) == 0
+    assert "events in" in capsys.readouterr().err
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    expected, _ = _replay(_config(), path)
+    assert alerts == expected
+    document = json.loads(summary.read_text())
+    model = document["models"]["m"]
+    assert model["status"]["processed"] == {"prediction": N_EVENTS, "label": N_EVENTS}
+    assert model["join"]["joined"] == N_EVENTS
+    assert "ks/x" in model["series"] and model["performance"]["accuracy"]["baseline"] > 0.8
+    assert set(model["distributions"]) >= {"x", "country"}
+    assert model["distributions"]["x"].get("at_alert"), "the window after the first alert is kept"
+    assert [a["id"] for a in document["alerts"]] == [a["id"] for a in alerts]
+    assert main(["replay", str(tmp_path / "missing.jsonl"), "--config", str(config_path)]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+
+def test_csv_cells_become_the_event_fields(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text('model,id,ts,prediction,score,model_version,feature.amount,feature.plan,features\n'
+                    'm,7,2025-01-01T00:00:00Z,1,"{""0"": 0.2, ""1"": 0.8}",3,12.5,,"{""code"": ""007""}"\n'
+                    'm,8,1735689601.5,0,0.4,,-3,gold,\n')
+    first, second = (json.loads(item.value) for item in inputs.read(str(path)))
+    assert first == {"model": "m", "id": "7", "ts": "2025-01-01T00:00:00Z", "prediction": 1,
+                     "score": {"0": 0.2, "1": 0.8}, "model_version": "3",
+                     "features": {"code": "007", "amount": 12.5, "plan": None}}
+    assert second == {"model": "m", "id": "8", "ts": 1735689601.5, "prediction": 0, "score": 0.4,
+                      "features": {"amount": -3, "plan": "gold"}}
+
+
+def test_auto_register_watches_every_model_the_files_name(tmp_path, capsys):
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, _stream(model="other", n=1200))
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    summary = tmp_path / "s.json"
+    assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet",
+                 "--summary", str(summary)]) == 0
+    assert "dead letter (unknown_model)" in capsys.readouterr().err
+    assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet",
+                 "--auto-register", "--summary", str(summary)]) == 0
+    assert "dead letter" not in capsys.readouterr().err
+    assert json.loads(summary.read_text())["models"]["other"]["status"]["processed"]["prediction"] == 1200
