@@ -95,7 +95,7 @@ def test_bad_events_go_to_the_dead_letter_topic_and_good_ones_flow(kafka_bootstr
         counts = produce(kafka_bootstrap, good)
         produce(kafka_bootstrap, [r for r in records if r not in good])
         wait_until(lambda: processed(daemon) == (counts[sim.predictions_topic], counts[sim.labels_topic]), what="good events processed")
-        metrics = wait_until(lambda: (m := get(daemon, "/metrics")[1].decode()) and 'driftd_dead_letter_total{reason="oversize"} 1.0' in m and m, what="dead-letter counts")
+        metrics = wait_until(lambda: (m := get(daemon, "/metrics")[1].decode()) and 'driftd_dead_letter_total{model="",reason="oversize"} 1.0' in m and m, what="dead-letter counts")
 
     consumer = KafkaConsumer(config["kafka"]["dead_letter_topic"], bootstrap_servers=kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
@@ -111,4 +111,4 @@ def test_bad_events_go_to_the_dead_letter_topic_and_good_ones_flow(kafka_bootstr
     for raw, reason in BAD:
         assert reasons[raw] == reason, (raw[:60], reasons.get(raw))
     assert reasons[b'{"model": "fraud", "id": "p-1", "ts": 1.0}'] == "missing_field"
-    assert 'driftd_dead_letter_total{reason="missing_field"} 2.0' in metrics
+    assert 'driftd_dead_letter_total{model="",reason="missing_field"} 2.0' in metrics

@@ -3,15 +3,21 @@
 - The rules and the scrape configuration pass ``promtool check``; the rules' unit tests
   (``deploy/prometheus/tests/*.yml``) pass ``promtool test rules`` and show every rule both
   firing and not firing; the rules follow the conventions (names, severity, annotations, for).
-- The Alertmanager example passes ``amtool check-config`` and routes as it says.
+- The Alertmanager example passes ``amtool check-config`` and routes as it says; its inhibit
+  rules work on a real Alertmanager, also for a ``DriftdDown`` from ``absent()`` (no
+  ``instance`` label).
+- Every rule links its runbook (``runbook_url``, an anchor of a README heading) and the
+  dashboard; severities agree with driftd's own alerts (:func:`daemon.alerting.sinks.alert_severity`).
 - The Grafana dashboard is well formed (data sources, queries, ids, grid, the model variable)
   and provisioned.
 - End to end: Debian's ``prometheus`` and ``prometheus-alertmanager``, started here on
   loopback ports with 1 s scrape and evaluation intervals, watch a real driftd on the test
   broker fed a drifting stream: every dashboard query returns data, the data-drift rule fires
   and reaches a local webhook through Alertmanager's routes, and the live scrape passes
-  ``promtool check metrics``. The rules are the shipped file with only their ``for:``
-  durations shortened.
+  ``promtool check metrics``. Then driftd stops: ``DriftdDown`` fires, the "Daemons" row shows
+  it down, and the queries without data are exactly those with no true value while driftd
+  is down (:data:`UNKNOWN_WHILE_DOWN`). The rules are the shipped file with only their
+  ``for:`` durations shortened.
 
 The tools come from Debian packages installed by :mod:`tests.promtool` when missing (root and
 apt-get); otherwise the tests that need them are skipped with the reason, never passed.
@@ -59,7 +65,31 @@ SEVERITIES = {"critical", "warning", "info"}
 GRAFANA_BUILTINS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 BAD_EVENTS = (b"not json at all", b"[1, 2, 3]")
 #: Whole end-to-end test, from the first process started to the last query.
-E2E_BUDGET_SECONDS = 90
+E2E_BUDGET_SECONDS = 100
+#: The rate interval Grafana gives a data source whose timeInterval is the test's 1 s scrape
+#: interval (4 scrapes): with driftd down, rates then see its last samples for 4 s only.
+DOWN_RATE_INTERVAL = "4s"
+#: Dashboard queries (panel title, refId) that rightly return nothing while driftd is down:
+#: detector states, performance, lag, batch times, versions and learners are unknown until a
+#: daemon reports them again (their time series keep their history). Every other query shows
+#: something: the Daemons row says driftd is down, rates read 0, ready reads 0, the time since
+#: the last checkpoint and the event age keep growing, the detector table and the join buffer
+#: show their last (checkpointed) values, and the alerts show DriftdDown.
+UNKNOWN_WHILE_DOWN = sorted([
+    ("Labels joined", "A"), ("Model version", "A"), ("Model version", "A"),  # the stat and the timeline
+    ("Drift statistic / threshold per feature", "A"), ("Active drifts", "A"),
+    ("Drift detections", "A"),
+    ("Largest statistic / threshold per test", "A"), ("Features in drift or warning", "A"),
+    ("Features in drift or warning", "B"),
+    ("Performance: current vs reference", "A"), ("Error rate (concept-drift detector)", "A"),
+    ("Decay test: p-value vs alpha", "A"), ("Decay test: p-value vs alpha", "B"),
+    *(("Label delay", ref) for ref in "ABC"),
+    ("Consumer lag", "A"), ("Batch processing time", "A"), ("Batch processing time", "B"),
+    ("Retrains and promotions", "A"), ("Retrains and promotions", "B"),
+    ("Learner scores", "A"), ("Learner scores", "B"),
+])
+#: The dashboard row about driftd itself: its panels show every driftd target, whatever the model.
+DAEMONS_ROW = "Daemons"
 
 
 # -- tools ----------------------------------------------------------------------------------------
@@ -123,9 +153,52 @@ def test_alert_rules_follow_conventions():
         assert rule.get("labels", {}).get("severity") in SEVERITIES, f"{name}: severity label"
         annotations = rule.get("annotations", {})
         assert annotations.get("summary") and annotations.get("description"), f"{name}: summary and description"
+        # The runbook: README.md, or the URL of the operator's copy (an external label), at
+        # the anchor of the alert's heading under "Runbooks".
+        assert annotations.get("runbook_url") == (
+            "{{ with $externalLabels.driftd_runbook_base_url }}{{ . }}{{ else }}README.md{{ end }}#" + name.lower()
+        ), f"{name}: runbook_url {annotations.get('runbook_url')!r}"
+        assert name.lower() in _readme_anchors(), f"{name}: no README heading with anchor #{name.lower()}"
+        assert annotations.get("dashboard", "").startswith(
+            "{{ with $externalLabels.driftd_dashboard_url }}{{ . }}{{ else }}/d/" + _dashboard()["uid"] + "{{ end }}"
+        ), f"{name}: dashboard {annotations.get('dashboard')!r}"
         assert "driftd_" in rule["expr"] or "up{" in rule["expr"], f"{name}: {rule['expr']}"
         # Production durations: minutes, so that a blip does not page anyone.
         assert _seconds(rule.get("for", "0s")) >= 60, f"{name}: for: {rule.get('for')!r} (minutes expected)"
+
+
+def _readme_anchors() -> set[str]:
+    """GitHub's anchors of the README's headings (lower case, punctuation dropped, spaces to -)."""
+    anchors = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_runbooks_in_the_readme_cover_every_rule_with_what_to_check_and_do():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("#### Runbooks"):]
+    section = section[:section.index("\n## ")]
+    for rule in _rules():
+        name = rule["alert"]
+        start = section.index(f"##### {name}\n")
+        body = section[start:section.find("\n##### ", start + 1)]
+        for part in ("**Means**", "**Check**", "**Do**"):
+            assert part in body, f"runbook of {name}: no {part}"
+
+
+def test_severities_agree_with_driftds_own_alerts():
+    """driftd's own webhook for a decay episode has the severity of DriftdPerformanceDecay,
+    and so on: one severity per signal, whichever way the alert comes."""
+    from daemon.alerting.sinks import alert_severity
+
+    severity = {rule["alert"]: rule["labels"]["severity"] for rule in _rules()}
+    assert severity["DriftdPerformanceDecay"] == alert_severity("decay") == "critical"
+    for detector in ("psi", "ks", "chisquare"):
+        assert severity["DriftdFeatureDrift"] == alert_severity(detector) == "warning"
+    assert severity["DriftdConceptDrift"] == alert_severity("adwin") == "warning"
 
 
 def test_alert_rule_unit_tests_pass(promtool):
@@ -171,6 +244,77 @@ def test_alertmanager_routes(amtool, labels, receiver):
     assert result.stdout.strip() == receiver, result.stdout
 
 
+def _post(url: str, body) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        assert r.status == 200, r.status
+
+
+def _suppressed(alertmanager_bin: str, config: Path, tmp_path: Path, name: str, alerts: list[dict]) -> dict:
+    """Start Alertmanager on ``config``, post ``alerts`` (label dicts, firing), and return
+    alertname/instance -> the alertnames inhibiting it (empty: not inhibited)."""
+    port = _free_port()
+    process = _Process(f"alertmanager-{name}", [
+        alertmanager_bin, f"--config.file={config}", f"--storage.path={tmp_path / (name + '-data')}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        tmp_path / f"{name}.log", f"http://127.0.0.1:{port}/-/ready")
+    try:
+        process.wait_ready()
+        base = f"http://127.0.0.1:{port}/api/v2"
+        _post(f"{base}/alerts", [{"labels": labels, "annotations": {}} for labels in alerts])
+
+        def settled():
+            with urllib.request.urlopen(f"{base}/alerts", timeout=5) as r:
+                got = json.loads(r.read())
+            return got if len(got) == len(alerts) else None
+
+        # Inhibitions are computed as alerts arrive; one more read lets the sources land.
+        wait_until(settled, timeout=10, what="Alertmanager holding every posted alert")
+        time.sleep(0.5)
+        got = settled()
+        ids = {a["fingerprint"]: a["labels"]["alertname"] for a in got}
+        return {f"{a['labels']['alertname']}/{a['labels'].get('instance', '')}":
+                sorted(ids.get(f, f) for f in a["status"]["inhibitedBy"]) for a in got}
+    finally:
+        process.stop()
+
+
+def test_alertmanager_inhibits_daemon_alerts_under_driftd_down_also_from_absent(tmp_path):
+    """DriftdDown from ``absent(up{job="driftd"})`` carries job but no instance: the shipped
+    inhibit rules silence the daemon alerts of every instance of the job with it, and a
+    DriftdDown of one instance only that instance's. The model alerts stay, and so does
+    everything with the inhibit rule the example used to have (``equal: [instance]``)."""
+    alertmanager_bin = require("prometheus-alertmanager", "prometheus-alertmanager")
+    absent_down = {"alertname": "DriftdDown", "job": "driftd", "severity": "critical"}
+    targets = [
+        {"alertname": "DriftdNotReady", "job": "driftd", "instance": "a:9108", "severity": "warning"},
+        {"alertname": "DriftdConsumerLagGrowing", "job": "driftd", "instance": "b:9108", "topic": "predictions", "severity": "warning"},
+        {"alertname": "DriftdCheckpointStale", "job": "driftd", "instance": "b:9108", "severity": "warning"},
+        {"alertname": "DriftdFeatureDrift", "job": "driftd", "instance": "a:9108", "model": "fraud", "severity": "warning"},
+    ]
+    got = _suppressed(alertmanager_bin, ALERTMANAGER_CONFIG, tmp_path, "absent", [absent_down, *targets])
+    assert got == {
+        "DriftdDown/": [], "DriftdNotReady/a:9108": ["DriftdDown"], "DriftdConsumerLagGrowing/b:9108": ["DriftdDown"],
+        "DriftdCheckpointStale/b:9108": ["DriftdDown"], "DriftdFeatureDrift/a:9108": [],
+    }, got
+
+    # One instance down: its alerts only.
+    one_down = {"alertname": "DriftdDown", "job": "driftd", "instance": "a:9108", "severity": "critical"}
+    stale_a = {"alertname": "DriftdCheckpointStale", "job": "driftd", "instance": "a:9108", "severity": "warning"}
+    got = _suppressed(alertmanager_bin, ALERTMANAGER_CONFIG, tmp_path, "one", [one_down, stale_a, *targets[1:3]])
+    assert got == {"DriftdDown/a:9108": [], "DriftdCheckpointStale/a:9108": ["DriftdDown"],
+                   "DriftdConsumerLagGrowing/b:9108": [], "DriftdCheckpointStale/b:9108": []}, got
+
+    # The control: the old rule never matched the absent() alert.
+    old = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    old["inhibit_rules"] = [{"source_matchers": ['alertname=~"DriftdDown|DriftdProcessingStalled"'],
+                             "target_matchers": ['alertname=~"DriftdConsumerLagGrowing|DriftdNotReady|DriftdEventsDelayed"'],
+                             "equal": ["instance"]}]
+    (tmp_path / "old.yml").write_text(yaml.safe_dump(old))
+    got = _suppressed(alertmanager_bin, tmp_path / "old.yml", tmp_path, "old", [absent_down, *targets[:2]])
+    assert got == {"DriftdDown/": [], "DriftdNotReady/a:9108": [], "DriftdConsumerLagGrowing/b:9108": []}, got
+
+
 # -- Grafana --------------------------------------------------------------------------------------
 def _dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
@@ -191,6 +335,19 @@ def _query_panels(dashboard: dict) -> list[dict]:
 
 def _rows(dashboard: dict) -> list[str]:
     return [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+
+
+def _row_panels(dashboard: dict, title: str) -> list[dict]:
+    """The panels of row ``title`` (laid out below it, or held by it when collapsed)."""
+    panels, current = [], None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            if current == title:
+                panels.extend(panel.get("panels", []))
+        elif current == title:
+            panels.append(panel)
+    return panels
 
 
 def test_dashboard_structure():
@@ -218,6 +375,11 @@ def test_dashboard_structure():
 
     panels = _query_panels(dashboard)
     assert len(panels) >= 10
+    daemons = _row_panels(dashboard, DAEMONS_ROW)
+    # driftd up/down from `up`, and readiness, on top.
+    assert dashboard["panels"][0]["title"] == DAEMONS_ROW, "the Daemons row first"
+    daemon_exprs = " ".join(t["expr"] for p in daemons for t in p["targets"])
+    assert 'up{job="driftd"}' in daemon_exprs and "absent(up{job=" in daemon_exprs and "driftd_ready" in daemon_exprs, daemon_exprs
     for panel in panels:
         title = panel.get("title")
         assert title, f"panel {panel['id']} has no title"
@@ -228,7 +390,8 @@ def test_dashboard_structure():
         assert len(refs) == len(set(refs)), f"{title}: refIds {refs}"
         for target in targets:
             assert target.get("expr", "").strip(), f"{title}: target {target.get('refId')} has no expr"
-            assert "$model" in target["expr"], f"{title}: {target['expr']} ignores the model selector"
+            if panel not in daemons:  # those show every daemon: one that is down names no model
+                assert "$model" in target["expr"], f"{title}: {target['expr']} ignores the model selector"
             assert target.get("datasource", panel["datasource"])["uid"] == "${datasource}", f"{title}: target datasource"
 
     # What the issue asks the dashboard to show, by the metrics its queries use.
@@ -379,13 +542,13 @@ def _api(base: str, path: str, **params):
     return body["data"]
 
 
-def _panel_queries(model: str) -> list[tuple[str, str, str]]:
+def _panel_queries(model: str, builtins: dict = GRAFANA_BUILTINS) -> list[tuple[str, str, str]]:
     """(panel title, refId, query with the variables at their test values) of every panel."""
     queries = []
     for panel in _query_panels(_dashboard()):
         for target in panel["targets"]:
             expr = target["expr"]
-            for name, value in GRAFANA_BUILTINS.items():
+            for name, value in builtins.items():
                 expr = expr.replace("${" + name[1:] + "}", value).replace(name, value)
             expr = expr.replace("${model}", model).replace("$model", model)
             assert "$" not in expr, f"{panel['title']}: a variable the test does not know in {expr}"
@@ -496,6 +659,30 @@ def test_end_to_end_prometheus_alertmanager_grafana_queries(promtool, kafka_boot
             result = _run(promtool, "check", "metrics", stdin=text)
             problems = (result.stdout + result.stderr).strip()
             assert result.returncode == 0 and not problems, f"promtool check metrics exited {result.returncode}:\n{problems}"
+
+        # (4) driftd stops (leaving the block): DriftdDown fires, the Daemons row shows it,
+        # and only the queries with no true value while it is down return nothing.
+        def down_and_alerted():
+            return (_api(prom, "/api/v1/query", query='up{job="driftd"} == 0')["result"]
+                    and _api(prom, "/api/v1/query", query='ALERTS{alertname="DriftdDown", alertstate="firing"}')["result"])
+
+        wait_until(down_and_alerted, timeout=20, what="driftd seen down and DriftdDown firing")
+        down_queries = _panel_queries("fraud", {**GRAFANA_BUILTINS, "$__rate_interval": DOWN_RATE_INTERVAL})
+
+        def empty_while_down():
+            return sorted((title, ref) for title, ref, expr in down_queries
+                          if not _api(prom, "/api/v1/query", query=expr)["result"])
+
+        # Rates over DOWN_RATE_INTERVAL still see the last samples for a few seconds.
+        deadline = time.monotonic() + 15
+        while (empty := empty_while_down()) != UNKNOWN_WHILE_DOWN and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert empty == UNKNOWN_WHILE_DOWN, (
+            f"with driftd down, {len(empty)} of {len(down_queries)} queries return nothing; unexpected: "
+            f"{sorted(set(empty) - set(UNKNOWN_WHILE_DOWN))}, with data although unknown: "
+            f"{sorted(set(UNKNOWN_WHILE_DOWN) - set(empty))}")
+        (down,) = [expr for title, _, expr in down_queries if title == "driftd down"]
+        assert [float(r["value"][1]) for r in _api(prom, "/api/v1/query", query=down)["result"]] == [1.0]
     finally:
         for process in reversed(processes):
             process.stop()

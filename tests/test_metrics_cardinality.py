@@ -29,7 +29,7 @@ from daemon.stream.partition import PartitionState
 from daemon.web.metrics import Metrics
 
 #: README "Metric cardinality": series per model, whatever its features ...
-BASE = 31  # events 2, label joins 5, label delay 14, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, event age 2
+BASE = 40  # events 2, label joins 5, label delay 19, dead letters of the model 3, join buffer 1, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, event age 2
 OWN = 47  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks, <features> unknown_features, <error> adwin, decay accuracy
 SUMMARY_PER_TEST = 4  # features in drift, in warning, largest statistic/threshold, drift entries
 #: ... and per numeric feature shown: psi 6 (no p-value), ks 7, missing_rate 7.
@@ -39,7 +39,7 @@ NUMERIC_TESTS = ("psi", "ks", "missing_rate")
 #: partitions and calibrations pending 4;
 #: per partition: join buffer, offset resets.
 PROCESS = 30
-PER_PARTITION = 2
+PER_PARTITION = 1
 
 T0 = 1_700_000_000.0
 
@@ -111,7 +111,7 @@ def series(metrics: Metrics) -> list[tuple[str, dict]]:
 def count_by_model(samples) -> dict:
     counts: dict = {}
     for _, labels in samples:
-        key = labels.get("model")
+        key = labels.get("model") or None
         counts[key] = counts.get(key, 0) + 1
     return counts
 

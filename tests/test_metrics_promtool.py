@@ -1,4 +1,6 @@
-"""/metrics of a running daemon passes ``promtool check metrics`` and has every family.
+"""/metrics of a running daemon passes ``promtool check metrics`` and has every family, and
+every family driftd exports is in the README's metric table (those of the live scrape, and
+every one :mod:`daemon.web.metrics` defines, learner families included).
 
 promtool (Debian package ``prometheus``) is installed by :mod:`tests.promtool` when it is
 missing and we may; otherwise the test is skipped with the reason, never passed.
@@ -6,7 +8,9 @@ missing and we may; otherwise the test is skipped with the reason, never passed.
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -64,6 +68,29 @@ EXPECTED_TYPES = {
 }
 
 BAD_EVENTS = (b"not json at all", b"[1, 2, 3]")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_metric_table() -> set[str]:
+    """Metric names in the first column of README's table under "Endpoints and metrics"."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| metric | labels | what |"):]
+    table = table[:table.index("\n\n")]
+    return {name for row in table.splitlines()[2:] for name in re.findall(r"`(driftd_\w+)`", row.split(" | ")[0])}
+
+
+def defined_families() -> set[str]:
+    """Every family daemon/web/metrics.py (and its collectors) can export, as named in
+    TYPE lines: counters with ``_total``."""
+    source = (ROOT / "daemon" / "web" / "metrics.py").read_text()
+    found = re.findall(r"\b(Counter|Gauge|Histogram)(?:MetricFamily)?\(\s*\"(driftd_\w+)\"", source)
+    assert len(found) >= 30, found  # the pattern still finds them
+    return {name + "_total" if kind == "Counter" and not name.endswith("_total") else name for kind, name in found}
+
+
+def test_every_family_driftd_defines_is_in_the_readme_table():
+    missing = defined_families() - readme_metric_table()
+    assert not missing, f"metrics missing from README's table: {sorted(missing)}"
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +146,8 @@ def test_metrics_pass_promtool_and_cover_every_family(promtool, kafka_bootstrap,
         f"promtool check metrics exited {result.returncode}:\n{problems}")
 
     lines = text.splitlines()
+    exported = {line.split()[2] for line in lines if line.startswith("# TYPE ")}
+    assert not exported - readme_metric_table(), f"scraped, not in README's table: {sorted(exported - readme_metric_table())}"
     for sample_name, (family, kind) in EXPECTED_TYPES.items():
         assert f"# TYPE {family} {kind}" in lines, f"no TYPE line for {family} ({kind})"
         assert any(line.startswith(f"# HELP {family} ") for line in lines), f"no HELP line for {family}"
@@ -126,9 +155,12 @@ def test_metrics_pass_promtool_and_cover_every_family(promtool, kafka_bootstrap,
 
     # Specific samples the drifting stream must have produced.
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    dead = {s.labels["reason"]: s.value for s in families["driftd_dead_letter"].samples if s.name.endswith("_total")}
-    # Every reason is exported from the start (at 0), so rate() sees a reason's first event.
-    assert dead == {reason: 1.0 if reason in ("not_json", "not_object") else 0.0 for reason in REASONS}, dead
+    dead = {(s.labels["reason"], s.labels["model"]): s.value for s in families["driftd_dead_letter"].samples
+            if s.name.endswith("_total")}
+    # Every reason is exported from the start (at 0), so rate() sees a reason's first event;
+    # those a watched model's event can have, per model too. The bad events name no model.
+    assert dead == {**{(reason, ""): 1.0 if reason in ("not_json", "not_object") else 0.0 for reason in REASONS},
+                    **{(reason, "fraud"): 0.0 for reason in ("wrong_type", "bad_timestamp", "internal_error")}}, dead
     sent = [s for s in families["driftd_alerts_sent"].samples if s.name == "driftd_alerts_sent_total"]
     assert any(s.labels["outcome"] == "sent" and s.value >= 1 for s in sent), sent
 

@@ -186,15 +186,16 @@ class Checkpoints:
         self.last_saved = time.time()
 
     def load(self, partition: int, config=None):
-        """The saved state of ``partition`` (a ``PartitionState`` bound to ``config``),
-        or None (see :meth:`restore`)."""
+        """The saved state of ``partition`` (a ``PartitionState`` bound to ``config``, by
+        default the default configuration), or None (see :meth:`restore`)."""
         restored = self.restore(partition)
         if restored is None:
             return None
         if isinstance(restored[0], _Sections):
+            from daemon.config import Config
             from daemon.kafka.statetopic import decode_partition  # the state's modules import this one
 
-            return decode_partition(restored[0].sections, config)
+            return decode_partition(restored[0].sections, config if config is not None else Config())
         return restored[0]
 
     def save_sections(self, manifest, sections: dict) -> None:

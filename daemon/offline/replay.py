@@ -55,7 +55,7 @@ from daemon.config import Config
 from daemon.offline import inputs
 from daemon.runtime.calibrator import calibrate_now
 from daemon.stream.join import OUTCOMES
-from daemon.stream.partition import DELAY_BUCKETS, PartitionState
+from daemon.stream.partition import PartitionState
 
 log = logging.getLogger("driftd")
 
@@ -331,7 +331,7 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
                 "status": _plain(status),
                 "join": {o: state.join.counts[(name, o)] for o in OUTCOMES},
                 "label_delay": None if delay is None else {
-                    "buckets": [b if math.isfinite(b) else None for b in DELAY_BUCKETS],
+                    "buckets": [b if math.isfinite(b) else None for b in state.delay_buckets],
                     "counts": [int(c) for c in delay[0]], "sum_seconds": float(delay[1])},
                 "distributions": {f: d for f in pipeline.features if (d := _distribution(pipeline, f)) is not None},
             }

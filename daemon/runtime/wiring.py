@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 
-from daemon.alerting.sinks import KafkaSink, WebhookSink
+from daemon.alerting.sinks import AlertLinks, KafkaSink, WebhookSink
 from daemon.config import Config, Secret
 
 log = logging.getLogger("driftd")
@@ -61,15 +61,16 @@ def bootstrap(config: Config):
 
 
 def alert_sinks(config: Config, producer) -> list:
+    links = AlertLinks(config.alerts.runbook_base_url, config.alerts.dashboard_url)
     sinks = []
     for i, sink in enumerate(config.alerts.sinks):
         secret = sink.secret.get() if isinstance(sink.secret, Secret) else None
         name = f"{sink.type}-{i}"
         if sink.type == "kafka":
-            sinks.append(KafkaSink(producer, sink.topic, timeout=sink.timeout_seconds, name=name))
+            sinks.append(KafkaSink(producer, sink.topic, timeout=sink.timeout_seconds, name=name, links=links))
         else:
             fmt = "slack" if sink.type == "slack" else "standard"
-            sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name))
+            sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name, links=links))
     return sinks
 
 
