@@ -1,10 +1,13 @@
-"""Many models in one process: memory, time to ready and per-event cost against the number of models.
+"""Many models in one process: memory, time to ready and per-event cost against the number of
+models; then scale-out on the embedded broker (``bench/scale_out.py``): throughput of 1, 2 and
+3 replicas of one group, takeover time, state-topic bytes, series per model, RSS per replica.
 
 Run from the repository root::
 
-    .venv/bin/python bench/scale.py            # 1, 10, 100, 1,000 models
-    .venv/bin/python bench/scale.py --quick    # 1, 10, 100 models, a shorter steady phase
-    .venv/bin/python bench/scale.py --models 1,50
+    .venv/bin/python bench/scale.py            # 1, 10, 100, 1,000 models, then scale-out (~10 min)
+    .venv/bin/python bench/scale.py --quick    # 1, 10, 100 models, a shorter steady phase, quick scale-out
+    .venv/bin/python bench/scale.py --models 1,50 --only models
+    .venv/bin/python bench/scale.py --only takeover,series
 
 Each count of models runs in a fresh interpreter (so memory does not carry over), with
 ``daemon.stream.pipeline.ModelPipeline`` objects fed directly (no broker; see ``bench/feeding.py``),
@@ -28,6 +31,16 @@ each its own mean and scale; fresh draws per model) and a predicted class (no sc
    leaves out one-off costs (lazy imports, shared null tables, allocator arenas); each
    model's pickled size (``pickle.dumps(pipeline)``, what a checkpoint holds for it; every
    model for up to 100, else 100 of them). VmHWM (the peak) is printed too.
+
+Then ``bench/scale_out.py`` (see its docstring) with real ``driftd run`` replicas, and the RSS
+of a replica with 1,000 models x 20 features at the defaults, put together from two
+measurements of this run: a daemon process with no model yet (started, partitions assigned)
+plus 1,000 models' RSS above the interpreter from step 4 (a daemon's own RSS is measured in
+the scale-out part only with 100 small models: 1,000 default references and windows, 6
+million predictions of 20 features, about 3 GB of JSON in the broker's memory, would take
+longer than this whole run). Without 1,000 in
+``--models`` (``--quick``), the 1,000 models are extrapolated from the marginal cost at the
+largest count, and said so.
 """
 
 from __future__ import annotations
@@ -154,13 +167,63 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1, 10 and 100 models, 20,000 steady predictions")
     p.add_argument("--models", help="comma-separated counts of models (default 1,10,100,1000)")
     p.add_argument("--steady", type=int, help="steady-phase predictions at least (default 100,000; --quick 20,000)")
+    p.add_argument("--only", help="comma-separated parts among models (in one process), throughput, takeover, "
+                                  "series (default: all)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     steady = opts.steady or (20_000 if opts.quick else 100_000)
     if opts.child is not None:
         print(json.dumps(child(opts.child, steady)))
         return 0
+    import scale_out  # not in the children: their baseline is the interpreter with numpy and driftd only
     counts = [int(c) for c in opts.models.split(",")] if opts.models else ([1, 10, 100] if opts.quick else [1, 10, 100, 1000])
+    parts = ["models", *scale_out.PARTS] if not opts.only else [x.strip() for x in opts.only.split(",")]
+    unknown = set(parts) - {"models", *scale_out.PARTS}
+    if unknown:
+        p.error(f"unknown part(s) {sorted(unknown)}: choose among models, {', '.join(scale_out.PARTS)}")
+    started = time.perf_counter()
+    above = None
+    if "models" in parts:
+        above = in_process(counts, steady)
+    out = [x for x in parts if x in scale_out.PARTS]
+    failed = False
+    if out:
+        print()
+        results = scale_out.run(opts.quick, out)
+        scale_out.report(results)
+        failed = bool(results.get("errors"))
+        if above is not None and "series" in results:
+            replica_rss(above, results["series"])
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+    return 1 if failed else 0
+
+
+def replica_rss(above: dict, series: dict) -> None:
+    """RSS of a replica with 1,000 models x 20 features: a daemon with no model plus 1,000
+    models above the interpreter (measured, or extrapolated from the marginal cost)."""
+    idle = min(series["idle_rss"])
+    one, biggest = min(above), max(above)
+    if 1000 in above:
+        models, how = above[1000], "measured at 1,000 models"
+    elif biggest > one:
+        marginal = (above[biggest] - above[one]) / (biggest - one)
+        models = above[biggest] + (1000 - biggest) * marginal
+        how = f"extrapolated: {biggest} models + {1000 - biggest} x the marginal {mb(marginal, 2)}"
+    else:
+        models, how = above[one] / one * 1000, f"extrapolated from {one} model(s)"
+    print()
+    print(f"RSS of a replica with 1,000 models x {N_FEATURES} features at ModelConfig() defaults, references complete and "
+          f"windows full: about {mb(idle + models, 0)} = a daemon with no model {mb(idle, 0)} + the models' RSS above the "
+          f"interpreter {mb(models, 0)} ({how}, in one process, above)")
+    for value, counted in zip(series["values"], series["counts"]):
+        label = "" if value is None else f" with metrics.per_feature: {value}"
+        print(f"series of such a replica{label}: about {counted['per_model'] * 1000 + counted['other']:,.0f} "
+              f"({counted['per_model']:.0f} per model x 1,000 + {counted['other']} of the process)")
+
+
+def in_process(counts: list, steady: int) -> dict:
+    """Steps 1-4 (see the docstring) for each count of models, printed; RSS above the
+    interpreter by count."""
     started = time.perf_counter()
     print("driftd with many models in one process (pipelines fed directly, no broker)")
     print(feeding.machine_line())
@@ -209,8 +272,8 @@ def main(argv=None) -> int:
     last = results[-1]["models"]
     print(f"  per-event cost flat in the number of models: {' / '.join(f'{c:.1f}' for c in cost.values())} us "
           f"({last} models / {one}: {cost[last] / cost[one]:.2f}x)")
-    print(f"total run time {time.perf_counter() - started:.0f} s")
-    return 0
+    print(f"in-process run time {time.perf_counter() - started:.0f} s")
+    return above
 
 
 if __name__ == "__main__":
