@@ -161,8 +161,7 @@ class StateConfig:
 
 
 #: Default label-delay buckets (seconds): 1 s to a week, at most a factor 3.5 apart.
-DEFAULT_LABEL_DELAY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
-                               43200.0, 86400.0, 172800.0, 604800.0)
+DEFAULT_LABEL_DELAY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800)
 
 
 @dataclass
@@ -239,7 +238,7 @@ class AlertsConfig:
         "internal docs site): driftd's own alerts then carry `runbook_url`, this URL with the "
         "anchor of the alert's runbook (README \"Runbooks\"). Unset: no `runbook_url`.", default=None)
     dashboard_url: str | None = _doc(
-        "URL of the driftd Grafana dashboard (e.g. https://grafana.example/d/driftd-models/driftd): "
+        "URL of the driftd Grafana dashboard (e.g. https://grafana.example/d/driftd, its uid `driftd`): "
         "driftd's own alerts then carry `dashboard_url`, this URL with `var-model=` the alert's "
         "model. Unset: no `dashboard_url`.", default=None)
 
@@ -283,6 +282,12 @@ class ModelConfig:
     numeric_tests: list[str] = _doc("Tests on numeric features and the score: psi, ks.", default_factory=lambda: ["psi", "ks"])
     categorical_tests: list[str] = _doc("Tests on categorical features: psi, chisquare.", default_factory=lambda: ["chisquare"])
     watch_score: bool = _doc("Also test the prediction score (numeric scores only).", default=True)
+    reconstruction: str = _doc(
+        "Multivariate drift (README \"Multivariate drift: reconstruction\"): `auto` tests how well "
+        "each feature (categorical ones as indicators of their frequent levels) is reconstructed "
+        "from the others (detector `reconstruction`, feature `<all>`, one more column under ert) "
+        "when the reference has at least two numeric features that are not constant; `off`: no "
+        "such test.", default="auto")
     max_features: int = _doc(
         "Features watched per model (the first seen in the reference, by name); the rest are "
         "counted, not exported, to keep label cardinality bounded.", default=50)
@@ -295,6 +300,12 @@ class ModelConfig:
         "(classification); mae, rmse (regression).", default_factory=lambda: ["accuracy"])
     decay_window: int = _doc("Labelled events in the current performance window.", default=1000)
     decay_reference_size: int = _doc("Labelled events in the performance baseline.", default=2000)
+    estimation: str = _doc(
+        "Estimated performance before the labels come (README \"Before the labels come\"): `auto` "
+        "estimates a classifier's metrics from its scores, calibrated on the first "
+        "decay_reference_size labelled events (when most of them carry a score), and a regressor's "
+        "MAE and RMSE from a model of its errors trained on them, with a decay test on the "
+        "estimate (label_ert predictions between false alarms); `off`: none.", default="auto")
     learners: dict = _doc(
         "Online learners, name -> River spec: {Class: {params}} or a list of them (a pipeline), "
         "from an allow-list (learners/spec.py); e.g. {tree: {HoeffdingAdaptiveTreeClassifier: "

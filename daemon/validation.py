@@ -132,6 +132,10 @@ def check_model(model: ModelConfig, key: str) -> None:
     for metric in model.decay_metrics:
         if metric not in METRICS or metric not in allowed:
             raise ConfigError(f"{key}.decay_metrics", f"{metric!r} is not a {model.task} metric ({', '.join(allowed)})")
+    for option in ("estimation", "reconstruction"):
+        value = getattr(model, option, "auto")
+        if value not in ("auto", "off"):
+            raise ConfigError(f"{key}.{option}", f"must be auto or off, got {value!r}")
 
 
 def _check_features(model: ModelConfig, key: str) -> None:

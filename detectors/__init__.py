@@ -12,12 +12,15 @@ from . import calibration
 from .base import Decision, Detector, DetectorState, restore
 from .chisquare import ChiSquare
 from .decay import METRICS, PerformanceDecay
+from .estimation import ClassificationEstimate, EstimateDecay, IsotonicCalibrator, RegressionEstimate
 from .ks import KS
 from .psi import PSI, psi_from_counts
 from .rate import RateTest
+from .reconstruction import Reconstruction
 from .river import RIVER_DETECTORS, RiverDetector
 
 __all__ = [
-    "ChiSquare", "Decision", "Detector", "DetectorState", "KS", "METRICS", "PSI", "PerformanceDecay",
-    "RIVER_DETECTORS", "RateTest", "RiverDetector", "calibration", "psi_from_counts", "restore",
+    "ChiSquare", "ClassificationEstimate", "Decision", "Detector", "DetectorState", "EstimateDecay",
+    "IsotonicCalibrator", "KS", "METRICS", "PSI", "PerformanceDecay", "RIVER_DETECTORS", "RateTest",
+    "Reconstruction", "RegressionEstimate", "RiverDetector", "calibration", "psi_from_counts", "restore",
 ]

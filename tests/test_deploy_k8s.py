@@ -423,13 +423,15 @@ KAFKA_TRIGGER_METADATA = {"bootstrapServers", "consumerGroup", "topic", "lagThre
 
 def group_consumer_offset_resets() -> set[str]:
     """The ``auto_offset_reset`` of every consumer driftd creates in a group (a call with
-    both ``group_id=`` and ``auto_offset_reset=`` in daemon/)."""
+    both ``group_id=`` and ``auto_offset_reset=`` in daemon/; ``group_id=None``, a consumer
+    outside any group such as the lag probe's, is not one)."""
     found = set()
     for path in (ROOT / "daemon").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 keywords = {k.arg: k.value for k in node.keywords}
-                if "group_id" in keywords and "auto_offset_reset" in keywords:
+                outside = isinstance(keywords.get("group_id"), ast.Constant) and keywords["group_id"].value is None
+                if "group_id" in keywords and "auto_offset_reset" in keywords and not outside:
                     found.add(ast.literal_eval(keywords["auto_offset_reset"]))
     assert found, "no group consumer found in daemon/"
     return found

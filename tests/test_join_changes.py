@@ -4,7 +4,6 @@ bits in every process, old checkpoints, and snapshot + changes rebuilding the sa
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random

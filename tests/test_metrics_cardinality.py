@@ -29,8 +29,8 @@ from daemon.stream.partition import PartitionState
 from daemon.web.metrics import Metrics
 
 #: README "Metric cardinality": series per model, whatever its features ...
-BASE = 40  # events 2, label joins 5, label delay 19, dead letters of the model 3, join buffer 1, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, event age 2
-OWN = 47  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks, <features> unknown_features, <error> adwin, decay accuracy
+BASE = 50  # events 2, label joins 5, label delay 19, dead letters of the model 3, join buffer 1, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, estimated performance 5, estimate error 5, event age 2
+OWN = 60  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks, <features> unknown_features, <error> adwin, decay accuracy, estimated_decay accuracy (7), <all> reconstruction (6)
 SUMMARY_PER_TEST = 4  # features in drift, in warning, largest statistic/threshold, drift entries
 #: ... and per numeric feature shown: psi 6 (no p-value), ks 7, missing_rate 7.
 PER_FEATURE = 20
@@ -83,7 +83,7 @@ def build(models: int, features: int, partitions: int = 1) -> dict:
 
 #: (threshold, warning threshold) per test: above anything a stationary stream of 100-value windows gives.
 THRESHOLDS = {"psi": 2.0, "ks": 0.9, "missing_rate": 50.0, "chisquare": 60.0, "unseen_rate": 50.0,
-              "unknown_features": 50.0, "decay": 8.0}
+              "unknown_features": 50.0, "decay": 8.0, "estimated_decay": 8.0, "reconstruction": 30.0}
 
 
 def _thresholds(job) -> list:

@@ -53,6 +53,8 @@ def runbook_anchor(alert: Alert) -> str:
         return "learning-retraining-and-promotion"
     if alert.detector == "decay":
         return "driftdperformancedecay"
+    if alert.detector == "estimated_decay":
+        return "before-the-labels-come-estimated-performance"
     if alert.feature == "<error>":
         return "driftdconceptdrift"
     return "driftdfeaturedrift"

@@ -14,7 +14,14 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   a rate test of levels the reference never had (the distribution tests leave those
   levels out: ``unseen="ignore"``, one signal, one test);
 - the feature set (column ``<features>``): ``unknown_features``, a rate test of events
-  carrying a feature the reference never had.
+  carrying a feature the reference never had;
+- the features together (column ``<all>``, unless ``reconstruction: off``):
+  ``reconstruction``, how well each is reconstructed from the others
+  (:mod:`detectors.reconstruction`: a change of their relation that leaves every feature's
+  own distribution as it was): the numeric features, then categorical ones as indicators
+  of their frequent levels (:func:`_encoding`). It needs at least two numeric features
+  that are not constant; with fewer it is skipped, with the reason (``skipped``). Its
+  per-feature contributions are in its detector's state (``/status``).
 
 A feature missing from every reference event, or one no test can be built for, is
 *untestable*: reported once with the reason in words, never tested on noise, never a
@@ -22,9 +29,9 @@ cause to rebuild the reference.
 
 The contract (a weighted Bonferroni split): ``ert`` is the mean number of predictions
 between false alarms of the model's data-drift tests together. Each column's values (its
-distribution tests, or a constant's ``value_change``) weigh 1, shared equally between
-them; each rate test of something the reference says is rare (``missing_rate``,
-``unseen_rate``, ``unknown_features``) weighs :data:`RATE_WEIGHT`. A test of weight ``w``
+distribution tests, a constant's ``value_change``, ``<all>``'s reconstruction) weigh 1,
+shared equally between them; each rate test of something the reference says is rare
+(``missing_rate``, ``unseen_rate``, ``unknown_features``) weighs :data:`RATE_WEIGHT`. A test of weight ``w``
 out of a model total ``W`` gets ``ert * W / w``, so the false-alarm rates add up to at most
 ``1 / ert``. A column's value tests are calibrated jointly
 (:func:`detectors.calibration.calibrate_union`, for the union of their alarms) where the
@@ -44,6 +51,8 @@ change (missing values going from none to some).
  '<features>': ['unknown_features']}
 >>> tests.calibrated, tests.total_weight   # thresholds come from the calibration worker
 (False, 4.6)
+>>> tests.skipped   # one numeric feature that is not constant: nothing to reconstruct it from
+{('reconstruction', '<all>'): 'needs at least two numeric features that are not constant; the reference has 1 (amount)'}
 >>> tests.ert_of("ks", "amount"), tests.ert_of("missing_rate", "amount")
 (92000.0, 460000.0)
 >>> tests.columns["amount"].tests["psi"].missing, tests.columns["<prediction>"].tests["chisquare"].missing
@@ -58,12 +67,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors import KS, PSI, ChiSquare, Detector, RateTest, calibration
+from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
 from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, level
 
 #: Column of the feature set (the unknown-features rate test).
 FEATURES = "<features>"
+#: Column of the features together (the reconstruction test).
+ALL = "<all>"
 #: Tests of how often something rare happens (the others test the values themselves).
 RATE_TESTS = {"missing_rate", "unseen_rate", "unknown_features"}
 #: A rate test's weight in the model's budget, where a column's values weigh 1.
@@ -81,6 +93,9 @@ class Column:
     kind: str
     constant: object = None  # the single reference value of a constant column
     levels: frozenset | None = None  # reference levels (categorical)
+    features: tuple = ()  # column <all>: the columns reconstructed (a feature, or "feature=level") ...
+    groups: tuple = ()  # ... the feature of each ...
+    encoding: tuple = ()  # ... and how they are made (see _encoding)
     tests: dict[str, Detector] = field(default_factory=dict)
 
 
@@ -120,6 +135,8 @@ class DataTests:
             if column is not None:
                 self.columns[ref.name] = column
                 tests[ref.name] = planned
+        if config.reconstruction != "off":
+            self._plan_reconstruction(sample, tests)
         if self.known_names is not None:
             self.columns[FEATURES] = Column(FEATURES, "flags")
             tests[FEATURES] = [("unknown_features", np.zeros(sample.n, dtype=bool))]
@@ -158,6 +175,27 @@ class DataTests:
                 planned.append(("unseen_rate", _unseen_left_out(values)))
         return column, planned
 
+    def _plan_reconstruction(self, sample: ReferenceSample, tests: dict) -> None:
+        """Plan column <all>: the numeric features with two or more distinct present
+        reference values (those a univariate test watches), then indicators of the
+        categorical features' frequent levels (see :func:`_encoding`), or say why it is
+        skipped."""
+        numeric = [name for name, column in self.columns.items()
+                   if column.kind == "numeric" and column.constant is None and name not in (PREDICTION, SCORE)]
+        if len(numeric) < 2:
+            self.skipped[("reconstruction", ALL)] = (
+                f"needs at least two numeric features that are not constant; the reference has {len(numeric)}"
+                + (f" ({', '.join(numeric)})" if numeric else ""))
+            return
+        categorical = {name: sample.column(name).values() for name, column in self.columns.items()
+                       if column.kind == "categorical" and column.constant is None and name not in (PREDICTION, SCORE)}
+        encoding = _encoding(numeric, categorical)
+        names = tuple(name if levels is None else f"{name}={lv}" for name, levels in encoding for lv in levels or [None])
+        groups = tuple(name for name, levels in encoding for _ in levels or [None])
+        reference = _encode([None] * sample.n, encoding, {name: sample.column(name).values() for name, _ in encoding})
+        self.columns[ALL] = Column(ALL, "multivariate", features=names, groups=groups, encoding=encoding)
+        tests[ALL] = [("reconstruction", reference)]
+
     def _build(self, planned: dict) -> None:
         config = self.config
         for name, tests in planned.items():
@@ -168,11 +206,12 @@ class DataTests:
             for test, values in tests:
                 try:
                     # The ERT here is provisional (calibration_jobs has the final one).
-                    column.tests[test] = _make(test, values, column.kind, config, config.ert * 100, missing)
+                    column.tests[test] = _make(test, values, column.kind, config, config.ert * 100, missing,
+                                               column)
                 except (ValueError, TypeError) as e:
                     self.skipped[(test, name)] = str(e)
                     reasons.append(f"{test}: {e}")
-            if reasons and not set(column.tests) - RATE_TESTS:
+            if reasons and not set(column.tests) - RATE_TESTS and name != ALL:  # <all> is no feature
                 # No test of the values themselves could be built: say why, once. (None
                 # configured, as for a model watched for its accuracy only, is no problem.)
                 self.untestable[name] = "; ".join(reasons)
@@ -197,7 +236,7 @@ class DataTests:
 
     def _update_kinds(self) -> None:
         #: Watched columns and their types (prediction and score included).
-        self.kinds = {c.name: c.kind for c in self.columns.values() if c.name != FEATURES}
+        self.kinds = {c.name: c.kind for c in self.columns.values() if c.name not in (FEATURES, ALL)}
 
     # -- feeding ----------------------------------------------------------------------------
     def update_many(self, features: list[dict], predictions: list, scores: list) -> None:
@@ -207,6 +246,9 @@ class DataTests:
             name = column.name
             if name == FEATURES:
                 column.tests["unknown_features"].update_many(self._unknown(features))
+                continue
+            if name == ALL:
+                column.tests["reconstruction"].update_many(_encode(features, column.encoding))
                 continue
             raw = predictions if name == PREDICTION else scores if name == SCORE else [f.get(name) for f in features]
             self._feed_column(column, raw)
@@ -294,6 +336,9 @@ class DataTests:
             self.skipped[(test, job.column)] = why
         if not column.tests:
             del self.columns[job.column]
+            if job.column == ALL:  # not a feature: its test's reason is in skipped
+                self._update_calibrated()
+                return
             self.untestable[job.column] = "; ".join(f"{t}: {why}" for (t, c), why in self.skipped.items() if c == job.column)
             self._update_kinds()
         self._update_calibrated()
@@ -336,10 +381,68 @@ def _weights(tests: dict):
         yield test, RATE_WEIGHT if test in RATE_TESTS else 1.0 / len(values)
 
 
-def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing: str = "count") -> Detector:
+#: Columns of the reconstruction test at most: numeric features first, then indicators.
+MAX_RECONSTRUCTED = 64
+#: Indicator columns of one categorical feature at most ...
+MAX_INDICATORS = 5
+#: ... each of a level the reference has at least this many times.
+MIN_LEVEL_COUNT = 20
+
+
+def _encoding(numeric: list, categorical: dict) -> tuple:
+    """How column <all> is made: ``(feature, None)`` for a numeric feature, ``(feature,
+    levels)`` for a categorical one, one-hot: an indicator per level of ``levels``, its
+    ``MAX_INDICATORS`` most frequent levels after the first (the first is the baseline: all
+    indicators 0, as for rarer or unseen levels; a full one-hot would make each indicator
+    the exact sum of the others), each seen ``MIN_LEVEL_COUNT`` times. At most
+    ``MAX_RECONSTRUCTED`` columns in all, numeric features first. ``categorical``: feature
+    -> its reference values (levels, None for missing)."""
+    out, room = [], MAX_RECONSTRUCTED
+    for name in numeric[:room]:
+        out.append((name, None))
+    room -= len(out)
+    for name, values in categorical.items():
+        if room <= 0:
+            break
+        ranked = [lv for lv, n in Counter(v for v in values if v is not None).most_common() if n >= MIN_LEVEL_COUNT]
+        levels = tuple(ranked[1:MAX_INDICATORS + 1][:room])
+        if levels:
+            out.append((name, levels))
+            room -= len(levels)
+    return tuple(out)
+
+
+def _encode(features: list, encoding: tuple, columns: dict | None = None) -> np.ndarray:
+    """Rows of column <all> (shape (events, columns)) from events' feature dicts, or from
+    ``columns`` (feature -> values, as the reference keeps them). NaN where a feature is
+    missing or, for a numeric one, not a number (its missing_rate test has that signal)."""
+    n = len(features)
+    width = sum(1 if levels is None else len(levels) for _, levels in encoding)
+    out = np.empty((n, width), dtype=np.float64)
+    nan, k = float("nan"), 0
+    for name, levels in encoding:
+        raw = columns[name] if columns is not None else [f.get(name) for f in features]
+        if levels is None:
+            out[:, k] = raw if columns is not None else [v if type(v) is float or type(v) is int else nan for v in raw]
+            k += 1
+            continue
+        found = raw if columns is not None else [level(v) for v in raw]
+        missing = np.fromiter((v is None for v in found), dtype=bool, count=n)
+        for lv in levels:
+            out[:, k] = np.fromiter((v == lv for v in found), dtype=np.float64, count=n)
+            out[missing, k] = nan
+            k += 1
+    return out
+
+
+def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing: str = "count",
+          column: Column | None = None) -> Detector:
     """The detector of ``test``; ``missing`` ("ignore" when the column has a missing_rate
-    test) is given to PSI and chi-square, so that a numeric PSI sees KS's windows."""
+    test) is given to PSI and chi-square, so that a numeric PSI sees KS's windows;
+    ``column`` names a reconstruction's columns and their features."""
     common = dict(window=config.window, stride=config.stride, ert=ert, defer_calibration=True)
+    if test == "reconstruction":
+        return Reconstruction(values, names=column.features, groups=column.groups, **common)
     if test in RATE_TESTS or test == "value_change":
         return RateTest(values, **common)
     if test == "ks":

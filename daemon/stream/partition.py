@@ -195,8 +195,10 @@ class PartitionState:
             reason = pipeline.check(event)
             if reason:
                 raise events.BadEvent(reason, "prediction does not match the model's schema or task")
-        # The features wait with the prediction only when learners will need them.
-        features = event.features if pipeline.lifecycle is not None else None
+        # The features wait with the prediction only when learners or the regression
+        # estimate will need them.
+        keep = pipeline.lifecycle is not None or pipeline.estimation.needs_features
+        features = event.features if keep else None
         payload = (event.prediction, event.score, event.model_version, event.ts, features)
         return event, self.join.add_prediction(event.model, event.id, event.ts, payload)
 

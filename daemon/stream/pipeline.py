@@ -7,7 +7,9 @@ tests are built (:mod:`daemon.stream.columns`), with thresholds left to the cali
 (:mod:`daemon.runtime.calibrator`): the tests run meanwhile and hold their decisions, decided in
 order once the thresholds are set. Label side: joined labels feed the error-stream
 detector (concept drift) and the performance-decay tests, whose baseline is the first
-``decay_reference_size`` labelled events of the version.
+``decay_reference_size`` labelled events of the version. Those events also fit the
+version's estimated performance (:mod:`daemon.stream.estimation`), which then estimates
+every later prediction before its label comes.
 
 Every decision a detector takes becomes an :class:`~daemon.stream.decisions.Observation`: the
 event time and source offset of the value that completed the test, in stream order
@@ -40,6 +42,7 @@ from daemon.stream import reference as ref
 from daemon.stream.columns import CalibrationJob, DataTests
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import build_lifecycle
@@ -96,6 +99,8 @@ class ModelPipeline:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._asked = set()
+        if "estimation" not in state:  # a state saved before estimation existed
+            self.estimation = ModelEstimation(self.config, self.version)
 
     def _start_version(self, version: str | None) -> None:
         if self.watch is not None and not self.watch.tests.calibrated:
@@ -107,12 +112,17 @@ class ModelPipeline:
             # how long calibration takes.
             labels.calibrate_now()
             self._drain_labels()
+        estimation = self.__dict__.get("estimation")
+        if estimation is not None and estimation.waiting:  # the same for the estimate's test
+            estimation.calibrate_now()
+            self.observations.extend(estimation.drain())
         self.version = version
         self.epoch += 1  # names this version's label tests in calibration jobs
         self.n_predictions = 0  # of this version
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
         self.labels = LabelTests(self.config, version)
+        self.estimation = ModelEstimation(self.config, version)
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -121,8 +131,9 @@ class ModelPipeline:
 
     @property
     def label_detectors(self) -> dict:
-        """(name, "<error>" or metric) -> detector of the current version."""
-        return self.labels.detectors
+        """(name, "<error>" or metric) -> detector of the current version: the label
+        tests, and the estimated performance's decay test (``estimated_decay``)."""
+        return {**self.labels.detectors, **self.estimation.detectors}
 
     @property
     def data_detectors(self) -> dict:
@@ -142,7 +153,10 @@ class ModelPipeline:
     @property
     def skipped(self) -> dict[tuple[str, str], str]:
         """Tests that could not be built, with the reason."""
-        return {**(self.watch.tests.skipped if self.watch else {}), **self.labels.skipped}
+        skipped = {**(self.watch.tests.skipped if self.watch else {}), **self.labels.skipped}
+        if self.estimation.enabled and self.estimation.skipped:
+            skipped[("estimated_decay", self.estimation.metric)] = self.estimation.skipped
+        return skipped
 
     @property
     def unknown_features(self) -> list[str]:
@@ -154,7 +168,7 @@ class ModelPipeline:
         for (name, feature), detector in (self.watch.tests.detectors() if self.watch else ()):
             yield name, feature, detector
         for (name, feature), detector in self.label_detectors.items():
-            yield name, feature, detector
+            yield name, feature, detector  # the estimate's test among them
 
     def pop_observations(self) -> list[Observation]:
         """The decisions taken since the last call, placed in the stream (see
@@ -222,6 +236,8 @@ class ModelPipeline:
         if not events:
             return
         self.n_predictions += len(events)
+        self.estimation.observe_predictions(events, offsets)  # estimated performance
+        self.observations.extend(self.estimation.drain())
         if self.watch is None:
             sample = self.reference
             room = sample.size - sample.n
@@ -262,8 +278,9 @@ class ModelPipeline:
     # -- calibration ------------------------------------------------------------------------
     def calibration_jobs(self, new_only: bool = False) -> list[tuple[tuple, CalibrationJob]]:
         """(owner, job) for every column and label test waiting for thresholds; owner is
-        ("data", build) or ("labels", epoch). ``new_only``: those not returned before by
-        this object (a restored pipeline asks again)."""
+        ("data", build), ("labels", epoch) or ("estimate", epoch) (the estimated
+        performance's test). ``new_only``: those not returned before by this object (a
+        restored pipeline asks again)."""
         jobs = []
         for watch in [*self.retired, self.watch]:
             owner = ("data", watch.build) if watch is not None else None
@@ -279,6 +296,13 @@ class ModelPipeline:
                     continue
                 self._asked.add((owner, job.column))
             jobs.append((owner, job))
+        for job in self.estimation.calibration_jobs():
+            owner = ("estimate", self.epoch)
+            if new_only:
+                if (owner, job.column) in self._asked:
+                    continue
+                self._asked.add((owner, job.column))
+            jobs.append((owner, job))
         return jobs
 
     def apply_calibration(self, owner: tuple, job: CalibrationJob, thresholds, error: str | None = None) -> None:
@@ -286,6 +310,11 @@ class ModelPipeline:
         and their decisions join the observations. A stale job (its build or version
         gone) is ignored."""
         side, number = owner
+        if side == "estimate":
+            if number == self.epoch:
+                self.estimation.apply(job, thresholds, error)
+                self.observations.extend(self.estimation.drain())
+            return
         if side == "labels":
             if number == self.epoch:
                 self.labels.apply(job, thresholds, error)
@@ -303,7 +332,7 @@ class ModelPipeline:
     def uncalibrated(self) -> int:
         """Tests waiting for their thresholds."""
         data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None for _, d in w.tests.detectors())
-        return data + len(self.labels.calibration_jobs())
+        return data + len(self.labels.calibration_jobs()) + len(self.estimation.calibration_jobs())
 
     # -- labels -----------------------------------------------------------------------------
     def observe_labels(self, pairs: list[tuple], offsets: list | None = None) -> int:
@@ -326,6 +355,8 @@ class ModelPipeline:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
             labels.update_many(y_true, y_pred, errors, [p[3] for (p, _), _ in used], [o for _, o in used])
             self._drain_labels()
+            self.estimation.observe_labels([pair for pair, _ in used])  # may fit it, and estimate those waiting
+            self.observations.extend(self.estimation.drain())
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()

@@ -209,7 +209,13 @@ class _StateCollector:
         warning = GaugeMetricFamily("driftd_drift_warning", "1 while the detector is in warning.", labels=DETECTOR_LABELS)
         detections = CounterMetricFamily("driftd_drift_detections", "Entries into drift.", labels=DETECTOR_LABELS)
         tests = CounterMetricFamily("driftd_drift_tests", "Tests run (decisions taken).", labels=DETECTOR_LABELS)
-        performance = GaugeMetricFamily("driftd_model_performance", "Model metric over the reference period and the current window.", labels=["model", "metric", "window"])
+        performance = GaugeMetricFamily(
+            "driftd_model_performance", "Model metric over the reference period and the current window of labelled events, "
+            "and estimated without labels over the last decay_window predictions (window=\"estimated\").",
+            labels=["model", "metric", "window"])
+        estimate_error = GaugeMetricFamily(
+            "driftd_estimate_error", "Estimated minus realised metric over the last decay_window labelled predictions "
+            "after the estimate's reference (how far the label-free estimate can be trusted).", labels=["model", "metric"])
         version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
         reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
         unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
@@ -248,6 +254,12 @@ class _StateCollector:
                     for window, value in (("reference", det.baseline), ("current", det.current)):
                         if value is not None:
                             performance.add_metric([model, feature, window], value)
+            estimation = getattr(pipeline, "estimation", None)  # estimated performance (README "Before the labels come")
+            if estimation is not None:
+                for metric, value in sorted(estimation.metrics().items()):
+                    performance.add_metric([model, metric, "estimated"], value)
+                for metric, value in sorted(estimation.errors().items()):
+                    estimate_error.add_metric([model, metric], value)
             by_test: dict[str, list] = {}
             for feature_tests in features.values():
                 for name, det in feature_tests:
@@ -261,7 +273,7 @@ class _StateCollector:
                           if d.statistic is not None and d.threshold is not None and d.threshold > 0]
                 if ratios:
                     ratio.add_metric(labels, max(ratios))
-        return (statistic, threshold, p_value, active, warning, detections, tests, performance, version, reference,
+        return (statistic, threshold, p_value, active, warning, detections, tests, performance, estimate_error, version, reference,
                 unwatched, untestable, uncalibrated, in_drift, in_warning, ratio, entries)
 
 

@@ -116,6 +116,11 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
         out.append(figures.html(_distribution_figure(distributions, go, make_subplots)))
     else:
         out.append("<p>Not available (the reference is not complete, or the report comes from /status).</p>")
+    shares = ((status.get("detectors") or {}).get("reconstruction/<all>") or {}).get("contributions")
+    if shares:
+        out.append("<h3>Multivariate drift: each feature's share of the reconstruction error</h3><table>" + "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{v:.1%}</td></tr>"
+            for k, v in sorted(shares.items(), key=lambda kv: -kv[1])) + "</table>")
     out.append("<h3>Performance against its baseline</h3>")
     performance = model.get("performance") or {}
     decay = {k: v for k, v in series.items() if k.startswith("decay/")}

@@ -1,0 +1,205 @@
+"""A model version's estimated performance: its metrics before the labels come.
+
+Composes :mod:`detectors.estimation` for one model version. The first
+``decay_reference_size`` labelled events of the version (those the decay tests take as
+their baseline) fit the estimator: a classifier's scores are calibrated on them (CBPE),
+a regressor's loss models trained on them (DLE). From then on every prediction of the
+version is estimated, and so are the last ``decay_window`` predictions that came before
+(labels come late: they wait for the fit, so that the estimate starts with a full window): its expected correctness (classification) or its predicted absolute
+error (regression) goes into the estimate's window of ``decay_window`` predictions and into
+the estimate's decay test (:class:`detectors.estimation.EstimateDecay`, detector
+``estimated_decay``, feature ``accuracy`` or ``mae``). That test has a contract of its own:
+``label_ert`` *predictions* between false alarms on a stationary stream, calibrated off
+the loop like the label tests (held meanwhile, decided in order). Labelled events after
+the reference measure the estimate's error against the realised metrics.
+
+``estimation: auto`` (the default) estimates a classifier whose labelled reference events
+carry scores (most of them: at least half) and every regressor; ``off`` never.
+
+Decisions become :class:`~daemon.stream.decisions.Observation` s of side ``data`` (they
+come from prediction records): the event time and offset of the prediction that
+completed the test.
+
+>>> from types import SimpleNamespace as Event
+>>> from daemon.config import ModelConfig
+>>> est = ModelEstimation(ModelConfig(decay_reference_size=100, decay_window=50, label_ert=10_000), None)
+>>> pairs = [((i % 2, 0.9 if i % 2 else 0.1, None, 1.7e9 + i, {}), i % 2) for i in range(100)]
+>>> est.observe_labels(pairs)
+>>> est.fitted, est.waiting, [job.column for job in est.calibration_jobs()]
+(True, True, ['estimated_decay/accuracy'])
+>>> est.calibrate_now()
+>>> events = [Event(prediction=1, score=0.9, features={}, ts=1.7e9 + i) for i in range(100)]
+>>> est.observe_predictions(events, list(range(100)))
+>>> est.metrics()["accuracy"], [o.drift for o in est.drain()][:2]
+(1.0, [False, False])
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from detectors.estimation import TESTED, ClassificationEstimate, EstimateDecay, RegressionEstimate
+
+from daemon.config import ModelConfig
+from daemon.stream.columns import CalibrationJob, column_thresholds
+from daemon.stream.decisions import Observation, SourceLog
+
+#: Detector name of the estimate's decay test.
+NAME = "estimated_decay"
+
+
+class ModelEstimation:
+    """Estimated performance of one model version (see the module docs)."""
+
+    def __init__(self, config: ModelConfig, version: str | None):
+        self.version = version
+        self.task = config.task
+        self.enabled = getattr(config, "estimation", "auto") != "off"
+        self.reference_size = config.decay_reference_size
+        self.ert = float(config.label_ert)
+        self.window = config.decay_window
+        self.metric = TESTED[self.task]
+        if self.task == "regression":
+            self.estimate = RegressionEstimate(window=config.decay_window)
+        else:
+            self.estimate = ClassificationEstimate(window=config.decay_window, positive=config.positive_label)
+        self._collected: list[tuple] = []  # labelled reference events: (score or features, prediction, label)
+        # The last decay_window predictions before the fit, (features, prediction, score, ts,
+        # offset): labels come late, so the estimate starts with a full window when they do.
+        self._waiting: deque = deque(maxlen=self.window)
+        self.test: EstimateDecay | None = None
+        self.skipped: str | None = None if self.enabled else "estimation: off"
+        self.sources = SourceLog()
+
+    @property
+    def fitted(self) -> bool:
+        return self.estimate.fitted
+
+    @property
+    def detectors(self) -> dict:
+        """(``estimated_decay``, metric) -> the estimate's decay test, once it exists."""
+        return {(NAME, self.metric): self.test} if self.test is not None else {}
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether joined labels must bring their prediction's features: the regression
+        estimate learns its error model from them."""
+        return self.enabled and not self.skipped and self.task == "regression"
+
+    # -- feeding ----------------------------------------------------------------------------
+    def observe_labels(self, pairs: list) -> None:
+        """Joined ``((prediction, score, version, ts, features), label)`` pairs of this
+        version, in join order: the reference until it is complete, then the estimate's
+        error."""
+        if not self.enabled or self.skipped or not pairs:
+            return
+        if self.task == "regression":
+            rows = [(p[4], p[0], label) for p, label in pairs]
+        else:
+            rows = [(p[1], p[0], label) for p, label in pairs]
+        if not self.fitted:
+            room = self.reference_size - len(self._collected)
+            self._collected += rows[:room]
+            rows = rows[room:]
+            if len(self._collected) == self.reference_size:
+                self._fit()
+        if rows and self.fitted:
+            first, y_pred, y_true = zip(*rows)
+            self.estimate.observe_labelled(list(first), list(y_pred), list(y_true))
+
+    def _fit(self) -> None:
+        collected, self._collected = self._collected, []
+        waiting, self._waiting = list(self._waiting), deque(maxlen=self.window)
+        first, y_pred, y_true = (list(c) for c in zip(*collected))
+        if self.task == "classification":
+            with_score = sum(ClassificationEstimate.usable(s) for s in first)
+            if 2 * with_score < len(first):  # auto: scores present for most predictions
+                self.skipped = f"only {with_score} of the {len(first)} labelled reference events have a score"
+                return
+        try:
+            if self.task == "classification":
+                self.estimate.fit(first, y_true, y_pred)
+            else:
+                self.estimate.fit(first, y_pred, y_true)
+        except ValueError as e:
+            self.skipped = f"cannot fit the estimate: {e}"
+            return
+        self.test = EstimateDecay(self.metric, self.estimate.reference_losses, window=self.window,
+                                  ert=self.ert, defer_calibration=True)
+        if waiting:
+            self._estimate(*(list(c) for c in zip(*waiting)))
+
+    def observe_predictions(self, events: list, offsets: list) -> None:
+        """Feed predictions of this version (objects with ``features``, ``prediction``,
+        ``score``, ``ts``) with their source offsets. Before the estimate is fitted the last
+        ``decay_window`` of them wait, and are estimated (and tested) when it is."""
+        if not self.enabled or self.skipped or not events:
+            return
+        if not self.fitted:
+            regression = self.task == "regression"
+            self._waiting.extend((e.features if regression else None, e.prediction, e.score, e.ts, o)
+                                 for e, o in zip(events[-self.window:], offsets[-self.window:]))
+            return
+        if self.test is None:
+            return
+        self._estimate([e.features for e in events], [e.prediction for e in events], [e.score for e in events],
+                       [e.ts for e in events], offsets)
+
+    def _estimate(self, features: list, predictions: list, scores: list, times: list, offsets: list) -> None:
+        if self.task == "classification":
+            keep = [i for i, s in enumerate(scores) if ClassificationEstimate.usable(s)]
+            losses = self.estimate.update_many([scores[i] for i in keep], [predictions[i] for i in keep])
+        else:
+            keep = range(len(predictions))
+            losses = self.estimate.update_many(features, predictions)
+        self.sources.extend([times[i] for i in keep], [offsets[i] for i in keep])
+        self.test.update_losses(losses)
+
+    def drain(self) -> list[Observation]:
+        """The estimate test's decisions since the last call, as observations."""
+        if self.test is None:
+            return []
+        found = []
+        for d in self.test.pop_decisions():
+            ts, offset = self.sources.get(d.at)
+            found.append(Observation(NAME, self.metric, d.drift, ts, offset, "data", d.at, {
+                "statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
+                "model_version": self.version}))
+        if not self.waiting:
+            self.sources.forget()
+        return found
+
+    # -- reading ----------------------------------------------------------------------------
+    def metrics(self) -> dict:
+        """Estimated metric -> value over the last ``decay_window`` predictions."""
+        return {m: v for m, v in self.estimate.metrics().items() if v is not None}
+
+    def errors(self) -> dict:
+        """Metric -> estimated minus realised over the last ``decay_window`` labelled predictions."""
+        return {m: v for m, v in self.estimate.error().items() if v is not None}
+
+    # -- calibration ------------------------------------------------------------------------
+    @property
+    def waiting(self) -> bool:
+        return self.test is not None and not self.test.calibrated
+
+    def calibration_jobs(self) -> list[CalibrationJob]:
+        if not self.waiting:
+            return []
+        return [CalibrationJob(f"{NAME}/{self.metric}", (NAME,), (self.test.null_model(),), (self.ert,))]
+
+    def apply(self, job: CalibrationJob, thresholds, error: str | None) -> None:
+        if not self.waiting or job.column != f"{NAME}/{self.metric}":
+            return
+        if error is not None:
+            self.test, self.skipped = None, f"calibration failed: {error}"
+        else:
+            self.test.set_thresholds(*thresholds[0])
+
+    def calibrate_now(self) -> None:
+        """Compute the thresholds waited for, in this thread."""
+        for job in self.calibration_jobs():
+            try:
+                self.apply(job, column_thresholds(job), None)
+            except Exception as e:  # noqa: BLE001 - as in the worker: the test is left out
+                self.apply(job, None, f"{type(e).__name__}: {e}")

@@ -1,0 +1,505 @@
+"""Masked-feature reconstruction drift: has the relation between features changed?
+
+A change can leave every feature's own distribution as it was and still break the model:
+two features whose correlation flips sign, a ratio that no longer holds. Univariate tests
+(PSI, KS, chi-square) cannot see it. This test learns, on the reference, to reconstruct
+each feature from the others, and tests whether windows of the stream are reconstructed
+as well as the reference was.
+
+**Model.** Each feature is first mapped to normal scores through the reference's own
+distribution (``z = Phi^-1(F(x))``, ``F`` the reference's mid-rank distribution function,
+kept at :data:`MAX_KNOTS` points and interpolated): heavy tails and outliers do not
+dominate, ties are fine, and any value maps to a bounded score (within the reference's
+extreme scores), so one wild value cannot trip the test alone. Then, per feature ``j``,
+a least-squares regression (numpy's linear algebra, a negligible ridge for collinear
+features) of ``z_j`` on every other feature's score and an intercept: the *masked*
+reconstruction of ``j`` (the feature is hidden and predicted from the rest; for Gaussian
+scores, the conditional mean ``E[z_j | z_-j]``). A
+missing value enters the other features' reconstructions at the median (score 0) and
+leaves its own out. The error of a row is the mean, over its present features, of the
+squared residual divided by that feature's mean squared residual on held-out reference
+rows: about 1 on a stationary stream. Columns are numbers: the caller encodes a
+categorical feature (the daemon: indicators of its frequent levels, ``groups`` naming the
+feature they come from).
+
+Why masked regressions rather than PCA with ``k`` components (NannyML's data
+reconstruction drift): there is no ``k`` to choose (a relation that lives in the
+discarded components is invisible to PCA), every feature is reconstructed from all the
+others, and a row's error splits into per-feature errors that name the features whose
+relation changed (:attr:`Reconstruction.contributions`). The cost is ``d`` regressions
+of ``d - 1`` features on the reference, then one ``(rows, d) @ (d, d)`` product per batch.
+
+**Statistic.** The mean row error over the last ``window`` rows (rows with no present
+feature are left out and counted in ``n_skipped``), tested every ``stride`` rows, as the
+windowed tests of :mod:`detectors.windowed` are (the same positions whatever the batch
+sizes; a decision's ``at`` is the number of the row, among all fed, that completed it).
+``statistic > threshold`` is drift; a detection is an entry into drift.
+
+**Calibration** (``ert=``: rows between false alarms on a stationary stream). The
+reference is split in :data:`FOLDS` folds; each fold's rows are scored and reconstructed
+by a model (score tables and regressions) fitted on the other folds (cross-fitting), so
+their errors are out-of-sample errors, as the stream's will be (the live model is fitted on
+the whole reference, which makes it slightly better: a large error comes a little more
+rarely than simulated, not more often). :meth:`Reconstruction.null_model` carries those
+row errors (at most :data:`MAX_NULL_ROWS` of them; no raw value);
+:func:`detectors.calibration.calibrate` simulates stationary streams from them by the
+Bayesian bootstrap (Rubin, 1981: each simulated run draws weights on the held-out rows
+from a flat Dirichlet, then its rows from those weights, so the reference's own luck is
+in the simulation), computes every window's mean as the live test does, and takes the
+lowest level crossed upwards no more often than once every ``ert`` rows
+(:func:`~detectors.calibration.level_for_rate`; beyond what the simulation sees, the
+crossing rate's tail is extrapolated as exponential, which is conservative for a window
+mean of bounded errors, whose tail is lighter). As with the other tests, calibration can
+be deferred (``defer_calibration=True``): tests run and hold their decisions until
+:meth:`Reconstruction.set_thresholds`, which decides them in order.
+
+Sources: NannyML's "data reconstruction drift" (PCA reconstruction error of chunks against
+the reference's, nannyml.DataReconstructionDriftCalculator); masked and denoising
+reconstruction as self-supervision (Vincent et al., "Extracting and composing robust
+features with denoising autoencoders", ICML 2008; Devlin et al., BERT, 2019); regression
+of each variable on the others as the conditional structure of a Gaussian (Dempster,
+"Covariance selection", Biometrics 1972); the Bayesian bootstrap (Rubin, Annals of
+Statistics 1981).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(3)
+>>> def pairs(n, rho):   # two standard normals with correlation rho
+...     a, b = rng.normal(size=(2, n))
+...     return np.column_stack([a, rho * a + np.sqrt(1 - rho ** 2) * b])
+>>> test = Reconstruction(pairs(5000, 0.8), names=("x", "y"), window=500, stride=100, ert=1_000_000)
+>>> test.update_many(pairs(1000, 0.8))
+>>> test.drift, test.n_tests
+(False, 6)
+>>> test.update_many(pairs(500, -0.8))      # same marginals, the relation flipped
+>>> test.drift, test.statistic > 5 * test.threshold
+(True, True)
+>>> sorted(test.contributions) == ["x", "y"], round(sum(test.contributions.values()), 6)
+(True, 1.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from . import calibration
+from .base import Decision, Detector, DetectorState
+
+#: Folds of the cross-fitting that gives the reference's out-of-sample errors.
+FOLDS = 5
+#: Points of a feature's reference distribution function kept (unique values beyond are thinned).
+MAX_KNOTS = 256
+#: Simulated tests per calibration (more than the binned tests' 10,000: a simulated test
+#: is cheap here, and more of them leave less of the tail to extrapolation).
+N_TESTS = 20_000
+#: Ridge of the regressions, relative to the normal equations' mean diagonal.
+RIDGE = 1e-9
+#: Reference rows whose errors the null keeps at most (a seeded random subset beyond): the
+#: simulation's cost grows with them, and a subset only makes it a little more cautious.
+MAX_NULL_ROWS = 20_000
+#: Floor of a feature's held-out mean squared residual (a feature that is an exact
+#: function of the others): its errors stay finite.
+MIN_ERROR = 1e-12
+#: Bumped when the statistic or the simulation changes (cached calibrations are not reused).
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReconstructionState(DetectorState):
+    """:class:`~detectors.base.DetectorState` plus ``contributions``: feature name -> its
+    share (0..1, summing to 1) of the last tested window's error, or None before a test."""
+
+    contributions: dict | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ReconstructionNull:
+    """The null of a reconstruction test: ``errors``, the reference rows' out-of-sample
+    errors (float64, shape ``(rows,)``, about 1 on average), ``window``, ``stride``
+    and the simulation's ``seed``. Given to :func:`detectors.calibration.calibrate` like a
+    :class:`~detectors.calibration.NullModel` (``kind`` names :class:`Reconstruction`)."""
+
+    errors: np.ndarray = field(repr=False)
+    window: int
+    stride: int
+    seed: int = 0
+    kind: str = "reconstruction"
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(np.ascontiguousarray(self.errors, dtype=np.float64).tobytes())
+        digest.update(repr((VERSION, calibration.VERSION, N_TESTS, int(self.window), int(self.stride),
+                            int(self.seed))).encode())
+        return digest.hexdigest()
+
+
+class Reconstruction(Detector):
+    """Masked-feature reconstruction drift of rows of ``d >= 2`` numeric features (see the
+    module docs).
+
+    ``reference``: shape ``(rows, d)``, NaN for a missing value. ``names``: the ``d``
+    column names (default ``"0"``, ``"1"``...). ``groups``: for each column, the feature
+    it encodes (default: its name; one-hot columns of a categorical feature share its
+    name), the keys of :attr:`contributions`, which sums a feature's columns.
+    ``window`` and ``stride`` in rows (stride defaults to window: tumbling). Give
+    ``threshold`` (on the mean row error, about 1 on a stationary stream) or ``ert`` (rows
+    between false alarms); ``warning_threshold`` defaults to the threshold for an
+    ``ert`` :data:`~detectors.calibration.WARNING_FACTOR` times shorter.
+
+    ValueError: fewer than 2 features, a feature with fewer than 2 distinct present
+    reference values, fewer than ``max(20, 2 * (d + 1))`` reference rows with a present
+    value, a bad window or stride, or not exactly one of ``threshold`` and ``ert``.
+    """
+
+    KIND = "reconstruction"
+    #: The crossing rate's tail, extrapolated as ``log rate ~ -level`` (see the module docs).
+    TAIL_POWER = 1
+
+    def __init__(
+        self,
+        reference,
+        window: int = 1000,
+        stride: int | None = None,
+        threshold: float | None = None,
+        ert: float | None = None,
+        names=None,
+        warning_threshold: float | None = None,
+        calibration_seed: int = 0,
+        defer_calibration: bool = False,
+        groups=None,
+    ):
+        x = np.asarray(reference, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] < 2:
+            raise ValueError(f"reconstruction needs rows of at least 2 features, got shape {x.shape}")
+        d = x.shape[1]
+        self.names = tuple(str(i) for i in range(d)) if names is None else tuple(str(n) for n in names)
+        self.groups = self.names if groups is None else tuple(str(g) for g in groups)
+        if len(self.names) != d or len(self.groups) != d:
+            raise ValueError(f"{len(self.names)} names and {len(self.groups)} groups for {d} columns")
+        if window < 2:
+            raise ValueError(f"window must be at least 2, got {window}")
+        stride = window if stride is None else stride
+        if not 1 <= stride <= window:
+            raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
+        if (threshold is None) == (ert is None):
+            raise ValueError("give exactly one of threshold= or ert=")
+        if ert is not None and ert < stride:
+            raise ValueError(f"ert must be at least stride ({stride}) values, got {ert}")
+        self.window, self.stride, self.ert = int(window), int(stride), ert
+        self.calibration_seed = int(calibration_seed)
+        rows = x[~np.all(np.isnan(x), axis=1)]
+        least = max(20, 2 * (d + 1))
+        if rows.shape[0] < least:
+            raise ValueError(f"reconstruction of {d} features needs at least {least} reference rows "
+                             f"with a present value, got {rows.shape[0]}")
+        self._tables = [_score_table(rows[:, j]) for j in range(d)]
+        for (knots, _), name in zip(self._tables, self.names):
+            if knots.size < 2:
+                raise ValueError(f"feature {name!r} has fewer than 2 distinct present reference values")
+        self._null_errors = self._fit(rows)
+        self._threshold = None if threshold is None else float(threshold)
+        self.warning_threshold = warning_threshold
+        self._given_warning = warning_threshold is not None
+        if ert is not None and not defer_calibration:
+            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
+            if not self._given_warning:
+                self.warning_threshold = warning
+        self.reset()
+
+    # -- the model --------------------------------------------------------------------------
+    def _scores(self, x: np.ndarray, tables=None) -> tuple[np.ndarray, np.ndarray]:
+        """Normal scores (shape of ``x``; 0 where missing) through ``tables`` (default:
+        the whole reference's) and the presence mask."""
+        present = ~np.isnan(x)
+        z = np.empty_like(x)
+        for j, (knots, scores) in enumerate(self._tables if tables is None else tables):
+            z[:, j] = np.interp(x[:, j], knots, scores)
+        z[~present] = 0.0
+        return z, present
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        """Fit the live model (score tables and regressions) on every reference row; the
+        per-feature error scales and the row errors (the null) on cross-fitted folds, each
+        fold's rows scored and reconstructed by a model (tables too: the live rows are
+        not in the reference's distribution function either) fitted on the other folds."""
+        n, d = x.shape
+        folds = np.random.default_rng([self.calibration_seed, VERSION]).permutation(n) % FOLDS
+        residuals = np.zeros_like(x)
+        for k in range(FOLDS):
+            held = folds == k
+            tables = [_score_table(x[~held, j]) for j in range(d)]
+            tables = [t if t[0].size else (np.zeros(1), np.zeros(1)) for t in tables]  # a fold without the feature
+            z, present = self._scores(x[~held], tables)
+            coef, intercept = _regressions(z, present)
+            z, _ = self._scores(x[held], tables)
+            residuals[held] = z - (z @ coef + intercept)
+        present = ~np.isnan(x)
+        residuals[~present] = 0.0
+        scale = (residuals ** 2).sum(axis=0) / np.maximum(present.sum(axis=0), 1)
+        self._scale = np.maximum(scale, MIN_ERROR)
+        self._coef, self._intercept = _regressions(*self._scores(x))
+        errors = self._row_errors(residuals ** 2 / self._scale, present)[0]
+        if errors.size > MAX_NULL_ROWS:
+            rng = np.random.default_rng([self.calibration_seed, VERSION, 1])
+            errors = errors[np.sort(rng.choice(errors.size, MAX_NULL_ROWS, replace=False))]
+        return errors
+
+    @staticmethod
+    def _row_errors(normalized: np.ndarray, present: np.ndarray):
+        """Per row: the mean normalized squared residual over present features, and each
+        feature's part of it (shape (rows, d), summing to the row's error)."""
+        counts = present.sum(axis=1, keepdims=True).astype(np.float64)
+        parts = np.where(present, normalized, 0.0) / counts
+        return parts.sum(axis=1), parts
+
+    def errors(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Row errors (shape ``(m,)``; NaN for a row with no present feature) and their
+        per-feature parts (shape ``(m, d)``) of ``rows`` (shape ``(m, d)``, NaN: missing)."""
+        x = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.names))
+        z, present = self._scores(x)
+        residuals = z - (z @ self._coef + self._intercept)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._row_errors(residuals ** 2 / self._scale, present)
+
+    # -- calibration ------------------------------------------------------------------------
+    def null_model(self) -> ReconstructionNull:
+        """What the test's null depends on: give it to :func:`detectors.calibration.calibrate`."""
+        return ReconstructionNull(self._null_errors, self.window, self.stride, self.calibration_seed)
+
+    @classmethod
+    def exact_thresholds(cls, null: ReconstructionNull, rates) -> list[float]:
+        """The levels whose up-crossings come at most at each of ``rates`` (per row), by
+        simulation (see the module docs); :func:`detectors.calibration.calibrate` calls
+        this for every kind that has it. ValueError if too few crossings were seen to
+        extrapolate."""
+        starts, ends, n_values, top = simulate(null, N_TESTS)
+        if ends.size == 0:
+            return [top for _ in rates]  # the statistic never moves: any change is a change
+        return [calibration.level_for_rate(starts, ends, n_values, rate, cls.TAIL_POWER) for rate in rates]
+
+    def max_statistic(self) -> float:
+        """An upper bound of any window's statistic (scores are bounded by the reference's
+        extreme ones): a threshold above it is a test that can never fire."""
+        bound = np.array([np.max(np.abs(scores)) for _, scores in self._tables])
+        # |residual_j| <= |intercept_j| + sum_k |A_kj| * bound_k, with A = I - coef.
+        a = np.abs(np.eye(len(bound)) - self._coef)
+        worst = (np.abs(self._intercept) + bound @ a) ** 2 / self._scale
+        return float(worst.max())
+
+    @property
+    def calibrated(self) -> bool:
+        """True once the threshold is known (given, calibrated, or set)."""
+        return self._threshold is not None
+
+    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
+        """Set the threshold (and the warning threshold, unless one was given), then decide
+        the tests held meanwhile, in order."""
+        self._threshold = float(threshold)
+        if not self._given_warning:
+            self.warning_threshold = warning_threshold
+        held, self._held = self._held, []
+        for at, stat, parts in held:
+            self._judge(at, stat, parts)
+
+    # -- state ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        d = len(self.names)
+        self._ring = np.zeros(self.window, dtype=np.float64)  # row errors
+        self._parts = np.zeros((self.window, d), dtype=np.float32)  # their per-feature parts
+        self._head = 0
+        self._filled = 0
+        self._until_test = self.window
+        self._statistic_value = None
+        self._contributions = None
+        self._held: list = []
+        self.n_seen = 0
+        self.n_skipped = 0
+        self.n_tests = 0
+        self.n_detections = 0
+        self.last_detection_at = None
+        self.drift = False
+        self.warning = False
+
+    @property
+    def statistic(self) -> float | None:
+        """The last tested window's mean row error (about 1 on a stationary stream)."""
+        return self._statistic_value
+
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold; None while a deferred calibration is pending."""
+        return self._threshold
+
+    @property
+    def contributions(self) -> dict | None:
+        """Feature (group) -> its share of the last tested window's error (see
+        :class:`ReconstructionState`)."""
+        return self._contributions
+
+    def state(self) -> ReconstructionState:
+        return ReconstructionState(**vars(super().state()), contributions=self._contributions)
+
+    # -- feeding ----------------------------------------------------------------------------
+    def update(self, x) -> None:
+        """Feed one row (``d`` numbers, NaN or None for a missing value)."""
+        self.update_many([x])
+
+    def update_many(self, xs) -> None:
+        """Feed rows, shape ``(m, d)`` (NaN or None: missing), in order."""
+        rows = np.array(xs, dtype=np.float64).reshape(-1, len(self.names))
+        errors, parts = self.errors(rows)
+        kept = np.flatnonzero(~np.isnan(errors))
+        self.n_skipped += rows.shape[0] - kept.size
+        seen_before = self.n_seen
+        self.n_seen += rows.shape[0]
+        start = 0
+        while start < kept.size:
+            end = min(kept.size, start + self._until_test)
+            self._push(errors[kept[start:end]], parts[kept[start:end]])
+            self._until_test -= end - start
+            start = end
+            if self._until_test == 0:
+                self._run_test(seen_before + 1 + int(kept[end - 1]))
+                self._until_test = self.stride
+
+    def _push(self, errors: np.ndarray, parts: np.ndarray) -> None:
+        slots = (self._head + np.arange(errors.size)) % self.window
+        self._ring[slots] = errors
+        self._parts[slots] = parts
+        self._head = (self._head + errors.size) % self.window
+        self._filled = min(self.window, self._filled + errors.size)
+
+    def _run_test(self, at: int) -> None:
+        stat = float(self._ring.mean())  # the ring is full at every test
+        total = self._parts.sum(axis=0, dtype=np.float64)
+        shares = total / total.sum() if total.sum() > 0 else np.full(total.size, 1.0 / total.size)
+        parts = dict.fromkeys(self.groups, 0.0)
+        for group, share in zip(self.groups, shares.tolist()):
+            parts[group] += share
+        self._statistic_value, self._contributions = stat, parts
+        if self._threshold is None:
+            self._held.append((at, stat, parts))
+        else:
+            self._judge(at, stat, parts)
+
+    def _judge(self, at: int, stat: float, parts: dict) -> None:
+        self.n_tests += 1
+        was = self.drift
+        self.drift = bool(stat > self._threshold)
+        if self.drift and not was:
+            self.n_detections += 1
+            self.last_detection_at = at
+        self.warning = bool(not self.drift and self.warning_threshold is not None and stat > self.warning_threshold)
+        self._decide(Decision(at=at, drift=self.drift, warning=self.warning, statistic=stat,
+                              threshold=self._threshold, p_value=None))
+
+
+calibration.KINDS[Reconstruction.KIND] = Reconstruction
+
+
+def _score_table(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(knots, normal scores) of a feature's reference values: its distinct present values
+    (thinned to :data:`MAX_KNOTS`, first and last kept) and ``Phi^-1`` of their mid-rank
+    distribution function, ``(below + equal / 2) / n``."""
+    present = np.sort(values[~np.isnan(values)])
+    knots, counts = np.unique(present, return_counts=True)
+    if knots.size == 0:
+        return knots, knots
+    below = np.cumsum(counts) - counts
+    u = (below + counts / 2.0) / present.size
+    if knots.size > MAX_KNOTS:
+        keep = np.unique(np.round(np.linspace(0, knots.size - 1, MAX_KNOTS)).astype(np.intp))
+        knots, u = knots[keep], u[keep]
+    return knots, special.ndtri(u)
+
+
+def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masked reconstructions of every feature: ``coef`` (d, d; column j the weights of
+    the other features' scores, 0 on the diagonal) and ``intercept`` (d,), fitted by least
+    squares on the rows where feature j is present, with a ridge of :data:`RIDGE` times the
+    mean diagonal of the normal equations (so that collinear features, one the copy of
+    another, still give one answer). For the features present in every row, one inverse
+    of the normal equations gives every regression at once (``beta_j = -P[others, j] /
+    P[j, j]``, ``P`` that inverse: the regression of j on the others, by the inverse of a
+    partitioned matrix); the others each solve their own."""
+    n, d = z.shape
+    design = np.column_stack([z, np.ones(n)])
+    gram_all = design.T @ design
+    ridge = RIDGE * max(float(np.trace(gram_all)) / (d + 1), 1.0)
+    coef = np.zeros((d, d))
+    intercept = np.zeros(d)
+    inverse = None
+    for j in range(d):
+        rows = present[:, j]
+        if not rows.any():
+            continue
+        others = [k for k in range(d + 1) if k != j]
+        if rows.all():
+            if inverse is None:
+                inverse = np.linalg.inv(gram_all + ridge * np.eye(d + 1))
+            solution = -inverse[others, j] / inverse[j, j]
+        else:
+            gram = design[rows].T @ design[rows] + ridge * np.eye(d + 1)
+            solution = np.linalg.solve(gram[np.ix_(others, others)], gram[others, j])
+        coef[others[:-1], j] = solution[:-1]
+        intercept[j] = solution[-1]
+    return coef, intercept
+
+
+def simulate(null: ReconstructionNull, n_tests: int):
+    """Run the test on about ``n_tests`` windows of stationary streams bootstrapped from
+    ``null.errors`` (see the module docs): the (previous, next) statistics of consecutive
+    tests that rose, the rows they span, and the largest statistic seen."""
+    errors = np.asarray(null.errors, dtype=np.float64)
+    window, stride, tests = int(null.window), int(null.stride), calibration.RUN_TESTS
+    length = window + stride * (tests - 1)
+    n_runs = max(2, -(-n_tests // tests))
+    rng = np.random.default_rng([int(null.seed), VERSION, calibration.VERSION])
+    positions = np.arange(tests) * stride
+    batch = max(1, min(n_runs, 2_000_000 // max(length, errors.size)))  # about 100 MB at most
+    starts, ends, top = [], [], -np.inf
+    for first in range(0, n_runs, batch):
+        runs = min(batch, n_runs - first)
+        weights = rng.standard_exponential((runs, errors.size))  # flat Dirichlet, unnormalised
+        cdf = np.cumsum(weights, axis=1)
+        cdf /= cdf[:, -1:]
+        values = errors[_draw(rng, cdf, length)]
+        cum = np.zeros((runs, length + 1))
+        np.cumsum(values, axis=1, out=cum[:, 1:])
+        stats = (cum[:, positions + window] - cum[:, positions]) / window
+        top = max(top, float(stats.max()))
+        previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
+        rising = following > previous
+        starts.append(previous[rising])
+        ends.append(following[rising])
+    return np.concatenate(starts), np.concatenate(ends), n_runs * (tests - 1) * stride, top
+
+
+def _draw(rng, cdf: np.ndarray, length: int) -> np.ndarray:
+    """``length`` row numbers per run, drawn from each run's distribution function ``cdf``
+    (shape (runs, rows), last column 1), by inversion with a guide table (as
+    :func:`detectors.calibration._draw_by_value`): a uniform's bucket gives a first
+    guess, then the few steps to the row whose cdf passes it. Shape (runs, length)."""
+    runs, n = cdf.shape
+    buckets = n
+    # guide[r, j]: rows of run r whose cdf is at most j / buckets (counted by bucket, one
+    # less for rounding: a guess too low only costs a step), as an index into all runs.
+    first = np.minimum(np.floor(cdf * buckets).astype(np.intp) + 1, buckets)
+    first += (np.arange(runs) * (buckets + 1))[:, None]
+    guide = np.cumsum(np.bincount(first.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1), axis=1)
+    guide = np.maximum(guide - 1, 0) + (np.arange(runs) * n)[:, None]
+    u = rng.random((runs, length))
+    slot = (u * buckets).astype(np.intp) + (np.arange(runs) * (buckets + 1))[:, None]
+    found = guide.ravel()[slot.ravel()]
+    # Run r's cdf shifted into (r, r + 1], its uniforms too: one comparison for every run.
+    offsets = np.arange(runs, dtype=np.float64)[:, None]
+    flat = (cdf + offsets).ravel()
+    u = (u + offsets).ravel()
+    behind = np.flatnonzero(flat[found] <= u)
+    while behind.size:
+        found[behind] += 1
+        behind = behind[flat[found[behind]] <= u[behind]]
+    return found.reshape(runs, length) - (np.arange(runs) * n)[:, None]

@@ -1,0 +1,129 @@
+"""Estimated performance inside a model's pipeline (daemon/stream/estimation.py and its hooks
+in daemon/stream/pipeline.py): fitted on the version's first labelled events, fed every
+prediction after that, its decay test calibrated like the label tests and its decisions
+placed at the prediction that completed them."""
+
+from __future__ import annotations
+
+import pickle
+from types import SimpleNamespace as Event
+
+import numpy as np
+
+from daemon.config import ModelConfig
+from daemon.runtime.calibrator import calibrate_now
+from daemon.stream.estimation import NAME
+from daemon.stream.pipeline import ModelPipeline
+
+from . import estimation_streams as streams
+
+N, CHANGE, WINDOW, BATCH = 16_000, 8_000, 1_000, 500
+T0 = 1.7e9
+
+
+def _config(**kw) -> ModelConfig:
+    # Data-drift tests left out (`ignore`): this is about the label-free estimate.
+    base = dict(reference_size=1000, decay_reference_size=2000, decay_window=WINDOW,
+                features={"x0": "ignore", "x1": "ignore", "<prediction>": "ignore", "<score>": "ignore"})
+    return ModelConfig(**{**base, **kw})
+
+
+def _feed(pipeline, feats, y_pred, scores, y_true, labelled_until: int, version=None) -> list:
+    """Predictions in batches, each followed by its labels while ``i < labelled_until``;
+    the thresholds computed when first asked. Returns the estimate's observations."""
+    found = []
+    for a in range(0, len(y_pred), BATCH):
+        idx = range(a, min(a + BATCH, len(y_pred)))
+        events = [Event(features=feats[i], prediction=y_pred[i], score=scores[i], model_version=version,
+                        ts=T0 + i) for i in idx]
+        pipeline.observe_predictions(events, list(idx))
+        pairs = [((y_pred[i], scores[i], version, T0 + i, feats[i]), y_true[i]) for i in idx if i < labelled_until]
+        pipeline.observe_labels(pairs, [i for i in idx if i < labelled_until])
+        if pipeline.uncalibrated:
+            calibrate_now(pipeline)
+        found += [o for o in pipeline.pop_observations() if o.detector == NAME]
+    return found
+
+
+def _binary(seed):
+    x, score, y_pred, y_true = streams.binary(N, CHANGE, "covariate", seed=seed)
+    return streams.features(x), [int(p) for p in y_pred], [float(s) for s in score], [int(t) for t in y_true]
+
+
+def test_the_estimate_sees_a_covariate_shift_before_its_labels_come():
+    feats, y_pred, scores, y_true = _binary(31)
+    pipeline = ModelPipeline("m", _config())
+    found = _feed(pipeline, feats, y_pred, scores, y_true, labelled_until=CHANGE)  # labels withheld after the change
+    realised = float(np.mean(np.array(y_pred[-WINDOW:]) == np.array(y_true[-WINDOW:])))
+    assert abs(pipeline.estimation.metrics()["accuracy"] - realised) <= 0.03
+    alarms = [o for o in found if o.drift]
+    assert alarms, "the estimate's decay test did not fire"
+    first = int(alarms[0].event_time - T0)  # the prediction that completed the test
+    assert CHANGE < first <= CHANGE + 2 * WINDOW, first
+    assert alarms[0].side == "data" and alarms[0].feature == "accuracy" and alarms[0].offset == first
+    assert not [o for o in found if o.drift and o.event_time - T0 < CHANGE]
+    # exported like the other tests, and its error against the labels that came
+    assert (NAME, "accuracy") in pipeline.label_detectors
+    assert any(name == NAME for name, _, _ in pipeline.detectors())
+    assert set(pipeline.estimation.errors()) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+
+
+def test_a_restored_pipeline_goes_on_estimating():
+    feats, y_pred, scores, y_true = _binary(32)
+    pipeline = ModelPipeline("m", _config())
+    _feed(pipeline, feats[:4000], y_pred[:4000], scores[:4000], y_true[:4000], labelled_until=4000)
+    restored = pickle.loads(pickle.dumps(pipeline))
+    assert restored.estimation.metrics() == pipeline.estimation.metrics()
+    a = _feed(pipeline, feats[4000:], y_pred[4000:], scores[4000:], y_true[4000:], labelled_until=0)
+    b = _feed(restored, feats[4000:], y_pred[4000:], scores[4000:], y_true[4000:], labelled_until=0)
+    assert [(o.drift, o.position) for o in a] == [(o.drift, o.position) for o in b] and a
+
+
+def test_estimation_off_and_a_classifier_without_scores():
+    feats, y_pred, scores, y_true = _binary(33)
+    off = ModelPipeline("m", _config(estimation="off"))
+    assert not _feed(off, feats[:4000], y_pred[:4000], scores[:4000], y_true[:4000], labelled_until=4000)
+    assert off.estimation.metrics() == {} and (NAME, "accuracy") not in off.label_detectors
+    assert (NAME, "accuracy") not in off.skipped  # off is a choice, not a failure
+    blind = ModelPipeline("m", _config())
+    _feed(blind, feats[:4000], y_pred[:4000], [None] * 4000, y_true[:4000], labelled_until=4000)
+    assert blind.estimation.metrics() == {}
+    assert "have a score" in blind.skipped[(NAME, "accuracy")]
+
+
+def test_a_new_model_version_starts_a_new_estimate():
+    feats, y_pred, scores, y_true = _binary(34)
+    pipeline = ModelPipeline("m", _config())
+    _feed(pipeline, feats[:4000], y_pred[:4000], scores[:4000], y_true[:4000], labelled_until=4000, version="1")
+    assert pipeline.estimation.fitted
+    _feed(pipeline, feats[4000:5000], y_pred[4000:5000], scores[4000:5000], y_true[4000:5000], labelled_until=0, version="2")
+    assert pipeline.version == "2" and not pipeline.estimation.fitted and pipeline.estimation.metrics() == {}
+
+
+def test_a_regressor_estimate_sees_a_covariate_shift():
+    x, y_pred, y_true = streams.regression(N, CHANGE, "covariate", seed=35)
+    feats = streams.features(x)
+    pipeline = ModelPipeline("r", _config(task="regression", decay_metrics=["mae"], error_detector="",
+                                          features={"x0": "ignore", "x1": "ignore", "<prediction>": "ignore"}))
+    found = _feed(pipeline, feats, [float(p) for p in y_pred], [None] * N, [float(t) for t in y_true],
+                  labelled_until=CHANGE)
+    realised = float(np.mean(np.abs(y_true[-WINDOW:] - y_pred[-WINDOW:])))
+    assert abs(pipeline.estimation.metrics()["mae"] - realised) <= 0.05
+    alarms = [o for o in found if o.drift]
+    assert alarms and alarms[0].feature == "mae"
+    assert CHANGE < alarms[0].event_time - T0 <= CHANGE + 2 * WINDOW
+
+
+def test_predictions_that_came_before_the_labels_are_estimated_when_they_come():
+    feats, y_pred, scores, y_true = _binary(36)
+    pipeline = ModelPipeline("m", _config())
+    _feed(pipeline, feats[:5000], y_pred[:5000], scores[:5000], y_true[:5000], labelled_until=0)  # no label yet
+    assert not pipeline.estimation.fitted and pipeline.estimation.metrics() == {}
+    pairs = [((y_pred[i], scores[i], None, T0 + i, feats[i]), y_true[i]) for i in range(2000)]
+    pipeline.observe_labels(pairs, list(range(2000)))  # the labels of the first 2,000 come late
+    assert pipeline.estimation.estimate.n_seen == WINDOW  # the last window waited for them
+    realised = float(np.mean(np.array(y_pred[4000:5000]) == np.array(y_true[4000:5000])))
+    assert abs(pipeline.estimation.metrics()["accuracy"] - realised) < 0.03
+    calibrate_now(pipeline)
+    found = [o for o in pipeline.pop_observations() if o.detector == NAME]
+    assert found and all(4000 <= o.offset < 5000 for o in found)  # placed at those predictions
