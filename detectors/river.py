@@ -9,7 +9,10 @@ common vocabulary:
 - ``threshold``: the parameter that decides drift (ADWIN ``delta``, Page-Hinkley
   ``threshold``, KSWIN ``alpha`` on its p-value, DDM ``drift_threshold``, EDDM ``beta``,
   HDDM ``drift_confidence``).
-- ``drift``: River detected a change during the last ``update``/``update_many`` call.
+- ``drift``: the last decision's, from a detection until the next clean decision
+  ``decision_every`` values later: a function of the values fed, not of how they were
+  batched (a flag of "a detection in the last call" made a replica's state depend on where
+  its consumer's batches ended). ``warning``: River's warning state after the last value.
 - decisions (:meth:`~detectors.base.Detector.pop_decisions`): one with ``drift=True`` at
   each detection, and a clean one every ``decision_every`` values (default 100) since the
   last decision, so that a caller can tell when the stream has been quiet for a while.
@@ -187,19 +190,20 @@ class RiverDetector(Detector):
 
     def _decide_now(self, drift: bool) -> None:
         self._last_decision = self.n_seen
-        self._decide(Decision(at=self.n_seen, drift=drift,
+        self.drift = bool(drift)
+        self._decide(Decision(at=self.n_seen, drift=self.drift,
                               warning=bool(getattr(self._river, "warning_detected", False)),
                               statistic=self.statistic, threshold=self.threshold, p_value=self.p_value))
 
     def update(self, x) -> None:
-        self.drift = self._feed([self._check(x)])
+        self._feed([self._check(x)])
         self.warning = bool(getattr(self._river, "warning_detected", False))
 
     def update_many(self, xs) -> None:
         """Feed a batch, in order, once every value of it has passed the checks."""
         checked = self._check_many(xs if isinstance(xs, list) else list(xs))
         if checked:
-            self.drift = self._feed(checked)
+            self._feed(checked)
             self.warning = bool(getattr(self._river, "warning_detected", False))
 
     @property

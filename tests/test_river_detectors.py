@@ -56,8 +56,26 @@ def test_a_detection_inside_a_batch_is_not_lost():
     adwin = RiverDetector("ADWIN")
     adwin.update_many(stream[:1100])
     assert adwin.drift and adwin.n_detections == 1
-    adwin.update_many(stream[1100:1110])
+    adwin.update_many(stream[1100:1110])  # the flag is the last decision's, however the values came
+    assert adwin.drift and adwin.n_detections == 1
+    adwin.update_many(stream[1110:1200])  # the next clean decision, decision_every values after it
     assert not adwin.drift and adwin.n_detections == 1
+
+
+def test_the_drift_flag_does_not_depend_on_batching():
+    stream = _numeric_stream()
+    points = [1010, 1050, 1100, 1150, 1300, len(stream)]  # around ADWIN's detection at 1024
+    seen = {}
+    for size in (1, 7, 97, 1000):
+        cuts = sorted(set(range(0, len(stream), size)) | set(points) | {len(stream)})
+        adwin, flags = RiverDetector("ADWIN"), {}
+        for lo, hi in zip(cuts, cuts[1:]):
+            adwin.update_many(stream[lo:hi])
+            if hi in points:
+                flags[hi] = adwin.drift
+        seen[size] = flags
+    assert all(flags == seen[1] for flags in seen.values()), seen
+    assert seen[1][1050] and seen[1][1100] and not seen[1][1010] and not seen[1][1300], seen[1]
 
 
 def test_batch_and_single_updates_agree():

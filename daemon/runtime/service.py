@@ -29,11 +29,12 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from learners.registry import Registry
 
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
+from daemon.alerting.episodes import Alert
 from daemon.alerting.sender import AlertSender
 from daemon.kafka import logid
 from daemon.kafka.checkpoint import Checkpoints, state_key
 from daemon.kafka.statetopic import (Changelog, Epoch, Manifest, StateReader, StateTopicError, StateWriter,
-                                     decode_partition, encode as _encode)
+                                     decode, decode_partition, encode as _encode)
 from daemon.runtime.calibrator import Calibrator
 from daemon.runtime import wiring
 from daemon.config import Config
@@ -366,7 +367,11 @@ class Daemon:
         changelog = self._changelogs.get(state.partition)
         if changelog is None:
             changelog = self._changelogs[state.partition] = Changelog("join", _encode)
-        return [(name, v if isinstance(v, bytes) else _encode(v)) for name, v in state.sections(changelog.sections)]
+        # Alerts of the partition still being retried go with it: the replica that restores
+        # it sends them (same ids), as its alert episodes have already fired.
+        pending = [a.to_dict() for a in self.alerts.pending() if len(a.origin) > 1 and a.origin[1] == state.partition]
+        sections = [*state.sections(changelog.sections), ("alerts", pending)]
+        return [(name, v if isinstance(v, bytes) else _encode(v)) for name, v in sections]
 
     def _send_state(self, partition: int, sections: list, offsets: dict, logs: dict):
         """The checkpoint's manifest, sent to the state topic when there is one (None if
@@ -444,6 +449,7 @@ class Daemon:
     def _restored_state(self, p: int, restored) -> tuple:
         """(state, logs, where it came from or None) of partition ``p``."""
         if restored is not None and restored.manifest is not None:
+            self._resend(restored.sections)
             return decode_partition(restored.sections, self.config), restored.manifest.logs, \
                 f"the state topic (checkpoint {restored.manifest.epoch}/{restored.manifest.seq})"
         cached = self.checkpoints.restore_sections(p)
@@ -454,7 +460,15 @@ class Daemon:
             (state, logs) = sections
             state.attach(self.config)
             return state, logs, f"the local file (earlier format) in {self.checkpoints.directory}"
+        self._resend(sections)
         return decode_partition(sections, self.config), manifest.logs, f"the local file in {self.checkpoints.directory}"
+
+    def _resend(self, sections: dict) -> None:
+        """Send again the alerts a partition's previous owner had not delivered (a pending
+        id is not sent twice)."""
+        if "alerts" in sections and self.alerts is not None:
+            for data in decode(sections["alerts"]):
+                self.alerts.send(Alert.from_dict(data))
 
 
     def _revoked(self, partitions) -> None:
