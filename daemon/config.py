@@ -340,6 +340,53 @@ class RegistryConfig:
 
 
 @dataclass
+class FederationConfig:
+    enabled: bool = _doc(
+        "Federated averaging of the learners across deployments (README \"Federated learning across "
+        "deployments\"): only parameter changes and counts of labelled events leave this deployment.",
+        default=False)
+    participant: str = _doc("This deployment's id in the federation (required when enabled).", default="")
+    participants: list[str] = _doc(
+        "Ids of every participant: updates from others are refused (`unknown_participant`), and a round "
+        "closes as soon as all of them sent one. Empty: any holder of the key; rounds close on the timeout.",
+        default_factory=list)
+    bootstrap_servers: str = _doc(
+        "Kafka cluster the participants share for the federation topics (empty: kafka.bootstrap_servers; "
+        "its kafka.client settings apply).", default="")
+    topic: str = _doc(
+        "Topic of updates and global parameters, of one partition: all participants must read the rounds "
+        "in the same order (created so when missing if kafka.create_topics is above 0; with more partitions "
+        "driftd refuses to start).", default="driftd-federation")
+    election_topic: str = _doc(
+        "One-partition topic the participants join as consumer group `group`: the member given its "
+        "partition 0 aggregates (created like federation.topic).", default="driftd-federation-election")
+    group: str = _doc("Name of the federation and of the election's consumer group.", default="driftd-federation")
+    key_env: str = _doc(
+        "Environment variable holding the HMAC-SHA256 key that signs and checks every message (the same "
+        "at every participant; required when enabled).", default="DRIFTD_FEDERATION_KEY")
+    learners: list[str] = _doc(
+        "Names of the learners to federate, in every model that has them (empty: every configured "
+        "learner). Only LogisticRegression, Perceptron and LinearRegression, alone or after Numeric or "
+        "Discard, can be averaged: trees, forests, naive Bayes and scalers are refused at start.",
+        default_factory=list)
+    every_events: int = _doc("A participant sends an update after this many new labelled events ...", default=500)
+    every_seconds: float = _doc("... or after this long with at least one.", default=60.0)
+    round_timeout_seconds: float = _doc(
+        "The aggregator closes a round this long after its first update with the updates it has "
+        "(partial aggregation): a participant that disappears does not stall the others.", default=30.0)
+    min_participants: int = _doc("Fewest updates a round closes with.", default=1)
+    clip_norm: float = _doc(
+        "Updates (parameter changes) longer than this L2 norm are scaled down to it (0: no clipping).",
+        default=10.0)
+    max_update_norm: float = _doc(
+        "Updates longer than this L2 norm are refused and counted (`norm`): implausible, poisoned or "
+        "broken (0: no limit).", default=100.0)
+    proximal_mu: float = _doc(
+        "FedProx proximal weight: between rounds each local learner is pulled towards the last global "
+        "model, which keeps non-IID participants from drifting apart (0: plain FedAvg).", default=0.0)
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig, metadata={"doc": "Kafka connection and topics."})
     http: HttpConfig = field(default_factory=HttpConfig, metadata={"doc": "HTTP endpoints."})
@@ -348,6 +395,8 @@ class Config:
     join: JoinConfig = field(default_factory=JoinConfig, metadata={"doc": "Joining labels to predictions."})
     alerts: AlertsConfig = field(default_factory=AlertsConfig, metadata={"doc": "Alerting."})
     registry: RegistryConfig = field(default_factory=RegistryConfig, metadata={"doc": "Promoted models."})
+    federation: FederationConfig = field(
+        default_factory=FederationConfig, metadata={"doc": "Federated averaging of the learners across deployments."})
     model_defaults: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "Settings of every model."})
     models: dict[str, ModelConfig] = field(
         default_factory=dict,

@@ -64,6 +64,9 @@ def check(config: Config) -> None:
         raise ConfigError("registry.keep", "must be at least 1")
     if config.has_learners and not os.environ.get(config.registry.key_env):
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
+    from daemon.federation import check as check_federation  # imports learners: only here
+
+    check_federation(config)
 
 
 def _check_metrics(config: Config) -> None:

@@ -43,6 +43,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from .gate import Decision, PromotionGate
+from .meta import MetaLearner
 from .progressive import Learner, higher_is_better, outcome
 from .replay import ReplayBuffer
 from .retraining import Retrain, RetrainPolicy, retrain
@@ -99,6 +100,9 @@ class ChampionChallenger:
         self.errors: Counter = Counter()     # by learner; the last message in last_error
         self.last_error: dict[str, str] = {}
         self.last_decision: Decision | None = None
+        #: learner selection and meta-initialisation after drifts (``warm_start="meta"``)
+        self.meta = MetaLearner(names) if self.policy.warm_start == "meta" else None
+        self._last_retrain: Retrain | None = None
 
     @classmethod
     def from_specs(cls, task: str, specs: dict, key: str = "learners", window: int = 1000, **kwargs):
@@ -147,7 +151,8 @@ class ChampionChallenger:
                 window[1] = now if window[1] is None else max(window[1], now)
         self.buffer.update(x, y, now)
         self.n_labelled += 1
-        return self._maybe_retrain()
+        reinit = self._maybe_reinit()
+        return self._maybe_retrain() or reinit
 
     def on_signal(self, drift: bool = False, decay: bool = False) -> Retrain | None:
         """A detector confirmed concept drift or decay of the champion. The signal stays
@@ -164,15 +169,38 @@ class ChampionChallenger:
             return None
         self._pending = {"drift": False, "decay": False}
         best = self.best()
-        warm = self.policy.transfer(best)
         slot = self._free_slot()
-        new = retrain(best, self.buffer, slot, warm_start=warm)
+        meta = getattr(self, "meta", None)  # (checkpoints from before meta-learning have none)
+        if meta is not None and reason != "schedule":
+            new, parent, warm = meta.challenger(self.learners, best, self.buffer, slot, retrain,
+                                                self.policy.transfer, self.n_labelled)
+        else:
+            parent, warm = best.name, self.policy.transfer(best)
+            new = retrain(best, self.buffer, slot, warm_start=warm)
         self.learners[slot] = new
         self.pairs[slot] = self._pair_window()
         first, last = self.buffer.time_span()
-        self.windows[slot] = [self.windows[best.name][0] if warm else first, last]
+        self.windows[slot] = [self.windows[parent][0] if warm else first, last]
         self.retrains[reason] += 1
-        return Retrain(reason, slot, best.name, warm, len(self.buffer), self.n_labelled)
+        self._last_retrain = Retrain(reason, slot, parent, warm, len(self.buffer), self.n_labelled,
+                                     "warm" if warm else "fresh")
+        return self._last_retrain
+
+    def _maybe_reinit(self) -> Retrain | None:
+        """Meta-initialisation (:meth:`learners.meta.MetaLearner.reinit`): the challenger
+        retrained ``k`` labels ago is replaced by a stored solution that fits those labels
+        clearly better; its paired outcomes restart with the next event."""
+        meta = getattr(self, "meta", None)
+        found = meta.reinit(self.learners, self.buffer, self.n_labelled) if meta is not None else None
+        if found is None:
+            return None
+        slot, new, how = found
+        self.learners[slot] = new
+        self.pairs[slot] = self._pair_window()
+        first, last = self.buffer.time_span(recent_only=True)
+        self.windows[slot] = [first, last]  # (the stored solution's own window is not kept)
+        was = self._last_retrain
+        return Retrain(was.reason, slot, was.parent, True, new.n_learned, self.n_labelled, how)
 
     def _pair_window(self) -> tuple[deque, deque]:
         return deque(maxlen=self.gate_window), deque(maxlen=self.gate_window)

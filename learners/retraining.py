@@ -36,7 +36,7 @@ from river import compose, tree
 from .progressive import Learner
 from .replay import ReplayBuffer
 
-WARM_START = ("auto", "always", "never")
+WARM_START = ("auto", "always", "never", "meta")
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,18 @@ class Retrain:
     warm_start: bool
     n_trained: int
     at: int
+    #: how the challenger started: "warm" or "fresh" (retrain), "library" or "average"
+    #: (meta-initialised, :mod:`learners.meta`)
+    init: str = ""
 
 
 class RetrainPolicy:
     """Which signals retrain (``on_drift``, ``on_decay``), how often on a schedule
     (``every`` labelled events, None for never), the ``cooldown`` between retrains, the
     ``min_events`` the replay buffer needs first, and ``warm_start``: ``"auto"``
-    (:func:`can_transfer`), ``"always"`` or ``"never"``."""
+    (:func:`can_transfer`), ``"always"``, ``"never"``, or ``"meta"``: as ``"auto"``, and
+    after a drift or decay a challenger chosen and initialised from past drifts
+    (:mod:`learners.meta`)."""
 
     def __init__(self, on_drift: bool = True, on_decay: bool = True, every: int | None = None,
                  cooldown: int = 500, min_events: int = 200, warm_start: str = "auto"):
@@ -93,7 +98,7 @@ class RetrainPolicy:
 
     def transfer(self, learner: Learner) -> bool:
         """Whether a retrain warm-starts from ``learner`` under this policy."""
-        if self.warm_start == "auto":
+        if self.warm_start in ("auto", "meta"):
             return can_transfer(learner.estimator)
         return self.warm_start == "always"
 

@@ -65,6 +65,21 @@ class Metrics:
         self.kafka_errors = Counter("driftd_kafka_errors", "Failed broker operations by operation.", ["operation"], registry=r)
         self.calibration_pending = Gauge(
             "driftd_calibration_jobs_pending", "Threshold calibrations queued or running in the background worker.", registry=r)
+        # Federated learning (daemon/federation): set by Federation.step; bounded by federated learners.
+        self.federation_rounds = Counter(
+            "driftd_federation_rounds", "Federation rounds whose global parameters this participant merged.",
+            ["model", "learner"], registry=r)
+        self.federation_participants = Gauge(
+            "driftd_federation_round_participants", "Participants whose updates went into the last round.",
+            ["model", "learner"], registry=r)
+        self.federation_rejected = Counter(
+            "driftd_federation_rejected_updates", "Federation messages refused, by reason (signature, malformed, "
+            "unknown_participant, norm, stale, no_events).", ["reason"], registry=r)
+        self.federation_score = Gauge(
+            "driftd_federation_score", "Progressive score (accuracy or MAE, recent window) of the federated learner "
+            "here: the last global model and what it learnt locally since.", ["model", "learner"], registry=r)
+        self.federation_aggregator = Gauge(
+            "driftd_federation_aggregator", "1 while this participant is the elected aggregator.", registry=r)
 
 
 class _LagCollector:
