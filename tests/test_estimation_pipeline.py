@@ -120,10 +120,43 @@ def test_predictions_that_came_before_the_labels_are_estimated_when_they_come():
     _feed(pipeline, feats[:5000], y_pred[:5000], scores[:5000], y_true[:5000], labelled_until=0)  # no label yet
     assert not pipeline.estimation.fitted and pipeline.estimation.metrics() == {}
     pairs = [((y_pred[i], scores[i], None, T0 + i, feats[i]), y_true[i]) for i in range(2000)]
-    pipeline.observe_labels(pairs, list(range(2000)))  # the labels of the first 2,000 come late
-    assert pipeline.estimation.estimate.n_seen == WINDOW  # the last window waited for them
+    # The labels of the first 2,000 come late, each 10 s after its prediction: the estimate
+    # takes every prediction after the newest of them, whenever it was read.
+    pipeline.observe_labels(pairs, list(range(2000)), [T0 + i + 10 for i in range(2000)])
+    assert pipeline.estimation.estimate.n_seen == 5000 - 2010  # the predictions after T0 + 2009 waited
     realised = float(np.mean(np.array(y_pred[4000:5000]) == np.array(y_true[4000:5000])))
     assert abs(pipeline.estimation.metrics()["accuracy"] - realised) < 0.03
     calibrate_now(pipeline)
     found = [o for o in pipeline.pop_observations() if o.detector == NAME]
-    assert found and all(4000 <= o.offset < 5000 for o in found)  # placed at those predictions
+    assert found and all(2010 <= o.offset < 5000 for o in found)  # placed at those predictions
+
+
+def test_the_estimated_stream_does_not_depend_on_when_the_labels_were_read():
+    """Predictions and labels interleaved differently (labels read at once after every
+    prediction, or in step with them): the estimate's test sees the same predictions and
+    takes the same decisions."""
+    feats, y_pred, scores, y_true = _binary(37)
+    n, delay = 6000, 30
+    runs = []
+    for step in (None, 50, 7):
+        pipeline = ModelPipeline("m", _config())
+        pairs = [((y_pred[i], scores[i], None, T0 + i, feats[i]), y_true[i]) for i in range(n)]
+        label_at = [T0 + i + delay for i in range(n)]
+        predictions = [Event(features=feats[i], prediction=y_pred[i], score=scores[i], model_version=None,
+                                       ts=T0 + i) for i in range(n)]
+        if step is None:  # every prediction first, then every label
+            pipeline.observe_predictions(predictions, list(range(n)))
+            pipeline.observe_labels(pairs, list(range(n)), label_at)
+        else:  # labels delay-predictions behind, in batches of step
+            for lo in range(0, n, step):
+                pipeline.observe_predictions(predictions[lo:lo + step], list(range(lo, min(n, lo + step))))
+                done = max(0, min(n, lo + step) - delay)
+                fed = pipeline.labels.n_fed
+                pipeline.observe_labels(pairs[fed:done], list(range(fed, done)), label_at[fed:done])
+            fed = pipeline.labels.n_fed
+            pipeline.observe_labels(pairs[fed:], list(range(fed, n)), label_at[fed:])
+        calibrate_now(pipeline)
+        found = [(o.offset, o.drift, round(o.detail["statistic"], 9)) for o in pipeline.pop_observations()
+                 if o.detector == NAME]
+        runs.append((pipeline.estimation.estimate.n_seen, found))
+    assert runs[0][1] and runs[0] == runs[1] == runs[2]

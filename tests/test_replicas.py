@@ -44,12 +44,8 @@ from .replica_harness import (STATE_KEY, Replica, Stream, alert_ids, alert_keys,
 
 # Small references and windows and a short ERT: calibration takes ~0.3 s per model and
 # detectors fire within a few hundred events.
-# estimation: off -- the estimated-performance test starts when the labelled reference is
-# complete, and which predictions it sees first still depends on how the two topics were
-# interleaved when read (README, "Before the labels come"): a known limitation, not what
-# these tests are about.
 MODEL_DEFAULTS = {"reference_size": 300, "window": 100, "stride": 50, "ert": 1000, "label_ert": 1000,
-                  "decay_reference_size": 150, "decay_window": 100, "estimation": "off"}
+                  "decay_reference_size": 150, "decay_window": 100}
 MODELS = [f"m{i:02d}" for i in range(30)]
 PARTITIONS = 6
 STREAM = Stream(MODELS, PARTITIONS, n_events=600, label_delay=30)

@@ -3,10 +3,12 @@
 Composes :mod:`detectors.estimation` for one model version. The first
 ``decay_reference_size`` labelled events of the version (those the decay tests take as
 their baseline) fit the estimator: a classifier's scores are calibrated on them (CBPE),
-a regressor's loss models trained on them (DLE). From then on every prediction of the
-version is estimated, and so are the last ``decay_window`` predictions that came before
-(labels come late: they wait for the fit, so that the estimate starts with a full window): its expected correctness (classification) or its predicted absolute
-error (regression) goes into the estimate's window of ``decay_window`` predictions and into
+a regressor's loss models trained on them (DLE). The estimated stream is every prediction
+of the version whose event time is after the newest label of that reference, in the order
+of the prediction stream: a function of the events alone, however the two topics were
+interleaved when read (predictions read before the fit wait for it, at most
+:data:`MAX_WAITING` of them; beyond, the oldest are dropped). Each one's expected
+correctness (classification) or predicted absolute error (regression) goes into the estimate's window of ``decay_window`` predictions and into
 the estimate's decay test (:class:`detectors.estimation.EstimateDecay`, detector
 ``estimated_decay``, feature ``accuracy`` or ``mae``). That test has a contract of its own:
 ``label_ert`` *predictions* between false alarms on a stationary stream, calibrated off
@@ -28,13 +30,15 @@ completed the test.
 >>> est.fitted, est.waiting, [job.column for job in est.calibration_jobs()]
 (True, True, ['estimated_decay/accuracy'])
 >>> est.calibrate_now()
->>> events = [Event(prediction=1, score=0.9, features={}, ts=1.7e9 + i) for i in range(100)]
->>> est.observe_predictions(events, list(range(100)))
+>>> events = [Event(prediction=1, score=0.9, features={}, ts=1.7e9 + 100 + i) for i in range(100)]
+>>> est.observe_predictions(events, list(range(100, 200)))
 >>> est.metrics()["accuracy"], [o.drift for o in est.drain()][:2]
 (1.0, [False, False])
 """
 
 from __future__ import annotations
+
+import math
 
 from collections import deque
 
@@ -46,6 +50,9 @@ from daemon.stream.decisions import Observation, SourceLog
 
 #: Detector name of the estimate's decay test.
 NAME = "estimated_decay"
+#: Most predictions that wait for the estimate's fit (those newer than every reference
+#: label so far); the start of the estimated stream is exact while fewer wait.
+MAX_WAITING = 50_000
 
 
 class ModelEstimation:
@@ -64,9 +71,11 @@ class ModelEstimation:
         else:
             self.estimate = ClassificationEstimate(window=config.decay_window, positive=config.positive_label)
         self._collected: list[tuple] = []  # labelled reference events: (score or features, prediction, label)
-        # The last decay_window predictions before the fit, (features, prediction, score, ts,
-        # offset): labels come late, so the estimate starts with a full window when they do.
-        self._waiting: deque = deque(maxlen=self.window)
+        # Predictions read before the fit that may still be estimated, (features, prediction,
+        # score, ts, offset): those newer than the newest reference label so far.
+        self._waiting: deque = deque(maxlen=MAX_WAITING)
+        self._newest_label = -math.inf  # event time of the newest label of the reference so far
+        self._start = -math.inf  # once fitted: predictions after this event time are estimated
         self.test: EstimateDecay | None = None
         self.skipped: str | None = None if self.enabled else "estimation: off"
         self.sources = SourceLog()
@@ -87,12 +96,19 @@ class ModelEstimation:
         return self.enabled and not self.skipped and self.task == "regression"
 
     # -- feeding ----------------------------------------------------------------------------
-    def observe_labels(self, pairs: list) -> None:
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_newest_label", -math.inf)  # saved before the start was exact
+        state.setdefault("_start", -math.inf)
+        self.__dict__.update(state)
+
+    def observe_labels(self, pairs: list, label_times: list | None = None) -> None:
         """Joined ``((prediction, score, version, ts, features), label)`` pairs of this
-        version, in join order: the reference until it is complete, then the estimate's
-        error."""
+        version, in join order, with their labels' event times (default: the predictions'):
+        the reference until it is complete, then the estimate's error."""
         if not self.enabled or self.skipped or not pairs:
             return
+        if label_times is None:
+            label_times = [p[3] for p, _ in pairs]
         if self.task == "regression":
             rows = [(p[4], p[0], label) for p, label in pairs]
         else:
@@ -100,6 +116,9 @@ class ModelEstimation:
         if not self.fitted:
             room = self.reference_size - len(self._collected)
             self._collected += rows[:room]
+            self._newest_label = max([self._newest_label, *label_times[:room]])
+            while self._waiting and self._waiting[0][3] <= self._newest_label:
+                self._waiting.popleft()  # never estimated: not after the reference's labels
             rows = rows[room:]
             if len(self._collected) == self.reference_size:
                 self._fit()
@@ -126,22 +145,29 @@ class ModelEstimation:
             return
         self.test = EstimateDecay(self.metric, self.estimate.reference_losses, window=self.window,
                                   ert=self.ert, defer_calibration=True)
+        self._start = self._newest_label
+        waiting = [w for w in waiting if w[3] > self._start]
         if waiting:
             self._estimate(*(list(c) for c in zip(*waiting)))
 
     def observe_predictions(self, events: list, offsets: list) -> None:
         """Feed predictions of this version (objects with ``features``, ``prediction``,
-        ``score``, ``ts``) with their source offsets. Before the estimate is fitted the last
-        ``decay_window`` of them wait, and are estimated (and tested) when it is."""
+        ``score``, ``ts``) with their source offsets. Those after the reference's newest
+        label are estimated (and tested); before the fit they wait for it."""
         if not self.enabled or self.skipped or not events:
             return
         if not self.fitted:
             regression = self.task == "regression"
             self._waiting.extend((e.features if regression else None, e.prediction, e.score, e.ts, o)
-                                 for e, o in zip(events[-self.window:], offsets[-self.window:]))
+                                 for e, o in zip(events, offsets) if e.ts > self._newest_label)
             return
         if self.test is None:
             return
+        if any(e.ts <= self._start for e in events):  # older than the reference's labels: not estimated
+            kept = [(e, o) for e, o in zip(events, offsets) if e.ts > self._start]
+            events, offsets = [e for e, _ in kept], [o for _, o in kept]
+            if not events:
+                return
         self._estimate([e.features for e in events], [e.prediction for e in events], [e.score for e in events],
                        [e.ts for e in events], offsets)
 

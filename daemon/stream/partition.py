@@ -276,21 +276,22 @@ class PartitionState:
     def _feed_joins(self, joins: list, kind: str, reject, failed: set) -> None:
         """Feed (record, join) pairs to their models' label detectors; ``kind`` is the
         kind of the records that completed the joins."""
-        by_model: dict[str, list] = {}  # model -> [(record, (payload, label), label offset)]
+        by_model: dict[str, list] = {}  # model -> [(record, (payload, label), label offset, label time)]
         for record, (model, payload, label, delay) in joins:
             # A labelled event's source is its label record, whichever of the two came
             # first: the same on any replay, however the two topics were interleaved.
             # (A label waiting in a checkpoint of an earlier version has no offset.)
             label, label_offset = label if type(label) is tuple else (label, record.offset)
-            by_model.setdefault(model, []).append((record, (payload, label), label_offset))
+            # The label's event time: the prediction's plus the delay (never before it).
+            by_model.setdefault(model, []).append((record, (payload, label), label_offset, payload[3] + delay))
             counts = self.label_delay.setdefault(model, [np.zeros(len(self.delay_buckets), dtype=np.int64), 0.0])
             counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
             counts[1] += delay
         for model, items in by_model.items():
             try:
-                self.models[model].observe_labels([pair for _, pair, _ in items], [o for _, _, o in items])
+                self.models[model].observe_labels([i[1] for i in items], [i[2] for i in items], [i[3] for i in items])
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
-                self._model_failed(model, kind, [record for record, _, _ in items], e, reject, failed)
+                self._model_failed(model, kind, [i[0] for i in items], e, reject, failed)
 
     def finish_batch(self):
         """After a batch: yield the alerts of the decisions the batch led to (the join

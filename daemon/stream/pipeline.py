@@ -335,16 +335,20 @@ class ModelPipeline:
         return data + len(self.labels.calibration_jobs()) + len(self.estimation.calibration_jobs())
 
     # -- labels -----------------------------------------------------------------------------
-    def observe_labels(self, pairs: list[tuple], offsets: list | None = None) -> int:
+    def observe_labels(self, pairs: list[tuple], offsets: list | None = None, label_times: list | None = None) -> int:
         """Feed (prediction payload, label) pairs, with the offsets of their label records
-        (default: their position among the model's labelled events); pairs of another
+        (default: their position among the model's labelled events) and the labels' event
+        times (default: the predictions'); pairs of another
         model version than the current one are left out of the detectors (their baseline
         is gone), not out of the learners. Returns how many the detectors used."""
         labels = self.labels
         if offsets is None:
             offsets = list(range(labels.n_fed, labels.n_fed + len(pairs)))
         current = [p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
+        if label_times is None:
+            label_times = [p[3] for p, _ in pairs]
         used = [(pair, offset) for pair, offset, ok in zip(pairs, offsets, current) if ok]
+        used_times = [t for t, ok in zip(label_times, current) if ok]
         before = labels.n_fed
         if used:
             y_pred = [p[0] for (p, _), _ in used]
@@ -355,7 +359,7 @@ class ModelPipeline:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
             labels.update_many(y_true, y_pred, errors, [p[3] for (p, _), _ in used], [o for _, o in used])
             self._drain_labels()
-            self.estimation.observe_labels([pair for pair, _ in used])  # may fit it, and estimate those waiting
+            self.estimation.observe_labels([pair for pair, _ in used], used_times)  # may fit it, and estimate those waiting
             self.observations.extend(self.estimation.drain())
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
