@@ -365,3 +365,17 @@ def test_a_test_no_window_can_fire_is_skipped_with_the_reason():
     assert ("chisquare", "c") not in pipeline.data_detectors
     assert "can never fire at this contract" in pipeline.watch.tests.skipped[("chisquare", "c")]
     assert ("unseen_rate", "c") in pipeline.data_detectors  # the rate tests still can
+
+
+def test_an_event_without_a_version_does_not_reset_the_model():
+    """A stray prediction without model_version (a producer that left it out) is of the
+    version the model has: it must not start a new reference, drop the tests and their open
+    alerts, and start again when the version comes back."""
+    pipeline = ModelPipeline("m", model_config())
+    events = [prediction(i, {"x": float(i % 50)}, version="7") for i in range(1200)]
+    events[1100:1105] = [prediction(i, {"x": float(i % 50)}, version=None) for i in range(1100, 1105)]
+    feed(pipeline, events)
+    assert (pipeline.version, pipeline.version_changes, pipeline.reference_complete) == ("7", 0, True)
+    assert pipeline.n_predictions == 1200  # every one counted as the version's
+    pipeline.observe_labels([(("1", 0.5, None, streams.ts(1101), None), "1")])  # a label of one of them
+    assert pipeline.labels.n_fed == 1

@@ -221,7 +221,9 @@ class ModelPipeline:
             offsets = list(range(self.n_predictions, self.n_predictions + len(events)))
         start = 0
         for i, event in enumerate(events):
-            if event.model_version == self.version:
+            # No version said is no change: one event without it must not reset the model
+            # (its reference, its tests, its open alerts) to version None and back.
+            if event.model_version is None or event.model_version == self.version:
                 continue
             if self.config.reference_per_version and (self.n_predictions or i > start):
                 self._feed(events[start:i], offsets[start:i])
@@ -344,7 +346,7 @@ class ModelPipeline:
         labels = self.labels
         if offsets is None:
             offsets = list(range(labels.n_fed, labels.n_fed + len(pairs)))
-        current = [p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
+        current = [p[2] is None or p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
         if label_times is None:
             label_times = [p[3] for p, _ in pairs]
         used = [(pair, offset) for pair, offset, ok in zip(pairs, offsets, current) if ok]
