@@ -145,6 +145,13 @@ class StateConfig:
         "Tail the whole state topic in the background (a standby replica) so that taking over a "
         "partition reads only what was written since, not the topic from its beginning; costs the "
         "memory of every partition's state.", default=False)
+    refused_state: str = _doc(
+        "When a partition's only checkpoints in the state topic are refused (sealed with another "
+        "`DRIFTD_STATE_KEY`, or tampered with): `wait` keeps the partition paused and driftd unready, "
+        "logging why, until a replica with the group's key takes it or the key is fixed (starting "
+        "afresh would lose the group's state and overwrite it with checkpoints nobody else can read); "
+        "`start_fresh` starts from the committed offsets with empty state (after an intended key "
+        "rotation).", default="wait")
     restore_timeout_seconds: float = _doc(
         "How long one attempt to read a partition's state from the state topic may take; the "
         "partition stays paused (and driftd unready) until it succeeds.", default=30.0)
@@ -318,7 +325,11 @@ class ModelConfig:
     retrain_cooldown: int = _doc("Labelled events between two retrains at least.", default=500)
     retrain_warm_start: str = _doc(
         "Start a retrained challenger from the best learner (`always`), from scratch (`never`), "
-        "or as suits the model type (`auto`).", default="auto")
+        "or as suits the model type (`auto`); `meta`: as `auto`, plus learning across drifts "
+        "(README \"Recurring concepts: meta-learned challengers\"): a bandit picks which learner "
+        "to retrain after a drift, and a challenger whose first 50 labels a solution stored at a "
+        "past drift fits as well as it did then restarts from it (8 model copies kept per model).",
+        default="auto")
     max_retrained: int = _doc("Retrained challengers kept competing at once.", default=2)
     promotion_margin: float = _doc(
         "A challenger must beat the champion by this much (accuracy points; for regression, "

@@ -37,6 +37,8 @@ def check(config: Config) -> None:
     if config.state.topic and isinstance(max_request, int) and not 1024 <= config.state.piece_bytes <= max_request - 1024:
         raise ConfigError("state.piece_bytes", f"must be between 1024 and the producer's max_request_size less 1024 "
                                                f"({max_request - 1024})")
+    if config.state.refused_state not in ("wait", "start_fresh"):
+        raise ConfigError("state.refused_state", f"must be wait or start_fresh, got {config.state.refused_state!r}")
     if config.state.topic in {config.kafka.predictions_topic, config.kafka.labels_topic, config.kafka.dead_letter_topic}:
         raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:

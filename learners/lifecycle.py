@@ -8,9 +8,12 @@ A drift or decay signal (:meth:`on_signal`) or the schedule may start a retrain:
 challenger, trained from the buffer, takes one of ``max_retrained`` slots (``retrained-1``,
 ...: metric labels stay bounded; when all are taken the worst one not last promoted gives
 way; 0 slots: no retraining), and its paired outcomes start with the next event, one it has
-not trained on. Every ``check_every`` events, :meth:`maybe_promote` asks the gate about the
-learner furthest ahead of the champion, at level ``alpha`` / the number of learners with
-``min_events`` pairs (picking the best is a multiple test).
+not trained on. With ``RetrainPolicy(warm_start="meta")``, :mod:`learners.meta` picks the
+learner to retrain after a drift or decay and, ``k`` labels later, may restart the new
+challenger from a solution stored at a past drift (recurring concepts). Every
+``check_every`` events, :meth:`maybe_promote` asks the gate about the learner furthest ahead
+of the champion, at level ``alpha`` / the number of learners with ``min_events`` pairs
+(picking the best is a multiple test).
 
 A promotion does not change whose predictions arrive: the champion stays the deployed model
 until the model server loads the new version. The caller publishes ``Promotion.estimator``
@@ -197,8 +200,10 @@ class ChampionChallenger:
         slot, new, how = found
         self.learners[slot] = new
         self.pairs[slot] = self._pair_window()
-        first, last = self.buffer.time_span(recent_only=True)
-        self.windows[slot] = [first, last]  # (the stored solution's own window is not kept)
+        # The stored solution learned from events before this drift too: its training window
+        # starts, at the latest, at the earliest event any learner learned.
+        firsts = [w[0] for w in self.windows.values() if w[0] is not None]
+        self.windows[slot] = [min(firsts) if firsts else None, self.buffer.time_span(recent_only=True)[1]]
         was = self._last_retrain
         return Retrain(was.reason, slot, was.parent, True, new.n_learned, self.n_labelled, how)
 

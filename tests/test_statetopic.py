@@ -212,3 +212,35 @@ def test_the_join_buffer_is_written_as_a_changelog_not_whole_every_checkpoint(st
     assert back.join.counts == state.join.counts
     assert back.join.add_label("fraud", "id-0", 60_001.0, 0) is None and back.join.counts[("fraud", "duplicate_label")] == 1
     assert back.join.add_label("fraud", "new-3", 60_001.0, 1)[0] == "fraud"  # still waiting: joins
+
+
+def test_a_replica_with_another_key_waits_instead_of_starting_afresh(kafka_bootstrap, unique_name, tmp_path,
+                                                                      monkeypatch):
+    """A replica started without the group's DRIFTD_STATE_KEY cannot read the partition's
+    checkpoints: it must not count the stream again from scratch and write checkpoints the
+    others cannot read; it stays unready and says why."""
+    from .daemon_harness import daemon_config, get, produce, running_daemon, status, wait_until
+    from .test_daemon_process import expected, sim_records
+
+    monkeypatch.setenv("DRIFTD_STATE_KEY", "the group's key")
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "first")
+    records = sim_records(config, 600)
+    want = expected(config, records)
+    with running_daemon(config) as daemon:
+        produce(kafka_bootstrap, records)
+        wait_until(lambda: status(daemon).get("models", {}).get("fraud", {}).get("processed", {}).get("label")
+                   == want["label"], timeout=60, what="the stream")
+
+    monkeypatch.setenv("DRIFTD_STATE_KEY", "another key")
+    config["state"] = {**config["state"], "dir": str(tmp_path / "second")}
+    with running_daemon(config) as daemon:
+        reason = wait_until(lambda: (r := get(daemon, "/readyz")) and b"sealed with another key" in r[1] and r,
+                            timeout=30, what="not ready, saying why")
+        assert reason[0] == 503
+        assert status(daemon)["models"]["fraud"]["processed"] == {"prediction": 0, "label": 0}
+        assert 'driftd_kafka_errors_total{operation="state_refused"}' in get(daemon, "/metrics")[1].decode()
+
+    monkeypatch.setenv("DRIFTD_STATE_KEY", "the group's key")  # the key fixed: the state is there
+    with running_daemon(config) as daemon:
+        wait_until(lambda: daemon.health()[1], timeout=30, what="ready")
+        assert status(daemon)["models"]["fraud"]["processed"]["label"] == want["label"]

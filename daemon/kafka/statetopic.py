@@ -271,6 +271,7 @@ class Restored:
     sections: dict
     top_epoch: int
     keys: list
+    refused: int = 0  # checkpoints whose seal did not match (another DRIFTD_STATE_KEY, or tampered)
 
 
 class StateReader:
@@ -398,7 +399,7 @@ class StateReader:
         keys = [prefix.manifest(e) for e in manifests]
         keys += [prefix.piece(e, sha, i) for (e, sha), piece_set in blobs.items() for i in piece_set]
         top = max((e.number for e in manifests), default=0)
-        readable = []
+        readable, refused = [], 0
         for epoch, sealed in manifests.items():
             try:
                 saved = unseal(self._key, f"state {self.scope} p{partition}", sealed)
@@ -407,6 +408,7 @@ class StateReader:
                     raise ValueError("written by another version, or under another key name")
                 readable.append(manifest)
             except (Tampered, ValueError, KeyError, pickle.UnpicklingError) as e:
+                refused += 1
                 log.error("state topic %s: checkpoint of partition %d epoch %s refused (%s)", self.topic, partition, epoch, e)
         for manifest in sorted(readable, key=lambda m: m.id, reverse=True):
             sections = {}
@@ -419,8 +421,8 @@ class StateReader:
                     break
                 sections[name] = data
             else:
-                return Restored(manifest, sections, top, keys)
-        return Restored(None, {}, top, keys)
+                return Restored(manifest, sections, top, keys, refused)
+        return Restored(None, {}, top, keys, refused)
 
 
 def encode(obj) -> bytes:

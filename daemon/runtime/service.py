@@ -29,6 +29,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from learners.registry import Registry
 
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
+from daemon import federation
 from daemon.alerting.episodes import Alert
 from daemon.alerting.sender import AlertSender
 from daemon.kafka import logid
@@ -73,6 +74,8 @@ class Daemon:
         self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
         self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
+        self._refused: dict[int, int] = {}  # partition -> checkpoints refused (another key): waiting
+        self._restore_retry_at = 0.0
         self._generation = -1  # the consumer group generation of the last assignment
         self.state_writer = self.state_reader = self._state_producer = None
         self._changelogs: dict[int, Changelog] = {}
@@ -84,6 +87,7 @@ class Daemon:
         self._last_status: dict = {}
         self._batch_failed = False
         self.publisher = None
+        self.federation = None  # model updates shared with other deployments (daemon.federation)
         self._publish_retry_at = 0.0
         self.metrics.ready.set_function(lambda: float(self.health()[1]))
         self.calibrator = Calibrator()  # thresholds off the loop (daemon.runtime.calibrator)
@@ -121,6 +125,9 @@ class Daemon:
             if self._producer is None:
                 return
             self._set_up_outputs()
+            self.federation = federation.from_config(self.config, self.metrics)
+            if self.federation is not None:
+                self.federation.start()
             self._consumer = self._connect("consumer", lambda: KafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=kafka.group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", partition_assignment_strategy=[RangePartitionAssignor],
@@ -233,6 +240,9 @@ class Daemon:
                                      "from the last one", type(e).__name__, e)
                         raise
             self._publish_promotions()  # also without new input: a failed publish is retried
+            if self.federation is not None:
+                with self.lock:
+                    self.federation.after_batch(self.states)
             self._update_lag()
             if time.monotonic() >= next_checkpoint:
                 self._checkpoint()
@@ -413,7 +423,7 @@ class Daemon:
         """Restore the state of newly assigned partitions: the newest checkpoint in the
         state topic (a local file only where the topic has none), then seek to the offsets
         it reflects. A state topic that cannot be read keeps them paused, retried."""
-        if not self._to_restore:
+        if not self._to_restore or time.monotonic() < self._restore_retry_at:
             return
         numbers = sorted(self._to_restore)
         try:
@@ -427,8 +437,12 @@ class Daemon:
             assigned = self._consumer.assignment()
             for p in numbers:
                 if not any(tp.partition == p for tp in assigned):
+                    self._to_restore.discard(p)
                     continue  # revoked meanwhile
                 restored = found.get(p)
+                if self._refused_wait(p, restored):
+                    continue
+                self._to_restore.discard(p)
                 state, logs, source = self._restored_state(p, restored)
                 if self.state_writer is not None:
                     self.state_writer.own(p, Epoch((restored.top_epoch if restored else 0) + 1, self._generation),
@@ -443,8 +457,28 @@ class Daemon:
                     log.info("partition %d restored at offsets %s from %s", p, state.offsets, source, extra={"partition": p})
                 self.states[p] = state
                 self._logs[p] = dict(logs)
-            self._to_restore.clear()
             self.metrics.assigned_partitions.set(len(self.states))
+
+    def _refused_wait(self, p: int, restored) -> bool:
+        """True if partition ``p`` must wait: the state topic holds checkpoints of it, none
+        readable with this replica's key (``state.refused_state: wait``). Starting afresh
+        would lose the group's state and write checkpoints the others cannot read."""
+        if restored is None or restored.manifest is not None or not restored.refused:
+            self._refused.pop(p, None)
+            return False
+        if self.config.state.refused_state != "wait":
+            log.error("partition %d: its %d checkpoints in the state topic are refused; starting afresh from the "
+                      "committed offsets (state.refused_state: start_fresh)", p, restored.refused, extra={"partition": p})
+            return False
+        if p not in self._refused:
+            log.error("partition %d: its %d checkpoints in the state topic are sealed with another key (or tampered "
+                      "with): waiting, not starting afresh. Give this replica the group's DRIFTD_STATE_KEY (state.key_env), "
+                      "or set state.refused_state: start_fresh after an intended key rotation", p, restored.refused,
+                      extra={"partition": p})
+        self._refused[p] = restored.refused
+        self.metrics.kafka_errors.labels("state_refused").inc()
+        self._restore_retry_at = time.monotonic() + 10.0
+        return True
 
     def _restored_state(self, p: int, restored) -> tuple:
         """(state, logs, where it came from or None) of partition ``p``."""
@@ -483,6 +517,8 @@ class Daemon:
                 if self.state_writer is not None:
                     self.state_writer.disown(p)
             self._to_restore -= numbers
+            for p in numbers:
+                self._refused.pop(p, None)
             self._unverified = {tp for tp in self._unverified if tp.partition not in numbers}
             self.metrics.assigned_partitions.set(len(self.states))
 
@@ -582,6 +618,9 @@ class Daemon:
             return live, False, "broker not answering"
         if self._restoring:
             return live, False, "restoring state"
+        if self._refused:
+            return live, False, (f"partitions {sorted(self._refused)}: their state in the state topic is sealed with "
+                                 f"another key; set DRIFTD_STATE_KEY to the group's key (see the log)")
         if self._to_restore:
             return live, False, "restoring state from the state topic"
         if self._unverified:
@@ -627,6 +666,8 @@ class Daemon:
                 self._consumer.close(autocommit=False)  # leaves the group: partitions move at once
         except Exception as e:  # noqa: BLE001 - shut down the rest whatever happened
             log.error("final checkpoint failed: %s", e)
+        if self.federation is not None:
+            self.federation.close()
         if self.alerts is not None:
             self.alerts.close(timeout=3.0)
             with self.lock:

@@ -74,12 +74,12 @@ class Metrics:
             ["model", "learner"], registry=r)
         self.federation_rejected = Counter(
             "driftd_federation_rejected_updates", "Federation messages refused, by reason (signature, malformed, "
-            "unknown_participant, norm, stale, no_events).", ["reason"], registry=r)
+            "unknown_participant, norm, global_norm, stale, no_events).", ["reason"], registry=r)
         self.federation_score = Gauge(
             "driftd_federation_score", "Progressive score (accuracy or MAE, recent window) of the federated learner "
             "here: the last global model and what it learnt locally since.", ["model", "learner"], registry=r)
         self.federation_aggregator = Gauge(
-            "driftd_federation_aggregator", "1 while this participant is the elected aggregator.", registry=r)
+            "driftd_federation_aggregator", "1 while this participant is the elected aggregator.", ["federation"], registry=r)
 
 
 class _LagCollector:
