@@ -125,6 +125,17 @@ def _offline_parsers(sub) -> None:
                         help="records per poll of the daemon, split into a batch per topic partition (default: 500; the alerts do not depend on it)")
     replay.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
+    broker = sub.add_parser(
+        "broker", help="run the embedded development broker alone (for several replicas on one machine)",
+        description="Start the embedded Kafka-compatible broker (in memory, for development: it loses everything "
+                    "when it stops) and keep it until SIGTERM or Ctrl-C; prints its address as the first line. "
+                    "Replicas then use bootstrap_servers: 127.0.0.1:PORT.")
+    broker.add_argument("--port", type=_port, default=9092, help="port on 127.0.0.1 (default: 9092; 0: a free port)")
+    broker.add_argument("--partitions", type=int, default=0, metavar="N",
+                        help="with --topic, create the topics with this many partitions")
+    broker.add_argument("--topic", action="append", default=[], metavar="NAME",
+                        help="a topic to create with --partitions partitions (repeatable)")
+
     report = sub.add_parser(
         "report", help="write the HTML drift report, from a replay or from a running daemon",
         description="Write a self-contained HTML drift report (works offline): per model, each test's statistic "
@@ -134,6 +145,33 @@ def _offline_parsers(sub) -> None:
     source.add_argument("--from-replay", metavar="FILE", help="the --summary JSON of 'driftd replay'")
     source.add_argument("--url", metavar="URL", help="a running daemon's base URL (its /status)")
     report.add_argument("--out", default="report.html", metavar="FILE", help="the HTML file (default: report.html)")
+
+
+def _broker(args) -> int:
+    """``driftd broker``: the embedded broker until SIGTERM or Ctrl-C; 0 on a clean stop."""
+    import signal
+    import threading
+
+    from daemon.kafka.embedded_broker import EmbeddedBroker
+
+    topics = {name: max(1, args.partitions) for name in args.topic}
+    try:
+        broker = EmbeddedBroker(port=args.port or None, topics=topics).start()
+    except Exception as e:  # noqa: BLE001 - a taken port, a missing binary: said in one line
+        print(f"driftd broker: cannot start the embedded broker on port {args.port}: {e}", file=sys.stderr)
+        return 1
+    print(f"driftd: embedded broker at {broker.bootstrap}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            if not broker.running():
+                print("driftd broker: the broker exited", file=sys.stderr)
+                return 1
+    finally:
+        broker.close()
+    return 0
 
 
 def _port(text: str) -> int:
@@ -169,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.web import report
 
         return report.command(args)
+    if args.command == "broker":
+        return _broker(args)
     if args.command == "demo":
         from daemon.demo import main as demo_module
 

@@ -328,3 +328,23 @@ def test_a_json_log_line_is_one_object_with_the_fields_the_call_gives():
     assert "RuntimeError: boom" in line["exception"]
     plain = json.loads(JsonFormatter().format(logger.makeRecord("driftd", logging.INFO, __file__, 1, "hi", (), None)))
     assert set(plain) == {"time", "level", "logger", "message"}
+
+
+def test_driftd_broker_serves_replicas_on_one_machine_until_sigterm():
+    """`driftd broker`: the embedded broker alone, its address first, the topics asked for."""
+    from kafka import KafkaConsumer
+
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "broker", "--port", "0", "--topic", "preds",
+                             "--topic", "labs", "--partitions", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        first = proc.stdout.readline().strip()
+        assert first.startswith("driftd: embedded broker at 127.0.0.1:"), first
+        consumer = KafkaConsumer(bootstrap_servers=first.rsplit(" ", 1)[1])
+        try:
+            assert consumer.partitions_for_topic("preds") == {0, 1} == consumer.partitions_for_topic("labs")
+        finally:
+            consumer.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()

@@ -265,11 +265,14 @@ def test_a_csv_cell_that_is_not_json_is_a_dead_letter_of_the_daemons_reason(tmp_
 
 def test_routing_rows_by_their_fields_and_files():
     assert partition_for(None, 3) == 0 and partition_for("m", 1) == 0
-    item = inputs._item("f", 1, b'{"model": "m", "id": 1, "ts": "2025-01-01T00:00:00Z", "label": 0}', False)
+    (item,) = inputs._items("f", 1, b'{"model": "m", "id": 1, "ts": "2025-01-01T00:00:00Z", "label": 0}', False)
     assert (item.kind, item.model, item.ts) == ("label", "m", 1735689600.0)
-    item = inputs._item("f", 1, b'{"model": "m", "label": 0, "prediction": 1}', False)
-    assert item.kind == "prediction"
-    assert inputs._item("f", 1, b'{"model": "m", "prediction": 1}', True).kind == "label"
+    # A row with both (an evaluation table): the prediction, then its label.
+    both = inputs._items("f", 1, b'{"model": "m", "id": "a", "ts": 5, "label": 0, "prediction": 1, "features": {}}', False)
+    assert [(i.kind, json.loads(i.value)) for i in both] == [
+        ("prediction", {"model": "m", "id": "a", "ts": 5, "prediction": 1, "features": {}}),
+        ("label", {"model": "m", "id": "a", "ts": 5, "label": 0})]
+    assert [i.kind for i in inputs._items("f", 1, b'{"model": "m", "prediction": 1}', True)] == ["label"]
     with pytest.raises(inputs.InputError, match="unknown format"):
         inputs.format_of("events.txt")
 
@@ -325,3 +328,14 @@ def test_auto_register_watches_every_model_the_files_name(tmp_path, capsys):
                  "--auto-register", "--summary", str(summary)]) == 0
     assert "dead letter" not in capsys.readouterr().err
     assert json.loads(summary.read_text())["models"]["other"]["status"]["processed"]["prediction"] == 1200
+
+
+def test_without_a_config_file_auto_register_uses_the_defaults_and_says_what_did_not_run(tmp_path, capsys,
+                                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    _write_jsonl(tmp_path / "events.jsonl", _stream(model="other", n=1200))
+    assert main(["replay", "events.jsonl", "--auto-register", "--out", "a.jsonl", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "model other: reference incomplete (1,200 of 5,000 predictions): no data-drift test ran" in err
+    assert main(["replay", "events.jsonl", "--out", "a.jsonl", "--quiet"]) == 2  # without it: the file is needed
+    assert "config.yaml" in capsys.readouterr().err

@@ -20,8 +20,11 @@ Formats (by the file's extension: ``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``
   CSV, with native types; ``features`` may also be a struct or map column, ``ts`` a
   timestamp column (a naive one is read as UTC).
 
-Kind: a row is a label if it has a ``label`` field and no ``prediction`` field, else a
-prediction; rows of files given with ``--labels`` are labels whatever their fields.
+Kind: a row is a label if it has a ``label`` field and no ``prediction`` field, and a
+prediction if it has ``prediction`` and no ``label``. A row with both (an evaluation
+table: each prediction with its outcome) is read as the prediction followed by its label
+(``model``, ``id``, ``ts`` and ``label`` of the row). Rows of files given with
+``--labels`` are labels whatever their fields.
 """
 
 from __future__ import annotations
@@ -106,14 +109,19 @@ def size_of(path: str) -> int:
         return 0
 
 
-def _item(path: str, line: int, raw: bytes, labels: bool) -> Item:
+def _items(path: str, line: int, raw: bytes, labels: bool) -> list[Item]:
     try:
         r = _route.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        return Item(path, line, "label" if labels else "prediction", None, None, raw)
-    is_label = labels or (r.label is not msgspec.UNSET and r.prediction is msgspec.UNSET)
-    return Item(path, line, "label" if is_label else "prediction", r.model if isinstance(r.model, str) else None,
-                _seconds(r.ts), raw)
+        return [Item(path, line, "label" if labels else "prediction", None, None, raw)]
+    model, ts = (r.model if isinstance(r.model, str) else None), _seconds(r.ts)
+    if not labels and r.label is not msgspec.UNSET and r.prediction is not msgspec.UNSET:
+        row = msgspec.json.decode(raw)  # an object: _Route decoded it
+        label = {k: row[k] for k in ("model", "id", "ts", "label") if k in row}
+        del row["label"]
+        return [Item(path, line, "prediction", model, ts, _encode(row)), Item(path, line, "label", model, ts, _encode(label))]
+    is_label = labels or r.label is not msgspec.UNSET
+    return [Item(path, line, "label" if is_label else "prediction", model, ts, raw)]
 
 
 def _jsonl(path: str, labels: bool) -> Iterator[Item]:
@@ -122,7 +130,7 @@ def _jsonl(path: str, labels: bool) -> Iterator[Item]:
             raw = line.rstrip(b"\r\n")
             if not raw.strip():
                 continue
-            yield _item(path, number, raw, labels)
+            yield from _items(path, number, raw, labels)
 
 
 def _csv(path: str, labels: bool) -> Iterator[Item]:
@@ -136,7 +144,7 @@ def _csv(path: str, labels: bool) -> Iterator[Item]:
             features = [c for c in reader.fieldnames if c.startswith("feature.")]
             line = reader.line_num + 1
             for row in reader:
-                yield _item(path, line, _encoded_row(row, features, _cell), labels)
+                yield from _items(path, line, _encoded_row(row, features, _cell), labels)
                 line = reader.line_num + 1
         except csv.Error as e:  # a NUL byte, an unterminated quote: the rest cannot be split into rows
             raise InputError(f"{path}:{reader.line_num}: not readable as CSV: {e}") from None
@@ -166,7 +174,7 @@ def _parquet(path: str, labels: bool) -> Iterator[Item]:
     for batch in table.iter_batches(batch_size=8192):
         for row in batch.to_pylist():
             number += 1
-            yield _item(path, number, _encoded_row(row, features, _native), labels)
+            yield from _items(path, number, _encoded_row(row, features, _native), labels)
 
 
 def _row_event(row: dict, feature_columns: list, convert) -> bytes:

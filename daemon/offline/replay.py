@@ -42,6 +42,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -430,6 +431,19 @@ class Progress:
 
 # -- the command ---------------------------------------------------------------------------------
 
+def incomplete_references(result: Result) -> list[str]:
+    """A line per model whose reference the files did not fill: none of its data-drift
+    tests ran, which a summary of '0 alerts' alone would hide."""
+    lines = []
+    for state in result.states.values():
+        for name, pipeline in state.models.items():
+            if not pipeline.reference_complete:
+                lines.append(f"model {name}: reference incomplete ({pipeline.reference.n:,} of "
+                             f"{pipeline.reference.size:,} predictions): no data-drift test ran; give more events "
+                             f"or a smaller model_defaults.reference_size")
+    return lines
+
+
 #: Dead letters printed one per line on stderr; the rest are counted in the last line.
 SHOWN_DEAD_LETTERS = 20
 
@@ -444,7 +458,10 @@ def command(args) -> int:
     from daemon.runtime import logs
 
     try:
-        config = config_module.load(args.config)
+        if args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config):
+            config = config_module.from_dict({})  # no file: the defaults, every model the files name
+        else:
+            config = config_module.load(args.config)
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
@@ -497,6 +514,8 @@ def command(args) -> int:
               f"(all: {', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
     if progress is not None:
         progress.done(result)
+    for line in incomplete_references(result):
+        print(f"driftd replay: {line}", file=sys.stderr)
     document = replay_document(result, config, [p for p, _ in files])
     if args.summary:
         with open(args.summary, "w", encoding="utf-8") as f:

@@ -180,14 +180,16 @@ class DataTests:
         reference values (those a univariate test watches), then indicators of the
         categorical features' frequent levels (see :func:`_encoding`), or say why it is
         skipped."""
-        numeric = [name for name, column in self.columns.items()
-                   if column.kind == "numeric" and column.constant is None and name not in (PREDICTION, SCORE)]
+        # By name, not by the order the events' keys came in: the regressions, their folds
+        # and the simulation must not depend on how a producer ordered its JSON.
+        numeric = sorted(name for name, column in self.columns.items()
+                         if column.kind == "numeric" and column.constant is None and name not in (PREDICTION, SCORE))
         if len(numeric) < 2:
             self.skipped[("reconstruction", ALL)] = (
                 f"needs at least two numeric features that are not constant; the reference has {len(numeric)}"
                 + (f" ({', '.join(numeric)})" if numeric else ""))
             return
-        categorical = {name: sample.column(name).values() for name, column in self.columns.items()
+        categorical = {name: sample.column(name).values() for name, column in sorted(self.columns.items())
                        if column.kind == "categorical" and column.constant is None and name not in (PREDICTION, SCORE)}
         encoding = _encoding(numeric, categorical)
         names = tuple(name if levels is None else f"{name}={lv}" for name, levels in encoding for lv in levels or [None])
