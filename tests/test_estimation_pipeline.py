@@ -160,3 +160,13 @@ def test_the_estimated_stream_does_not_depend_on_when_the_labels_were_read():
                  if o.detector == NAME]
         runs.append((pipeline.estimation.estimate.n_seen, found))
     assert runs[0][1] and runs[0] == runs[1] == runs[2]
+
+
+def test_settings_the_estimates_test_cannot_meet_skip_it_with_the_reason():
+    """A label_ert below the test's stride must not make every labelled event an internal
+    error: the estimate's test is skipped, with the reason."""
+    from daemon.stream.estimation import ModelEstimation
+
+    estimation = ModelEstimation(ModelConfig(decay_reference_size=100, decay_window=50, label_ert=1.0), None)
+    estimation.observe_labels([((i % 2, 0.9 if i % 2 else 0.1, None, T0 + i, {}), i % 2) for i in range(100)])
+    assert estimation.test is None and "cannot build the estimate's test" in estimation.skipped

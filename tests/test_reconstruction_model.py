@@ -63,8 +63,9 @@ def test_a_correlation_flip_fires_reconstruction_only_and_names_the_flipped_feat
     pipeline.observe_predictions(_events(_flip_rows(rng, 2000, 0.8), 0, rng))
     assert calibrate_now(pipeline) > 0 and pipeline.uncalibrated == 0
     assert ("reconstruction", ALL) in pipeline.data_detectors
-    # Numeric features, then indicators of plan's levels but the most frequent (basic).
-    assert pipeline.data_detectors[("reconstruction", ALL)].names == ("x", "y", "z", "w", "plan=plus", "plan=pro")
+    # Numeric features by name (not in the events' key order), then indicators of plan's
+    # levels but the most frequent (basic).
+    assert pipeline.data_detectors[("reconstruction", ALL)].names == ("w", "x", "y", "z", "plan=plus", "plan=pro")
     observations = pipeline.pop_observations()
     before, after = 4000, 4000
     for start in range(0, before, 1000):

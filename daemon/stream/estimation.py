@@ -143,8 +143,12 @@ class ModelEstimation:
         except ValueError as e:
             self.skipped = f"cannot fit the estimate: {e}"
             return
-        self.test = EstimateDecay(self.metric, self.estimate.reference_losses, window=self.window,
-                                  ert=self.ert, defer_calibration=True)
+        try:
+            self.test = EstimateDecay(self.metric, self.estimate.reference_losses, window=self.window,
+                                      ert=self.ert, defer_calibration=True)
+        except ValueError as e:  # settings the test cannot meet (e.g. a label_ert below its stride)
+            self.skipped = f"cannot build the estimate's test: {e}"
+            return
         self._start = self._newest_label
         waiting = [w for w in waiting if w[3] > self._start]
         if waiting:
