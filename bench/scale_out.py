@@ -66,7 +66,6 @@ the bench polls; none is pinned. 3 replicas and the broker on 2 cores cannot sca
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import os
@@ -74,15 +73,11 @@ import pickle
 import re
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import typing
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +96,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from daemon.kafka.checkpoint import Checkpoints, unseal  # noqa: E402
 from daemon.kafka.embedded_broker import EmbeddedBroker, create_topics  # noqa: E402
 from daemon.kafka.statetopic import decode, parse_key  # noqa: E402
+from tests.process_harness import DriftdProcess  # noqa: E402
 
 SEED = 20_251_210
 #: Shared by every replica of the run: manifests are sealed with it (``state.key_env``).
@@ -240,62 +236,19 @@ def machine_jiffies() -> tuple[int, int]:
     return sum(values[:8]) - idle, sum(values[:8])
 
 
-class Replica:
-    """``driftd run`` as a subprocess of the bench, with its log in a file."""
+class Replica(DriftdProcess):
+    """``driftd run`` as a subprocess of the bench (:class:`tests.process_harness.DriftdProcess`)
+    with the deployment's shared state key, its own state directory and log file."""
 
     def __init__(self, name: str, config_path: Path, state_dir: Path, log_path: Path):
-        self.name = name
-        self.config_path = config_path
+        super().__init__(config_path, log_path.parent, name=name, env={"DRIFTD_STATE_KEY": STATE_KEY})
         self.state_dir = state_dir
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.port: int | None = None
-
-    def start(self) -> "Replica":
-        env = {**os.environ, "DRIFTD_STATE_KEY": STATE_KEY,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
-                                         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        return self
 
     def wait_port(self, timeout: float = 90) -> "Replica":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"metrics on port (\d+)", self.log())
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not start (exit {self.proc.poll()}); log tail:\n{self.log()[-3000:]}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        return super().wait_port(timeout)
 
     def status(self, timeout: float = 5) -> dict | None:
-        """/status, or None if it does not answer or serves a stale copy (loop busy)."""
-        try:
-            code, body = self.get("/status", timeout)
-        except OSError:
-            return None
-        found = json.loads(body) if code == 200 else None
-        return None if found is None or found.get("stale") else found
+        return self.fresh_status(timeout)
 
     def readyz(self) -> tuple[int, str]:
         try:
@@ -306,24 +259,7 @@ class Replica:
 
     def restored_offsets(self, partition: int) -> list[dict]:
         """The offsets of every "partition N restored at offsets {...} from ..." log line, in order."""
-        return [ast.literal_eval(m.group(1))
-                for m in re.finditer(rf"partition {partition} restored at offsets (\{{.*?\}}) from", self.log())]
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM, then SIGKILL if it is still there after ``timeout`` (our own child, by pid)."""
-        if not self.alive():
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(10)
+        return [offsets for offsets, _ in self.restored(partition)]
 
 
 class Deployment:
@@ -489,7 +425,7 @@ def throughput_run(broker, work: Path, n_replicas: int, topics: dict, models: di
     started = time.monotonic()
     try:
         for r in replicas:
-            r.start()
+            r.launch()
         for r in replicas:
             r.wait_port()
         polls: list[Poll] = []
@@ -685,7 +621,7 @@ def takeover_once(broker, work: Path, topics: dict, models: dict, model_defaults
     stop = threading.Event()
     trickle = None
     try:
-        a.start(), b.start()
+        a.launch(), b.launch()
         a.wait_port(), b.wait_port()
 
         def settled():
@@ -839,7 +775,7 @@ def series(broker, work: Path, sizes: Sizes) -> dict:
     replicas = [d.replica() for d in deps]
     try:
         for r in replicas:
-            r.start()
+            r.launch()
         for r in replicas:
             r.wait_port()
         for r in replicas:

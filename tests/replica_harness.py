@@ -18,16 +18,9 @@ What :mod:`tests.test_replicas` needs around real processes:
 
 from __future__ import annotations
 
-import ast
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -40,7 +33,8 @@ from daemon.kafka.checkpoint import unseal
 from daemon.kafka.embedded_broker import create_topics
 from daemon.kafka.statetopic import parse_key
 
-ROOT = Path(__file__).resolve().parent.parent
+from .process_harness import DriftdProcess
+
 #: The state key every replica of a test shares (checkpoints are sealed with it).
 STATE_KEY = "replica-test-state-key-0123456789abcdef"
 
@@ -88,86 +82,16 @@ def replica_config(path: Path, bootstrap: str, names: dict, models: list, state_
 
 # -- one replica ------------------------------------------------------------------------------
 
-class Replica:
-    """``driftd run`` as a subprocess; each run's log goes to its own file."""
+class Replica(DriftdProcess):
+    """``driftd run`` as a subprocess with the group's shared :data:`STATE_KEY`; each run's
+    log goes to its own file."""
 
     def __init__(self, name: str, config_path: Path, log_dir: Path):
-        self.name = name
-        self.config_path = config_path
-        self.log_dir = log_dir
-        self.runs = 0
-        self.proc: subprocess.Popen | None = None
-        self.port: int | None = None
-        self.log_path: Path | None = None
-
-    def __repr__(self) -> str:
-        return f"Replica({self.name}, run {self.runs}, pid {self.proc.pid if self.proc else None})"
-
-    def start(self, timeout: float = 60) -> "Replica":
-        self.runs += 1
-        self.port = None
-        self.log_path = self.log_dir / f"{self.name}-{self.runs}.log"
-        env = {**os.environ, "DRIFTD_STATE_KEY": STATE_KEY,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"metrics on port (\d+)", self.log())
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name} did not start (exit {self.proc.poll()}); log:\n{self.log()[-5000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        super().__init__(config_path, log_dir, name=name, env={"DRIFTD_STATE_KEY": STATE_KEY})
 
     def status(self) -> dict | None:
         """/status, or None if it does not answer or answers a stale copy (loop busy)."""
-        try:
-            code, body = self.get("/status")
-        except OSError:
-            return None
-        found = json.loads(body) if code == 200 else None
-        return None if found is None or found.get("stale") else found
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)  # our own child, by pid
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait for the exit status."""
-        self.signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """Clean-up: SIGCONT (a stopped process cannot die of SIGTERM) then SIGKILL."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restored(self, partition: int) -> list[tuple[dict, str]]:
-        """(offsets, source) of every "partition N restored at offsets ... from ..." line of
-        this run's log, in order."""
-        found = []
-        for m in re.finditer(rf"partition {partition} restored at offsets (\{{.*?\}}) from (.*)", self.log()):
-            found.append((ast.literal_eval(m.group(1)), m.group(2).strip()))
-        return found
+        return self.fresh_status()
 
 
 # -- the stream -------------------------------------------------------------------------------

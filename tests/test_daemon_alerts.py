@@ -142,7 +142,7 @@ def test_the_same_alerts_through_sigkills_at_random_points(kafka_bootstrap, topi
                    what="the restarted process settled")
         time.sleep(1.0)
     finally:
-        process.stop()
+        process.kill()
         producer.join(60)
     print(f"killed after {progress} of {N_EVENTS} predictions")
     assert any(0 < p < N_EVENTS for p in progress), progress  # mid-stream, not before or after it

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,8 +35,7 @@ from daemon.kafka.embedded_broker import EmbeddedBroker
 from daemon.demo.simulate import Simulation
 
 from .daemon_harness import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from .process_harness import ROOT, DriftdProcess
 MODEL = "fraud"
 
 
@@ -72,48 +68,11 @@ def write_config(tmp_path: Path, bootstrap: str, unique_name, **sections) -> tup
     return path, config
 
 
-class DaemonProcess:
+class DaemonProcess(DriftdProcess):
     """``driftd run`` as a subprocess; its log goes to a file (read for the port)."""
 
     def __init__(self, config_path: Path, log_dir: Path):
-        self.config_path = config_path
-        self.log_dir = log_dir
-        self.runs = 0
-        self.proc: subprocess.Popen | None = None
-        self.port: int | None = None
-        self.log_path: Path | None = None
-
-    def start(self, timeout: float = 30) -> "DaemonProcess":
-        self.runs += 1
-        self.log_path = self.log_dir / f"driftd-{self.runs}.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"metrics on port (\d+)", self.log())
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"daemon did not start (exit {self.proc.poll()}); log:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        super().__init__(config_path, log_dir)
 
     def status(self) -> dict:
         return json.loads(self.get("/status")[1])
@@ -136,18 +95,6 @@ class DaemonProcess:
             "dead": sum(v for (name, _), v in m.items() if name == "driftd_dead_letter_total"),
         }
 
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)  # our own child, by pid
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        """Clean-up: SIGKILL if still running (a test that got this far already failed)."""
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(10)
-
 
 @pytest.fixture
 def daemons(tmp_path):
@@ -160,7 +107,7 @@ def daemons(tmp_path):
 
     yield make
     for d in started:
-        d.stop()
+        d.kill()  # a test that got this far with a live daemon already failed
 
 
 def sim_records(config: dict, n_events: int, id_prefix: str = "p-", seed: int = 7) -> list:

@@ -184,12 +184,7 @@ class Started(DaemonProcess):
     from the first log line, before any broker is reached."""
 
     def start(self, timeout: float = 30) -> "Started":
-        self.runs += 1
-        self.log_path = self.log_dir / f"driftd-{self.runs}.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
-                                         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.launch()
         match = wait_until(lambda: re.search(r"HTTP on [^:]+:(\d+)", self.log()) or self.proc.poll() is not None,
                            timeout=timeout, what="the HTTP line")
         assert self.proc.poll() is None, self.log()
@@ -253,7 +248,7 @@ def test_livez_stays_200_while_the_broker_is_stopped_and_readyz_says_why(unique_
         assert daemon.wait(20) == 0, daemon.log()
     finally:
         if daemon is not None:
-            daemon.stop()
+            daemon.kill()
         broker.close()
 
 
@@ -463,4 +458,4 @@ def test_broker_back_empty_under_the_daemon_every_new_event_is_counted(unique_na
             daemon.signal(signal.SIGTERM)
             assert daemon.wait(20) == 0, daemon.log()
         finally:
-            daemon.stop()
+            daemon.kill()
