@@ -322,8 +322,9 @@ def test_auto_register_watches_every_model_the_files_name(tmp_path, capsys):
     config_path.write_text(json.dumps(_config()))
     summary = tmp_path / "s.json"
     assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet",
-                 "--summary", str(summary)]) == 0
-    assert "dead letter (unknown_model)" in capsys.readouterr().err
+                 "--summary", str(summary)]) == 1  # nothing replayed
+    err = capsys.readouterr().err
+    assert "dead letter (unknown_model)" in err and "--auto-register watches them" in err
     assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet",
                  "--auto-register", "--summary", str(summary)]) == 0
     assert "dead letter" not in capsys.readouterr().err
@@ -339,3 +340,21 @@ def test_without_a_config_file_auto_register_uses_the_defaults_and_says_what_did
     assert "model other: reference incomplete (1,200 of 5,000 predictions): no data-drift test ran" in err
     assert main(["replay", "events.jsonl", "--out", "a.jsonl", "--quiet"]) == 2  # without it: the file is needed
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_a_replay_of_which_no_row_could_be_replayed_exits_1_and_says_why(tmp_path, capsys):
+    """A file every row of which is a dead letter (here: a CSV whose columns are not the
+    event's fields) or a file with no rows is a mistake of layout, not data: exit 1 with
+    the reason; a file with some bad rows among good ones exits 0 (test above)."""
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("name,when,value\n" + "".join(f"m,{1700000000 + i},{i}\n" for i in range(50)))
+    assert main(["replay", str(wrong), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "every row (50) was a dead letter, most often" in err and "nothing was replayed" in err, err
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["replay", str(empty), "--config", str(config_path), "--out", str(tmp_path / "b.jsonl"), "--quiet"]) == 1
+    assert "the files hold no rows" in capsys.readouterr().err

@@ -450,8 +450,10 @@ SHOWN_DEAD_LETTERS = 20
 
 def command(args) -> int:
     """``driftd replay`` (see ``driftd replay --help``): exit 0 when every file was read
-    (bad rows are dead letters, not failures), 1 if a file cannot be read, 2 for an invalid
-    configuration."""
+    (bad rows are dead letters, not failures), 1 if a file cannot be read or not one of its
+    rows could be replayed (no rows, or every row a dead letter: a wrong format or layout,
+    not data to monitor), 2 for an invalid configuration. The summary and report are
+    written either way."""
     import json
 
     from daemon import config as config_module
@@ -528,6 +530,21 @@ def command(args) -> int:
             print(f"driftd replay: {e}", file=sys.stderr)
             return 1
         print(f"driftd replay: report written to {args.report}", file=sys.stderr)
+    return _nothing_replayed(result)
+
+
+def _nothing_replayed(result: Result) -> int:
+    """1 with the reason on stderr when no row of the files was replayed, else 0."""
+    if result.records == 0:
+        print("driftd replay: the files hold no rows; nothing was replayed", file=sys.stderr)
+        return 1
+    if len(result.dead_letters) >= result.records:
+        reason, n = Counter(d.reason for d in result.dead_letters).most_common(1)[0]
+        hint = ("the models are not under `models:` in the configuration: --auto-register watches them"
+                if reason == "unknown_model" else "check the files' layout against the README's event format")
+        print(f"driftd replay: every row ({result.records}) was a dead letter, most often {reason} ({n}); "
+              f"nothing was replayed: {hint}", file=sys.stderr)
+        return 1
     return 0
 
 
