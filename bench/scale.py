@@ -12,21 +12,27 @@ Run from the repository root::
 Each count of models runs in a fresh interpreter (so memory does not carry over), with
 ``daemon.stream.pipeline.ModelPipeline`` objects fed directly (no broker; see ``bench/feeding.py``),
 every model at ``ModelConfig()``'s defaults with 20 numeric features ``x0..x19`` (normal,
-each its own mean and scale; fresh draws per model) and a predicted class (no score):
+each its own mean and scale; fresh draws per model; full-precision floats, or rounded to
+``--decimals`` digits as JSON values often are) and a predicted class (no score):
 
-1. **baseline**: the interpreter with numpy and driftd imported, after ``gc.collect()``:
-   VmRSS is the "interpreter" that the memory figures are measured above;
-2. **to ready**: model after model, its reference (``reference_size`` predictions, decoded
-   beforehand, not timed) is fed in batches of 500, which builds its tests, then its
-   pending calibrations are computed: the CPU time of this thread from the first
-   reference event to a calibrated model. The first model pays for what later ones share
-   (null tables of continuous features, which depend on sizes and settings only);
-3. **per event**: every model's windows are filled (``window`` stationary predictions,
+1. **baseline**: the interpreter with numpy and driftd imported, the C allocator tuned as
+   ``driftd run`` tunes it (``daemon/runtime/allocator.py``), after ``gc.collect()``: VmRSS
+   is the "interpreter" that the memory figures are measured above;
+2. **collecting**: model after model, its reference (``reference_size`` predictions, decoded
+   beforehand, not timed) but its last prediction is fed in batches of 500; with every
+   model one prediction short of its reference (the most a reference holds), VmRSS above
+   the baseline after ``gc.collect()`` is the collecting phase's memory;
+3. **to ready**: model after model, the last prediction of its reference, which builds its
+   tests, then its pending calibrations are computed: the CPU time of this thread from
+   the first reference event to a calibrated model (both steps). The first model pays for
+   what later ones share (null tables of continuous features, which depend on sizes and
+   settings only);
+4. **per event**: every model's windows are filled (``window`` stationary predictions,
    untimed), then batches of ``stride`` predictions (each batch runs every test of the model
    once), model after model, round after round, at least ``--steady`` predictions in all:
    CPU microseconds per prediction. Flat means the cost does not grow with the number of
    models;
-4. **memory**, after the steady phase (``gc.collect()``): VmRSS above the baseline, per
+5. **memory**, after the steady phase (``gc.collect()``): VmRSS above the baseline, per
    model, and the marginal cost of a model, ``(RSS above at N - at 1) / (N - 1)``, which
    leaves out one-off costs (lazy imports, shared null tables, allocator arenas); each
    model's pickled size (``pickle.dumps(pipeline)``, what a checkpoint holds for it; every
@@ -69,8 +75,10 @@ MEANS = np.linspace(-5, 5, N_FEATURES)
 SCALES = np.linspace(0.5, 3, N_FEATURES)
 
 
-def rows(rng: np.random.Generator, n: int, model: str, start: int = 0) -> list:
+def rows(rng: np.random.Generator, n: int, model: str, start: int = 0, decimals: int | None = None) -> list:
     x = rng.normal(size=(n, N_FEATURES)) * SCALES + MEANS
+    if decimals is not None:
+        x = np.round(x, decimals)  # "12.34" in the JSON
     prediction = ((x[:, 0] - MEANS[0]) / SCALES[0] + (x[:, 1] - MEANS[1]) / SCALES[1] > 0).astype(int)
     return feeding.predictions(model, {f"x{k}": x[:, k] for k in range(N_FEATURES)}, prediction, start=start)
 
@@ -82,32 +90,46 @@ def vm(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child(n_models: int, steady: int) -> dict:
+def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
     from daemon.config import ModelConfig
+    from daemon.runtime import allocator
 
+    allocator.tune()  # as `driftd run` does
     config = ModelConfig()
     gc.collect()
     baseline = vm("VmRSS")
     models: list[feeding.Fed] = []
-    ready_cpu = []
+    ready_cpu, last = [], []
     for m in range(n_models):
         rng = np.random.default_rng([SEED, m])
-        reference = rows(rng, config.reference_size, f"m{m}")
+        reference = rows(rng, config.reference_size, f"m{m}", decimals=decimals)
         fed = feeding.Fed(f"m{m}", config)
         t = time.thread_time()
-        for i in range(0, len(reference), FEED_BATCH):
-            fed.feed(reference[i:i + FEED_BATCH])
+        for i in range(0, len(reference) - 1, FEED_BATCH):
+            fed.feed(reference[i:min(i + FEED_BATCH, len(reference) - 1)])
+        ready_cpu.append(time.thread_time() - t)
+        models.append(fed)
+        last.append(reference[-1])
+        del reference
+    gc.collect()
+    collecting_rss = vm("VmRSS")
+    collecting_peak = vm("VmHWM")
+    collecting_bytes = [sum(c.nbytes for c in fed.pipeline.reference.columns()) for fed in models]
+    pickled_collecting = [len(pickle.dumps(f.pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+                          for f in (models if n_models <= 100 else models[::n_models // 100])]
+    for m, fed in enumerate(models):
+        t = time.thread_time()
+        fed.feed([last[m]])
         if not fed.ready:
             fed.calibrate()
-        ready_cpu.append(time.thread_time() - t)
+        ready_cpu[m] += time.thread_time() - t
         if not fed.ready:
             raise RuntimeError(f"model m{m} not ready after its reference and calibration")
-        models.append(fed)
-        del reference
+    del last
     gc.collect()
     ready_rss = vm("VmRSS")
 
-    pool = rows(np.random.default_rng([SEED, 1, 0]), POOL, "steady", start=10**9)
+    pool = rows(np.random.default_rng([SEED, 1, 0]), POOL, "steady", start=10**9, decimals=decimals)
     fill = pool[:config.window]
     step = config.stride  # each batch completes one test of every test
     batches = [pool[i:i + step] for i in range(config.window, POOL, step)]
@@ -133,6 +155,8 @@ def child(n_models: int, steady: int) -> dict:
     pickled = [len(pickle.dumps(f.pipeline, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
     return {
         "models": n_models, "baseline_rss": baseline, "ready_rss": ready_rss, "steady_rss": steady_rss,
+        "collecting_rss": collecting_rss, "collecting_peak": collecting_peak,
+        "collecting_bytes": float(np.mean(collecting_bytes)), "pickled_collecting": float(np.mean(pickled_collecting)),
         "peak_rss": vm("VmHWM"), "tests_run": tests_run, "pickled_mean": float(np.mean(pickled)), "pickled_max": max(pickled),
         "ready_cpu_first": ready_cpu[0], "ready_cpu_rest_mean": float(np.mean(ready_cpu[1:])) if n_models > 1 else None,
         "ready_cpu_total": float(sum(ready_cpu)), "steady_events": n_events, "steady_rounds": rounds,
@@ -149,9 +173,11 @@ def n_tests(models: list) -> int:
     return sum(d.n_tests for fed in models for d in fed.pipeline.data_detectors.values())
 
 
-def run(n_models: int, steady: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", str(n_models), "--steady", str(steady)],
-                          capture_output=True, text=True)
+def run(n_models: int, steady: int, decimals: int | None = None) -> dict:
+    args = [sys.executable, __file__, "--child", str(n_models), "--steady", str(steady)]
+    if decimals is not None:
+        args += ["--decimals", str(decimals)]
+    done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{n_models} models failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -169,11 +195,13 @@ def main(argv=None) -> int:
     p.add_argument("--steady", type=int, help="steady-phase predictions at least (default 100,000; --quick 20,000)")
     p.add_argument("--only", help="comma-separated parts among models (in one process), throughput, takeover, "
                                   "series (default: all)")
+    p.add_argument("--decimals", type=int, help="feature values rounded to this many decimals (as JSON values "
+                                                "often are; default: full-precision floats)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     steady = opts.steady or (20_000 if opts.quick else 100_000)
     if opts.child is not None:
-        print(json.dumps(child(opts.child, steady)))
+        print(json.dumps(child(opts.child, steady, opts.decimals)))
         return 0
     import scale_out  # not in the children: their baseline is the interpreter with numpy and driftd only
     counts = [int(c) for c in opts.models.split(",")] if opts.models else ([1, 10, 100] if opts.quick else [1, 10, 100, 1000])
@@ -184,7 +212,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     above = None
     if "models" in parts:
-        above = in_process(counts, steady)
+        above = in_process(counts, steady, opts.decimals)
     out = [x for x in parts if x in scale_out.PARTS]
     failed = False
     if out:
@@ -221,15 +249,16 @@ def replica_rss(above: dict, series: dict) -> None:
               f"({counted['per_model']:.0f} per model x 1,000 + {counted['other']} of the process)")
 
 
-def in_process(counts: list, steady: int) -> dict:
-    """Steps 1-4 (see the docstring) for each count of models, printed; RSS above the
+def in_process(counts: list, steady: int, decimals: int | None = None) -> dict:
+    """Steps 1-5 (see the docstring) for each count of models, printed; RSS above the
     interpreter by count."""
     started = time.perf_counter()
     print("driftd with many models in one process (pipelines fed directly, no broker)")
     print(feeding.machine_line())
+    print("feature values: " + ("full-precision floats" if decimals is None else f"rounded to {decimals} decimals"))
     results = []
     for n in counts:
-        results.append(run(n, steady))
+        results.append(run(n, steady, decimals))
         print(f"  {n} models: done", file=sys.stderr, flush=True)
     first = results[0]
     print(f"each model: ModelConfig() defaults {first['config']}; {N_FEATURES} numeric features + the prediction; "
@@ -258,14 +287,33 @@ def in_process(counts: list, steady: int) -> dict:
           + "; ".join(f"{r['models']} models: {r['steady_events']:,} predictions, {r['tests_run']:,} tests, "
                       f"{r['steady_detections']} detections" for r in results))
     print()
+    collecting = {r["models"]: r["collecting_rss"] - r["baseline_rss"] for r in results}
+    head = f"{'models':>6} {'collecting RSS above':>21} {'per model':>10} {'marginal':>10} {'values kept/model':>18} {'pickled/model':>14} {'peak RSS':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        n = r["models"]
+        marginal = "-" if n == one else mb((collecting[n] - collecting[one]) / (n - one), 2)
+        print(f"{n:>6} {mb(collecting[n]):>21} {mb(collecting[n] / n, 2):>10} {marginal:>10} "
+              f"{r['collecting_bytes'] / 1024:>15,.0f} kB {r['pickled_collecting'] / 1024:>11,.0f} kB {mb(r['collecting_peak']):>10}")
+    print()
+    print("collecting: every model one prediction short of its reference (the most it holds); values kept: bytes of\n"
+          "the reference's columns (numbers and codes); pickled: mean len(pickle.dumps(pipeline)) at that moment")
+    print()
     # The marginal cost at the largest count is the most precise (allocator noise spreads
     # over the most models).
     biggest = max(above)
     per_model = (above[biggest] - above[one]) / (biggest - one) if biggest > one else above[one] / one
     pickled = max(r["pickled_mean"] for r in results)
+    collecting_per_model = ((collecting[biggest] - collecting[one]) / (biggest - one) if biggest > one
+                            else collecting[one] / one)
+    pickled_collecting = max(r["pickled_collecting"] for r in results)
     print("Goals (informational)")
     print(f"  <= 0.5 MB per model of 20 numeric features: RSS {mb(per_model, 2)} per model (marginal at {biggest} models), "
           f"pickled {pickled / 2**20:.2f} MB: {'PASS' if max(per_model, pickled) <= 0.5 * 2**20 else 'BELOW'}")
+    print(f"  the same while references are collected: RSS {mb(collecting_per_model, 2)} per model (marginal at "
+          f"{biggest} models), pickled {pickled_collecting / 2**20:.2f} MB: "
+          f"{'PASS' if max(collecting_per_model, pickled_collecting) <= 0.5 * 2**20 else 'BELOW'}")
     if 1000 in above:
         print(f"  1,000 models within 600 MB RSS above the interpreter: {mb(above[1000])}: "
               f"{'PASS' if above[1000] <= 600 * 2**20 else 'BELOW'}")

@@ -286,7 +286,10 @@ class ModelConfig:
         "Undeclared features are typed from the reference (numeric if every value is a number). "
         "`<prediction>` and `<score>` (watched like features) may be declared `ignore`.",
         default_factory=dict)
-    numeric_tests: list[str] = _doc("Tests on numeric features and the score: psi, ks.", default_factory=lambda: ["psi", "ks"])
+    numeric_tests: list[str] = _doc(
+        "Tests on numeric features, a regression prediction and the score: psi, ks, cusum (a "
+        "sequential test of a mean shift, value by value: README \"The false-alarm contract\"); "
+        "leave one out to turn it off.", default_factory=lambda: ["psi", "ks", "cusum"])
     categorical_tests: list[str] = _doc("Tests on categorical features: psi, chisquare.", default_factory=lambda: ["chisquare"])
     watch_score: bool = _doc("Also test the prediction score (numeric scores only).", default=True)
     reconstruction: str = _doc(

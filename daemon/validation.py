@@ -110,8 +110,8 @@ def check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.label_ert", "must be at least 1")
     _check_features(model, key)
     for test in model.numeric_tests:
-        if test not in ("psi", "ks"):
-            raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks)")
+        if test not in ("psi", "ks", "cusum"):
+            raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks, cusum)")
     for test in model.categorical_tests:
         if test not in ("psi", "chisquare"):
             raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare)")

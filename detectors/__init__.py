@@ -3,14 +3,16 @@
 Every detector has the interface of :class:`~detectors.base.Detector`: ``update`` one value
 or ``update_many`` a batch, then read ``drift``, ``warning``, ``statistic``, ``threshold``,
 ``p_value``, ``n_seen`` and ``n_detections``, and drain its decisions with
-``pop_decisions``. The windowed tests (PSI, KS, chi-square, rate) calibrate their
-thresholds to an expected run length between false alarms (:mod:`detectors.calibration`),
-in their constructor or later, off the caller's loop.
+``pop_decisions``. The windowed tests (PSI, KS, chi-square, rate) and the CUSUM
+(:mod:`detectors.cusum`, a sequential test of a mean) calibrate their thresholds to an
+expected run length between false alarms (:mod:`detectors.calibration`), in their
+constructor or later, off the caller's loop.
 """
 
 from . import calibration
 from .base import Decision, Detector, DetectorState, restore
 from .chisquare import ChiSquare
+from .cusum import CUSUM
 from .decay import METRICS, PerformanceDecay
 from .estimation import ClassificationEstimate, EstimateDecay, IsotonicCalibrator, RegressionEstimate
 from .ks import KS
@@ -20,7 +22,7 @@ from .reconstruction import Reconstruction
 from .river import RIVER_DETECTORS, RiverDetector
 
 __all__ = [
-    "ChiSquare", "ClassificationEstimate", "Decision", "Detector", "DetectorState", "EstimateDecay",
+    "CUSUM", "ChiSquare", "ClassificationEstimate", "Decision", "Detector", "DetectorState", "EstimateDecay",
     "IsotonicCalibrator", "KS", "METRICS", "PSI", "PerformanceDecay", "RIVER_DETECTORS", "RateTest",
     "Reconstruction", "RegressionEstimate", "RiverDetector", "calibration", "psi_from_counts", "restore",
 ]

@@ -123,7 +123,7 @@ class Detector(abc.ABC):
         if not outbox:
             return []
         out = list(outbox)
-        outbox.clear()
+        del self._outbox  # not cleared: an empty deque keeps a block, in each of a model's many detectors
         return out
 
     # -- reading ----------------------------------------------------------------------------

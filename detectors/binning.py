@@ -34,6 +34,8 @@ feature must be categorical, where every integer is its own level, exactly.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 MIN_REFERENCE = 20
@@ -117,6 +119,20 @@ def missing_bins(bins, missing: str) -> tuple:
     return (bins.missing_bin,) if missing == "ignore" else ()
 
 
+def _unique_sorted(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(present, return_counts=True)`` of an already sorted array without NaN
+    (the same arrays, by numpy's own method, without sorting again).
+
+    >>> [a.tolist() for a in _unique_sorted(np.array([1.0, 1.0, 2.0, 5.0, 5.0, 5.0]))]
+    [[1.0, 2.0, 5.0], [2, 1, 3]]
+    """
+    first = np.empty(present.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(present[1:], present[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return present[first], np.diff(starts, append=present.size)
+
+
 def _present(reference, minimum: int) -> tuple[np.ndarray, int]:
     ref = numeric_array(reference, "reference")
     missing = np.isnan(ref)
@@ -139,7 +155,7 @@ class QuantileBins(_EdgeBins):
             raise ValueError(f"n_bins must be at least 2, got {n_bins}")
         present, n_missing = _present(reference, max(MIN_REFERENCE, 2 * n_bins))
         inner = np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1])
-        values, counts = np.unique(present, return_counts=True)
+        values, counts = _unique_sorted(present)
         # A point mass is a value seen more than once: a value seen once holds 1/n of the
         # reference by itself, and in a small reference (20 values, 10 bins) every such
         # value would pass the share rule, each then a bin continuous data never lands on.
@@ -179,7 +195,7 @@ class KSSlots(_EdgeBins):
         if n_slots < 2:
             raise ValueError(f"n_slots must be at least 2, got {n_slots}")
         present, _ = _present(reference, MIN_REFERENCE)
-        values, counts = np.unique(present, return_counts=True)
+        values, counts = _unique_sorted(present)
         self.exact = values.size <= n_slots
         if self.exact:
             edges = np.column_stack([values, _above(values)]).ravel()
@@ -197,12 +213,12 @@ class CategoricalBins:
     def __init__(self, reference):
         levels: dict = {}
         n_missing = 0
-        for v in reference:
+        for v, count in _tally(reference):  # each distinct value once, not each value
             if _is_missing(v):
-                n_missing += 1
+                n_missing += count
             else:
                 key = _level(v)
-                levels[key] = levels.get(key, 0) + 1
+                levels[key] = levels.get(key, 0) + count
         _check_reference_size(sum(levels.values()), MIN_REFERENCE)
         ordered = sorted(levels, key=lambda k: (-levels[k], str(k)))
         self.levels = {level: i for i, level in enumerate(ordered)}
@@ -224,10 +240,21 @@ class CategoricalBins:
 
     def index(self, values) -> np.ndarray:
         get, other, missing = self.levels.get, self.other_bin, self.missing_bin
-        return np.fromiter(
-            (missing if _is_missing(v) else get(_level(v), other) for v in values),
-            dtype=np.intp,
-        )
+        values = _sequence(values)
+        try:
+            keys, distinct = _distinct(values)
+        except TypeError:  # an unhashable value: the per-value path says what is wrong
+            keys, distinct = None, None
+        if keys is None:
+            return np.fromiter(
+                (missing if _is_missing(v) else get(_level(v), other) for v in values),
+                dtype=np.intp,
+            )
+        # Each distinct value is binned once; the values by lookup.
+        for key in distinct:
+            v = key[1]
+            distinct[key] = missing if _is_missing(v) else get(_level(v), other)
+        return np.fromiter(map(distinct.__getitem__, keys), dtype=np.intp, count=len(keys))
 
     def key(self) -> tuple:
         return (type(self).__name__, tuple(self.levels), self.reference_counts.tobytes())
@@ -256,6 +283,39 @@ class FlagBins:
 
     def key(self) -> tuple:
         return (type(self).__name__, self.reference_counts.tobytes())
+
+
+def _distinct(values) -> tuple[list, dict]:
+    """``(keys, distinct)``: a key per value, ``(type, value)``, and a dict whose keys are
+    the distinct keys in order of first appearance (values None). Keyed by type too, so
+    that values equal in Python but of different levels (``True``, ``1``; ``1`` and
+    ``1.0`` are one level anyway) stay apart. TypeError for an unhashable value.
+
+    >>> keys, distinct = _distinct(["a", True, 1, "a", None])
+    >>> len(keys), [v for _, v in distinct]
+    (5, ['a', True, 1, None])
+    """
+    values = _sequence(values)
+    keys = list(zip(map(type, values), values))
+    return keys, dict.fromkeys(keys)
+
+
+def _sequence(values):
+    """``values`` as something that can be iterated more than once."""
+    return values if isinstance(values, (list, tuple, np.ndarray)) else list(values)
+
+
+def _tally(values) -> list[tuple[object, int]]:
+    """(value, count) for every distinct value (by type and value, see :func:`_distinct`),
+    in order of first appearance; for an unhashable value, each value with count 1."""
+    values = _sequence(values)
+    if set(map(type, values)) <= {str, type(None)}:  # the daemon's levels: no two types to keep apart
+        return list(collections.Counter(values).items())
+    try:
+        counted = collections.Counter(_distinct(values)[0])
+    except TypeError:
+        return [(v, 1) for v in values]
+    return [(v, count) for (_, v), count in counted.items()]
 
 
 def _is_missing(v) -> bool:

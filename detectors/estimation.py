@@ -122,20 +122,31 @@ def _same(a, b) -> bool:
 
 
 class _Ring:
-    """The last ``size`` rows of a few float columns."""
+    """The last ``size`` rows of a few float columns (float32: means of a window need no
+    more), allocated at the first push (a model whose estimate never runs holds none)."""
 
     def __init__(self, size: int, columns: int):
-        self.data = np.zeros((size, columns), dtype=np.float32)  # means of a window: float32 is plenty
+        self.size, self.columns = size, columns
+        self.data = None
         self.head = self.filled = 0
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "size" not in state:  # saved before the ring was lazy: its data is there
+            self.size, self.columns = self.data.shape
+
     def push(self, rows: np.ndarray) -> None:
-        rows = rows[-self.data.shape[0]:]
-        slots = (self.head + np.arange(len(rows))) % self.data.shape[0]
+        if self.data is None:
+            self.data = np.zeros((self.size, self.columns), dtype=np.float32)
+        rows = rows[-self.size:]
+        slots = (self.head + np.arange(len(rows))) % self.size
         self.data[slots] = rows
-        self.head = (self.head + len(rows)) % self.data.shape[0]
-        self.filled = min(self.data.shape[0], self.filled + len(rows))
+        self.head = (self.head + len(rows)) % self.size
+        self.filled = min(self.size, self.filled + len(rows))
 
     def rows(self) -> np.ndarray:
+        if self.data is None:
+            return np.zeros((0, self.columns))
         return self.data[: self.filled].astype(np.float64)
 
 

@@ -24,6 +24,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -127,15 +128,19 @@ class KS(WindowedTest):
         self._reference_cdf = None
 
     def _measure(self):
-        n_reference = int(self.binning.reference_counts[:-1].sum())
         if self._reference_cdf is None:  # computed once, not pickled: this runs at every test
-            self._reference_cdf = np.cumsum(self.binning.reference_counts[:-1]) / n_reference
+            n_reference = int(self.binning.reference_counts[:-1].sum())
+            self._reference_cdf = (np.cumsum(self.binning.reference_counts[:-1]) / n_reference, n_reference)
+        reference_cdf, n_reference = self._reference_cdf
         window = np.cumsum(self.counts[:-1])
         n_window = int(window[-1])
-        gaps = np.abs(self._reference_cdf - window / n_window)
-        at = int(np.argmax(gaps))
-        below_reference = int(round(self._reference_cdf[at] * n_reference))
+        gaps = np.abs(reference_cdf - window / n_window)
+        at = int(gaps.argmax())
+        below_reference = int(round(float(reference_cdf[at]) * n_reference))
         return float(gaps[at]), (below_reference, n_reference, int(window[at]), n_window)
 
     def _p_value(self, p_args) -> float:
         return ks_p_value(*p_args, method=self.method)
+
+    def _p_function(self):
+        return functools.partial(ks_p_value, method=self.method)

@@ -48,6 +48,8 @@ class RateTest(WindowedTest):
     """
 
     KIND = "rate"
+    _DERIVED = ("_reference_ints",)
+    _reference_ints = None  # (also for detectors pickled before it existed)
 
     def __init__(
         self,
@@ -87,8 +89,15 @@ class RateTest(WindowedTest):
 
     def _p_value(self, p_args) -> float:
         events, n = p_args
-        n_false, k = self.binning.reference_counts
-        return _posterior_tail(events, n, int(k), int(n_false))
+        reference = self._reference_ints
+        if reference is None:  # derived once, not pickled: this runs at every test
+            n_false, k = self.binning.reference_counts
+            reference = self._reference_ints = (int(k), int(n_false))
+        return _posterior_tail(events, n, *reference)
+
+    def reset(self) -> None:
+        super().reset()
+        self._reference_ints = None
 
     @staticmethod
     def exact_thresholds(null_model, rates) -> list[float]:

@@ -80,6 +80,8 @@ Statistics 1981).
 from __future__ import annotations
 
 import hashlib
+import math
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,6 +105,9 @@ MAX_NULL_ROWS = 20_000
 #: Floor of a feature's held-out mean squared residual (a feature that is an exact
 #: function of the others): its errors stay finite.
 MIN_ERROR = 1e-12
+#: Elements (rows or draws) of the simulation's runs worked through at a time: about
+#: 0.5 MB a float64 array, in the CPU's cache (speed only: see :func:`simulate`).
+CACHE_ELEMENTS = 65_536
 #: Bumped when the statistic or the simulation changes (cached calibrations are not reused).
 VERSION = 1
 
@@ -195,7 +200,7 @@ class Reconstruction(Detector):
         if rows.shape[0] < least:
             raise ValueError(f"reconstruction of {d} features needs at least {least} reference rows "
                              f"with a present value, got {rows.shape[0]}")
-        self._tables = [_score_table(rows[:, j]) for j in range(d)]
+        self._tables = [_shared(_score_table(rows[:, j])) for j in range(d)]
         for (knots, _), name in zip(self._tables, self.names):
             if knots.size < 2:
                 raise ValueError(f"feature {name!r} has fewer than 2 distinct present reference values")
@@ -207,6 +212,7 @@ class Reconstruction(Detector):
             self._threshold, warning = calibration.calibrate(self.null_model(), ert)
             if not self._given_warning:
                 self.warning_threshold = warning
+            self._null_errors = None  # calibrated: the null is not needed any more
         self.reset()
 
     # -- the model --------------------------------------------------------------------------
@@ -266,7 +272,12 @@ class Reconstruction(Detector):
 
     # -- calibration ------------------------------------------------------------------------
     def null_model(self) -> ReconstructionNull:
-        """What the test's null depends on: give it to :func:`detectors.calibration.calibrate`."""
+        """What the test's null depends on: give it to :func:`detectors.calibration.calibrate`.
+        Kept until the test is calibrated (``ert=`` in the constructor, or
+        :meth:`set_thresholds`), then released (its row errors are the largest part of the
+        test's state): ValueError after that. A test given ``threshold=`` keeps it."""
+        if self._null_errors is None:
+            raise ValueError("the test is calibrated: its null was released")
         return ReconstructionNull(self._null_errors, self.window, self.stride, self.calibration_seed)
 
     @classmethod
@@ -300,6 +311,7 @@ class Reconstruction(Detector):
         self._threshold = float(threshold)
         if not self._given_warning:
             self.warning_threshold = warning_threshold
+        self._null_errors = None  # calibrated: the null is not needed any more
         held, self._held = self._held, []
         for at, stat, parts in held:
             self._judge(at, stat, parts)
@@ -308,7 +320,14 @@ class Reconstruction(Detector):
     def reset(self) -> None:
         d = len(self.names)
         self._ring = np.zeros(self.window, dtype=np.float64)  # row errors
-        self._parts = np.zeros((self.window, d), dtype=np.float32)  # their per-feature parts
+        # The per-feature parts, summed by blocks of ``block`` rows (every tested window is
+        # made of whole blocks: it starts and ends at multiples of gcd(window, stride) rows),
+        # the last ``window / block`` blocks in a ring, the current one in ``_open``.
+        self._block = math.gcd(self.window, self.stride)
+        self._blocks = np.zeros((self.window // self._block, d))
+        self._open = np.zeros(d)
+        self._in_open = 0
+        self._blocks_head = 0
         self._head = 0
         self._filled = 0
         self._until_test = self.window
@@ -368,13 +387,46 @@ class Reconstruction(Detector):
     def _push(self, errors: np.ndarray, parts: np.ndarray) -> None:
         slots = (self._head + np.arange(errors.size)) % self.window
         self._ring[slots] = errors
-        self._parts[slots] = parts
         self._head = (self._head + errors.size) % self.window
         self._filled = min(self.window, self._filled + errors.size)
+        self._add_parts(parts)
+
+    def _add_parts(self, parts: np.ndarray) -> None:
+        start = 0
+        while start < len(parts):
+            end = min(len(parts), start + self._block - self._in_open)
+            # A running sum row after row (cumsum is sequential): the same block sums
+            # whatever the batches.
+            self._open = np.cumsum(np.vstack([self._open, parts[start:end]]), axis=0)[-1]
+            self._in_open += end - start
+            start = end
+            if self._in_open == self._block:
+                self._blocks[self._blocks_head] = self._open
+                self._blocks_head = (self._blocks_head + 1) % len(self._blocks)
+                self._open = np.zeros(len(self.names))
+                self._in_open = 0
+
+    def __setstate__(self, state: dict) -> None:
+        parts = state.pop("_parts", None)
+        state["_tables"] = [_shared(table) for table in state["_tables"]]
+        self.__dict__.update(state)
+        if parts is not None:  # saved with a ring of every row's parts: summed into blocks
+            self._parts_to_blocks(parts.astype(np.float64))
+
+    def _parts_to_blocks(self, parts: np.ndarray) -> None:
+        d, kept = len(self.names), self.n_seen - self.n_skipped
+        rows = np.roll(parts, -self._head, axis=0)[self.window - self._filled:]  # oldest first
+        self._block = math.gcd(self.window, self.stride)
+        self._blocks = np.zeros((self.window // self._block, d))
+        self._open, self._in_open, self._blocks_head = np.zeros(d), 0, 0
+        skip = (kept - rows.shape[0]) % self._block  # rows before the ring, in its first block
+        if skip:
+            rows = rows[self._block - skip:]
+        self._add_parts(rows)
 
     def _run_test(self, at: int) -> None:
         stat = float(self._ring.mean())  # the ring is full at every test
-        total = self._parts.sum(axis=0, dtype=np.float64)
+        total = self._blocks.sum(axis=0)
         shares = total / total.sum() if total.sum() > 0 else np.full(total.size, 1.0 / total.size)
         parts = dict.fromkeys(self.groups, 0.0)
         for group, share in zip(self.groups, shares.tolist()):
@@ -416,6 +468,27 @@ def _score_table(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return knots, special.ndtri(u)
 
 
+#: Score arrays of the live tables, by content: features without ties in references of one
+#: size have the same scores (``Phi^-1`` of the same mid-ranks), whatever their values, so
+#: the features of every model share one array (weakly held: gone with the last user).
+_scores_by_content: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared(table: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``table`` (knots, scores) with its scores replaced by an equal array already in use,
+    if any (read-only: shared). Memory only: the values are the same."""
+    knots, scores = table
+    data = np.ascontiguousarray(scores, dtype=np.float64).tobytes()
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    found = _scores_by_content.get(key)
+    if found is not None and found.tobytes() == data:
+        return knots, found
+    scores = np.array(scores, dtype=np.float64)
+    scores.flags.writeable = False
+    _scores_by_content[key] = scores
+    return knots, scores
+
+
 def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Masked reconstructions of every feature: ``coef`` (d, d; column j the weights of
     the other features' scores, 0 on the diagonal) and ``intercept`` (d,), fitted by least
@@ -452,7 +525,12 @@ def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.nda
 def simulate(null: ReconstructionNull, n_tests: int):
     """Run the test on about ``n_tests`` windows of stationary streams bootstrapped from
     ``null.errors`` (see the module docs): the (previous, next) statistics of consecutive
-    tests that rose, the rows they span, and the largest statistic seen."""
+    tests that rose, the rows they span, and the largest statistic seen.
+
+    The random numbers are drawn in batches of runs (each batch's Dirichlet weights, then
+    its uniforms: the order fixes the result), and each batch is then worked through a
+    few runs at a time (:data:`CACHE_ELEMENTS`), so that its arrays stay in the CPU's
+    cache; how many at a time changes the speed only, never a number."""
     errors = np.asarray(null.errors, dtype=np.float64)
     window, stride, tests = int(null.window), int(null.stride), calibration.RUN_TESTS
     length = window + stride * (tests - 1)
@@ -460,46 +538,60 @@ def simulate(null: ReconstructionNull, n_tests: int):
     rng = np.random.default_rng([int(null.seed), VERSION, calibration.VERSION])
     positions = np.arange(tests) * stride
     batch = max(1, min(n_runs, 2_000_000 // max(length, errors.size)))  # about 100 MB at most
+    few = max(1, CACHE_ELEMENTS // max(length, errors.size))
     starts, ends, top = [], [], -np.inf
     for first in range(0, n_runs, batch):
         runs = min(batch, n_runs - first)
         weights = rng.standard_exponential((runs, errors.size))  # flat Dirichlet, unnormalised
-        cdf = np.cumsum(weights, axis=1)
-        cdf /= cdf[:, -1:]
-        values = errors[_draw(rng, cdf, length)]
-        cum = np.zeros((runs, length + 1))
-        np.cumsum(values, axis=1, out=cum[:, 1:])
-        stats = (cum[:, positions + window] - cum[:, positions]) / window
-        top = max(top, float(stats.max()))
-        previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
-        rising = following > previous
-        starts.append(previous[rising])
-        ends.append(following[rising])
+        uniforms = rng.random((runs, length))
+        for a in range(0, runs, few):
+            b = min(runs, a + few)
+            cdf = np.cumsum(weights[a:b], axis=1)
+            cdf /= cdf[:, -1:]
+            values = errors[_draw(cdf, uniforms[a:b], a)]
+            cum = np.zeros((b - a, length + 1))
+            np.cumsum(values, axis=1, out=cum[:, 1:])
+            stats = (cum[:, positions + window] - cum[:, positions]) / window
+            top = max(top, float(stats.max()))
+            previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
+            rising = following > previous
+            starts.append(previous[rising])
+            ends.append(following[rising])
     return np.concatenate(starts), np.concatenate(ends), n_runs * (tests - 1) * stride, top
 
 
-def _draw(rng, cdf: np.ndarray, length: int) -> np.ndarray:
-    """``length`` row numbers per run, drawn from each run's distribution function ``cdf``
-    (shape (runs, rows), last column 1), by inversion with a guide table (as
-    :func:`detectors.calibration._draw_by_value`): a uniform's bucket gives a first
-    guess, then the few steps to the row whose cdf passes it. Shape (runs, length)."""
+def _draw(cdf: np.ndarray, u: np.ndarray, shift: int = 0) -> np.ndarray:
+    """Row numbers drawn by inversion of each run's distribution function ``cdf`` (shape
+    (runs, rows), last column 1) at its uniforms ``u`` (shape (runs, length)), with a
+    guide table (as :func:`detectors.calibration._draw_by_value`): a uniform's bucket
+    gives a first guess, then the few steps to the row whose cdf passes it. Run ``r``'s
+    cdf and uniforms are compared shifted by ``shift + r`` (its place in its batch: every
+    run of a batch in one sorted array). Shape (runs, length)."""
     runs, n = cdf.shape
     buckets = n
     # guide[r, j]: rows of run r whose cdf is at most j / buckets (counted by bucket, one
     # less for rounding: a guess too low only costs a step), as an index into all runs.
-    first = np.minimum(np.floor(cdf * buckets).astype(np.intp) + 1, buckets)
+    first = (cdf * buckets).astype(np.intp)  # floor: cdf > 0
+    first += 1
+    np.minimum(first, buckets, out=first)
     first += (np.arange(runs) * (buckets + 1))[:, None]
-    guide = np.cumsum(np.bincount(first.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1), axis=1)
-    guide = np.maximum(guide - 1, 0) + (np.arange(runs) * n)[:, None]
-    u = rng.random((runs, length))
-    slot = (u * buckets).astype(np.intp) + (np.arange(runs) * (buckets + 1))[:, None]
+    guide = np.bincount(first.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1)
+    np.cumsum(guide, axis=1, out=guide)
+    guide -= 1
+    np.maximum(guide, 0, out=guide)
+    guide += (np.arange(runs) * n)[:, None]
+    slot = (u * buckets).astype(np.intp)
+    slot += (np.arange(runs) * (buckets + 1))[:, None]
     found = guide.ravel()[slot.ravel()]
-    # Run r's cdf shifted into (r, r + 1], its uniforms too: one comparison for every run.
-    offsets = np.arange(runs, dtype=np.float64)[:, None]
+    # Run r's cdf shifted into (shift + r, shift + r + 1], its uniforms too: one
+    # comparison for every run.
+    offsets = np.arange(shift, shift + runs, dtype=np.float64)[:, None]
     flat = (cdf + offsets).ravel()
     u = (u + offsets).ravel()
     behind = np.flatnonzero(flat[found] <= u)
     while behind.size:
         found[behind] += 1
         behind = behind[flat[found[behind]] <= u[behind]]
-    return found.reshape(runs, length) - (np.arange(runs) * n)[:, None]
+    found = found.reshape(runs, -1)
+    found -= (np.arange(runs) * n)[:, None]
+    return found

@@ -49,6 +49,56 @@ from . import calibration
 from .base import Decision, Detector
 
 
+class DeferredDecision(Decision):
+    """A :class:`~detectors.base.Decision` whose ``p_value`` is computed when first read,
+    as ``function(*p_args)``, then kept: the same float as an eager decision's, without its
+    cost for the many alarm decisions that no one reads (an alert reads the first of an
+    episode's). ``p_pending`` says whether it is still to compute. It compares, hashes
+    and pickles as a Decision of the same class (the function must pickle: module-level,
+    or a ``functools.partial`` of one).
+
+    >>> import operator
+    >>> d = DeferredDecision(5, True, False, 0.3, 0.2, operator.truediv, (1, 8))
+    >>> d.p_pending, d.p_value, d.p_pending, d.at
+    (True, 0.125, False, 5)
+    """
+
+    def __init__(self, at: int, drift: bool, warning: bool, statistic: float, threshold: float,
+                 function, p_args: tuple):
+        super().__init__(at, drift, warning, statistic, threshold, None)
+        self.__dict__["_pending"] = (function, p_args)
+
+    @property
+    def p_pending(self) -> bool:
+        return self.__dict__.get("_pending") is not None
+
+    @property
+    def p_value(self) -> float | None:
+        state = self.__dict__
+        pending = state.get("_pending")
+        if pending is not None:
+            function, p_args = pending
+            state["_p_value"], state["_pending"] = function(*p_args), None
+        return state.get("_p_value")
+
+    @p_value.setter
+    def p_value(self, value) -> None:  # the dataclass's __init__ only
+        self.__dict__["_p_value"] = value
+
+
+_new = object.__new__
+
+
+def _decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
+    """``Decision(at, drift, warning, statistic, threshold, p_value)``, made without the
+    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field): the same object
+    (fields, equality, hash, pickle), for a cost that counts at one per test."""
+    d = _new(Decision)
+    d.__dict__.update(at=at, drift=drift, warning=warning, statistic=statistic, threshold=threshold,
+                      p_value=p_value)
+    return d
+
+
 class WindowedTest(Detector):
     """Base class. Subclasses set ``KIND`` and ``TAIL_POWER``, build ``binning``, and
     implement ``batch_statistic`` (the statistic of many windows at once, used both by the
@@ -222,40 +272,89 @@ class WindowedTest(Detector):
     def _p_value(self, p_args) -> float | None:
         return None
 
+    def _p_function(self):
+        """A picklable function (module-level, or a partial of one) giving the p-value from
+        the ``p_args`` of a test: a :class:`DeferredDecision` keeps it instead of the
+        p-value (``P_VALUE_ON_ALARMS_ONLY`` tests)."""
+        raise NotImplementedError
+
     # -- feeding ----------------------------------------------------------------------------
     def update(self, x) -> None:
         self.update_many([x])
 
     def update_many(self, xs) -> None:
-        bins = self.binning.index(xs)
-        kept = None
+        self.update_bins(self.binning.index(xs))
+
+    def update_bins(self, bins: np.ndarray) -> None:
+        """Feed values already binned: ``bins``, an integer array of shape (values,), each
+        what ``self.binning.index`` gives for its value (the caller's responsibility, unchecked:
+        a caller feeding several tests of one column bins once). ``update_many(xs)`` is
+        ``update_bins(self.binning.index(xs))``; the same states and decisions whatever the
+        batch sizes."""
+        n, kept = len(bins), None
         if self._skip_bins:
-            kept = np.flatnonzero(~np.isin(bins, self._skip_bins))
-            self.n_skipped += bins.size - kept.size
-            bins = bins[kept]
+            skip = self._skip_bins
+            keep = bins != skip[0]
+            for b in skip[1:]:
+                keep &= bins != b
+            if not keep.all():  # (most batches skip nothing: no copy then)
+                kept = np.flatnonzero(keep)
+                self.n_skipped += bins.size - kept.size
+                bins = bins[kept]
         seen_before = self.n_seen
-        self.n_seen += len(xs)
-        start = 0
-        while start < bins.size:
-            end = min(bins.size, start + self._until_test)
-            self._push(bins[start:end])
-            self._until_test -= end - start
-            start = end
+        self.n_seen += n
+        m = bins.size
+        if not m:
+            return
+        window, filled, counts = self.window, self._filled, self.counts
+        n_bins = counts.size
+        # The counts move test by test, by slices of the batch and of the values leaving
+        # the window's old end during it (the ring's oldest, then this batch's own); the
+        # ring itself is written once, at the end. The usual batch of a rate test (no event
+        # in the window nor in the batch) has every value in one bin, whose count is then
+        # the window's size.
+        only = int(bins[0])
+        uniform = counts[only] == filled and bool((bins == only).all())
+        n_leaving = max(filled + m - window, 0)
+        if n_leaving and not uniform:
+            leaving = self._ring_oldest(min(filled, n_leaving))
+            if n_leaving > leaving.size:
+                leaving = np.concatenate([leaving, bins[:n_leaving - leaving.size]])
+        position = left = 0
+        while position < m:
+            end = min(m, position + self._until_test)
+            if uniform:
+                counts[only] = min(window, filled + end)
+            else:
+                counts += np.bincount(bins[position:end], minlength=n_bins)  # in place: stays int32
+                gone = max(filled + end - window, 0)
+                if gone > left:
+                    counts -= np.bincount(leaving[left:gone], minlength=n_bins)
+                    left = gone
+            self._until_test -= end - position
+            position = end
             if self._until_test == 0:
+                self._filled = min(window, filled + end)
                 self._run_test(seen_before + 1 + (end - 1 if kept is None else int(kept[end - 1])))
                 self._until_test = self.stride
+        self._write_ring(bins)
+        self._filled = min(window, filled + m)
 
-    def _push(self, bins: np.ndarray) -> None:
-        n = bins.size
-        slots = (self._head + np.arange(n)) % self.window
-        free = self.window - self._filled
-        n_bins = self.counts.size
-        if n > free:
-            self.counts -= np.bincount(self._bins[slots[free:]], minlength=n_bins).astype(np.int32)
-        self.counts += np.bincount(bins, minlength=n_bins).astype(np.int32)
-        self._bins[slots] = bins
-        self._head = (self._head + n) % self.window
-        self._filled = min(self.window, self._filled + n)
+    def _ring_oldest(self, n: int) -> np.ndarray:
+        """The ``n`` oldest values of the window, oldest first."""
+        start = (self._head - self._filled) % self.window
+        first = self._bins[start:start + n]
+        return first if first.size == n else np.concatenate([first, self._bins[:n - first.size]])
+
+    def _write_ring(self, bins: np.ndarray) -> None:
+        """Put ``bins`` (the newest values) in the ring, after its head."""
+        window = self.window
+        tail = bins[-window:]
+        at = (self._head + bins.size - tail.size) % window
+        first = min(tail.size, window - at)
+        self._bins[at:at + first] = tail[:first]
+        self._bins[:tail.size - first] = tail[first:]
+        self._head = (self._head + bins.size) % window
 
     # -- testing ----------------------------------------------------------------------------
     def _measure(self) -> tuple[float, object]:
@@ -290,14 +389,21 @@ class WindowedTest(Detector):
         self.warning = bool(
             not self.drift and self.warning_threshold is not None and stat > self.warning_threshold
         )
-        if self.P_VALUE_ON_ALARMS_ONLY and not (self.drift or self.warning):
-            p = None
+        if self.P_VALUE_ON_ALARMS_ONLY:
+            if not (self.drift or self.warning):
+                self._decide(_decision(at, self.drift, self.warning, stat, self._threshold, None))
+                return
+            if p_args is self._p_args and self._p_cache is not None:
+                p = self._p_cache  # already read: the property's
+            else:  # computed when read (an alert): most alarm decisions never are
+                self._decide(DeferredDecision(at, self.drift, self.warning, stat, self._threshold,
+                                              self._p_function(), p_args))
+                return
         elif p_args is self._p_args:  # the last test: its p-value is also the property's
             p = self.p_value
         else:
             p = self._p_value(p_args)
-        self._decide(Decision(at=at, drift=self.drift, warning=self.warning, statistic=stat,
-                              threshold=self._threshold, p_value=p))
+        self._decide(_decision(at, self.drift, self.warning, stat, self._threshold, p))
 
     # -- combining ------------------------------------------------------------------------
     def merge(self, other: "WindowedTest") -> "WindowedTest":

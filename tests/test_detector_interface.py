@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors import KS, PSI, ChiSquare, Decision, Detector, PerformanceDecay, RateTest, RiverDetector, restore
+from detectors import CUSUM, KS, PSI, ChiSquare, Decision, Detector, PerformanceDecay, RateTest, RiverDetector, restore
 
 rng = np.random.default_rng(11)
 NUMERIC_REF = rng.normal(size=1000)
@@ -22,6 +22,7 @@ CASES = {
     "PSI": (lambda: PSI(NUMERIC_REF, window=200, stride=50, threshold=0.2), list(NUMERIC_STREAM)),
     "PSI categorical": (lambda: PSI(CATEGORICAL_REF, window=200, stride=50, threshold=0.2, categorical=True), CATEGORICAL_STREAM),
     "KS": (lambda: KS(NUMERIC_REF, window=200, stride=50, threshold=0.2), list(NUMERIC_STREAM)),
+    "CUSUM": (lambda: CUSUM(NUMERIC_REF, window=200, stride=50, threshold=20.0), list(NUMERIC_STREAM)),
     "ChiSquare": (lambda: ChiSquare(CATEGORICAL_REF, window=200, stride=50, threshold=20.0), CATEGORICAL_STREAM),
     "RateTest": (lambda: RateTest(FLAGS_REF, window=200, stride=50, threshold=6.5), FLAGS),
     "ADWIN": (lambda: RiverDetector("ADWIN"), list(NUMERIC_STREAM)),

@@ -170,3 +170,28 @@ def test_settings_the_estimates_test_cannot_meet_skip_it_with_the_reason():
     estimation = ModelEstimation(ModelConfig(decay_reference_size=100, decay_window=50, label_ert=1.0), None)
     estimation.observe_labels([((i % 2, 0.9 if i % 2 else 0.1, None, T0 + i, {}), i % 2) for i in range(100)])
     assert estimation.test is None and "cannot build the estimate's test" in estimation.skipped
+
+
+# -- memory (issue 8) -----------------------------------------------------------------------
+def test_predictions_without_a_usable_score_do_not_wait_and_change_nothing():
+    """A classifier's predictions without a score never wait for the fit (they would never
+    be estimated); those with one wait as before, and the estimate is the same."""
+    feats, y_pred, scores, y_true = _binary(38)
+    holed = [None if i % 3 == 0 else s for i, s in enumerate(scores)]
+    pipeline = ModelPipeline("m", _config())
+    _feed(pipeline, feats[:3000], y_pred[:3000], holed[:3000], y_true[:3000], labelled_until=0)
+    assert len(pipeline.estimation._waiting) == 2000  # the 3,000 less those without a score
+    blind = ModelPipeline("m", _config())
+    _feed(blind, feats[:3000], y_pred[:3000], [None] * 3000, y_true[:3000], labelled_until=0)
+    assert len(blind.estimation._waiting) == 0
+    pairs = [((y_pred[i], scores[i], None, T0 + i, feats[i]), y_true[i]) for i in range(2000)]
+    pipeline.observe_labels(pairs, list(range(2000)))
+    assert pipeline.estimation.estimate.n_seen == 1000 - 1000 // 3  # after the labels, with a score
+
+
+def test_an_estimate_that_never_runs_holds_no_window():
+    pipeline = ModelPipeline("m", _config())
+    estimate = pipeline.estimation.estimate
+    assert estimate._recent.data is None and estimate._labelled.data is None
+    assert estimate.metrics() == {} and estimate.error() == {} and estimate.realised() == {}
+    assert len(pickle.dumps(pipeline.estimation)) < 8_000

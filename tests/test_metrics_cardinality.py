@@ -3,7 +3,7 @@
 their reference, calibrated (thresholds given, so that none drifts by chance), tested, with
 labels joined; then a few features put in drift or warning.
 
-Per model (default tests: psi and ks on a numeric feature, missing_rate on every feature):
+Per model (default tests: psi, ks and cusum on a numeric feature, missing_rate on every feature):
 
     all       BASE + OWN + SUMMARY + F * PER_FEATURE
     alerting  BASE + OWN + SUMMARY + A * PER_FEATURE   (A: features in warning or drift, or held)
@@ -30,11 +30,11 @@ from daemon.web.metrics import Metrics
 
 #: README "Metric cardinality": series per model, whatever its features ...
 BASE = 50  # events 2, label joins 5, label delay 19, dead letters of the model 3, join buffer 1, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, estimated performance 5, estimate error 5, event age 2
-OWN = 60  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks, <features> unknown_features, <error> adwin, decay accuracy, estimated_decay accuracy (7), <all> reconstruction (6)
+OWN = 66  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks + cusum (6), <features> unknown_features, <error> adwin, decay accuracy, estimated_decay accuracy (7), <all> reconstruction (6)
 SUMMARY_PER_TEST = 4  # features in drift, in warning, largest statistic/threshold, drift entries
-#: ... and per numeric feature shown: psi 6 (no p-value), ks 7, missing_rate 7.
-PER_FEATURE = 20
-NUMERIC_TESTS = ("psi", "ks", "missing_rate")
+#: ... and per numeric feature shown: psi 6 (no p-value), ks 7, cusum 6 (no p-value), missing_rate 7.
+PER_FEATURE = 26
+NUMERIC_TESTS = ("psi", "ks", "cusum", "missing_rate")
 #: Series that name no model: dead letters 10, batch time histogram 16, checkpoint time, ready, assigned
 #: partitions and calibrations pending 4;
 #: per partition: join buffer, offset resets.
@@ -82,7 +82,7 @@ def build(models: int, features: int, partitions: int = 1) -> dict:
 
 
 #: (threshold, warning threshold) per test: above anything a stationary stream of 100-value windows gives.
-THRESHOLDS = {"psi": 2.0, "ks": 0.9, "missing_rate": 50.0, "chisquare": 60.0, "unseen_rate": 50.0,
+THRESHOLDS = {"psi": 2.0, "ks": 0.9, "cusum": 60.0, "missing_rate": 50.0, "chisquare": 60.0, "unseen_rate": 50.0,
               "unknown_features": 50.0, "decay": 8.0, "estimated_decay": 8.0, "reconstruction": 30.0}
 
 

@@ -5,7 +5,7 @@ A model's ``ert`` is the mean number of predictions between false alarms of its 
 tests taken together. Each model here goes through the daemon's own per-model pipeline:
 :class:`~daemon.stream.pipeline.ModelPipeline` with a :class:`~daemon.config.ModelConfig`
 takes its reference from the first ``reference_size`` predictions, plans its columns and
-tests (:mod:`daemon.stream.columns`: PSI and KS on numeric features, chi-square on
+tests (:mod:`daemon.stream.columns`: PSI, KS and the CUSUM on numeric features, chi-square on
 categorical ones and on the predicted class, missing-value, unseen-level and
 unknown-feature rate tests) and splits the budget; thresholds come from
 :func:`daemon.runtime.calibrator.calibrate_now`, as the daemon's calibration worker

@@ -11,6 +11,7 @@ silent, the model's contract, the config switch, /status and metrics) is in
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -212,3 +213,86 @@ def test_a_feature_that_copies_another_is_fine_until_the_copy_breaks():
     assert test.n_detections == 0 and np.isfinite(test.statistic)
     test.update_many(rows(100, broken=True))
     assert test.drift and test.statistic > 100 * test.threshold
+
+
+# -- memory: what the test keeps (issue 8) ------------------------------------------------------
+def test_contributions_are_the_shares_of_the_window_parts():
+    """The parts are kept summed by blocks of gcd(window, stride) rows: the shares are
+    those of the last window's rows, whatever the batches."""
+    rng = np.random.default_rng(9)
+    names = ("a", "b", "c")
+    stream = correlated(rng, 1300, 0.7, extra=1)
+    stream[rng.random(len(stream)) < 0.03] = np.nan  # skipped rows
+    for window, stride in [(200, 50), (200, 30), (150, 150)]:
+        one, batched = (Reconstruction(correlated(np.random.default_rng(10), 800, 0.7, extra=1), names=names,
+                                       window=window, stride=stride, threshold=1.5) for _ in range(2))
+        for row in stream:
+            one.update(row)
+        for start in range(0, len(stream), 83):
+            batched.update_many(stream[start:start + 83])
+        errors, parts = one.errors(stream)
+        kept = parts[~np.isnan(errors)]
+        tested = kept[:(len(kept) - window) // stride * stride + window][-window:]  # the last tested window
+        want = tested.sum(axis=0) / tested.sum()
+        assert one.contributions == batched.contributions
+        np.testing.assert_allclose([one.contributions[n] for n in names], want, rtol=1e-9)
+        assert one._blocks.shape == (window // math.gcd(window, stride), 3)
+
+
+def test_a_state_saved_with_every_rows_parts_restores():
+    """A checkpoint from before the blocks (a ring of every row's parts, float32) goes on
+    with the same decisions and about the same contributions."""
+    rng = np.random.default_rng(11)
+    names = ("a", "b", "c")
+    test = Reconstruction(correlated(rng, 800, 0.7, extra=1), names=names, window=200, stride=50, threshold=1.5)
+    head = correlated(rng, 437, 0.7, extra=1)
+    test.update_many(head)
+    # The old state: the last `window` rows' parts in a ring ending at _head.
+    _, parts = test.errors(head)
+    old = dict(vars(test))
+    for key in ("_block", "_blocks", "_open", "_in_open", "_blocks_head"):
+        del old[key]
+    ring = np.zeros((200, 3), dtype=np.float32)
+    ring[(test._head - 200 + np.arange(200)) % 200] = parts[-200:]
+    old["_parts"] = ring
+    back = Reconstruction.__new__(Reconstruction)
+    back.__setstate__(old)
+    tail = correlated(rng, 300, -0.7, extra=1)
+    test.update_many(tail)
+    back.update_many(tail)
+    assert back.pop_decisions() == test.pop_decisions()
+    assert back.contributions.keys() == test.contributions.keys()
+    np.testing.assert_allclose(list(back.contributions.values()), list(test.contributions.values()), rtol=1e-6)
+
+
+def test_the_null_is_released_once_calibrated():
+    rng = np.random.default_rng(12)
+    test = Reconstruction(correlated(rng, 1000, 0.6), window=100, stride=25, ert=20_000, defer_calibration=True)
+    size = len(pickle.dumps(test))
+    test.set_thresholds(*calibration.calibrate(test.null_model(), 20_000))
+    with pytest.raises(ValueError, match="released"):
+        test.null_model()
+    assert len(pickle.dumps(test)) < size - 1000 * 8
+    assert Reconstruction(correlated(rng, 1000, 0.6), window=100, stride=25, ert=20_000)._null_errors is None
+
+
+def test_features_without_ties_share_their_score_table():
+    rng = np.random.default_rng(13)
+    a = Reconstruction(correlated(rng, 1000, 0.6, extra=2), window=100, threshold=2.0)
+    b = pickle.loads(pickle.dumps(Reconstruction(correlated(rng, 1000, -0.3, extra=2), window=100, threshold=2.0)))
+    assert all(s is a._tables[0][1] for _, s in [*a._tables, *b._tables])  # the same mid-ranks, one array
+    tied = Reconstruction(np.round(correlated(rng, 1000, 0.6), 1), window=100, threshold=2.0)
+    assert tied._tables[0][1] is not a._tables[0][1]
+
+
+# -- the simulation: faster, the same numbers ------------------------------------------------------
+@pytest.mark.parametrize("seed, rows, window, stride, expected", [
+    # Computed by the simulation before it worked through runs a few at a time (speed only).
+    (0, 3000, 200, 50, (9771, 9760.196670550667, 10042.45485658479, 980000, 1.2377964027623143)),
+    (4, 1000, 100, 30, (9722, 9291.92396956445, 9710.245047762335, 588000, 1.3408936486917309)),
+])
+def test_the_simulation_gives_the_numbers_it_always_gave(seed, rows, window, stride, expected):
+    errors = np.random.default_rng(seed).gamma(2.0, 0.5, rows)
+    starts, ends, n_values, top = reconstruction.simulate(
+        reconstruction.ReconstructionNull(errors, window, stride, seed), reconstruction.N_TESTS)
+    assert (len(starts), float(starts.sum()), float(ends.sum()), n_values, top) == expected

@@ -4,7 +4,9 @@ and the feature set, each with its tests, under the model's false-alarm contract
 Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSample`):
 
 - a feature, the prediction or the score with two or more distinct reference values: the
-  distribution tests of its type (``numeric_tests`` or ``categorical_tests``);
+  distribution tests of its type (``numeric_tests`` or ``categorical_tests``); a number's
+  are by default PSI and KS (windows) and the CUSUM (:mod:`detectors.cusum`, a sequential
+  test of its mean, value by value: a small shift is seen earlier);
 - one with a single distinct value (a constant): ``value_change``, a rate test of values
   different from it (it fires when the value changes);
 - every feature: ``missing_rate``, a rate test of missing values (absent or null; the
@@ -35,10 +37,11 @@ shared equally between them; each rate test of something the reference says is r
 out of a model total ``W`` gets ``ert * W / w``, so the false-alarm rates add up to at most
 ``1 / ert``. A column's value tests are calibrated jointly
 (:func:`detectors.calibration.calibrate_union`, for the union of their alarms) where the
-detectors offer it. Rate tests weigh less because what they watch mostly never happens on
-a stationary stream (a feature that was never missing): a full share would be budget
-spent on alarms that do not come, and their counts need little of it to catch a real
-change (missing values going from none to some).
+detectors offer it: PSI and KS simulated together; the CUSUM, calibrated exactly, gets its
+equal share of the column's rate beside them (Bonferroni). Rate tests weigh less because
+what they watch mostly never happens on a stationary stream (a feature that was never
+missing): a full share would be budget spent on alarms that do not come, and their counts
+need little of it to catch a real change (missing values going from none to some).
 
 >>> from daemon.stream.reference import ReferenceSample
 >>> sample = ReferenceSample(size=200, declared={}, max_features=10)
@@ -46,7 +49,7 @@ change (missing values going from none to some).
 ...     sample.add({"amount": float(i % 37), "plan": "ab"[i % 2], "flag": 0}, prediction=i % 2, score=None)
 >>> tests = DataTests(sample, ModelConfig(window=50, stride=10, ert=10_000), Counter())
 >>> {name: sorted(column.tests) for name, column in tests.columns.items()}  # doctest: +NORMALIZE_WHITESPACE
-{'amount': ['ks', 'missing_rate', 'psi'], 'plan': ['chisquare', 'missing_rate', 'unseen_rate'],
+{'amount': ['cusum', 'ks', 'missing_rate', 'psi'], 'plan': ['chisquare', 'missing_rate', 'unseen_rate'],
  'flag': ['missing_rate', 'value_change'], '<prediction>': ['chisquare', 'unseen_rate'],
  '<features>': ['unknown_features']}
 >>> tests.calibrated, tests.total_weight   # thresholds come from the calibration worker
@@ -54,7 +57,7 @@ change (missing values going from none to some).
 >>> tests.skipped   # one numeric feature that is not constant: nothing to reconstruct it from
 {('reconstruction', '<all>'): 'needs at least two numeric features that are not constant; the reference has 1 (amount)'}
 >>> tests.ert_of("ks", "amount"), tests.ert_of("missing_rate", "amount")
-(92000.0, 460000.0)
+(138000.0, 460000.0)
 >>> tests.columns["amount"].tests["psi"].missing, tests.columns["<prediction>"].tests["chisquare"].missing
 ('ignore', 'count')
 """
@@ -66,7 +69,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors import KS, PSI, ChiSquare, Detector, RateTest, calibration
+from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration
+from detectors.binning import CategoricalBins
 from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
@@ -152,13 +156,16 @@ class DataTests:
             self.untestable[ref.name] = f"missing in all {n} reference events"
             return None, None
         values = ref.values()
+        singletons = None
         if ref.kind == "numeric":
-            present = values[~np.isnan(values)]
-            distinct = np.unique(present)
             missing = np.isnan(values)
+            present = values[~missing]
+            # Only a constant needs its distinct values (its one value); for any other
+            # column two different values are enough, and a sort of the reference per
+            # column is not (the tests sort it again anyway).
+            distinct = present[:2] if present.size and present.min() < present.max() else np.unique(present)
         else:
-            distinct = sorted({v for v in values if v is not None})
-            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+            distinct, missing, singletons = _level_counts(values)
         column = Column(ref.name, ref.kind)
         planned = []
         if len(distinct) == 1:
@@ -172,7 +179,7 @@ class DataTests:
         if ref.kind == "categorical":
             column.levels = frozenset(distinct)  # unseen levels are counted ...
             if len(distinct) > 1:  # ... and tested (a constant's value_change sees them already)
-                planned.append(("unseen_rate", _unseen_left_out(values)))
+                planned.append(("unseen_rate", singletons))
         return column, planned
 
     def _plan_reconstruction(self, sample: ReferenceSample, tests: dict) -> None:
@@ -244,36 +251,43 @@ class DataTests:
     def update_many(self, features: list[dict], predictions: list, scores: list) -> None:
         """Feed one batch of (checked) predictions: their feature dicts, predictions and
         scores (numbers or None), in order."""
+        raws = {}  # feature -> its values in this batch, taken from the dicts once
         for column in self.columns.values():
             name = column.name
             if name == FEATURES:
                 column.tests["unknown_features"].update_many(self._unknown(features))
                 continue
             if name == ALL:
-                column.tests["reconstruction"].update_many(_encode(features, column.encoding))
+                column.tests["reconstruction"].update_many(_encode_events(features, column.encoding, raws))
                 continue
-            raw = predictions if name == PREDICTION else scores if name == SCORE else [f.get(name) for f in features]
+            if name == PREDICTION or name == SCORE:
+                raw = predictions if name == PREDICTION else scores
+            else:
+                raw = raws[name] = [f.get(name) for f in features]
             self._feed_column(column, raw)
 
     def _feed_column(self, column: Column, raw: list) -> None:
-        n = len(raw)
+        codes = levels = None
         if column.kind == "numeric":
-            values = np.array([np.nan if v is None else v for v in raw], dtype=np.float64)
+            values = np.array(raw, dtype=np.float64)  # None is NaN: missing
             missing = np.isnan(values)
             changed = ~missing & (values != column.constant) if column.constant is not None else None
             unseen = None
         else:
-            values = [level(v) for v in raw]
-            missing = np.fromiter((v is None for v in values), dtype=bool, count=n)
+            # Per distinct value, not per value: the batch's levels, each value's among them.
+            codes, levels = _level_codes(raw)
+            missing = np.array([v is None for v in levels], dtype=bool)[codes]
             constant, known = column.constant, column.levels
-            changed = None if constant is None else np.fromiter(
-                (v is not None and v != constant for v in values), dtype=bool, count=n)
-            unseen = None if known is None else np.fromiter(
-                (v is not None and v not in known for v in values), dtype=bool, count=n)
+            changed = None if constant is None else np.array(
+                [v is not None and v != constant for v in levels], dtype=bool)[codes]
+            unseen = None if known is None else np.array(
+                [v is not None and v not in known for v in levels], dtype=bool)[codes]
+            values = None  # the levels value by value, made only for a test that bins them itself
         if column.name != PREDICTION and (n_missing := int(missing.sum())):
             self.schema[("missing", column.name)] += n_missing
         if unseen is not None and (n_unseen := int(unseen.sum())):
             self.schema[("unseen", column.name)] += n_unseen
+        slots = None  # the KS test's bins of the values, when the CUSUM can take them
         for test, detector in column.tests.items():
             if test == "missing_rate":
                 detector.update_many(missing)
@@ -281,12 +295,23 @@ class DataTests:
                 detector.update_many(unseen)
             elif test == "value_change":
                 detector.update_many(changed)
+            elif codes is None and test == "ks" and _same_slots(detector, column.tests.get("cusum")):
+                slots = detector.binning.index(values)  # binned once for both
+                detector.update_bins(slots)
+            elif test == "cusum" and slots is not None:
+                detector.update_slots(slots, missing)
+            elif codes is None:
+                detector.update_many(values)
+            elif isinstance(getattr(detector, "binning", None), CategoricalBins):
+                detector.update_bins(detector.binning.index(levels)[codes])  # binned once per level
             else:
+                if values is None:
+                    values = [levels[c] for c in codes.tolist()]
                 detector.update_many(values)
 
     def _unknown(self, features: list[dict]) -> np.ndarray:
         known = self.known_names
-        flags = np.fromiter((not known.issuperset(f) for f in features), dtype=bool, count=len(features))
+        flags = ~np.fromiter(map(known.issuperset, features), dtype=bool, count=len(features))
         n = int(flags.sum())
         if n:
             self.schema[("unknown", FEATURES)] += n
@@ -366,14 +391,87 @@ def column_thresholds(job: CalibrationJob) -> list[tuple[float, float | None]]:
     return out
 
 
+def _same_slots(ks, cusum) -> bool:
+    """Whether the CUSUM of a column can take its KS test's bins as its slots: both made
+    :class:`~detectors.binning.KSSlots` of the same present reference values with the
+    same ``n_slots`` (the defaults: one column's tests), so the same edges; checked, not
+    assumed (a few microseconds a batch). Shared only when KS comes before the CUSUM in
+    ``numeric_tests`` (the default order); either way each detector sees the same values."""
+    if cusum is None:
+        return False
+    edges = cusum.edges
+    return edges is ks.binning.edges or (edges.shape == ks.binning.edges.shape
+                                          and bool(np.array_equal(edges, ks.binning.edges)))
+
+
+def _level_codes(raw: list) -> tuple[np.ndarray, list]:
+    """``(codes, levels)`` of a batch of categorical values: ``levels``, the level
+    (:func:`~daemon.stream.reference.level`, None for missing) of each distinct value in
+    order of first appearance, and ``codes``, intp of shape (values,), each value's index
+    into them. Distinct by type and value (``True`` and ``1`` are two levels); two
+    distinct values may have one level (``1`` and ``1.0``). TypeError as ``level``.
+
+    >>> codes, levels = _level_codes(["DE", 1, None, "DE", 1.0, True])
+    >>> codes.tolist(), levels
+    ([0, 1, 2, 0, 3, 4], ['DE', '1', None, '1', 'true'])
+    """
+    if set(map(type, raw)) <= _STR_OR_NONE:
+        keys = raw  # no two of these are equal unless of one type: the values are the keys
+    else:
+        keys = list(zip(map(type, raw), raw))
+    try:
+        distinct = dict.fromkeys(keys)
+    except TypeError:  # an unhashable value: say what level() says of it
+        levels = [level(v) for v in raw]
+        return np.arange(len(levels), dtype=np.intp), levels
+    for i, key in enumerate(distinct):
+        distinct[key] = i
+    codes = np.fromiter(map(distinct.__getitem__, keys), dtype=np.intp, count=len(keys))
+    if keys is raw:
+        return codes, list(distinct)  # a string is its own level
+    return codes, [level(v) for _, v in distinct]
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
+def _level_counts(values: list) -> tuple[list, np.ndarray, np.ndarray]:
+    """``(distinct, missing, singletons)`` of a categorical reference column (``values``:
+    its levels, None for missing): the distinct present levels, sorted; per value, bool
+    arrays of shape (values,): is it missing, and is it a singleton, its level there
+    exactly once (see :func:`_unseen_left_out`). Made per distinct level, not per value
+    (a dict of first appearances, then numpy): the build's cost was Python passes over
+    every reference value.
+
+    >>> distinct, missing, singletons = _level_counts(["b", None, "a", "b", "c", None])
+    >>> distinct, missing.tolist(), singletons.tolist()
+    (['a', 'b', 'c'], [False, True, False, False, False, True], [False, False, True, False, True, False])
+    """
+    index = dict.fromkeys(values)
+    for i, key in enumerate(index):
+        index[key] = i
+    codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))
+    counts = np.bincount(codes, minlength=len(index))
+    single = counts == 1
+    if None in index:
+        single[index[None]] = False  # missing is no level
+        missing = codes == index[None]
+    else:
+        missing = np.zeros(len(values), dtype=bool)
+    return sorted(key for key in index if key is not None), missing, single[codes]
+
+
 def _unseen_left_out(values: list) -> np.ndarray:
     """Per reference value: would its level be unseen by the rest of the reference? (It is
     there exactly once.) A stationary stream keeps bringing levels the reference never had
     at about that rate, the Good-Turing estimate of the unseen mass (singletons / n), so the
     unseen-rate test's null is that, not zero: with all-False flags it alarmed 13 times its
-    share on long-tailed categoricals."""
-    counts = Counter(v for v in values if v is not None)
-    return np.fromiter((v is not None and counts[v] == 1 for v in values), dtype=bool, count=len(values))
+    share on long-tailed categoricals. (The build takes it from :func:`_level_counts`.)
+
+    >>> _unseen_left_out(["b", None, "a", "b", None]).tolist()
+    [False, False, True, False, False]
+    """
+    return _level_counts(values)[2]
 
 
 def _weights(tests: dict):
@@ -418,6 +516,8 @@ def _encode(features: list, encoding: tuple, columns: dict | None = None) -> np.
     """Rows of column <all> (shape (events, columns)) from events' feature dicts, or from
     ``columns`` (feature -> values, as the reference keeps them). NaN where a feature is
     missing or, for a numeric one, not a number (its missing_rate test has that signal)."""
+    if columns is None:
+        return _encode_events(features, encoding)
     n = len(features)
     width = sum(1 if levels is None else len(levels) for _, levels in encoding)
     out = np.empty((n, width), dtype=np.float64)
@@ -437,6 +537,45 @@ def _encode(features: list, encoding: tuple, columns: dict | None = None) -> np.
     return out
 
 
+_NUMBER_OR_NONE = frozenset({float, int, type(None)})
+
+
+def _encode_events(features: list, encoding: tuple, raws: dict | None = None) -> np.ndarray:
+    """:func:`_encode` of events' feature dicts (the live path, once per batch): the same
+    rows, with a numeric feature converted in one step when its values are all numbers or
+    None, and a categorical one's indicators made per distinct value (:func:`_level_codes`).
+    ``raws``: feature -> its values in ``features`` (``[f.get(name) for f in features]``),
+    where the caller has them already.
+
+    >>> rows = _encode_events([{"x": 1, "c": "a"}, {"x": None, "c": "b"}, {"x": True, "c": None}],
+    ...                       (("x", None), ("c", ("a",))))
+    >>> rows.tolist()
+    [[1.0, 1.0], [nan, 0.0], [nan, nan]]
+    """
+    n = len(features)
+    width = sum(1 if levels is None else len(levels) for _, levels in encoding)
+    out = np.empty((n, width), dtype=np.float64)
+    nan, k = float("nan"), 0
+    for name, levels in encoding:
+        raw = raws.get(name) if raws else None
+        if raw is None:
+            raw = [f.get(name) for f in features]
+        if levels is None:
+            if set(map(type, raw)) <= _NUMBER_OR_NONE:
+                out[:, k] = np.array(raw, dtype=np.float64)  # None is NaN
+            else:  # a boolean or a string is not a number here: NaN
+                out[:, k] = [v if type(v) is float or type(v) is int else nan for v in raw]
+            k += 1
+            continue
+        codes, found = _level_codes(raw)
+        missing = np.array([v is None for v in found], dtype=bool)[codes]
+        for lv in levels:
+            out[:, k] = np.array([v == lv for v in found], dtype=np.float64)[codes]
+            out[missing, k] = nan
+            k += 1
+    return out
+
+
 def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing: str = "count",
           column: Column | None = None) -> Detector:
     """The detector of ``test``; ``missing`` ("ignore" when the column has a missing_rate
@@ -449,6 +588,8 @@ def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing
         return RateTest(values, **common)
     if test == "ks":
         return KS(values, **common)
+    if test == "cusum":
+        return CUSUM(values, **common)
     # Levels the reference never had are the unseen_rate test's signal alone: the
     # distribution tests compare the reference's levels only (one signal, one test).
     if test == "psi":

@@ -74,6 +74,25 @@ class SourceLog:
             raise KeyError(at)
         return float(times[j]), int(offsets[j])
 
+    def get_many(self, ats: list[int]) -> tuple[list[float], list[int]]:
+        """Event times and offsets of values ``ats`` (positions, any order): two lists,
+        each item what :meth:`get` gives for it (the same floats and ints); ``KeyError``
+        as there.
+
+        >>> log = SourceLog()
+        >>> log.extend([10.0, 11.0], [100, 101]); log.extend([12.0], [102])
+        >>> log.get_many([3, 1, 2])
+        ([12.0, 10.0, 11.0], [102, 100, 101])
+        """
+        if len(self._chunks) == 1 and ats:  # the usual case: the batch just fed
+            times, offsets = self._chunks[0]
+            first = self._firsts[0]
+            index = np.asarray(ats, dtype=np.int64) - first
+            if index.min() >= 0 and index.max() < times.size:
+                return times[index].tolist(), offsets[index].tolist()
+        pairs = [self.get(at) for at in ats]
+        return [t for t, _ in pairs], [o for _, o in pairs]
+
     def forget(self) -> None:
         """Drop every recorded value (no decision refers to them any more)."""
         self._firsts.clear()

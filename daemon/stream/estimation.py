@@ -7,7 +7,8 @@ a regressor's loss models trained on them (DLE). The estimated stream is every p
 of the version whose event time is after the newest label of that reference, in the order
 of the prediction stream: a function of the events alone, however the two topics were
 interleaved when read (predictions read before the fit wait for it, at most
-:data:`MAX_WAITING` of them; beyond, the oldest are dropped). Each one's expected
+:data:`MAX_WAITING` of them, a classifier's only if their score is usable; beyond, the
+oldest are dropped). Each one's expected
 correctness (classification) or predicted absolute error (regression) goes into the estimate's window of ``decay_window`` predictions and into
 the estimate's decay test (:class:`detectors.estimation.EstimateDecay`, detector
 ``estimated_decay``, feature ``accuracy`` or ``mae``). That test has a contract of its own:
@@ -39,7 +40,7 @@ completed the test.
 from __future__ import annotations
 
 import math
-
+from array import array
 from collections import deque
 
 from detectors.estimation import TESTED, ClassificationEstimate, EstimateDecay, RegressionEstimate
@@ -53,6 +54,102 @@ NAME = "estimated_decay"
 #: Most predictions that wait for the estimate's fit (those newer than every reference
 #: label so far); the start of the estimated stream is exact while fewer wait.
 MAX_WAITING = 50_000
+
+
+class Waiting:
+    """Predictions waiting for the fit, oldest first, at most ``maxlen`` (beyond, the
+    oldest are dropped): ``(features, prediction, score, ts, offset)`` rows kept as columns,
+    about 32 bytes a prediction with a numeric score and no features (a classifier's)
+    instead of a tuple of objects (~150): event times and offsets in arrays, numeric scores
+    in an array until a mapping comes, predictions shared by value (a few classes).
+
+    >>> w = Waiting(maxlen=3)
+    >>> w.extend([(None, "a", 0.5, 1.0, 10), (None, "b", 0.7, 2.0, 11)])
+    >>> w.extend([(None, "a", {"a": 0.9}, 3.0, 12), (None, "b", 0.1, 4.0, 13)])
+    >>> len(w), w.first_ts(), list(w)[0]
+    (3, 2.0, (None, 'b', 0.7, 2.0, 11))
+    >>> w.drop_through(3.0); [row[3] for row in w]
+    [4.0]
+    """
+
+    #: Distinct predictions shared at most (class labels; beyond, each is kept as it came).
+    MAX_SHARED = 1000
+
+    def __init__(self, maxlen: int):
+        self.maxlen = maxlen
+        self._start = 0  # rows before it are dropped (compacted away from time to time)
+        self._features: list | None = None  # only once a row brings features (a regressor's)
+        self._predictions: list = []
+        self._scores = array("d")  # numbers (NaN: None) until a mapping comes; then a list
+        self._ts = array("d")
+        self._offsets = array("q")
+        self._shared: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._ts) - self._start
+
+    def extend(self, rows) -> None:
+        shared = self._shared
+        for features, prediction, score, ts, offset in rows:
+            if features is not None and self._features is None:
+                self._features = [None] * len(self._ts)
+            if self._features is not None:
+                self._features.append(features)
+            if _hashable(prediction):  # by type and value: 1, 1.0 and True stay apart
+                key = (type(prediction), prediction)
+                if len(shared) < self.MAX_SHARED:
+                    prediction = shared.setdefault(key, prediction)
+                else:
+                    prediction = shared.get(key, prediction)
+            self._predictions.append(prediction)
+            scores = self._scores
+            if type(scores) is array:
+                if score is None:
+                    scores.append(math.nan)
+                elif (type(score) is float or type(score) is int) and not math.isnan(score):
+                    scores.append(score)
+                else:  # a mapping (or a NaN kept as it came): objects from here
+                    self._scores = [None if s != s else s for s in scores]
+                    self._scores.append(score)
+            else:
+                scores.append(score)
+            self._ts.append(ts)
+            self._offsets.append(offset)
+        if len(self) > self.maxlen:
+            self._start = len(self._ts) - self.maxlen
+        if self._start > max(1024, len(self._ts) // 2):
+            self._compact()
+
+    def _compact(self) -> None:
+        s, self._start = self._start, 0
+        if self._features is not None:
+            del self._features[:s]
+        del self._predictions[:s], self._scores[:s], self._ts[:s], self._offsets[:s]
+
+    def first_ts(self) -> float:
+        return self._ts[self._start]
+
+    def drop_through(self, ts: float) -> None:
+        """Drop the oldest rows while their event time is at most ``ts``."""
+        times, start = self._ts, self._start
+        while start < len(times) and times[start] <= ts:
+            start += 1
+        self._start = start
+
+    def __iter__(self):
+        features = self._features
+        scores = self._scores
+        numeric = type(scores) is array
+        for i in range(self._start, len(self._ts)):
+            score = scores[i]
+            if numeric and score != score:
+                score = None
+            yield (None if features is None else features[i], self._predictions[i], score, self._ts[i],
+                   self._offsets[i])
+
+
+def _hashable(value) -> bool:
+    return value is None or type(value) in (int, str, bool, float)
 
 
 class ModelEstimation:
@@ -73,7 +170,7 @@ class ModelEstimation:
         self._collected: list[tuple] = []  # labelled reference events: (score or features, prediction, label)
         # Predictions read before the fit that may still be estimated, (features, prediction,
         # score, ts, offset): those newer than the newest reference label so far.
-        self._waiting: deque = deque(maxlen=MAX_WAITING)
+        self._waiting = Waiting(MAX_WAITING)
         self._newest_label = -math.inf  # event time of the newest label of the reference so far
         self._start = -math.inf  # once fitted: predictions after this event time are estimated
         self.test: EstimateDecay | None = None
@@ -99,6 +196,10 @@ class ModelEstimation:
     def __setstate__(self, state: dict) -> None:
         state.setdefault("_newest_label", -math.inf)  # saved before the start was exact
         state.setdefault("_start", -math.inf)
+        waiting = state.get("_waiting")
+        if isinstance(waiting, deque):  # saved when the waiting predictions were tuples
+            state["_waiting"] = Waiting(MAX_WAITING)
+            state["_waiting"].extend(waiting)
         self.__dict__.update(state)
 
     def observe_labels(self, pairs: list, label_times: list | None = None) -> None:
@@ -117,8 +218,7 @@ class ModelEstimation:
             room = self.reference_size - len(self._collected)
             self._collected += rows[:room]
             self._newest_label = max([self._newest_label, *label_times[:room]])
-            while self._waiting and self._waiting[0][3] <= self._newest_label:
-                self._waiting.popleft()  # never estimated: not after the reference's labels
+            self._waiting.drop_through(self._newest_label)  # never estimated: not after the reference's labels
             rows = rows[room:]
             if len(self._collected) == self.reference_size:
                 self._fit()
@@ -128,7 +228,7 @@ class ModelEstimation:
 
     def _fit(self) -> None:
         collected, self._collected = self._collected, []
-        waiting, self._waiting = list(self._waiting), deque(maxlen=self.window)
+        waiting, self._waiting = list(self._waiting), Waiting(0)
         first, y_pred, y_true = (list(c) for c in zip(*collected))
         if self.task == "classification":
             with_score = sum(ClassificationEstimate.usable(s) for s in first)
@@ -161,9 +261,13 @@ class ModelEstimation:
         if not self.enabled or self.skipped or not events:
             return
         if not self.fitted:
-            regression = self.task == "regression"
-            self._waiting.extend((e.features if regression else None, e.prediction, e.score, e.ts, o)
-                                 for e, o in zip(events, offsets) if e.ts > self._newest_label)
+            if self.task == "regression":
+                self._waiting.extend((e.features, e.prediction, e.score, e.ts, o)
+                                     for e, o in zip(events, offsets) if e.ts > self._newest_label)
+            else:  # a prediction without a usable score is never estimated: it need not wait
+                usable = ClassificationEstimate.usable
+                self._waiting.extend((None, e.prediction, e.score, e.ts, o) for e, o in zip(events, offsets)
+                                     if e.ts > self._newest_label and usable(e.score))
             return
         if self.test is None:
             return

@@ -22,11 +22,12 @@ function of the input stream alone.
 >>> events = [Event(features={"amount": float(i % 37)}, prediction=i % 2, score=None,
 ...                 model_version=None, ts=1.7e9 + i) for i in range(300)]
 >>> pipeline.observe_predictions(events)      # the reference, then 100 values: tests held
->>> pipeline.features, pipeline.uncalibrated, pipeline.pop_observations()
-({'amount': 'numeric', '<prediction>': 'categorical'}, 6, [])
+>>> pipeline.features, pipeline.uncalibrated == len(pipeline.data_detectors), pipeline.pop_observations()
+({'amount': 'numeric', '<prediction>': 'categorical'}, True, [])
 >>> calibrate_now(pipeline)                   # the daemon's worker does this off the loop
 3
->>> first = pipeline.pop_observations()[0]    # the held tests, decided in order
+>>> held = pipeline.pop_observations()        # the held tests, decided in order
+>>> first = next(o for o in held if o.detector == "psi")
 >>> first.detector, first.drift, first.position, first.offset, first.event_time
 ('psi', False, 50, 249, 1700000249.0)
 """
@@ -36,8 +37,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from daemon.runtime import allocator
 from daemon.stream import reference as ref
 from daemon.stream.columns import CalibrationJob, DataTests
 from daemon.config import ModelConfig
@@ -264,14 +267,21 @@ class ModelPipeline:
         for column, why in tests.untestable.items():
             log.warning("model %s: %s is not tested: %s", self.name, column, why, extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
-        self.reference = None  # the columns live on as the tests' reference counts
+        nbytes = sum(column.nbytes for column in sample.columns())
+        self.reference = sample = None  # the columns live on as the tests' reference counts
+        allocator.released(nbytes)  # their pages back to the system (glibc: daemon/runtime/allocator.py)
 
     def _drain(self, watch: _Watch) -> None:
         found = []
+        version, sources = watch.version, watch.sources
         for (test, column), detector in watch.tests.detectors():
-            for d in detector.pop_decisions():
-                ts, offset = watch.sources.get(d.at)
-                found.append(Observation(test, column, d.drift, ts, offset, "data", d.at, _detail(d, watch.version)))
+            decisions = detector.pop_decisions()
+            if not decisions:
+                continue
+            # One look-up per detector and batch, not per decision.
+            times, offsets = sources.get_many([d.at for d in decisions])
+            for d, ts, offset in zip(decisions, times, offsets):
+                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, _detail(d, version)))
         found.sort(key=lambda o: o.position)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
@@ -411,9 +421,63 @@ class ModelPipeline:
                 self.pending_promotions.append((promotion, ts))
 
 
-def _detail(decision, version) -> dict:
+_new = object.__new__
+
+
+def _observation(detector, feature, drift, event_time, offset, side, position, detail) -> Observation:
+    """``Observation(...)`` of these fields, made without the frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` per field): the same object (fields, equality,
+    hash, pickle), for a cost that counts at one per test of every detector."""
+    o = _new(Observation)
+    o.__dict__.update(detector=detector, feature=feature, drift=drift, event_time=event_time, offset=offset,
+                      side=side, position=position, detail=detail)
+    return o
+
+
+def _detail(decision, version) -> Mapping:
+    """An observation's detail: statistic, threshold, p_value and model_version. A
+    decision whose p-value is still to compute (:class:`detectors.windowed.DeferredDecision`:
+    KS's alarms) gives a :class:`LazyDetail`, which computes it when read (an alert is
+    made), so that the many alarms no alert reads cost nothing; other decisions a dict."""
+    if getattr(decision, "p_pending", False):
+        return LazyDetail(decision, version)
     return {"statistic": decision.statistic, "threshold": decision.threshold,
             "p_value": decision.p_value, "model_version": version}
+
+
+class LazyDetail(Mapping):
+    """The detail of a decision whose p-value is computed when first read: a read-only
+    mapping with the keys and values of :func:`_detail`'s dict (``dict(detail)``, ``.get``,
+    ``==`` with a dict as for one). Pickles with its decision.
+
+    >>> import operator
+    >>> from detectors.windowed import DeferredDecision
+    >>> detail = _detail(DeferredDecision(7, True, False, 0.3, 0.2, operator.truediv, (1, 4)), "v2")
+    >>> type(detail).__name__, detail == {"statistic": 0.3, "threshold": 0.2, "p_value": 0.25, "model_version": "v2"}
+    ('LazyDetail', True)
+    """
+
+    _KEYS = ("statistic", "threshold", "p_value", "model_version")
+
+    def __init__(self, decision, version):
+        self.decision = decision
+        self.version = version
+
+    def __getitem__(self, key):
+        if key == "model_version":
+            return self.version
+        if key in self._KEYS:
+            return getattr(self.decision, key)
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def _score_value(score):

@@ -1,0 +1,94 @@
+"""The cheaper build and decision paths give exactly what the plain ones gave (issue 8's
+peer benchmark): categorical reference counts per distinct level, the CUSUM fed its KS
+test's bins, decisions and observations made without the frozen dataclasses' __init__,
+source look-ups per batch."""
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from daemon.stream.columns import _level_codes, _level_counts, _same_slots
+from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.pipeline import _observation
+from detectors import CUSUM, KS
+from detectors.base import Decision
+from detectors.windowed import _decision
+
+
+def _plain_level_counts(values):
+    """What the build computed before: a sorted set, a flag per value, a Counter."""
+    counts = Counter(v for v in values if v is not None)
+    return (sorted({v for v in values if v is not None}),
+            np.fromiter((v is None for v in values), dtype=bool, count=len(values)),
+            np.fromiter((v is not None and counts[v] == 1 for v in values), dtype=bool, count=len(values)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_level_counts_match_the_plain_passes(seed):
+    rng = np.random.default_rng(seed)
+    levels = [None] + [f"l{i}" for i in range(int(rng.integers(1, 60)))]
+    values = [levels[i] for i in np.minimum(rng.zipf(1.5, size=2000) - 1, len(levels) - 1)]
+    if seed == 0:
+        values = [v for v in values if v is not None]  # no missing value at all
+    got, want = _level_counts(values), _plain_level_counts(values)
+    assert got[0] == want[0]
+    assert np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])
+
+
+def test_level_codes_of_strings_match_the_typed_keys():
+    raw = ["b", None, "a", "b", None, "c"]
+    codes, levels = _level_codes(raw)
+    assert codes.tolist() == [0, 1, 2, 0, 1, 3] and levels == ["b", None, "a", "c"]
+    # Mixed types keep the typed keys: True, 1 and 1.0 stay apart.
+    codes, levels = _level_codes(["1", 1, True, 1.0, None])
+    assert codes.tolist() == [0, 1, 2, 3, 4] and levels == ["1", "1", "true", "1", None]
+
+
+@pytest.mark.parametrize("batch", [1, 37, 500])
+def test_cusum_fed_the_ks_bins_is_the_cusum_fed_values(batch):
+    rng = np.random.default_rng(4)
+    reference = rng.normal(size=5000)
+    reference[::11] = np.nan
+    stream = np.concatenate([rng.normal(size=3000), rng.normal(loc=0.7, size=1500)])
+    stream[::13] = np.nan
+    plain = CUSUM(reference, window=500, stride=50, ert=1e5)
+    shared = CUSUM(reference, window=500, stride=50, ert=1e5)
+    ks = KS(reference, window=500, stride=50, ert=1e5, defer_calibration=True)
+    assert _same_slots(ks, shared)
+    for i in range(0, stream.size, batch):
+        values = stream[i:i + batch]
+        plain.update_many(values)
+        shared.update_slots(ks.binning.index(values), np.isnan(values))
+    assert plain.pop_decisions() == shared.pop_decisions()
+    assert plain.state() == shared.state() and plain.n_missing == shared.n_missing
+    assert not _same_slots(ks, CUSUM(reference, window=500, stride=50, ert=1e5, n_slots=64))
+
+
+def test_fast_decisions_and_observations_are_the_dataclasses():
+    for fast, plain in [(_decision(7, True, False, 0.25, 0.2, None), Decision(7, True, False, 0.25, 0.2, None)),
+                        (_observation("ks", "x", True, 1.5, 9, "data", 7, {"p_value": 0.1}),
+                         Observation("ks", "x", True, 1.5, 9, "data", 7, {"p_value": 0.1}))]:
+        assert fast == plain and repr(fast) == repr(plain)
+        assert pickle.dumps(fast) == pickle.dumps(plain)
+        with pytest.raises(AttributeError):  # still frozen
+            fast.drift = False
+
+
+    decision = _decision(7, True, False, 0.25, 0.2, None)
+    assert hash(decision) == hash(Decision(7, True, False, 0.25, 0.2, None))
+
+
+def test_source_log_get_many_is_get():
+    log = SourceLog()
+    log.extend([1.5, 2.5, 3.5], [10, 11, 12])
+    assert log.get_many([3, 1]) == ([3.5, 1.5], [12, 10])
+    log.extend([4.5], [13])  # two chunks: position by position
+    assert log.get_many([4, 2]) == ([log.get(4)[0], log.get(2)[0]], [13, 11])
+    log.forget()
+    log.extend([5.5], [14])
+    with pytest.raises(KeyError):
+        log.get_many([4])
+    with pytest.raises(KeyError):
+        log.get_many([6])
