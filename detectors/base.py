@@ -164,6 +164,95 @@ class Detector(abc.ABC):
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+
+class DeferredThresholds(Detector):
+    """A detector whose thresholds may come after it starts testing (calibration off the
+    loop): a test run before them is *held*, and :meth:`set_thresholds` decides the held
+    tests in order, as if the thresholds had been there from the start, so that no decision
+    depends on when the calibration finished.
+
+    A subclass keeps ``_threshold`` (None while pending) and ``_given_warning`` (a warning
+    threshold given to its constructor, which the calibrated one does not replace), runs
+    each test's outcome through :meth:`_judge_or_hold` and implements ``_judge(at,
+    *outcome)``; :meth:`_thresholds_set` and :meth:`_decide_held` are its hooks.
+    """
+
+    _threshold: float | None = None
+    _given_warning = None
+    warning_threshold: float | None = None
+
+    @staticmethod
+    def _checked_settings(window: int, stride: int | None, threshold, ert) -> tuple[int, int]:
+        """``(window, stride)`` as ints (stride None: the window, tumbling); ValueError for a
+        window below 2, a stride outside 1..window, not exactly one of ``threshold`` and
+        ``ert``, or an ``ert`` below the stride."""
+        if window < 2:
+            raise ValueError(f"window must be at least 2, got {window}")
+        stride = window if stride is None else stride
+        if not 1 <= stride <= window:
+            raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
+        if (threshold is None) == (ert is None):
+            raise ValueError("give exactly one of threshold= or ert=")
+        if ert is not None and not ert >= stride:
+            raise ValueError(f"ert must be at least stride ({stride}) values, got {ert}")
+        return int(window), int(stride)
+
+    def _init_thresholds(self, threshold, warning_threshold, ert, defer_calibration: bool) -> None:
+        """The constructor's part: a given threshold, or one calibrated to ``ert`` now (from
+        :meth:`null_model`, see :func:`detectors.calibration.calibrate`), or none yet
+        (``defer_calibration``: a worker calls :meth:`set_thresholds` later)."""
+        self._threshold = None if threshold is None else float(threshold)
+        self._given_warning = warning_threshold is not None
+        self.warning_threshold = warning_threshold
+        if ert is not None and not defer_calibration:
+            from . import calibration  # the interface module stays free of the simulation's imports
+
+            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
+            if not self._given_warning:
+                self.warning_threshold = warning
+            self._thresholds_set()
+
+    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
+        """Set the threshold (and the warning threshold, unless one was given to the
+        constructor), then decide the tests held meanwhile, in order."""
+        self._threshold = float(threshold)
+        if not self._warning_given():
+            self.warning_threshold = None if warning_threshold is None else float(warning_threshold)
+        self._thresholds_set()
+        held, self._held = self._held, []
+        for outcome in held:
+            self._decide_held(*outcome)
+
+    @property
+    def calibrated(self) -> bool:
+        """True once the threshold is known (given, calibrated, or set)."""
+        return self._threshold is not None
+
+    def _warning_given(self) -> bool:
+        return bool(self._given_warning)
+
+    def _thresholds_set(self) -> None:
+        """Hook: after the thresholds are set, before the held tests are decided."""
+
+    def _decide_held(self, at: int, *outcome) -> None:
+        self._judge(at, *outcome)
+
+    def _judge_or_hold(self, at: int, *outcome) -> None:
+        """Decide a test's outcome now, or hold it until :meth:`set_thresholds`."""
+        if self._threshold is None:
+            self._held.append((at, *outcome))
+        else:
+            self._judge(at, *outcome)
+
+    def _reset_decisions(self) -> None:
+        """Forget the tests' outcomes and counts (a part of :meth:`reset`)."""
+        self._held = []
+        self._statistic_value = None
+        self.n_seen = self.n_skipped = self.n_tests = self.n_detections = 0
+        self.last_detection_at = None
+        self.drift = self.warning = False
+
+
 def restore(snapshot: bytes) -> Detector:
     """Rebuild a detector from :meth:`Detector.snapshot` (trusted bytes only: it unpickles)."""
     detector = pickle.loads(snapshot)

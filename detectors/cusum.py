@@ -104,7 +104,7 @@ import numpy as np
 from scipy import optimize
 
 from . import calibration
-from .base import Decision, Detector
+from .base import Decision, DeferredThresholds
 from .binning import KSSlots, numeric_array
 
 #: Default shift to detect, in reference standard deviations (the reference value ``k``
@@ -120,7 +120,7 @@ OVERSHOOT = 0.583
 VERSION = 1
 
 
-class CUSUM(Detector):
+class CUSUM(DeferredThresholds):
     """Two-sided CUSUM of the standardised values of a numeric column (see the module
     docs). Give ``threshold`` (on the statistic, in reference standard deviations) or
     ``ert`` (values between false alarms; ``defer_calibration``: see
@@ -145,15 +145,7 @@ class CUSUM(Detector):
         defer_calibration: bool = False,
         n_slots: int = 128,
     ):
-        if window < 2:
-            raise ValueError(f"window must be at least 2, got {window}")
-        stride = window if stride is None else stride
-        if not 1 <= stride <= window:
-            raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
-        if (threshold is None) == (ert is None):
-            raise ValueError("give exactly one of threshold= or ert=")
-        if ert is not None and not ert >= stride:
-            raise ValueError(f"ert must be at least stride ({stride}) values, got {ert}")
+        window, stride = self._checked_settings(window, stride, threshold, ert)
         if not (isinstance(shift, (int, float)) and 0 < shift < 100):
             raise ValueError(f"shift must be a number of standard deviations above 0, got {shift!r}")
         self.window, self.stride, self.ert = int(window), int(stride), ert
@@ -179,13 +171,7 @@ class CUSUM(Detector):
         self.reference_counts = counts.astype(np.int32)
         self._k = int(round(self.shift / 2 * SCALE))
         self._cap = self._k * self.window
-        self._threshold = None if threshold is None else float(threshold)
-        self._given_warning = warning_threshold is not None
-        self.warning_threshold = warning_threshold
-        if ert is not None and not defer_calibration:
-            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
-            if not self._given_warning:
-                self.warning_threshold = warning
+        self._init_thresholds(threshold, warning_threshold, ert, defer_calibration)
         self.reset()
 
     # -- calibration ------------------------------------------------------------------------
@@ -202,10 +188,6 @@ class CUSUM(Detector):
         values (a threshold above it is a test that can never fire)."""
         top = int(np.max(np.abs(self.z))) + self._k
         return (self._cap + self.stride * top) / SCALE
-
-    @property
-    def calibrated(self) -> bool:
-        return self._threshold is not None
 
     @property
     def threshold(self) -> float | None:
@@ -247,16 +229,14 @@ class CUSUM(Detector):
     def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
         """Set the threshold (and the warning threshold, unless one was given), then decide
         the blocks held meanwhile, in order, and the current block's values so far."""
-        self._threshold = float(threshold)
-        if not self._given_warning:
-            self.warning_threshold = warning_threshold
-        held, self._held = self._held, []
-        for at, top, positions, values in held:
-            self._enter_at_first(top, positions, values)
-            self._judge(at, top)
+        super().set_thresholds(threshold, warning_threshold)
         if self._rec_pos:
             self._enter_at_first(self._block_max, np.concatenate(self._rec_pos), np.concatenate(self._rec_val))
         self._rec_pos, self._rec_val = [], []
+
+    def _decide_held(self, at: int, top: int, positions: np.ndarray, values: np.ndarray) -> None:
+        self._enter_at_first(top, positions, values)
+        self._judge(at, top)
 
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -266,15 +246,7 @@ class CUSUM(Detector):
         self._block_max = -1
         self._rec_pos: list = []  # while uncalibrated: where the block's running maximum rose ...
         self._rec_val: list = []  # ... and to what
-        self._held: list = []
-        self._statistic_value = None
-        self.n_seen = 0
-        self.n_skipped = 0
-        self.n_tests = 0
-        self.n_detections = 0
-        self.last_detection_at = None
-        self.drift = False
-        self.warning = False
+        self._reset_decisions()
 
     @property
     def statistic(self) -> float | None:

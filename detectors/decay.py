@@ -61,7 +61,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from . import calibration, decay_null
-from .base import Decision, Detector
+from .base import Decision, DeferredThresholds
 
 _REGRESSION = {"mae": np.abs, "rmse": np.square}
 METRICS = tuple(decay_null.CATEGORIES) + tuple(_REGRESSION)
@@ -69,7 +69,7 @@ METRICS = tuple(decay_null.CATEGORIES) + tuple(_REGRESSION)
 MAX_LOSS = 1e100
 
 
-class PerformanceDecay(Detector):
+class PerformanceDecay(DeferredThresholds):
     """Is the model's ``metric`` over the last ``window`` labelled events worse than over
     its reference period? See the module docs for the statistic and its calibration.
 
@@ -247,10 +247,7 @@ class PerformanceDecay(Detector):
             self._last = np.bincount(window, minlength=self._reference.size)
             z = decay_null.table_z(self.metric, self._reference, self._last)
         self._z, self._p = float(z), float(ndtr(-z))
-        if self._threshold is None:
-            self._held.append((at, self._z, self._p))
-        else:
-            self._judge(at, self._z, self._p)
+        self._judge_or_hold(at, self._z, self._p)
 
     def _judge(self, at: int, z: float, p: float) -> None:
         """Decide one test (the ``at``-th pair completed it) and put it in the outbox."""
@@ -265,11 +262,6 @@ class PerformanceDecay(Detector):
                               threshold=self._threshold, p_value=p))
 
     # -- calibration ------------------------------------------------------------------------
-    @property
-    def calibrated(self) -> bool:
-        """True once the threshold is known (given, calibrated or set)."""
-        return self._threshold is not None
-
     def null_model(self) -> calibration.NullModel | None:
         """What the test's null distribution depends on (the reference's confusion table,
         or its losses for regression): give it to :func:`detectors.calibration.calibrate`.
@@ -283,16 +275,8 @@ class PerformanceDecay(Detector):
             counts, params = tuple(int(c) for c in self._reference), (("metric", self.metric), version)
         return calibration.NullModel(self.KIND, counts, self.window, self.stride, params, self.calibration_seed)
 
-    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
-        """Set the threshold on ``z`` (and the warning threshold, unless one was given to
-        the constructor), then decide the tests held meanwhile, in order, as if the
-        thresholds had been there from the start."""
-        self._threshold = float(threshold)
-        if self._given_warning is None:
-            self.warning_threshold = None if warning_threshold is None else float(warning_threshold)
-        held, self._held = self._held, []
-        for at, z, p in held:
-            self._judge(at, z, p)
+    def _warning_given(self) -> bool:
+        return self._given_warning is not None
 
     @staticmethod
     def exact_thresholds(null_model: calibration.NullModel, rates) -> list[float]:

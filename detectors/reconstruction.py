@@ -88,7 +88,7 @@ import numpy as np
 from scipy import special
 
 from . import calibration
-from .base import Decision, Detector, DetectorState
+from .base import Decision, DeferredThresholds, DetectorState
 
 #: Folds of the cross-fitting that gives the reference's out-of-sample errors.
 FOLDS = 5
@@ -141,7 +141,7 @@ class ReconstructionNull:
         return digest.hexdigest()
 
 
-class Reconstruction(Detector):
+class Reconstruction(DeferredThresholds):
     """Masked-feature reconstruction drift of rows of ``d >= 2`` numeric features (see the
     module docs).
 
@@ -184,16 +184,8 @@ class Reconstruction(Detector):
         self.groups = self.names if groups is None else tuple(str(g) for g in groups)
         if len(self.names) != d or len(self.groups) != d:
             raise ValueError(f"{len(self.names)} names and {len(self.groups)} groups for {d} columns")
-        if window < 2:
-            raise ValueError(f"window must be at least 2, got {window}")
-        stride = window if stride is None else stride
-        if not 1 <= stride <= window:
-            raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
-        if (threshold is None) == (ert is None):
-            raise ValueError("give exactly one of threshold= or ert=")
-        if ert is not None and ert < stride:
-            raise ValueError(f"ert must be at least stride ({stride}) values, got {ert}")
-        self.window, self.stride, self.ert = int(window), int(stride), ert
+        self.window, self.stride = self._checked_settings(window, stride, threshold, ert)
+        self.ert = ert
         self.calibration_seed = int(calibration_seed)
         rows = x[~np.all(np.isnan(x), axis=1)]
         least = max(20, 2 * (d + 1))
@@ -205,14 +197,7 @@ class Reconstruction(Detector):
             if knots.size < 2:
                 raise ValueError(f"feature {name!r} has fewer than 2 distinct present reference values")
         self._null_errors = self._fit(rows)
-        self._threshold = None if threshold is None else float(threshold)
-        self.warning_threshold = warning_threshold
-        self._given_warning = warning_threshold is not None
-        if ert is not None and not defer_calibration:
-            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
-            if not self._given_warning:
-                self.warning_threshold = warning
-            self._null_errors = None  # calibrated: the null is not needed any more
+        self._init_thresholds(threshold, warning_threshold, ert, defer_calibration)
         self.reset()
 
     # -- the model --------------------------------------------------------------------------
@@ -300,21 +285,8 @@ class Reconstruction(Detector):
         worst = (np.abs(self._intercept) + bound @ a) ** 2 / self._scale
         return float(worst.max())
 
-    @property
-    def calibrated(self) -> bool:
-        """True once the threshold is known (given, calibrated, or set)."""
-        return self._threshold is not None
-
-    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
-        """Set the threshold (and the warning threshold, unless one was given), then decide
-        the tests held meanwhile, in order."""
-        self._threshold = float(threshold)
-        if not self._given_warning:
-            self.warning_threshold = warning_threshold
+    def _thresholds_set(self) -> None:
         self._null_errors = None  # calibrated: the null is not needed any more
-        held, self._held = self._held, []
-        for at, stat, parts in held:
-            self._judge(at, stat, parts)
 
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -331,16 +303,8 @@ class Reconstruction(Detector):
         self._head = 0
         self._filled = 0
         self._until_test = self.window
-        self._statistic_value = None
         self._contributions = None
-        self._held: list = []
-        self.n_seen = 0
-        self.n_skipped = 0
-        self.n_tests = 0
-        self.n_detections = 0
-        self.last_detection_at = None
-        self.drift = False
-        self.warning = False
+        self._reset_decisions()
 
     @property
     def statistic(self) -> float | None:
@@ -432,10 +396,7 @@ class Reconstruction(Detector):
         for group, share in zip(self.groups, shares.tolist()):
             parts[group] += share
         self._statistic_value, self._contributions = stat, parts
-        if self._threshold is None:
-            self._held.append((at, stat, parts))
-        else:
-            self._judge(at, stat, parts)
+        self._judge_or_hold(at, stat, parts)
 
     def _judge(self, at: int, stat: float, parts: dict) -> None:
         self.n_tests += 1

@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import calibration
-from .base import Decision, Detector
+from .base import Decision, DeferredThresholds
 
 
 class DeferredDecision(Decision):
@@ -99,7 +99,7 @@ def _decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
     return d
 
 
-class WindowedTest(Detector):
+class WindowedTest(DeferredThresholds):
     """Base class. Subclasses set ``KIND`` and ``TAIL_POWER``, build ``binning``, and
     implement ``batch_statistic`` (the statistic of many windows at once, used both by the
     live test and by the calibration's simulation) and, if they have one, ``_p_value``.
@@ -150,29 +150,13 @@ class WindowedTest(Detector):
         defer_calibration: bool = False,
         skip_bins: tuple = (),
     ):
-        if window < 2:
-            raise ValueError(f"window must be at least 2, got {window}")
-        stride = window if stride is None else stride
-        if not 1 <= stride <= window:
-            raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
-        if (threshold is None) == (ert is None):
-            raise ValueError("give exactly one of threshold= or ert=")
-        if ert is not None and ert < stride:
-            raise ValueError(f"ert must be at least stride ({stride}) values, got {ert}")
+        self.window, self.stride = self._checked_settings(window, stride, threshold, ert)
         self.binning = binning
-        self.window = int(window)
-        self.stride = int(stride)
         self.ert = ert
         self.calibration_seed = calibration_seed
         self._skip_bins = tuple(int(b) for b in skip_bins)
         self._ring_dtype = np.uint8 if binning.n_bins <= 256 else np.uint16 if binning.n_bins <= 65536 else np.intp
-        self._threshold = None if threshold is None else float(threshold)
-        self.warning_threshold = warning_threshold
-        self._given_warning = warning_threshold is not None
-        if ert is not None and not defer_calibration:
-            self._threshold, warning = calibration.calibrate(self.null_model(), ert)
-            if not self._given_warning:
-                self.warning_threshold = warning
+        self._init_thresholds(threshold, warning_threshold, ert, defer_calibration)
         self.reset()
 
     # -- calibration ------------------------------------------------------------------------
@@ -216,22 +200,6 @@ class WindowedTest(Detector):
         windows[np.arange(len(bins)), bins] = self.window
         return float(np.max(self.batch_statistic(counts, windows, self._stat_params())))
 
-    @property
-    def calibrated(self) -> bool:
-        """True once the threshold is known (given, calibrated, or set)."""
-        return self._threshold is not None
-
-    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
-        """Set the threshold (and the warning threshold, unless one was given to the
-        constructor), then decide the tests held meanwhile, in order, as if the thresholds
-        had been there from the start."""
-        self._threshold = float(threshold)
-        if not self._given_warning:
-            self.warning_threshold = warning_threshold
-        held, self._held = self._held, []
-        for at, stat, p_args in held:
-            self._judge(at, stat, p_args)
-
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
         self._bins = np.zeros(self.window, dtype=self._ring_dtype)
@@ -239,17 +207,9 @@ class WindowedTest(Detector):
         self._filled = 0
         self.counts = np.zeros(self.binning.n_bins, dtype=np.int32)
         self._until_test = self.window
-        self._statistic_value = None
         self._p_args = None
         self._p_cache = None
-        self._held: list = []
-        self.n_seen = 0
-        self.n_skipped = 0
-        self.n_tests = 0
-        self.n_detections = 0
-        self.last_detection_at = None
-        self.drift = False
-        self.warning = False
+        self._reset_decisions()
 
     @property
     def statistic(self) -> float | None:
@@ -373,10 +333,7 @@ class WindowedTest(Detector):
     def _run_test(self, at: int) -> None:
         stat, p_args = self._measure()
         self._statistic_value, self._p_args, self._p_cache = stat, p_args, None
-        if self._threshold is None:
-            self._held.append((at, stat, p_args))
-        else:
-            self._judge(at, stat, p_args)
+        self._judge_or_hold(at, stat, p_args)
 
     def _judge(self, at: int, stat: float, p_args) -> None:
         """Decide one test (value number ``at`` completed it) and put it in the outbox."""
