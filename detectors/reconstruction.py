@@ -251,7 +251,9 @@ class Reconstruction(DeferredThresholds):
         per-feature parts (shape ``(m, d)``) of ``rows`` (shape ``(m, d)``, NaN: missing)."""
         x = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.names))
         z, present = self._scores(x)
-        residuals = z - (z @ self._coef + self._intercept)
+        # Not ``z @ coef``: BLAS sums a row's products in an order that depends on how many
+        # rows the batch has, and the last bit of a statistic must not depend on batching.
+        residuals = z - (np.einsum("ij,jk->ik", z, self._coef, optimize=False) + self._intercept)
         with np.errstate(invalid="ignore", divide="ignore"):
             return self._row_errors(residuals ** 2 / self._scale, present)
 

@@ -246,8 +246,9 @@ class ModelPipeline:
         if self.watch is None:
             sample = self.reference
             room = sample.size - sample.n
-            for e in events[:room]:
-                sample.add(e.features, e.prediction, _score_value(e.score), self.config.task)
+            head = events[:room]  # the batch may complete the reference: the rest goes to the tests
+            sample.add_many([e.features for e in head], [e.prediction for e in head],
+                            [_score_value(e.score) for e in head], self.config.task)
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
                 self._build()

@@ -162,6 +162,18 @@ class Numbers:
         if len(buffer) >= self.CHUNK:
             self.flush()
 
+    def extend(self, x: np.ndarray) -> None:
+        """:meth:`append` for each value of ``x`` (a float64 array, shape ``(n,)``; NaN:
+        missing), in order, at numpy's speed: the same buffer, flushed at the same points.
+        Where a chunk ends matters: the form is chosen a chunk at a time."""
+        i = 0
+        while i < x.size:
+            room = self.CHUNK - len(self._buffer)  # >= 1: append flushes on reaching CHUNK
+            self._buffer.frombytes(x[i:i + room].tobytes())
+            i += room
+            if len(self._buffer) >= self.CHUNK:
+                self.flush()
+
     def flush(self) -> None:
         """Move the buffered values into the store."""
         if not self._buffer:
@@ -250,6 +262,11 @@ class Numbers:
         return np.concatenate([stored, np.array(self._buffer, dtype=np.float64)])
 
 
+#: Types of values :meth:`Column.add_many` takes by numpy: into numbers, into level codes.
+_NUMBERS = frozenset({int, float, type(None)})
+_LEVELS = frozenset({str, int, float, type(None)})
+
+
 class Column:
     """One column of the reference: numbers (:class:`Numbers`; NaN: missing or not a
     number) and, once a non-number appears, level codes (-1: missing or a number; int8,
@@ -298,6 +315,56 @@ class Column:
             if code == 2 ** (8 * self.codes.itemsize - 1) - 1:  # the next would not fit
                 self.codes = array("h" if self.codes.itemsize == 1 else "i", self.codes)
         self.codes.append(code)
+
+    def add_many(self, values: list) -> None:
+        """:meth:`add` for each of ``values`` (any length), in order, leaving the same state
+        (values, forms, typecodes, levels and their order, ``n_missing``).
+
+        Two cases go by numpy, the others value by value: a column of numbers only (no
+        codes) given only ints, floats and None; a declared categorical one given only
+        strings, ints, floats and None (not booleans: ``True == 1`` as a dict key, but they
+        are two levels). Errors: those of :meth:`add` (TypeError: a value that is no level;
+        OverflowError: an int too large for a float); the column may then be partly updated."""
+        kinds = set(map(type, values))
+        if self.codes is None and kinds <= _NUMBERS:
+            x = np.array(values, dtype=np.float64)  # None -> NaN; ints rounded as float() does
+            missing = np.isnan(x)
+            n_missing = int(np.count_nonzero(missing))
+            if n_missing:
+                x[missing] = math.nan  # add keeps every missing value as this NaN (not its payload)
+                self.n_missing += n_missing
+            self.numbers.extend(x)
+            return
+        if self.numbers is None and kinds <= _LEVELS:
+            # One level look-up per distinct value. Values equal as dict keys (1 and 1.0, 0
+            # and -0.0) have one level, so sharing a key is harmless; each NaN object is a
+            # key of its own (found by identity), missing.
+            index = dict.fromkeys(values)
+            levels = self.levels
+            for value in index:
+                key = level(value)
+                if key is None:
+                    index[value] = -1
+                    continue
+                code = levels.get(key)
+                if code is None:
+                    code = levels[key] = len(levels)
+                index[value] = code
+            # add widens the codes when a level's code reaches the type's maximum.
+            typecode = self.codes.typecode
+            top = len(levels) - 1
+            if typecode == "b" and top >= 2**7 - 1:
+                typecode = "h"
+            if typecode == "h" and top >= 2**15 - 1:
+                typecode = "i"
+            if typecode != self.codes.typecode:
+                self.codes = array(typecode, self.codes)
+            codes = np.fromiter(map(index.__getitem__, values), dtype=typecode, count=len(values))
+            self.n_missing += int(np.count_nonzero(codes == -1))
+            self.codes.frombytes(codes.tobytes())
+            return
+        for value in values:
+            self.add(value)
 
     def __len__(self) -> int:
         return len(self.numbers) if self.numbers is not None else len(self.codes)
@@ -382,6 +449,52 @@ class ReferenceSample:
         if SCORE in extra:
             extra[SCORE].add(score)
         self.n = n + 1
+
+    def add_many(self, features: list[dict], predictions: list, scores: list, task: str = "classification") -> None:
+        """:meth:`add` for each event of a batch, in order, mostly a column at a time: the
+        sample is then exactly what the calls one by one leave (pickled, the same bytes).
+
+        ``features``: one dict per event; ``predictions`` and ``scores``: one value per
+        event (scores already reduced to a number or None), all three of the same length
+        (shape ``(n,)``, ``n`` >= 0; an empty batch changes nothing). ``task`` as for
+        :meth:`add`. As :meth:`add`, the size is not checked: to complete the sample and no
+        more, pass at most ``size - n`` events. Errors: those of :meth:`add`; the sample is
+        then partly updated (as by :meth:`add`), not usable.
+
+        >>> one, many = (ReferenceSample(5, {"code": "categorical"}, 10) for _ in range(2))
+        >>> batch = [{"code": 16, "amount": 1.5}, {"code": "16"}, {"amount": None, "new": "x"},
+        ...          {"code": None, "new": 2}, {"amount": -0.0}]
+        >>> for f in batch:
+        ...     one.add(f, prediction=1, score=None)
+        >>> many.add_many(batch, [1] * 5, [None] * 5)
+        >>> import pickle
+        >>> pickle.dumps(one) == pickle.dumps(many), many.complete, many.column("new").values()
+        (True, True, [None, None, 'x', '2', None])
+        """
+        if not features:
+            return
+        # An event bringing a name not seen yet goes through add: the name's bookkeeping,
+        # a new column backfilled with the events before it. So does the first event of
+        # the sample (it makes the prediction and score columns). After the last of those
+        # events every name of the batch is known, and the rest goes a column at a time.
+        known = self._features.keys() | self.names
+        head = 1 if self.n == 0 else 0  # events to add one by one
+        if not set().union(*features) <= known:
+            last = next(i for i in reversed(range(len(features))) if not features[i].keys() <= known)
+            head = max(head, last + 1)
+        for i in range(head):
+            self.add(features[i], predictions[i], scores[i], task)
+        if head == len(features):
+            return
+        rest = features[head:] if head else features
+        for name, column in self._features.items():
+            column.add_many([f.get(name) for f in rest])  # absent: None, as add does
+        extra = self._extra
+        if PREDICTION in extra:
+            extra[PREDICTION].add_many(list(predictions[head:]))
+        if SCORE in extra:
+            extra[SCORE].add_many(list(scores[head:]))
+        self.n += len(rest)
 
     def _new_column(self, name: str, backfill: int) -> Column | None:
         if name in self.names:
