@@ -228,6 +228,16 @@ class DeferredThresholds(Detector):
         """True once the threshold is known (given, calibrated, or set)."""
         return self._threshold is not None
 
+    @property
+    def statistic(self) -> float | None:
+        """The statistic of the last test (None before the first)."""
+        return self._statistic_value
+
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold; None while a deferred calibration is pending."""
+        return self._threshold
+
     def _warning_given(self) -> bool:
         return bool(self._given_warning)
 

@@ -189,11 +189,6 @@ class CUSUM(DeferredThresholds):
         top = int(np.max(np.abs(self.z))) + self._k
         return (self._cap + self.stride * top) / SCALE
 
-    @property
-    def threshold(self) -> float | None:
-        """The decision threshold on the statistic; None while a deferred calibration is pending."""
-        return self._threshold
-
     @staticmethod
     def exact_thresholds(null_model, rates) -> list[float]:
         """The threshold ``h`` whose false alarms come ``rate`` times per value, for each

@@ -314,11 +314,6 @@ class Reconstruction(DeferredThresholds):
         return self._statistic_value
 
     @property
-    def threshold(self) -> float | None:
-        """The decision threshold; None while a deferred calibration is pending."""
-        return self._threshold
-
-    @property
     def contributions(self) -> dict | None:
         """Feature (group) -> its share of the last tested window's error (see
         :class:`ReconstructionState`)."""

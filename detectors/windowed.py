@@ -212,15 +212,6 @@ class WindowedTest(DeferredThresholds):
         self._reset_decisions()
 
     @property
-    def statistic(self) -> float | None:
-        return self._statistic_value
-
-    @property
-    def threshold(self) -> float | None:
-        """The decision threshold; None while a deferred calibration is pending."""
-        return self._threshold
-
-    @property
     def p_value(self) -> float | None:
         """The p-value of the last test (None before the first, or for PSI)."""
         if self._p_args is None:
