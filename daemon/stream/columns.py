@@ -439,9 +439,12 @@ def _level_counts(values: list) -> tuple[list, np.ndarray, np.ndarray]:
     """``(distinct, missing, singletons)`` of a categorical reference column (``values``:
     its levels, None for missing): the distinct present levels, sorted; per value, bool
     arrays of shape (values,): is it missing, and is it a singleton, its level there
-    exactly once (see :func:`_unseen_left_out`). Made per distinct level, not per value
-    (a dict of first appearances, then numpy): the build's cost was Python passes over
-    every reference value.
+    exactly once, so unseen by the rest of the reference. A stationary stream keeps
+    bringing levels the reference never had at about that rate, the Good-Turing estimate
+    of the unseen mass (singletons / n), so the unseen-rate test's null is that, not zero:
+    with all-False flags it alarmed 13 times its share on long-tailed categoricals. Made
+    per distinct level, not per value (a dict of first appearances, then numpy): the
+    build's cost was Python passes over every reference value.
 
     >>> distinct, missing, singletons = _level_counts(["b", None, "a", "b", "c", None])
     >>> distinct, missing.tolist(), singletons.tolist()
@@ -459,19 +462,6 @@ def _level_counts(values: list) -> tuple[list, np.ndarray, np.ndarray]:
     else:
         missing = np.zeros(len(values), dtype=bool)
     return sorted(key for key in index if key is not None), missing, single[codes]
-
-
-def _unseen_left_out(values: list) -> np.ndarray:
-    """Per reference value: would its level be unseen by the rest of the reference? (It is
-    there exactly once.) A stationary stream keeps bringing levels the reference never had
-    at about that rate, the Good-Turing estimate of the unseen mass (singletons / n), so the
-    unseen-rate test's null is that, not zero: with all-False flags it alarmed 13 times its
-    share on long-tailed categoricals. (The build takes it from :func:`_level_counts`.)
-
-    >>> _unseen_left_out(["b", None, "a", "b", None]).tolist()
-    [False, False, True, False, False]
-    """
-    return _level_counts(values)[2]
 
 
 def _weights(tests: dict):
@@ -513,26 +503,26 @@ def _encoding(numeric: list, categorical: dict) -> tuple:
 
 
 def _encode(features: list, encoding: tuple, columns: dict | None = None) -> np.ndarray:
-    """Rows of column <all> (shape (events, columns)) from events' feature dicts, or from
-    ``columns`` (feature -> values, as the reference keeps them). NaN where a feature is
-    missing or, for a numeric one, not a number (its missing_rate test has that signal)."""
+    """Rows of column <all> (shape (events, columns)) from events' feature dicts
+    (:func:`_encode_events`), or from ``columns`` (feature -> values, as the reference keeps
+    them: numbers with NaN for missing, levels with None). NaN where a feature is missing
+    or, for a numeric one, not a number (its missing_rate test has that signal)."""
     if columns is None:
         return _encode_events(features, encoding)
     n = len(features)
     width = sum(1 if levels is None else len(levels) for _, levels in encoding)
     out = np.empty((n, width), dtype=np.float64)
-    nan, k = float("nan"), 0
+    k = 0
     for name, levels in encoding:
-        raw = columns[name] if columns is not None else [f.get(name) for f in features]
+        found = columns[name]
         if levels is None:
-            out[:, k] = raw if columns is not None else [v if type(v) is float or type(v) is int else nan for v in raw]
+            out[:, k] = found
             k += 1
             continue
-        found = raw if columns is not None else [level(v) for v in raw]
         missing = np.fromiter((v is None for v in found), dtype=bool, count=n)
         for lv in levels:
             out[:, k] = np.fromiter((v == lv for v in found), dtype=np.float64, count=n)
-            out[missing, k] = nan
+            out[missing, k] = np.nan
             k += 1
     return out
 
