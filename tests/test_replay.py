@@ -358,3 +358,20 @@ def test_a_replay_of_which_no_row_could_be_replayed_exits_1_and_says_why(tmp_pat
     empty.write_text("")
     assert main(["replay", str(empty), "--config", str(config_path), "--out", str(tmp_path / "b.jsonl"), "--quiet"]) == 1
     assert "the files hold no rows" in capsys.readouterr().err
+
+
+def test_csv_columns_that_are_not_event_fields_are_named_in_a_warning(tmp_path, caplog):
+    """A feature column without its ``feature.`` prefix would be dropped without a word
+    (the replay exits 0, the feature is never watched): the replay says which columns it
+    ignores and how features are named."""
+    path = tmp_path / "events.csv"
+    path.write_text("model,id,ts,f1,feature.f2,prediction\n" +
+                    "".join(f"m,{i},{1700000000 + i},{i % 7},{i % 5},{i % 2}\n" for i in range(30)))
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    with caplog.at_level("WARNING", logger="daemon.offline.inputs"):
+        assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"),
+                     "--quiet"]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.name == "daemon.offline.inputs"]
+    assert warned == [f"{path}: columns f1 are not event fields and are ignored; a feature is a column named "
+                      "feature.<name> (or a 'features' column of JSON objects)"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ import msgspec
 
 PARQUET_EXTRA = "pip install 'driftd[parquet]'"
 EVENT_COLUMNS = ("model", "id", "ts", "prediction", "score", "model_version", "label")
+
+log = logging.getLogger(__name__)
 
 
 class InputError(Exception):
@@ -141,13 +144,24 @@ def _csv(path: str, labels: bool) -> Iterator[Item]:
         try:
             if reader.fieldnames is None:
                 return
-            features = [c for c in reader.fieldnames if c.startswith("feature.")]
+            features = _feature_columns(path, reader.fieldnames)
             line = reader.line_num + 1
             for row in reader:
                 yield from _items(path, line, _encoded_row(row, features, _cell), labels)
                 line = reader.line_num + 1
         except csv.Error as e:  # a NUL byte, an unterminated quote: the rest cannot be split into rows
             raise InputError(f"{path}:{reader.line_num}: not readable as CSV: {e}") from None
+
+
+def _feature_columns(path: str, columns: list) -> list:
+    """The ``feature.<name>`` columns of a CSV or Parquet header; a warning names the
+    columns that are neither those nor event fields, which would otherwise be dropped
+    without a word (a feature column without its prefix is the usual mistake)."""
+    unused = [c for c in columns if c not in EVENT_COLUMNS and c != "features" and not c.startswith("feature.")]
+    if unused:
+        log.warning("%s: columns %s are not event fields and are ignored; a feature is a column named "
+                    "feature.<name> (or a 'features' column of JSON objects)", path, ", ".join(unused))
+    return [c for c in columns if c.startswith("feature.")]
 
 
 def _encoded_row(row: dict, features: list, convert) -> bytes:
@@ -169,7 +183,7 @@ def _parquet(path: str, labels: bool) -> Iterator[Item]:
         table = pq.ParquetFile(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
         raise InputError(f"{path}: not a readable Parquet file: {e}") from None
-    features = [c for c in table.schema_arrow.names if c.startswith("feature.")]
+    features = _feature_columns(path, table.schema_arrow.names)
     number = 0
     for batch in table.iter_batches(batch_size=8192):
         for row in batch.to_pylist():
