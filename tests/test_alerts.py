@@ -299,7 +299,7 @@ def test_gives_up_after_the_configured_time(receiver, sender_factory, caplog):
                                       give_up_after_seconds=0.5, initial_backoff_seconds=0.05)
     alert = firing_alert()
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="daemon.alerting.sender"):
+    with caplog.at_level(logging.ERROR, logger="driftd.alerting.sender"):
         sender.send(alert)
         assert wait_for(lambda: ("hook", "gave_up") in outcomes, timeout=3)
     assert 0.5 <= time.monotonic() - started < 1.5

@@ -393,6 +393,35 @@ def test_log_records_are_redacted_with_their_traceback():
     assert "hunter2" not in text and text.count(MASK) == 3 and "RuntimeError" in text  # message, source line, error
 
 
+def test_kafka_pythons_slow_task_warning_is_kept_for_debug_and_its_other_warnings_pass():
+    """Its I/O thread's "ran for 0.117s ... blocking the event loop" measured the wait for
+    the interpreter lock while the loop computed: it reached every demo and log."""
+    from daemon.runtime import logs
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    selector = logging.getLogger(logs.SLOW_TASK_LOGGER)
+    try:
+        seen = []
+        handler = logging.Handler()
+        handler.emit = seen.append
+        root.addHandler(handler)
+        slow = ("Task %r ran for 0.117s (>0.100s threshold). It is blocking the event loop -- likely a tight sync "
+                "loop inside a coroutine. Other pollers will time out.")
+        for level_name in ("INFO", "DEBUG"):
+            root.setLevel(level_name)  # pytest's handlers are there: configure() keeps the host's level
+            logs.configure(level_name)
+            selector.warning(slow % "<task>")
+            selector.warning("Task %s left RUNNING after step; demoting to UNSCHEDULED", "<task>")
+        messages = [r.getMessage() for r in seen]
+        assert sum("blocking the event loop" in m for m in messages) == 1, messages  # at DEBUG only
+        assert sum("left RUNNING" in m for m in messages) == 2, messages
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logs.configure(logging.getLevelName(level) if level else "WARNING")
+
+
 def test_debug_logs_of_a_sasl_configured_daemon_never_show_the_password(kafka_bootstrap, unique_name, tmp_path):
     """SASL/PLAIN with the password from the environment and log_level DEBUG, against the
     real broker (which refuses SASL here: kafka-python still builds and logs its clients'

@@ -338,6 +338,8 @@ def test_without_a_config_file_auto_register_uses_the_defaults_and_says_what_did
     assert main(["replay", "events.jsonl", "--auto-register", "--out", "a.jsonl", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "model other: reference incomplete (1,200 of 5,000 predictions): no data-drift test ran" in err
+    assert "no config.yaml: every model the files name, with the default settings" in err
+    assert "ert 100,000,000 predictions between false alarms" in err, err
     assert main(["replay", "events.jsonl", "--out", "a.jsonl", "--quiet"]) == 2  # without it: the file is needed
     assert "config.yaml" in capsys.readouterr().err
 
@@ -353,6 +355,9 @@ def test_a_replay_of_which_no_row_could_be_replayed_exits_1_and_says_why(tmp_pat
     assert main(["replay", str(wrong), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "every row (50) was a dead letter, most often" in err and "nothing was replayed" in err, err
+    # Fifty rows that fail alike are one line and a count, not twenty of the same.
+    assert err.count("dead letter (") == 1 and f"{wrong}:2: dead letter (missing_field)" in err, err
+    assert "dead letters: 49 more like those shown (all: missing_field 50)" in err, err
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -369,9 +374,9 @@ def test_csv_columns_that_are_not_event_fields_are_named_in_a_warning(tmp_path, 
                     "".join(f"m,{i},{1700000000 + i},{i % 7},{i % 5},{i % 2}\n" for i in range(30)))
     config_path = tmp_path / "config.yaml"
     config_path.write_text(json.dumps(_config()))
-    with caplog.at_level("WARNING", logger="daemon.offline.inputs"):
+    with caplog.at_level("WARNING", logger="driftd.offline.inputs"):
         assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"),
                      "--quiet"]) == 0
-    warned = [r.getMessage() for r in caplog.records if r.name == "daemon.offline.inputs"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "driftd.offline.inputs"]
     assert warned == [f"{path}: columns f1 are not event fields and are ignored; a feature is a column named "
                       "feature.<name> (or a 'features' column of JSON objects)"]

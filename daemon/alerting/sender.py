@@ -29,7 +29,7 @@ from daemon.alerting.episodes import Alert
 __all__ = ["AlertLinks", "AlertSender", "KafkaSink", "OUTCOMES", "PermanentError", "RetryableError", "Sink",
            "WebhookSink", "parse_retry_after", "slack_text"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.alerting.sender")
 
 #: Every value ``on_outcome`` can report; pre-create these metric labels.
 OUTCOMES = ("sent", "failed_retrying", "gave_up", "rejected")

@@ -113,14 +113,29 @@ def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) 
                 return 1
         out(f"driftd demo: embedded broker at {daemon.bootstrap}; metrics at http://127.0.0.1:{daemon.http_port}/metrics")
         out(f"  simulating {n} predictions: data drift at event {sim.data_drift_at}, concept drift at event {sim.concept_drift_at}")
-        server = _ModelServer(sim, config.registry.dir, out)
-        produced = _produce(daemon, sim, receiver, out, server)
-        ok = _wait_processed(daemon, produced, receiver, out)
+        progress = _Unrepeated(out)
+        server = _ModelServer(sim, config.registry.dir, progress)
+        produced = _produce(daemon, sim, receiver, progress, server)
+        ok = _wait_processed(daemon, produced, receiver, progress)
         daemon.stop()
         thread.join(30)
     _summary(sim, receiver, out)
     _lifecycle_summary(sim, server, out)
     return 0 if ok else 1
+
+
+class _Unrepeated:
+    """``out`` for progress lines: a line equal to the one before it is not printed again
+    (the daemon may not have moved between two looks)."""
+
+    def __init__(self, out):
+        self.out = out
+        self.last = None
+
+    def __call__(self, line: str) -> None:
+        if line != self.last:
+            self.last = line
+            self.out(line)
 
 
 class _ModelServer:

@@ -22,7 +22,7 @@ from learners import federated as fed
 
 from .messages import Rejected, decode, encode
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.federation.client")
 
 
 class FederationError(RuntimeError):

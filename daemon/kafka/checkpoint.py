@@ -30,7 +30,7 @@ import secrets
 import time
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.kafka.checkpoint")
 
 FORMAT = 2
 #: First bytes of a sealed file; the 32-byte HMAC-SHA256 tag follows, then the pickle.

@@ -43,7 +43,7 @@ import msgspec
 PARQUET_EXTRA = "pip install 'driftd[parquet]'"
 EVENT_COLUMNS = ("model", "id", "ts", "prediction", "score", "model_version", "label")
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.offline.inputs")
 
 
 class InputError(Exception):

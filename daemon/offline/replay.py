@@ -444,7 +444,8 @@ def incomplete_references(result: Result) -> list[str]:
     return lines
 
 
-#: Dead letters printed one per line on stderr; the rest are counted in the last line.
+#: Kinds of dead letter (reason and detail) printed on stderr, the first row of each; the
+#: rest are counted in the last line.
 SHOWN_DEAD_LETTERS = 20
 
 
@@ -460,7 +461,8 @@ def command(args) -> int:
     from daemon.runtime import logs
 
     try:
-        if args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config):
+        defaults_only = args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config)
+        if defaults_only:
             config = config_module.from_dict({})  # no file: the defaults, every model the files name
         else:
             config = config_module.load(args.config)
@@ -473,6 +475,11 @@ def command(args) -> int:
                    log_format=config.log_format)
     # Replay reports each dead letter with its file and line itself (below).
     logging.getLogger("driftd").addFilter(_NoDeadLetterLines())
+    if defaults_only:
+        d = config.model_defaults
+        print(f"driftd replay: no config.yaml: every model the files name, with the default settings (reference "
+              f"{d.reference_size:,} predictions, window {d.window:,}, ert {d.ert:,.0f} predictions between false "
+              f"alarms); --config FILE to choose them", file=sys.stderr)
     files = [(path, False) for path in args.files] + [(path, True) for path in args.labels or ()]
     if not files:
         print("driftd replay: give at least one file", file=sys.stderr)
@@ -485,12 +492,17 @@ def command(args) -> int:
     except inputs.InputError as e:
         print(f"driftd replay: {e}", file=sys.stderr)
         return 1
-    shown = [0]
+    shown: dict = {}  # (reason, detail) -> dead letters of that kind
 
     def dead(d: DeadLetter) -> None:
-        shown[0] += 1
-        if shown[0] <= SHOWN_DEAD_LETTERS:
+        # The first of each kind: a file whose every row fails alike (a wrong header) is one
+        # line, not twenty of the same.
+        kind = (d.reason, d.detail)
+        if kind not in shown and len(shown) < SHOWN_DEAD_LETTERS:
             print(f"driftd replay: {d.path}:{d.line}: dead letter ({d.reason}): {d.detail}", file=sys.stderr)
+            shown[kind] = 0
+        if kind in shown:
+            shown[kind] += 1
 
     out = open(args.out, "w", encoding="utf-8") if args.out and args.out != "-" else sys.stdout
 
@@ -510,10 +522,12 @@ def command(args) -> int:
             out.close()
         else:
             out.flush()
-    if shown[0] > SHOWN_DEAD_LETTERS:
+    alike, other = sum(shown.values()) - len(shown), len(result.dead_letters) - sum(shown.values())
+    if alike or other:
         reasons = Counter(d.reason for d in result.dead_letters)
-        print(f"driftd replay: {shown[0] - SHOWN_DEAD_LETTERS} more dead letters not shown "
-              f"(all: {', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
+        parts = [f"{alike} more like those shown"] * bool(alike) + [f"{other} of other kinds not shown"] * bool(other)
+        print(f"driftd replay: dead letters: {', '.join(parts)} (all: "
+              f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
     if progress is not None:
         progress.done(result)
     for line in incomplete_references(result):

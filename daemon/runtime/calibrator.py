@@ -40,7 +40,7 @@ import time
 
 from daemon.stream.columns import column_thresholds
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.runtime.calibrator")
 
 
 class Calibrator:

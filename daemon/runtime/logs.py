@@ -7,6 +7,10 @@ Two layers, because either alone can be bypassed:
   request carries the password (its admin client also prints its whole configuration).
   Below DEBUG they are at WARNING: their INFO lines (some 90 at a start, every
   connection and group join) would drown driftd's own.
+- kafka-python's warning that one of its I/O tasks "ran for" more than 0.1 s ("blocking
+  the event loop") is kept for DEBUG: in driftd it measures the time its I/O thread waited
+  for the interpreter lock while the loop computed statistics, not a stuck client, and it
+  came every few seconds under load.
 - Every log record, from any logger, is redacted when it is made (a log-record factory,
   so also for handlers added later): each configured secret is replaced by ``***`` in the
   message, its arguments and any traceback -- as written, and as ``repr`` or JSON shows it
@@ -42,6 +46,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Loggers that print protocol traffic at DEBUG (kafka-python's, every module under it).
 WIRE_LOGGERS = ("kafka",)
 MASK = "***"
+
+#: The kafka-python logger that reports I/O tasks slower than 0.1 s (see the module docs).
+SLOW_TASK_LOGGER = "kafka.net.selector"
 
 _secrets: list[str] = []  # every secret given to configure(), in this process
 _redact = None  # the Redactor the record factory applies, once installed
@@ -130,6 +137,9 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_form
     threshold = wire_level(root.getEffectiveLevel())
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(threshold)
+    selector = logging.getLogger(SLOW_TASK_LOGGER)
+    if not any(isinstance(f, _SlowTaskFilter) for f in selector.filters):
+        selector.addFilter(_SlowTaskFilter())
     _secrets.extend(s for s in secrets if s)
     if _redact is None:
         base = logging.getLogRecordFactory()
@@ -153,6 +163,15 @@ def _log_uncaught(kind, value, tb, thread: str | None = None) -> None:
         return
     where = f" in thread {thread}" if thread else ""
     logging.getLogger("driftd").critical("uncaught %s%s: %s", kind.__name__, where, value, exc_info=(kind, value, tb))
+
+
+class _SlowTaskFilter(logging.Filter):
+    """Drops kafka-python's slow-task warnings unless driftd logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "blocking the event loop" not in str(record.msg):
+            return True
+        return logging.getLogger(WIRE_LOGGERS[0]).getEffectiveLevel() <= wire_level(logging.DEBUG)
 
 
 def wire_level(level: int) -> int:

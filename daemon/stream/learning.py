@@ -20,7 +20,7 @@ from learners.retraining import RetrainPolicy
 from daemon.config import ModelConfig
 from daemon.alerting.episodes import info
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.stream.learning")
 
 
 def build_lifecycle(config: ModelConfig, key: str) -> ChampionChallenger:
