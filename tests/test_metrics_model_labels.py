@@ -151,20 +151,27 @@ def test_dead_letters_name_the_watched_model():
         _record(4, b"not json at all"),                              # not_json: no model known
         _record(5, _prediction(5, model="nope", ts=5)),              # bad_timestamp of a model not watched
         _record(6, _prediction(6, model="eta", prediction=2.5)),     # wrong_type, eta
+        # Refused by the decoder, the model read from the raw event where it is watched:
+        _record(7, {"model": "fraud", "id": "f-7", "ts": T0 + 7}),   # missing_field, fraud
+        _record(8, b'{"model": "eta", "id": "e-8", "ts": 1700000008, "features": {"x": NaN}, "prediction": 1}'),
+        _record(9, {"model": "nope", "id": "n-9", "ts": T0 + 9}),    # missing_field of a model not watched
+        _record(10, {"model": "fraud", "id": "f-10", "ts": T0 + 10, "features": [1], "prediction": 1}),  # wrong_type
     ]
     state.handle_predictions(batch, lambda record, reason, detail: rejected.append((record.offset, reason)))
     assert rejected == [(1, "wrong_type"), (2, "bad_timestamp"), (3, "unknown_model"), (4, "not_json"),
-                        (5, "bad_timestamp"), (6, "wrong_type")]
+                        (5, "bad_timestamp"), (6, "wrong_type"), (7, "missing_field"), (8, "non_finite"),
+                        (9, "missing_field"), (10, "wrong_type")]
     samples = _samples({0: state})
     dead = {(dict(labels)["reason"], dict(labels)["model"]): v for (name, labels), v in samples.items()
             if name == "driftd_dead_letter_total"}
     assert {k: v for k, v in dead.items() if v} == {
-        ("wrong_type", "fraud"): 1, ("bad_timestamp", "fraud"): 1, ("wrong_type", "eta"): 1,
-        ("unknown_model", ""): 1, ("not_json", ""): 1, ("bad_timestamp", ""): 1}
+        ("wrong_type", "fraud"): 2, ("bad_timestamp", "fraud"): 1, ("wrong_type", "eta"): 1,
+        ("missing_field", "fraud"): 1, ("non_finite", "eta"): 1,
+        ("unknown_model", ""): 1, ("not_json", ""): 1, ("bad_timestamp", ""): 1, ("missing_field", ""): 1}
     # Every reason without a model from the start; per watched model, the reasons it can have.
     assert {r for r, m in dead if m == ""} == set(REASONS)
-    assert {(r, m) for r, m in dead if m} == {(r, m) for r in ("wrong_type", "bad_timestamp", "internal_error")
-                                             for m in ("fraud", "eta")}
+    assert {(r, m) for r, m in dead if m} == {(r, m) for r in ("missing_field", "wrong_type", "non_finite", "too_deep",
+                                                              "bad_timestamp", "internal_error") for m in ("fraud", "eta")}
     # Summed over models, the counts per reason are the state's (and /status's).
     for reason in REASONS:
         assert sum(v for (r, _), v in dead.items() if r == reason) == state.dead_letters[reason]

@@ -160,7 +160,8 @@ def test_metrics_pass_promtool_and_cover_every_family(promtool, kafka_bootstrap,
     # Every reason is exported from the start (at 0), so rate() sees a reason's first event;
     # those a watched model's event can have, per model too. The bad events name no model.
     assert dead == {**{(reason, ""): 1.0 if reason in ("not_json", "not_object") else 0.0 for reason in REASONS},
-                    **{(reason, "fraud"): 0.0 for reason in ("wrong_type", "bad_timestamp", "internal_error")}}, dead
+                    **{(reason, "fraud"): 0.0 for reason in ("missing_field", "wrong_type", "non_finite", "too_deep",
+                                                             "bad_timestamp", "internal_error")}}, dead
     sent = [s for s in families["driftd_alerts_sent"].samples if s.name == "driftd_alerts_sent_total"]
     assert any(s.labels["outcome"] == "sent" and s.value >= 1 for s in sent), sent
 

@@ -41,6 +41,9 @@ REASONS = (
     "bad_timestamp", "oversize", "unknown_model", "internal_error",
 )
 
+#: Reasons of events the decoder refused whose ``model`` may still be read (:func:`model_of`).
+DECODE_REASONS = ("missing_field", "wrong_type", "non_finite", "too_deep")
+
 #: Largest magnitude of a number in an event (float32's largest value).
 MAX_MAGNITUDE = 3.4028234663852886e38
 
@@ -182,6 +185,25 @@ def _members(raw: bytes, start: int = 0):
             pending, key, value_start = None, None, None
     if key is not None:  # the input ended inside the object
         yield key, value_start, len(raw)
+
+
+def model_of(raw: bytes | None) -> str | None:
+    """The ``model`` string of an event the decoder refused (missing or mistyped fields,
+    NaN, nesting too deep), or None: a scan, no decoding of the rest, so that a watched
+    model's bad events can be counted as its own.
+
+    >>> model_of(b'{"model": "fraud", "id": 7, "prediction": NaN}'), model_of(b'{"model": 3}'), model_of(b"[1]")
+    ('fraud', None, None)
+    """
+    if not raw:
+        return None
+    for key, start, end in _members(raw):
+        if key == "model":
+            try:
+                return msgspec.json.decode(raw[start:end], type=str)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return None
+    return None
 
 
 def _at(path: str | None) -> str:

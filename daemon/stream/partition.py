@@ -178,13 +178,22 @@ class PartitionState:
             try:
                 result = handle(record)
             except events.BadEvent as e:
-                self._reject(record, e.reason, e.detail, reject, getattr(e, "model", ""))
+                self._reject(record, e.reason, e.detail, reject, getattr(e, "model", "") or self._watched_model_of(e, record))
                 continue
             except Exception as e:  # noqa: BLE001 - contained to this record
                 self._contain(record, e, reject, contained)
                 continue
             yield record, result
         self._report(contained)
+
+    def _watched_model_of(self, error: "events.BadEvent", record) -> str:
+        """The model a record the decoder refused names, if it is watched: under
+        ``models:``, or auto-registered by a good event already (a name from bad events
+        alone never makes series), else ""."""
+        if error.reason not in events.DECODE_REASONS:
+            return ""
+        model = events.model_of(record.value)
+        return model if model in self.models or model in self._config.models else ""
 
     def _add_prediction(self, record, clock: "_Clock") -> tuple:
         """The decoded prediction and what the join made of it."""

@@ -1,8 +1,9 @@
 """Prometheus metrics: read from the partition states at scrape time, plus the process's own.
 
 What the state holds (counts, detector internals) is not copied into metric objects: a
-custom collector reads it when Prometheus scrapes, under the loop's lock, so the numbers
-exported are the checkpointed ones and survive restarts with the state. What belongs to
+custom collector reads it when Prometheus scrapes, under the loop's lock (the detectors'
+numbers as plain readings, turned into metric families after the lock is released), so the
+numbers exported are the checkpointed ones and survive restarts with the state. What belongs to
 the process (alert deliveries, batch times) lives in ordinary metric objects. The consumer
 lag is computed when scraped too, from what :mod:`daemon.kafka.lag` tracks, and so is each
 model's event age (wall clock now minus the newest event time processed). All of it sits in
@@ -36,7 +37,7 @@ DETECTOR_LABELS = ["model", "detector", "feature"]
 LOCK_WAIT_SECONDS = 0.5
 #: Dead-letter reasons an event of a watched model can have (its other reasons come before
 #: the model is known): exported at 0 for every model from the start, so rate() sees the first.
-MODEL_REASONS = ("wrong_type", "bad_timestamp", "internal_error")
+MODEL_REASONS = ("missing_field", "wrong_type", "non_finite", "too_deep", "bad_timestamp", "internal_error")
 
 
 class Metrics:
@@ -124,13 +125,22 @@ class _StateCollector:
         if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
             return self._last
         try:
-            self._last = list(self._collect())
+            states = list(self._states.values())
+            now = self._clock()
+            models = [(model, pipeline, _feature_tests(pipeline)) for model, pipeline in _models(states)]
+            shown = self._features_shown(models, now)
+            families = list(self._collect(states, shown, now))
+            readings = _read_detectors(models, shown)
         finally:
             self._lock.release()
+        # The per-detector families are built from plain readings after the lock is
+        # released: with 1,000 models that is most of a scrape's work (seconds with
+        # per_feature: all), and the loop need not wait for it.
+        self._last = families + list(_detector_families(readings))
         return self._last
 
-    def _collect(self):
-        states = list(self._states.values())
+    def _collect(self, states: list, shown: dict | None, now: float):
+        """The families built whole under the lock: per model or smaller."""
         processed = CounterMetricFamily("driftd_events_processed", "Valid events processed.", labels=["model", "kind"])
         dead = CounterMetricFamily(
             "driftd_dead_letter", "Invalid events sent to the dead-letter topic, by reason and watched model (\"\": "
@@ -162,10 +172,6 @@ class _StateCollector:
                 pending.add_metric([str(s.partition), model], n)
         yield from (processed, dead, joins, resets, pending)
         yield self._label_delay(states)
-        now = self._clock()
-        models = [(model, pipeline, _feature_tests(pipeline)) for model, pipeline in _models(states)]
-        shown = self._features_shown(models, now)
-        yield from self._detectors(models, shown)
         yield from _schema_families(states, shown)
         yield from _learning_families(states)
         yield _event_age(states, now)
@@ -216,80 +222,99 @@ class _StateCollector:
             family.add_metric([model], buckets, total)
         return family
 
-    def _detectors(self, models: list, shown: dict | None):
-        statistic = GaugeMetricFamily("driftd_drift_statistic", "Detector statistic at its last test.", labels=DETECTOR_LABELS)
-        threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (its calibrated threshold; River detectors: their parameter).", labels=DETECTOR_LABELS)
-        p_value = GaugeMetricFamily("driftd_drift_p_value", "p-value of the last test, where the method has one.", labels=DETECTOR_LABELS)
-        active = GaugeMetricFamily("driftd_drift_active", "1 while the detector is in drift.", labels=DETECTOR_LABELS)
-        warning = GaugeMetricFamily("driftd_drift_warning", "1 while the detector is in warning.", labels=DETECTOR_LABELS)
-        detections = CounterMetricFamily("driftd_drift_detections", "Entries into drift.", labels=DETECTOR_LABELS)
-        tests = CounterMetricFamily("driftd_drift_tests", "Tests run (decisions taken).", labels=DETECTOR_LABELS)
-        performance = GaugeMetricFamily(
-            "driftd_model_performance", "Model metric over the reference period and the current window of labelled events, "
-            "and estimated without labels over the last decay_window predictions (window=\"estimated\").",
-            labels=["model", "metric", "window"])
-        estimate_error = GaugeMetricFamily(
-            "driftd_estimate_error", "Estimated minus realised metric over the last decay_window labelled predictions "
-            "after the estimate's reference (how far the label-free estimate can be trusted).", labels=["model", "metric"])
-        version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
-        reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
-        unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
-        untestable = GaugeMetricFamily(
-            "driftd_untestable_features", "Watched columns no test can watch (reason on /status): always missing, too few values...", labels=["model"])
-        uncalibrated = GaugeMetricFamily(
-            "driftd_tests_uncalibrated", "Data-drift tests waiting for their thresholds (their decisions are held meanwhile).", labels=["model"])
-        # Per model and test, over the model's features (every per_feature setting).
-        in_drift = GaugeMetricFamily("driftd_features_in_drift", "Features of the model whose test is in drift.", labels=["model", "detector"])
-        in_warning = GaugeMetricFamily("driftd_features_in_warning", "Features of the model whose test is in warning.", labels=["model", "detector"])
-        ratio = GaugeMetricFamily(
-            "driftd_drift_ratio_max", "Largest statistic/threshold over the model's features, per test (1 and above: drift).",
-            labels=["model", "detector"])
-        entries = CounterMetricFamily("driftd_feature_drift_detections", "Entries into drift of the model's features, per test.", labels=["model", "detector"])
-        for model, pipeline, features in models:
-            version.add_metric([model, pipeline.version or ""], 1)
-            reference.add_metric([model], int(pipeline.reference_complete))
-            unwatched.add_metric([model], pipeline.n_unwatched)
-            untestable.add_metric([model], len(pipeline.untestable))
-            uncalibrated.add_metric([model], pipeline.uncalibrated)
-            for name, feature, det in pipeline.detectors():
-                if shown is not None and feature in features and feature not in shown[model]:
-                    continue
-                labels = [model, name, feature]
-                if det.statistic is not None:
-                    statistic.add_metric(labels, det.statistic)
-                if det.threshold is not None:  # None while its calibration is pending
-                    threshold.add_metric(labels, det.threshold)
-                if det.p_value is not None:
-                    p_value.add_metric(labels, det.p_value)
-                active.add_metric(labels, int(det.drift))
-                warning.add_metric(labels, int(det.warning))
-                detections.add_metric(labels, det.n_detections)
-                tests.add_metric(labels, det.n_tests)
-                if name == "decay":
-                    for window, value in (("reference", det.baseline), ("current", det.current)):
-                        if value is not None:
-                            performance.add_metric([model, feature, window], value)
-            estimation = getattr(pipeline, "estimation", None)  # estimated performance (README "Before the labels come")
-            if estimation is not None:
-                for metric, value in sorted(estimation.metrics().items()):
-                    performance.add_metric([model, metric, "estimated"], value)
-                for metric, value in sorted(estimation.errors().items()):
-                    estimate_error.add_metric([model, metric], value)
-            by_test: dict[str, list] = {}
-            for feature_tests in features.values():
-                for name, det in feature_tests:
-                    by_test.setdefault(name, []).append(det)
-            for name, dets in sorted(by_test.items()):
-                labels = [model, name]
-                in_drift.add_metric(labels, sum(d.drift for d in dets))
-                in_warning.add_metric(labels, sum(d.warning for d in dets))
-                entries.add_metric(labels, sum(d.n_detections for d in dets))
-                ratios = [d.statistic / d.threshold for d in dets
-                          if d.statistic is not None and d.threshold is not None and d.threshold > 0]
-                if ratios:
-                    ratio.add_metric(labels, max(ratios))
-        return (statistic, threshold, p_value, active, warning, detections, tests, performance, estimate_error, version, reference,
-                unwatched, untestable, uncalibrated, in_drift, in_warning, ratio, entries)
+def _read_detectors(models: list, shown: dict | None) -> list:
+    """Plain readings of the models' detectors, taken under the lock: [(model, the
+    pipeline's own numbers, the exported detectors' numbers, per-test summaries of its
+    features)]. ``models``: [(name, pipeline, its feature tests)]; ``shown``: see
+    :meth:`_StateCollector._features_shown`."""
+    readings = []
+    for model, pipeline, features in models:
+        estimation = getattr(pipeline, "estimation", None)  # estimated performance (README "Before the labels come")
+        own = (pipeline.version or "", int(pipeline.reference_complete), pipeline.n_unwatched, len(pipeline.untestable),
+               pipeline.uncalibrated, sorted(estimation.metrics().items()) if estimation is not None else [],
+               sorted(estimation.errors().items()) if estimation is not None else [])
+        detectors = []
+        for name, feature, det in pipeline.detectors():
+            if shown is not None and feature in features and feature not in shown[model]:
+                continue
+            performance = (det.baseline, det.current) if name == "decay" else None
+            detectors.append((name, feature, det.statistic, det.threshold, det.p_value, int(det.drift),
+                              int(det.warning), det.n_detections, det.n_tests, performance))
+        by_test: dict[str, list] = {}
+        for feature_tests in features.values():
+            for name, det in feature_tests:
+                by_test.setdefault(name, []).append((det.drift, det.warning, det.n_detections, det.statistic, det.threshold))
+        readings.append((model, own, detectors, sorted(by_test.items())))
+    return readings
+
+
+def _detector_families(readings: list):
+    """The per-detector and per-test families of :meth:`_StateCollector._read_detectors`'s readings."""
+    statistic = GaugeMetricFamily("driftd_drift_statistic", "Detector statistic at its last test.", labels=DETECTOR_LABELS)
+    threshold = GaugeMetricFamily("driftd_drift_threshold", "Value the statistic is compared with (its calibrated threshold; River detectors: their parameter).", labels=DETECTOR_LABELS)
+    p_value = GaugeMetricFamily("driftd_drift_p_value", "p-value of the last test, where the method has one.", labels=DETECTOR_LABELS)
+    active = GaugeMetricFamily("driftd_drift_active", "1 while the detector is in drift.", labels=DETECTOR_LABELS)
+    warning = GaugeMetricFamily("driftd_drift_warning", "1 while the detector is in warning.", labels=DETECTOR_LABELS)
+    detections = CounterMetricFamily("driftd_drift_detections", "Entries into drift.", labels=DETECTOR_LABELS)
+    tests = CounterMetricFamily("driftd_drift_tests", "Tests run (decisions taken).", labels=DETECTOR_LABELS)
+    performance = GaugeMetricFamily(
+        "driftd_model_performance", "Model metric over the reference period and the current window of labelled events, "
+        "and estimated without labels over the last decay_window predictions (window=\"estimated\").",
+        labels=["model", "metric", "window"])
+    estimate_error = GaugeMetricFamily(
+        "driftd_estimate_error", "Estimated minus realised metric over the last decay_window labelled predictions "
+        "after the estimate's reference (how far the label-free estimate can be trusted).", labels=["model", "metric"])
+    version = GaugeMetricFamily("driftd_model_version_info", "Model version seen in the latest events.", labels=["model", "version"])
+    reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
+    unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
+    untestable = GaugeMetricFamily(
+        "driftd_untestable_features", "Watched columns no test can watch (reason on /status): always missing, too few values...", labels=["model"])
+    uncalibrated = GaugeMetricFamily(
+        "driftd_tests_uncalibrated", "Data-drift tests waiting for their thresholds (their decisions are held meanwhile).", labels=["model"])
+    # Per model and test, over the model's features (every per_feature setting).
+    in_drift = GaugeMetricFamily("driftd_features_in_drift", "Features of the model whose test is in drift.", labels=["model", "detector"])
+    in_warning = GaugeMetricFamily("driftd_features_in_warning", "Features of the model whose test is in warning.", labels=["model", "detector"])
+    ratio = GaugeMetricFamily(
+        "driftd_drift_ratio_max", "Largest statistic/threshold over the model's features, per test (1 and above: drift).",
+        labels=["model", "detector"])
+    entries = CounterMetricFamily("driftd_feature_drift_detections", "Entries into drift of the model's features, per test.", labels=["model", "detector"])
+    for model, own, detector_readings, by_test in readings:
+        model_version, complete, n_unwatched, n_untestable, n_uncalibrated, estimated, errors = own
+        version.add_metric([model, model_version], 1)
+        reference.add_metric([model], complete)
+        unwatched.add_metric([model], n_unwatched)
+        untestable.add_metric([model], n_untestable)
+        uncalibrated.add_metric([model], n_uncalibrated)
+        for name, feature, stat, thresh, p, drift, warn, n_detections, n_tests, measured in detector_readings:
+            labels = [model, name, feature]
+            if stat is not None:
+                statistic.add_metric(labels, stat)
+            if thresh is not None:  # None while its calibration is pending
+                threshold.add_metric(labels, thresh)
+            if p is not None:
+                p_value.add_metric(labels, p)
+            active.add_metric(labels, drift)
+            warning.add_metric(labels, warn)
+            detections.add_metric(labels, n_detections)
+            tests.add_metric(labels, n_tests)
+            if measured is not None:
+                for window, value in zip(("reference", "current"), measured):
+                    if value is not None:
+                        performance.add_metric([model, feature, window], value)
+        for metric, value in estimated:
+            performance.add_metric([model, metric, "estimated"], value)
+        for metric, value in errors:
+            estimate_error.add_metric([model, metric], value)
+        for name, dets in by_test:
+            labels = [model, name]
+            in_drift.add_metric(labels, sum(d[0] for d in dets))
+            in_warning.add_metric(labels, sum(d[1] for d in dets))
+            entries.add_metric(labels, sum(d[2] for d in dets))
+            ratios = [stat / thresh for _, _, _, stat, thresh in dets if stat is not None and thresh is not None and thresh > 0]
+            if ratios:
+                ratio.add_metric(labels, max(ratios))
+    return (statistic, threshold, p_value, active, warning, detections, tests, performance, estimate_error, version, reference,
+            unwatched, untestable, uncalibrated, in_drift, in_warning, ratio, entries)
 
 
 def _pending_by_model(state) -> dict[str, int]:
