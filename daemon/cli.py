@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _offline_parsers(sub) -> None:
-    """``driftd replay`` and ``driftd report`` (daemon.offline.replay, daemon.web.report)."""
+    """``driftd replay`` and ``driftd report`` (daemon.offline.command, daemon.web.report)."""
     replay = sub.add_parser(
         "replay", help="run past events from JSONL, CSV or Parquet files through driftd, without Kafka",
         description="Replay prediction and label events from files through the daemon's own pipelines, thresholds "
@@ -200,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     if args.command == "replay":
-        from daemon.offline import replay
+        from daemon.offline import command
 
-        return replay.command(args)
+        return command.command(args)
     if args.command == "report":
         from daemon.web import report
 

@@ -22,7 +22,8 @@ import pytest
 
 from daemon.cli import main
 from daemon.config import from_dict
-from daemon.offline.replay import Replay, events, replay_document
+from daemon.offline.recording import replay_document
+from daemon.offline.replay import Replay, events
 from daemon.stream.partition import PartitionState
 
 from . import streams

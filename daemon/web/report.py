@@ -8,7 +8,7 @@ health (join outcomes, label delays). Drawn with plotly (``pip install
 'driftd[report]'``), whose JavaScript is embedded once in the page: no network is needed
 to open it.
 
-Input: the JSON document of a replay (:func:`daemon.offline.replay.replay_document`,
+Input: the JSON document of a replay (:func:`daemon.offline.recording.replay_document`,
 ``driftd replay --summary``) or one built from a running daemon's ``/status``
 (:func:`from_status`: the tests' current state, no history). ``driftd report`` writes
 either; :func:`render` returns the page as a string (what a ``/report`` route serves).

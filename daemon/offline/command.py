@@ -1,0 +1,180 @@
+"""``driftd replay``: the command around :class:`~daemon.offline.replay.Replay` (see
+``driftd replay --help``): files in, alerts out as JSON Lines, dead letters named with
+their file and line, a progress line, and the summary and report on request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+
+from daemon.offline import inputs
+from daemon.offline.recording import replay_document
+from daemon.offline.replay import DeadLetter, Replay, Result, events
+
+
+class Progress:
+    """A one-line counter on stderr (events so far, rate), redrawn at most twice a second
+    while stderr is a terminal; ``done()`` prints the last line (always)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, records: int) -> None:
+        now = time.perf_counter()
+        if not self.tty or now - self._last < 0.5:
+            return
+        self._last = now
+        rate = records / max(now - self.started, 1e-9)
+        self.stream.write(f"\rdriftd replay: {records:,} events, {rate:,.0f}/s")
+        self.stream.flush()
+
+    def done(self, result: Result) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(f"driftd replay: {result.records:,} events in {result.seconds:.1f} s "
+                          f"({result.rate:,.0f}/s); {len(result.alerts)} alerts; "
+                          f"{len(result.dead_letters)} dead letters\n")
+        self.stream.flush()
+
+
+def incomplete_references(result: Result) -> list[str]:
+    """A line per model whose reference the files did not fill: none of its data-drift
+    tests ran, which a summary of '0 alerts' alone would hide."""
+    lines = []
+    for state in result.states.values():
+        for name, pipeline in state.models.items():
+            if not pipeline.reference_complete:
+                lines.append(f"model {name}: reference incomplete ({pipeline.reference.n:,} of "
+                             f"{pipeline.reference.size:,} predictions): no data-drift test ran; give more events "
+                             f"or a smaller model_defaults.reference_size")
+    return lines
+
+
+#: Kinds of dead letter (reason and detail) printed on stderr, the first row of each; the
+#: rest are counted in the last line.
+SHOWN_DEAD_LETTERS = 20
+
+
+def command(args) -> int:
+    """``driftd replay`` (see ``driftd replay --help``): exit 0 when every file was read
+    (bad rows are dead letters, not failures), 1 if a file cannot be read or not one of its
+    rows could be replayed (no rows, or every row a dead letter: a wrong format or layout,
+    not data to monitor), 2 for an invalid configuration. The summary and report are
+    written either way."""
+    import json
+
+    from daemon import config as config_module
+    from daemon.runtime import logs
+
+    try:
+        defaults_only = args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config)
+        if defaults_only:
+            config = config_module.from_dict({})  # no file: the defaults, every model the files name
+        else:
+            config = config_module.load(args.config)
+    except config_module.ConfigError as e:
+        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
+        return 2
+    if args.auto_register:
+        config.auto_register_models = True
+    logs.configure(config.log_level if config.log_level != "INFO" else "WARNING", logs.secrets_of(config),
+                   log_format=config.log_format)
+    # Replay reports each dead letter with its file and line itself (below).
+    logging.getLogger("driftd").addFilter(_NoDeadLetterLines())
+    if defaults_only:
+        d = config.model_defaults
+        print(f"driftd replay: no config.yaml: every model the files name, with the default settings (reference "
+              f"{d.reference_size:,} predictions, window {d.window:,}, ert {d.ert:,.0f} predictions between false "
+              f"alarms); --config FILE to choose them", file=sys.stderr)
+    files = [(path, False) for path in args.files] + [(path, True) for path in args.labels or ()]
+    if not files:
+        print("driftd replay: give at least one file", file=sys.stderr)
+        return 2
+    try:
+        for path, _ in files:
+            inputs.format_of(path)
+            if not inputs.size_of(path) and not os.path.exists(path):
+                raise inputs.InputError(f"{path}: no such file")
+    except inputs.InputError as e:
+        print(f"driftd replay: {e}", file=sys.stderr)
+        return 1
+    shown: dict = {}  # (reason, detail) -> dead letters of that kind
+
+    def dead(d: DeadLetter) -> None:
+        # The first of each kind: a file whose every row fails alike (a wrong header) is one
+        # line, not twenty of the same.
+        kind = (d.reason, d.detail)
+        if kind not in shown and len(shown) < SHOWN_DEAD_LETTERS:
+            print(f"driftd replay: {d.path}:{d.line}: dead letter ({d.reason}): {d.detail}", file=sys.stderr)
+            shown[kind] = 0
+        if kind in shown:
+            shown[kind] += 1
+
+    out = open(args.out, "w", encoding="utf-8") if args.out and args.out != "-" else sys.stdout
+
+    def alert(a) -> None:
+        out.write(json.dumps(a.to_dict(), sort_keys=True) + "\n")
+
+    progress = Progress() if not args.quiet else None
+    replay = Replay(config, partitions=args.partitions, batch_size=args.batch_size, on_alert=alert, on_dead_letter=dead,
+                    record_series=bool(args.report or args.summary))
+    try:
+        result = replay.run(events(files), progress)
+    except inputs.InputError as e:
+        print(f"driftd replay: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    alike, other = sum(shown.values()) - len(shown), len(result.dead_letters) - sum(shown.values())
+    if alike or other:
+        reasons = Counter(d.reason for d in result.dead_letters)
+        parts = [f"{alike} more like those shown"] * bool(alike) + [f"{other} of other kinds not shown"] * bool(other)
+        print(f"driftd replay: dead letters: {', '.join(parts)} (all: "
+              f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
+    if progress is not None:
+        progress.done(result)
+    for line in incomplete_references(result):
+        print(f"driftd replay: {line}", file=sys.stderr)
+    document = replay_document(result, config, [p for p, _ in files])
+    if args.summary:
+        with open(args.summary, "w", encoding="utf-8") as f:
+            json.dump(document, f)
+    if args.report:
+        try:
+            from daemon.web import report
+            report.write(document, args.report)
+        except report.ReportError as e:
+            print(f"driftd replay: {e}", file=sys.stderr)
+            return 1
+        print(f"driftd replay: report written to {args.report}", file=sys.stderr)
+    return _nothing_replayed(result)
+
+
+def _nothing_replayed(result: Result) -> int:
+    """1 with the reason on stderr when no row of the files was replayed, else 0."""
+    if result.records == 0:
+        print("driftd replay: the files hold no rows; nothing was replayed", file=sys.stderr)
+        return 1
+    if len(result.dead_letters) >= result.records:
+        reason, n = Counter(d.reason for d in result.dead_letters).most_common(1)[0]
+        hint = ("the models are not under `models:` in the configuration: --auto-register watches them"
+                if reason == "unknown_model" else "check the files' layout against the README's event format")
+        print(f"driftd replay: every row ({result.records}) was a dead letter, most often {reason} ({n}); "
+              f"nothing was replayed: {hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _NoDeadLetterLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "went to the dead-letter topic" not in str(record.msg)

@@ -1,0 +1,200 @@
+"""What a replay keeps for the report (:mod:`daemon.web.report`): every decision of every
+detector (event time, statistic, threshold, drift), each model's decay metric after each
+batch against its baseline, the reference and window distributions of the data tests at
+the end and after the batch of each column's first firing alert, and the final counters
+(processed, join outcomes, label delays, dead letters); :func:`replay_document` puts them
+in one JSON document with the alerts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from daemon.config import Config
+from daemon.stream.join import OUTCOMES
+from daemon.stream.partition import PartitionState
+
+
+class Recorder:
+    """What the report draws, kept as replay goes (plain lists, JSON-able at the end).
+
+    ``series[model]["detector/feature"]``: lists ``t`` (event time, s), ``statistic``,
+    ``threshold``, ``drift`` of every decision; ``performance[model][metric]``: ``t``,
+    ``value`` (the decay test's metric over its window after each batch) and ``baseline``;
+    ``distributions[model][feature]``: bin labels, reference counts, window counts at the
+    end (``current``) and after the batch of the column's first firing alert (``at_alert``).
+    """
+
+    def __init__(self):
+        self.series: dict = {}
+        self.performance: dict = {}
+        self.at_alert: dict = {}  # model -> feature -> distribution
+        self.latest: dict = {}  # model -> latest event time seen
+
+    def saw(self, model: str, ts: float) -> None:
+        if ts > self.latest.get(model, -math.inf):
+            self.latest[model] = ts
+
+    def decisions(self, model: str, observations: list) -> None:
+        series = self.series.setdefault(model, {})
+        for o in observations:
+            s = series.get(f"{o.detector}/{o.feature}")
+            if s is None:
+                s = series[f"{o.detector}/{o.feature}"] = {"t": [], "statistic": [], "threshold": [], "drift": []}
+            s["t"].append(o.event_time)
+            s["statistic"].append(_finite(o.detail.get("statistic")))
+            s["threshold"].append(_finite(o.detail.get("threshold")))
+            s["drift"].append(bool(o.drift))
+            if len(s["t"]) > MAX_SERIES:
+                _halve(s)
+
+    def alert(self, state: PartitionState, alert) -> None:
+        if alert.status != "firing":
+            return
+        seen = self.at_alert.setdefault(alert.model, {})
+        if alert.feature in seen:
+            return
+        pipeline = state.models.get(alert.model)
+        if pipeline is None:
+            return
+        found = _distribution(pipeline, alert.feature)
+        if found is not None:
+            found["alert_time"] = alert.event_time
+            found["alert_detector"] = alert.detector
+            seen[alert.feature] = found
+
+    def after_batch(self, state: PartitionState) -> None:
+        for model, pipeline in state.models.items():
+            for (name, metric), detector in pipeline.label_detectors.items():
+                if name != "decay":
+                    continue
+                value = getattr(detector, "current", None)
+                if value is None:
+                    continue
+                perf = self.performance.setdefault(model, {}).setdefault(
+                    metric, {"t": [], "value": [], "baseline": None})
+                perf["baseline"] = _finite(getattr(detector, "baseline", None))
+                t = self.latest.get(model)
+                if perf["value"] and perf["value"][-1] == value and perf["t"][-1] == t:
+                    continue
+                perf["t"].append(t)
+                perf["value"].append(_finite(value))
+
+    def finish(self, states: dict) -> dict:
+        """The recording, with the final distributions and counters: see :func:`summary`."""
+        return summary(states, self)
+
+
+#: Decisions kept per series: beyond, every other one is dropped (drift decisions are kept),
+#: so that a long replay's recording stays small (a test that decides at every labelled
+#: event, as ADWIN does, would otherwise keep millions).
+MAX_SERIES = 20_000
+
+
+def _halve(s: dict) -> None:
+    keep = [i for i in range(len(s["t"])) if i % 2 == 0 or s["drift"][i] or i == len(s["t"]) - 1]
+    for k in s:
+        s[k] = [s[k][i] for i in keep]
+
+
+def summary(states: dict, recorder: Recorder | None = None) -> dict:
+    """A JSON-able account of ``states`` (partition -> PartitionState) and what
+    ``recorder`` kept: ``{"models": {name: {...}}, "dead_letters": {reason: n}}``, the
+    input of :mod:`daemon.web.report`."""
+    models: dict = {}
+    dead = Counter()
+    for state in states.values():
+        dead.update(state.dead_letters)
+        for name, status in state.status().items():
+            pipeline = state.models[name]
+            delay = state.label_delay.get(name)
+            models[name] = {
+                "partition": state.partition,
+                "status": _plain(status),
+                "join": {o: state.join.counts[(name, o)] for o in OUTCOMES},
+                "label_delay": None if delay is None else {
+                    "buckets": [b if math.isfinite(b) else None for b in state.delay_buckets],
+                    "counts": [int(c) for c in delay[0]], "sum_seconds": float(delay[1])},
+                "distributions": {f: d for f in pipeline.features if (d := _distribution(pipeline, f)) is not None},
+            }
+    if recorder is not None:
+        for name, model in models.items():
+            model["series"] = recorder.series.get(name, {})
+            model["performance"] = recorder.performance.get(name, {})
+            for feature, dist in recorder.at_alert.get(name, {}).items():
+                if feature in model["distributions"]:
+                    model["distributions"][feature]["at_alert"] = dist["current"]
+                    model["distributions"][feature]["alert_time"] = dist["alert_time"]
+    return {"models": models, "dead_letters": dict(dead)}
+
+
+# Which test's bins show a column's distribution, in order of preference.
+_BINNED = ("psi", "chisquare", "ks", "value_change")
+
+
+def _distribution(pipeline, feature: str) -> dict | None:
+    """Reference and window counts of ``feature`` from one of its binned data tests."""
+    detectors = pipeline.data_detectors
+    for test in _BINNED:
+        detector = detectors.get((test, feature))
+        binning = getattr(detector, "binning", None)
+        counts = getattr(detector, "counts", None)
+        if binning is None or counts is None:
+            continue
+        labels = _bin_labels(binning)
+        if labels is None or len(labels) != len(counts):
+            continue
+        return {"test": test, "bins": labels, "reference": [int(c) for c in binning.reference_counts],
+                "current": [int(c) for c in counts]}
+    return None
+
+
+def _bin_labels(binning) -> list[str] | None:
+    edges = getattr(binning, "edges", None)
+    if edges is not None:
+        e = [f"{x:.4g}" for x in np.asarray(edges, dtype=float)]
+        labels = [f"< {e[0]}"] + [f"[{a}, {b})" for a, b in zip(e, e[1:])] + [f">= {e[-1]}"] if e else ["all"]
+        return labels + ["missing"]
+    levels = getattr(binning, "levels", None)
+    if levels is not None:
+        return [str(level) for level in levels] + ["other", "missing"]
+    if getattr(binning, "n_bins", None) == 2:
+        return ["false", "true"]
+    return None
+
+
+def _finite(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _finite(value)
+    return value
+
+
+def replay_document(result, config: Config, files: list[str]) -> dict:
+    """The JSON document of a replay (``--summary``; ``result``: its
+    :class:`~daemon.offline.replay.Result`): the :func:`summary` of its states with
+    its alerts and dead letters; the input of :mod:`daemon.web.report`."""
+    document = dict(result.recording) if result.recording else summary(result.states)
+    document["source"] = {"kind": "replay", "files": files, "events": result.records,
+                          "seconds": round(result.seconds, 3)}
+    document["alerts"] = [a.to_dict() for a in result.alerts]
+    document["dead_letter_rows"] = [vars(d) for d in result.dead_letters[:1000]]
+    for name in document.get("models", {}):
+        settings = config.model(name)
+        document["models"][name]["task"] = settings.task if settings is not None else None
+    return document
