@@ -173,3 +173,33 @@ def test_a_feature_keeps_its_series_for_the_hold_after_its_drift_ends():
     detector = states[0].models["m0"].data_detectors[("ks", "f2")]
     detector.n_detections += 1
     assert features_shown() == {"f2"}
+
+
+def test_a_scrape_builds_the_per_detector_families_after_releasing_the_loops_lock(monkeypatch):
+    """With 1,000 models the per-detector series are most of a scrape's work (seconds at
+    `all`): they are built from readings taken under the lock, once it is released, so the
+    loop does not wait for them. The same series either way."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    states = build(models=2, features=3)
+    lock = threading.Lock()
+    metrics = Metrics(states, lock, MetricsConfig(per_feature="all"))
+    def drift_samples():
+        text = generate_latest(metrics.registry).decode()
+        return {(s.name, tuple(sorted(s.labels.items())), s.value) for f in text_string_to_metric_families(text)
+                for s in f.samples if s.name.startswith(("driftd_drift_", "driftd_feature"))}
+
+    before = drift_samples()
+    built = []  # (family, lock held) for every sample added
+    add = GaugeMetricFamily.add_metric
+
+    def watched(self, labels, value, timestamp=None):
+        built.append((self.name, lock.locked()))
+        return add(self, labels, value, timestamp)
+
+    monkeypatch.setattr(GaugeMetricFamily, "add_metric", watched)
+    assert drift_samples() == before and len(before) > 50
+    statistic = [held for name, held in built if name == "driftd_drift_statistic"]
+    assert statistic and not any(statistic), statistic
+    # The per-model families (events processed, ages...) are still built under the lock.
+    assert any(held for name, held in built if name == "driftd_event_age_seconds")
