@@ -45,8 +45,9 @@ row errors (at most :data:`MAX_NULL_ROWS` of them; no raw value);
 :func:`detectors.calibration.calibrate` simulates stationary streams from them by the
 Bayesian bootstrap (Rubin, 1981: each simulated run draws weights on the held-out rows
 from a flat Dirichlet, then its rows from those weights, so the reference's own luck is
-in the simulation), computes every window's mean as the live test does, and takes the
-lowest level crossed upwards no more often than once every ``ert`` rows
+in the simulation; drawn as the Polya urn that is the same distribution of runs without
+the weights, :func:`urn_rows`), computes every window's mean as the live test does, and
+takes the lowest level crossed upwards no more often than once every ``ert`` rows
 (:func:`~detectors.calibration.level_for_rate`; beyond what the simulation sees, the
 crossing rate's tail is extrapolated as exponential, which is conservative for a window
 mean of bounded errors, whose tail is lighter). As with the other tests, calibration can
@@ -59,7 +60,8 @@ reconstruction as self-supervision (Vincent et al., "Extracting and composing ro
 features with denoising autoencoders", ICML 2008; Devlin et al., BERT, 2019); regression
 of each variable on the others as the conditional structure of a Gaussian (Dempster,
 "Covariance selection", Biometrics 1972); the Bayesian bootstrap (Rubin, Annals of
-Statistics 1981).
+Statistics 1981); its Polya urn (D. Blackwell and J. B. MacQueen, "Ferguson distributions
+via Polya urn schemes", Annals of Statistics 1973).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(3)
@@ -108,8 +110,12 @@ MIN_ERROR = 1e-12
 #: Elements (rows or draws) of the simulation's runs worked through at a time: about
 #: 0.5 MB a float64 array, in the CPU's cache (speed only: see :func:`simulate`).
 CACHE_ELEMENTS = 65_536
-#: Bumped when the statistic or the simulation changes (cached calibrations are not reused).
+#: Bumped when the statistic changes (cached calibrations are not reused). It seeds the
+#: cross-fitting's folds too: bumping it changes every test's error scale.
 VERSION = 1
+#: Bumped when the simulation changes (cached calibrations are not reused): 2 when its
+#: Bayesian bootstrap became the Polya urn (the same distribution, other random numbers).
+SIMULATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,8 @@ class ReconstructionNull:
     @property
     def key(self) -> str:
         digest = hashlib.sha256(np.ascontiguousarray(self.errors, dtype=np.float64).tobytes())
-        digest.update(repr((VERSION, calibration.VERSION, N_TESTS, int(self.window), int(self.stride),
-                            int(self.seed))).encode())
+        digest.update(repr((VERSION, SIMULATION_VERSION, calibration.VERSION, N_TESTS, int(self.window),
+                            int(self.stride), int(self.seed))).encode())
         return digest.hexdigest()
 
 
@@ -192,11 +198,14 @@ class Reconstruction(DeferredThresholds):
         if rows.shape[0] < least:
             raise ValueError(f"reconstruction of {d} features needs at least {least} reference rows "
                              f"with a present value, got {rows.shape[0]}")
-        self._tables = [_shared(_score_table(rows[:, j])) for j in range(d)]
+        # Each feature's present values sorted once: the whole reference's table and every
+        # fold's (a fold's sorted values are the sorted values of its rows) come from them.
+        orders = [_present_order(rows[:, j]) for j in range(d)]
+        self._tables = [_shared(_sorted_table(rows[order, j])) for j, order in enumerate(orders)]
         for (knots, _), name in zip(self._tables, self.names):
             if knots.size < 2:
                 raise ValueError(f"feature {name!r} has fewer than 2 distinct present reference values")
-        self._null_errors = self._fit(rows)
+        self._null_errors = self._fit(rows, orders)
         self._init_thresholds(threshold, warning_threshold, ert, defer_calibration)
         self.reset()
 
@@ -211,17 +220,18 @@ class Reconstruction(DeferredThresholds):
         z[~present] = 0.0
         return z, present
 
-    def _fit(self, x: np.ndarray) -> np.ndarray:
+    def _fit(self, x: np.ndarray, orders: list) -> np.ndarray:
         """Fit the live model (score tables and regressions) on every reference row; the
         per-feature error scales and the row errors (the null) on cross-fitted folds, each
         fold's rows scored and reconstructed by a model (tables too: the live rows are
-        not in the reference's distribution function either) fitted on the other folds."""
+        not in the reference's distribution function either) fitted on the other folds.
+        ``orders``: each column's present rows in increasing order (:func:`_present_order`)."""
         n, d = x.shape
         folds = np.random.default_rng([self.calibration_seed, VERSION]).permutation(n) % FOLDS
         residuals = np.zeros_like(x)
         for k in range(FOLDS):
             held = folds == k
-            tables = [_score_table(x[~held, j]) for j in range(d)]
+            tables = [_sorted_table(x[order[folds[order] != k], j]) for j, order in enumerate(orders)]
             tables = [t if t[0].size else (np.zeros(1), np.zeros(1)) for t in tables]  # a fold without the feature
             z, present = self._scores(x[~held], tables)
             coef, intercept = _regressions(z, present)
@@ -410,14 +420,25 @@ class Reconstruction(DeferredThresholds):
 calibration.KINDS[Reconstruction.KIND] = Reconstruction
 
 
-def _score_table(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(knots, normal scores) of a feature's reference values: its distinct present values
-    (thinned to :data:`MAX_KNOTS`, first and last kept) and ``Phi^-1`` of their mid-rank
-    distribution function, ``(below + equal / 2) / n``."""
-    present = np.sort(values[~np.isnan(values)])
-    knots, counts = np.unique(present, return_counts=True)
-    if knots.size == 0:
-        return knots, knots
+def _present_order(values: np.ndarray) -> np.ndarray:
+    """Positions of the present (not NaN) ``values`` in increasing order of value."""
+    order = np.argsort(values, kind="stable")
+    return order[: int(np.count_nonzero(~np.isnan(values)))]  # NaN sorts last
+
+
+def _sorted_table(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(knots, normal scores) of a feature's present reference values, given sorted: its
+    distinct values (thinned to :data:`MAX_KNOTS`, first and last kept) and ``Phi^-1`` of
+    their mid-rank distribution function, ``(below + equal / 2) / n``. The distinct
+    values and their counts as ``np.unique`` finds them, without sorting again."""
+    if present.size == 0:
+        return present, present
+    first = np.empty(present.size, dtype=bool)
+    first[0] = True
+    np.not_equal(present[1:], present[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    knots = present[starts]
+    counts = np.diff(np.r_[starts, present.size])
     below = np.cumsum(counts) - counts
     u = (below + counts / 2.0) / present.size
     if knots.size > MAX_KNOTS:
@@ -485,28 +506,28 @@ def simulate(null: ReconstructionNull, n_tests: int):
     ``null.errors`` (see the module docs): the (previous, next) statistics of consecutive
     tests that rose, the rows they span, and the largest statistic seen.
 
-    The random numbers are drawn in batches of runs (each batch's Dirichlet weights, then
-    its uniforms: the order fixes the result), and each batch is then worked through a
-    few runs at a time (:data:`CACHE_ELEMENTS`), so that its arrays stay in the CPU's
-    cache; how many at a time changes the speed only, never a number."""
+    Each run's rows are drawn by the Polya urn (:func:`urn_rows`) that is the Bayesian
+    bootstrap with its Dirichlet weights integrated out: the same distribution of
+    streams, from one uniform per drawn row (instead of a weight for every reference row,
+    then a uniform and a search per drawn row). The uniforms are drawn in batches of runs
+    (the order fixes the result), and each batch is then worked through a few runs at a
+    time (:data:`CACHE_ELEMENTS`), so that its arrays stay in the CPU's cache; how many
+    at a time changes the speed only, never a number."""
     errors = np.asarray(null.errors, dtype=np.float64)
     window, stride, tests = int(null.window), int(null.stride), calibration.RUN_TESTS
     length = window + stride * (tests - 1)
     n_runs = max(2, -(-n_tests // tests))
-    rng = np.random.default_rng([int(null.seed), VERSION, calibration.VERSION])
+    rng = np.random.default_rng([int(null.seed), SIMULATION_VERSION, calibration.VERSION])
     positions = np.arange(tests) * stride
-    batch = max(1, min(n_runs, 2_000_000 // max(length, errors.size)))  # about 100 MB at most
-    few = max(1, CACHE_ELEMENTS // max(length, errors.size))
+    batch = max(1, min(n_runs, 2_000_000 // length))  # about 16 MB of uniforms at most
+    few = max(1, CACHE_ELEMENTS // length)
     starts, ends, top = [], [], -np.inf
     for first in range(0, n_runs, batch):
         runs = min(batch, n_runs - first)
-        weights = rng.standard_exponential((runs, errors.size))  # flat Dirichlet, unnormalised
         uniforms = rng.random((runs, length))
         for a in range(0, runs, few):
             b = min(runs, a + few)
-            cdf = np.cumsum(weights[a:b], axis=1)
-            cdf /= cdf[:, -1:]
-            values = errors[_draw(cdf, uniforms[a:b], a)]
+            values = errors[urn_rows(uniforms[a:b], errors.size)]
             cum = np.zeros((b - a, length + 1))
             np.cumsum(values, axis=1, out=cum[:, 1:])
             stats = (cum[:, positions + window] - cum[:, positions]) / window
@@ -518,38 +539,36 @@ def simulate(null: ReconstructionNull, n_tests: int):
     return np.concatenate(starts), np.concatenate(ends), n_runs * (tests - 1) * stride, top
 
 
-def _draw(cdf: np.ndarray, u: np.ndarray, shift: int = 0) -> np.ndarray:
-    """Row numbers drawn by inversion of each run's distribution function ``cdf`` (shape
-    (runs, rows), last column 1) at its uniforms ``u`` (shape (runs, length)), with a
-    guide table (as :func:`detectors.calibration._draw_by_value`): a uniform's bucket
-    gives a first guess, then the few steps to the row whose cdf passes it. Run ``r``'s
-    cdf and uniforms are compared shifted by ``shift + r`` (its place in its batch: every
-    run of a batch in one sorted array). Shape (runs, length)."""
-    runs, n = cdf.shape
-    buckets = n
-    # guide[r, j]: rows of run r whose cdf is at most j / buckets (counted by bucket, one
-    # less for rounding: a guess too low only costs a step), as an index into all runs.
-    first = (cdf * buckets).astype(np.intp)  # floor: cdf > 0
-    first += 1
-    np.minimum(first, buckets, out=first)
-    first += (np.arange(runs) * (buckets + 1))[:, None]
-    guide = np.bincount(first.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1)
-    np.cumsum(guide, axis=1, out=guide)
-    guide -= 1
-    np.maximum(guide, 0, out=guide)
-    guide += (np.arange(runs) * n)[:, None]
-    slot = (u * buckets).astype(np.intp)
-    slot += (np.arange(runs) * (buckets + 1))[:, None]
-    found = guide.ravel()[slot.ravel()]
-    # Run r's cdf shifted into (shift + r, shift + r + 1], its uniforms too: one
-    # comparison for every run.
-    offsets = np.arange(shift, shift + runs, dtype=np.float64)[:, None]
-    flat = (cdf + offsets).ravel()
-    u = (u + offsets).ravel()
-    behind = np.flatnonzero(flat[found] <= u)
-    while behind.size:
-        found[behind] += 1
-        behind = behind[flat[found[behind]] <= u[behind]]
-    found = found.reshape(runs, -1)
-    found -= (np.arange(runs) * n)[:, None]
-    return found
+def urn_rows(u: np.ndarray, n: int) -> np.ndarray:
+    """Row numbers (in ``0..n-1``) of runs drawn by the Polya urn from uniforms ``u``
+    (shape (runs, length), in [0, 1)): same shape.
+
+    The Bayesian bootstrap draws a run's weights on the ``n`` rows from a flat Dirichlet,
+    then its rows independently from those weights. With the weights integrated out, the
+    ``k``-th draw (0-based) is row ``i`` with probability ``(1 + c_i) / (n + k)``, ``c_i``
+    the earlier draws of row ``i`` (the Dirichlet's predictive rule: Blackwell and
+    MacQueen, 1973): that is, a row chosen uniformly with probability ``n / (n + k)``,
+    else a copy of one of the ``k`` earlier draws chosen uniformly. One uniform does both:
+    ``floor(u * (n + k))`` is that row if below ``n``, else the earlier draw it copies
+    (``- n``). A copy of a copy is followed back to a fresh draw, all copies a step at a
+    time (a few steps: a draw is a copy with probability ``k / (n + k)``, so chains are
+    short).
+
+    >>> urn_rows(np.array([[0.5, 0.9, 0.2]]), 2).tolist()   # row 1; copy of draw 0; row 0
+    [[1, 1, 0]]
+    """
+    runs, length = u.shape
+    # floor(u * (n + k)) < n + k: u is below 1 by at least 2**-53, which keeps the product
+    # more than half a unit in the last place below n + k (it never rounds up to it).
+    pick = (u * (n + np.arange(length, dtype=np.float64))).astype(np.intp).ravel()
+    copies = np.flatnonzero(pick >= n)
+    # Each copy's source, as a place in the flat (runs * length) array: in its own run.
+    source = pick[copies] - n + copies // length * length
+    pending = np.arange(copies.size)
+    while pending.size:  # a source that is itself a copy: follow it (a few rounds)
+        further = pick[source[pending]]
+        chained = further >= n
+        pending = pending[chained]
+        source[pending] = further[chained] - n + copies[pending] // length * length
+    pick[copies] = pick[source]
+    return pick.reshape(runs, length)

@@ -287,15 +287,35 @@ def test_features_without_ties_share_their_score_table():
 
 # -- the simulation: faster, the same numbers ------------------------------------------------------
 @pytest.mark.parametrize("seed, rows, window, stride, expected", [
-    # Computed by the simulation before it worked through runs a few at a time (speed only).
-    (0, 3000, 200, 50, (9771, 9760.196670550667, 10042.45485658479, 980000, 1.2377964027623143)),
-    (4, 1000, 100, 30, (9722, 9291.92396956445, 9710.245047762335, 588000, 1.3408936486917309)),
+    # Computed by the Polya-urn simulation (SIMULATION_VERSION 2) working through runs a
+    # few at a time; one run at a time (CACHE_ELEMENTS 1) gives the same numbers.
+    (0, 3000, 200, 50, (9793, 9791.70828560531, 10073.15346454904, 980000, 1.2387353756328365)),
+    (4, 1000, 100, 30, (9791, 9379.111492480888, 9798.245706913916, 588000, 1.293279136065264)),
 ])
-def test_the_simulation_gives_the_numbers_it_always_gave(seed, rows, window, stride, expected):
+@pytest.mark.parametrize("cache_elements", [reconstruction.CACHE_ELEMENTS, 1])
+def test_the_simulation_gives_the_numbers_it_always_gave(seed, rows, window, stride, expected, cache_elements,
+                                                         monkeypatch):
+    monkeypatch.setattr(reconstruction, "CACHE_ELEMENTS", cache_elements)
     errors = np.random.default_rng(seed).gamma(2.0, 0.5, rows)
     starts, ends, n_values, top = reconstruction.simulate(
         reconstruction.ReconstructionNull(errors, window, stride, seed), reconstruction.N_TESTS)
     assert (len(starts), float(starts.sum()), float(ends.sum()), n_values, top) == expected
+
+
+def test_the_urn_draws_runs_as_the_bayesian_bootstrap_does():
+    """Rows drawn with flat Dirichlet weights: each row 1/n; two draws the same row
+    ``E[sum w_i^2] = 2 / (n + 1)``, three ``E[sum w_i^3] = 6 / ((n + 1)(n + 2))``,
+    whatever the draws' places in the run. The urn, on 200,000 runs of 4 draws of 4 rows."""
+    n, runs = 4, 200_000
+    rows = reconstruction.urn_rows(np.random.default_rng(14).random((runs, 4)), n)
+    assert rows.min() == 0 and rows.max() == n - 1
+    se = lambda p: 4 * np.sqrt(p * (1 - p) / runs)  # noqa: E731 - four standard errors
+    for k in range(4):
+        assert abs(np.mean(rows[:, k] == 2) - 1 / n) < se(1 / n)
+    for i, j in [(0, 1), (0, 3), (2, 3)]:
+        assert abs(np.mean(rows[:, i] == rows[:, j]) - 2 / (n + 1)) < se(2 / (n + 1))
+    three = 6 / ((n + 1) * (n + 2))
+    assert abs(np.mean((rows[:, 0] == rows[:, 1]) & (rows[:, 1] == rows[:, 3])) - three) < se(three)
 
 
 def test_the_statistics_are_the_same_to_the_last_bit_whatever_the_batch_size():
