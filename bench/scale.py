@@ -58,6 +58,7 @@ import math
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
     del pool, fill, batches
     gc.collect()
     steady_rss = vm("VmRSS")
+    scrapes = {mode: scrape_seconds(models, mode) for mode in ("alerting", "all")}
     sample = models if n_models <= 100 else [models[i] for i in np.linspace(0, n_models - 1, 100).astype(int)]
     pickled = [len(pickle.dumps(f.pipeline, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
     return {
@@ -160,12 +162,52 @@ def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
         "peak_rss": vm("VmHWM"), "tests_run": tests_run, "pickled_mean": float(np.mean(pickled)), "pickled_max": max(pickled),
         "ready_cpu_first": ready_cpu[0], "ready_cpu_rest_mean": float(np.mean(ready_cpu[1:])) if n_models > 1 else None,
         "ready_cpu_total": float(sum(ready_cpu)), "steady_events": n_events, "steady_rounds": rounds,
-        "steady_cpu": steady_cpu, "steady_detections": detections,
+        "steady_cpu": steady_cpu, "steady_detections": detections, "scrapes": scrapes,
         "columns": sorted({c for _, c in models[0].pipeline.data_detectors}),
         "tests": len(models[0].pipeline.data_detectors),
         "config": {"reference_size": config.reference_size, "window": config.window, "stride": config.stride,
                    "ert": config.ert},
     }
+
+
+class _TimedLock:
+    """The loop's lock, timing how long each holder keeps it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.held: list[float] = []
+
+    def acquire(self, timeout: float = -1) -> bool:
+        ok = self._lock.acquire(timeout=timeout)
+        self._since = time.perf_counter()
+        return ok
+
+    def release(self) -> None:
+        self.held.append(time.perf_counter() - self._since)
+        self._lock.release()
+
+
+def scrape_seconds(models: list, per_feature: str, n: int = 3) -> dict:
+    """Median seconds of one /metrics scrape of every model (one partition), and of the part
+    of it that holds the loop's lock (the loop waits that long), with ``metrics.per_feature``."""
+    from prometheus_client import generate_latest
+
+    from daemon.config import from_dict
+    from daemon.stream.partition import PartitionState
+    from daemon.web.metrics import Metrics
+
+    config = from_dict({"auto_register_models": True, "metrics": {"per_feature": per_feature}})
+    state = PartitionState(0, config)
+    for fed in models:
+        state.models[fed.pipeline.name] = fed.pipeline
+    lock = _TimedLock()
+    metrics = Metrics({0: state}, lock, config.metrics)
+    whole = []
+    for _ in range(n):
+        t = time.perf_counter()
+        generate_latest(metrics.registry)
+        whole.append(time.perf_counter() - t)
+    return {"whole": float(np.median(whole)), "lock": float(np.median(lock.held))}
 
 
 def n_tests(models: list) -> int:
@@ -286,6 +328,16 @@ def in_process(counts: list, steady: int, decimals: int | None = None) -> dict:
           f"us/event: CPU per prediction in the steady phase, windows full, batches of {first['config']['stride']} (one test of each test per batch): "
           + "; ".join(f"{r['models']} models: {r['steady_events']:,} predictions, {r['tests_run']:,} tests, "
                       f"{r['steady_detections']} detections" for r in results))
+    print()
+    head = f"{'models':>6} {'scrape, alerting':>17} {'lock held':>10} {'scrape, all':>12} {'lock held':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        a, b = r["scrapes"]["alerting"], r["scrapes"]["all"]
+        print(f"{r['models']:>6} {a['whole']:>15.3f} s {a['lock']:>8.3f} s {b['whole']:>10.3f} s {b['lock']:>8.3f} s")
+    print()
+    print("scrape: one /metrics scrape of every model (median of 3) with metrics.per_feature alerting (the default;\n"
+          "no feature is alerting here) and all; lock held: the part of it the consumer loop waits for")
     print()
     collecting = {r["models"]: r["collecting_rss"] - r["baseline_rss"] for r in results}
     head = f"{'models':>6} {'collecting RSS above':>21} {'per model':>10} {'marginal':>10} {'values kept/model':>18} {'pickled/model':>14} {'peak RSS':>10}"
