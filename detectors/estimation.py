@@ -13,8 +13,10 @@ Two estimators, fitted once on labelled reference events, then fed unlabelled pr
   positive and of a negative).
 - :class:`RegressionEstimate` (direct loss estimation, DLE): an online River model of the
   absolute error, and one of the squared error, as a function of the features and the
-  prediction, trained on the reference; the estimated MAE of a window is the mean of the
-  predicted absolute errors, the RMSE the square root of the mean predicted squared error.
+  prediction, trained on the reference (River's Hoeffding tree regressor by default,
+  predicted over arrays once trained: :mod:`detectors.compiled_tree`); the estimated MAE
+  of a window is the mean of the predicted absolute errors, the RMSE the square root of
+  the mean predicted squared error.
 
 Both keep the last ``window`` predictions' per-event estimates, and, once labels come, the
 estimate's error against the realised metric over the last ``window`` labelled predictions
@@ -57,6 +59,7 @@ import math
 import numpy as np
 from scipy.optimize import isotonic_regression
 
+from .compiled_tree import from_river
 from .decay import PerformanceDecay
 
 #: Metrics each estimator gives.
@@ -67,6 +70,8 @@ REGRESSION_METRICS = ("mae", "rmse")
 LEARN_STEPS = 6000
 #: The metric whose estimate the decay test watches, per task.
 TESTED = {"classification": "accuracy", "regression": "mae"}
+#: The input of the loss models that is the prediction.
+PREDICTION = "<prediction>"
 
 
 class IsotonicCalibrator:
@@ -349,8 +354,9 @@ def expected_roc_auc(scores, positives) -> float | None:
 def _default_loss_model():
     """A Hoeffding tree regressor with the mean of each leaf as its prediction: it learns
     the regions of the input space where the model errs more (the splits), in passes over
-    a reference of a few thousand events, and predicts in tens of microseconds. Measured on
-    the repository's streams (tests/test_estimation_regression.py), linear leaf models, or
+    a reference of a few thousand events; once trained it is predicted over arrays
+    (:func:`detectors.compiled_tree.from_river`, the same numbers as River's). Measured on
+    the streams of tests/estimation_streams.py, linear leaf models, or
     a linear model alone, were less stable: their gradient steps over repeated passes
     overshoot on skewed absolute errors, and a model's error is rarely linear in its inputs.
     Trees need no scaling of the inputs. ``delta=0.1`` (a loose split confidence; River's
@@ -359,6 +365,24 @@ def _default_loss_model():
     from river import tree
 
     return tree.HoeffdingTreeRegressor(grace_period=50, delta=0.1, leaf_prediction="mean")
+
+
+def _number(value) -> bool:
+    """Whether a feature value enters the loss models: a finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _columns(features, y_pred, names) -> np.ndarray:
+    """The loss models' inputs as columns: shape (events, len(names)), ``names[-1]`` the
+    prediction (:data:`PREDICTION`), NaN where a feature is missing or not a number."""
+    features = list(features)
+    out = np.full((len(features), len(names)), np.nan)
+    out[:, -1] = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    for k, name in enumerate(names[:-1]):
+        # A finite float as it is (``v - v == 0`` is False for inf and NaN), the rest checked.
+        out[:, k] = [v if type(v) is float and v - v == 0.0 else float(v) if _number(v) else math.nan
+                     for v in [f.get(name) for f in features]]
+    return out
 
 
 def _freeze(model) -> None:
@@ -380,13 +404,17 @@ class RegressionEstimate:
 
     Inputs of the loss models: the numeric features (a mapping name -> value; others, and
     missing values, are left out) and the prediction, as ``<prediction>``. ``model``: a
-    factory of River regressors, called twice (absolute and squared error); default: a
-    Hoeffding tree regressor with the leaf's mean as prediction. ``epochs``: passes
-    over the reference, shuffled each time; default (None) as many as it takes to learn
-    from :data:`LEARN_STEPS` events, at most 3 (repeated passes let the tree split on a
-    reference of a couple of thousand events; on a larger one a single pass does as well,
-    at a third of the cost). Predicted losses are clipped at 0. MAE and RMSE are in the label's
-    units; None before any prediction.
+    factory of River regressors, called twice (absolute and squared error), each learning
+    the reference one event at a time; default: a Hoeffding tree regressor with the leaf's
+    mean as prediction (:func:`_default_loss_model`). A trained Hoeffding tree's split
+    statistics are dropped (:func:`_freeze`), and it is predicted over arrays
+    (:func:`detectors.compiled_tree.from_river`: River's numbers, a batch at a time);
+    other models predict one event at a time. ``epochs``: passes over the reference,
+    shuffled each time (``seed``: the shuffle's, default 0); default (None) as many as it
+    takes to learn from :data:`LEARN_STEPS` events, at most 3 (repeated passes let the
+    tree split on a reference of a couple of thousand events; on a larger one a single
+    pass does as well, at a third of the cost). Predicted losses are clipped at 0. MAE
+    and RMSE are in the label's units; None before any prediction.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
@@ -413,6 +441,7 @@ class RegressionEstimate:
         self.seed = int(seed)
         factory = model or _default_loss_model
         self.abs_model, self.sq_model = factory(), factory()
+        self._compiled = None  # the trained trees as arrays (compiled_tree.from_river); () if not trees
         self.reference_losses: np.ndarray | None = None  # predicted absolute errors on the reference
         self._recent = _Ring(self.window, 2)  # predicted absolute, squared error
         self._labelled = _Ring(self.window, 4)  # the same, realised absolute, squared error
@@ -424,9 +453,8 @@ class RegressionEstimate:
 
     @staticmethod
     def _inputs(features, prediction) -> dict:
-        x = {k: float(v) for k, v in features.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-        x["<prediction>"] = float(prediction)
+        x = {k: float(v) for k, v in features.items() if _number(v)}
+        x[PREDICTION] = float(prediction)
         return x
 
     def fit(self, features, y_pred, y_true) -> "RegressionEstimate":
@@ -434,22 +462,46 @@ class RegressionEstimate:
         predictions and labels (numbers). ValueError on fewer than 2 events."""
         if len(features) < 2:
             raise ValueError("the estimate needs at least 2 labelled reference events")
-        inputs = [self._inputs(f, p) for f, p in zip(features, y_pred)]
         errors = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+        inputs = [self._inputs(f, p) for f, p in zip(features, y_pred)]
+        self._compiled = None  # compiled after this fit, when the trees have stopped learning
         rng = np.random.default_rng(self.seed)
         epochs = self.epochs or min(3, math.ceil(LEARN_STEPS / len(inputs)))
+        # The targets as Python floats, and the methods bound, once: River learns one event
+        # at a time, and each call's own cost is all that is left in the loop.
+        absolute, squared = np.abs(errors).tolist(), (errors * errors).tolist()
+        learn_abs, learn_sq = self.abs_model.learn_one, self.sq_model.learn_one
         for _ in range(epochs):
-            for i in rng.permutation(len(inputs)):  # shuffled: a tree must not learn the order
-                self.abs_model.learn_one(inputs[i], float(abs(errors[i])))
-                self.sq_model.learn_one(inputs[i], float(errors[i] ** 2))
+            for i in rng.permutation(len(inputs)).tolist():  # shuffled: a tree must not learn the order
+                learn_abs(inputs[i], absolute[i])
+                learn_sq(inputs[i], squared[i])
         _freeze(self.abs_model)
         _freeze(self.sq_model)
-        self.reference_losses = self._predict(inputs)[:, 0]
+        self.reference_losses = self._predict(features, y_pred)[:, 0]
         return self
 
-    def _predict(self, inputs: list[dict]) -> np.ndarray:
-        out = np.array([[self.abs_model.predict_one(x), self.sq_model.predict_one(x)] for x in inputs],
-                       dtype=np.float64).reshape(-1, 2)
+    def _predict(self, features, y_pred) -> np.ndarray:
+        """Predicted (absolute, squared) error per event, shape (events, 2)."""
+        # The models learn no more after the reference: a Hoeffding tree is compiled once to
+        # arrays that predict the same numbers (compiled_tree.from_river); other models (and
+        # trees it does not know) predict one event at a time.
+        trees = getattr(self, "_compiled", None)  # a state saved before the arrays has none
+        if trees is None:
+            trees = tuple(from_river(m, PREDICTION) for m in (self.abs_model, self.sq_model))
+            self._compiled = trees = trees if None not in trees else ()
+        if trees:
+            return self._clipped(np.column_stack([t.predict(_columns(features, y_pred, t.names)) for t in trees]))
+        inputs = [self._inputs(f, p) for f, p in zip(features, y_pred)]
+        return self._clipped(np.array([[self.abs_model.predict_one(x), self.sq_model.predict_one(x)]
+                                       for x in inputs], dtype=np.float64).reshape(-1, 2))
+
+    def __getstate__(self) -> dict:
+        # The compiled arrays are made again from the River models after loading: a saved
+        # state holds the models alone.
+        return {**self.__dict__, "_compiled": None}
+
+    @staticmethod
+    def _clipped(out: np.ndarray) -> np.ndarray:
         return np.clip(np.nan_to_num(out, nan=0.0), 0.0, None)
 
     def update_many(self, features, y_pred) -> np.ndarray:
@@ -459,7 +511,7 @@ class RegressionEstimate:
             raise ValueError("the estimate is not fitted")
         if not len(features):
             return np.zeros(0)
-        rows = self._predict([self._inputs(f, p) for f, p in zip(features, y_pred)])
+        rows = self._predict(features, y_pred)
         self._recent.push(rows)
         self.n_seen += len(rows)
         return rows[:, 0]
@@ -468,7 +520,7 @@ class RegressionEstimate:
         """Feed labelled predictions after the reference: the estimate's error is measured on them."""
         if not len(features) or not self.fitted:
             return
-        rows = self._predict([self._inputs(f, p) for f, p in zip(features, y_pred)])
+        rows = self._predict(features, y_pred)
         e = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
         self._labelled.push(np.column_stack([rows, np.abs(e), e ** 2]))
 

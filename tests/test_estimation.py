@@ -223,6 +223,43 @@ def test_a_fitted_regression_estimate_survives_pickling():
     feats = streams.features(x)
     est = RegressionEstimate(window=WINDOW).fit(feats[:REFERENCE], y_pred[:REFERENCE], y_true[:REFERENCE])
     copy = pickle.loads(pickle.dumps(est))
+    assert copy._compiled is None  # a state holds the River models; their arrays are made again
     assert np.array_equal(est.update_many(feats[REFERENCE:], y_pred[REFERENCE:]),
                           copy.update_many(feats[REFERENCE:], y_pred[REFERENCE:]))
     assert len(pickle.dumps(est)) < 150_000  # the trees' split statistics are dropped after the reference
+
+
+def test_regression_estimates_are_the_same_whatever_the_batches():
+    x, y_pred, y_true = streams.regression(6000, 4000, "covariate", seed=25)
+    feats = streams.features(x)
+    for f in feats[::9]:
+        f.pop("x1")  # a missing feature
+    whole, batched = (RegressionEstimate(window=WINDOW).fit(feats[:REFERENCE], y_pred[:REFERENCE], y_true[:REFERENCE])
+                      for _ in range(2))
+    losses = whole.update_many(feats[REFERENCE:], y_pred[REFERENCE:])
+    pieces = [batched.update_many(feats[a:a + 7], y_pred[a:a + 7]) for a in range(REFERENCE, 6000, 7)]
+    assert np.array_equal(losses, np.concatenate(pieces)) and whole.metrics() == batched.metrics()
+
+
+def test_the_river_loss_models_are_predicted_as_river_predicts():
+    """The default loss models (River Hoeffding trees), compiled to arrays once trained:
+    the same numbers as River's ``predict_one``, a missing or infinite feature and a NaN
+    prediction included."""
+    import math
+
+    x, y_pred, y_true = streams.regression(5000, 3500, "covariate", seed=26)
+    feats = streams.features(x)
+    y_pred = y_pred.copy()
+    for f in feats[::13]:
+        f.pop("x0")
+    for f in feats[REFERENCE::11]:
+        f["x1"] = math.inf
+    y_pred[REFERENCE::17] = np.nan
+    est = RegressionEstimate(window=WINDOW).fit(feats[:REFERENCE], y_pred[:REFERENCE], y_true[:REFERENCE])
+    losses = est.update_many(feats[REFERENCE:], y_pred[REFERENCE:])
+    assert est._compiled and est.abs_model.n_leaves > 10
+    inputs = [est._inputs(f, p) for f, p in zip(feats[REFERENCE:], y_pred[REFERENCE:])]
+    river = np.array([[est.abs_model.predict_one(i), est.sq_model.predict_one(i)] for i in inputs])
+    river = np.clip(np.nan_to_num(river, nan=0.0), 0.0, None)
+    assert np.array_equal(losses, river[:, 0])
+    assert np.array_equal(est._predict(feats[REFERENCE:], y_pred[REFERENCE:]), river)
