@@ -116,6 +116,16 @@ class Detector(abc.ABC):
             self.decisions_dropped += 1
         outbox.append(decision)
 
+    def _decide_many(self, decisions: list) -> None:
+        """:meth:`_decide` of each of ``decisions`` (in order), in one step."""
+        outbox = self.__dict__.get("_outbox")
+        if outbox is None:
+            outbox = self._outbox = collections.deque(maxlen=self.MAX_DECISIONS)
+        dropped = len(outbox) + len(decisions) - outbox.maxlen
+        if dropped > 0:
+            self.decisions_dropped += dropped
+        outbox.extend(decisions)
+
     def pop_decisions(self) -> list[Decision]:
         """The decisions taken since the last call, in stream order; the outbox is then
         empty. :meth:`reset` does not empty it (decisions taken stay facts)."""

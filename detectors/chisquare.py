@@ -107,15 +107,32 @@ class ChiSquare(WindowedTest):
             terms = (reference_counts / n_reference - counts / n_window) ** 2 / columns
         return n_reference * n_window[..., 0] * np.sum(np.where(columns > 0, terms, 0.0), axis=-1)
 
-    def _measure(self):
-        # batch_statistic's arithmetic, the same floats, with the reference's side computed
-        # once (not pickled): this runs at every test.
+    def _reference(self) -> tuple:
+        """(reference counts, their shares, their total), computed once, not pickled:
+        every test reads them."""
         side = self._reference_side
         if side is None:
             reference = self._null_counts()
             n_reference = reference.sum()
             side = self._reference_side = (reference, reference / n_reference, n_reference)
-        reference, shares, n_reference = side
+        return side
+
+    def _measure_many(self, counts, filled):
+        # _measure's arithmetic on every window at once; each window's terms are summed
+        # alone, as _measure sums them (the same floats).
+        reference, shares, n_reference = self._reference()
+        n_window = counts.sum(axis=1)
+        columns = reference + counts
+        terms = np.zeros(columns.shape)
+        np.divide((shares - counts / n_window[:, None]) ** 2, columns, out=terms, where=columns > 0)
+        dof = (np.count_nonzero(columns, axis=1) - 1).tolist()
+        stats = [float(n_reference * n * t.sum()) for n, t in zip(n_window, terms)]
+        return stats, list(zip(stats, dof))
+
+    def _measure(self):
+        # batch_statistic's arithmetic, the same floats, with the reference's side computed
+        # once (not pickled): this runs at every test.
+        reference, shares, n_reference = self._reference()
         counts = self.counts
         n_window = counts.sum()
         columns = reference + counts

@@ -127,17 +127,36 @@ class KS(WindowedTest):
         super().reset()
         self._reference_cdf = None
 
-    def _measure(self):
-        if self._reference_cdf is None:  # computed once, not pickled: this runs at every test
+    def _reference(self) -> tuple:
+        """(reference CDF at the slots' ends, float64 of shape (slots,); reference size;
+        reference values below each end, ints): computed once, not pickled (every test
+        reads them)."""
+        if self._reference_cdf is None:
             n_reference = int(self.binning.reference_counts[:-1].sum())
-            self._reference_cdf = (np.cumsum(self.binning.reference_counts[:-1]) / n_reference, n_reference)
-        reference_cdf, n_reference = self._reference_cdf
+            cdf = np.cumsum(self.binning.reference_counts[:-1]) / n_reference
+            below = [int(round(v * n_reference)) for v in cdf.tolist()]
+            self._reference_cdf = (cdf, n_reference, below)
+        return self._reference_cdf
+
+    def _measure(self):
+        reference_cdf, n_reference, below = self._reference()
         window = np.cumsum(self.counts[:-1])
         n_window = int(window[-1])
         gaps = np.abs(reference_cdf - window / n_window)
         at = int(gaps.argmax())
-        below_reference = int(round(float(reference_cdf[at]) * n_reference))
-        return float(gaps[at]), (below_reference, n_reference, int(window[at]), n_window)
+        return float(gaps[at]), (below[at], n_reference, int(window[at]), n_window)
+
+    def _measure_many(self, counts, filled):
+        # _measure's arithmetic on every window at once (the same floats).
+        reference_cdf, n_reference, below = self._reference()
+        window = np.cumsum(counts[:, :-1], axis=1)
+        n_window = window[:, -1]
+        gaps = np.abs(reference_cdf - window / n_window[:, None])
+        at = gaps.argmax(axis=1)
+        rows = np.arange(at.size)
+        p_args = [(below[a], n_reference, w, n) for a, w, n in
+                  zip(at.tolist(), window[rows, at].tolist(), n_window.tolist())]
+        return gaps[rows, at].tolist(), p_args
 
     def _p_value(self, p_args) -> float:
         return ks_p_value(*p_args, method=self.method)

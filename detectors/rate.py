@@ -87,6 +87,10 @@ class RateTest(WindowedTest):
         events = int(self.counts[1])
         return float(events), (events, self._filled)
 
+    def _measure_many(self, counts, filled):
+        events = counts[:, 1].tolist()
+        return [float(e) for e in events], list(zip(events, filled.tolist()))
+
     def _p_value(self, p_args) -> float:
         events, n = p_args
         reference = self._reference_ints

@@ -6,7 +6,11 @@ buffer) and their counts per bin; of the reference only its counts per bin are k
 first test runs when the window is full, then one every ``stride`` values; ``stride ==
 window`` gives tumbling windows, a smaller stride sliding ones. Tests fall at the same
 positions whatever the batch sizes, so a stream gives the same states and decisions fed
-one value at a time or in batches of any size.
+one value at a time or in batches of any size. The tests falling in one batch are run
+together (their windows' counts from one cumulative sum, their statistics from one
+vectorised ``_measure_many`` with ``_measure``'s arithmetic, then judged in order): a
+model runs a test of every detector every ``stride`` values, and per-test calls were a
+large part of its cost.
 
 Values falling in a test's ``skip_bins`` (KS: missing values; PSI and chi-square with
 ``missing="ignore"``: missing values; chi-square and categorical PSI with
@@ -97,6 +101,28 @@ def _decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
     d.__dict__.update(at=at, drift=drift, warning=warning, statistic=statistic, threshold=threshold,
                       p_value=p_value)
     return d
+
+
+#: Window counts per piece of a batch at most, tests times bins (see ``update_bins``).
+_TESTS_PER_PIECE = 1 << 16
+_keys: dict = {}
+
+
+def _block_keys(m: int, first: int, stride: int, n_bins: int) -> np.ndarray:
+    """``block * n_bins`` for each of ``m`` values, int64 of shape (m,): ``block``, the
+    number of tests before the value comes in when the first test falls after ``first``
+    values and the others every ``stride`` (0 up to the first test's values, ...). Kept
+    for pieces of up to 2,048 values (a model's tests see the same batch shapes again and
+    again; 64 shapes at most, about 1 MB)."""
+    key = (m, first, stride, n_bins)
+    keys = _keys.get(key)
+    if keys is None:
+        keys = np.maximum((np.arange(m) - first) // stride + 1, 0) * n_bins
+        if m <= 2048:
+            if len(_keys) >= 64:
+                _keys.clear()
+            _keys[key] = keys
+    return keys
 
 
 class WindowedTest(DeferredThresholds):
@@ -255,40 +281,74 @@ class WindowedTest(DeferredThresholds):
         seen_before = self.n_seen
         self.n_seen += n
         m = bins.size
-        if not m:
-            return
-        window, filled, counts = self.window, self._filled, self.counts
-        n_bins = counts.size
-        # The counts move test by test, by slices of the batch and of the values leaving
-        # the window's old end during it (the ring's oldest, then this batch's own); the
-        # ring itself is written once, at the end. The usual batch of a rate test (no event
-        # in the window nor in the batch) has every value in one bin, whose count is then
-        # the window's size.
+        # A piece holds at most _TESTS_PER_PIECE // n_bins tests: their window counts are
+        # a (tests, bins) matrix (a stride of 1 and a large batch would make it huge).
+        room = self.stride * max(1, _TESTS_PER_PIECE // self.counts.size)
+        start = 0
+        while start < m:
+            end = min(m, start + self._until_test + room)
+            self._feed_piece(bins[start:end], seen_before + 1, start, kept)
+            start = end
+
+    def _feed_piece(self, bins: np.ndarray, first_at: int, offset: int, kept) -> None:
+        """Feed ``bins`` (kept values ``offset`` onwards of the batch; ``kept``: their
+        indices among the batch's values, None when none was skipped; ``first_at``: the
+        ``at`` of the batch's first value) and run the tests falling in them, all at once:
+        their window counts from one cumulative sum, their statistics from one
+        ``_measure_many``, then judged in order."""
+        m = bins.size
+        window, filled, counts, stride = self.window, self._filled, self.counts, self.stride
+        first = self._until_test
+        ends = range(first, m + 1, stride)  # values of the piece in at each test
+        n_tests = len(ends)
+        # The usual batch of a rate test (no event in the window nor in the batch) has
+        # every value in one bin, whose count is then the window's size.
         only = int(bins[0])
         uniform = counts[only] == filled and bool((bins == only).all())
-        n_leaving = max(filled + m - window, 0)
-        if n_leaving and not uniform:
-            leaving = self._ring_oldest(min(filled, n_leaving))
-            if n_leaving > leaving.size:
-                leaving = np.concatenate([leaving, bins[:n_leaving - leaving.size]])
-        position = left = 0
-        while position < m:
-            end = min(m, position + self._until_test)
-            if uniform:
-                counts[only] = min(window, filled + end)
+        if n_tests:  # (Python lists of a few items: cheaper than numpy's calls here)
+            filled_at = np.array([min(window, filled + e) for e in ends], dtype=np.int64)
+        if uniform:
+            if n_tests:
+                at_tests = np.zeros((n_tests, counts.size), dtype=np.int64)
+                at_tests[:, only] = filled_at
+            counts[only] = min(window, filled + m)
+        else:
+            n_leaving = max(filled + m - window, 0)
+            if n_leaving:  # the ring's oldest values, then this piece's own first ones
+                leaving = self._ring_oldest(min(filled, n_leaving))
+                if n_leaving > leaving.size:
+                    leaving = np.concatenate([leaving, bins[:n_leaving - leaving.size]])
+            if not n_tests:
+                counts += np.bincount(bins, minlength=counts.size)  # in place: stays int32
+                if n_leaving:
+                    counts -= np.bincount(leaving, minlength=counts.size)
             else:
-                counts += np.bincount(bins[position:end], minlength=n_bins)  # in place: stays int32
-                gone = max(filled + end - window, 0)
-                if gone > left:
-                    counts -= np.bincount(leaving[left:gone], minlength=n_bins)
-                    left = gone
-            self._until_test -= end - position
-            position = end
-            if self._until_test == 0:
-                self._filled = min(window, filled + end)
-                self._run_test(seen_before + 1 + (end - 1 if kept is None else int(kept[end - 1])))
-                self._until_test = self.stride
-        self._write_ring(bins)
+                # Each value counted in the block of the first test it is in (the last
+                # block: after the last test); a value leaving goes with the value whose
+                # arrival pushes it out, the piece's (m - n_leaving)-th onwards.
+                keys = _block_keys(m, first, stride, counts.size)
+                size = (n_tests + 1) * counts.size
+                moved = np.bincount(keys + bins, minlength=size)
+                if n_leaving:
+                    moved -= np.bincount(keys[m - n_leaving:] + leaving, minlength=size)
+                moved = moved.reshape(n_tests + 1, counts.size)
+                at_tests = np.cumsum(moved[:n_tests], axis=0)
+                at_tests += counts
+                counts[:] = at_tests[-1] + moved[n_tests]
+        if n_tests:
+            last = offset - 1  # + ends: the kept value completing each test
+            if kept is None:
+                ats = [first_at + last + e for e in ends]
+            else:
+                ats = (first_at + kept[[last + e for e in ends]]).tolist()
+            self._test_many(ats, at_tests, filled_at)
+            self._until_test = stride - (m - ends[-1])
+        else:
+            self._until_test = first - m
+        if uniform and filled == window:  # every slot holds `only` already: nothing to write
+            self._head = (self._head + m) % window
+        else:
+            self._write_ring(bins)
         self._filled = min(window, filled + m)
 
     def _ring_oldest(self, n: int) -> np.ndarray:
@@ -321,10 +381,69 @@ class WindowedTest(DeferredThresholds):
         reference's counts (shape ``(bins,)``): shape ``(...)``."""
         raise NotImplementedError
 
+    def _measure_many(self, counts: np.ndarray, filled: np.ndarray) -> tuple[list, list]:
+        """``_measure`` of many windows: ``counts`` of shape (tests, bins), ``filled`` of
+        shape (tests,) (values in each window); a list of statistics (floats) and one of
+        p-value arguments, each item what ``_measure`` gives for that window (the same
+        floats: subclasses vectorise it with the same arithmetic). This default sets each
+        window in turn and calls ``_measure``."""
+        saved = self.counts, self._filled
+        stats, p_args = [], []
+        try:
+            for row, n in zip(counts, filled.tolist()):
+                self.counts, self._filled = row, n
+                stat, args = self._measure()
+                stats.append(stat)
+                p_args.append(args)
+        finally:
+            self.counts, self._filled = saved
+        return stats, p_args
+
     def _run_test(self, at: int) -> None:
         stat, p_args = self._measure()
         self._statistic_value, self._p_args, self._p_cache = stat, p_args, None
         self._judge_or_hold(at, stat, p_args)
+
+    def _test_many(self, ats: list, counts: np.ndarray, filled: np.ndarray) -> None:
+        """Run the tests completed at values ``ats`` (ints, in order), whose windows have
+        ``counts`` (shape (tests, bins)) and ``filled`` values (shape (tests,))."""
+        stats, p_args = self._measure_many(counts, filled)
+        if self._threshold is not None and type(self)._judge is WindowedTest._judge:
+            self._judge_many(ats, stats, p_args)
+            return
+        judge = self._judge_or_hold
+        for at, stat, args in zip(ats, stats, p_args):
+            self._statistic_value, self._p_args, self._p_cache = stat, args, None
+            judge(at, stat, args)
+
+    def _judge_many(self, ats: list, stats: list, p_args: list) -> None:
+        """:meth:`_judge` of each test in turn, the same decisions and state, in one loop
+        (calls per test counted at a model's many tests of every stride)."""
+        threshold, warning_threshold = self._threshold, self.warning_threshold
+        drift = self.drift
+        n_detections, last_detection_at = self.n_detections, self.last_detection_at
+        deferred, p_of = self.P_VALUE_ON_ALARMS_ONLY, self._p_value
+        function = self._p_function() if deferred else None
+        decisions, p = [], None
+        for at, stat, args in zip(ats, stats, p_args):
+            was, drift = drift, stat > threshold
+            if drift and not was:
+                n_detections += 1
+                last_detection_at = at
+            warning = not drift and warning_threshold is not None and stat > warning_threshold
+            if not deferred:
+                p = p_of(args)
+                decisions.append(_decision(at, drift, warning, stat, threshold, p))
+            elif drift or warning:  # the p-value computed when read (an alert), as in _judge
+                decisions.append(DeferredDecision(at, drift, warning, stat, threshold, function, args))
+            else:
+                decisions.append(_decision(at, drift, warning, stat, threshold, None))
+        self.n_tests += len(decisions)
+        self.drift, self.warning = drift, warning
+        self.n_detections, self.last_detection_at = n_detections, last_detection_at
+        # The last test's, as _run_test and the p_value property leave them.
+        self._statistic_value, self._p_args, self._p_cache = stats[-1], p_args[-1], p
+        self._decide_many(decisions)
 
     def _judge(self, at: int, stat: float, p_args) -> None:
         """Decide one test (value number ``at`` completed it) and put it in the outbox."""

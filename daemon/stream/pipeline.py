@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import build_lifecycle
+from detectors.base import Decision
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +258,10 @@ class ModelPipeline:
             return
         watch = self.watch
         watch.sources.extend([e.ts for e in events], offsets)
-        watch.tests.update_many([e.features for e in events], [e.prediction for e in events],
-                                [_score_value(e.score) for e in events])
+        watched = watch.tests.columns  # the prediction and the score only if they are tested
+        watch.tests.update_many([e.features for e in events],
+                                [e.prediction for e in events] if PREDICTION in watched else None,
+                                [_score_value(e.score) for e in events] if SCORE in watched else None)
         self._drain(watch)
 
     def _build(self) -> None:
@@ -273,17 +277,26 @@ class ModelPipeline:
         allocator.released(nbytes)  # their pages back to the system (glibc: daemon/runtime/allocator.py)
 
     def _drain(self, watch: _Watch) -> None:
-        found = []
-        version, sources = watch.version, watch.sources
+        found, taken, ats = [], [], []
         for (test, column), detector in watch.tests.detectors():
             decisions = detector.pop_decisions()
-            if not decisions:
-                continue
-            # One look-up per detector and batch, not per decision.
-            times, offsets = sources.get_many([d.at for d in decisions])
-            for d, ts, offset in zip(decisions, times, offsets):
-                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, _detail(d, version)))
-        found.sort(key=lambda o: o.position)  # stable: each detector's own order is kept
+            if decisions:
+                taken.append((test, column, decisions))
+                ats += [d.at for d in decisions]
+        version, sources = watch.version, watch.sources
+        # One look-up per batch, not per detector or decision.
+        places = zip(*sources.get_many(ats)) if ats else iter(())
+        for test, column, decisions in taken:
+            for d, (ts, offset) in zip(decisions, places):
+                # _detail inlined (this runs once per test of every detector): a plain
+                # Decision, most of them, has no p-value to defer.
+                if type(d) is Decision or not getattr(d, "p_pending", False):
+                    detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
+                              "model_version": version}
+                else:
+                    detail = LazyDetail(d, version)
+                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, detail))
+        found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
             watch.sources.forget()  # every decision so far is out: no one refers to them
@@ -344,7 +357,8 @@ class ModelPipeline:
     @property
     def uncalibrated(self) -> int:
         """Tests waiting for their thresholds."""
-        data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None for _, d in w.tests.detectors())
+        data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None and not w.tests.calibrated
+                   for _, d in w.tests.detectors())  # (calibrated: kept by the tests, checked first)
         return data + len(self.labels.calibration_jobs()) + len(self.estimation.calibration_jobs())
 
     # -- labels -----------------------------------------------------------------------------
@@ -423,6 +437,7 @@ class ModelPipeline:
 
 
 _new = object.__new__
+_POSITION = operator.attrgetter("position")
 
 
 def _observation(detector, feature, drift, event_time, offset, side, position, detail) -> Observation:
@@ -439,7 +454,8 @@ def _detail(decision, version) -> Mapping:
     """An observation's detail: statistic, threshold, p_value and model_version. A
     decision whose p-value is still to compute (:class:`detectors.windowed.DeferredDecision`:
     KS's alarms) gives a :class:`LazyDetail`, which computes it when read (an alert is
-    made), so that the many alarms no alert reads cost nothing; other decisions a dict."""
+    made), so that the many alarms no alert reads cost nothing; other decisions a dict.
+    (:meth:`ModelPipeline._drain` has it inlined.)"""
     if getattr(decision, "p_pending", False):
         return LazyDetail(decision, version)
     return {"statistic": decision.statistic, "threshold": decision.threshold,

@@ -1,0 +1,69 @@
+"""The windowed tests decide the tests of a batch together (window counts from one
+cumulative sum, statistics from one vectorised ``_measure_many``, judged in one loop):
+the same floats, decisions and state as one test at a time."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from detectors import KS, PSI, ChiSquare, RateTest
+from detectors.windowed import WindowedTest
+
+
+def _detectors():
+    rng = np.random.default_rng(21)
+    numbers = np.round(rng.lognormal(size=4000), 1)  # ties: some slots hold many values
+    levels = [f"l{i}" for i in rng.integers(0, 40, 3000)] + [None] * 30
+    yield "ks", KS(numbers, window=300, stride=30, threshold=0.1), lambda r, n: r.lognormal(size=n)
+    yield "ks-many-slots", KS(rng.normal(size=4000), window=300, stride=30, threshold=0.1, n_slots=512), \
+        lambda r, n: r.normal(size=n)
+    yield "psi", PSI(numbers, window=300, stride=30, threshold=0.1, missing="ignore"), lambda r, n: r.lognormal(size=n)
+    yield "chisquare", ChiSquare(levels, window=300, stride=30, threshold=30.0), \
+        lambda r, n: [f"l{i}" if i < 45 else None for i in r.integers(0, 48, n)]
+    yield "rate", RateTest(rng.random(3000) < 0.01, window=300, stride=30, threshold=8.5), \
+        lambda r, n: r.random(n) < 0.02
+
+
+@pytest.mark.parametrize("name, detector, draw", list(_detectors()), ids=[d[0] for d in _detectors()])
+def test_many_windows_measure_as_one_at_a_time(name, detector, draw):
+    rng = np.random.default_rng(len(name))
+    windows = []
+    for _ in range(40):  # windows of the detector's own, as the stream moves
+        detector.update_many(draw(rng, int(rng.integers(1, 200))))
+        windows.append((detector.counts.copy(), detector._filled))
+    counts = np.array([c for c, _ in windows], dtype=np.int64)
+    filled = np.array([f for _, f in windows], dtype=np.int64)
+    stats, p_args = detector._measure_many(counts, filled)
+    expected = WindowedTest._measure_many(detector, counts, filled)  # _measure, window by window
+    assert stats == expected[0] and p_args == expected[1]
+    assert all(type(s) is float for s in stats)
+
+
+@pytest.mark.parametrize("name, detector, draw", list(_detectors()), ids=[d[0] for d in _detectors()])
+def test_a_small_stride_and_a_large_batch_are_fed_in_pieces(name, detector, draw, monkeypatch):
+    """A batch holding more tests than a piece's room (tests times bins) gives the
+    decisions of small batches."""
+    import detectors.windowed as windowed
+
+    rng = np.random.default_rng(5)
+    stream = draw(rng, 3000)
+    small = pickle.loads(pickle.dumps(detector))
+    monkeypatch.setattr(windowed, "_TESTS_PER_PIECE", 3 * detector.counts.size)  # 3 tests a piece
+    detector.update_many(stream)
+    for i in range(0, 3000, 7):
+        small.update_many(stream[i:i + 7])
+    assert detector.pop_decisions() == small.pop_decisions()
+    assert detector.counts.tolist() == small.counts.tolist()
+    assert detector._window_bins().tolist() == small._window_bins().tolist()
+    assert (detector.n_tests, detector._until_test, detector.statistic) == (small.n_tests, small._until_test,
+                                                                           small.statistic)
+
+
+def test_a_full_outbox_counts_what_a_batch_drops():
+    detector = RateTest(np.zeros(1000, dtype=bool), window=10, stride=1, threshold=0.5)
+    detector.MAX_DECISIONS = 25
+    detector.update_many(np.zeros(40, dtype=bool))  # 31 tests
+    assert detector.decisions_dropped == 6 and len(detector.pop_decisions()) == 25
+    detector.update_many(np.zeros(3, dtype=bool))
+    assert detector.decisions_dropped == 6 and [d.at for d in detector.pop_decisions()] == [41, 42, 43]
