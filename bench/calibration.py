@@ -7,10 +7,12 @@ Run from the repository root::
     PYTHONPATH=. python bench/calibration.py --events 200000  # quicker false-alarm part
     PYTHONPATH=. python bench/calibration.py --no-false-alarms
 
-Four kinds of model (features drawn independently, stationary):
+Five kinds of model (features drawn independently, stationary):
 
 - ``continuous``: 20 numeric features without ties (normal, lognormal, uniform);
 - ``tied``: 20 integer-valued features (Poisson and binomial counts: many ties);
+- ``decimals``: 20 numeric features recorded with two decimals (normal, sd 0.7 to 1.5:
+  about 400 to 750 distinct values in 5,000, so every feature's ties give its own null);
 - ``categorical``: 10 string features with 5 to 50 levels (Dirichlet level shares);
 - ``mix``: 7 continuous, 7 tied and 6 categorical features, each value missing with
   probability 10%.
@@ -24,7 +26,8 @@ split equally across its columns (each gets ``ert * n_columns``) and within a co
 
 Part 1, CPU: ``time.process_time`` to build the tests from references of 5,000 and 50,000
 events (binning), take their null models and calibrate them, calibration caches emptied
-before each model (so a model pays for its own shared tables). Part 2, false alarms: the
+before each model (so a model pays for its own shared tables); ``--daemon-allocator``
+measures with the C allocator set as the daemon sets it. Part 2, false alarms: the
 model's detections summed over its tests on stationary streams, pooled over several
 references, against the number asked for (``events / ert``).
 
@@ -45,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from detectors import KS, PSI, ChiSquare, RateTest, calibration  # noqa: E402
 
-KINDS = ("continuous", "tied", "categorical", "mix")
+KINDS = ("continuous", "tied", "decimals", "categorical", "mix")
 WINDOW, STRIDE = 1000, 100
 
 
@@ -68,6 +71,11 @@ def _tied(rng):
         return lambda n: rng.poisson(lam, n).astype(np.float64)
     trials, p = int(rng.integers(3, 60)), rng.uniform(0.1, 0.9)
     return lambda n: rng.binomial(trials, p, n).astype(np.float64)
+
+
+def _decimals(rng):
+    loc, scale = rng.normal(0, 5), rng.uniform(0.7, 1.5)
+    return lambda n: np.round(rng.normal(loc, scale, n), 2)
 
 
 def _categorical(rng):
@@ -95,6 +103,8 @@ def model_sources(kind: str, rng) -> list[tuple[str, str, object]]:
         plan = [("numeric", _continuous)] * 20
     elif kind == "tied":
         plan = [("numeric", _tied)] * 20
+    elif kind == "decimals":
+        plan = [("numeric", _decimals)] * 20
     elif kind == "categorical":
         plan = [("categorical", _categorical)] * 10
     else:
@@ -222,9 +232,16 @@ def main(argv=None) -> None:
     p.add_argument("--events", type=int, default=1_000_000, help="stationary events per kind of model")
     p.add_argument("--references", type=int, default=10, help="independent references per kind")
     p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    p.add_argument("--daemon-allocator", action="store_true",
+                   help="glibc's mmap threshold fixed as the daemon fixes it (daemon/runtime/allocator.py): "
+                        "large temporary arrays then cost page faults every time")
     p.add_argument("--no-cpu", action="store_true")
     p.add_argument("--no-false-alarms", action="store_true")
     opts = p.parse_args(argv)
+    if opts.daemon_allocator:
+        from daemon.runtime import allocator
+
+        allocator.tune()
     if not opts.no_cpu:
         print(f"CPU to make a model ready (build + calibrate, caches cold), model ert {opts.ert:,.0f}, "
               f"window {WINDOW}, stride {STRIDE}; target <= 1 s at 5,000, <= 5 s at 50,000")

@@ -48,6 +48,7 @@ seeded by ``NullModel.seed``) and thread-safe.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import math
 import threading
@@ -69,8 +70,14 @@ WARNING_FACTOR = 10
 RUN_TESTS = 50
 #: Pseudo-count per bin of the prior (Jeffreys).
 PRIOR = 0.5
-#: Simulated cells held in memory at once.
+#: Simulated cells per batch of random draws: the batches fix the order in which the
+#: draws are taken, so this is part of the simulation (changing it changes thresholds).
 _BATCH_CELLS = 1_500_000
+#: Cells worked on at once within a batch: a few hundred kB, so that the passes over them
+#: (counts, cumulative sums, statistics) run in cache. Speed only: the draws are the same.
+_WORK_CELLS = 60_000
+#: Window counts kept for one call of a statistic, at most (8 B each).
+_KEPT_CELLS = 500_000
 #: Bumped when the simulation changes, so that saved calibrations are not reused.
 VERSION = 2
 
@@ -262,70 +269,152 @@ def simulate(null_model: NullModel, n_tests: int):
         # Bins that stay empty in reference and stream change nothing: leave them out.
         reference, alpha = reference[alpha > 0], alpha[alpha > 0]
     n_runs = max(2, -(-n_tests // RUN_TESTS))
-    starts, ends, top = [], [], -np.inf
+    # The windows of all runs are kept (when not too many) for one call of the statistic:
+    # a call per part of a few runs costs more than its arithmetic. A window's floats do
+    # not depend on how many windows a call has.
+    kept = np.empty((n_runs, RUN_TESTS, alpha.size), dtype=np.int64) if n_runs * RUN_TESTS * alpha.size <= _KEPT_CELLS \
+        else None
+    parts, done = [], 0
     for windows in stream_windows(alpha, null_model.window, null_model.stride, n_runs,
                                   np.random.default_rng([int(null_model.seed), VERSION])):
-        stats = kind.batch_statistic(reference, windows, params)
-        top = max(top, float(stats.max()))
-        previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
-        rising = following > previous
-        starts.append(previous[rising])
-        ends.append(following[rising])
-    return np.concatenate(starts), np.concatenate(ends), n_runs * (RUN_TESTS - 1) * null_model.stride, top
+        if kept is None:
+            parts.append(kind.batch_statistic(reference, windows, params))
+        else:
+            kept[done:done + windows.shape[0]] = windows
+        done += windows.shape[0]
+    stats = kind.batch_statistic(reference, kept, params) if kept is not None else np.concatenate(parts)
+    previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
+    rising = following > previous
+    return previous[rising], following[rising], n_runs * (RUN_TESTS - 1) * null_model.stride, float(stats.max())
 
 
 def stream_windows(alpha: np.ndarray, window: int, stride: int, n_runs: int, rng):
-    """The windows' counts per bin of ``n_runs`` simulated stationary streams, by batches
-    of runs: arrays of shape (runs, RUN_TESTS, bins). Each run draws its bin probabilities
-    from Dirichlet(``alpha``), then its values chunk by chunk."""
+    """The windows' counts per bin of ``n_runs`` simulated stationary streams, a few runs
+    at a time: int64 arrays of shape (runs, RUN_TESTS, bins), each overwritten by the next
+    (use one before asking for the next). Each run draws its bin probabilities from
+    Dirichlet(``alpha``), then its values chunk by chunk."""
     window, stride = int(window), int(stride)
     chunk = math.gcd(window, stride)
-    n_chunks = (window + stride * (RUN_TESTS - 1)) // chunk
-    tests = np.arange(RUN_TESTS) * (stride // chunk)
+    span, step = window // chunk, stride // chunk
+    n_chunks = span + step * (RUN_TESTS - 1)
     cells = alpha.size
     batch = max(1, min(n_runs, _BATCH_CELLS // (n_chunks * cells)))
-    draw = _draw_by_bin if 3 * cells <= chunk else _draw_by_value
+    work = max(1, min(batch, _WORK_CELLS // (n_chunks * cells)))
+    by_value = None if 3 * cells <= chunk else _ByValue(work, n_chunks, chunk, cells)
+    # Running counts over the chunks (the first row stays 0) and the windows: the same
+    # memory for every part. Fresh arrays of this size would cost a page fault every few
+    # kB each time (glibc maps large blocks anew), as much as the arithmetic on them.
+    cum_buffer = np.zeros((n_chunks + 1, work, cells), dtype=np.int64)
+    window_buffer = np.empty((work, RUN_TESTS, cells), dtype=np.int64)
     for first in range(0, n_runs, batch):
         runs = min(batch, n_runs - first)
         p = rng.standard_gamma(alpha, size=(runs, cells))
         p /= p.sum(axis=1, keepdims=True)
-        cum = np.zeros((runs, n_chunks + 1, cells), dtype=np.int32)
-        np.cumsum(draw(rng, p, n_chunks, chunk), axis=1, out=cum[:, 1:])
-        yield cum[:, tests + window // chunk] - cum[:, tests]
+        for part in range(0, runs, work):
+            # Runs draw their values one after the other, so drawing a batch's runs a few
+            # at a time takes the same numbers from rng.
+            if by_value is None:
+                counts = _draw_by_bin(rng, p[part:part + work], n_chunks, chunk)
+            else:
+                counts = by_value(rng, p[part:part + work])
+            some = counts.shape[1]
+            cum, windows = cum_buffer[:, :some], window_buffer[:some]
+            if counts[0].size >= 64:
+                # numpy accumulates along a leading axis element by element; a slab at a
+                # time is several times faster.
+                for c in range(n_chunks):
+                    np.add(cum[c], counts[c], out=cum[c + 1])
+            else:
+                np.cumsum(counts, axis=0, out=cum[1:])
+            # Test t's window is chunks [t * step, t * step + span).
+            np.subtract(cum[span:span + step * RUN_TESTS:step].transpose(1, 0, 2),
+                        cum[:step * RUN_TESTS:step].transpose(1, 0, 2), out=windows)
+            yield windows
 
 
 def _draw_by_bin(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
-    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run: one
-    multinomial draw per chunk (cheap when bins are few)."""
-    return rng.multinomial(chunk, p[:, None, :], size=(p.shape[0], n_chunks))
+    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``),
+    shape (n_chunks, runs, bins): one multinomial draw per chunk (cheap when bins are few)."""
+    return rng.multinomial(chunk, p[:, None, :], size=(p.shape[0], n_chunks)).transpose(1, 0, 2)
+
+
+class _ByValue:
+    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``, at
+    most ``runs``), shape (n_chunks, runs, bins), each value's bin drawn by inversion with
+    a guide table (cheap when bins are many): a value's bin is found from the bucket of
+    its uniform, then the few steps to the bin whose cumulative probability passes it.
+    The arrays, a value or a count each, are kept from call to call: fresh ones would cost
+    a page fault every few kB (glibc maps large blocks anew, always so under the daemon's
+    fixed mmap threshold, ``daemon/runtime/allocator.py``)."""
+
+    def __init__(self, runs: int, n_chunks: int, chunk: int, cells: int):
+        self.n_chunks, self.chunk = n_chunks, chunk
+        n = runs * n_chunks * chunk
+        self.u = np.empty(n)
+        self.scaled = np.empty(n)
+        self.slot = np.empty(n, dtype=np.intp)
+        self.found = np.empty(n, dtype=np.intp)
+        self.behind = np.empty(n, dtype=bool)
+        self.counts = np.empty(n_chunks * runs * cells, dtype=np.int64)
+
+    def __call__(self, rng, p: np.ndarray) -> np.ndarray:
+        runs, cells = p.shape
+        n = runs * self.n_chunks * self.chunk
+        cdf = np.cumsum(p, axis=1)
+        cdf /= cdf[:, -1:]
+        buckets = 4 * cells
+        # guide[run, j]: the first bin (numbered across runs) whose cdf passes j / buckets,
+        # i.e. how many bins of the run have cdf <= j / buckets; counted for all runs at
+        # once from the first j at or above each cdf (the comparisons of a search per run).
+        first_j = np.searchsorted(np.arange(buckets) / buckets, cdf, side="left")
+        first_j += (np.arange(runs) * (buckets + 1))[:, None]
+        guide = np.bincount(first_j.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1)
+        guide = np.cumsum(guide[:, :buckets], axis=1)
+        guide += (np.arange(runs) * cells)[:, None]
+        u, scaled, slot, found = self.u[:n], self.scaled[:n], self.slot[:n], self.found[:n]
+        rng.random(out=u)  # the numbers of rng.random((runs, values per run))
+        # The bucket: the integer part of u * buckets (the cast truncates), then per run.
+        np.multiply(u, buckets, out=scaled)
+        np.copyto(slot, scaled, casting="unsafe")
+        slot += _run_offsets(runs, n // runs, buckets)
+        # mode="clip" (the indices are in range): "raise" would copy through a fresh array.
+        np.take(guide.ravel(), slot, out=found, mode="clip")
+        flat_cdf = cdf.ravel()
+        passed = np.less_equal(np.take(flat_cdf, found, out=scaled, mode="clip"), u, out=self.behind[:n])
+        behind = np.flatnonzero(passed)
+        while behind.size:
+            found[behind] += 1
+            behind = behind[flat_cdf[found[behind]] <= u[behind]]
+        # From run * cells + bin to (chunk * runs + run) * cells + bin, then counted.
+        found += _chunk_offsets(runs, self.n_chunks, self.chunk, cells)
+        counts = self.counts[:self.n_chunks * runs * cells]
+        counts.fill(0)
+        np.add.at(counts, found, 1)
+        return counts.reshape(self.n_chunks, runs, cells)
 
 
 def _draw_by_value(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
-    """The same, drawing each value's bin by inversion with a guide table (cheap when bins
-    are many): a value's bin is found from the bucket of its uniform, then the few steps
-    to the bin whose cumulative probability passes it."""
-    runs, cells = p.shape
-    n = n_chunks * chunk
-    cdf = np.cumsum(p, axis=1)
-    cdf /= cdf[:, -1:]
-    buckets = 4 * cells
-    # guide[run, j]: the first bin (numbered across runs) whose cdf passes j / buckets.
-    guide = np.stack([np.searchsorted(row, np.arange(buckets) / buckets, side="right") for row in cdf])
-    guide += (np.arange(runs) * cells)[:, None]
-    u = rng.random((runs, n))
-    slot = (u * buckets).astype(np.intp)
-    slot += (np.arange(runs) * buckets)[:, None]
-    found = guide.ravel()[slot.ravel()]
-    u, flat_cdf = u.ravel(), cdf.ravel()
-    behind = np.flatnonzero(flat_cdf[found] <= u)
-    while behind.size:
-        found[behind] += 1
-        behind = behind[flat_cdf[found[behind]] <= u[behind]]
-    # From run * cells + bin to (run * n_chunks + chunk) * cells + bin.
-    found = found.reshape(runs, n)
-    found += (np.arange(runs) * (n_chunks - 1) * cells)[:, None]
-    found += np.repeat(np.arange(n_chunks) * cells, chunk)[None, :]
-    return np.bincount(found.ravel(), minlength=runs * n_chunks * cells).reshape(runs, n_chunks, cells)
+    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``),
+    shape (n_chunks, runs, bins), drawn value by value (:class:`_ByValue`)."""
+    return _ByValue(p.shape[0], n_chunks, chunk, p.shape[1])(rng, p).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _run_offsets(runs: int, per_run: int, step: int) -> np.ndarray:
+    """``run * step`` for each of ``per_run`` values of ``runs`` runs (flat, read-only)."""
+    offsets = np.repeat(np.arange(runs) * step, per_run)
+    offsets.flags.writeable = False
+    return offsets
+
+
+@functools.lru_cache(maxsize=16)
+def _chunk_offsets(runs: int, n_chunks: int, chunk: int, cells: int) -> np.ndarray:
+    """Per value of ``runs`` runs of ``n_chunks`` chunks of ``chunk`` values (flat, in run
+    order, read-only): its chunk times runs * cells, the step from the value's index
+    run * cells + bin to (chunk * runs + run) * cells + bin."""
+    offsets = np.tile(np.repeat(np.arange(n_chunks) * (runs * cells), chunk), runs)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def _crossings(starts: np.ndarray, ends: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -349,6 +438,14 @@ def level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float,
     ``d * exp(-2 n d**2)``. ValueError if the statistic never rose or too few crossings
     were seen to extrapolate.
     """
+    levels, counts = crossing_curve(starts, ends)
+    return level_on_curve(levels, counts, n_values, rate, tail_power, tail_log_power)
+
+
+def crossing_curve(starts, ends) -> tuple[np.ndarray, np.ndarray]:
+    """The upper tail of the crossing counts of rising pairs (``starts[i] < ends[i]``):
+    the levels (the distinct ends from the busiest one up, float64) and how many pairs
+    cross each. ValueError if the statistic never rose."""
     starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
     if ends.size == 0:
         raise ValueError("calibration: the statistic never varied under the null; nothing to test")
@@ -357,7 +454,13 @@ def level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float,
     # Crossings are rare at low levels too (the statistic stays above them): only the
     # upper tail, above the busiest level, is the false-alarm curve.
     peak = int(np.argmax(counts))
-    levels, counts = levels[peak:], counts[peak:]
+    return levels[peak:], counts[peak:]
+
+
+def level_on_curve(levels: np.ndarray, counts: np.ndarray, n_values: int, rate: float, tail_power: float,
+                   tail_log_power: float = 0.0) -> float:
+    """:func:`level_for_rate` on a :func:`crossing_curve` already computed (a curve read
+    for several rates is computed once)."""
     wanted = rate * n_values
     if wanted >= MIN_CROSSINGS:
         too_many = np.nonzero(counts > wanted)[0]

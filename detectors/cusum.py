@@ -435,11 +435,15 @@ def _side(p: np.ndarray, y: np.ndarray):
     gauss = -2 * mean / var
     t = np.where((np.abs(third) > 1e-12) & (disc > 0) & (cubic * gauss > 0) & np.isfinite(cubic), cubic, gauss)
     t = np.where(never, 1.0, t)
-    # ... then Newton's steps on log E exp(t y), guarded to stay on the root's side.
+    # ... then Newton's steps on log E exp(t y), guarded to stay on the root's side. The
+    # two arrays of draws x slots are written in place, step after step: fresh arrays this
+    # large cost page faults each time (glibc maps them anew), more than the exp.
+    e, ey = np.empty(p.shape), np.empty(p.shape)
     for _ in range(50):
-        e = np.exp(np.clip(t[:, None] * y, -700, 700))
+        np.multiply(t[:, None], y, out=e)
+        np.exp(np.clip(e, -700, 700, out=e), out=e)
         m0 = np.einsum("ij,ij->i", p, e)
-        m1 = np.einsum("ij,ij->i", p, e * y)
+        m1 = np.einsum("ij,ij->i", p, np.multiply(e, y, out=ey))
         g = np.log(m0)
         slope = m1 / m0
         step = np.where(never, 0.0, g / np.where(slope == 0, 1e-300, slope))

@@ -76,6 +76,129 @@ def _bin_ends(null_model, bounds: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.searchsorted(bounds, np.cumsum(null_model.counts), side="right")])
 
 
+class _Gather:
+    """One model's statistic per window, its kind's ``batch_statistic`` on its counts per
+    bin, from windows' counts per atom (last axis, shape (runs, tests, atoms)) given part
+    by part (:meth:`add`, then :meth:`result`). Bins the reference left empty get 0, or
+    are left out (with the reference's) when the kind says they change nothing
+    (``IGNORES_EMPTY_BINS``).
+
+    Each bin is a run of atoms, summed by ``np.add.reduceat`` when the runs are long on
+    average, else as their first atom plus the next ones (reduceat over many short runs
+    costs a call per run). The counts of all ``n_runs`` runs are kept (up to
+    ``calibration._KEPT_CELLS``) and the statistic computed once: a call per part costs
+    more than its arithmetic on a few runs of a few bins. They are laid out bins
+    outermost, as the joint simulation has always given them: PSI and chi-square sum
+    floats over the bins, in an order that numpy takes from the layout, so their
+    thresholds stay the same to the bit (a window's floats do not depend on how many
+    windows a call has)."""
+
+    def __init__(self, kind, reference: np.ndarray, end: np.ndarray, n_atoms: int, params: dict, n_runs: int):
+        self.kind, self.params = kind, params
+        self.n_bins = end.size - 1
+        self.filled = np.flatnonzero(end[1:] > end[:-1])
+        self.starts = end[:-1][self.filled]
+        self.lengths = np.diff(end)[self.filled]
+        drop = kind.IGNORES_EMPTY_BINS
+        self.reference = reference[self.filled] if drop else reference
+        self.out_bins = self.filled.size if drop else self.n_bins
+        self.reduce = 4 * self.filled.size <= n_atoms
+        cells = self.out_bins * n_runs * calibration.RUN_TESTS
+        self.kept = np.zeros((self.out_bins, n_runs, calibration.RUN_TESTS), dtype=np.int64) \
+            if cells <= calibration._KEPT_CELLS else None
+        self.runs = 0
+        self.stats: list = []
+
+    def counts(self, windows: np.ndarray, out: np.ndarray) -> None:
+        """Write the model's counts per bin from ``windows`` into ``out`` (shape (runs,
+        tests, bins), zero in the bins left empty)."""
+        sums = out if self.out_bins == self.filled.size else np.empty(out.shape[:-1] + self.filled.shape, out.dtype)
+        if self.reduce:
+            np.add.reduceat(windows, self.starts, axis=-1, out=sums)
+        else:
+            sums[...] = windows[..., self.starts]
+            for k in range(1, int(self.lengths.max())):
+                longer = np.flatnonzero(self.lengths > k)
+                sums[..., longer] += windows[..., self.starts[longer] + k]
+        if sums is not out:
+            out[..., self.filled] = sums
+
+    def add(self, windows: np.ndarray) -> None:
+        runs, tests = windows.shape[:-1]
+        if self.kept is not None:
+            self.counts(windows, self.kept[:, self.runs:self.runs + runs].transpose(1, 2, 0))
+        else:
+            out = np.zeros((self.out_bins, runs, tests), dtype=np.int64).transpose(1, 2, 0)
+            self.counts(windows, out)
+            self.stats.append(self.kind.batch_statistic(self.reference, out, self.params))
+        self.runs += runs
+
+    def result(self) -> np.ndarray:
+        """The statistic of every window added, shape (runs, tests)."""
+        if self.kept is not None:
+            return self.kind.batch_statistic(self.reference, self.kept[:, :self.runs].transpose(1, 2, 0), self.params)
+        return np.concatenate(self.stats)
+
+
+class _KSFromRunningCounts:
+    """The KS distance of every window, the floats of ``KS.batch_statistic`` (see
+    :mod:`detectors.ks`), from the windows' running counts over the atoms: the KS bins
+    end at atoms, so its window CDF is the running count at each bin's last atom over the
+    window's size. Cheaper than counts per bin: no gathering of bins that are mostly
+    single atoms, and every window of the simulation holds ``window`` values, so
+    ``count / window`` is read from a table of its ``window + 1`` values (the quotients
+    ``KS.batch_statistic`` computes). Empty bins are left out (they repeat their
+    predecessor's gap, or add a zero one), as ``IGNORES_EMPTY_BINS`` says."""
+
+    def __init__(self, reference: np.ndarray, end: np.ndarray, n_atoms: int, window: int):
+        filled = np.flatnonzero(end[1:] > end[:-1])
+        kept = reference[filled]
+        self.reference_cdf = np.cumsum(kept) / kept.sum()
+        self.last = end[1:][filled] - 1  # each bin's last atom
+        self.all_atoms = self.last.size == n_atoms
+        self.window = int(window)
+        self.shares = np.arange(self.window + 1) / self.window
+        self._buffers: dict = {}
+        self.stats: list = []
+
+    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        # The same memory for every part of the simulation: fresh arrays this large cost
+        # page faults (see calibration.stream_windows).
+        found = self._buffers.get(name)
+        if found is None or found.shape != shape:
+            found = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return found
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        running = np.cumsum(windows, axis=-1, out=self._buffer("running", windows.shape, windows.dtype))
+        if not self.all_atoms:
+            taken = self._buffer("taken", windows.shape[:-1] + self.last.shape, windows.dtype)
+            running = np.take(running, self.last, axis=-1, out=taken, mode="clip")
+        sizes = running[..., -1:]
+        gaps = self._buffer("gaps", running.shape, np.float64)
+        if np.all(sizes == self.window):
+            np.take(self.shares, running, out=gaps, mode="clip")
+        else:
+            np.divide(running, sizes, out=gaps)
+        np.subtract(self.reference_cdf, gaps, out=gaps)
+        np.abs(gaps, out=gaps)
+        return gaps.max(axis=-1)
+
+    def add(self, windows: np.ndarray) -> None:
+        self.stats.append(self(windows))
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self.stats)
+
+
+def _statistic(kind, reference: np.ndarray, end: np.ndarray, n_atoms: int, params: dict, window: int, n_runs: int):
+    """One model's statistic per window, from windows' counts per atom given part by part
+    (``add(windows)``, then ``result()``: shape (runs, tests))."""
+    if kind.KIND == "ks":
+        return _KSFromRunningCounts(reference, end, n_atoms, window)
+    return _Gather(kind, reference, end, n_atoms, params, n_runs)
+
+
 def joint_key(null_models) -> str:
     return hashlib.sha256(repr([m.key for m in null_models]).encode()).hexdigest()
 
@@ -95,14 +218,13 @@ def joint_simulation(null_models, n_tests: int):
     seed = int(joint_key(null_models)[:16], 16)
     rng = np.random.default_rng([seed, calibration.VERSION])
     alpha = atoms + calibration.PRIOR
-    stats = [[] for _ in null_models]
+    statistics = [_statistic(kind, reference, end, atoms.size, param, first.window, n_runs)
+                  for kind, reference, end, param in zip(kinds, references, ends, params)]
     for windows in calibration.stream_windows(alpha, first.window, first.stride, n_runs, rng):
-        cum = np.zeros(windows.shape[:-1] + (atoms.size + 1,), dtype=np.int32)
-        np.cumsum(windows, axis=-1, out=cum[..., 1:])
-        for out, kind, reference, end, param in zip(stats, kinds, references, ends, params):
-            out.append(kind.batch_statistic(reference, cum[..., end[1:]] - cum[..., end[:-1]], param))
+        for statistic in statistics:
+            statistic.add(windows)
     n_values = n_runs * (calibration.RUN_TESTS - 1) * int(first.stride)
-    return [np.concatenate(s) for s in stats], n_values
+    return [statistic.result() for statistic in statistics], n_values
 
 
 def _rising(stats: np.ndarray):
@@ -127,19 +249,27 @@ class _Tail:
     def __init__(self, stats: np.ndarray, n_values: int, power: float, log_power: float):
         self.starts, self.ends = _rising(stats)
         self.n_values, self.power, self.log_power = n_values, power, log_power
-        levels = np.unique(self.ends)
-        counts = calibration._crossings(self.starts, self.ends, levels)
-        peak = int(np.argmax(counts)) if counts.size else 0
-        self.levels = levels[peak:]
+        if self.ends.size:
+            self.levels, self.counts = calibration.crossing_curve(self.starts, self.ends)
+        else:
+            self.levels = self.counts = np.zeros(0)
         # The most crossings at or above each level: the last level crossed more often
         # than asked is the last whose bound passes it.
-        self.bound = np.maximum.accumulate(counts[peak:][::-1])[::-1]
+        self.bound = np.maximum.accumulate(self.counts[::-1])[::-1]
+        self._falling = -self.bound  # ascending, for searchsorted
+        self._extrapolated: dict = {}
 
     def level(self, rate: float) -> float:
         wanted = rate * self.n_values
-        if wanted < calibration.MIN_CROSSINGS or self.levels.size == 0:
+        if self.levels.size == 0:
             return calibration.level_for_rate(self.starts, self.ends, self.n_values, rate, self.power, self.log_power)
-        first_within = int(np.searchsorted(-self.bound, -wanted, side="left"))
+        if wanted < calibration.MIN_CROSSINGS:
+            # Read again and again while the union's rate is searched for: kept.
+            if rate not in self._extrapolated:
+                self._extrapolated[rate] = calibration.level_on_curve(self.levels, self.counts, self.n_values, rate,
+                                                                      self.power, self.log_power)
+            return self._extrapolated[rate]
+        first_within = int(np.searchsorted(self._falling, -wanted, side="left"))
         return float(self.levels[min(first_within, self.levels.size - 1)])
 
 

@@ -226,3 +226,69 @@ def test_joint_calibration_is_the_same_in_any_thread():
     thread.start()
     thread.join()
     assert there == [here]
+
+
+def _reference_windows(alpha, window: int, stride: int, n_runs: int, seed: int) -> np.ndarray:
+    """stream_windows written plainly (a search per value, a count per chunk, windows as
+    sums of chunks), for runs drawn value by value: what the fast path must give."""
+    import math
+
+    rng = np.random.default_rng(seed)
+    chunk = math.gcd(window, stride)
+    n_chunks = (window + stride * (calibration.RUN_TESTS - 1)) // chunk
+    batch = max(1, min(n_runs, calibration._BATCH_CELLS // (n_chunks * alpha.size)))
+    out = []
+    for first in range(0, n_runs, batch):
+        runs = min(batch, n_runs - first)
+        p = rng.standard_gamma(alpha, size=(runs, alpha.size))
+        p /= p.sum(axis=1, keepdims=True)
+        u = rng.random((runs, n_chunks * chunk))
+        for run in range(runs):
+            cdf = np.cumsum(p[run])
+            cdf /= cdf[-1]
+            bins = np.searchsorted(cdf, u[run], side="right")
+            chunks = np.array([np.bincount(c, minlength=alpha.size) for c in bins.reshape(n_chunks, chunk)])
+            starts = np.arange(calibration.RUN_TESTS) * (stride // chunk)
+            out.append([chunks[s:s + window // chunk].sum(axis=0) for s in starts])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("cells, window, stride", [(257, 1000, 100), (40, 300, 70)])
+def test_stream_windows_draws_what_a_search_per_value_draws(cells, window, stride):
+    alpha = np.random.default_rng(cells).integers(0, 40, cells) + 0.5
+    # Each array is overwritten by the next: copied as it comes.
+    fast = np.concatenate([w.copy() for w in calibration.stream_windows(alpha, window, stride, 30,
+                                                                         np.random.default_rng(4))])
+    assert np.array_equal(fast, _reference_windows(alpha, window, stride, 30, seed=4))
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_joint_statistics_are_the_kinds_own_floats(kept, monkeypatch):
+    """The joint simulation's KS from running counts, and the counts per bin it gives
+    PSI (laid out bins outermost, kept for one call or not), yield exactly the floats of
+    the kinds' batch_statistic on the bins' counts: the thresholds do not depend on the
+    fast path."""
+    from detectors import joint
+
+    if not kept:
+        monkeypatch.setattr(calibration, "_KEPT_CELLS", 0)
+
+    rng = np.random.default_rng(8)
+    ref = np.round(rng.normal(size=3000), 2)
+    common = dict(window=200, stride=50, threshold=1.0)
+    models = [PSI(ref, **common).null_model(), KS(ref, **common).null_model()]
+    atoms = joint.joint_atoms(models)
+    bounds = np.cumsum(atoms)
+    windows = rng.multinomial(200, atoms / atoms.sum(), size=(3, calibration.RUN_TESTS))
+    cum = np.concatenate([np.zeros(windows.shape[:-1] + (1,), dtype=np.int64), np.cumsum(windows, axis=-1)], axis=-1)
+    for model in models:
+        kind = calibration.KINDS[model.kind]
+        end = joint._bin_ends(model, bounds)
+        # As the joint simulation always laid out a model's counts (fancy indexing).
+        counts = cum[..., end[1:]] - cum[..., end[:-1]]
+        reference = np.asarray(model.counts, dtype=np.int64)
+        expected = kind.batch_statistic(reference, counts, dict(model.params))
+        statistic = joint._statistic(kind, reference, end, atoms.size, dict(model.params), model.window, 3)
+        statistic.add(windows[:2])  # given in parts, as stream_windows gives them
+        statistic.add(windows[2:])
+        assert np.array_equal(statistic.result(), expected), model.kind
