@@ -219,6 +219,28 @@ class Episodes:
         resolved_detail.setdefault("started_at", st.started_at)
         return self._alert(key, st, RESOLVED, st.severity, event_time, resolved_detail)
 
+    def end(self, key: Key, event_time: float, detail: dict) -> Alert | None:
+        """The test behind ``key`` is gone (a new model version has no such feature): an
+        open episode ends at ``event_time``, announced as resolved with ``detail`` (and
+        ``started_at``), a silent one silently; None if ``key`` is not in an episode.
+
+        >>> episodes = Episodes(clear_after=3, cooldown_seconds=0)
+        >>> _ = episodes.observe(("fraud", "ks", "age"), True, 100.0, {}, origin=("predictions", 0, 41))
+        >>> ended = episodes.end(("fraud", "ks", "age"), 500.0, {"reason": "feature_gone"})
+        >>> (ended.status, ended.event_time, ended.detail["started_at"]), episodes.end(("fraud", "ks", "age"), 600.0, {})
+        (('resolved', 500.0, 100.0), None)
+        """
+        key = _check_key(key)
+        st = self._keys.get(key)
+        if st is None or not st.active:
+            return None
+        st.active, st.clean = False, 0
+        if st.silent:
+            st.silent = False
+            return None
+        st.cooldown_until = float(event_time) + self.cooldown_seconds
+        return self._alert(key, st, RESOLVED, st.severity, float(event_time), {**detail, "started_at": st.started_at})
+
     def _fire(self, key: Key, st: _KeyState, event_time: float, detail: dict,
               severity: str | None, origin: tuple | None) -> Alert:
         st.episode += 1

@@ -41,6 +41,8 @@ class Recorder:
     def decisions(self, model: str, observations: list) -> None:
         series = self.series.setdefault(model, {})
         for o in observations:
+            if o.drift is None:
+                continue  # the end of a test gone with a model version: no decision
             s = series.get(f"{o.detector}/{o.feature}")
             if s is None:
                 s = series[f"{o.detector}/{o.feature}"] = {"t": [], "statistic": [], "threshold": [], "drift": []}

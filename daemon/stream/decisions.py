@@ -33,12 +33,13 @@ class Observation:
 
     ``side`` is "data" (the value came from a prediction record) or "labels" (from a
     labelled event: ``offset`` is the label record's). ``position`` orders a detector's
-    decisions; ``detail`` goes into the alert.
+    decisions; ``detail`` goes into the alert. ``drift`` None: not a decision but the end of
+    the test (a new model version has no such test; its open episode ends here).
     """
 
     detector: str
     feature: str
-    drift: bool
+    drift: bool | None
     event_time: float
     offset: int
     side: str

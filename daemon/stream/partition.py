@@ -319,6 +319,11 @@ class PartitionState:
                 continue
             for o in pipeline.pop_observations():
                 origin = (topics[o.side], self.partition, o.offset, o.event_time)
+                if o.drift is None:  # the test is gone (a new model version without it)
+                    alert = self.episodes.end((model, o.detector, o.feature), o.event_time, o.detail)
+                    if alert is not None:
+                        yield alert
+                    continue
                 # Decay is critical, as the shipped DriftdPerformanceDecay rule (README "Alert rules").
                 alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin,
                                               severity=alert_severity(o.detector))

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from daemon.runtime import allocator
 from daemon.stream import reference as ref
-from daemon.stream.columns import CalibrationJob, DataTests
+from daemon.stream.columns import CalibrationJob, DataTests, column_thresholds
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, SourceLog
 from daemon.stream.estimation import ModelEstimation
@@ -108,8 +108,12 @@ class ModelPipeline:
             self.estimation = ModelEstimation(self.config, self.version)
 
     def _start_version(self, version: str | None) -> None:
-        if self.watch is not None and not self.watch.tests.calibrated:
-            self.retired.append(self.watch)  # its held tests are still decided, in order
+        if self.watch is not None:
+            # The tests this version had: those the next version's build no longer has
+            # end their alert episodes then (:meth:`_end_gone_tests`).
+            self._earlier_tests = {key for key, _ in self.watch.tests.detectors()}
+            if not self.watch.tests.calibrated:
+                self.retired.append(self.watch)  # its held tests are still decided, in order
         labels = self.__dict__.get("labels")
         if labels is not None and labels.waiting:
             # Rare (a new version within a calibration's time): decide the held label
@@ -251,9 +255,11 @@ class ModelPipeline:
             head = events[:room]  # the batch may complete the reference: the rest goes to the tests
             sample.add_many([e.features for e in head], [e.prediction for e in head],
                             [_score_value(e.score) for e in head], self.config.task)
+            completing = (head[-1].ts, offsets[len(head) - 1]) if head else None
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
                 self._build()
+                self._end_gone_tests(*completing)
         if not events or self.watch is None:
             return
         watch = self.watch
@@ -275,6 +281,28 @@ class ModelPipeline:
         nbytes = sum(column.nbytes for column in sample.columns())
         self.reference = sample = None  # the columns live on as the tests' reference counts
         allocator.released(nbytes)  # their pages back to the system (glibc: daemon/runtime/allocator.py)
+
+    def _end_gone_tests(self, ts: float, offset: int) -> None:
+        """The tests of an earlier version that this version's build has not (a feature
+        it dropped, or no longer testable) end their alert episodes at the event that
+        completed the reference: an observation with ``drift=None`` each, after every
+        held decision of the earlier versions (decided now if still waiting for thresholds,
+        rare: a version change within a calibration's time; so that no decision of theirs
+        comes after the end, whatever calibration's speed)."""
+        earlier = self.__dict__.pop("_earlier_tests", None)
+        gone = sorted(earlier - {key for key, _ in self.watch.tests.detectors()}) if earlier else []
+        if not gone:
+            return
+        for watch in list(self.retired):
+            for job in watch.tests.calibration_jobs():
+                try:
+                    thresholds, error = column_thresholds(job), None
+                except Exception as e:  # noqa: BLE001 - as in the calibrator: the test is left out
+                    thresholds, error = None, f"{type(e).__name__}: {e}"
+                self.apply_calibration(("data", watch.build), job, thresholds, error)
+        detail = {"reason": "test_gone", "model_version": self.version,
+                  "why": f"model version {self.version} has no such test (feature absent or untestable)"}
+        self.observations.extend(_observation(test, column, None, ts, offset, "data", 0, detail) for test, column in gone)
 
     def _drain(self, watch: _Watch) -> None:
         found, taken, ats = [], [], []

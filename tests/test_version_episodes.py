@@ -1,0 +1,90 @@
+"""A new model version without a feature ends the alert episodes of that feature's tests.
+
+Before, an episode of a test the new version no longer had (a dropped feature) stayed
+open for ever: no decision of that test would come again to resolve it. Real parts: the
+partition state, its pipelines, their calibration (in this thread, as replay does) and the
+alert episodes; the records are built in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from daemon.config import from_dict
+from daemon.runtime.calibrator import calibrate_now
+from daemon.stream.partition import PartitionState
+
+T0 = 1_700_000_000.0
+CONFIG = {"models": {"fraud": {}}, "alerts": {"clear_after": 2, "cooldown_seconds": 0},
+          "model_defaults": {"reference_size": 300, "window": 100, "stride": 50, "ert": 20_000}}
+
+
+def _stream() -> list:
+    """Version 1 (features a, b): 300 reference events, then b shifted by 4 sd for 400; then
+    version 2 (feature a only): 300 reference events and 200 more."""
+    rng = np.random.default_rng(11)
+    events = []
+    for i in range(1200):
+        version = "1" if i < 700 else "2"
+        features = {"a": round(float(rng.normal()), 4)}
+        if version == "1":
+            features["b"] = round(float(rng.normal() + (4.0 if i >= 300 else 0.0)), 4)
+        events.append({"model": "fraud", "id": str(i), "ts": T0 + i, "features": features,
+                       "prediction": int(rng.random() < 0.5), "model_version": version})
+    return [SimpleNamespace(topic="predictions", partition=0, offset=i, timestamp=int((T0 + 10_000) * 1000),
+                            value=json.dumps(e).encode(), key=b"fraud", headers=[]) for i, e in enumerate(events)]
+
+
+def _alerts(records: list, batch: int, calibrate_each_batch: bool) -> list:
+    state = PartitionState(0, from_dict(CONFIG))
+    alerts = []
+
+    def reject(record, reason, detail):
+        raise AssertionError(f"dead letter {reason}: {detail}")
+
+    for start in range(0, len(records), batch):
+        state.handle_predictions(records[start:start + batch], reject)
+        alerts += list(state.finish_batch())
+        if calibrate_each_batch:
+            calibrate_now(state)
+            alerts += list(state.alerts())
+    calibrate_now(state)
+    alerts += list(state.alerts())
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def records():
+    return _stream()
+
+
+def test_the_dropped_features_episodes_resolve_when_the_new_version_is_built(records):
+    alerts = _alerts(records, batch=50, calibrate_each_batch=True)
+    fired = {(a.detector, a.feature) for a in alerts if a.status == "firing"}
+    assert ("ks", "b") in fired, sorted(fired)
+    resolved = {(a.detector, a.feature): a for a in alerts if a.status == "resolved"}
+    # Every episode of b (and of the two features together) ends with the version-2 build,
+    # at the event that completed its reference (event 999), with the reason.
+    for key in sorted(k for k in fired if k[1] in ("b", "<all>")):
+        assert key in resolved, (key, sorted(resolved))
+        end = resolved[key]
+        assert end.detail["reason"] == "test_gone" and end.detail["model_version"] == "2", end.detail
+        assert end.event_time == T0 + 999 and end.detail["started_at"] < T0 + 700, end
+    # No episode is left open.
+    last = {}
+    for a in alerts:
+        last[(a.detector, a.feature)] = a.status
+    assert set(last.values()) == {"resolved"}, last
+
+
+@pytest.mark.parametrize("batch, calibrate_each_batch", [(1, True), (137, True), (700, False), (1200, False)])
+def test_the_same_alerts_whatever_the_batches_and_the_calibrations_speed(records, batch, calibrate_each_batch):
+    """Calibrated after each batch, or only once the version has changed (version 1's held
+    decisions are then decided at version 2's build, before the ends): the same alerts."""
+    expected = [(a.id, a.status, a.detector, a.feature, a.event_time) for a in _alerts(records, 50, True)]
+    got = [(a.id, a.status, a.detector, a.feature, a.event_time) for a in _alerts(records, batch, calibrate_each_batch)]
+    assert sorted(got) == sorted(expected)
