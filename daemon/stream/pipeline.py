@@ -52,7 +52,7 @@ from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import build_lifecycle
 from detectors.base import Decision
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftd.stream.pipeline")
 
 #: Column names of the prediction and its score (watched like features).
 PREDICTION, SCORE = ref.PREDICTION, ref.SCORE
