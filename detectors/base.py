@@ -152,6 +152,15 @@ class Detector(abc.ABC):
         """The p-value of the last test, or None where the method has none."""
         return None
 
+    def p_value_reader(self):
+        """The p-value of the last test as a function of no argument, for a reader that
+        must not hold the detector while it computes (a metrics scrape): what it needs
+        is taken now; the computation, if any, happens when the function is called, in
+        any thread, without touching the detector, which may have gone on meanwhile.
+        Default: the p-value read now."""
+        value = self.p_value
+        return lambda: value
+
     @abc.abstractmethod
     def reset(self) -> None:
         """Forget every value seen; keep the configuration and the reference."""

@@ -47,6 +47,8 @@ a detector calibrated in its constructor.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import calibration
@@ -245,6 +247,27 @@ class WindowedTest(DeferredThresholds):
         if self._p_cache is None:
             self._p_cache = self._p_value(self._p_args)
         return self._p_cache
+
+    def p_value_reader(self):
+        """See :meth:`detectors.base.Detector.p_value_reader`: the last test's p-value,
+        computed when called from the arguments taken now (not kept in the detector's
+        cache: the detector may have tested again by then).
+
+        >>> import numpy as np
+        >>> from detectors import KS
+        >>> ks = KS(np.arange(100.0), window=20, stride=20, threshold=0.5)
+        >>> ks.update_many(np.arange(50.0, 70.0))
+        >>> read = ks.p_value_reader()
+        >>> ks.update_many(np.arange(20.0))    # the detector goes on
+        >>> fresh = KS(np.arange(100.0), window=20, stride=20, threshold=0.5)
+        >>> fresh.update_many(np.arange(50.0, 70.0))
+        >>> read() == fresh.p_value != ks.p_value
+        True
+        """
+        args, cached = self._p_args, self._p_cache
+        if args is None or cached is not None:
+            return lambda: cached
+        return functools.partial(self._p_value, args)
 
     def _p_value(self, p_args) -> float | None:
         return None

@@ -176,9 +176,9 @@ def test_a_feature_keeps_its_series_for_the_hold_after_its_drift_ends():
 
 
 def test_a_scrape_builds_the_per_detector_families_after_releasing_the_loops_lock(monkeypatch):
-    """With 1,000 models the per-detector series are most of a scrape's work (seconds at
-    `all`): they are built from readings taken under the lock, once it is released, so the
-    loop does not wait for them. The same series either way."""
+    """With 1,000 models the per-detector series and the KS p-values are most of a scrape's
+    work (seconds at `all`): they are built from readings taken under the lock, once it is
+    released, so the loop does not wait for them. The same series either way."""
     from prometheus_client.core import GaugeMetricFamily
 
     states = build(models=2, features=3)
@@ -198,7 +198,13 @@ def test_a_scrape_builds_the_per_detector_families_after_releasing_the_loops_loc
         return add(self, labels, value, timestamp)
 
     monkeypatch.setattr(GaugeMetricFamily, "add_metric", watched)
+    # A KS p-value not yet read since its test is computed after the lock too.
+    import detectors.ks as ks
+    computed = []
+    p_value = ks.ks_p_value
+    monkeypatch.setattr(ks, "ks_p_value", lambda *a, **k: computed.append(lock.locked()) or p_value(*a, **k))
     assert drift_samples() == before and len(before) > 50
+    assert computed and not any(computed), computed
     statistic = [held for name, held in built if name == "driftd_drift_statistic"]
     assert statistic and not any(statistic), statistic
     # The per-model families (events processed, ages...) are still built under the lock.

@@ -238,7 +238,8 @@ def _read_detectors(models: list, shown: dict | None) -> list:
             if shown is not None and feature in features and feature not in shown[model]:
                 continue
             performance = (det.baseline, det.current) if name == "decay" else None
-            detectors.append((name, feature, det.statistic, det.threshold, det.p_value, int(det.drift),
+            # A p-value computed since its test (KS: ~50 us a test) is computed after the lock.
+            detectors.append((name, feature, det.statistic, det.threshold, det.p_value_reader(), int(det.drift),
                               int(det.warning), det.n_detections, det.n_tests, performance))
         by_test: dict[str, list] = {}
         for feature_tests in features.values():
@@ -285,8 +286,9 @@ def _detector_families(readings: list):
         unwatched.add_metric([model], n_unwatched)
         untestable.add_metric([model], n_untestable)
         uncalibrated.add_metric([model], n_uncalibrated)
-        for name, feature, stat, thresh, p, drift, warn, n_detections, n_tests, measured in detector_readings:
+        for name, feature, stat, thresh, read_p, drift, warn, n_detections, n_tests, measured in detector_readings:
             labels = [model, name, feature]
+            p = read_p()
             if stat is not None:
                 statistic.add_metric(labels, stat)
             if thresh is not None:  # None while its calibration is pending
