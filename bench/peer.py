@@ -159,7 +159,9 @@ def driftd_child(table: Path, reconstruction: str | None = None) -> dict:
     model, calibrations cached), each with wall and CPU seconds, CPU by phase, detections
     by test and the tests. ``reconstruction``: the model's setting (None: the default)."""
     from daemon.config import from_dict
+    from daemon.runtime import blas
 
+    blas.limit_threads()  # as `driftd run` does
     t = np.load(table)
     columns = {c: t["numeric"][:, i] for i, c in enumerate(NUMERIC)} | {c: t[c] for c in CATEGORICAL}
     start = time.perf_counter()

@@ -93,9 +93,10 @@ def vm(field: str) -> int:
 
 def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
     from daemon.config import ModelConfig
-    from daemon.runtime import allocator
+    from daemon.runtime import allocator, blas
 
     allocator.tune()  # as `driftd run` does
+    blas.limit_threads()
     config = ModelConfig()
     gc.collect()
     baseline = vm("VmRSS")

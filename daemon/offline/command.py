@@ -71,7 +71,7 @@ def command(args) -> int:
     import json
 
     from daemon import config as config_module
-    from daemon.runtime import logs
+    from daemon.runtime import blas, logs
 
     try:
         defaults_only = args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config)
@@ -84,6 +84,7 @@ def command(args) -> int:
         return 2
     if args.auto_register:
         config.auto_register_models = True
+    blas.limit_threads()  # as the daemon: small matrices, a second BLAS thread only spins
     logs.configure(config.log_level if config.log_level != "INFO" else "WARNING", logs.secrets_of(config),
                    log_format=config.log_format)
     # Replay reports each dead letter with its file and line itself (below).

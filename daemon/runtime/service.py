@@ -37,7 +37,7 @@ from daemon.kafka.checkpoint import Checkpoints, state_key
 from daemon.kafka.statetopic import (Changelog, Epoch, Manifest, StateReader, StateTopicError, StateWriter,
                                      decode, decode_partition, encode as _encode)
 from daemon.runtime.calibrator import Calibrator
-from daemon.runtime import allocator, wiring
+from daemon.runtime import allocator, blas, wiring
 from daemon.config import Config
 from daemon.kafka.deadletter import DeadLetters
 from daemon.web.http import HttpServer
@@ -103,6 +103,7 @@ class Daemon:
     def run(self) -> None:
         kafka = self.config.kafka
         allocator.tune()  # many models' state: large temporaries must not pin the heap
+        blas.limit_threads()  # small matrices: a second BLAS thread only spins
         wiring.check_codecs()
         # HTTP first: probes and metrics answer (live, not ready) while the broker is being
         # reached; a port that cannot be bound stops the start here (http.ListenError).
