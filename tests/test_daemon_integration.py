@@ -111,4 +111,9 @@ def test_bad_events_go_to_the_dead_letter_topic_and_good_ones_flow(kafka_bootstr
     for raw, reason in BAD:
         assert reasons[raw] == reason, (raw[:60], reasons.get(raw))
     assert reasons[b'{"model": "fraud", "id": "p-1", "ts": 1.0}'] == "missing_field"
-    assert 'driftd_dead_letter_total{model="",reason="missing_field"} 2.0' in metrics
+    # The events the decoder refused that name the watched model count under it; those
+    # with no model to read (not JSON, not an object) or too large to read under none.
+    assert 'driftd_dead_letter_total{model="fraud",reason="missing_field"} 2.0' in metrics
+    assert 'driftd_dead_letter_total{model="fraud",reason="non_finite"} 2.0' in metrics
+    assert 'driftd_dead_letter_total{model="",reason="missing_field"} 0.0' in metrics
+    assert 'driftd_dead_letter_total{model="",reason="not_json"} 3.0' in metrics
