@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from daemon.stream.columns import _level_codes, _level_counts, _same_slots
+from daemon.stream.columns import _same_slots
+from daemon.stream.encoding import level_codes as _level_codes, level_counts as _level_counts
 from daemon.stream.decisions import Observation, SourceLog
 from daemon.stream.pipeline import _observation
 from detectors import CUSUM, KS

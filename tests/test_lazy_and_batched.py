@@ -11,7 +11,7 @@ import pytest
 from daemon.alerting.episodes import Episodes
 from daemon.config import ModelConfig
 from daemon.runtime.calibrator import calibrate_now
-from daemon.stream import columns
+from daemon.stream import encoding as enc
 from daemon.stream.pipeline import LazyDetail, ModelPipeline
 from daemon.stream.reference import level
 from detectors import KS, PSI, ChiSquare, RateTest, ks
@@ -144,11 +144,11 @@ def test_categorical_bins_by_distinct_value_are_the_per_value_bins():
 
 def test_a_batch_of_categorical_values_is_coded_per_distinct_value():
     values = [v for v in MIXED if type(v) is not np.str_]  # JSON's types
-    codes, levels = columns._level_codes(values)
+    codes, levels = enc.level_codes(values)
     assert [levels[c] for c in codes.tolist()] == [level(v) for v in values]
     assert levels.count("1") == 3 and "true" in levels  # 1, 1.0 and "1" one level, True another
     with pytest.raises(TypeError, match="expected a string, number, boolean or null"):
-        columns._level_codes(["DE", ["a"]])
+        enc.level_codes(["DE", ["a"]])
 
 
 def test_a_categorical_column_fed_per_distinct_level_decides_as_value_by_value():
@@ -196,9 +196,9 @@ def test_the_reconstruction_rows_of_a_batch_are_the_per_value_rows():
         row += [nan if lv is None else float(lv == wanted) for wanted in ("a", "1", "true")]
         expected.append(row)
     for raws in (None, {"x": [f.get("x") for f in events]}):
-        got = columns._encode_events(events, encoding, raws)
+        got = enc.encode_events(events, encoding, raws)
         assert got.shape == (len(events), 4)
         np.testing.assert_array_equal(got, np.array(expected))
-        np.testing.assert_array_equal(columns._encode(events, encoding), got)
+        np.testing.assert_array_equal(enc.encode(events, encoding), got)
     numbers = [{"x": v} for v in (1, 2.5, None, 2**60)]
-    np.testing.assert_array_equal(columns._encode_events(numbers, (("x", None),))[:, 0], [1.0, 2.5, nan, float(2**60)])
+    np.testing.assert_array_equal(enc.encode_events(numbers, (("x", None),))[:, 0], [1.0, 2.5, nan, float(2**60)])

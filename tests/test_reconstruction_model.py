@@ -120,7 +120,8 @@ def test_a_category_that_changes_its_numbers_fires_and_names_both():
 
 
 def test_categorical_features_enter_as_indicators_of_their_frequent_levels():
-    from daemon.stream.columns import MAX_INDICATORS, MIN_LEVEL_COUNT, _encode, _encoding
+    from daemon.stream.encoding import MAX_INDICATORS, MIN_LEVEL_COUNT
+    from daemon.stream.encoding import encode as _encode, reconstruction_encoding as _encoding
 
     values = ["a"] * 100 + ["b"] * 50 + ["c"] * MIN_LEVEL_COUNT + ["d"] * (MIN_LEVEL_COUNT - 1) + [None] * 5
     encoding = _encoding(["x", "y"], {"plan": values, "many": [f"v{i % 30}" for i in range(600)]})

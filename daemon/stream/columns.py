@@ -21,7 +21,7 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   ``reconstruction``, how well each is reconstructed from the others
   (:mod:`detectors.reconstruction`: a change of their relation that leaves every feature's
   own distribution as it was): the numeric features, then categorical ones as indicators
-  of their frequent levels (:func:`_encoding`). It needs at least two numeric features
+  of their frequent levels (:func:`daemon.stream.encoding.reconstruction_encoding`). It needs at least two numeric features
   that are not constant; with fewer it is skipped, with the reason (``skipped``). Its
   per-feature contributions are in its detector's state (``/status``).
 
@@ -75,7 +75,8 @@ from detectors.binning import CategoricalBins
 from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
-from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, level
+from daemon.stream.encoding import encode, encode_events, level_codes, level_counts, reconstruction_encoding
+from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample
 
 #: Column of the feature set (the unknown-features rate test).
 FEATURES = "<features>"
@@ -100,7 +101,7 @@ class Column:
     levels: frozenset | None = None  # reference levels (categorical)
     features: tuple = ()  # column <all>: the columns reconstructed (a feature, or "feature=level") ...
     groups: tuple = ()  # ... the feature of each ...
-    encoding: tuple = ()  # ... and how they are made (see _encoding)
+    encoding: tuple = ()  # ... and how they are made (see daemon.stream.encoding)
     tests: dict[str, Detector] = field(default_factory=dict)
 
 
@@ -166,7 +167,7 @@ class DataTests:
             # column is not (the tests sort it again anyway).
             distinct = present[:2] if present.size and present.min() < present.max() else np.unique(present)
         else:
-            distinct, missing, singletons = _level_counts(values)
+            distinct, missing, singletons = level_counts(values)
         column = Column(ref.name, ref.kind)
         planned = []
         if len(distinct) == 1:
@@ -186,7 +187,7 @@ class DataTests:
     def _plan_reconstruction(self, sample: ReferenceSample, tests: dict) -> None:
         """Plan column <all>: the numeric features with two or more distinct present
         reference values (those a univariate test watches), then indicators of the
-        categorical features' frequent levels (see :func:`_encoding`), or say why it is
+        categorical features' frequent levels (see :func:`reconstruction_encoding`), or say why it is
         skipped."""
         # By name, not by the order the events' keys came in: the regressions, their folds
         # and the simulation must not depend on how a producer ordered its JSON.
@@ -199,10 +200,10 @@ class DataTests:
             return
         categorical = {name: sample.column(name).values() for name, column in sorted(self.columns.items())
                        if column.kind == "categorical" and column.constant is None and name not in (PREDICTION, SCORE)}
-        encoding = _encoding(numeric, categorical)
+        encoding = reconstruction_encoding(numeric, categorical)
         names = tuple(name if levels is None else f"{name}={lv}" for name, levels in encoding for lv in levels or [None])
         groups = tuple(name for name, levels in encoding for _ in levels or [None])
-        reference = _encode([None] * sample.n, encoding, {name: sample.column(name).values() for name, _ in encoding})
+        reference = encode([None] * sample.n, encoding, {name: sample.column(name).values() for name, _ in encoding})
         self.columns[ALL] = Column(ALL, "multivariate", features=names, groups=groups, encoding=encoding)
         tests[ALL] = [("reconstruction", reference)]
 
@@ -261,7 +262,7 @@ class DataTests:
             if name == FEATURES:
                 column.tests["unknown_features"].update_many(self._unknown(features))
             elif name == ALL:
-                column.tests["reconstruction"].update_many(_encode_events(features, column.encoding, raws))
+                column.tests["reconstruction"].update_many(encode_events(features, column.encoding, raws))
             elif name == PREDICTION:
                 self._feed_column(column, predictions)
             elif name == SCORE:
@@ -278,7 +279,7 @@ class DataTests:
             unseen = None
         else:
             # Per distinct value, not per value: the batch's levels, each value's among them.
-            codes, levels = _level_codes(raw)
+            codes, levels = level_codes(raw)
             missing = np.array([v is None for v in levels], dtype=bool)[codes]
             constant, known = column.constant, column.levels
             changed = None if constant is None else np.array(
@@ -426,166 +427,11 @@ def _same_slots(ks, cusum) -> bool:
                                           and bool(np.array_equal(edges, ks.binning.edges)))
 
 
-def _level_codes(raw: list) -> tuple[np.ndarray, list]:
-    """``(codes, levels)`` of a batch of categorical values: ``levels``, the level
-    (:func:`~daemon.stream.reference.level`, None for missing) of each distinct value in
-    order of first appearance, and ``codes``, intp of shape (values,), each value's index
-    into them. Distinct by type and value (``True`` and ``1`` are two levels); two
-    distinct values may have one level (``1`` and ``1.0``). TypeError as ``level``.
-
-    >>> codes, levels = _level_codes(["DE", 1, None, "DE", 1.0, True])
-    >>> codes.tolist(), levels
-    ([0, 1, 2, 0, 3, 4], ['DE', '1', None, '1', 'true'])
-    """
-    if set(map(type, raw)) <= _STR_OR_NONE:
-        keys = raw  # no two of these are equal unless of one type: the values are the keys
-    else:
-        keys = list(zip(map(type, raw), raw))
-    try:
-        distinct = dict.fromkeys(keys)
-    except TypeError:  # an unhashable value: say what level() says of it
-        levels = [level(v) for v in raw]
-        return np.arange(len(levels), dtype=np.intp), levels
-    for i, key in enumerate(distinct):
-        distinct[key] = i
-    codes = np.fromiter(map(distinct.__getitem__, keys), dtype=np.intp, count=len(keys))
-    if keys is raw:
-        return codes, list(distinct)  # a string is its own level
-    return codes, [level(v) for _, v in distinct]
-
-
-_STR_OR_NONE = frozenset({str, type(None)})
-
-
-def _level_counts(values: list) -> tuple[list, np.ndarray, np.ndarray]:
-    """``(distinct, missing, singletons)`` of a categorical reference column (``values``:
-    its levels, None for missing): the distinct present levels, sorted; per value, bool
-    arrays of shape (values,): is it missing, and is it a singleton, its level there
-    exactly once, so unseen by the rest of the reference. A stationary stream keeps
-    bringing levels the reference never had at about that rate, the Good-Turing estimate
-    of the unseen mass (singletons / n), so the unseen-rate test's null is that, not zero:
-    with all-False flags it alarmed 13 times its share on long-tailed categoricals. Made
-    per distinct level, not per value (a dict of first appearances, then numpy): the
-    build's cost was Python passes over every reference value.
-
-    >>> distinct, missing, singletons = _level_counts(["b", None, "a", "b", "c", None])
-    >>> distinct, missing.tolist(), singletons.tolist()
-    (['a', 'b', 'c'], [False, True, False, False, False, True], [False, False, True, False, True, False])
-    """
-    index = dict.fromkeys(values)
-    for i, key in enumerate(index):
-        index[key] = i
-    codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))
-    counts = np.bincount(codes, minlength=len(index))
-    single = counts == 1
-    if None in index:
-        single[index[None]] = False  # missing is no level
-        missing = codes == index[None]
-    else:
-        missing = np.zeros(len(values), dtype=bool)
-    return sorted(key for key in index if key is not None), missing, single[codes]
-
-
 def _weights(tests: dict):
     """(test, weight) of a column's tests (see the module docs)."""
     values = [t for t in tests if t not in RATE_TESTS]
     for test in tests:
         yield test, RATE_WEIGHT if test in RATE_TESTS else 1.0 / len(values)
-
-
-#: Columns of the reconstruction test at most: numeric features first, then indicators.
-MAX_RECONSTRUCTED = 64
-#: Indicator columns of one categorical feature at most ...
-MAX_INDICATORS = 5
-#: ... each of a level the reference has at least this many times.
-MIN_LEVEL_COUNT = 20
-
-
-def _encoding(numeric: list, categorical: dict) -> tuple:
-    """How column <all> is made: ``(feature, None)`` for a numeric feature, ``(feature,
-    levels)`` for a categorical one, one-hot: an indicator per level of ``levels``, its
-    ``MAX_INDICATORS`` most frequent levels after the first (the first is the baseline: all
-    indicators 0, as for rarer or unseen levels; a full one-hot would make each indicator
-    the exact sum of the others), each seen ``MIN_LEVEL_COUNT`` times. At most
-    ``MAX_RECONSTRUCTED`` columns in all, numeric features first. ``categorical``: feature
-    -> its reference values (levels, None for missing)."""
-    out, room = [], MAX_RECONSTRUCTED
-    for name in numeric[:room]:
-        out.append((name, None))
-    room -= len(out)
-    for name, values in categorical.items():
-        if room <= 0:
-            break
-        ranked = [lv for lv, n in Counter(v for v in values if v is not None).most_common() if n >= MIN_LEVEL_COUNT]
-        levels = tuple(ranked[1:MAX_INDICATORS + 1][:room])
-        if levels:
-            out.append((name, levels))
-            room -= len(levels)
-    return tuple(out)
-
-
-def _encode(features: list, encoding: tuple, columns: dict | None = None) -> np.ndarray:
-    """Rows of column <all> (shape (events, columns)) from events' feature dicts
-    (:func:`_encode_events`), or from ``columns`` (feature -> values, as the reference keeps
-    them: numbers with NaN for missing, levels with None). NaN where a feature is missing
-    or, for a numeric one, not a number (its missing_rate test has that signal)."""
-    if columns is None:
-        return _encode_events(features, encoding)
-    n = len(features)
-    width = sum(1 if levels is None else len(levels) for _, levels in encoding)
-    out = np.empty((n, width), dtype=np.float64)
-    k = 0
-    for name, levels in encoding:
-        found = columns[name]
-        if levels is None:
-            out[:, k] = found
-            k += 1
-            continue
-        missing = np.fromiter((v is None for v in found), dtype=bool, count=n)
-        for lv in levels:
-            out[:, k] = np.fromiter((v == lv for v in found), dtype=np.float64, count=n)
-            out[missing, k] = np.nan
-            k += 1
-    return out
-
-
-_NUMBER_OR_NONE = frozenset({float, int, type(None)})
-
-
-def _encode_events(features: list, encoding: tuple, raws: dict | None = None) -> np.ndarray:
-    """:func:`_encode` of events' feature dicts (the live path, once per batch): the same
-    rows, with a numeric feature converted in one step when its values are all numbers or
-    None, and a categorical one's indicators made per distinct value (:func:`_level_codes`).
-    ``raws``: feature -> its values in ``features`` (``[f.get(name) for f in features]``),
-    where the caller has them already.
-
-    >>> rows = _encode_events([{"x": 1, "c": "a"}, {"x": None, "c": "b"}, {"x": True, "c": None}],
-    ...                       (("x", None), ("c", ("a",))))
-    >>> rows.tolist()
-    [[1.0, 1.0], [nan, 0.0], [nan, nan]]
-    """
-    n = len(features)
-    width = sum(1 if levels is None else len(levels) for _, levels in encoding)
-    out = np.empty((n, width), dtype=np.float64)
-    nan, k = float("nan"), 0
-    for name, levels in encoding:
-        raw = raws.get(name) if raws else None
-        if raw is None:
-            raw = [f.get(name) for f in features]
-        if levels is None:
-            if set(map(type, raw)) <= _NUMBER_OR_NONE:
-                out[:, k] = np.array(raw, dtype=np.float64)  # None is NaN
-            else:  # a boolean or a string is not a number here: NaN
-                out[:, k] = [v if type(v) is float or type(v) is int else nan for v in raw]
-            k += 1
-            continue
-        codes, found = _level_codes(raw)
-        missing = np.array([v is None for v in found], dtype=bool)[codes]
-        for lv in levels:
-            out[:, k] = np.array([v == lv for v in found], dtype=np.float64)[codes]
-            out[missing, k] = nan
-            k += 1
-    return out
 
 
 def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing: str = "count",
