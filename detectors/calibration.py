@@ -78,6 +78,12 @@ _BATCH_CELLS = 1_500_000
 _WORK_CELLS = 60_000
 #: Window counts kept for one call of a statistic, at most (8 B each).
 _KEPT_CELLS = 500_000
+#: Window counts given to a statistic per call, at most, when they are kept: its float
+#: temporaries (8 B a cell) then stay below glibc's mmap threshold (128 KiB, fixed so by
+#: the daemon's allocator, ``daemon/runtime/allocator.py``), which would map each anew at
+#: a page fault every 4 kB. Speed only: a window's floats do not depend on how many
+#: windows a call has.
+_CALL_CELLS = 16_000
 #: Bumped when the simulation changes, so that saved calibrations are not reused.
 VERSION = 2
 
@@ -282,7 +288,10 @@ def simulate(null_model: NullModel, n_tests: int):
         else:
             kept[done:done + windows.shape[0]] = windows
         done += windows.shape[0]
-    stats = kind.batch_statistic(reference, kept, params) if kept is not None else np.concatenate(parts)
+    if kept is not None:
+        step = max(1, _CALL_CELLS // (RUN_TESTS * alpha.size))
+        parts = [kind.batch_statistic(reference, kept[a:a + step], params) for a in range(0, n_runs, step)]
+    stats = np.concatenate(parts)
     previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
     rising = following > previous
     return previous[rising], following[rising], n_runs * (RUN_TESTS - 1) * null_model.stride, float(stats.max())

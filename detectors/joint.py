@@ -86,8 +86,10 @@ class _Gather:
     Each bin is a run of atoms, summed by ``np.add.reduceat`` when the runs are long on
     average, else as their first atom plus the next ones (reduceat over many short runs
     costs a call per run). The counts of all ``n_runs`` runs are kept (up to
-    ``calibration._KEPT_CELLS``) and the statistic computed once: a call per part costs
-    more than its arithmetic on a few runs of a few bins. They are laid out bins
+    ``calibration._KEPT_CELLS``) and the statistic computed at the end, on
+    ``calibration._CALL_CELLS`` counts per call: a call per part costs more than its
+    arithmetic on a few runs of a few bins, one call on all of them page faults on its
+    temporaries under the daemon's allocator. They are laid out bins
     outermost, as the joint simulation has always given them: PSI and chi-square sum
     floats over the bins, in an order that numpy takes from the layout, so their
     thresholds stay the same to the bit (a window's floats do not depend on how many
@@ -136,7 +138,12 @@ class _Gather:
     def result(self) -> np.ndarray:
         """The statistic of every window added, shape (runs, tests)."""
         if self.kept is not None:
-            return self.kind.batch_statistic(self.reference, self.kept[:, :self.runs].transpose(1, 2, 0), self.params)
+            # A few runs per call (calibration._CALL_CELLS): the same floats, no page faults.
+            step = max(1, calibration._CALL_CELLS // (self.out_bins * calibration.RUN_TESTS))
+            return np.concatenate([
+                self.kind.batch_statistic(self.reference, self.kept[:, a:min(a + step, self.runs)].transpose(1, 2, 0),
+                                          self.params)
+                for a in range(0, self.runs, step)])
         return np.concatenate(self.stats)
 
 

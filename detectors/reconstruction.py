@@ -107,9 +107,12 @@ MAX_NULL_ROWS = 20_000
 #: Floor of a feature's held-out mean squared residual (a feature that is an exact
 #: function of the others): its errors stay finite.
 MIN_ERROR = 1e-12
-#: Elements (rows or draws) of the simulation's runs worked through at a time: about
-#: 0.5 MB a float64 array, in the CPU's cache (speed only: see :func:`simulate`).
-CACHE_ELEMENTS = 65_536
+#: Elements (rows or draws) of the simulation's runs worked through at a time: 125 kB a
+#: float64 array, in the CPU's cache and below glibc's mmap threshold (128 KiB, fixed so by
+#: the daemon's allocator, ``daemon/runtime/allocator.py``: a larger temporary is mapped
+#: anew at a page fault every 4 kB, which cost as much as the simulation's arithmetic).
+#: Speed only: see :func:`simulate`.
+CACHE_ELEMENTS = 16_000
 #: Bumped when the statistic changes (cached calibrations are not reused). It seeds the
 #: cross-fitting's folds too: bumping it changes every test's error scale.
 VERSION = 1
@@ -484,6 +487,13 @@ def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.nda
     coef = np.zeros((d, d))
     intercept = np.zeros(d)
     inverse = None
+    # The normal equations of the rows where a feature is present were most of the fit's
+    # cost: made once per presence pattern (the indicators of one categorical feature are
+    # missing together), as the whole reference's less those of the rows where it is
+    # missing when they are fewer (a missing value is rare), and as ``subset.T @ subset``
+    # of one array, which numpy gives BLAS as a symmetric product (several times cheaper
+    # than a general one of two copies). Equal to the plain sum but in the last bits.
+    grams: dict = {}
     for j in range(d):
         rows = present[:, j]
         if not rows.any():
@@ -494,7 +504,17 @@ def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.nda
                 inverse = np.linalg.inv(gram_all + ridge * np.eye(d + 1))
             solution = -inverse[others, j] / inverse[j, j]
         else:
-            gram = design[rows].T @ design[rows] + ridge * np.eye(d + 1)
+            pattern = rows.tobytes()
+            gram = grams.get(pattern)
+            if gram is None:
+                absent = ~rows
+                if 2 * int(np.count_nonzero(absent)) < n:
+                    subset = design[absent]
+                    gram = gram_all - subset.T @ subset
+                else:
+                    subset = design[rows]
+                    gram = subset.T @ subset
+                gram = grams[pattern] = gram + ridge * np.eye(d + 1)
             solution = np.linalg.solve(gram[np.ix_(others, others)], gram[others, j])
         coef[others[:-1], j] = solution[:-1]
         intercept[j] = solution[-1]
