@@ -104,7 +104,7 @@ def _offline_parsers(sub) -> None:
                     "label if it has a 'label' field and no 'prediction' field. Several files are merged by event "
                     "time. Bad rows are reported with their line and counted as dead letters; the replay goes on.")
     replay.add_argument("files", nargs="*", metavar="FILE",
-                        help="events: .jsonl (as on the topics), .csv or .parquet (pip install 'driftd[parquet]')")
+                        help="events: .jsonl (as on the topics), .csv or .parquet (the parquet extra: pip install -e '.[parquet]' in driftd's checkout)")
     replay.add_argument("--config", default="config.yaml", metavar="FILE",
                         help="configuration naming the models and their settings (default: config.yaml)")
     replay.add_argument("--auto-register", action="store_true",
@@ -115,7 +115,7 @@ def _offline_parsers(sub) -> None:
     replay.add_argument("--out", default="-", metavar="FILE",
                         help="where to write the alerts, one JSON object a line (default: stdout)")
     replay.add_argument("--report", default=None, metavar="FILE",
-                        help="also write the HTML drift report here (pip install 'driftd[report]')")
+                        help="also write the HTML drift report here (the report extra: pip install -e '.[report]' in driftd's checkout)")
     replay.add_argument("--summary", default=None, metavar="FILE",
                         help="also write the replay's statistics as JSON (input of 'driftd report --from-replay')")
     replay.add_argument("--partitions", type=int, default=None, metavar="N",
@@ -123,7 +123,7 @@ def _offline_parsers(sub) -> None:
                              "(default: the file's kafka.create_topics, else 1)")
     replay.add_argument("--batch-size", type=int, default=500, metavar="N",
                         help="records per poll of the daemon, split into a batch per topic partition (default: 500; the alerts do not depend on it)")
-    replay.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    replay.add_argument("--quiet", action="store_true", help="no progress or summary line on stderr (warnings and dead letters still)")
 
     broker = sub.add_parser(
         "broker", help="run the embedded development broker alone (for several replicas on one machine)",

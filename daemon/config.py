@@ -16,6 +16,7 @@ start and kept in a :class:`Secret` that never prints.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -97,6 +98,17 @@ class KafkaConfig:
         "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "
         "sasl_plain_username, sasl_plain_password, ... Secret values as {env: NAME} or {file: PATH}.",
         default_factory=dict)
+
+    def __post_init__(self):
+        servers = self.bootstrap_servers.strip() if isinstance(self.bootstrap_servers, str) else ""
+        if not servers:
+            raise ConfigError("kafka.bootstrap_servers", "must be host:port[,host:port...] or `embedded`")
+        # A misspelt `embedded` is read as a host name (port 9092), and driftd would retry
+        # that host for ever: refuse what is that close to it.
+        if servers != "embedded" and ":" not in servers and "," not in servers \
+                and difflib.get_close_matches(servers.lower(), ["embedded"], n=1, cutoff=0.75):
+            raise ConfigError("kafka.bootstrap_servers", f"{servers!r}: did you mean `embedded` (the bundled broker)? "
+                                                         f"A broker is given as host:port")
 
 
 @dataclass

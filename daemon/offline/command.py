@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 
+from daemon.alerting.sinks import AlertLinks
 from daemon.offline import inputs
 from daemon.offline.recording import replay_document
 from daemon.offline.replay import DeadLetter, Replay, Result, events
@@ -54,6 +55,12 @@ def incomplete_references(result: Result) -> list[str]:
                 lines.append(f"model {name}: reference incomplete ({pipeline.reference.n:,} of "
                              f"{pipeline.reference.size:,} predictions): no data-drift test ran; give more events "
                              f"or a smaller model_defaults.reference_size")
+            else:
+                # A test that can never fire (a reference too small for the asked contract)
+                # is otherwise only in the summary's status: say it where a user looks.
+                for (test, column), why in sorted(pipeline.skipped.items()):
+                    if test != "reconstruction":  # too few numeric features: the usual case
+                        lines.append(f"model {name}: {test}/{column} not run: {why}")
     return lines
 
 
@@ -80,13 +87,18 @@ def command(args) -> int:
         else:
             config = config_module.load(args.config)
     except config_module.ConfigError as e:
-        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
+        if not os.path.exists(args.config):
+            print(f"driftd replay: no configuration {args.config}: give --config FILE, or --auto-register to watch "
+                  f"every model the files name with the default settings", file=sys.stderr)
+        else:
+            print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
     if args.auto_register:
         config.auto_register_models = True
     blas.limit_threads()  # as the daemon: small matrices, a second BLAS thread only spins
+    # Warnings read as the command's other lines (a log's time and logger mean nothing here).
     logs.configure(config.log_level if config.log_level != "INFO" else "WARNING", logs.secrets_of(config),
-                   log_format=config.log_format)
+                   fmt="driftd replay: %(message)s", log_format=config.log_format)
     # Replay reports each dead letter with its file and line itself (below).
     logging.getLogger("driftd").addFilter(_NoDeadLetterLines())
     if defaults_only:
@@ -94,6 +106,8 @@ def command(args) -> int:
         print(f"driftd replay: no config.yaml: every model the files name, with the default settings (reference "
               f"{d.reference_size:,} predictions, window {d.window:,}, ert {d.ert:,.0f} predictions between false "
               f"alarms); --config FILE to choose them", file=sys.stderr)
+    elif not args.quiet:
+        print(f"driftd replay: configuration {args.config}", file=sys.stderr)
     files = [(path, False) for path in args.files] + [(path, True) for path in args.labels or ()]
     if not files:
         print("driftd replay: give at least one file", file=sys.stderr)
@@ -120,8 +134,10 @@ def command(args) -> int:
 
     out = open(args.out, "w", encoding="utf-8") if args.out and args.out != "-" else sys.stdout
 
-    def alert(a) -> None:
-        out.write(json.dumps(a.to_dict(), sort_keys=True) + "\n")
+    links = AlertLinks(config.alerts.runbook_base_url, config.alerts.dashboard_url)
+
+    def alert(a) -> None:  # as the daemon's sinks send it, with its links when configured
+        out.write(json.dumps({**a.to_dict(), **links.of(a)}, sort_keys=True) + "\n")
 
     progress = Progress() if not args.quiet else None
     replay = Replay(config, partitions=args.partitions, batch_size=args.batch_size, on_alert=alert, on_dead_letter=dead,

@@ -15,8 +15,8 @@ Formats (by the file's extension: ``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``
   ``score`` cell is a number or a JSON object of per-class scores. Cells are read as
   JSON scalars where they parse as one (``12.5``, ``3``, ``true``, ``null``), else as
   strings; an empty cell is a missing value (the field is left out; a ``feature.`` column's
-  is ``null``). To keep a code like ``007`` a string, quote it in the ``features`` JSON.
-- **Parquet** (needs ``pip install 'driftd[parquet]'``, pyarrow): the same columns as
+  is ``null``), and so is a NaN as writers spell it (``nan``, ``NaN``). To keep a code like ``007`` a string, quote it in the ``features`` JSON.
+- **Parquet** (needs the ``parquet`` extra, pyarrow): the same columns as
   CSV, with native types; ``features`` may also be a struct or map column, ``ts`` a
   timestamp column (a naive one is read as UTC).
 
@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 import msgspec
 
-PARQUET_EXTRA = "pip install 'driftd[parquet]'"
+PARQUET_EXTRA = "pip install -e '.[parquet]' in driftd's checkout"
 EVENT_COLUMNS = ("model", "id", "ts", "prediction", "score", "model_version", "label")
 
 log = logging.getLogger("driftd.offline.inputs")
@@ -236,12 +236,20 @@ def _row_event(row: dict, feature_columns: list, convert) -> bytes:
 _ABSENT = object()
 
 
+#: How CSV writers spell a float NaN (Python's str(), numpy, C's printf): a missing value,
+#: as Parquet's NaN is, not the string "nan" (which would make the feature categorical).
+NAN_CELLS = frozenset({"nan", "NaN", "NAN", "-nan", "-NaN"})
+
+
 def _cell(text: str | None, keep_string: bool):
-    """A CSV cell: absent if empty, else a JSON scalar where it parses as one, else the text."""
+    """A CSV cell: absent if empty, missing (None) if a NaN (:data:`NAN_CELLS`), else a
+    JSON scalar where it parses as one, else the text."""
     if text is None or text == "":
         return _ABSENT
     if keep_string:
         return text
+    if text in NAN_CELLS:
+        return None
     if text in ("true", "false", "null") or text[0] in "-0123456789":
         try:
             value = json.loads(text)

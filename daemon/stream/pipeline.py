@@ -277,6 +277,14 @@ class ModelPipeline:
         self.n_unwatched = sample.n_unwatched
         for column, why in tests.untestable.items():
             log.warning("model %s: %s is not tested: %s", self.name, column, why, extra={"model": self.name})
+        for column in sample.columns():
+            found = column.mostly_numbers()
+            if found is not None:
+                log.warning("model %s: feature %s is tested as categorical: %.1f%% of its reference values are numbers, "
+                            "the others strings (%s); declare it numeric under features: to test its numbers (a "
+                            "string is then a wrong_type dead letter), or categorical to keep this",
+                            self.name, column.name, 100 * found[0], ", ".join(repr(v) for v in found[1]),
+                            extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
         nbytes = sum(column.nbytes for column in sample.columns())
         self.reference = sample = None  # the columns live on as the tests' reference counts

@@ -4,8 +4,8 @@ Per model: each test's statistic against its threshold over event time, with the
 drift decisions and the alerts marked; the reference against the current distribution of
 each watched column (and the window after the column's first alert); the performance
 metric over time against its baseline, with the decay test's state; the label join's
-health (join outcomes, label delays). Drawn with plotly (``pip install
-'driftd[report]'``), whose JavaScript is embedded once in the page: no network is needed
+health (join outcomes, label delays). Drawn with plotly (the ``report``
+extra), whose JavaScript is embedded once in the page: no network is needed
 to open it.
 
 Input: the JSON document of a replay (:func:`daemon.offline.recording.replay_document`,
@@ -21,8 +21,9 @@ import html
 import json
 import math
 import sys
+from collections import Counter
 
-REPORT_EXTRA = "pip install 'driftd[report]'"
+REPORT_EXTRA = "pip install -e '.[report]' in driftd's checkout"
 #: Points per drawn series at most (decisions are thinned evenly; drift decisions are kept).
 MAX_POINTS = 2000
 
@@ -86,7 +87,6 @@ class _Figures:
 def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figures: _Figures) -> str:
     status = model.get("status") or {}
     processed = status.get("processed") or {}
-    firing = [a for a in alerts if a.get("status") == "firing"]
     out = [f'<section id="model-{html.escape(name)}"><h2>Model {html.escape(name)}</h2>',
            "<table class=facts>" + "".join(
                f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in (
@@ -94,7 +94,9 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
                    ("predictions", processed.get("prediction", "?")), ("labels", processed.get("label", "?")),
                    ("model version", status.get("version")), ("reference complete", status.get("reference_complete")),
                    ("tests waiting for thresholds", status.get("uncalibrated_tests")),
-                   ("alerts", f"{len(firing)} firing, {len(alerts) - len(firing)} other"),
+                   ("alerts", ", ".join(f"{n} {status_}" for status_, n in Counter(a["status"] for a in alerts).items())
+                    or "none"),
+                   ("tests not run", ", ".join(f"{k} ({v})" for k, v in (status.get("skipped_tests") or {}).items()) or "none"),
                    ("untestable features", ", ".join(f"{k} ({v})" for k, v in (status.get("untestable_features") or {}).items()) or "none"),
                )) + "</table>"]
     out.append(_alerts_table(alerts))
