@@ -6,7 +6,7 @@ Run from the repository root::
     PYTHONPATH=. python bench/calibration.py                  # both parts, default sizes
     PYTHONPATH=. python bench/calibration.py --no-false-alarms --kinds decimals mix
     PYTHONPATH=. python bench/calibration.py --events 200000  # quicker false-alarm part
-    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python bench/calibration.py --no-false-alarms
+    PYTHONPATH=. python bench/calibration.py --no-false-alarms --blas-threads 0   # BLAS's own default
 
 Five kinds of model (features drawn independently, stationary):
 
@@ -32,8 +32,8 @@ through :class:`bench.feeding.Fed`, which computes the thresholds in this thread
 reconstruction's fit; on the consumer loop in the daemon), ``calibrate`` (every
 threshold; off the loop in the daemon), ``ready`` = build + calibrate, and ``process``:
 the process's CPU for build and calibration, which counts the BLAS library's own threads
-too (OpenBLAS threads the reconstruction's matrix products by default, and where cores
-are busy its threads spin: set ``OPENBLAS_NUM_THREADS=1`` to compare). Of which, from
+too (BLAS is limited to one thread as ``driftd run`` limits it, daemon/runtime/blas.py;
+``--blas-threads 0`` leaves the library's default, whose threads spin where cores are busy). Of which, from
 timers on the detectors' methods: the joint PSI + KS simulation
 (:func:`detectors.joint.joint_simulation`), the CUSUMs' build and calibration, the
 reconstruction's build (its fit) and calibration. Calibration caches are emptied before
@@ -357,6 +357,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-score", action="store_true", help="models without a score column in the CPU part")
     p.add_argument("--repeat", type=int, default=1, help="CPU part: models per kind and size (the least is shown)")
     p.add_argument("--json", action="store_true", help="CPU part: also print each result as a JSON line")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads (default 1, as driftd run sets them; 0: the library's default)")
     p.add_argument("--no-cpu", action="store_true")
     p.add_argument("--no-false-alarms", action="store_true")
     opts = p.parse_args(argv)
@@ -364,15 +366,19 @@ def main(argv=None) -> None:
         from daemon.runtime import allocator
 
         allocator.tune()  # as `driftd run` does
+    if opts.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=opts.blas_threads, user_api="blas")  # driftd run: daemon/runtime/blas.py
     if not opts.no_cpu:
         from daemon.config import ModelConfig
 
         defaults = ModelConfig()
         allocator_name = "glibc's plain" if opts.plain_allocator else "the daemon's"
-        blas = os.environ.get("OPENBLAS_NUM_THREADS") or f"default ({os.cpu_count()} CPUs)"
+        blas = opts.blas_threads or os.environ.get("OPENBLAS_NUM_THREADS") or f"default ({os.cpu_count()} CPUs)"
         print(f"CPU to make a model ready in the daemon's pipeline (ModelConfig() defaults: window {defaults.window}, "
               f"stride {defaults.stride}, ert {defaults.ert:.0e}; caches cold), {allocator_name} allocator, "
-              f"OpenBLAS threads {blas}; seconds of thread CPU (process: the process's, BLAS threads too)")
+              f"BLAS threads {blas}; seconds of thread CPU (process: the process's, BLAS threads too)")
         print(f"  {'kind':12s} {'reference':>9s} {'tests':>5s} {'collect':>7s} {'build':>6s} {'calibrate':>9s} "
               f"{'ready':>6s} {'process':>7s}   of which: joint PSI+KS, CUSUM (build+cal), reconstruction (build+cal)")
         verdicts = []
