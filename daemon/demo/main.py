@@ -10,6 +10,7 @@ ends with which detectors fired, at which event, and how long after the true cha
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import secrets
 import sys
 import tempfile
@@ -243,7 +244,11 @@ def _summary(sim: Simulation, receiver: _Receiver, out) -> None:
         kind = "concept" if concept else "data"
         when = f"{at - change:+} events after the {kind} drift" if at >= change else f"FALSE ALARM {change - at} events before the {kind} drift"
         out(f"  {key:<22} at event {at:>6}  ({when})")
-    out(f"alerts received: {len(receiver.alerts)} (signatures verified; {receiver.bad_signatures} bad)")
+    # Firing and resolved alerts of drift episodes, and informational ones (a promotion).
+    data = [a.get("data", a) for a in receiver.alerts]
+    kinds = Counter(d.get("kind", "info") if d.get("status") == "info" else d.get("status", "?") for d in data)
+    out(f"alerts received: {len(receiver.alerts)} ({', '.join(f'{n} {k}' for k, n in kinds.most_common())}; "
+        f"signatures verified, {receiver.bad_signatures} bad)")
 
 
 def _lifecycle_summary(sim: Simulation, server: _ModelServer, out) -> None:
@@ -255,13 +260,16 @@ def _lifecycle_summary(sim: Simulation, server: _ModelServer, out) -> None:
         window = served[max(0, start):end]
         return f"{100 * sum(window) / len(window):5.1f}%" if window else "    -"
 
+    def line(label: str, start: int, end: int) -> str:
+        return f"  {f'{label} (events {start}-{end}):':<48} {accuracy(start, end)}"
+
     out("\nlifecycle: accuracy of the served predictions")
-    out(f"  before the concept drift (events {change - 3000}-{change}):   {accuracy(change - 3000, change)}")
-    out(f"  right after it (events {change}-{change + 2000}):          {accuracy(change, change + 2000)}")
+    out(line("before the concept drift", change - 3000, change))
+    out(line("right after it", change, change + 2000))
     if server.loaded:
         at, version = server.loaded[0]
         out(f"  promoted version {version} served from event {at} ({at - change} events after the change)")
-        out(f"  after the promotion (events {at}-{len(served)}):         {accuracy(at, len(served))}")
+        out(line("after the promotion", at, len(served)))
     else:
         out("  no model was promoted")
 

@@ -267,7 +267,7 @@ class ModelEstimation:
             else:  # a prediction without a usable score is never estimated: it need not wait
                 usable = ClassificationEstimate.usable
                 self._waiting.extend((None, e.prediction, e.score, e.ts, o) for e, o in zip(events, offsets)
-                                     if e.ts > self._newest_label and usable(e.score))
+                                     if e.score is not None and e.ts > self._newest_label and usable(e.score))
             return
         if self.test is None:
             return

@@ -168,7 +168,7 @@ def _ordered(series: dict, alerts: list) -> list[str]:
 
 def _series_figure(series: dict, alerts: list, go, make_subplots):
     keys = _ordered(series, alerts)
-    fig = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, vertical_spacing=min(0.04, 0.3 / len(keys)),
+    fig = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.6 / len(keys)),
                         subplot_titles=[k.replace("/", " · ") for k in keys])
     for row, key in enumerate(keys, 1):
         s = _thin(series[key])
@@ -195,8 +195,10 @@ def _series_figure(series: dict, alerts: list, go, make_subplots):
                     legendgroup=f"alert-{status}", showlegend=show,
                     text=[a.get("id") for a in marks], hovertemplate="%{x}<br>alert " + status + " %{text}<extra></extra>"),
                     row=row, col=1)
-    fig.update_layout(height=max(320, 170 * len(keys)), margin={"l": 50, "r": 20, "t": 40, "b": 30},
-                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"}, xaxis_title=None)
+    fig.update_layout(height=max(340, 200 * len(keys)), margin={"l": 50, "r": 20, "t": 80, "b": 30},
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "top", "yref": "container"}, xaxis_title=None)
+    # Times under every chart, not the last one only: a reader scrolls to one detector.
+    fig.update_xaxes(showticklabels=True)
     fig.update_xaxes(title_text="event time (UTC)", row=len(keys), col=1)
     return fig
 
