@@ -10,7 +10,7 @@ reads the state when it scrapes (:mod:`daemon.web.metrics`). Every
 state is written with its offsets to the state topic (:mod:`daemon.kafka.statetopic`)
 and to the local cache file (:mod:`daemon.kafka.checkpoint`), then the offsets are
 committed to Kafka. A partition assigned to this replica stays paused until its state is
-restored from the state topic and its offsets sought.
+restored from the state topic and its offsets sought (:mod:`daemon.runtime.handoff`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import Counter
 import threading
 import time
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -30,14 +30,13 @@ from learners.registry import Registry
 
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon import federation
-from daemon.alerting.episodes import Alert
 from daemon.alerting.sender import AlertSender
-from daemon.kafka import logid
 from daemon.kafka.checkpoint import Checkpoints, state_key
 from daemon.kafka.statetopic import (Changelog, Epoch, Manifest, StateReader, StateTopicError, StateWriter,
-                                     decode, decode_partition, encode as _encode)
+                                     encode as _encode)
 from daemon.runtime.calibrator import Calibrator
 from daemon.runtime import allocator, blas, wiring
+from daemon.runtime.handoff import PartitionHandoff, Rebalance
 from daemon.config import Config
 from daemon.kafka.deadletter import DeadLetters
 from daemon.web.http import HttpServer
@@ -55,7 +54,7 @@ log = logging.getLogger("driftd")
 BROKER_WAIT_SECONDS = 5.0
 
 
-class Daemon:
+class Daemon(PartitionHandoff):
     """``run()`` blocks until :meth:`stop`; construct, run in a thread in tests."""
 
     def __init__(self, config: Config):
@@ -140,7 +139,7 @@ class Daemon:
                 heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 10), request_timeout_ms=30_000, **client))
             if self._consumer is None:
                 return
-            self._consumer.subscribe([kafka.predictions_topic, kafka.labels_topic], listener=_Rebalance(self))
+            self._consumer.subscribe([kafka.predictions_topic, kafka.labels_topic], listener=Rebalance(self))
             log.info("driftd consuming %s and %s from %s; metrics on port %d",
                      kafka.predictions_topic, kafka.labels_topic, self.bootstrap, self.http_port)
             # Imported modules' objects live as long as the process: keep them out of the
@@ -403,170 +402,6 @@ class Daemon:
     def _save_pending_alerts(self) -> None:
         self.checkpoints.save_alerts([a.to_dict() for a in self.alerts.pending()])
 
-    # -- partitions -----------------------------------------------------------------------
-    def _assigned(self, partitions) -> None:
-        """Runs on kafka-python's I/O thread: no waiting here. The partitions stay paused
-        until the loop has restored their state (:meth:`_restore_assigned`) and fresh
-        metadata has named their logs (:meth:`_verify_logs`)."""
-        self._broker_ok = True  # the group coordinator just answered
-        generation = getattr(getattr(self._consumer, "_coordinator", None), "_generation", None)
-        with self.lock:
-            self._generation = getattr(generation, "generation_id", -1)
-            self._to_restore |= {tp.partition for tp in partitions} - set(self.states)
-            # Whether the saved offsets point into the logs that exist now is known only
-            # from metadata fetched after this join (a broker that came back empty has
-            # new topic ids): nothing is read from these partitions until it has come.
-            if partitions:
-                self._consumer.pause(*partitions)
-                self._unverified |= set(partitions)
-                self._metadata_wait = logid.metadata(self._consumer).request_update()
-
-    def _restore_assigned(self) -> None:
-        """Restore the state of newly assigned partitions: the newest checkpoint in the
-        state topic (a local file only where the topic has none), then seek to the offsets
-        it reflects. A state topic that cannot be read keeps them paused, retried."""
-        if not self._to_restore or time.monotonic() < self._restore_retry_at:
-            return
-        numbers = sorted(self._to_restore)
-        try:
-            found = {}
-            if self.state_reader is not None:
-                found = self.state_reader.restore(numbers, self.config.state.restore_timeout_seconds)
-        except (StateTopicError, KafkaError) as e:
-            self._broker_failed("state_restore", e)
-            return
-        with self.lock:
-            assigned = self._consumer.assignment()
-            for p in numbers:
-                if not any(tp.partition == p for tp in assigned):
-                    self._to_restore.discard(p)
-                    continue  # revoked meanwhile
-                restored = found.get(p)
-                if self._refused_wait(p, restored):
-                    continue
-                self._to_restore.discard(p)
-                state, logs, source = self._restored_state(p, restored)
-                if self.state_writer is not None:
-                    self.state_writer.own(p, Epoch((restored.top_epoch if restored else 0) + 1, self._generation),
-                                          restored.manifest.seq if restored and restored.manifest else 0,
-                                          restored.keys if restored else [])
-                self._changelogs.pop(p, None)
-                for topic, offset in state.offsets.items():
-                    tp = TopicPartition(topic, p)
-                    if tp in assigned:
-                        self._consumer.seek(tp, offset)
-                if source:
-                    log.info("partition %d restored at offsets %s from %s", p, state.offsets, source, extra={"partition": p})
-                self.states[p] = state
-                self._logs[p] = dict(logs)
-            self.metrics.assigned_partitions.set(len(self.states))
-
-    def _refused_wait(self, p: int, restored) -> bool:
-        """True if partition ``p`` must wait: the state topic holds checkpoints of it, none
-        readable with this replica's key (``state.refused_state: wait``). Starting afresh
-        would lose the group's state and write checkpoints the others cannot read."""
-        if restored is None or restored.manifest is not None or not restored.refused:
-            self._refused.pop(p, None)
-            return False
-        if self.config.state.refused_state != "wait":
-            log.error("partition %d: its %d checkpoints in the state topic are refused; starting afresh from the "
-                      "committed offsets (state.refused_state: start_fresh)", p, restored.refused, extra={"partition": p})
-            return False
-        if p not in self._refused:
-            log.error("partition %d: its %d checkpoints in the state topic are sealed with another key (or tampered "
-                      "with): waiting, not starting afresh. Give this replica the group's DRIFTD_STATE_KEY (state.key_env), "
-                      "or set state.refused_state: start_fresh after an intended key rotation", p, restored.refused,
-                      extra={"partition": p})
-        self._refused[p] = restored.refused
-        self.metrics.kafka_errors.labels("state_refused").inc()
-        self._restore_retry_at = time.monotonic() + 10.0
-        return True
-
-    def _restored_state(self, p: int, restored) -> tuple:
-        """(state, logs, where it came from or None) of partition ``p``."""
-        if restored is not None and restored.manifest is not None:
-            self._resend(restored.sections)
-            return decode_partition(restored.sections, self.config), restored.manifest.logs, \
-                f"the state topic (checkpoint {restored.manifest.epoch}/{restored.manifest.seq})"
-        cached = self.checkpoints.restore_sections(p)
-        if cached is None:
-            return PartitionState(p, self.config), {}, None
-        manifest, sections = cached
-        if manifest is None:  # a file written whole by an earlier driftd
-            (state, logs) = sections
-            state.attach(self.config)
-            return state, logs, f"the local file (earlier format) in {self.checkpoints.directory}"
-        self._resend(sections)
-        return decode_partition(sections, self.config), manifest.logs, f"the local file in {self.checkpoints.directory}"
-
-    def _resend(self, sections: dict) -> None:
-        """Send again the alerts a partition's previous owner had not delivered (a pending
-        id is not sent twice)."""
-        if "alerts" in sections and self.alerts is not None:
-            for data in decode(sections["alerts"]):
-                self.alerts.send(Alert.from_dict(data))
-
-
-    def _revoked(self, partitions) -> None:
-        numbers = {tp.partition for tp in partitions}
-        if not numbers:
-            return
-        self._checkpoint(partitions=numbers, blocking=False)
-        with self.lock:
-            for p in numbers:
-                self.states.pop(p, None)
-                self._changelogs.pop(p, None)
-                if self.state_writer is not None:
-                    self.state_writer.disown(p)
-            self._to_restore -= numbers
-            for p in numbers:
-                self._refused.pop(p, None)
-            self._unverified = {tp for tp in self._unverified if tp.partition not in numbers}
-            self.metrics.assigned_partitions.set(len(self.states))
-
-    def _verify_logs(self) -> None:
-        """Resume partitions held since their assignment once fresh metadata has come,
-        reading from the beginning those whose log changed (:meth:`_follow_log`)."""
-        with self.lock:
-            wait = self._metadata_wait
-            if not self._unverified or wait is None or not wait.is_done:
-                return
-            if wait.failed():  # broker away: ask again, and hold on
-                self._metadata_wait = logid.metadata(self._consumer).request_update()
-                return
-            assigned = self._consumer.assignment()
-            ready = [tp for tp in self._unverified if tp in assigned and tp.partition not in self._to_restore]
-            self._unverified = {tp for tp in self._unverified if tp in assigned and tp.partition in self._to_restore}
-            for tp in ready:
-                state = self.states.get(tp.partition)
-                if state is not None:
-                    self._follow_log(state, tp)
-            if ready:
-                self._consumer.resume(*ready)
-
-    def _follow_log(self, state: PartitionState, tp: TopicPartition) -> bool:
-        """Compare the identity of ``tp``'s log now with the one ``state``'s offset points
-        into (:mod:`daemon.kafka.logid`). If they differ (topic re-created, broker replaced or
-        back empty) the offset means nothing in the new log: read it from its beginning.
-        True if so. Call with the lock held."""
-        logs = self._logs.setdefault(tp.partition, {})
-        saved, current = logs.get(tp.topic), logid.identity(logid.metadata(self._consumer), tp.topic)
-        changed = not logid.same_log(saved, current)
-        if changed:
-            log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
-                        "reading it from the beginning instead of offset %s", tp.topic, tp.partition, saved, current,
-                        state.offsets.get(tp.topic), extra={"partition": tp.partition})
-            self._reread(state, tp)
-        if current is not None:
-            logs[tp.topic] = current
-        return changed
-
-    def _reread(self, state: PartitionState, tp: TopicPartition) -> None:
-        """Read ``tp`` from the beginning of its (new) log; counted. Call with the lock held."""
-        self._consumer.seek_to_beginning(tp)
-        state.offsets[tp.topic] = 0
-        state.offset_resets += 1
-
     def _update_lag(self) -> None:
         self._verify_logs()
         with self.lock:
@@ -707,17 +542,6 @@ class _PartitionCount:
                 raise StateTopicError(f"state topic {topic!r} not found ({e}): create it (cleanup.policy=compact, as many "
                                       f"partitions as the input topics) or set kafka.create_topics") from None
         return self._count
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, daemon: Daemon):
-        self.daemon = daemon
-
-    def on_partitions_revoked(self, revoked):
-        self.daemon._revoked(revoked)
-
-    def on_partitions_assigned(self, assigned):
-        self.daemon._assigned(assigned)
 
 
 def _add_counts(total: dict, more: dict) -> None:
