@@ -118,8 +118,9 @@ class ChiSquare(WindowedTest):
         return side
 
     def _measure_many(self, counts, filled):
-        # _measure's arithmetic on every window at once; each window's terms are summed
-        # alone, as _measure sums them (the same floats).
+        # batch_statistic's arithmetic, the same floats, with the reference's side computed
+        # once (not pickled), on every window at once; each window's terms are summed alone
+        # (bins empty in both rows add nothing).
         reference, shares, n_reference = self._reference()
         n_window = counts.sum(axis=1)
         columns = reference + counts
@@ -129,17 +130,7 @@ class ChiSquare(WindowedTest):
         stats = [float(n_reference * n * t.sum()) for n, t in zip(n_window, terms)]
         return stats, list(zip(stats, dof))
 
-    def _measure(self):
-        # batch_statistic's arithmetic, the same floats, with the reference's side computed
-        # once (not pickled): this runs at every test.
-        reference, shares, n_reference = self._reference()
-        counts = self.counts
-        n_window = counts.sum()
-        columns = reference + counts
-        terms = np.zeros(columns.shape)  # bins empty in both rows add nothing
-        np.divide((shares - counts / n_window) ** 2, columns, out=terms, where=columns > 0)
-        stat = float(n_reference * n_window * terms.sum())
-        return stat, (stat, int(np.count_nonzero(columns)) - 1)
+    _measure = WindowedTest._measure_one_of_many
 
     def reset(self) -> None:
         super().reset()

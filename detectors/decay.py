@@ -301,11 +301,6 @@ class PerformanceDecay(DeferredThresholds):
         return self._z
 
     @property
-    def threshold(self) -> float | None:
-        """The threshold on ``z``; None while the calibration is pending."""
-        return self._threshold
-
-    @property
     def p_value(self) -> float | None:
         """The nominal one-sided p-value of the last test (see the module docs)."""
         return self._p

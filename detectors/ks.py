@@ -138,16 +138,10 @@ class KS(WindowedTest):
             self._reference_cdf = (cdf, n_reference, below)
         return self._reference_cdf
 
-    def _measure(self):
-        reference_cdf, n_reference, below = self._reference()
-        window = np.cumsum(self.counts[:-1])
-        n_window = int(window[-1])
-        gaps = np.abs(reference_cdf - window / n_window)
-        at = int(gaps.argmax())
-        return float(gaps[at]), (below[at], n_reference, int(window[at]), n_window)
+    _measure = WindowedTest._measure_one_of_many
 
     def _measure_many(self, counts, filled):
-        # _measure's arithmetic on every window at once (the same floats).
+        # Each window's largest gap between the distribution functions, every window at once.
         reference_cdf, n_reference, below = self._reference()
         window = np.cumsum(counts[:, :-1], axis=1)
         n_window = window[:, -1]

@@ -122,14 +122,11 @@ class PSI(WindowedTest):
             self._reference_side = (r, np.log(r))
         return self._reference_side
 
-    def _measure(self):
-        # The same sum as batch_statistic, with the reference's side computed once.
-        r, log_r = self._reference()
-        w = (self.counts + self.smoothing) / (self._filled + self.smoothing * self.counts.size)
-        return float(np.dot(w - r, np.log(w) - log_r)), None
+    _measure = WindowedTest._measure_one_of_many
 
     def _measure_many(self, counts, filled):
-        # _measure's arithmetic on every window at once; the dot stays one per window, as
+        # The same sum as batch_statistic, with the reference's side computed once, on every
+        # window at once; the dot stays one per window, as
         # a product summed by numpy adds in another order than np.dot (other last bits).
         r, log_r = self._reference()
         w = (counts + self.smoothing) / (filled + self.smoothing * counts.shape[1])[:, None]

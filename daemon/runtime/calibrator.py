@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 
-from daemon.stream.columns import column_thresholds
+from daemon.stream.columns import calibrate_jobs_now, column_thresholds
 
 log = logging.getLogger("driftd.runtime.calibrator")
 
@@ -123,11 +123,5 @@ class Calibrator:
 def calibrate_now(target, compute=column_thresholds) -> int:
     """Compute and apply every threshold ``target`` waits for, in this thread (benchmarks,
     the dry run, library use); returns how many jobs ran."""
-    jobs = target.calibration_jobs()
-    for owner, job in jobs:
-        try:
-            thresholds, error = compute(job), None
-        except Exception as e:  # noqa: BLE001 - as in the worker
-            thresholds, error = None, f"{type(e).__name__}: {e}"
-        target.apply_calibration(owner, job, thresholds, error)
-    return len(jobs)
+    return calibrate_jobs_now(target.calibration_jobs(), compute=lambda pair: compute(pair[1]),
+                              apply=lambda pair, thresholds, error: target.apply_calibration(*pair, thresholds, error))

@@ -46,7 +46,7 @@ from collections import deque
 from detectors.estimation import TESTED, ClassificationEstimate, EstimateDecay, RegressionEstimate
 
 from daemon.config import ModelConfig
-from daemon.stream.columns import CalibrationJob, column_thresholds
+from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
 from daemon.stream.decisions import Observation, SourceLog
 
 #: Detector name of the estimate's decay test.
@@ -332,8 +332,4 @@ class ModelEstimation:
 
     def calibrate_now(self) -> None:
         """Compute the thresholds waited for, in this thread."""
-        for job in self.calibration_jobs():
-            try:
-                self.apply(job, column_thresholds(job), None)
-            except Exception as e:  # noqa: BLE001 - as in the worker: the test is left out
-                self.apply(job, None, f"{type(e).__name__}: {e}")
+        calibrate_jobs_now(self.calibration_jobs(), self.apply)

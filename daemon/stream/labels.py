@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from detectors import PerformanceDecay, RiverDetector
 
-from daemon.stream.columns import CalibrationJob, column_thresholds
+from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, SourceLog
 
@@ -128,8 +128,4 @@ class LabelTests:
     def calibrate_now(self) -> None:
         """Compute the thresholds waited for, in this thread (a new model version came
         while they were computed: its held decisions must still be decided)."""
-        for job in self.calibration_jobs():
-            try:
-                self.apply(job, column_thresholds(job), None)
-            except Exception as e:  # noqa: BLE001 - as in the worker: the test is left out
-                self.apply(job, None, f"{type(e).__name__}: {e}")
+        calibrate_jobs_now(self.calibration_jobs(), self.apply)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from daemon.runtime import allocator
 from daemon.stream import reference as ref
-from daemon.stream.columns import CalibrationJob, DataTests, column_thresholds
+from daemon.stream.columns import CalibrationJob, DataTests, calibrate_jobs_now
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, SourceLog
 from daemon.stream.estimation import ModelEstimation
@@ -302,12 +302,9 @@ class ModelPipeline:
         if not gone:
             return
         for watch in list(self.retired):
-            for job in watch.tests.calibration_jobs():
-                try:
-                    thresholds, error = column_thresholds(job), None
-                except Exception as e:  # noqa: BLE001 - as in the calibrator: the test is left out
-                    thresholds, error = None, f"{type(e).__name__}: {e}"
-                self.apply_calibration(("data", watch.build), job, thresholds, error)
+            owner = ("data", watch.build)
+            calibrate_jobs_now(watch.tests.calibration_jobs(),
+                               lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
         detail = {"reason": "test_gone", "model_version": self.version,
                   "why": f"model version {self.version} has no such test (feature absent or untestable)"}
         self.observations.extend(_observation(test, column, None, ts, offset, "data", 0, detail) for test, column in gone)
