@@ -14,7 +14,9 @@ from .base import Decision, Detector, DetectorState, restore
 from .chisquare import ChiSquare
 from .cusum import CUSUM
 from .decay import METRICS, PerformanceDecay
-from .estimation import ClassificationEstimate, EstimateDecay, IsotonicCalibrator, RegressionEstimate
+from .cbpe import ClassificationEstimate, IsotonicCalibrator
+from .dle import RegressionEstimate
+from .estimation import EstimateDecay
 from .ks import KS
 from .psi import PSI, psi_from_counts
 from .rate import RateTest

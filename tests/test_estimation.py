@@ -1,4 +1,4 @@
-"""Estimated performance, the pure parts (detectors/estimation.py): the estimate follows the
+"""Estimated performance, the pure parts (detectors/estimation.py, cbpe.py, dle.py): the estimate follows the
 realised metric under covariate shift, does not see concept drift (the documented
 limitation), and its decay test holds the label-side contract on a stationary stream."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.estimation import (
-    ClassificationEstimate, EstimateDecay, IsotonicCalibrator, RegressionEstimate, expected_roc_auc,
-)
+from detectors.cbpe import ClassificationEstimate, IsotonicCalibrator, expected_roc_auc
+from detectors.dle import RegressionEstimate
+from detectors.estimation import EstimateDecay
 
 from . import estimation_streams as streams
 

@@ -1,19 +1,19 @@
 """A model version's estimated performance: its metrics before the labels come.
 
-Composes :mod:`detectors.estimation` for one model version. The first
-``decay_reference_size`` labelled events of the version (those the decay tests take as
-their baseline) fit the estimator: a classifier's scores are calibrated on them (CBPE),
-a regressor's loss models trained on them (DLE). The estimated stream is every prediction
-of the version whose event time is after the newest label of that reference, in the order
-of the prediction stream: a function of the events alone, however the two topics were
-interleaved when read (predictions read before the fit wait for it, at most
-:data:`MAX_WAITING` of them, a classifier's only if their score is usable; beyond, the
-oldest are dropped). Each one's expected
-correctness (classification) or predicted absolute error (regression) goes into the estimate's window of ``decay_window`` predictions and into
-the estimate's decay test (:class:`detectors.estimation.EstimateDecay`, detector
-``estimated_decay``, feature ``accuracy`` or ``mae``). That test has a contract of its own:
-``label_ert`` *predictions* between false alarms on a stationary stream, calibrated off
-the loop like the label tests (held meanwhile, decided in order). Labelled events after
+Composes :mod:`detectors.estimation` (CBPE: :mod:`detectors.cbpe`; DLE:
+:mod:`detectors.dle`) for one model version. The first ``decay_reference_size`` labelled
+events of the version (those the decay tests take as their baseline) fit the estimator: a
+classifier's scores are calibrated on them (CBPE), a regressor's loss models trained on them
+(DLE). The estimated stream is every prediction of the version whose event time is after the
+newest label of that reference, in the order of the prediction stream: a function of the
+events alone, however the two topics were interleaved when read (predictions read before the
+fit wait for it, at most :data:`MAX_WAITING` of them, a classifier's only if their score is
+usable; beyond, the oldest are dropped). Each one's expected correctness (classification) or
+predicted absolute error (regression) goes into the estimate's window of ``decay_window``
+predictions and into the estimate's decay test (:class:`detectors.estimation.EstimateDecay`,
+detector ``estimated_decay``, feature ``accuracy`` or ``mae``). That test has a contract of
+its own: ``label_ert`` *predictions* between false alarms on a stationary stream, calibrated
+off the loop like the label tests (held meanwhile, decided in order). Labelled events after
 the reference measure the estimate's error against the realised metrics.
 
 ``estimation: auto`` (the default) estimates a classifier whose labelled reference events
@@ -43,7 +43,9 @@ import math
 from array import array
 from collections import deque
 
-from detectors.estimation import TESTED, ClassificationEstimate, EstimateDecay, RegressionEstimate
+from detectors.cbpe import ClassificationEstimate
+from detectors.dle import RegressionEstimate
+from detectors.estimation import TESTED, EstimateDecay
 
 from daemon.config import ModelConfig
 from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
