@@ -81,7 +81,7 @@ class Fed:
         #: from it, calibrating them, and feeding the tests afterwards (a batch that
         #: completes the reference counts as collecting, but for the build itself).
         self.cpu = {"reference": 0.0, "build": 0.0, "calibration": 0.0, "tests": 0.0}
-        self._drift: dict[tuple[str, str], bool] = {}
+        self._drifting: set[tuple[str, str]] = set()  # (test, column) in drift now
 
     @property
     def calibration_seconds(self) -> float:
@@ -110,14 +110,14 @@ class Fed:
         self.n_fed += len(events)
         if p.reference_complete and p.uncalibrated:
             self.calibrate()
-        found = []
-        for o in p.pop_observations():
-            if o.side != "data":
-                continue
-            key = (o.detector, o.feature)
-            if o.drift and not self._drift.get(key, False):
-                found.append(Detection(o.offset, o.detector, o.feature))
-            self._drift[key] = o.drift
+        found, drifting = [], self._drifting
+        for o in p.pop_observations():  # (one per test of every detector: the cheap checks first)
+            if o.drift:
+                if o.side == "data" and (o.detector, o.feature) not in drifting:
+                    found.append(Detection(o.offset, o.detector, o.feature))
+                    drifting.add((o.detector, o.feature))
+            elif drifting and o.side == "data":
+                drifting.discard((o.detector, o.feature))
         return sorted(found, key=lambda d: d.at)
 
     def _timed_build(self) -> None:

@@ -110,6 +110,30 @@ class _EdgeBins:
         return (type(self).__name__, self.edges.tobytes(), self.reference_counts.tobytes())
 
 
+def index_together(binnings: list, values) -> list[np.ndarray]:
+    """``[b.index(values) for b in binnings]`` for binnings by edges (:class:`QuantileBins`,
+    :class:`KSSlots`) of one batch of numbers: the same bins for less, the values sorted
+    once and each binning searched with them in order (a binary search over values in
+    stream order mispredicts most of its branches, several times slower). ValueError as
+    :meth:`~_EdgeBins.index`.
+
+    >>> a, b = QuantileBins(np.arange(40.0), n_bins=4), KSSlots(np.arange(40.0), n_slots=8)
+    >>> x = [3.5, None, 39.0, -1.0, 17.0]
+    >>> [i.tolist() for i in index_together([a, b], x)] == [a.index(x).tolist(), b.index(x).tolist()]
+    True
+    """
+    x = numeric_array(values, "value")
+    order = np.argsort(x)
+    ordered, missing = x[order], np.isnan(x)
+    out = []
+    for binning in binnings:
+        idx = np.empty(x.size, dtype=np.intp)
+        idx[order] = np.searchsorted(binning.edges, ordered, side="right")
+        idx[missing] = binning.missing_bin
+        out.append(idx)
+    return out
+
+
 def missing_bins(bins, missing: str) -> tuple:
     """The bins a test leaves out for its ``missing`` setting: none for "count" (missing
     values fill the missing bin and weigh as change), the missing bin for "ignore" (they
@@ -136,7 +160,10 @@ def _unique_sorted(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _present(reference, minimum: int) -> tuple[np.ndarray, int]:
     ref = numeric_array(reference, "reference")
     missing = np.isnan(ref)
-    present = np.sort(ref[~missing])
+    present = ref[~missing]
+    if present.size > 1 and not (present[1:] >= present[:-1]).all():
+        # (A caller building several binnings of one reference may sort it once for all.)
+        present = np.sort(present)
     _check_reference_size(present.size, minimum)
     return present, int(missing.sum())
 

@@ -52,7 +52,7 @@ import functools
 import numpy as np
 
 from . import calibration
-from .base import Decision, DeferredThresholds
+from .base import Decision, DeferredThresholds, new_decision
 
 
 class DeferredDecision(Decision):
@@ -90,19 +90,6 @@ class DeferredDecision(Decision):
     @p_value.setter
     def p_value(self, value) -> None:  # the dataclass's __init__ only
         self.__dict__["_p_value"] = value
-
-
-_new = object.__new__
-
-
-def _decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
-    """``Decision(at, drift, warning, statistic, threshold, p_value)``, made without the
-    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field): the same object
-    (fields, equality, hash, pickle), for a cost that counts at one per test."""
-    d = _new(Decision)
-    d.__dict__.update(at=at, drift=drift, warning=warning, statistic=statistic, threshold=threshold,
-                      p_value=p_value)
-    return d
 
 
 #: Window counts per piece of a batch at most, tests times bins (see ``update_bins``).
@@ -271,6 +258,12 @@ class WindowedTest(DeferredThresholds):
 
     def _p_value(self, p_args) -> float | None:
         return None
+
+    def _p_values(self, p_args: list) -> list:
+        """``_p_value`` of each of ``p_args`` (the tests of one batch), in order: a
+        subclass may compute them together, the same floats."""
+        p_value = self._p_value
+        return [p_value(args) for args in p_args]
 
     def _p_function(self):
         """A picklable function (module-level, or a partial of one) giving the p-value from
@@ -452,22 +445,23 @@ class WindowedTest(DeferredThresholds):
         threshold, warning_threshold = self._threshold, self.warning_threshold
         drift = self.drift
         n_detections, last_detection_at = self.n_detections, self.last_detection_at
-        deferred, p_of = self.P_VALUE_ON_ALARMS_ONLY, self._p_value
+        deferred = self.P_VALUE_ON_ALARMS_ONLY
         function = self._p_function() if deferred else None
+        p_values = p_args if deferred else self._p_values(p_args)  # (deferred: not read)
         decisions, p = [], None
-        for at, stat, args in zip(ats, stats, p_args):
+        for at, stat, args, p_value in zip(ats, stats, p_args, p_values):
             was, drift = drift, stat > threshold
             if drift and not was:
                 n_detections += 1
                 last_detection_at = at
             warning = not drift and warning_threshold is not None and stat > warning_threshold
             if not deferred:
-                p = p_of(args)
-                decisions.append(_decision(at, drift, warning, stat, threshold, p))
+                p = p_value
+                decisions.append(new_decision(at, drift, warning, stat, threshold, p))
             elif drift or warning:  # the p-value computed when read (an alert), as in _judge
                 decisions.append(DeferredDecision(at, drift, warning, stat, threshold, function, args))
             else:
-                decisions.append(_decision(at, drift, warning, stat, threshold, None))
+                decisions.append(new_decision(at, drift, warning, stat, threshold, None))
         self.n_tests += len(decisions)
         self.drift, self.warning = drift, warning
         self.n_detections, self.last_detection_at = n_detections, last_detection_at
@@ -488,7 +482,7 @@ class WindowedTest(DeferredThresholds):
         )
         if self.P_VALUE_ON_ALARMS_ONLY:
             if not (self.drift or self.warning):
-                self._decide(_decision(at, self.drift, self.warning, stat, self._threshold, None))
+                self._decide(new_decision(at, self.drift, self.warning, stat, self._threshold, None))
                 return
             if p_args is self._p_args and self._p_cache is not None:
                 p = self._p_cache  # already read: the property's
@@ -500,7 +494,7 @@ class WindowedTest(DeferredThresholds):
             p = self.p_value
         else:
             p = self._p_value(p_args)
-        self._decide(_decision(at, self.drift, self.warning, stat, self._threshold, p))
+        self._decide(new_decision(at, self.drift, self.warning, stat, self._threshold, p))
 
     # -- combining ------------------------------------------------------------------------
     def merge(self, other: "WindowedTest") -> "WindowedTest":

@@ -1,7 +1,9 @@
 """The cheaper build and decision paths give exactly what the plain ones gave (issue 8's
-peer benchmark): categorical reference counts per distinct level, the CUSUM fed its KS
-test's bins, decisions and observations made without the frozen dataclasses' __init__,
-source look-ups per batch."""
+peer benchmark): categorical reference counts per distinct level (or from a column's
+codes), the CUSUM fed its KS test's bins, decisions and observations made without the
+frozen dataclasses' __init__, source look-ups per batch, a column's binnings by edges
+found together, a reference sorted once for PSI and KS, the p-values of a batch's tests
+together, a categorical reference column's values by numpy."""
 
 import pickle
 from collections import Counter
@@ -13,9 +15,10 @@ from daemon.stream.columns import _same_slots
 from daemon.stream.encoding import level_codes as _level_codes, level_counts as _level_counts
 from daemon.stream.decisions import Observation, SourceLog
 from daemon.stream.pipeline import _observation
-from detectors import CUSUM, KS
-from detectors.base import Decision
-from detectors.windowed import _decision
+from daemon.stream.reference import Column, level
+from detectors import CUSUM, KS, ChiSquare, RateTest
+from detectors.base import Decision, new_decision
+from detectors.binning import KSSlots, QuantileBins, index_together
 
 
 def _plain_level_counts(values):
@@ -68,7 +71,7 @@ def test_cusum_fed_the_ks_bins_is_the_cusum_fed_values(batch):
 
 
 def test_fast_decisions_and_observations_are_the_dataclasses():
-    for fast, plain in [(_decision(7, True, False, 0.25, 0.2, None), Decision(7, True, False, 0.25, 0.2, None)),
+    for fast, plain in [(new_decision(7, True, False, 0.25, 0.2, None), Decision(7, True, False, 0.25, 0.2, None)),
                         (_observation("ks", "x", True, 1.5, 9, "data", 7, {"p_value": 0.1}),
                          Observation("ks", "x", True, 1.5, 9, "data", 7, {"p_value": 0.1}))]:
         assert fast == plain and repr(fast) == repr(plain)
@@ -77,7 +80,7 @@ def test_fast_decisions_and_observations_are_the_dataclasses():
             fast.drift = False
 
 
-    decision = _decision(7, True, False, 0.25, 0.2, None)
+    decision = new_decision(7, True, False, 0.25, 0.2, None)
     assert hash(decision) == hash(Decision(7, True, False, 0.25, 0.2, None))
 
 
@@ -93,3 +96,65 @@ def test_source_log_get_many_is_get():
         log.get_many([4])
     with pytest.raises(KeyError):
         log.get_many([6])
+
+
+def test_binnings_of_one_batch_found_together_are_each_ones():
+    rng = np.random.default_rng(6)
+    reference = np.concatenate([rng.normal(size=3000), np.zeros(500), rng.poisson(3, 700).astype(float)])
+    binnings = [QuantileBins(reference, 10), KSSlots(reference, 128), KSSlots(reference[3000:], 128)]
+    for size in (0, 1, 7, 500):
+        values = np.round(rng.normal(scale=3, size=size), 1)
+        values[::5] = np.nan
+        for given in (values, values.tolist()):
+            for binning, bins in zip(binnings, index_together(binnings, given)):
+                assert bins.dtype == binning.index(given).dtype and np.array_equal(bins, binning.index(given))
+    with pytest.raises(ValueError, match="infinite"):
+        index_together(binnings, [1.0, np.inf])
+
+
+def test_a_reference_given_sorted_makes_the_same_bins():
+    rng = np.random.default_rng(7)
+    reference = np.concatenate([rng.normal(size=2000), [0.0, -0.0] * 50, rng.poisson(2, 500).astype(float)])
+    reference[::9] = np.nan
+    rng.shuffle(reference)
+    missing = np.isnan(reference)
+    ordered = np.concatenate([np.sort(reference[~missing]), reference[missing]])  # as DataTests gives it
+    for make in (lambda r: QuantileBins(r, 10), lambda r: KSSlots(r, 128), lambda r: KSSlots(r, 4000)):
+        plain, given = make(reference), make(ordered)
+        assert plain.key() == given.key() and pickle.dumps(plain) == pickle.dumps(given)
+
+
+def test_p_values_of_a_batch_are_each_tests():
+    rng = np.random.default_rng(8)
+    chi = ChiSquare(["a"] * 60 + ["b"] * 40, window=50, stride=10, threshold=5.0)
+    args = [(float(s), int(d)) for s, d in zip(rng.exponential(5, 300), rng.integers(0, 6, 300))]
+    assert chi._p_values(args) == [chi._p_value(a) for a in args] and chi._p_values([]) == []
+    rate = RateTest([False] * 980 + [True] * 20, window=100, stride=10, threshold=5.5)
+    args = [(int(e), 100) for e in rng.integers(0, 4, 50)] + [(3, 60)]
+    assert rate._p_values(args) == [rate._p_value(a) for a in args]
+
+
+@pytest.mark.parametrize("declared", [None, "categorical"])
+def test_categorical_reference_values_are_the_plain_pass(declared):
+    rng = np.random.default_rng(9)
+    pool = [None, float("nan"), 1, 2.5, -0.0, "a", "b", "1", True] + [f"l{i}" for i in range(300)]
+    column = Column("f", declared, 3)
+    for i in rng.integers(0, len(pool), 2000):
+        column.add(pool[i])
+    names = list(column.levels)
+    numbers = column.numbers.values().tolist() if column.numbers is not None else None
+    plain = [names[code] if code >= 0 else level(numbers[i]) if numbers is not None and numbers[i] == numbers[i]
+             else None for i, code in enumerate(column.codes)]
+    got = column.values()
+    assert got == plain and list(map(type, got)) == list(map(type, plain))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_level_counts_from_a_columns_codes_are_those_of_its_values(seed):
+    rng = np.random.default_rng(seed)
+    column = Column("f", "categorical", 2)
+    levels = [None] + [f"l{i}" for i in range(int(rng.integers(1, 300)))] + [7, True]
+    column.add_many([levels[i] for i in np.minimum(rng.zipf(1.3, size=3000) - 1, len(levels) - 1)])
+    coded = (np.frombuffer(column.codes, dtype=column.codes.typecode), list(column.levels))
+    got, want = _level_counts(None, coded), _plain_level_counts(column.values())
+    assert got[0] == want[0] and np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])

@@ -64,19 +64,18 @@ need little of it to catch a real change (missing values going from none to some
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration
-from detectors.binning import CategoricalBins
+from detectors.binning import CategoricalBins, KSSlots, QuantileBins, index_together
 from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
 from daemon.stream.encoding import encode, encode_events, level_codes, level_counts, reconstruction_encoding
-from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample
+from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, feature_values
 
 #: Column of the feature set (the unknown-features rate test).
 FEATURES = "<features>"
@@ -88,6 +87,10 @@ RATE_TESTS = {"missing_rate", "unseen_rate", "unknown_features"}
 RATE_WEIGHT = 0.1
 #: Unknown feature names kept for /status, per model.
 MAX_UNKNOWN_NAMES = 20
+#: Tests whose bins depend on the set of reference values alone, not their order.
+SORTED_REFERENCE = frozenset({"psi", "ks"})
+#: Binnings of numbers by edges (PSI's, KS's): a batch is binned for all of them at once.
+EDGE_BINNINGS = (QuantileBins, KSSlots)
 
 
 @dataclass
@@ -163,11 +166,12 @@ class DataTests:
             missing = np.isnan(values)
             present = values[~missing]
             # Only a constant needs its distinct values (its one value); for any other
-            # column two different values are enough, and a sort of the reference per
-            # column is not (the tests sort it again anyway).
+            # column two different values are enough.
             distinct = present[:2] if present.size and present.min() < present.max() else np.unique(present)
         else:
-            distinct, missing, singletons = level_counts(values)
+            # A column of strings (no number among its values) is counted from its codes.
+            coded = (np.frombuffer(ref.codes, dtype=ref.codes.typecode), list(ref.levels)) if ref.numbers is None else None
+            distinct, missing, singletons = level_counts(values, coded)
         column = Column(ref.name, ref.kind)
         planned = []
         if len(distinct) == 1:
@@ -175,7 +179,13 @@ class DataTests:
             planned.append(("value_change", np.zeros(len(values), dtype=bool)))
         else:
             kind_tests = self.config.numeric_tests if ref.kind == "numeric" else self.config.categorical_tests
-            planned += [(test, values) for test in kind_tests]
+            ordered = values
+            if ref.kind == "numeric" and len(SORTED_REFERENCE & set(kind_tests)) > 1:
+                # PSI's and KS's bins depend on the set of reference values alone, and each
+                # sorts the present ones unless they come sorted: sorted once here for both.
+                # (The CUSUM takes them in stream order: its slot means are sums in that order.)
+                ordered = np.concatenate([np.sort(present), values[missing]])
+            planned += [(test, ordered if test in SORTED_REFERENCE else values) for test in kind_tests]
         if feature:
             planned.append(("missing_rate", missing))
         if ref.kind == "categorical":
@@ -256,7 +266,7 @@ class DataTests:
         their column is not tested (not in ``columns``)."""
         special = (FEATURES, ALL, PREDICTION, SCORE)
         # feature -> its values in this batch, taken from the dicts once
-        raws = _feature_values(features, [name for name in self.columns if name not in special])
+        raws = feature_values(features, [name for name in self.columns if name not in special])
         for column in self.columns.values():
             name = column.name
             if name == FEATURES:
@@ -287,11 +297,12 @@ class DataTests:
             unseen = None if known is None else np.array(
                 [v is not None and v not in known for v in levels], dtype=bool)[codes]
             values = None  # the levels value by value, made only for a test that bins them itself
-        if column.name != PREDICTION and (n_missing := int(missing.sum())):
+        if column.name != PREDICTION and (n_missing := int(np.count_nonzero(missing))):
             self.schema[("missing", column.name)] += n_missing
-        if unseen is not None and (n_unseen := int(unseen.sum())):
+        if unseen is not None and (n_unseen := int(np.count_nonzero(unseen))):
             self.schema[("unseen", column.name)] += n_unseen
         slots = None  # the KS test's bins of the values, when the CUSUM can take them
+        bins = None  # test -> its bins, for the tests binning numbers by edges (found together)
         for test, detector in column.tests.items():
             if test == "missing_rate":
                 detector.update_many(missing)
@@ -299,9 +310,14 @@ class DataTests:
                 detector.update_many(unseen)
             elif test == "value_change":
                 detector.update_many(changed)
-            elif codes is None and test == "ks" and _same_slots(detector, column.tests.get("cusum")):
-                slots = detector.binning.index(values)  # binned once for both
-                detector.update_bins(slots)
+            elif codes is None and isinstance(getattr(detector, "binning", None), EDGE_BINNINGS):
+                if bins is None:
+                    edged = {t: d.binning for t, d in column.tests.items()
+                             if isinstance(getattr(d, "binning", None), EDGE_BINNINGS)}
+                    bins = dict(zip(edged, index_together(list(edged.values()), values)))
+                if test == "ks" and _same_slots(detector, column.tests.get("cusum")):
+                    slots = bins[test]  # the CUSUM's too
+                detector.update_bins(bins[test])
             elif test == "cusum" and slots is not None:
                 detector.update_slots(slots, missing)
             elif codes is None:
@@ -315,6 +331,8 @@ class DataTests:
 
     def _unknown(self, features: list[dict]) -> np.ndarray:
         known = self.known_names
+        if known.issuperset(set().union(*features)):  # the usual batch (all its names at once)
+            return np.zeros(len(features), dtype=bool)
         flags = ~np.fromiter(map(known.issuperset, features), dtype=bool, count=len(features))
         n = int(flags.sum())
         if n:
@@ -407,25 +425,6 @@ def calibrate_jobs_now(jobs, apply, compute=column_thresholds) -> int:
         except Exception as e:  # noqa: BLE001 - the test is left out, never the loop stopped
             apply(job, None, f"{type(e).__name__}: {e}")
     return len(jobs)
-
-
-def _feature_values(features: list[dict], names: list) -> dict:
-    """``name -> its value in each of features`` (a sequence of the events' length, None
-    where an event lacks it) for each of ``names``. The usual batch, every event with
-    every name, is read in one pass of C (``itemgetter``, then a transpose) instead of a
-    Python pass per name.
-
-    >>> _feature_values([{"a": 1, "b": "x"}, {"a": 2, "b": None}], ["a", "b"])
-    {'a': (1, 2), 'b': ('x', None)}
-    >>> _feature_values([{"a": 1}, {"a": 2, "b": "y"}], ["a", "b"])
-    {'a': [1, 2], 'b': [None, 'y']}
-    """
-    if len(names) > 1 and features:
-        try:
-            return dict(zip(names, zip(*map(operator.itemgetter(*names), features))))
-        except KeyError:  # an event without one of them: looked up name by name
-            pass
-    return {name: [f.get(name) for f in features] for name in names}
 
 
 def _same_slots(ks, cusum) -> bool:

@@ -254,7 +254,7 @@ class ModelPipeline:
             room = sample.size - sample.n
             head = events[:room]  # the batch may complete the reference: the rest goes to the tests
             sample.add_many([e.features for e in head], [e.prediction for e in head],
-                            [_score_value(e.score) for e in head], self.config.task)
+                            _score_values(head), self.config.task)
             completing = (head[-1].ts, offsets[len(head) - 1]) if head else None
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
@@ -267,7 +267,7 @@ class ModelPipeline:
         watched = watch.tests.columns  # the prediction and the score only if they are tested
         watch.tests.update_many([e.features for e in events],
                                 [e.prediction for e in events] if PREDICTION in watched else None,
-                                [_score_value(e.score) for e in events] if SCORE in watched else None)
+                                _score_values(events) if SCORE in watched else None)
         self._drain(watch)
 
     def _build(self) -> None:
@@ -321,14 +321,17 @@ class ModelPipeline:
         places = zip(*sources.get_many(ats)) if ats else iter(())
         for test, column, decisions in taken:
             for d, (ts, offset) in zip(decisions, places):
-                # _detail inlined (this runs once per test of every detector): a plain
-                # Decision, most of them, has no p-value to defer.
+                # _detail and _observation inlined (this runs once per test of every
+                # detector): a plain Decision, most of them, has no p-value to defer.
                 if type(d) is Decision or not getattr(d, "p_pending", False):
                     detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
                               "model_version": version}
                 else:
                     detail = LazyDetail(d, version)
-                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, detail))
+                o = _new(Observation)
+                o.__dict__.update(detector=test, feature=column, drift=d.drift, event_time=ts, offset=offset,
+                                  side="data", position=d.at, detail=detail)
+                found.append(o)
         found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
@@ -528,6 +531,18 @@ class LazyDetail(Mapping):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+def _score_values(events: list) -> list:
+    """:func:`_score_value` of each event's score; the scores as they are when every one is
+    a float or None (the usual batch: no call per event)."""
+    scores = [e.score for e in events]
+    if set(map(type, scores)) <= _FLOAT_OR_NONE:
+        return scores
+    return list(map(_score_value, scores))
+
+
+_FLOAT_OR_NONE = frozenset({float, type(None)})
 
 
 def _score_value(score):

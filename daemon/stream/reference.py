@@ -31,6 +31,7 @@ declared categorical (:func:`check` names the feature), never merged with its ne
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 
 import numpy as np
@@ -84,9 +85,29 @@ def check(name: str, value, kind: str | None) -> str | None:
     return None
 
 
+def feature_values(features: list[dict], names: list) -> dict:
+    """``name -> its value in each of features`` (a sequence of the events' length, None
+    where an event lacks it) for each of ``names``. The usual batch, every event with
+    every name, is read in one pass of C (``itemgetter``, then a transpose) instead of a
+    Python pass per name.
+
+    >>> feature_values([{"a": 1, "b": "x"}, {"a": 2, "b": None}], ["a", "b"])
+    {'a': (1, 2), 'b': ('x', None)}
+    >>> feature_values([{"a": 1}, {"a": 2, "b": "y"}], ["a", "b"])
+    {'a': [1, 2], 'b': [None, 'y']}
+    """
+    if len(names) > 1 and features:
+        try:
+            return dict(zip(names, zip(*map(operator.itemgetter(*names), features))))
+        except KeyError:  # an event without one of them: looked up name by name
+            pass
+    return {name: [f.get(name) for f in features] for name in names}
+
+
 #: Types of values :meth:`Column.add_many` takes by numpy: into numbers, into level codes.
 _NUMBERS = frozenset({int, float, type(None)})
 _LEVELS = frozenset({str, int, float, type(None)})
+_MISSING = frozenset({type(None)})
 
 
 class Column:
@@ -149,7 +170,9 @@ class Column:
         OverflowError: an int too large for a float); the column may then be partly updated."""
         kinds = set(map(type, values))
         if self.codes is None and kinds <= _NUMBERS:
-            x = np.array(values, dtype=np.float64)  # None -> NaN; ints rounded as float() does
+            # None -> NaN; ints rounded as float() does. (Nones alone, a model without
+            # scores: numpy converts them one by one, several times slower than this.)
+            x = np.full(len(values), math.nan) if kinds == _MISSING else np.array(values, dtype=np.float64)
             missing = np.isnan(x)
             n_missing = int(np.count_nonzero(missing))
             if n_missing:
@@ -223,16 +246,13 @@ class Column:
         None for missing (categorical)."""
         if self.kind == "numeric":
             return self.numbers.values()
-        names = list(self.levels)
-        out = []
-        numbers = None if self.numbers is None else self.numbers.values().tolist()
-        for i, code in enumerate(self.codes):
-            if code >= 0:
-                out.append(names[code])
-            elif numbers is not None and numbers[i] == numbers[i]:
-                out.append(level(numbers[i]))
-            else:
-                out.append(None)
+        # By numpy from the codes (the last entry, None, is code -1's) ...
+        codes = np.frombuffer(self.codes, dtype=self.codes.typecode)
+        out = np.array([*self.levels, None], dtype=object)[codes].tolist()
+        if self.numbers is not None:  # ... then the numbers' levels where they have no code
+            numbers = self.numbers.values()
+            for i in np.flatnonzero((codes < 0) & ~np.isnan(numbers)).tolist():
+                out[i] = level(float(numbers[i]))
         return out
 
     @property
@@ -323,8 +343,9 @@ class ReferenceSample:
         if head == len(features):
             return
         rest = features[head:] if head else features
-        for name, column in self._features.items():
-            column.add_many([f.get(name) for f in rest])  # absent: None, as add does
+        columns = self._features
+        for name, values in feature_values(rest, list(columns)).items():
+            columns[name].add_many(values)  # absent: None, as add does
         extra = self._extra
         if PREDICTION in extra:
             extra[PREDICTION].add_many(list(predictions[head:]))
