@@ -19,14 +19,15 @@ its share, so that both tools have something to find.
   before the clock starts).
 - **driftd**: one model's ``daemon.stream.pipeline.ModelPipeline`` at ``ModelConfig()``'s defaults
   but ``reference_size=50,000`` (the same first rows) and the column types declared
-  (``features:``; the prediction, constant here, ``ignore``), fed the 100,000 rows as prediction events in
-  batches of 500, its calibrations computed as soon as the reference is complete (see
-  ``bench/feeding.py``). Timed: feeding, building the tests from the reference and
-  calibrating them (the events are decoded before the clock starts, then kept out of the
-  garbage collector's full passes as a daemon's long-lived objects are; their decoding
-  rate is printed apart). Then a second model on the same rows in the same process: calibrations
-  are cached by then, the rate without calibration. Two configurations, each in fresh
-  processes:
+  (``features:``; the prediction, constant here, ``ignore``), fed the 100,000 rows as
+  prediction events in batches of 5,000 (the daemon's ``kafka.poll_max_records``: a backlog
+  such as this table is read in full polls), its calibrations computed as soon as the
+  reference is complete (see ``bench/feeding.py``). Timed: feeding, building the tests from
+  the reference and calibrating them (the events are decoded before the clock starts, then
+  kept out of the garbage collector's full passes as a daemon's long-lived objects are;
+  their decoding rate is printed apart). Then a second model on the same rows in the same
+  process: calibrations are cached by then, the rate without calibration. Three
+  configurations, each in fresh processes:
 
   - *univariate* (the comparison with NannyML's univariate calculator, the headline ratio):
     ``reconstruction: off``. NannyML's ``UnivariateDriftCalculator`` tests each column
@@ -35,6 +36,8 @@ its share, so that both tools have something to find.
     Every univariate test of the defaults stays on (for the numeric columns more than
     NannyML runs: PSI and KS and whatever else the defaults hold; the missing-value,
     unseen-level and unknown-feature rate tests).
+  - *univariate, polls of 500*: the same in batches of 500 events (a stream read as it
+    comes, in smaller polls: a cost per batch is paid ten times as often).
   - *defaults*: reconstruction on, as a model runs out of the box.
 
 Each tool runs in fresh processes (no cache carried between repetitions); the best of
@@ -64,7 +67,7 @@ import feeding  # noqa: E402
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-nannyml"
 NANNYML = ["nannyml==0.13.1", "statsmodels>=0.14", "pandas>=2.0,<3"]  # it imports statsmodels undeclared
-ROWS, REFERENCE, CHUNK, BATCH = 100_000, 50_000, 5_000, 500
+ROWS, REFERENCE, CHUNK = 100_000, 50_000, 5_000
 CHANGE = 75_000
 NUMERIC = [f"n{k}" for k in range(6)]
 CATEGORICAL = ["c0", "c1", "c2"]
@@ -152,14 +155,17 @@ def run_nannyml(python: Path, table: Path) -> dict:
 
 # -- driftd, in a fresh interpreter of its own -----------------------------------------------
 
-#: driftd's configurations: name -> ``reconstruction`` setting (see the module docs).
-CONFIGS = {"univariate": "off", "defaults": None}
+#: driftd's configurations (see the module docs): name -> (``reconstruction`` setting, events
+#: per batch). The daemon reads a backlog such as this table in polls of
+#: ``kafka.poll_max_records`` (5,000 by default); a stream that comes in slowly, in smaller ones.
+CONFIGS = {"univariate": ("off", 5000), "univariate, polls of 500": ("off", 500), "defaults": (None, 5000)}
 
 
-def driftd_child(table: Path, reconstruction: str | None = None) -> dict:
+def driftd_child(table: Path, reconstruction: str | None = None, batch: int = 5000) -> dict:
     """driftd's run in this process: ``first`` (calibrating) and ``cached`` (a second
     model, calibrations cached), each with wall and CPU seconds, CPU by phase, detections
-    by test and the tests. ``reconstruction``: the model's setting (None: the default)."""
+    by test and the tests. ``reconstruction``: the model's setting (None: the default);
+    ``batch``: events per batch (a poll of the daemon)."""
     from daemon.config import from_dict
     from daemon.runtime import blas
 
@@ -186,8 +192,8 @@ def driftd_child(table: Path, reconstruction: str | None = None) -> dict:
         fed = feeding.Fed(MODEL, config)
         detections = []
         wall, cpu = time.perf_counter(), time.process_time()
-        for i in range(0, ROWS, BATCH):
-            detections += fed.feed(events[i:i + BATCH])
+        for i in range(0, ROWS, batch):
+            detections += fed.feed(events[i:i + batch])
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         alerts = {}
         for d in detections:
@@ -197,8 +203,8 @@ def driftd_child(table: Path, reconstruction: str | None = None) -> dict:
     return out
 
 
-def run_driftd(table: Path, reconstruction: str | None = None) -> dict:
-    extra = ["--reconstruction", reconstruction] if reconstruction is not None else []
+def run_driftd(table: Path, reconstruction: str | None = None, batch: int = 5000) -> dict:
+    extra = ["--batch", str(batch)] + (["--reconstruction", reconstruction] if reconstruction is not None else [])
     done = subprocess.run([sys.executable, __file__, "--driftd-child", str(table), *extra], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"driftd run failed:\n{done.stderr[-3000:]}")
@@ -220,9 +226,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, help="fresh processes per tool, best kept (default 3; --quick 1)")
     p.add_argument("--driftd-child", metavar="TABLE", help=argparse.SUPPRESS)
     p.add_argument("--reconstruction", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=5000, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.driftd_child:
-        print(json.dumps(driftd_child(Path(opts.driftd_child), opts.reconstruction)))
+        print(json.dumps(driftd_child(Path(opts.driftd_child), opts.reconstruction, opts.batch)))
         return 0
     repeats = opts.repeats or (1 if opts.quick else 3)
     print("driftd against NannyML's UnivariateDriftCalculator, same table, same run")
@@ -238,8 +245,8 @@ def main(argv=None) -> int:
         nml_runs, drift_runs = [], {name: [] for name in CONFIGS}
         for _ in range(repeats):  # interleaved, so that a busy spell hits all alike
             nml_runs.append(run_nannyml(python, table))
-            for name, reconstruction in CONFIGS.items():
-                drift_runs[name].append(run_driftd(table, reconstruction))
+            for name, (reconstruction, batch) in CONFIGS.items():
+                drift_runs[name].append(run_driftd(table, reconstruction, batch))
     nml = min(nml_runs, key=lambda r: r["wall"])
     rate = lambda r: ROWS / r["wall"]  # noqa: E731
 
@@ -253,8 +260,10 @@ def main(argv=None) -> int:
         first = min((r["first"] for r in runs), key=lambda r: r["wall"])
         cached = min((r["cached"] for r in runs), key=lambda r: r["wall"])
         decode = min(r["decode_wall"] for r in runs)
-        setting = "reconstruction off" if CONFIGS[name] == "off" else "reconstruction on"
-        print(f"driftd, {name} ({setting}), reference_size {REFERENCE:,}, types declared; tests {first['tests']}")
+        reconstruction, batch = CONFIGS[name]
+        setting = "reconstruction off" if reconstruction == "off" else "reconstruction on"
+        print(f"driftd, {name} ({setting}, batches of {batch:,} events), reference_size {REFERENCE:,}, types declared; "
+              f"tests {first['tests']}")
         print(f"  including building and calibration: {first['wall']:.2f} s wall, {first['cpu']:.2f} s CPU = "
               f"{rate(first):,.0f} rows/s; CPU by phase: {phases(first)}; "
               f"all runs {[round(r['first']['wall'], 2) for r in runs]} s")
