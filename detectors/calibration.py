@@ -21,8 +21,9 @@ so this is exactly their null even on a stream that keeps bringing new rare leve
 continuous data this is the exact null of quantile bins, whose probabilities are spacings
 of uniform order statistics, Dirichlet-distributed with the reference counts. Each run
 then draws its stream's bin counts chunk by chunk (``gcd(window, stride)`` values each),
-gets every window's counts from cumulative sums, and the statistics of consecutive tests
-give the up-crossings of each level: an entry into drift at that threshold.
+gets every window's counts from cumulative sums (:mod:`detectors.streams` draws the
+streams), and the statistics of consecutive tests give the up-crossings of each level:
+an entry into drift at that threshold.
 
 The threshold is the lowest level crossed no more often than once every ``ert`` values
 (:func:`level_for_rate`). When ``ert`` is too long for the ``N_TESTS`` simulated tests to
@@ -48,14 +49,14 @@ seeded by ``NullModel.seed``) and thread-safe.
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
-import math
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
+
+from .streams import RUN_TESTS, stream_windows
 
 #: Simulated tests per calibration.
 N_TESTS = 10_000
@@ -65,17 +66,8 @@ MIN_CROSSINGS = 15
 FIT_SPAN = 100
 #: The warning threshold is the one for a run length this many times shorter.
 WARNING_FACTOR = 10
-#: Tests per simulated run; each run draws its own stream probabilities, and that luck
-#: dominates the false-alarm rate, so many short runs beat few long ones.
-RUN_TESTS = 50
 #: Pseudo-count per bin of the prior (Jeffreys).
 PRIOR = 0.5
-#: Simulated cells per batch of random draws: the batches fix the order in which the
-#: draws are taken, so this is part of the simulation (changing it changes thresholds).
-_BATCH_CELLS = 1_500_000
-#: Cells worked on at once within a batch: a few hundred kB, so that the passes over them
-#: (counts, cumulative sums, statistics) run in cache. Speed only: the draws are the same.
-_WORK_CELLS = 60_000
 #: Window counts kept for one call of a statistic, at most (8 B each).
 _KEPT_CELLS = 500_000
 #: Window counts given to a statistic per call, at most, when they are kept: its float
@@ -284,7 +276,9 @@ def simulate(null_model: NullModel, n_tests: int):
     for windows in stream_windows(alpha, null_model.window, null_model.stride, n_runs,
                                   np.random.default_rng([int(null_model.seed), VERSION])):
         if kept is None:
-            parts.append(kind.batch_statistic(reference, windows, params))
+            # The statistics take int64 counts (narrower ones could change their floats'
+            # types under older numpy promotion rules).
+            parts.append(kind.batch_statistic(reference, windows.astype(np.int64), params))
         else:
             kept[done:done + windows.shape[0]] = windows
         done += windows.shape[0]
@@ -295,141 +289,6 @@ def simulate(null_model: NullModel, n_tests: int):
     previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
     rising = following > previous
     return previous[rising], following[rising], n_runs * (RUN_TESTS - 1) * null_model.stride, float(stats.max())
-
-
-def stream_windows(alpha: np.ndarray, window: int, stride: int, n_runs: int, rng):
-    """The windows' counts per bin of ``n_runs`` simulated stationary streams, a few runs
-    at a time: int64 arrays of shape (runs, RUN_TESTS, bins), each overwritten by the next
-    (use one before asking for the next). Each run draws its bin probabilities from
-    Dirichlet(``alpha``), then its values chunk by chunk."""
-    window, stride = int(window), int(stride)
-    chunk = math.gcd(window, stride)
-    span, step = window // chunk, stride // chunk
-    n_chunks = span + step * (RUN_TESTS - 1)
-    cells = alpha.size
-    batch = max(1, min(n_runs, _BATCH_CELLS // (n_chunks * cells)))
-    work = max(1, min(batch, _WORK_CELLS // (n_chunks * cells)))
-    by_value = None if 3 * cells <= chunk else _ByValue(work, n_chunks, chunk, cells)
-    # Running counts over the chunks (the first row stays 0) and the windows: the same
-    # memory for every part. Fresh arrays of this size would cost a page fault every few
-    # kB each time (glibc maps large blocks anew), as much as the arithmetic on them.
-    cum_buffer = np.zeros((n_chunks + 1, work, cells), dtype=np.int64)
-    window_buffer = np.empty((work, RUN_TESTS, cells), dtype=np.int64)
-    for first in range(0, n_runs, batch):
-        runs = min(batch, n_runs - first)
-        p = rng.standard_gamma(alpha, size=(runs, cells))
-        p /= p.sum(axis=1, keepdims=True)
-        for part in range(0, runs, work):
-            # Runs draw their values one after the other, so drawing a batch's runs a few
-            # at a time takes the same numbers from rng.
-            if by_value is None:
-                counts = _draw_by_bin(rng, p[part:part + work], n_chunks, chunk)
-            else:
-                counts = by_value(rng, p[part:part + work])
-            some = counts.shape[1]
-            cum, windows = cum_buffer[:, :some], window_buffer[:some]
-            if counts[0].size >= 64:
-                # numpy accumulates along a leading axis element by element; a slab at a
-                # time is several times faster.
-                for c in range(n_chunks):
-                    np.add(cum[c], counts[c], out=cum[c + 1])
-            else:
-                np.cumsum(counts, axis=0, out=cum[1:])
-            # Test t's window is chunks [t * step, t * step + span).
-            np.subtract(cum[span:span + step * RUN_TESTS:step].transpose(1, 0, 2),
-                        cum[:step * RUN_TESTS:step].transpose(1, 0, 2), out=windows)
-            yield windows
-
-
-def _draw_by_bin(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
-    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``),
-    shape (n_chunks, runs, bins): one multinomial draw per chunk (cheap when bins are few)."""
-    return rng.multinomial(chunk, p[:, None, :], size=(p.shape[0], n_chunks)).transpose(1, 0, 2)
-
-
-class _ByValue:
-    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``, at
-    most ``runs``), shape (n_chunks, runs, bins), each value's bin drawn by inversion with
-    a guide table (cheap when bins are many): a value's bin is found from the bucket of
-    its uniform, then the few steps to the bin whose cumulative probability passes it.
-    The arrays, a value or a count each, are kept from call to call: fresh ones would cost
-    a page fault every few kB (glibc maps large blocks anew, always so under the daemon's
-    fixed mmap threshold, ``daemon/runtime/allocator.py``)."""
-
-    def __init__(self, runs: int, n_chunks: int, chunk: int, cells: int):
-        self.n_chunks, self.chunk = n_chunks, chunk
-        n = runs * n_chunks * chunk
-        self.u = np.empty(n)
-        self.scaled = np.empty(n)
-        self.slot = np.empty(n, dtype=np.intp)
-        self.found = np.empty(n, dtype=np.intp)
-        self.behind = np.empty(n, dtype=bool)
-        self.counts = np.empty(n_chunks * runs * cells, dtype=np.int64)
-
-    def __call__(self, rng, p: np.ndarray) -> np.ndarray:
-        runs, cells = p.shape
-        n = runs * self.n_chunks * self.chunk
-        cdf = np.cumsum(p, axis=1)
-        cdf /= cdf[:, -1:]
-        buckets = 4 * cells
-        # guide[run, j]: the first bin (numbered across runs) whose cdf passes j / buckets,
-        # i.e. how many bins of the run have cdf <= j / buckets; counted for all runs at
-        # once from the first j at or above each cdf (the comparisons of a search per run).
-        first_j = np.searchsorted(np.arange(buckets) / buckets, cdf, side="left")
-        first_j += (np.arange(runs) * (buckets + 1))[:, None]
-        guide = np.bincount(first_j.ravel(), minlength=runs * (buckets + 1)).reshape(runs, buckets + 1)
-        guide = np.cumsum(guide[:, :buckets], axis=1)
-        guide += (np.arange(runs) * cells)[:, None]
-        u, scaled, slot, found = self.u[:n], self.scaled[:n], self.slot[:n], self.found[:n]
-        rng.random(out=u)  # the numbers of rng.random((runs, values per run))
-        # The bucket: the integer part of u * buckets (the cast truncates), then per run.
-        np.multiply(u, buckets, out=scaled)
-        np.copyto(slot, scaled, casting="unsafe")
-        slot += _run_offsets(runs, n // runs, buckets)
-        # mode="clip" (the indices are in range): "raise" would copy through a fresh array.
-        np.take(guide.ravel(), slot, out=found, mode="clip")
-        flat_cdf = cdf.ravel()
-        passed = np.less_equal(np.take(flat_cdf, found, out=scaled, mode="clip"), u, out=self.behind[:n])
-        behind = np.flatnonzero(passed)
-        while behind.size:
-            found[behind] += 1
-            behind = behind[flat_cdf[found[behind]] <= u[behind]]
-        # From run * cells + bin to (chunk * runs + run) * cells + bin, then counted.
-        found += _chunk_offsets(runs, self.n_chunks, self.chunk, cells)
-        counts = self.counts[:self.n_chunks * runs * cells]
-        counts.fill(0)
-        np.add.at(counts, found, 1)
-        return counts.reshape(self.n_chunks, runs, cells)
-
-
-def _draw_by_value(rng, p: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
-    """Counts per bin of ``n_chunks`` chunks of ``chunk`` values per run (rows of ``p``),
-    shape (n_chunks, runs, bins), drawn value by value (:class:`_ByValue`)."""
-    return _ByValue(p.shape[0], n_chunks, chunk, p.shape[1])(rng, p).copy()
-
-
-@functools.lru_cache(maxsize=16)
-def _run_offsets(runs: int, per_run: int, step: int) -> np.ndarray:
-    """``run * step`` for each of ``per_run`` values of ``runs`` runs (flat, read-only)."""
-    offsets = np.repeat(np.arange(runs) * step, per_run)
-    offsets.flags.writeable = False
-    return offsets
-
-
-@functools.lru_cache(maxsize=16)
-def _chunk_offsets(runs: int, n_chunks: int, chunk: int, cells: int) -> np.ndarray:
-    """Per value of ``runs`` runs of ``n_chunks`` chunks of ``chunk`` values (flat, in run
-    order, read-only): its chunk times runs * cells, the step from the value's index
-    run * cells + bin to (chunk * runs + run) * cells + bin."""
-    offsets = np.tile(np.repeat(np.arange(n_chunks) * (runs * cells), chunk), runs)
-    offsets.flags.writeable = False
-    return offsets
-
-
-def _crossings(starts: np.ndarray, ends: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """How many rising pairs cross each level: start <= level < end."""
-    s, e = np.sort(starts), np.sort(ends)
-    return np.searchsorted(s, levels, side="right") - np.searchsorted(e, levels, side="right")
 
 
 def level_for_rate(starts, ends, n_values: int, rate: float, tail_power: float,
@@ -458,8 +317,13 @@ def crossing_curve(starts, ends) -> tuple[np.ndarray, np.ndarray]:
     starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
     if ends.size == 0:
         raise ValueError("calibration: the statistic never varied under the null; nothing to test")
-    levels = np.unique(ends)
-    counts = _crossings(starts, ends, levels)
+    # Each level (a distinct end) is crossed by the pairs with start <= level < end: the
+    # starts at or below it less the ends at or below it, read from the sorted ends (the
+    # first of each run of equal ends, as np.unique keeps it, and where the next begins).
+    e = np.sort(ends)
+    first = np.flatnonzero(np.concatenate(([True], e[1:] != e[:-1])))
+    levels = e[first]
+    counts = np.searchsorted(np.sort(starts), levels, side="right") - np.append(first[1:], e.size)
     # Crossings are rare at low levels too (the statistic stays above them): only the
     # upper tail, above the busiest level, is the false-alarm curve.
     peak = int(np.argmax(counts))

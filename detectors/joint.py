@@ -40,15 +40,20 @@ bound).
 from __future__ import annotations
 
 import hashlib
+import math
+import threading
 
 import numpy as np
 
-from . import calibration
+from . import calibration, streams
 
 #: Union entries a measure of the overlap factor needs.
 UNION_CROSSINGS = 60
 #: Bisection steps on the per-test rate when the union's rate is observable.
 _STEPS = 30
+#: Largest table of KS gaps (bins + 1 times window + 1 floats, 8 B each), kept by each
+#: calibrating thread.
+_TABLE_CELLS = 1 << 19
 
 
 def sharing_groups(null_models) -> list[list[int]]:
@@ -116,7 +121,9 @@ class _Gather:
         tests, bins), zero in the bins left empty)."""
         sums = out if self.out_bins == self.filled.size else np.empty(out.shape[:-1] + self.filled.shape, out.dtype)
         if self.reduce:
-            np.add.reduceat(windows, self.starts, axis=-1, out=sums)
+            # Summed in the windows' type (the sums fit: at most a window): in another,
+            # numpy casts element by element.
+            np.add.reduceat(windows, self.starts, axis=-1, dtype=windows.dtype, out=sums)
         else:
             sums[...] = windows[..., self.starts]
             for k in range(1, int(self.lengths.max())):
@@ -152,12 +159,18 @@ class _KSFromRunningCounts:
     :mod:`detectors.ks`), from the windows' running counts over the atoms: the KS bins
     end at atoms, so its window CDF is the running count at each bin's last atom over the
     window's size. Cheaper than counts per bin: no gathering of bins that are mostly
-    single atoms, and every window of the simulation holds ``window`` values, so
-    ``count / window`` is read from a table of its ``window + 1`` values (the quotients
-    ``KS.batch_statistic`` computes). Empty bins are left out (they repeat their
-    predecessor's gap, or add a zero one), as ``IGNORES_EMPTY_BINS`` says."""
+    single atoms. Every window of the simulation holds ``window`` values, so each gap
+    ``|reference CDF - count / window|`` is read from a table of the gaps of every bin
+    and count (the floats ``KS.batch_statistic`` computes), with a row of zeros for the
+    atoms within a bin (a gap of 0 never raises the maximum of the others): the running
+    counts, each plus its atom's row offset, index it in one take. Without the table
+    (beyond ``_TABLE_CELLS``, or windows of other sizes) the quotients ``count / window``
+    are read from a table of their ``window + 1`` values. Empty bins are left out (they
+    repeat their predecessor's gap, or add a zero one), as ``IGNORES_EMPTY_BINS`` says.
+    ``slot`` names the thread's scratch memory the instance uses: distinct for instances
+    used together."""
 
-    def __init__(self, reference: np.ndarray, end: np.ndarray, n_atoms: int, window: int):
+    def __init__(self, reference: np.ndarray, end: np.ndarray, n_atoms: int, window: int, slot: int = 0):
         filled = np.flatnonzero(end[1:] > end[:-1])
         kept = reference[filled]
         self.reference_cdf = np.cumsum(kept) / kept.sum()
@@ -165,21 +178,38 @@ class _KSFromRunningCounts:
         self.all_atoms = self.last.size == n_atoms
         self.window = int(window)
         self.shares = np.arange(self.window + 1) / self.window
-        self._buffers: dict = {}
+        self.slot = slot
         self.stats: list = []
+        self.table = None
+        width = self.window + 1
+        if (self.last.size + 1) * width <= _TABLE_CELLS:
+            table = _scratch(f"ks table {slot}", ((self.last.size + 1) * width,), np.float64)
+            gaps = table[:-width].reshape(self.last.size, width)
+            np.subtract(self.reference_cdf[:, None], self.shares, out=gaps)
+            np.abs(gaps, out=gaps)
+            table[-width:] = 0.0
+            self.table = table
+            row = np.full(n_atoms, self.last.size)
+            row[self.last] = np.arange(self.last.size)
+            offsets = row * width
+            # Added to each atom's count before the running sum, which then carries them.
+            self.steps = np.diff(offsets, prepend=0).astype(np.intp)
+            self.full = self.window + int(offsets[-1])  # the last atom's: the window's size
 
     def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        # The same memory for every part of the simulation: fresh arrays this large cost
-        # page faults (see calibration.stream_windows).
-        found = self._buffers.get(name)
-        if found is None or found.shape != shape:
-            found = self._buffers[name] = np.empty(shape, dtype=dtype)
-        return found
+        return _scratch(f"ks {name} {self.slot}", shape, dtype)
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        running = np.cumsum(windows, axis=-1, out=self._buffer("running", windows.shape, windows.dtype))
+        if self.table is not None:
+            at = np.add(windows, self.steps, out=self._buffer("at", windows.shape, np.intp))
+            np.cumsum(at, axis=-1, out=at)
+            if np.all(at[..., -1] == self.full):
+                gaps = np.take(self.table, at, out=self._buffer("gaps", windows.shape, np.float64), mode="clip")
+                return gaps.max(axis=-1)
+        # Indices of the platform's type: numpy's take casts others element by element.
+        running = np.cumsum(windows, axis=-1, dtype=np.intp, out=self._buffer("running", windows.shape, np.intp))
         if not self.all_atoms:
-            taken = self._buffer("taken", windows.shape[:-1] + self.last.shape, windows.dtype)
+            taken = self._buffer("taken", windows.shape[:-1] + self.last.shape, np.intp)
             running = np.take(running, self.last, axis=-1, out=taken, mode="clip")
         sizes = running[..., -1:]
         gaps = self._buffer("gaps", running.shape, np.float64)
@@ -198,11 +228,31 @@ class _KSFromRunningCounts:
         return np.concatenate(self.stats)
 
 
-def _statistic(kind, reference: np.ndarray, end: np.ndarray, n_atoms: int, params: dict, window: int, n_runs: int):
+_scratches = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, in memory this thread
+    keeps for ``name`` from one simulation to the next (grown when too small): the same
+    memory for every part of the simulation and every column, as fresh arrays this large
+    cost a page fault every 4 kB (see :func:`detectors.streams.stream_windows`). At most
+    a few MB (the gap table: ``_TABLE_CELLS`` floats)."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    found = getattr(_scratches, name, None)
+    if found is None or found.size < size:
+        found = np.empty(size, dtype=np.uint8)
+        setattr(_scratches, name, found)
+    return found[:size].view(dtype).reshape(shape)
+
+
+def _statistic(kind, reference: np.ndarray, end: np.ndarray, n_atoms: int, params: dict, window: int, n_runs: int,
+               slot: int = 0):
     """One model's statistic per window, from windows' counts per atom given part by part
-    (``add(windows)``, then ``result()``: shape (runs, tests))."""
+    (``add(windows)``, then ``result()``: shape (runs, tests)); ``slot``: its place among
+    the statistics computed together."""
     if kind.KIND == "ks":
-        return _KSFromRunningCounts(reference, end, n_atoms, window)
+        return _KSFromRunningCounts(reference, end, n_atoms, window, slot)
     return _Gather(kind, reference, end, n_atoms, params, n_runs)
 
 
@@ -225,9 +275,9 @@ def joint_simulation(null_models, n_tests: int):
     seed = int(joint_key(null_models)[:16], 16)
     rng = np.random.default_rng([seed, calibration.VERSION])
     alpha = atoms + calibration.PRIOR
-    statistics = [_statistic(kind, reference, end, atoms.size, param, first.window, n_runs)
-                  for kind, reference, end, param in zip(kinds, references, ends, params)]
-    for windows in calibration.stream_windows(alpha, first.window, first.stride, n_runs, rng):
+    statistics = [_statistic(kind, reference, end, atoms.size, param, first.window, n_runs, slot)
+                  for slot, (kind, reference, end, param) in enumerate(zip(kinds, references, ends, params))]
+    for windows in streams.stream_windows(alpha, first.window, first.stride, n_runs, rng):
         for statistic in statistics:
             statistic.add(windows)
     n_values = n_runs * (calibration.RUN_TESTS - 1) * int(first.stride)
@@ -289,23 +339,34 @@ def union_levels(null_models, stats, n_values: int, rates) -> list[list[float]]:
     def levels_at(r: float) -> list[float]:
         return [tail.level(r) for tail in tails]
 
+    # Neighbouring rates of a search often give the same levels: each set is counted once.
+    counted: dict = {}
+
+    def entries_at(levels: list[float]) -> int:
+        key = tuple(levels)
+        if key not in counted:
+            counted[key] = _entries(stats, levels)
+        return counted[key]
+
     def largest_rate(top: float, entries: float) -> float:
         """The largest per-test rate in [top / g, top] whose union stays within ``entries``."""
         low, high = np.log(top / g), np.log(top)
         for _ in range(_STEPS):
             middle = (low + high) / 2
-            low, high = (middle, high) if _entries(stats, levels_at(np.exp(middle))) <= entries else (low, middle)
+            low, high = (middle, high) if entries_at(levels_at(np.exp(middle))) <= entries else (low, middle)
         return float(np.exp(low))
 
     g = len(null_models)
     out = []
+    overlap = None  # q, the same for every rate: measured once
     for rate in rates:
         wanted = rate * n_values
         if wanted >= UNION_CROSSINGS:
             out.append(levels_at(largest_rate(rate, wanted)))
             continue
         # The overlap factor where the union is seen UNION_CROSSINGS times, then r = rate / q.
-        r0 = largest_rate(UNION_CROSSINGS / n_values, UNION_CROSSINGS)
-        q = min(max(_entries(stats, levels_at(r0)) / (r0 * n_values), 1.0), float(g))
-        out.append(levels_at(rate / q))
+        if overlap is None:
+            r0 = largest_rate(UNION_CROSSINGS / n_values, UNION_CROSSINGS)
+            overlap = min(max(entries_at(levels_at(r0)) / (r0 * n_values), 1.0), float(g))
+        out.append(levels_at(rate / overlap))
     return [list(levels) for levels in zip(*out)]

@@ -153,6 +153,19 @@ def test_level_for_rate_reads_the_observed_rate_and_extrapolates_the_tail():
         calibration.level_for_rate([], [], 100, 0.01, 1)
 
 
+def test_crossing_curve_counts_the_pairs_across_each_level():
+    # Tied statistics, as windows' counts give them: each distinct end is a level, crossed
+    # by the pairs with start <= level < end; the curve is its tail from the busiest level.
+    rng = np.random.default_rng(9)
+    starts = np.round(rng.exponential(size=3000), 1)
+    ends = starts + np.round(rng.exponential(size=3000), 1) + 0.1
+    levels, counts = calibration.crossing_curve(starts, ends)
+    distinct = np.unique(ends)
+    plain = np.array([np.count_nonzero((starts <= level) & (level < ends)) for level in distinct])
+    peak = int(np.argmax(plain))
+    assert np.array_equal(levels, distinct[peak:]) and np.array_equal(counts, plain[peak:])
+
+
 def test_union_of_a_columns_tests_spends_the_budget_rate_tests_leave():
     rng = np.random.default_rng(8)
     ref = rng.normal(size=5000)
@@ -228,50 +241,21 @@ def test_joint_calibration_is_the_same_in_any_thread():
     assert there == [here]
 
 
-def _reference_windows(alpha, window: int, stride: int, n_runs: int, seed: int) -> np.ndarray:
-    """stream_windows written plainly (a search per value, a count per chunk, windows as
-    sums of chunks), for runs drawn value by value: what the fast path must give."""
-    import math
-
-    rng = np.random.default_rng(seed)
-    chunk = math.gcd(window, stride)
-    n_chunks = (window + stride * (calibration.RUN_TESTS - 1)) // chunk
-    batch = max(1, min(n_runs, calibration._BATCH_CELLS // (n_chunks * alpha.size)))
-    out = []
-    for first in range(0, n_runs, batch):
-        runs = min(batch, n_runs - first)
-        p = rng.standard_gamma(alpha, size=(runs, alpha.size))
-        p /= p.sum(axis=1, keepdims=True)
-        u = rng.random((runs, n_chunks * chunk))
-        for run in range(runs):
-            cdf = np.cumsum(p[run])
-            cdf /= cdf[-1]
-            bins = np.searchsorted(cdf, u[run], side="right")
-            chunks = np.array([np.bincount(c, minlength=alpha.size) for c in bins.reshape(n_chunks, chunk)])
-            starts = np.arange(calibration.RUN_TESTS) * (stride // chunk)
-            out.append([chunks[s:s + window // chunk].sum(axis=0) for s in starts])
-    return np.array(out)
-
-
-@pytest.mark.parametrize("cells, window, stride", [(257, 1000, 100), (40, 300, 70)])
-def test_stream_windows_draws_what_a_search_per_value_draws(cells, window, stride):
-    alpha = np.random.default_rng(cells).integers(0, 40, cells) + 0.5
-    # Each array is overwritten by the next: copied as it comes.
-    fast = np.concatenate([w.copy() for w in calibration.stream_windows(alpha, window, stride, 30,
-                                                                         np.random.default_rng(4))])
-    assert np.array_equal(fast, _reference_windows(alpha, window, stride, 30, seed=4))
-
-
 @pytest.mark.parametrize("kept", [True, False])
-def test_joint_statistics_are_the_kinds_own_floats(kept, monkeypatch):
-    """The joint simulation's KS from running counts, and the counts per bin it gives
-    PSI (laid out bins outermost, kept for one call or not), yield exactly the floats of
-    the kinds' batch_statistic on the bins' counts: the thresholds do not depend on the
-    fast path."""
+@pytest.mark.parametrize("table", [True, False])
+@pytest.mark.parametrize("dtype", [np.int16, np.int64])
+def test_joint_statistics_are_the_kinds_own_floats(kept, table, dtype, monkeypatch):
+    """The joint simulation's KS from running counts (with its table of gaps or without),
+    and the counts per bin it gives PSI (laid out bins outermost, kept for one call or
+    not), yield exactly the floats of the kinds' batch_statistic on the bins' counts, from
+    windows of the narrow integer type the streams give or of int64: the thresholds do
+    not depend on the fast path."""
     from detectors import joint
 
     if not kept:
         monkeypatch.setattr(calibration, "_KEPT_CELLS", 0)
+    if not table:
+        monkeypatch.setattr(joint, "_TABLE_CELLS", 0)
 
     rng = np.random.default_rng(8)
     ref = np.round(rng.normal(size=3000), 2)
@@ -280,6 +264,7 @@ def test_joint_statistics_are_the_kinds_own_floats(kept, monkeypatch):
     atoms = joint.joint_atoms(models)
     bounds = np.cumsum(atoms)
     windows = rng.multinomial(200, atoms / atoms.sum(), size=(3, calibration.RUN_TESTS))
+    narrow = windows.astype(dtype)
     cum = np.concatenate([np.zeros(windows.shape[:-1] + (1,), dtype=np.int64), np.cumsum(windows, axis=-1)], axis=-1)
     for model in models:
         kind = calibration.KINDS[model.kind]
@@ -289,6 +274,6 @@ def test_joint_statistics_are_the_kinds_own_floats(kept, monkeypatch):
         reference = np.asarray(model.counts, dtype=np.int64)
         expected = kind.batch_statistic(reference, counts, dict(model.params))
         statistic = joint._statistic(kind, reference, end, atoms.size, dict(model.params), model.window, 3)
-        statistic.add(windows[:2])  # given in parts, as stream_windows gives them
-        statistic.add(windows[2:])
+        statistic.add(narrow[:2])  # given in parts, as stream_windows gives them
+        statistic.add(narrow[2:])
         assert np.array_equal(statistic.result(), expected), model.kind

@@ -181,6 +181,35 @@ def test_thresholds_grow_with_the_run_length_and_a_constant_has_no_cusum():
         CUSUM([3.0] * 100, window=50, stride=10, threshold=1.0)
 
 
+def test_log_arl_is_the_corrected_diffusion_formula_on_every_branch():
+    # Siegmund's log ARL written plainly, every branch on every draw: the calibration's,
+    # which computes each branch on the draws it serves, gives the same floats.
+    from detectors.cusum import _LogARL
+
+    def plain(h, t, mean, sd):
+        b = h + 2 * OVERSHOOT * sd
+        x = t * b
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            numerator = np.where(np.abs(x) < 1e-4, x * x / 2 * (1 + x / 3), np.expm1(np.minimum(x, 700)) - x)
+            log_num = np.where(x > 50, x + np.log1p(-(x + 1) * np.exp(-np.minimum(x, 700))), np.log(numerator))
+            out = log_num - np.log(t * -mean)
+            out = np.where(~np.isfinite(out) & np.isfinite(t), np.log(b * b / sd ** 2), out)
+        return np.where(np.isnan(t), np.inf, out)
+
+    rng = np.random.default_rng(11)
+    n = 400
+    # Drifts of both signs and sizes (x near 0, moderate, beyond 50), walks that never
+    # rise (t NaN) and walks without drift (mean 0).
+    t = rng.normal(0.5, 0.5, n) * rng.choice([1e-6, 1.0, 10.0, 100.0], n)
+    t[rng.random(n) < 0.05] = np.nan
+    mean = -np.sign(t) * rng.uniform(1e-9, 1, n)
+    mean[rng.random(n) < 0.05] = 0.0
+    sd = rng.uniform(0.01, 3, n)
+    log_arl = _LogARL(t, mean, sd)
+    for h in (0.0, 1e-7, 0.5, 7.3, 64.0, 1e5):
+        assert np.array_equal(log_arl(h), plain(h, t, mean, sd), equal_nan=True)
+
+
 def model_tests(config: ModelConfig) -> DataTests:
     sample = ReferenceSample(size=500, declared={}, max_features=10)
     rng = np.random.default_rng(2)
