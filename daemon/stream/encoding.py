@@ -142,11 +142,7 @@ def encode(features: list, encoding: tuple, columns: dict | None = None) -> np.n
             out[:, k] = found
             k += 1
             continue
-        missing = np.fromiter((v is None for v in found), dtype=bool, count=n)
-        for lv in levels:
-            out[:, k] = np.fromiter((v == lv for v in found), dtype=np.float64, count=n)
-            out[missing, k] = np.nan
-            k += 1
+        k = _indicators(out, k, found, levels)
     return out
 
 
@@ -180,10 +176,18 @@ def encode_events(features: list, encoding: tuple, raws: dict | None = None) -> 
                 out[:, k] = [v if type(v) is float or type(v) is int else nan for v in raw]
             k += 1
             continue
-        codes, found = level_codes(raw)
-        missing = np.array([v is None for v in found], dtype=bool)[codes]
-        for lv in levels:
-            out[:, k] = np.array([v == lv for v in found], dtype=np.float64)[codes]
-            out[missing, k] = nan
-            k += 1
+        k = _indicators(out, k, raw, levels)
     return out
+
+
+def _indicators(out: np.ndarray, k: int, raw, levels: tuple) -> int:
+    """Write a categorical feature's indicator columns, one per level of ``levels``, into
+    ``out[:, k:]`` from its values ``raw`` (NaN where missing), compared per distinct
+    value (:func:`level_codes`), not per value; the next free column."""
+    codes, found = level_codes(raw)
+    missing = np.array([v is None for v in found], dtype=bool)[codes]
+    for lv in levels:
+        out[:, k] = np.array([v == lv for v in found], dtype=np.float64)[codes]
+        out[missing, k] = np.nan
+        k += 1
+    return k
