@@ -280,10 +280,11 @@ class ModelPipeline:
         for column in sample.columns():
             found = column.mostly_numbers()
             if found is not None:
-                log.warning("model %s: feature %s is tested as categorical: %.1f%% of its reference values are numbers, "
-                            "the others strings (%s); declare it numeric under features: to test its numbers (a "
-                            "string is then a wrong_type dead letter), or categorical to keep this",
-                            self.name, column.name, 100 * found[0], ", ".join(repr(v) for v in found[1]),
+                numbers, present, strings = found
+                log.warning("model %s: feature %s is tested as categorical: %s of its %s present reference values "
+                            "are numbers, the others strings (%s); declare it numeric under features: to test its "
+                            "numbers (a string is then a wrong_type dead letter), or categorical to keep this",
+                            self.name, column.name, f"{numbers:,}", f"{present:,}", ", ".join(repr(v) for v in strings),
                             extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
         nbytes = sum(column.nbytes for column in sample.columns())

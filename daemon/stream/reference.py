@@ -221,11 +221,11 @@ class Column:
             return self.declared
         return "categorical" if self.codes is not None else "numeric"
 
-    def mostly_numbers(self) -> tuple[float, list] | None:
+    def mostly_numbers(self) -> tuple[int, int, list] | None:
         """For a column typed categorical by its values (not declared) whose present
-        values are mostly numbers: (their share, up to 3 of its other levels), the case of
-        a numeric feature with a few stray strings ("n/a"), which types it categorical;
-        else None."""
+        values are mostly numbers: (how many are numbers, how many are present, up to 3 of
+        its other levels), the case of a numeric feature with a few stray strings ("n/a"),
+        which types it categorical; else None."""
         if self.declared is not None or self.codes is None or self.numbers is None:
             return None
         codes = np.frombuffer(self.codes, dtype=self.codes.typecode)
@@ -233,7 +233,7 @@ class Column:
         numbers = len(codes) - self.n_missing - strings
         if numbers <= strings:
             return None
-        return numbers / (numbers + strings), list(self.levels)[:3]
+        return numbers, numbers + strings, list(self.levels)[:3]
 
     @property
     def nbytes(self) -> int:
