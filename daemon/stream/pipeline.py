@@ -421,6 +421,7 @@ class ModelPipeline:
                 errors = [abs(float(t) - float(p)) for p, t in zip(y_pred, y_true)]
             else:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
+                self._check_label_types(y_true, y_pred, errors)
             labels.update_many(y_true, y_pred, errors, [p[3] for (p, _), _ in used], [o for _, o in used])
             self._drain_labels()
             self.estimation.observe_labels([pair for pair, _ in used], used_times)  # may fit it, and estimate those waiting
@@ -429,6 +430,27 @@ class ModelPipeline:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()
         return len(used)
+
+    def _check_label_types(self, y_true: list, y_pred: list, errors: list) -> None:
+        """Warn once when a classifier's labels never equal their predictions but print
+        the same (a label "1" for a prediction 1): JSON types differ, the two are different
+        classes, and every labelled event would count as an error. Checked until a label
+        first matches, for at most :data:`LABEL_TYPE_CHECKS` labelled events."""
+        seen = getattr(self, "_label_type_checks", 0)  # a state saved before the check has none
+        if seen >= LABEL_TYPE_CHECKS:
+            return
+        if 0 in errors:
+            self._label_type_checks = LABEL_TYPE_CHECKS
+            return
+        self._label_type_checks = seen + len(errors)
+        for t, p in zip(y_true, y_pred):
+            if str(t) == str(p):
+                self._label_type_checks = LABEL_TYPE_CHECKS
+                log.warning("model %s: no label has matched its prediction, though some print the same (label %r, "
+                            "prediction %r): their JSON types differ, and two values of different types are "
+                            "different classes; send labels of the predictions' type", self.name, t, p,
+                            extra={"model": self.name})
+                return
 
     def _drain_labels(self) -> None:
         found, signals = self.labels.drain()
@@ -472,6 +494,10 @@ class ModelPipeline:
             if promotion is not None:
                 self.pending_promotions.append((promotion, ts))
 
+
+#: Labelled events a classifier's label types are checked against its predictions' at most
+#: (:meth:`ModelPipeline._check_label_types`).
+LABEL_TYPE_CHECKS = 1000
 
 _new = object.__new__
 _POSITION = operator.attrgetter("position")

@@ -1,0 +1,36 @@
+"""A classifier's labels of another JSON type than its predictions ("1" for 1) never match:
+every labelled event would count as an error. The pipeline says so once, in the log."""
+
+from __future__ import annotations
+
+import logging
+
+from daemon.config import ModelConfig
+from daemon.stream.pipeline import ModelPipeline
+
+
+def _pairs(labels, start=0):
+    # (prediction, score, model_version, prediction time, features), label
+    return [((i % 2, None, None, 1.7e9 + start + i, {}), label) for i, label in enumerate(labels)]
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if "no label has matched its prediction" in r.getMessage()]
+
+
+def test_string_labels_for_integer_predictions_are_named_once(caplog):
+    pipeline = ModelPipeline("m", ModelConfig(task="classification"))
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        for batch in range(5):
+            pipeline.observe_labels(_pairs([str(i % 2) for i in range(50)], start=50 * batch))
+    warned = _warnings(caplog)
+    assert len(warned) == 1 and "label '0'" in warned[0] and "prediction 0" in warned[0], warned
+
+
+def test_labels_of_the_predictions_type_or_a_merely_wrong_model_give_no_warning(caplog):
+    same = ModelPipeline("m", ModelConfig(task="classification"))
+    wrong = ModelPipeline("w", ModelConfig(task="classification"))
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        same.observe_labels(_pairs([i % 2 for i in range(100)]))
+        wrong.observe_labels(_pairs([1 - i % 2 for i in range(100)]))  # always wrong, same type
+    assert _warnings(caplog) == []
