@@ -62,8 +62,8 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="everything in one command: embedded broker, a simulated model, the daemon",
                           description="A simulated model with a known data drift and a known concept drift, "
                                       "watched by driftd on the embedded broker; prints what fired and when.")
-    demo.add_argument("--events", type=int, default=None, metavar="N",
-                      help="predictions to simulate (default: the demo's own length)")
+    demo.add_argument("--events", type=_demo_events, default=None, metavar="N",
+                      help=f"predictions to simulate (default: the demo's own length, 40,000; at least {DEMO_MIN_EVENTS:,})")
     demo.add_argument("--seed", type=int, default=7, metavar="N",
                       help="random seed of the simulation: the same seed gives the same events (default: 7)")
     demo.add_argument("--port", type=_port, default=9108, metavar="N",
@@ -112,17 +112,19 @@ def _offline_parsers(sub) -> None:
                              "(as auto_register_models: true; else a model not under models: is a dead letter)")
     replay.add_argument("--labels", action="append", metavar="FILE",
                         help="a file whose every row is a label (repeatable)")
-    replay.add_argument("--out", default="-", metavar="FILE",
+    replay.add_argument("--out", type=_output_file, default="-", metavar="FILE",
                         help="where to write the alerts, one JSON object a line (default: stdout)")
-    replay.add_argument("--report", default=None, metavar="FILE",
+    replay.add_argument("--report", type=_output_file, default=None, metavar="FILE",
                         help="also write the HTML drift report here (the report extra: pip install -e '.[report]' in driftd's checkout)")
-    replay.add_argument("--summary", default=None, metavar="FILE",
+    replay.add_argument("--summary", type=_output_file, default=None, metavar="FILE",
                         help="also write the replay's statistics as JSON (input of 'driftd report --from-replay')")
-    replay.add_argument("--partitions", type=int, default=None, metavar="N",
+    replay.add_argument("--partitions", type=_at_least_one, default=None, metavar="N",
                         help="partitions of the topics the events came from, for alert ids equal to the daemon's "
                              "(default: the file's kafka.create_topics, else 1)")
-    replay.add_argument("--batch-size", type=int, default=500, metavar="N",
-                        help="records per poll of the daemon, split into a batch per topic partition (default: 500; the alerts do not depend on it)")
+    replay.add_argument("--batch-size", type=_at_least_one, default=500, metavar="N",
+                        help="records per poll of the daemon, split into a batch per topic partition (default: 500; "
+                             "the alerts' content does not depend on it, their order within a poll may: they come "
+                             "grouped by partition and detector; sort by event_time for one order)")
     replay.add_argument("--quiet", action="store_true", help="no progress or summary line on stderr (warnings and dead letters still)")
 
     broker = sub.add_parser(
@@ -144,7 +146,8 @@ def _offline_parsers(sub) -> None:
     source = report.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-replay", metavar="FILE", help="the --summary JSON of 'driftd replay'")
     source.add_argument("--url", metavar="URL", help="a running daemon's base URL (its /status)")
-    report.add_argument("--out", default="report.html", metavar="FILE", help="the HTML file (default: report.html)")
+    report.add_argument("--out", type=_output_file, default="report.html", metavar="FILE",
+                        help="the HTML file (default: report.html)")
 
 
 def _broker(args) -> int:
@@ -172,6 +175,52 @@ def _broker(args) -> int:
     finally:
         broker.close()
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    """A whole number of at least 1 (--batch-size, --partitions)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+#: The shortest demo whose scenario fits: the data drift (at 3/8 of the stream) after the
+#: reference (5,000 predictions) and a full window (1,000) of the demo's configuration
+#: (daemon.demo.main.demo_config; tests/test_cli.py checks the two agree).
+DEMO_MIN_EVENTS = 16_000
+
+
+def _demo_events(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < DEMO_MIN_EVENTS:
+        raise argparse.ArgumentTypeError(
+            f"the demo's scenario needs at least {DEMO_MIN_EVENTS:,} predictions (a reference of 5,000 and a window "
+            f"of 1,000 before the data drift at 3/8 of the stream), got {value:,}")
+    return value
+
+
+def _output_file(path: str) -> str:
+    """A file to write (``-``: stdout), checked before any work: its directory exists and
+    it is not itself a directory (else the error would come after the whole replay)."""
+    import os
+
+    if path == "-":
+        return path
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: no directory {folder}")
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: it is a directory")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: directory {folder} is not writable")
+    return path
 
 
 def _port(text: str) -> int:

@@ -316,7 +316,10 @@ class ModelConfig:
     error_detector: str = _doc(
         "River detector on the per-label error stream (concept drift): ADWIN, PageHinkley, "
         "DDM, EDDM, HDDM_A, HDDM_W, KSWIN; empty for none.", default="ADWIN")
-    error_detector_params: dict = _doc("Parameters for that River detector.", default_factory=dict)
+    error_detector_params: dict = _doc(
+        "Parameters for that River detector, each within River's documented range (ADWIN `delta`, KSWIN `alpha`, "
+        "HDDM `drift_confidence`: between 0 and 1; PageHinkley `threshold`, DDM's thresholds: above 0; counts "
+        "whole numbers): out of range the configuration fails at start, naming the parameter.", default_factory=dict)
     decay_metrics: list[str] = _doc(
         "Performance metrics tested for decay: accuracy, precision, recall, f1 "
         "(classification); mae, rmse (regression).", default_factory=lambda: ["accuracy"])

@@ -242,11 +242,11 @@ def test_a_bad_value_fails_naming_the_key(data, key, words):
     assert_fails(data, key, *words)
 
 
-@pytest.mark.parametrize("params", [{"no_such_parameter": 1}, {"delta": "small"}])
-def test_bad_error_detector_params_fail_at_start_not_at_the_first_event(params):
+@pytest.mark.parametrize("params, key", [({"no_such_parameter": 1}, ""), ({"delta": "small"}, ".delta")])
+def test_bad_error_detector_params_fail_at_start_not_at_the_first_event(params, key):
     # Otherwise River raises when the model's pipeline is built, inside the consumer loop.
     assert_fails({"models": {"fraud": {"error_detector": "ADWIN", "error_detector_params": params}}},
-                 "models.fraud.error_detector_params")
+                 "models.fraud.error_detector_params" + key)
 
 
 @pytest.mark.parametrize("detector", ["DDM", "EDDM", "HDDM_A", "HDDM_W"])
@@ -260,6 +260,38 @@ def test_a_binary_error_detector_on_a_regression_model_fails_at_start(detector):
 def test_a_numeric_error_detector_on_a_regression_model_is_accepted():
     for detector in ("ADWIN", "PageHinkley", "KSWIN", ""):
         from_dict({"models": {"r": {"task": "regression", "decay_metrics": ["mae"], "error_detector": detector}}})
+
+
+@pytest.mark.parametrize("detector, params, key, words", [
+    ("ADWIN", {"delta": -1}, "delta", "a number > 0 and < 1, got -1"),  # built, then never fired
+    ("ADWIN", {"delta": 1.5}, "delta", "< 1"),
+    ("ADWIN", {"clock": 0}, "clock", "a whole number, at least 1"),
+    ("KSWIN", {"alpha": 7}, "alpha", "< 1"),
+    ("KSWIN", {"window_size": 50, "stat_size": 50}, "stat_size", "less than window_size (50)"),
+    ("PageHinkley", {"threshold": 0}, "threshold", "> 0"),
+    ("PageHinkley", {"alpha": 1.5}, "alpha", "<= 1"),
+    ("PageHinkley", {"mode": "sideways"}, "mode", "one of up, down, both"),
+    ("DDM", {"drift_threshold": -3}, "drift_threshold", "> 0"),
+    ("DDM", {"warm_start": 2.5}, "warm_start", "a whole number"),
+    ("EDDM", {"beta": "0.9"}, "beta", "a number > 0 and <= 1, got '0.9'"),
+    ("HDDM_A", {"drift_confidence": 0}, "drift_confidence", "> 0"),
+    ("HDDM_W", {"lambda_val": 2}, "lambda_val", "<= 1"),
+    ("HDDM_W", {"two_sided_test": "yes"}, "two_sided_test", "true or false"),
+])
+def test_river_detector_params_outside_their_documented_range_fail_naming_the_parameter(detector, params, key, words):
+    """River checks only KSWIN's alpha; ADWIN with delta -1 was built and never fired."""
+    assert_fails({"models": {"fraud": {"error_detector": detector, "error_detector_params": params}}},
+                 f"models.fraud.error_detector_params.{key}", words)
+
+
+def test_check_config_refuses_an_adwin_delta_out_of_range(tmp_path, capsys):
+    from daemon.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("models: {fraud: {error_detector: ADWIN, error_detector_params: {delta: -1}}}\n")
+    assert main(["check-config", str(path)]) == 1
+    assert "models.fraud.error_detector_params.delta: River's ADWIN takes a number > 0 and < 1, got -1" \
+        in capsys.readouterr().err
 
 
 def test_good_error_detector_params_are_accepted():

@@ -139,7 +139,7 @@ def test_run_on_a_port_in_use_says_so_in_one_line_and_exits_at_once(tmp_path, un
 
 
 def test_demo_on_a_port_in_use_says_so_and_exits_at_once(busy_port):
-    result, took = _cli("demo", "--port", str(busy_port), "--events", "2000")
+    result, took = _cli("demo", "--port", str(busy_port), "--events", "16000")
     assert result.returncode != 0
     out = result.stdout + result.stderr
     assert f"127.0.0.1:{busy_port}" in out and "address already in use" in out and "--port" in out, out

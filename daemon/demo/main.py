@@ -77,9 +77,18 @@ def demo_config(state_dir: str, port: int, webhook_url: str, secret_env: str) ->
 
 
 def main(events: int | None = None, seed: int = 7, port: int = 9108, out=print) -> int:
+    """The demo: ``events`` predictions (default 40,000; fewer than
+    :data:`daemon.cli.DEMO_MIN_EVENTS` is refused with exit 2: the drifts would come
+    before the reference is complete), ``seed`` of the simulation, /metrics on ``port``.
+    Exit 0 when the daemon processed every event, 1 if it did not start or finish."""
     import os
 
-    n = events or 40_000
+    from daemon.cli import DEMO_MIN_EVENTS
+
+    if events is not None and events < DEMO_MIN_EVENTS:
+        out(f"driftd demo: --events {events:,} is too short for the demo's scenario: at least {DEMO_MIN_EVENTS:,}")
+        return 2
+    n = 40_000 if events is None else events
     sim = Simulation(n_events=n, data_drift_at=n * 3 // 8, concept_drift_at=n // 2, seed=seed)
     secret = "whsec_" + __import__("base64").b64encode(secrets.token_bytes(24)).decode()
     os.environ["DRIFTD_DEMO_WEBHOOK_SECRET"] = secret

@@ -47,14 +47,28 @@ class Progress:
 
 def incomplete_references(result: Result) -> list[str]:
     """A line per model whose reference the files did not fill: none of its data-drift
-    tests ran, which a summary of '0 alerts' alone would hide."""
+    tests ran, which a summary of '0 alerts' alone would hide. After a new model version,
+    the line names the version and says whether the earlier versions' tests ran; when the
+    model's predictions were refused, it says so instead of asking for more events."""
     lines = []
+    refused = Counter(d.model for d in result.dead_letters if d.kind == "prediction")
     for state in result.states.values():
         for name, pipeline in state.models.items():
             if not pipeline.reference_complete:
-                lines.append(f"model {name}: reference incomplete ({pipeline.reference.n:,} of "
-                             f"{pipeline.reference.size:,} predictions): no data-drift test ran; give more events "
-                             f"or a smaller model_defaults.reference_size")
+                filled = f"({pipeline.reference.n:,} of {pipeline.reference.size:,} predictions)"
+                if pipeline.reference.n == 0 and refused[name]:
+                    hint = f"all {refused[name]:,} of its predictions were dead letters (shown above)"
+                else:
+                    hint = "give more events or a smaller model_defaults.reference_size" + (
+                        f" ({refused[name]:,} of its predictions were dead letters)" if refused[name] else "")
+                if pipeline.version_changes:
+                    alerts = sum(a.model == name and a.status == "firing" for a in result.alerts)
+                    earlier = (f"the earlier versions' tests ran ({alerts:,} firing alerts of the model)"
+                               if pipeline.builds else "no earlier version's reference was complete either")
+                    lines.append(f"model {name}: reference of version {pipeline.version} incomplete {filled}: "
+                                 f"its data-drift tests did not run; {earlier}; {hint}")
+                else:
+                    lines.append(f"model {name}: reference incomplete {filled}: no data-drift test ran; {hint}")
             else:
                 # A test that can never fire (a reference too small for the asked contract)
                 # is otherwise only in the summary's status: say it where a user looks.
@@ -71,10 +85,12 @@ SHOWN_DEAD_LETTERS = 20
 
 def command(args) -> int:
     """``driftd replay`` (see ``driftd replay --help``): exit 0 when every file was read
-    (bad rows are dead letters, not failures), 1 if a file cannot be read or not one of its
-    rows could be replayed (no rows, or every row a dead letter: a wrong format or layout,
-    not data to monitor), 2 for an invalid configuration. The summary and report are
-    written either way."""
+    (bad rows are dead letters, not failures), 1 if a file cannot be read or not one
+    prediction of its rows could be used (no rows, every row a dead letter, no prediction
+    rows at all, as when predictions are given with ``--labels``, or every prediction a
+    dead letter: a wrong format or layout, not data to monitor), 2 for an invalid
+    configuration or command line (output locations are checked before the replay). The
+    summary and report are written either way."""
     import json
 
     from daemon import config as config_module
@@ -178,16 +194,31 @@ def command(args) -> int:
 
 
 def _nothing_replayed(result: Result) -> int:
-    """1 with the reason on stderr when no row of the files was replayed, else 0."""
+    """1 with the reason on stderr when no row, or no prediction, of the files was
+    replayed, else 0."""
     if result.records == 0:
         print("driftd replay: the files hold no rows; nothing was replayed", file=sys.stderr)
         return 1
     if len(result.dead_letters) >= result.records:
         reason, n = Counter(d.reason for d in result.dead_letters).most_common(1)[0]
+        as_labels = all(d.kind == "label" for d in result.dead_letters) and reason == "missing_field"
         hint = ("the models are not under `models:` in the configuration: --auto-register watches them"
-                if reason == "unknown_model" else "check the files' layout against the README's event format")
+                if reason == "unknown_model" else
+                "every row was read as a label: give a file of predictions as FILE, not --labels FILE"
+                if as_labels else "check the files' layout against the README's event format")
         print(f"driftd replay: every row ({result.records}) was a dead letter, most often {reason} ({n}); "
               f"nothing was replayed: {hint}", file=sys.stderr)
+        return 1
+    if result.predictions == 0:
+        print(f"driftd replay: the files hold no predictions (all {result.records:,} rows were labels): nothing to "
+              f"monitor; give predictions as FILE, not --labels FILE (every row of a --labels file is a label)",
+              file=sys.stderr)
+        return 1
+    refused = [d for d in result.dead_letters if d.kind == "prediction"]
+    if len(refused) >= result.predictions:
+        reason, n = Counter(d.reason for d in refused).most_common(1)[0]
+        print(f"driftd replay: every prediction ({result.predictions:,}) was a dead letter, most often {reason} "
+              f"({n:,}): no test could run; see the dead letters above", file=sys.stderr)
         return 1
     return 0
 

@@ -16,9 +16,14 @@ Formats (by the file's extension: ``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``
   JSON scalars where they parse as one (``12.5``, ``3``, ``true``, ``null``), else as
   strings; an empty cell is a missing value (the field is left out; a ``feature.`` column's
   is ``null``), and so is a NaN as writers spell it (``nan``, ``NaN``). To keep a code like ``007`` a string, quote it in the ``features`` JSON.
+  An infinity as writers spell it (``inf``, ``-inf``, ``Infinity``, any case) or a number
+  beyond float's range (``1e400``) is a non-finite number, not a string: the row is refused
+  as ``non_finite`` naming the field, as the same event in JSON Lines (:data:`INF_CELLS`).
+  Inside the ``features`` or ``score`` JSON, NaN and infinities are refused the same way.
 - **Parquet** (needs the ``parquet`` extra, pyarrow): the same columns as
   CSV, with native types; ``features`` may also be a struct or map column, ``ts`` a
-  timestamp column (a naive one is read as UTC).
+  timestamp column (a naive one is read as UTC). A float NaN is a missing value (in a
+  ``features`` struct or map too), an infinity a ``non_finite`` dead letter.
 
 Kind: a row is a label if it has a ``label`` field and no ``prediction`` field, and a
 prediction if it has ``prediction`` and no ``label``. A row with both (an evaluation
@@ -81,6 +86,43 @@ _route = msgspec.json.Decoder(_Route)
 _encode = msgspec.json.Encoder().encode
 
 
+def _number(text: str):
+    """A JSON float; one beyond float's range (``1e400``) kept as its text: msgspec would
+    encode the infinity as ``null`` (a missing value), the daemon's decoder refuses the text
+    as ``non_finite``, naming the field, as it refuses it in a JSON Lines event."""
+    value = float(text)
+    return value if math.isfinite(value) else msgspec.Raw(text.encode())
+
+
+def _constant(name: str) -> msgspec.Raw:
+    """``NaN``, ``Infinity``, ``-Infinity`` (Python's json writes them) kept as they are, for
+    the daemon's decoder to refuse as ``non_finite``."""
+    return msgspec.Raw(name.encode())
+
+
+def _json(text):
+    """``json.loads`` keeping non-finite numbers as their text (:func:`_number`)."""
+    return json.loads(text, parse_float=_number, parse_constant=_constant)
+
+
+_object_decoder = msgspec.json.Decoder(float_hook=_number)
+
+
+def _object(raw: bytes) -> dict | None:
+    """The event object of ``raw``, its non-finite numbers kept as their text (also NaN and
+    Infinity, which are not JSON); None if it is not a JSON object."""
+    try:
+        row = _object_decoder.decode(raw)
+    except msgspec.DecodeError:
+        try:
+            row = _json(raw)
+        except (ValueError, RecursionError):
+            return None
+    except RecursionError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def format_of(path: str) -> str:
     """"jsonl", "csv" or "parquet" from the file name; :class:`InputError` otherwise."""
     name = path.lower()
@@ -116,10 +158,15 @@ def _items(path: str, line: int, raw: bytes, labels: bool) -> list[Item]:
     try:
         r = _route.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        return [Item(path, line, "label" if labels else "prediction", None, None, raw)]
+        # NaN or Infinity (not JSON): still routed by its model and kind, the daemon's
+        # decoder then refuses it as non_finite, naming the field.
+        row = _object(raw) if b"NaN" in raw or b"Infinity" in raw else None
+        if row is None:
+            return [Item(path, line, "label" if labels else "prediction", None, None, raw)]
+        r = _Route(**{k: row[k] for k in ("model", "ts", "label", "prediction") if k in row})
     model, ts = (r.model if isinstance(r.model, str) else None), _seconds(r.ts)
     if not labels and r.label is not msgspec.UNSET and r.prediction is not msgspec.UNSET:
-        row = msgspec.json.decode(raw)  # an object: _Route decoded it
+        row = _object(raw)  # an object (_Route decoded it); a 1e400 stays 1e400, not null
         label = {k: row[k] for k in ("model", "id", "ts", "label") if k in row}
         del row["label"]
         return [Item(path, line, "prediction", model, ts, _encode(row)), Item(path, line, "label", model, ts, _encode(label))]
@@ -203,7 +250,7 @@ def _row_event(row: dict, feature_columns: list, convert) -> bytes:
         value = row[name]
         if name == "score" and isinstance(value, str) and value.strip().startswith("{"):
             try:
-                event[name] = json.loads(value)
+                event[name] = _json(value)
             except ValueError:
                 raw_parts[name] = value
             continue
@@ -215,11 +262,13 @@ def _row_event(row: dict, feature_columns: list, convert) -> bytes:
         cell = row["features"]
         if isinstance(cell, str):
             try:
-                features = json.loads(cell)
+                features = _json(cell)
             except ValueError:
                 raw_parts["features"] = cell
         else:
             features = dict(cell) if isinstance(cell, list) else cell  # a map column reads as pairs
+            if isinstance(features, dict):  # a struct or map column: its floats as a float column's
+                features = {k: _float_cell(v) for k, v in features.items()}
     for column in feature_columns:
         value = convert(row[column], keep_string=False)
         if isinstance(features, dict):
@@ -240,6 +289,11 @@ _ABSENT = object()
 #: as Parquet's NaN is, not the string "nan" (which would make the feature categorical).
 NAN_CELLS = frozenset({"nan", "NaN", "NAN", "-nan", "-NaN"})
 
+#: How writers spell an infinity (pandas and Python's str(): ``inf``; JavaScript and
+#: Python's json: ``Infinity``), lower-cased after an optional sign: a non-finite number,
+#: refused as ``non_finite`` (not the string "inf", which would make a feature categorical).
+INF_CELLS = frozenset({"inf", "infinity"})
+
 
 def _cell(text: str | None, keep_string: bool):
     """A CSV cell: absent if empty, missing (None) if a NaN (:data:`NAN_CELLS`), else a
@@ -250,24 +304,33 @@ def _cell(text: str | None, keep_string: bool):
         return text
     if text in NAN_CELLS:
         return None
+    if text.lstrip("+-").lower() in INF_CELLS and text.count("-") + text.count("+") <= 1:
+        return _constant("-Infinity" if text.startswith("-") else "Infinity")
     if text in ("true", "false", "null") or text[0] in "-0123456789":
         try:
-            value = json.loads(text)
+            value = _json(text)
         except ValueError:
             return text
-        if isinstance(value, (int, float, bool)) or value is None:
+        if isinstance(value, (int, float, bool, msgspec.Raw)) or value is None:
             return value
     return text
 
 
 def _native(value, keep_string: bool):
-    """A Parquet cell: absent if null; NaN a missing value; datetimes to epoch seconds."""
+    """A Parquet cell: absent if null; NaN a missing value, an infinity refused as
+    ``non_finite`` (:func:`_float_cell`); datetimes to epoch seconds."""
     if value is None:
         return _ABSENT
-    if isinstance(value, float) and math.isnan(value):
-        return None
     if isinstance(value, dt.datetime):
         return _time(value)
+    return _float_cell(value)
+
+
+def _float_cell(value):
+    """A native value; a float NaN is a missing value (None), an infinity its JSON Lines
+    spelling (``Infinity``), for the daemon's decoder to refuse as ``non_finite``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else _constant("Infinity" if value > 0 else "-Infinity")
     return value
 
 

@@ -72,23 +72,28 @@ class Record:
 
 @dataclass
 class DeadLetter:
+    """A refused row: its file and line, the daemon's reason and detail, the model its
+    key named (None if unreadable), and ``kind`` "prediction" or "label" (its topic)."""
+
     path: str
     line: int
     reason: str
     detail: str
     model: str | None
+    kind: str = "prediction"
 
 
 @dataclass
 class Result:
     """What a replay produced: ``alerts`` (:class:`~daemon.alerting.episodes.Alert`, in the
-    order they were made), ``dead_letters`` (every refused row), ``records`` read,
-    ``seconds`` of wall time, ``states`` (partition -> the final PartitionState) and
+    order they were made), ``dead_letters`` (every refused row), ``records`` read (of which
+    ``predictions`` were predictions), ``seconds`` of wall time, ``states`` (partition -> the final PartitionState) and
     ``recording`` (the series for the report, JSON-able, see :class:`Recorder`)."""
 
     alerts: list = field(default_factory=list)
     dead_letters: list = field(default_factory=list)
     records: int = 0
+    predictions: int = 0
     seconds: float = 0.0
     states: dict = field(default_factory=dict)
     recording: dict = field(default_factory=dict)
@@ -125,8 +130,10 @@ def events(files: Iterable[tuple[str, bool]]) -> Iterable[inputs.Item]:
 class Replay:
     """Replays events through PartitionState objects of ``config``.
 
-    ``partitions``: partition count of the topics (default ``kafka.create_topics`` or 1).
-    ``on_alert(alert)`` and ``on_dead_letter(dead_letter)`` are called as they come;
+    ``partitions``: partition count of the topics (default ``kafka.create_topics`` or 1);
+    ``batch_size``: records per poll (default :data:`BATCH_SIZE`): the alerts' content does
+    not depend on it, their order within a poll may (grouped by partition and detector).
+    ValueError if either is below 1. ``on_alert(alert)`` and ``on_dead_letter(dead_letter)`` are called as they come;
     ``record_series``: keep what the report draws (:class:`Recorder`).
     """
 
@@ -135,6 +142,8 @@ class Replay:
                  record_series: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if partitions is not None and partitions < 1:  # 0 and -2 ran as 1 partition
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.config = config
         self.partitions = partitions or max(1, config.kafka.create_topics or 1)
         self.batch_size = batch_size
@@ -153,6 +162,7 @@ class Replay:
         for item in items:
             poll.append(self._record(item))
             self.result.records += 1
+            self.result.predictions += item.kind == "prediction"
             if self.recorder is not None and item.model is not None and item.ts is not None:
                 self.recorder.saw(item.model, item.ts)
             if len(poll) >= self.batch_size:
@@ -219,7 +229,8 @@ class Replay:
     def _reject(self, record: Record, reason: str, detail: str) -> None:
         """The dead-letter sender's part: here, a row to report with its file and line."""
         model = record.key.decode() if record.key is not None else None
-        dead = DeadLetter(record.path, record.line, reason, detail, model)
+        kind = "prediction" if record.topic == self._topics["prediction"] else "label"
+        dead = DeadLetter(record.path, record.line, reason, detail, model, kind)
         self.result.dead_letters.append(dead)
         if self._on_dead_letter is not None:
             self._on_dead_letter(dead)
