@@ -429,7 +429,7 @@ class Config:
     model_defaults: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "Settings of every model."})
     models: dict[str, ModelConfig] = field(
         default_factory=dict,
-        metadata={"doc": "Watched models by name, each overriding model_defaults."})
+        metadata={"doc": "Watched models by name, each overriding model_defaults key by key: a key a model sets replaces the default's value whole (a model's features: or learners: mapping replaces model_defaults', it is not merged with it)."})
     auto_register_models: bool = _doc(
         "Watch a model not listed under models when its first event arrives (else: dead letter, unknown_model).",
         default=False)
