@@ -109,6 +109,10 @@ def check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.ert", f"must be at least stride ({model.stride})")
     if model.label_ert < 1:
         raise ConfigError(f"{key}.label_ert", "must be at least 1")
+    decay_stride = max(1, model.decay_window // 10)  # the decay tests' (detectors.decay)
+    if model.decay_metrics and model.label_ert < decay_stride:
+        raise ConfigError(f"{key}.label_ert", f"must be at least the decay tests' stride (decay_window / 10: "
+                                              f"{decay_stride} labelled events), got {model.label_ert:g}")
     _check_features(model, key)
     for test in model.numeric_tests:
         if test not in ("psi", "ks", "cusum"):

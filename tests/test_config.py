@@ -208,6 +208,7 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"models": {"fraud": {"window": 1}}}, "models.fraud.window", []),
     ({"models": {"fraud": {"reference_size": 0}}}, "models.fraud.reference_size", []),
     ({"models": {"fraud": {"ert": 10, "stride": 50, "window": 100}}}, "models.fraud.ert", []),
+    ({"models": {"fraud": {"label_ert": 1}}}, "models.fraud.label_ert", ["decay tests' stride", "100", "got 1"]),
     ({"models": {"fraud": {"numeric_tests": ["ks", "t_test"]}}}, "models.fraud.numeric_tests", ["t_test"]),
     ({"models": {"fraud": {"categorical_tests": ["ks"]}}}, "models.fraud.categorical_tests", ["ks"]),
     ({"model_defaults": {"numeric_tests": ["chisquare"]}}, "model_defaults.numeric_tests", ["chisquare"]),
