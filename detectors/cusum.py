@@ -128,7 +128,9 @@ class CUSUM(DeferredThresholds):
     :mod:`detectors.windowed`, which this follows: decisions held until
     :meth:`set_thresholds`, then decided in order). ``window`` bounds how long a past
     drift is remembered, ``stride`` is the block between two decisions. ValueError on a
-    bad setting or a reference without spread.
+    bad setting or a reference without spread. An ``ert`` no threshold reaches (a small
+    reference, see :meth:`exact_thresholds`) gives ``threshold`` inf, a test that never
+    fires; a threshold at or above :meth:`max_statistic` can never fire either.
     """
 
     KIND = "cusum"
@@ -187,13 +189,21 @@ class CUSUM(DeferredThresholds):
     def max_statistic(self) -> float:
         """The largest statistic reachable: the cap plus a block of the most extreme
         values (a threshold above it is a test that can never fire)."""
-        top = int(np.max(np.abs(self.z))) + self._k
-        return (self._cap + self.stride * top) / SCALE
+        return _max_statistic(self.z, self._k, self.window, self.stride)
 
     @staticmethod
     def exact_thresholds(null_model, rates) -> list[float]:
-        """The threshold ``h`` whose false alarms come ``rate`` times per value, for each
-        of ``rates`` (see the module docs)."""
+        """The threshold ``h`` (in reference standard deviations) whose false alarms come
+        ``rate`` times per value, for each of ``rates`` (per value, each above 0; see the
+        module docs): a list of floats, one per rate, in order.
+
+        A rate no threshold up to ``max(1e7, largest reachable statistic)`` brings the
+        false alarms down to gives ``inf``: a test that can never fire (a small
+        reference whose posterior draws include streams drifting away from its mean
+        needs ``h`` of the order of ``ert`` times that drift). The threshold is then far
+        above :meth:`max_statistic` in any case, so a caller comparing the two (as
+        :mod:`daemon.stream.columns` does) skips the test alone, with that reason, instead
+        of losing the calibration of the column's other tests to an error."""
         params = dict(null_model.params)
         counts = np.asarray(null_model.counts, dtype=np.float64)
         filled = counts > 0
@@ -203,6 +213,11 @@ class CUSUM(DeferredThresholds):
         p = rng.standard_gamma(counts[filled] + calibration.PRIOR, out=_scratch("p", (N_DRAWS, int(filled.sum()))))
         p /= p.sum(axis=1, keepdims=True)
         sides = [_LogARL(*_side(p, z - k)), _LogARL(*_side(p, -z - k))]
+        # Past this the threshold is above any statistic the capped sums can reach: the
+        # search stops there (1e7: where it always stopped; the reachable maximum only
+        # matters for a window or stride so large that it exceeds that).
+        search_limit = max(1e7, _max_statistic(np.asarray(params["z"], dtype=np.int64), round(params["shift"] / 2 * SCALE),
+                                               null_model.window, null_model.stride))
         # Both rates' searches start from the same levels: each is computed once.
         known: dict[float, float] = {}
 
@@ -219,10 +234,11 @@ class CUSUM(DeferredThresholds):
                 out.append(0.0)
                 continue
             high = 1.0
-            while log_rate(high) > target:
+            while log_rate(high) > target and high <= search_limit:
                 high *= 2
-                if high > 1e7:
-                    raise ValueError("cusum: no threshold reaches that run length")
+            if log_rate(high) > target:
+                out.append(math.inf)  # unreachable (see the docstring)
+                continue
             out.append(float(optimize.brentq(lambda h: log_rate(h) - target, 0.0, high, xtol=1e-6)))
         return out
 
@@ -404,6 +420,15 @@ class CUSUM(DeferredThresholds):
 
 
 calibration.KINDS[CUSUM.KIND] = CUSUM
+
+
+def _max_statistic(z: np.ndarray, k: int, window: int, stride: int) -> float:
+    """The largest statistic a CUSUM of standardised representatives ``z`` (int64, in
+    units of 1 / SCALE), reference value ``k`` (same units), ``window`` and ``stride``
+    can reach, in standard deviations: the cap ``k * window`` plus a block of the most
+    extreme values."""
+    top = int(np.max(np.abs(z))) + int(k)
+    return (int(k) * int(window) + int(stride) * top) / SCALE
 
 
 def _representatives(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:

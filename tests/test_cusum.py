@@ -235,3 +235,33 @@ def test_a_column_s_cusum_shares_its_value_weight_and_can_be_turned_off():
     off = model_tests(ModelConfig(window=100, stride=10, ert=10_000, numeric_tests=["psi", "ks"]))
     assert all(test != "cusum" for test, _ in off.weights)
     assert off.total_weight == pytest.approx(tests.total_weight)
+
+
+def test_a_run_length_no_threshold_reaches_is_an_infinite_threshold_not_an_error():
+    """30 reference values: among the posterior's streams some drift away from the
+    reference mean, so the threshold grows with the run length asked, about linearly, and
+    beyond 1e7 the search gives up: inf (a test that never fires), not a ValueError that
+    took the column's other tests with it."""
+    reference = np.random.default_rng(0).normal(10, 2, 30).round(2)
+    cusum = CUSUM(reference, window=1000, stride=100, ert=1e10, defer_calibration=True)
+    h, warning = CUSUM.exact_thresholds(cusum.null_model(), [1e-10, 1e-9])
+    assert h == math.inf and cusum.max_statistic() < warning < math.inf
+    found = CUSUM.exact_thresholds(cusum.null_model(), [1e-8])[0]
+    assert cusum.max_statistic() < found < 1e7  # a reachable rate: a number, above what a window reaches
+    never = CUSUM(reference, window=1000, stride=100, ert=1e10)  # calibrated in the constructor
+    assert never.threshold == math.inf
+    never.update_many(np.full(3000, 30.0))  # 10 sd above the reference: it still never fires
+    assert never.n_detections == 0 and not any(d.drift for d in never.pop_decisions())
+    # In a model: the CUSUM alone is skipped, saying why; the column's other tests are calibrated.
+    sample = ReferenceSample(size=30, declared={}, max_features=10)
+    for x in reference:
+        sample.add({"amount": float(x)}, prediction=1, score=None)
+    tests = DataTests(sample, ModelConfig(reference_size=30, ert=1e10, reconstruction="off"), Counter())
+    (job,) = [j for j in tests.calibration_jobs() if j.column == "amount"]
+    tests.apply(job, column_thresholds(job), None)
+    assert sorted(tests.columns["amount"].tests) == ["ks", "missing_rate", "psi"]
+    assert tests.skipped[("cusum", "amount")] == (
+        "can never fire at this contract: no threshold keeps its false alarms that rare (the largest statistic "
+        f"a window can reach is {cusum.max_statistic():.4g}); a larger reference_size or window, or a smaller ert, "
+        "would make it testable")
+    assert "amount" not in tests.untestable

@@ -136,7 +136,10 @@ def test_an_unusable_model_is_built_once_and_says_why():
     assert pipeline.builds == 1 and pipeline.reference_complete
     untestable = pipeline.untestable
     assert set(untestable) == {"always_null", "rare"}
-    assert untestable["always_null"] == "missing in all 200 reference events"
+    # Always missing: a constant "missing", watched for values appearing (value_change).
+    assert untestable["always_null"] == ("missing in all 200 reference events; values appearing are tested as a "
+                                         "change (value_change)")
+    assert ("value_change", "always_null") in pipeline.data_detectors
     assert "4 usable values, need at least 20" in untestable["rare"]  # the words of the test that refused
     # 98% missing in the reference: no window can be missing more often than the contract
     # allows by chance, so its missing-rate test could never fire, and says so.
@@ -345,12 +348,15 @@ def test_untestable_features_and_schema_drift_are_exported_and_on_status():
     state.handle_predictions(as_records([event(i) for i in range(1200)]), _no_dead_letters)
     text = generate_latest(Metrics({0: state}, threading.Lock()).registry).decode()
     assert 'driftd_untestable_features{model="m"} 1.0' in text
-    assert 'feature="always_null"' not in text  # untestable: not watched, no series
+    # Untestable, but watched for values appearing: its test's series, its missing count.
+    assert 'driftd_drift_active{detector="value_change",feature="always_null",model="m"} 0.0' in text
+    assert 'driftd_feature_missing_total{feature="always_null",model="m"} 200.0' in text
     assert 'driftd_feature_unseen_levels_total{feature="country",model="m"} 200.0' in text
     assert 'driftd_unknown_features_total{model="m"} 200.0' in text
     assert 'driftd_tests_uncalibrated{model="m"}' in text
     status = state.status()["m"]
-    assert status["untestable_features"] == {"always_null": "missing in all 1000 reference events"}
+    assert status["untestable_features"] == {"always_null": "missing in all 1000 reference events; values appearing "
+                                                            "are tested as a change (value_change)"}
     assert status["unknown_features"] == ["extra"] and status["schema"]["unknown"] == 200
     json.dumps(status, allow_nan=False)
 

@@ -8,7 +8,9 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   are by default PSI and KS (windows) and the CUSUM (:mod:`detectors.cusum`, a sequential
   test of its mean, value by value: a small shift is seen earlier);
 - one with a single distinct value (a constant): ``value_change``, a rate test of values
-  different from it (it fires when the value changes);
+  different from it (it fires when the value changes); a feature missing in every
+  reference event is a constant whose value is "missing": its ``value_change`` flags
+  every present value (it fires when values appear);
 - every feature: ``missing_rate``, a rate test of missing values (absent or null; the
   feature's PSI and chi-square leave them out: ``missing="ignore"``, so that a number's
   PSI and KS see the same windows and are calibrated on one simulated stream);
@@ -25,9 +27,14 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
   that are not constant; with fewer it is skipped, with the reason (``skipped``). Its
   per-feature contributions are in its detector's state (``/status``).
 
-A feature missing from every reference event, or one no test can be built for, is
-*untestable*: reported once with the reason in words, never tested on noise, never a
-cause to rebuild the reference.
+A feature without a test of its distribution is *untestable*: reported once with the
+reason in words (``untestable``: /status, the ``driftd_untestable_features`` gauge),
+never tested on noise, never a cause to rebuild the reference. That is one missing in
+every reference event (only its values appearing are tested, by ``value_change``), one
+no distribution test can be built for (too few values, say), or one whose tests'
+thresholds no window can reach (see :meth:`DataTests.apply`). A test that cannot be
+built or calibrated, or can never fire at the contract, is left out alone, with the
+reason (``skipped``): the column's other tests are kept.
 
 The contract (a weighted Bonferroni split): ``ert`` is the mean number of predictions
 between false alarms of the model's data-drift tests together. Each column's values (its
@@ -64,12 +71,13 @@ need little of it to catch a real change (missing values going from none to some
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration
+from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration, joint
 from detectors.binning import CategoricalBins, KSSlots, QuantileBins, index_together
 from detectors.reconstruction import Reconstruction
 
@@ -100,7 +108,7 @@ class Column:
 
     name: str
     kind: str
-    constant: object = None  # the single reference value of a constant column
+    constant: object = None  # the single reference value of a constant column (NaN: missing in all)
     levels: frozenset | None = None  # reference levels (categorical)
     features: tuple = ()  # column <all>: the columns reconstructed (a feature, or "feature=level") ...
     groups: tuple = ()  # ... the feature of each ...
@@ -158,8 +166,16 @@ class DataTests:
         """The column and its (test, reference values) list, or (None, None) if untestable."""
         feature = ref.name not in (PREDICTION, SCORE)
         if ref.n_present == 0:
-            self.untestable[ref.name] = f"missing in all {n} reference events"
-            return None, None
+            # A constant too: its one value is "missing" (NaN, which no value equals), and
+            # its value_change test flags every present value, so values appearing are a
+            # change. No distribution to test (reported, once) and no missing_rate (what
+            # is always missing cannot go missing more often). Typed by its declaration,
+            # else categorical: any value may come, a value of any type is fed as a level
+            # and its type is not checked (no reference value said it).
+            self.untestable[ref.name] = (f"missing in all {n} reference events; values appearing are tested "
+                                         f"as a change (value_change)")
+            column = Column(ref.name, "numeric" if ref.declared == "numeric" else "categorical", constant=math.nan)
+            return column, [("value_change", np.zeros(n, dtype=bool))]
         values = ref.values()
         singletons = None
         if ref.kind == "numeric":
@@ -360,35 +376,51 @@ class DataTests:
         return jobs
 
     def apply(self, job: CalibrationJob, thresholds: list | None, error: str | None) -> None:
-        """Set the thresholds computed for ``job`` (held tests are then decided in order);
-        a calibration that failed drops the column's tests with the reason."""
+        """Set the thresholds computed for ``job`` (held tests are then decided in order).
+        ``thresholds``: one entry per test of ``job`` (see :func:`column_thresholds`), a
+        (threshold, warning) pair or a str, that test's calibration error; ``error``: the
+        whole job's (``thresholds`` None). A test that failed, or whose threshold no
+        window can reach, is dropped alone, with the reason in ``skipped``; a column left
+        without a test of its values is *untestable* (the reasons joined), without any
+        test it is dropped."""
         column = self.columns.get(job.column)
         if column is None:
             return
+        dropped = False
         for i, test in enumerate(job.tests):
             detector = column.tests.get(test)
             if detector is None or detector.calibrated:
                 continue
-            if error is None:
-                threshold, warning = thresholds[i]
+            entry = None if error is not None else thresholds[i]
+            if entry is None:
+                why = f"calibration failed: {error}"
+            elif isinstance(entry, str):
+                why = f"calibration failed: {entry}"
+            else:
+                threshold, warning = entry
                 reachable = detector.max_statistic()
                 if threshold < reachable:
                     detector.set_thresholds(threshold, warning)
                     continue
-                why = (f"can never fire at this contract: its threshold {threshold:.4g} is above the largest "
-                       f"statistic a window can reach ({reachable:.4g}); a larger reference_size or window, "
-                       f"or a smaller ert, would make it testable")
-            else:
-                why = f"calibration failed: {error}"
+                # (An infinite threshold: none keeps the false alarms that rare; CUSUM's
+                # exact_thresholds says so of a reference too small for the contract.)
+                found = (f"its threshold {threshold:.4g} is above the largest statistic a window can reach "
+                         f"({reachable:.4g})" if math.isfinite(threshold) else
+                         f"no threshold keeps its false alarms that rare (the largest statistic a window can "
+                         f"reach is {reachable:.4g})")
+                why = (f"can never fire at this contract: {found}; a larger reference_size or window, or a "
+                       f"smaller ert, would make it testable")
             # Its held decisions would all be clean: nothing is lost with it.
             del column.tests[test]
             self.skipped[(test, job.column)] = why
+            dropped = True
+        if dropped and job.column != ALL and not set(column.tests) - RATE_TESTS:
+            # No test of its values is left (as when none could be built): why, once. (<all>
+            # is no feature: its test's reason is in skipped.)
+            self.untestable[job.column] = "; ".join(f"{t}: {why}" for (t, c), why in self.skipped.items()
+                                                    if c == job.column)
         if not column.tests:
             del self.columns[job.column]
-            if job.column == ALL:  # not a feature: its test's reason is in skipped
-                self._update_calibrated()
-                return
-            self.untestable[job.column] = "; ".join(f"{t}: {why}" for (t, c), why in self.skipped.items() if c == job.column)
             self._update_kinds()
         self._update_calibrated()
 
@@ -397,20 +429,54 @@ class DataTests:
         self.calibrated = all(d.calibrated for _, d in self.detectors())
 
 
-def column_thresholds(job: CalibrationJob) -> list[tuple[float, float | None]]:
-    """(threshold, warning threshold) per test of ``job``: the value tests for the union
-    of their alarms (``job.joint``) where the detectors offer it, each other test for its
-    own ERT. Pure and deterministic: any thread, any process, the same thresholds."""
-    out = [None] * len(job.tests)
+def column_thresholds(job: CalibrationJob) -> list[tuple[float, float | None] | str]:
+    """(threshold, warning threshold) per test of ``job``, in the order of ``job.tests``:
+    the value tests for the union of their alarms (``job.joint``) where the detectors
+    offer it, each other test for its own ERT. Pure and deterministic: any thread, any
+    process, the same thresholds.
+
+    One test's failure does not cost the others their thresholds: the entry of a test
+    whose calibration raised is the error in words (a str, ``"ValueError: ..."``), which
+    :meth:`DataTests.apply` skips alone. If the union of the value tests raises, each
+    group of them that shares a stream (:func:`detectors.joint.sharing_groups`: PSI and
+    KS) is calibrated again for the union of its own alarms at its members' shares, and
+    failing that each test alone at its share (as ``calibrate_union`` itself falls back),
+    so a failure takes its group at most. Raises the first error only when every test of
+    the job failed (a job of one test fails as a whole, as it always did)."""
+    out: list = [None] * len(job.tests)
     union = getattr(calibration, "calibrate_union", None)
     values = [i for i, test in enumerate(job.tests) if test not in RATE_TESTS]
     if union is not None and job.joint is not None and len(values) > 1:
-        for i, result in zip(values, union([job.null_models[i] for i in values], job.joint)):
-            out[i] = tuple(result)
+        try:
+            for i, result in zip(values, union([job.null_models[i] for i in values], job.joint)):
+                out[i] = tuple(result)
+        except Exception:  # noqa: BLE001 - found again below, test by test
+            out = [None] * len(job.tests)
+            for group in joint.sharing_groups([job.null_models[i] for i in values]):
+                members = [values[j] for j in group]
+                if len(members) > 1:
+                    # The group's ERT: its members' shares of the rate added up.
+                    ert = 1.0 / sum(1.0 / job.erts[i] for i in members)
+                    found = _or_error(union, [job.null_models[i] for i in members], ert)
+                    if not isinstance(found, Exception):
+                        for i, result in zip(members, found):
+                            out[i] = tuple(result)
     for i, (model, ert) in enumerate(zip(job.null_models, job.erts)):
         if out[i] is None:
-            out[i] = tuple(calibration.calibrate(model, ert))
-    return out
+            found = _or_error(calibration.calibrate, model, ert)
+            out[i] = found if isinstance(found, Exception) else tuple(found)
+    errors = [e for e in out if isinstance(e, Exception)]
+    if errors and len(errors) == len(out):
+        raise errors[0]
+    return [f"{type(e).__name__}: {e}" if isinstance(e, Exception) else e for e in out]
+
+
+def _or_error(function, *args):
+    """``function(*args)``, or the exception it raised (the caller tells the tests apart)."""
+    try:
+        return function(*args)
+    except Exception as e:  # noqa: BLE001 - one test's failure, reported in words with it
+        return e
 
 
 def calibrate_jobs_now(jobs, apply, compute=column_thresholds) -> int:

@@ -276,7 +276,7 @@ class ModelPipeline:
         tests = DataTests(sample, self.config, self.schema)
         self.n_unwatched = sample.n_unwatched
         for column, why in tests.untestable.items():
-            log.warning("model %s: %s is not tested: %s", self.name, column, why, extra={"model": self.name})
+            log.warning("model %s: the distribution of %s is not tested: %s", self.name, column, why, extra={"model": self.name})
         for column in sample.columns():
             found = column.mostly_numbers()
             if found is not None:

@@ -269,7 +269,9 @@ def _detector_families(readings: list):
     reference = GaugeMetricFamily("driftd_reference_complete", "1 once the model's reference is complete and data-drift tests run.", labels=["model"])
     unwatched = GaugeMetricFamily("driftd_unwatched_features", "Features beyond max_features: counted, not tested or exported.", labels=["model"])
     untestable = GaugeMetricFamily(
-        "driftd_untestable_features", "Watched columns no test can watch (reason on /status): always missing, too few values...", labels=["model"])
+        "driftd_untestable_features",
+        "Watched columns whose distribution no test describes (reason on /status): always missing in the reference "
+        "(only values appearing are tested), too few values, no reachable threshold...", labels=["model"])
     uncalibrated = GaugeMetricFamily(
         "driftd_tests_uncalibrated", "Data-drift tests waiting for their thresholds (their decisions are held meanwhile).", labels=["model"])
     # Per model and test, over the model's features (every per_feature setting).
