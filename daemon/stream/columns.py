@@ -95,6 +95,8 @@ RATE_TESTS = {"missing_rate", "unseen_rate", "unknown_features"}
 RATE_WEIGHT = 0.1
 #: Unknown feature names kept for /status, per model.
 MAX_UNKNOWN_NAMES = 20
+#: Unseen levels kept for /status, per categorical column (the first in stream order).
+MAX_UNSEEN_LEVELS = 5
 #: Tests whose bins depend on the set of reference values alone, not their order.
 SORTED_REFERENCE = frozenset({"psi", "ks"})
 #: Binnings of numbers by edges (PSI's, KS's): a batch is binned for all of them at once.
@@ -144,6 +146,9 @@ class DataTests:
         self.skipped: dict[tuple[str, str], str] = {}
         self.known_names = frozenset(sample.names) if not sample.too_many_names else None
         self.unknown_names: list[str] = []
+        #: Categorical column -> the first levels its reference never had (at most
+        #: MAX_UNSEEN_LEVELS, in stream order), for /status: what its unseen_rate counts.
+        self.unseen_levels: dict[str, list] = {}
         tests = {}  # column name -> [(test, values for the reference)]
         for ref in sample.columns():
             if ref.name == SCORE and (not config.watch_score or ref.n_present == 0):
@@ -317,6 +322,7 @@ class DataTests:
             self.schema[("missing", column.name)] += n_missing
         if unseen is not None and (n_unseen := int(np.count_nonzero(unseen))):
             self.schema[("unseen", column.name)] += n_unseen
+            self._name_unseen(column.name, levels, known)
         slots = None  # the KS test's bins of the values, when the CUSUM can take them
         bins = None  # test -> its bins, for the tests binning numbers by edges (found together)
         for test, detector in column.tests.items():
@@ -344,6 +350,19 @@ class DataTests:
                 if values is None:
                     values = [levels[c] for c in codes.tolist()]
                 detector.update_many(values)
+
+    def _name_unseen(self, column: str, levels: list, known: frozenset) -> None:
+        """Keep the batch's first unseen levels (``levels``: its distinct values in order
+        of first appearance) while the column has room."""
+        named = getattr(self, "unseen_levels", None)
+        if named is None:  # a state saved before levels were named
+            named = self.unseen_levels = {}
+        kept = named.setdefault(column, [])
+        for v in levels:
+            if len(kept) >= MAX_UNSEEN_LEVELS:
+                break
+            if v is not None and v not in known and v not in kept:
+                kept.append(v)
 
     def _unknown(self, features: list[dict]) -> np.ndarray:
         known = self.known_names

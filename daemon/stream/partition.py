@@ -370,6 +370,7 @@ class PartitionState:
                 "untestable_features": pipeline.untestable,
                 "unwatched_features": pipeline.n_unwatched,
                 "unknown_features": pipeline.unknown_features,
+                "unseen_levels": pipeline.unseen_levels,
                 "schema": _schema(pipeline.schema),
                 "uncalibrated_tests": pipeline.uncalibrated,
                 "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},

@@ -172,6 +172,11 @@ class ModelPipeline:
         """Names of features the reference did not have (the first few seen)."""
         return list(self.watch.tests.unknown_names) if self.watch else []
 
+    @property
+    def unseen_levels(self) -> dict[str, list]:
+        """Categorical column -> the first levels its reference did not have (a few each)."""
+        return {c: list(v) for c, v in getattr(self.watch.tests, "unseen_levels", {}).items()} if self.watch else {}
+
     def detectors(self):
         """Every (detector name, feature, detector) of the model."""
         for (name, feature), detector in (self.watch.tests.detectors() if self.watch else ()):

@@ -50,6 +50,7 @@ def waiting_entry(config: Config, name: str) -> dict:
         "untestable_features": {},
         "unwatched_features": 0,
         "unknown_features": [],
+        "unseen_levels": {},
         "schema": {"missing": {}, "unseen": {}, "unknown": 0},
         "uncalibrated_tests": 0,
         "skipped_tests": {},
