@@ -15,6 +15,7 @@ start and kept in a :class:`Secret` that never prints.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import math
@@ -458,8 +459,17 @@ class Config:
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load(path: str | os.PathLike) -> Config:
+#: Whether a secret whose variable or file is missing is an error (see :func:`load`).
+_secrets_required: contextvars.ContextVar = contextvars.ContextVar("driftd_secrets_required", default=True)
+
+
+def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     """Read and validate a configuration file; raises :class:`ConfigError`.
+
+    ``secrets=False``: a secret (``{env: NAME}`` or ``{file: PATH}``) whose variable is
+    unset or whose file cannot be read is an empty :class:`Secret` instead of an error,
+    for commands that read the models and the port only (``driftd models``), not the
+    daemon (default: True, every secret must be there).
 
     Relative paths written in the file (:data:`PATH_KEYS`, and every ``{file: PATH}``
     secret) are taken relative to the file's directory, not the current one, so that a
@@ -477,7 +487,11 @@ def load(path: str | os.PathLike) -> Config:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
     if isinstance(data, dict):
         data = _relative_to(data, Path(os.path.abspath(path)).parent)
-    return from_dict(data or {})
+    token = _secrets_required.set(secrets)
+    try:
+        return from_dict(data or {})
+    finally:
+        _secrets_required.reset(token)
 
 
 #: Settings that are paths of files or directories (besides ``{file: PATH}`` secrets).
@@ -627,12 +641,16 @@ def _secret(value, key: str) -> Secret:
     if "env" in value:
         name = str(value["env"])
         if name not in os.environ:
+            if not _secrets_required.get():
+                return Secret("", f"env {name} (not set)")
             raise ConfigError(key, f"environment variable {name} is not set")
         return Secret(os.environ[name], f"env {name}")
     path = Path(str(value["file"]))
     try:
         return Secret(path.read_text().strip(), f"file {path}")
     except OSError as e:
+        if not _secrets_required.get():
+            return Secret("", f"file {path} (unreadable)")
         raise ConfigError(key, f"cannot read secret file {path}: {e.strerror}") from None
 
 

@@ -254,6 +254,20 @@ def test_models_without_a_daemon_lists_the_configuration(tmp_path):
     assert as_json["source"] is None and set(as_json["models"]) == {"fraud", "eta"}
 
 
+def test_models_needs_no_sink_secret_but_check_config_does(tmp_path):
+    """`driftd models` reads the models and the port: a webhook secret from an unset
+    variable (set only in the daemon's pod) does not stop it; check-config still names it."""
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "http": {"port": free_port()}, "models": {"fraud": {}},
+        "alerts": {"sinks": [{"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": {"env": "DRIFTD_TEST_UNSET"}}]}}))
+    assert "DRIFTD_TEST_UNSET" not in ENV
+    done = driftd("models", "--config", str(config_file), "--timeout", "1")
+    assert done.returncode == 0 and done.stdout.splitlines()[1].split()[0] == "fraud", done
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode != 0 and "DRIFTD_TEST_UNSET is not set" in checked.stderr, checked
+
+
 @pytest.mark.parametrize("how", [["--registry"], ["list"]])
 def test_the_registry_listing_is_still_there(tmp_path, how):
     config_file = tmp_path / "driftd.yaml"
