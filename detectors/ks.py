@@ -128,28 +128,28 @@ class KS(WindowedTest):
         self._reference_cdf = None
 
     def _reference(self) -> tuple:
-        """(reference CDF at the slots' ends, float64 of shape (slots,); reference size;
-        reference values below each end, ints): computed once, not pickled (every test
-        reads them)."""
+        """(reference CDF at the slots' ends, float64 of shape (slots,); reference size):
+        computed once, not pickled (every test reads them)."""
         if self._reference_cdf is None:
             n_reference = int(self.binning.reference_counts[:-1].sum())
             cdf = np.cumsum(self.binning.reference_counts[:-1]) / n_reference
-            below = [int(round(v * n_reference)) for v in cdf.tolist()]
-            self._reference_cdf = (cdf, n_reference, below)
+            self._reference_cdf = (cdf, n_reference)
         return self._reference_cdf
 
     _measure = WindowedTest._measure_one_of_many
 
     def _measure_many(self, counts, filled):
         # Each window's largest gap between the distribution functions, every window at once.
-        reference_cdf, n_reference, below = self._reference()
+        reference_cdf, n_reference = self._reference()
         window = np.cumsum(counts[:, :-1], axis=1)
         n_window = window[:, -1]
         gaps = np.abs(reference_cdf - window / n_window[:, None])
         at = gaps.argmax(axis=1)
         rows = np.arange(at.size)
-        p_args = [(below[a], n_reference, w, n) for a, w, n in
-                  zip(at.tolist(), window[rows, at].tolist(), n_window.tolist())]
+        # The reference values below each window's point of largest gap, for its p-value
+        # (found from the CDF where needed: an array of them per test is memory in every model).
+        below = np.rint(reference_cdf[at] * n_reference).astype(np.int64).tolist()
+        p_args = [(b, n_reference, w, n) for b, w, n in zip(below, window[rows, at].tolist(), n_window.tolist())]
         return gaps[rows, at].tolist(), p_args
 
     def _p_value(self, p_args) -> float:

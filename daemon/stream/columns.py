@@ -253,6 +253,10 @@ class DataTests:
                 except (ValueError, TypeError) as e:
                     self.skipped[(test, name)] = str(e)
                     reasons.append(f"{test}: {e}")
+            ks, cusum = column.tests.get("ks"), column.tests.get("cusum")
+            if ks is not None and _same_slots(ks, cusum):
+                # One array for both (equal edges): half their memory, in memory and pickled.
+                cusum.edges = ks.binning.edges
             if reasons and not set(column.tests) - RATE_TESTS and name != ALL:  # <all> is no feature
                 # No test of the values themselves could be built: say why, once. (None
                 # configured, as for a model watched for its accuracy only, is no problem.)
