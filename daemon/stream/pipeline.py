@@ -327,17 +327,14 @@ class ModelPipeline:
         places = zip(*sources.get_many(ats)) if ats else iter(())
         for test, column, decisions in taken:
             for d, (ts, offset) in zip(decisions, places):
-                # _detail and _observation inlined (this runs once per test of every
-                # detector): a plain Decision, most of them, has no p-value to defer.
+                # _detail inlined (this runs once per test of every detector): a plain
+                # Decision, most of them, has no p-value to defer.
                 if type(d) is Decision or not getattr(d, "p_pending", False):
                     detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
                               "model_version": version}
                 else:
                     detail = LazyDetail(d, version)
-                o = _new(Observation)
-                o.__dict__.update(detector=test, feature=column, drift=d.drift, event_time=ts, offset=offset,
-                                  side="data", position=d.at, detail=detail)
-                found.append(o)
+                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, detail))
         found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
