@@ -303,7 +303,10 @@ class ModelConfig:
         "Tests on numeric features, a regression prediction and the score: psi, ks, cusum (a "
         "sequential test of a mean shift, value by value: README \"The false-alarm contract\"); "
         "leave one out to turn it off.", default_factory=lambda: ["psi", "ks", "cusum"])
-    categorical_tests: list[str] = _doc("Tests on categorical features: psi, chisquare.", default_factory=lambda: ["chisquare"])
+    categorical_tests: list[str] = _doc(
+        "Tests on categorical features and a classifier's predicted class: psi, chisquare, cusum (a "
+        "sequential test of each frequent level's share, value by value: README \"The false-alarm "
+        "contract\"); leave one out to turn it off.", default_factory=lambda: ["chisquare", "cusum"])
     watch_score: bool = _doc("Also test the prediction score (numeric scores only).", default=True)
     reconstruction: str = _doc(
         "Multivariate drift (README \"Multivariate drift: reconstruction\"): `auto` tests how well "

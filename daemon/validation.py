@@ -118,8 +118,8 @@ def check_model(model: ModelConfig, key: str) -> None:
         if test not in ("psi", "ks", "cusum"):
             raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks, cusum)")
     for test in model.categorical_tests:
-        if test not in ("psi", "chisquare"):
-            raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare)")
+        if test not in ("psi", "chisquare", "cusum"):
+            raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare, cusum)")
     if model.error_detector:
         if model.error_detector not in RIVER_DETECTORS:
             raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")

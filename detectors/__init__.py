@@ -3,8 +3,9 @@
 Every detector has the interface of :class:`~detectors.base.Detector`: ``update`` one value
 or ``update_many`` a batch, then read ``drift``, ``warning``, ``statistic``, ``threshold``,
 ``p_value``, ``n_seen`` and ``n_detections``, and drain its decisions with
-``pop_decisions``. The windowed tests (PSI, KS, chi-square, rate) and the CUSUM
-(:mod:`detectors.cusum`, a sequential test of a mean) calibrate their thresholds to an
+``pop_decisions``. The windowed tests (PSI, KS, chi-square, rate) and the CUSUMs
+(:mod:`detectors.cusum`, a sequential test of a mean; :mod:`detectors.level_cusum`, of
+each frequent level's share) calibrate their thresholds to an
 expected run length between false alarms (:mod:`detectors.calibration`), in their
 constructor or later, off the caller's loop.
 """
@@ -18,6 +19,7 @@ from .cbpe import ClassificationEstimate, IsotonicCalibrator
 from .dle import RegressionEstimate
 from .estimation import EstimateDecay
 from .ks import KS
+from .level_cusum import LevelCUSUM
 from .psi import PSI, psi_from_counts
 from .rate import RateTest
 from .reconstruction import Reconstruction
@@ -25,6 +27,6 @@ from .river import RIVER_DETECTORS, RiverDetector
 
 __all__ = [
     "CUSUM", "ChiSquare", "ClassificationEstimate", "Decision", "Detector", "DetectorState", "EstimateDecay",
-    "IsotonicCalibrator", "KS", "METRICS", "PSI", "PerformanceDecay", "RIVER_DETECTORS", "RateTest",
+    "IsotonicCalibrator", "KS", "LevelCUSUM", "METRICS", "PSI", "PerformanceDecay", "RIVER_DETECTORS", "RateTest",
     "Reconstruction", "RegressionEstimate", "RiverDetector", "calibration", "psi_from_counts", "restore",
 ]

@@ -218,29 +218,7 @@ class CUSUM(DeferredThresholds):
         # matters for a window or stride so large that it exceeds that).
         search_limit = max(1e7, _max_statistic(np.asarray(params["z"], dtype=np.int64), round(params["shift"] / 2 * SCALE),
                                                null_model.window, null_model.stride))
-        # Both rates' searches start from the same levels: each is computed once.
-        known: dict[float, float] = {}
-
-        def log_rate(h: float) -> float:
-            if h not in known:
-                total = sum(np.exp(-side(h)) for side in sides)
-                known[h] = float(np.log(np.mean(total) + 1e-300))
-            return known[h]
-
-        out = []
-        for rate in rates:
-            target = math.log(rate)
-            if log_rate(0.0) <= target:
-                out.append(0.0)
-                continue
-            high = 1.0
-            while log_rate(high) > target and high <= search_limit:
-                high *= 2
-            if log_rate(high) > target:
-                out.append(math.inf)  # unreachable (see the docstring)
-                continue
-            out.append(float(optimize.brentq(lambda h: log_rate(h) - target, 0.0, high, xtol=1e-6)))
-        return out
+        return threshold_search(lambda h: sum(np.exp(-side(h)) for side in sides), rates, search_limit)
 
     def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
         """Set the threshold (and the warning threshold, unless one was given), then decide
@@ -307,11 +285,10 @@ class CUSUM(DeferredThresholds):
         self.n_seen += n
         if slots.size == 0:
             return
-        z = self.z[slots]
         # Pieces of blocks: up to each block's end within the batch, then what is left.
-        m = z.size
+        m = slots.size
         ends = list(range(self.stride - self._in_block, m + 1, self.stride))
-        stat = self._path(z, ends)
+        stat = self._path(slots, ends)
         starts = [0] + [e for e in ends if e < m]
         bounds = starts[1:] + [m]
         if len(starts) <= 3:
@@ -324,12 +301,13 @@ class CUSUM(DeferredThresholds):
             if self._in_block == self.stride:
                 self._close_block(first + (end - 1 if kept is None else int(kept[end - 1])))
 
-    def _path(self, z: np.ndarray, ends: list) -> np.ndarray:
-        """The statistic after each value of ``z``, the sums capped at the block ends
+    def _path(self, slots: np.ndarray, ends: list) -> np.ndarray:
+        """The statistic after each value (of slots ``slots``), the sums capped at the block ends
         ``ends`` (indices just past a block's last value); the sums are left as after the
         last value. Lindley's recursion in closed form, ``S_i = C_i - min(-S_0, min_{j <=
         i} C_j)``, exactly, in int64: over the whole batch at once while no cap binds (a
         stationary stream), block by block from the first that does (a drift)."""
+        z = self.z[slots]
         cap = self._cap
         up, down = self._walk(z, self._up, self._down)
         stat = np.maximum(up, down)
@@ -431,6 +409,36 @@ def _max_statistic(z: np.ndarray, k: int, window: int, stride: int) -> float:
     return (int(k) * int(window) + int(stride) * top) / SCALE
 
 
+def threshold_search(rate_per_draw, rates, search_limit: float) -> list[float]:
+    """The level ``h`` at which the false-alarm rate, ``rate_per_draw(h)`` (per value, an
+    array over the posterior draws) averaged over the draws, is each of ``rates``: a
+    list of floats, in order; 0.0 where even ``h = 0`` is rare enough, ``inf`` where no
+    ``h`` up to ``search_limit`` is (see :meth:`CUSUM.exact_thresholds`). Brent's method
+    on the log of the mean rate, from a bracket doubled from 1."""
+    # Both rates' searches start from the same levels: each is computed once.
+    known: dict[float, float] = {}
+
+    def log_rate(h: float) -> float:
+        if h not in known:
+            known[h] = float(np.log(np.mean(rate_per_draw(h)) + 1e-300))
+        return known[h]
+
+    out = []
+    for rate in rates:
+        target = math.log(rate)
+        if log_rate(0.0) <= target:
+            out.append(0.0)
+            continue
+        high = 1.0
+        while log_rate(high) > target and high <= search_limit:
+            high *= 2
+        if log_rate(high) > target:
+            out.append(math.inf)  # unreachable
+            continue
+        out.append(float(optimize.brentq(lambda h: log_rate(h) - target, 0.0, high, xtol=1e-6)))
+    return out
+
+
 def _representatives(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each slot's mean reference value; an empty slot the middle of its nearest filled
     neighbours' (the one neighbour's beyond the extremes)."""
@@ -467,12 +475,20 @@ def _scratch(name: str, shape: tuple) -> np.ndarray:
 def _side(p: np.ndarray, y: np.ndarray):
     """Per draw (rows of ``p``) of one side's increments ``y``: ``(t, mean, sd)``, ``t``
     the nonzero root of ``log E exp(t y) = 0`` (NaN where there is none: the walk can
-    never rise, or never fall)."""
-    mean = p @ y
-    second = p @ y ** 2
+    never rise, or never fall). ``y``: of shape (slots,), or (draws, slots) for
+    increments of each row's own (the level CUSUM's arms, solved together)."""
+    if y.ndim == 2:
+        def expect(values):
+            return np.einsum("ij,ij->i", p, values)
+        highest, lowest = y.max(axis=1), y.min(axis=1)
+    else:
+        expect = p.__matmul__
+        highest, lowest = y.max(), y.min()
+    mean = expect(y)
+    second = expect(y ** 2)
     var = np.maximum(second - mean ** 2, 1e-300)
-    third = p @ y ** 3 - 3 * mean * var - mean ** 3  # third cumulant
-    never = ((mean < 0) & (y.max() <= 0)) | ((mean > 0) & (y.min() >= 0)) | (mean == 0)
+    third = expect(y ** 3) - 3 * mean * var - mean ** 3  # third cumulant
+    never = ((mean < 0) & (highest <= 0)) | ((mean > 0) & (lowest >= 0)) | (mean == 0)
     # Start from the root of the cumulant function's third-order expansion
     # (mean + var t / 2 + third t^2 / 6 = 0; the Gaussian -2 mean / var without skew) ...
     disc = var ** 2 / 4 - 2 * third * mean / 3

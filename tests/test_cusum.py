@@ -15,7 +15,7 @@ import pytest
 from daemon.config import ModelConfig
 from daemon.stream.columns import DataTests, column_thresholds
 from daemon.stream.reference import ReferenceSample
-from detectors import CUSUM, calibration, restore
+from detectors import CUSUM, LevelCUSUM, calibration, restore
 from detectors.cusum import OVERSHOOT
 
 
@@ -226,14 +226,14 @@ def test_a_column_s_cusum_shares_its_value_weight_and_can_be_turned_off():
         assert isinstance(tests.columns[column].tests["cusum"], CUSUM)
         assert tests.weights[("cusum", column)] == pytest.approx(1 / 3)
     assert "cusum" not in tests.columns["flag"].tests  # a constant: value_change
-    assert "cusum" not in tests.columns["plan"].tests
+    assert isinstance(tests.columns["plan"].tests["cusum"], LevelCUSUM)  # a categorical: its levels' shares
     # Calibrated with the column's other value tests, each its share of the column's rate.
     job = next(j for j in tests.calibration_jobs() if j.column == "amount")
     thresholds = dict(zip(job.tests, column_thresholds(job)))
     assert thresholds["cusum"] == calibration.calibrate(tests.columns["amount"].tests["cusum"].null_model(),
                                                         tests.ert_of("cusum", "amount"))
     off = model_tests(ModelConfig(window=100, stride=10, ert=10_000, numeric_tests=["psi", "ks"]))
-    assert all(test != "cusum" for test, _ in off.weights)
+    assert [column for test, column in off.weights if test == "cusum"] == ["plan"]  # the level CUSUM stays
     assert off.total_weight == pytest.approx(tests.total_weight)
 
 

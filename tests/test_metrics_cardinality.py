@@ -30,7 +30,7 @@ from daemon.web.metrics import Metrics
 
 #: README "Metric cardinality": series per model, whatever its features ...
 BASE = 53  # events 2, label joins 5, label delay 19, dead letters of the model 6, join buffer 1, version, reference, unwatched, untestable, uncalibrated, unknown features, performance 2, estimated performance 5, estimate error 5, event age 2
-OWN = 66  # the model's own tests: <prediction> chisquare + unseen_rate, <score> psi + ks + cusum (6), <features> unknown_features, <error> adwin, decay accuracy, estimated_decay accuracy (7), <all> reconstruction (6)
+OWN = 72  # the model's own tests: <prediction> chisquare + cusum (6) + unseen_rate, <score> psi + ks + cusum (6), <features> unknown_features, <error> adwin, decay accuracy, estimated_decay accuracy (7), <all> reconstruction (6)
 SUMMARY_PER_TEST = 4  # features in drift, in warning, largest statistic/threshold, drift entries
 #: ... and per numeric feature shown: psi 6 (no p-value), ks 7, cusum 6 (no p-value), missing_rate 7.
 PER_FEATURE = 26

@@ -100,7 +100,7 @@ def test_declared_numeric_refuses_strings_from_the_first_event():
 
 
 @pytest.mark.parametrize("task, prediction_value, kind, tests", [
-    ("classification", "cat", "categorical", {"chisquare", "unseen_rate"}),
+    ("classification", "cat", "categorical", {"chisquare", "cusum", "unseen_rate"}),
     ("regression", 2.5, "numeric", {"psi", "ks", "cusum"}),
 ])
 def test_the_prediction_is_watched_like_a_feature(task, prediction_value, kind, tests):
@@ -187,12 +187,14 @@ def test_the_model_budget_is_split_across_its_columns_and_tests():
     assert sorted(job.column for job in jobs) == sorted(tests.columns)
     assert pipeline.uncalibrated == sum(len(c.tests) for c in tests.columns.values())
     erts = {(test, job.column): ert for job in jobs for test, ert in zip(job.tests, job.erts)}
-    # Weights: a column's values 1 (psi, ks and cusum of "a" a third each; the constant
-    # prediction and score one test each), each rate test 0.1: 1.1 + 1.2 + 1 + 1 + 0.1 = 4.4.
+    # Weights: a column's values 1 (psi, ks and cusum of "a" a third each; chi-square and
+    # the level CUSUM of "b" half each; the constant prediction and score one test each),
+    # each rate test 0.1: 1.1 + 1.2 + 1 + 1 + 0.1 = 4.4.
     assert erts[("ks", "a")] == erts[("psi", "a")] == erts[("cusum", "a")] == pytest.approx(1_000_000 * 4.4 * 3)
-    assert erts[("chisquare", "b")] == pytest.approx(1_000_000 * 4.4)
+    assert erts[("chisquare", "b")] == erts[("cusum", "b")] == pytest.approx(1_000_000 * 4.4 * 2)
     assert erts[("missing_rate", "a")] == erts[("unknown_features", "<features>")] == pytest.approx(1_000_000 * 4.4 / 0.1)
-    assert {job.column: job.joint for job in jobs if job.joint} == {"a": pytest.approx(1_000_000 * 4.4)}
+    assert {job.column: job.joint for job in jobs if job.joint} == {"a": pytest.approx(1_000_000 * 4.4),
+                                                                    "b": pytest.approx(1_000_000 * 4.4)}
     # The false-alarm rates add up to the model's contract.
     assert sum(1 / ert for ert in erts.values()) == pytest.approx(1 / 1_000_000)
     assert all(len(t) == 2 for job in jobs for t in column_thresholds(job))

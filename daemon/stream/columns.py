@@ -6,7 +6,9 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
 - a feature, the prediction or the score with two or more distinct reference values: the
   distribution tests of its type (``numeric_tests`` or ``categorical_tests``); a number's
   are by default PSI and KS (windows) and the CUSUM (:mod:`detectors.cusum`, a sequential
-  test of its mean, value by value: a small shift is seen earlier);
+  test of its mean, value by value: a small shift is seen earlier), a category's
+  chi-square (window) and the level CUSUM (:mod:`detectors.level_cusum`, a sequential test
+  of each frequent level's share);
 - one with a single distinct value (a constant): ``value_change``, a rate test of values
   different from it (it fires when the value changes); a feature missing in every
   reference event is a constant whose value is "missing": its ``value_change`` flags
@@ -56,8 +58,8 @@ need little of it to catch a real change (missing values going from none to some
 ...     sample.add({"amount": float(i % 37), "plan": "ab"[i % 2], "flag": 0}, prediction=i % 2, score=None)
 >>> tests = DataTests(sample, ModelConfig(window=50, stride=10, ert=10_000), Counter())
 >>> {name: sorted(column.tests) for name, column in tests.columns.items()}  # doctest: +NORMALIZE_WHITESPACE
-{'amount': ['cusum', 'ks', 'missing_rate', 'psi'], 'plan': ['chisquare', 'missing_rate', 'unseen_rate'],
- 'flag': ['missing_rate', 'value_change'], '<prediction>': ['chisquare', 'unseen_rate'],
+{'amount': ['cusum', 'ks', 'missing_rate', 'psi'], 'plan': ['chisquare', 'cusum', 'missing_rate', 'unseen_rate'],
+ 'flag': ['missing_rate', 'value_change'], '<prediction>': ['chisquare', 'cusum', 'unseen_rate'],
  '<features>': ['unknown_features']}
 >>> tests.calibrated, tests.total_weight   # thresholds come from the calibration worker
 (False, 4.6)
@@ -79,6 +81,7 @@ import numpy as np
 
 from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration, joint
 from detectors.binning import CategoricalBins, KSSlots, QuantileBins, index_together
+from detectors.level_cusum import LevelCUSUM
 from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
@@ -549,7 +552,7 @@ def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing
     if test == "ks":
         return KS(values, **common)
     if test == "cusum":
-        return CUSUM(values, **common)
+        return CUSUM(values, **common) if kind == "numeric" else LevelCUSUM(values, **common)
     # Levels the reference never had are the unseen_rate test's signal alone: the
     # distribution tests compare the reference's levels only (one signal, one test).
     if test == "psi":

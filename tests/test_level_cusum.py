@@ -1,0 +1,185 @@
+"""The categorical level CUSUM (detectors/level_cusum.py): its statistic by hand, its false
+alarms against the asked run length, a level's share doubling seen before chi-square sees
+it, decisions that do not depend on batch sizes or on when the thresholds arrive, one
+detection for a drift that stays, and its place among a categorical column's tests
+(daemon/stream/columns.py). No timing is asserted."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from daemon.config import ModelConfig, from_dict
+from daemon.stream.columns import DataTests, column_thresholds
+from daemon.stream.reference import ReferenceSample
+from detectors import ChiSquare, LevelCUSUM, calibration, restore
+from detectors.level_cusum import MIN_COUNT, SCALE
+
+LEVELS = ["a", "b", "c", "d", "e"]
+SHARES = [0.35, 0.25, 0.2, 0.12, 0.08]
+
+
+def decisions(detector) -> list[tuple]:
+    return [(d.at, d.drift, d.warning, d.statistic, d.threshold) for d in detector.pop_decisions()]
+
+
+def draw(rng, n: int, shares=SHARES) -> list:
+    return [LEVELS[i] for i in rng.choice(len(shares), p=shares, size=n)]
+
+
+def test_statistic_matches_a_hand_computation():
+    reference = ["a"] * 600 + ["b"] * 300 + ["c"] * 100 + [None] * 50
+    cusum = LevelCUSUM(reference, window=400, stride=40, threshold=1e6)
+    assert cusum.tracked == ("a", "b", "c")
+    stream = (["a"] * 3 + ["b", None, "zz", "c"]) * 30 + ["b"] * 60
+    cusum.update_many(stream)
+    # Each arm by hand: the level's odds doubled (up) or halved (down), its log-likelihood
+    # ratio summed from 0 and kept at or above 0; missing and unseen values left out.
+    shares = {"a": 0.6, "b": 0.3, "c": 0.1}
+    best = 0.0
+    for level, p in shares.items():
+        for ratio in (2.0, 0.5):
+            q = ratio * p / (1 - p + ratio * p)
+            up, down = round(math.log(q / p) * SCALE), round(math.log((1 - q) / (1 - p)) * SCALE)
+            s = 0
+            for x in stream:
+                if x is None or x == "zz":
+                    continue
+                s = max(0, s + (up if x == level else down))
+            best = max(best, s)
+    assert cusum.value == best / SCALE > 0
+    assert cusum.n_seen == len(stream) and cusum.n_missing == 60
+
+
+def test_false_alarms_pooled_over_references_are_within_a_factor_2_of_asked():
+    ert, references = 20_000.0, 30
+    n = int(50 * ert / references)  # 50 false alarms asked in all
+    for shares in (SHARES, [0.7, 0.3]):
+        alarms = 0
+        for seed in range(references):
+            rng = np.random.default_rng([seed, 4, len(shares)])
+            cusum = LevelCUSUM(draw(rng, 2000, shares), window=200, stride=50, ert=ert, calibration_seed=seed)
+            codes = rng.choice(len(shares), p=shares, size=n)
+            bins = cusum.binning.index_levels(LEVELS[:len(shares)])[codes]
+            for start in range(0, n, 50_000):
+                cusum.update_bins(bins[start:start + 50_000])
+            alarms += cusum.n_detections
+        ratio = alarms / (references * n / ert)
+        assert 0.5 <= ratio <= 2, f"{len(shares)} levels: {alarms} false alarms, observed/asked {ratio:.2f}"
+
+
+def shifted(seed: int) -> list:
+    """3,000 values, then "a" from 35% to 60% for 1,500, then back for 2,500 (some missing
+    and unseen values throughout)."""
+    rng = np.random.default_rng(seed)
+    values = draw(rng, 3000) + draw(rng, 1500, [0.6, 0.15, 0.12, 0.08, 0.05]) + draw(rng, 2500)
+    for i in np.flatnonzero(rng.random(len(values)) < 0.04):
+        values[i] = None if i % 2 else "new"
+    return values
+
+
+def fed(detector, values, batch: int):
+    for i in range(0, len(values), batch):
+        detector.update_many(values[i:i + batch])
+    return detector
+
+
+REFERENCE = draw(np.random.default_rng(5), 3000)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100, 333, 7000])
+def test_decisions_do_not_depend_on_batch_sizes(batch):
+    values = shifted(6)
+    one = decisions(fed(LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6), values, 7000))
+    other = decisions(fed(LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6), values, batch))
+    assert other == one
+    assert any(drift for _, drift, *_ in one) and not one[-1][1]  # it entered drift, then left
+
+
+@pytest.mark.parametrize("calibrate_after", [0, 20, 3030, 3333, 7000])
+def test_decisions_do_not_depend_on_when_the_thresholds_arrive(calibrate_after):
+    values = shifted(7)
+    synchronous = fed(LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6), values, 100)
+    deferred = LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6, defer_calibration=True)
+    assert not deferred.calibrated
+    fed(deferred, values[:calibrate_after], 64)
+    assert deferred.pop_decisions() == []  # held
+    deferred.set_thresholds(*calibration.calibrate(deferred.null_model(), 1e6))
+    fed(deferred, values[calibrate_after:], 64)
+    assert decisions(deferred) == decisions(synchronous)
+    assert (deferred.n_detections, deferred.last_detection_at) == (synchronous.n_detections,
+                                                                  synchronous.last_detection_at)
+
+
+def test_pickle_round_trip_mid_stream():
+    values = shifted(8)
+    cusum = fed(LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6), values[:3210], 100)
+    copy = restore(cusum.snapshot())
+    assert isinstance(copy, LevelCUSUM) and copy.value == cusum.value and len(pickle.dumps(cusum)) < 20_000
+    for detector in (cusum, copy):
+        fed(detector, values[3210:], 100)
+    assert decisions(copy) == decisions(cusum) and cusum.n_detections >= 1
+
+
+def test_a_level_doubling_its_share_is_seen_before_chi_square_sees_it_and_a_drift_that_stays_is_one():
+    """"a" from 20% to 40% (the share a bench/detection_delay.py level takes), each test
+    at the same run length: the CUSUM's median delay is well under chi-square's, and a
+    change that stays is one detection, not one per block."""
+    shares, after = [0.2, 0.3, 0.3, 0.2], [0.4, 0.2, 0.2, 0.2]
+    cusum_delays, chi_delays = [], []
+    for seed in range(7):
+        rng = np.random.default_rng([seed, 9])
+        reference = draw(rng, 5000, shares)
+        stream = draw(rng, 2000, shares) + draw(rng, 4000, after)
+        for make, delays in ((LevelCUSUM, cusum_delays), (ChiSquare, chi_delays)):
+            detector = fed(make(reference, window=1000, stride=100, ert=1e9, calibration_seed=seed), stream, 500)
+            assert detector.n_detections == 1, (make.__name__, seed)  # no false alarm before, one after
+            delays.append(detector.last_detection_at - 2000)
+    assert min(cusum_delays) > 0 and np.median(cusum_delays) < 0.7 * np.median(chi_delays)
+
+
+def test_which_levels_are_tracked():
+    rng = np.random.default_rng(3)
+    # Two levels: one pair of arms (the other level's share is the complement).
+    assert LevelCUSUM(["x"] * 700 + ["y"] * 300, window=100, threshold=5.0).tracked == ("x",)
+    # Only levels with MIN_COUNT reference values, the most frequent first.
+    reference = ["p"] * 500 + ["q"] * MIN_COUNT + ["r"] * (MIN_COUNT - 1) + draw(rng, 50)
+    assert LevelCUSUM(reference, window=100, threshold=5.0).tracked == ("p", "q")
+    with pytest.raises(ValueError, match="no level has"):
+        LevelCUSUM(["x"] * 60 + ["y"] * 60 + ["z"] * 60, window=50, threshold=5.0)
+    with pytest.raises(ValueError, match="odds_ratio"):
+        LevelCUSUM(REFERENCE, window=100, threshold=5.0, odds_ratio=1.0)
+
+
+def categorical_tests(config: ModelConfig) -> DataTests:
+    sample = ReferenceSample(size=600, declared={"code": "categorical"}, max_features=10)
+    rng = np.random.default_rng(2)
+    for i in range(600):
+        sample.add({"plan": "abc"[i % 3], "code": int(rng.integers(16, 24)), "rare": "xyz"[i % 3] if i < 90 else "w"},
+                   prediction=int(rng.random() < 0.3), score=None, task="classification")
+    return DataTests(sample, config, Counter())
+
+
+def test_a_categorical_column_s_cusum_is_the_level_cusum_by_default_and_can_be_turned_off():
+    config = ModelConfig(window=100, stride=10, ert=10_000)
+    assert config.categorical_tests == ["chisquare", "cusum"]
+    tests = categorical_tests(config)
+    for column in ("plan", "<prediction>"):  # a feature, the predicted class
+        assert isinstance(tests.columns[column].tests["cusum"], LevelCUSUM)
+        assert tests.weights[("cusum", column)] == pytest.approx(1 / 2)
+    # Integer codes declared categorical: levels, not numbers (75 a level: none tracked).
+    assert "cusum" not in tests.columns["code"].tests and "no level has" in tests.skipped[("cusum", "code")]
+    assert "chisquare" in tests.columns["code"].tests and "code" not in tests.untestable
+    # Calibrated beside chi-square, each its share of the column's rate.
+    job = next(j for j in tests.calibration_jobs() if j.column == "plan")
+    thresholds = dict(zip(job.tests, column_thresholds(job)))
+    assert thresholds["cusum"] == calibration.calibrate(tests.columns["plan"].tests["cusum"].null_model(),
+                                                        tests.ert_of("cusum", "plan"))
+    off = categorical_tests(ModelConfig(window=100, stride=10, ert=10_000, categorical_tests=["chisquare"]))
+    assert all(test != "cusum" for test, _ in off.weights)
+    assert off.total_weight == pytest.approx(tests.total_weight)
+    assert from_dict({"models": {"m": {"categorical_tests": ["cusum"]}}}).models["m"].categorical_tests == ["cusum"]
