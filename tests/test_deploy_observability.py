@@ -196,7 +196,8 @@ def test_severities_agree_with_driftds_own_alerts():
 
     severity = {rule["alert"]: rule["labels"]["severity"] for rule in _rules()}
     assert severity["DriftdPerformanceDecay"] == alert_severity("decay") == "critical"
-    for detector in ("psi", "ks", "chisquare"):
+    for detector in ("psi", "ks", "cusum", "chisquare", "value_change", "missing_rate", "unseen_rate",
+                     "unknown_features", "reconstruction"):
         assert severity["DriftdFeatureDrift"] == alert_severity(detector) == "warning"
     assert severity["DriftdConceptDrift"] == alert_severity("adwin") == "warning"
 
@@ -630,7 +631,7 @@ def test_end_to_end_prometheus_alertmanager_grafana_queries(promtool, kafka_boot
             path, alert = wait_until(drift_notified, timeout=30, what="DriftdFeatureDrift at the webhook via Alertmanager")
             assert path == "/alertmanager/ml-platform", path
             assert alert["labels"]["model"] == "fraud" and alert["labels"]["severity"] == "warning", alert
-            assert alert["labels"]["detector"] in {"psi", "ks", "chisquare"}, alert
+            assert alert["labels"]["detector"] in {"psi", "ks", "cusum", "chisquare"}, alert
             assert alert["labels"]["feature"] in {"age", "country"}, alert  # the features the stream drifts
             assert alert["annotations"]["summary"].startswith("Data drift in model fraud"), alert
             assert re.search(r"Statistic [\d.e+-]+, threshold [\d.e+-]+\.", alert["annotations"]["description"]), alert
