@@ -72,6 +72,24 @@ def new_decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
     return d
 
 
+class DescribedDecision(Decision):
+    """A :class:`Decision` with ``detail``: what its statistic alone does not say (a dict of
+    str -> JSON value; the level CUSUM's entries name the level that moved and which way),
+    for an alert's detail. Compares and hashes as a Decision of its class (the fields
+    only); pickles with its detail.
+
+    >>> d = DescribedDecision.of(Decision(9, True, False, 25.0, 21.5, None), {"level": "web"})
+    >>> d.detail, d.at, d == Decision(9, True, False, 25.0, 21.5, None)
+    ({'level': 'web'}, 9, False)
+    """
+
+    @classmethod
+    def of(cls, decision: Decision, detail: dict) -> "DescribedDecision":
+        d = _new(cls)
+        d.__dict__.update(decision.__dict__, detail=detail)
+        return d
+
+
 @dataclass(frozen=True)
 class DetectorState:
     """What a detector says at one moment, in one immutable record."""

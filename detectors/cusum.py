@@ -359,8 +359,10 @@ class CUSUM(DeferredThresholds):
             self._rec_val.append(piece[rose])
         self._block_max = max(self._block_max, top)
 
-    @staticmethod
-    def _position(i: int, kept, first: int) -> int:
+    def _position(self, i: int, kept, first: int) -> int:
+        """The stream position of the batch's ``i``-th present value (called for each
+        candidate entry into drift: a hook for the level CUSUM, which notes there which
+        level moved)."""
         return first + (i if kept is None else int(kept[i]))
 
     def _close_block(self, at: int) -> None:
@@ -385,7 +387,11 @@ class CUSUM(DeferredThresholds):
         self.n_detections += 1
         self.last_detection_at = at
         self._statistic_value = stat / SCALE
-        self._decide(new_decision(at, True, False, stat / SCALE, self._threshold, None))
+        self._decide(self._entry(at, stat))
+
+    def _entry(self, at: int, stat: int):
+        """The decision of an entry into drift at position ``at``, statistic ``stat``."""
+        return new_decision(at, True, False, stat / SCALE, self._threshold, None)
 
     def _judge(self, at: int, top: int) -> None:
         """Decide a block (value ``at`` completed it; ``top`` its largest statistic)."""

@@ -66,13 +66,15 @@ using risk-adjusted cumulative sum charts", Biostatistics 1 (2000); D. Siegmund,
 
 from __future__ import annotations
 
+import bisect
 import math
+from array import array
 
 import numpy as np
 
 from . import calibration
 from .binning import CategoricalBins
-from .base import new_decision
+from .base import DescribedDecision, new_decision
 from .cusum import CUSUM, SCALE, _LogARL, _side, threshold_search
 
 #: Default odds ratio of the change each arm is tuned to (doubled up, halved down).
@@ -167,6 +169,36 @@ class LevelCUSUM(CUSUM):
     def reset(self) -> None:
         super().reset()
         self._sums = np.zeros(self._level.size, dtype=np.int64)
+        self._walks = None  # the current batch's arms (update_slots only)
+        self._entry_arm = 0  # the highest arm where the batch enters drift
+        # Candidate entries held (uncalibrated): their positions, increasing, and highest
+        # arms (9 bytes each: a long calibration wait holds one per rise of a block's maximum).
+        self._held_at, self._held_arm = array("q"), array("b")
+
+    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
+        super().set_thresholds(threshold, warning_threshold)
+        self._held_at, self._held_arm = array("q"), array("b")  # every held entry is decided
+
+    def _position(self, i: int, kept, first: int) -> int:
+        position = super()._position(i, kept, first)
+        arm = int(np.argmax(self._walks[:, i]))  # the first of equal arms
+        if self._threshold is None:
+            self._held_at.append(position)
+            self._held_arm.append(arm)
+        else:
+            self._entry_arm = arm
+        return position
+
+    def _entry(self, at: int, stat: int):
+        """An entry into drift names the level whose arm is highest there: ``level``,
+        ``direction`` (``up``: its share grew) and ``reference_share``."""
+        i = bisect.bisect_left(self._held_at, at)
+        arm = self._held_arm[i] if i < len(self._held_at) and self._held_at[i] == at else self._entry_arm
+        level = int(self._level[arm])
+        share = float(self.reference_counts[level]) / float(self.reference_counts.sum())
+        detail = {"level": self.tracked[arm // 2], "direction": "up" if arm % 2 == 0 else "down",
+                  "reference_share": round(share, 4)}
+        return DescribedDecision.of(super()._entry(at, stat), detail)
 
     @property
     def value(self) -> float:
@@ -195,15 +227,17 @@ class LevelCUSUM(CUSUM):
         """Feed values already binned by ``self.binning`` (intp of shape (values,)):
         "other" (a level the reference never had) and missing are left out."""
         bins = np.asarray(bins)
-        self.update_slots(bins, bins >= self.binning.other_bin)
+        try:
+            self.update_slots(bins, bins >= self.binning.other_bin)
+        finally:
+            self._walks = None  # a batch's, not state
 
     def _path(self, bins: np.ndarray, ends: list) -> np.ndarray:
         """The statistic after each value (of bins ``bins``), the sums capped at the block
         ends ``ends``; the sums left as after the last value (as :meth:`CUSUM._path`, one
         row per arm)."""
-        cap = self._cap[:, None]
         walks = self._walk(bins, self._sums)
-        if ends and bool((walks[:, [e - 1 for e in ends]] > cap).any()):
+        if ends and bool((walks[:, [e - 1 for e in ends]] > self._cap[:, None]).any()):
             at = [e for e in ends if bool((walks[:, e - 1] > self._cap).any())][0]
             sums = np.minimum(walks[:, at - 1], self._cap)
             rest = [e for e in ends if e > at]
@@ -217,6 +251,7 @@ class LevelCUSUM(CUSUM):
             self._sums = sums.copy()
         else:
             self._sums = walks[:, -1].copy()
+        self._walks = walks  # for _position: which arm is highest where the statistic rises
         return walks.max(axis=0)
 
     def _walk(self, bins: np.ndarray, sums0: np.ndarray) -> np.ndarray:

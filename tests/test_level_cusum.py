@@ -24,7 +24,8 @@ SHARES = [0.35, 0.25, 0.2, 0.12, 0.08]
 
 
 def decisions(detector) -> list[tuple]:
-    return [(d.at, d.drift, d.warning, d.statistic, d.threshold) for d in detector.pop_decisions()]
+    return [(d.at, d.drift, d.warning, d.statistic, d.threshold, getattr(d, "detail", None))
+            for d in detector.pop_decisions()]
 
 
 def draw(rng, n: int, shares=SHARES) -> list:
@@ -183,3 +184,27 @@ def test_a_categorical_column_s_cusum_is_the_level_cusum_by_default_and_can_be_t
     assert all(test != "cusum" for test, _ in off.weights)
     assert off.total_weight == pytest.approx(tests.total_weight)
     assert from_dict({"models": {"m": {"categorical_tests": ["cusum"]}}}).models["m"].categorical_tests == ["cusum"]
+
+
+@pytest.mark.parametrize("calibrate_after", [None, 3010, 4400])
+def test_an_entry_names_the_level_that_moved_and_which_way_and_so_does_the_alert(calibrate_after):
+    """"a" grows from 35% (shifted()), or "b" falls from 25% to 5%: the entry's detail says
+    so, whether the thresholds were there from the start or came after the entry (held),
+    and the pipeline puts it in the observation's (the alert's) detail."""
+    from daemon.stream.pipeline import _detail
+
+    rng = np.random.default_rng(12)
+    falling = draw(rng, 3000) + draw(rng, 1500, [0.45, 0.05, 0.25, 0.15, 0.1])
+    for values, level, direction, share in ((shifted(7), "a", "up", 0.35), (falling, "b", "down", 0.25)):
+        detector = LevelCUSUM(REFERENCE, window=500, stride=50, ert=1e6, defer_calibration=calibrate_after is not None)
+        if calibrate_after is not None:
+            fed(detector, values[:calibrate_after], 64)
+            detector.set_thresholds(*calibration.calibrate(detector.null_model(), 1e6))
+            values = values[calibrate_after:]
+        fed(detector, values, 64)
+        entries = [d for d in detector.pop_decisions() if d.drift and hasattr(d, "detail")]
+        assert entries and entries[0].at > 3000
+        assert entries[0].detail["level"] == level and entries[0].detail["direction"] == direction
+        assert entries[0].detail["reference_share"] == pytest.approx(share, abs=0.03)
+        detail = dict(_detail(entries[0], "v1"))
+        assert detail["level"] == level and detail["statistic"] == entries[0].statistic and detail["model_version"] == "v1"

@@ -327,13 +327,13 @@ class ModelPipeline:
         places = zip(*sources.get_many(ats)) if ats else iter(())
         for test, column, decisions in taken:
             for d, (ts, offset) in zip(decisions, places):
-                # _detail inlined (this runs once per test of every detector): a plain
-                # Decision, most of them, has no p-value to defer.
-                if type(d) is Decision or not getattr(d, "p_pending", False):
+                # _detail inlined for a plain Decision (most of them: this runs once per
+                # test of every detector), which has no p-value to defer and no detail.
+                if type(d) is Decision:
                     detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
                               "model_version": version}
                 else:
-                    detail = LazyDetail(d, version)
+                    detail = _detail(d, version)
                 found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, detail))
         found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
@@ -516,15 +516,17 @@ def _observation(detector, feature, drift, event_time, offset, side, position, d
 
 
 def _detail(decision, version) -> Mapping:
-    """An observation's detail: statistic, threshold, p_value and model_version. A
-    decision whose p-value is still to compute (:class:`detectors.windowed.DeferredDecision`:
-    KS's alarms) gives a :class:`LazyDetail`, which computes it when read (an alert is
-    made), so that the many alarms no alert reads cost nothing; other decisions a dict.
-    (:meth:`ModelPipeline._drain` has it inlined.)"""
+    """An observation's detail: statistic, threshold, p_value and model_version, and what
+    a :class:`detectors.base.DescribedDecision` adds (the level CUSUM: the level that moved,
+    which way). A decision whose p-value is still to compute
+    (:class:`detectors.windowed.DeferredDecision`: KS's alarms) gives a :class:`LazyDetail`,
+    which computes it when read (an alert is made), so that the many alarms no alert reads
+    cost nothing; other decisions a dict. (:meth:`ModelPipeline._drain` has it inlined for
+    a plain Decision.)"""
     if getattr(decision, "p_pending", False):
         return LazyDetail(decision, version)
     return {"statistic": decision.statistic, "threshold": decision.threshold,
-            "p_value": decision.p_value, "model_version": version}
+            "p_value": decision.p_value, "model_version": version, **getattr(decision, "detail", {})}
 
 
 class LazyDetail(Mapping):
