@@ -324,9 +324,10 @@ class ModelConfig:
         "Parameters for that River detector, each within River's documented range (ADWIN `delta`, KSWIN `alpha`, "
         "HDDM `drift_confidence`: between 0 and 1; PageHinkley `threshold`, DDM's thresholds: above 0; counts "
         "whole numbers): out of range the configuration fails at start, naming the parameter.", default_factory=dict)
-    decay_metrics: list[str] = _doc(
+    decay_metrics: list[str] | None = _doc(
         "Performance metrics tested for decay: accuracy, precision, recall, f1 "
-        "(classification); mae, rmse (regression).", default_factory=lambda: ["accuracy"])
+        "(classification); mae, rmse (regression). Unset (null): the task's, `[accuracy]` for "
+        "classification, `[mae]` for regression; `[]`: no decay test.", default=None)
     decay_window: int = _doc("Labelled events in the current performance window.", default=1000)
     decay_reference_size: int = _doc("Labelled events in the performance baseline.", default=2000)
     estimation: str = _doc(
@@ -360,6 +361,10 @@ class ModelConfig:
     promotion_alpha: float = _doc("... with a paired test significant at this level.", default=0.01)
     promotion_min_interval_seconds: float = _doc("Event time between two promotions at least.", default=3600.0)
     promotion_window: int = _doc("Recent labelled events the gate compares champion and challenger on.", default=2000)
+
+    def __post_init__(self):
+        if self.decay_metrics is None:  # unset: the task's own metric
+            self.decay_metrics = ["mae"] if self.task == "regression" else ["accuracy"]
 
 
 @dataclass
@@ -538,6 +543,8 @@ def from_dict(data: dict) -> Config:
     if not isinstance(models, dict):
         raise ConfigError("models", "must be a mapping of model name to settings")
     defaults = dataclasses.asdict(config.model_defaults)
+    if (data.get("model_defaults") or {}).get("decay_metrics") is None:
+        defaults["decay_metrics"] = None  # each model's task then chooses its own
     for name, overrides in models.items():
         overrides = overrides or {}
         if not isinstance(overrides, dict):

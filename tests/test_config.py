@@ -189,9 +189,21 @@ def test_a_model_override_is_checked_against_what_it_inherits():
     # stride 600 is fine alone, not with an inherited window of 500.
     assert_fails({"model_defaults": {"window": 500, "stride": 50}, "models": {"fraud": {"stride": 600}}},
                  "models.fraud.stride", "500")
-    # A regression model cannot inherit the classification metric.
-    assert_fails({"models": {"r": {"task": "regression"}}}, "models.r.decay_metrics", "accuracy")
+    # A regression model cannot inherit a classification metric set in model_defaults ...
+    assert_fails({"model_defaults": {"decay_metrics": ["accuracy"]}, "models": {"r": {"task": "regression"}}},
+                 "models.r.decay_metrics", "accuracy")
     from_dict({"models": {"r": {"task": "regression", "decay_metrics": ["mae", "rmse"]}}})
+
+
+def test_unset_decay_metrics_are_the_tasks_own():
+    # ... but left unset, each model's task chooses: a regression model runs as written.
+    config = from_dict({"models": {"r": {"task": "regression"}, "c": {}, "off": {"task": "regression", "decay_metrics": []}}})
+    assert [config.models[m].decay_metrics for m in ("r", "c", "off")] == [["mae"], ["accuracy"], []]
+    assert config.model_defaults.decay_metrics == ["accuracy"]
+    config = from_dict({"model_defaults": {"task": "regression"}, "models": {"r": {}, "c": {"task": "classification"}}})
+    assert (config.model_defaults.decay_metrics, config.models["r"].decay_metrics,
+            config.models["c"].decay_metrics) == (["mae"], ["mae"], ["accuracy"])
+    assert ModelConfig(task="regression").decay_metrics == ["mae"]
 
 
 def test_unlisted_models_are_watched_only_with_auto_register():
