@@ -20,6 +20,9 @@ _POSITIVE = {
     "alerts.give_up_after_seconds",
 }
 
+#: Most events a model holds at once in a reference, a window or a baseline.
+MAX_EVENTS_HELD = 10_000_000
+
 
 def check(config: Config) -> None:
     """Rules between values that types alone do not say."""
@@ -103,6 +106,10 @@ def check_model(model: ModelConfig, key: str) -> None:
     for name, least in (("window", 2), ("stride", 1), ("max_features", 1), ("decay_window", 1), ("decay_reference_size", 1)):
         if getattr(model, name) < least:
             raise ConfigError(f"{key}.{name}", f"must be at least {least}")
+    for name in ("reference_size", "window", "decay_reference_size", "decay_window"):
+        if getattr(model, name) > MAX_EVENTS_HELD:
+            raise ConfigError(f"{key}.{name}", f"must be at most {MAX_EVENTS_HELD:,}: these events' values are held in "
+                                               f"memory (up to 8 bytes per value and feature), got {getattr(model, name):,}")
     if model.stride > model.window:
         raise ConfigError(f"{key}.stride", f"must not exceed window ({model.window})")
     if model.ert < model.stride:

@@ -195,3 +195,27 @@ def test_every_configuration_that_check_config_accepts_processes_events(model, s
     contained = [d for _, _, r, d in feeder.rejects.letters if r == "internal_error"]
     assert not contained, (settings_, contained[:3])
     assert sum(state.processed.values()) + len(feeder.rejects.letters) == 2 * len(predictions)
+
+
+def test_large_sizes_are_dry_run_scaled_down_together():
+    """check-config with reference_size 10^12 hung, its memory growing by 50 MB/s (the dry
+    run built that many synthetic events); 10^6 took 47 s."""
+    settings = ModelConfig(reference_size=2_000_000, window=50_000, stride=500, decay_reference_size=300_000)
+    small = dryrun.scaled(settings)
+    assert dryrun._events(small) <= dryrun.MAX_EVENTS + 2 * dryrun.LEAST_SIZE
+    assert (small.reference_size, small.window, small.stride, small.decay_reference_size, small.decay_window) == \
+        (19_503, 488, 20, 2_926, 20)  # each times 20,000 / 2,051,000, rounded up; at least 20
+    assert small.stride <= small.window <= small.reference_size
+    assert dryrun.scaled(ModelConfig()) == ModelConfig()  # the defaults run as they are
+    # A setting that fails stays failing, scaled: still refused, still named.
+    e = refusal({"model_defaults": {"reference_size": 3_000_000, "decay_window": 1}, "models": {"fraud": {}}})
+    assert e.key == "models.fraud.decay_window", str(e)
+    dryrun.check(from_dict({"models": {"fraud": {"reference_size": 10_000_000, "window": 10_000_000}}}))
+
+
+@pytest.mark.parametrize("key", ["reference_size", "window", "decay_reference_size", "decay_window"])
+def test_sizes_beyond_what_memory_can_hold_are_refused_naming_the_key(key):
+    with pytest.raises(ConfigError) as info:
+        from_dict({"models": {"fraud": {key: 10**12, "stride": 100}}})
+    assert info.value.key == f"models.fraud.{key}"
+    assert "at most 10,000,000" in str(info.value) and "1,000,000,000,000" in str(info.value)

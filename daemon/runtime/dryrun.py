@@ -7,7 +7,8 @@ records, batch after batch, through the same decoding, checks, join, detectors a
 alerts. The predictions have a numeric feature, a categorical one, an integer one, one
 sometimes missing, and a score; there are enough of them for the reference, a data window
 and a few tests, and enough labels for the label side's baseline, its window and a few
-tests. A record the daemon would contain as ``internal_error`` (an exception in the
+tests (sizes beyond :data:`MAX_EVENTS` events in all are scaled down together:
+:func:`scaled`). A record the daemon would contain as ``internal_error`` (an exception in the
 model's pipeline), or anything raised, would happen on the model's first events in
 production; here it stops the start with the key and the reason. Thresholds are applied
 after every batch as the calibration worker's would be, but not computed (that costs
@@ -66,7 +67,7 @@ def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
     from daemon.runtime.calibrator import calibrate_now
     from daemon.stream.partition import PartitionState
 
-    alone = dataclasses.replace(config, models={name: settings}, auto_register_models=False)
+    alone = dataclasses.replace(config, models={name: scaled(settings)}, auto_register_models=False)
     contained = []
 
     def reject(record, reason, detail):
@@ -75,7 +76,7 @@ def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
 
     try:
         state = PartitionState(0, alone)
-        predictions, labels = synthetic_stream(name, settings)
+        predictions, labels = synthetic_stream(name, scaled(settings))
         step = max(1, settings.stride)
         for start in range(0, len(predictions), step):
             state.handle_predictions(predictions[start:start + step], reject)
@@ -89,13 +90,41 @@ def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
     return None
 
 
+#: Most events in one model's synthetic stream (predictions; labels as many at most).
+MAX_EVENTS = 20_000
+#: The settings counted in events that size the stream.
+SIZES = ("reference_size", "window", "stride", "decay_reference_size", "decay_window")
+#: A size is scaled to no less than this (or than itself): a degenerate size (a decay
+#: window of 1, say) that the user did not set must not appear, nor one that did vanish.
+LEAST_SIZE = 20
+
+
+def scaled(settings: ModelConfig) -> ModelConfig:
+    """``settings`` with the sizes in :data:`SIZES` scaled down together (rounded up, each
+    at least :data:`LEAST_SIZE` or itself) so that the synthetic stream has at most about
+    :data:`MAX_EVENTS` events; unchanged if it has no more. The pipeline takes the same
+    steps at any size (collect the reference, build, test each stride), so the dry run
+    of a 10^7-event reference runs in a second instead of hours and gigabytes, and the
+    order of the sizes (stride within window, say) is kept."""
+    n = _events(settings)
+    if n <= MAX_EVENTS:
+        return settings
+    sizes = {name: getattr(settings, name) for name in SIZES}
+    return dataclasses.replace(settings, **{name: max(min(size, LEAST_SIZE), math.ceil(size * MAX_EVENTS / n))
+                                            for name, size in sizes.items()})
+
+
+def _events(settings: ModelConfig) -> int:
+    return max(settings.reference_size + settings.window + 2 * settings.stride, _label_side(settings))
+
+
 def synthetic_stream(model: str, settings: ModelConfig, seed: int = 0) -> tuple[list, list]:
     """(prediction records, label records), the label of each prediction at the same
     index: the reference, a data window and two strides more, and as many as the label side
     needs for its baseline, its window and a few tests. Stamped in the last hours, so that
     the time bounds take them."""
     rng = random.Random(seed)
-    n = max(settings.reference_size + settings.window + 2 * settings.stride, _label_side(settings))
+    n = _events(settings)
     classes = _classes(settings)
     start = time.time() - n - 60
     predictions, labels = [], []
