@@ -18,9 +18,11 @@ An odds ratio rather than a shift of the share: the increments are bounded by ``
 whatever the level's share (a rare level's one occurrence is no jump of many standard
 deviations), and every arm's run length between false alarms is about ``e^h`` for the
 same threshold ``h`` (Wald), so one threshold serves them all (Steiner et al., 2000, use
-``R = 2`` for the same reason). Levels not tracked count as "not the level" for every arm;
-missing values and levels the reference never had are left out (the column's
-``missing_rate`` and ``unseen_rate`` tests have them). Sums in fixed point as the numeric
+``R = 2`` for the same reason). Levels not tracked, and levels the reference never had,
+count as "not the level" for every arm: a level's share is of all present values, in the
+stream as in the reference (left out, the unseen values of a long-tailed column, say 60%
+of its values from thousands of rare ids, would raise every frequent level's share on a
+stationary stream). Missing values are left out (the column's ``missing_rate`` has them). Sums in fixed point as the numeric
 CUSUM's (exact whatever the batch sizes); every ``stride`` values a block is decided, the
 sums capped at ``window`` times each arm's null drift (``KL(p || q)`` per value) so that an
 old drift is forgotten in about ``window`` values; an entry into drift is decided at the
@@ -29,7 +31,8 @@ value that passed ``h``.
 **Calibration** (``ert``: values between false alarms on a stationary stream, pooled over
 references; exact, no simulation): the stream's level shares are drawn from their
 posterior given the reference counts (Dirichlet, Jeffreys' prior, :data:`N_DRAWS` draws,
-seeded), each arm's run length to an alarm from Siegmund's corrected diffusion
+seeded; the levels not tracked pooled as one, so that a long tail's many levels lend no
+prior weight that thins the tracked shares), each arm's run length to an alarm from Siegmund's corrected diffusion
 approximation for its two-point walk (as :meth:`detectors.cusum.CUSUM.exact_thresholds`),
 and ``h`` is the level where the arms' false-alarm rates, added up and averaged over the
 draws, are ``1 / ert``. Cost: a few ms of CPU per tracked level.
@@ -55,7 +58,7 @@ using risk-adjusted cumulative sum charts", Biostatistics 1 (2000); D. Siegmund,
 >>> reference = rng.choice(levels, p=[0.2, 0.3, 0.3, 0.2], size=5000).tolist()
 >>> cusum = LevelCUSUM(reference, window=1000, stride=100, ert=1e8)
 >>> cusum.tracked, round(cusum.threshold, 1)
-(('c', 'b', 'a', 'd'), 18.2)
+(('c', 'b', 'a', 'd'), 18.3)
 >>> cusum.update_many(rng.choice(levels, p=[0.2, 0.3, 0.3, 0.2], size=3000))
 >>> cusum.drift, cusum.n_detections
 (False, 0)
@@ -92,7 +95,7 @@ CAP_FLOOR = 48.0
 #: Part of the threshold a block's statistic must fall to for the test to leave drift.
 EXIT = 0.5
 #: Part of the null model's key: bumped when the statistic or its calibration changes.
-VERSION = 1
+VERSION = 2
 
 
 class LevelCUSUM(CUSUM):
@@ -153,6 +156,9 @@ class LevelCUSUM(CUSUM):
         params = dict(null_model.params)
         counts = np.asarray(null_model.counts, dtype=np.float64)
         level, hit, miss, cap = _arms(counts, params["odds_ratio"], null_model.window)
+        tracked = int(level.max()) + 1  # the tracked levels are the most frequent: a prefix
+        if counts.size > tracked:
+            counts = np.append(counts[:tracked], counts[tracked:].sum())
         rng = np.random.default_rng([int(null_model.seed), VERSION, 11])
         p = rng.standard_gamma(counts + calibration.PRIOR, size=(N_DRAWS, counts.size))
         p /= p.sum(axis=1, keepdims=True)
@@ -225,10 +231,11 @@ class LevelCUSUM(CUSUM):
 
     def update_bins(self, bins: np.ndarray) -> None:
         """Feed values already binned by ``self.binning`` (intp of shape (values,)):
-        "other" (a level the reference never had) and missing are left out."""
+        missing values are left out; "other" (a level the reference never had) is a value
+        of no tracked level."""
         bins = np.asarray(bins)
         try:
-            self.update_slots(bins, bins >= self.binning.other_bin)
+            self.update_slots(bins, bins == self.binning.missing_bin)
         finally:
             self._walks = None  # a batch's, not state
 

@@ -241,3 +241,53 @@ def test_a_column_left_without_a_test_of_its_values_is_untestable():
     assert sorted(tests.columns["gappy"].tests) == ["missing_rate"]
     assert tests.untestable["gappy"] == ("psi: calibration failed: RuntimeError: no; ks: calibration failed: "
                                          "RuntimeError: no; cusum: calibration failed: RuntimeError: no")
+
+
+# -- identifiers: a categorical whose reference levels are nearly all seen once ------------
+
+def identifier_events(seed: int = 0) -> list:
+    """5,000 events: x ~ N(0, 1); ``request`` a fresh id per event, missing from event
+    CHANGE on; ``amount`` distinct floats with one stray string (categorical by its type);
+    ``sku`` long-tailed (a few frequent levels, 60% of values from 20,000 rare ids)."""
+    rng = np.random.default_rng(seed)
+    n = 5000
+    request = [f"req-{rng.integers(2**62):x}" for _ in range(CHANGE)] + [None] * (n - CHANGE)
+    amount = rng.lognormal(3, 1, n).tolist()
+    amount[7] = "n/a"
+    sku = [f"sku-{k}" if k < 5 else f"sku-{rng.integers(20_000) + 5}"
+           for k in rng.choice(6, size=n, p=[0.1] * 4 + [0.0, 0.6])]
+    return predictions("m", {"x": rng.normal(size=n).tolist(), "request": request, "amount": amount, "sku": sku},
+                       (rng.random(n) < 0.5).astype(int).tolist())
+
+
+def test_an_identifier_is_untestable_with_the_reason_and_its_missing_rate_still_tested(caplog):
+    """A column of ids (or of numbers made categorical by one string) has a level test that
+    sees almost nothing: a stationary window holds almost only levels the reference never
+    had. It was kept anyway, silently never firing, and not reported as untestable."""
+    events = identifier_events()
+    with caplog.at_level(logging.WARNING):
+        runs = {batch: fed_detections(CONFIG, events, batch) for batch in (1, 37, 500)}
+    found, pipeline = runs[500]
+    assert all(other == found for other, _ in runs.values())
+    for column, seen_once in (("request", "2,000 of its 2,000"), ("amount", "2,000 of its 2,000")):
+        why = pipeline.untestable[column]
+        assert why.startswith(f"{seen_once} present reference values are levels seen once"), why
+        assert "declare it ignore under features:" in why
+        assert {test for test, c in pipeline.data_detectors if c == column} == {"missing_rate"}
+    # The stray string is named too, with the way out (declare it numeric).
+    assert "feature amount is tested as categorical: 1,999 of its 2,000" in caplog.text
+    # A long-tailed categorical whose frequent levels hold 40% of the values is still tested.
+    assert "sku" not in pipeline.untestable
+    assert {test for test, c in pipeline.data_detectors if c == "sku"} >= {"chisquare", "cusum"}
+    # The ids stopping (missing from CHANGE on) is still seen, by its missing-rate test.
+    assert {(d.test, d.column) for d in found} == {("missing_rate", "request")}
+    assert all(CHANGE <= d.at < CHANGE + CONFIG.window for d in found)
+
+
+def test_declared_numeric_the_stray_string_column_is_tested_as_numbers():
+    events = identifier_events()
+    config = replace(CONFIG, features={"amount": "numeric"})
+    fed = Fed("m", config)
+    fed.feed(events)
+    assert "amount" not in fed.pipeline.untestable
+    assert {test for test, c in fed.pipeline.data_detectors if c == "amount"} >= {"psi", "ks", "cusum"}

@@ -32,9 +32,11 @@ Tests of a column (built from the :class:`~daemon.stream.reference.ReferenceSamp
 A feature without a test of its distribution is *untestable*: reported once with the
 reason in words (``untestable``: /status, the ``driftd_untestable_features`` gauge),
 never tested on noise, never a cause to rebuild the reference. That is one missing in
-every reference event (only its values appearing are tested, by ``value_change``), one
-no distribution test can be built for (too few values, say), or one whose tests'
-thresholds no window can reach (see :meth:`DataTests.apply`). A test that cannot be
+every reference event (only its values appearing are tested, by ``value_change``), a
+categorical one whose reference values are nearly all levels seen once (an identifier:
+:data:`MAX_SINGLETON_SHARE`; only its ``missing_rate`` is tested), one no distribution
+test can be built for (too few values, say), or one whose tests' thresholds no window can
+reach (see :meth:`DataTests.apply`). A test that cannot be
 built or calibrated, or can never fire at the contract, is left out alone, with the
 reason (``skipped``): the column's other tests are kept.
 
@@ -100,6 +102,11 @@ RATE_WEIGHT = 0.1
 MAX_UNKNOWN_NAMES = 20
 #: Unseen levels kept for /status, per categorical column (the first in stream order).
 MAX_UNSEEN_LEVELS = 5
+#: A categorical column whose reference values are at least this share levels seen once
+#: is untestable: by Good-Turing a stationary stream brings levels the reference never
+#: had at that rate, so its windows hold mostly values no test of levels can compare (an
+#: identifier, or numbers typed categorical by a stray string).
+MAX_SINGLETON_SHARE = 0.9
 #: Tests whose bins depend on the set of reference values alone, not their order.
 SORTED_REFERENCE = frozenset({"psi", "ks"})
 #: Binnings of numbers by edges (PSI's, KS's): a batch is binned for all of them at once.
@@ -198,6 +205,16 @@ class DataTests:
             distinct, missing, singletons = level_counts(values, coded)
         column = Column(ref.name, ref.kind)
         planned = []
+        n_present = len(values) - int(np.count_nonzero(missing))
+        if singletons is not None and len(distinct) > 1 and singletons.sum() >= MAX_SINGLETON_SHARE * n_present:
+            # Its levels are not tested (nor counted as unseen: nearly every value would be);
+            # whether it goes missing still is.
+            self.untestable[ref.name] = (
+                f"{int(singletons.sum()):,} of its {n_present:,} present reference values are levels seen once "
+                f"(an identifier, or numbers typed categorical?): a stationary window would hold mostly levels "
+                f"the reference never had, so no test of its levels can work; declare it ignore under features: "
+                f"to stop watching it, or numeric if its values are numbers")
+            return column, [("missing_rate", missing)] if feature else []
         if len(distinct) == 1:
             column.constant = distinct[0].item() if ref.kind == "numeric" else distinct[0]
             planned.append(("value_change", np.zeros(len(values), dtype=bool)))
@@ -233,7 +250,8 @@ class DataTests:
                 + (f" ({', '.join(numeric)})" if numeric else ""))
             return
         categorical = {name: sample.column(name).values() for name, column in sorted(self.columns.items())
-                       if column.kind == "categorical" and column.constant is None and name not in (PREDICTION, SCORE)}
+                       if column.kind == "categorical" and column.constant is None and name not in (PREDICTION, SCORE)
+                       and name not in self.untestable}
         encoding = reconstruction_encoding(numeric, categorical)
         names = tuple(name if levels is None else f"{name}={lv}" for name, levels in encoding for lv in levels or [None])
         groups = tuple(name for name, levels in encoding for _ in levels or [None])
@@ -554,7 +572,9 @@ def _make(test: str, values, kind: str, config: ModelConfig, ert: float, missing
     if test == "cusum":
         return CUSUM(values, **common) if kind == "numeric" else LevelCUSUM(values, **common)
     # Levels the reference never had are the unseen_rate test's signal alone: the
-    # distribution tests compare the reference's levels only (one signal, one test).
+    # distribution tests compare the reference's levels only (one signal, one test). (The
+    # level CUSUM counts them as values of no tracked level: a share of all values, or a
+    # long tail's unseen ids would raise every tracked share.)
     if test == "psi":
         if kind == "numeric":
             return PSI(values, missing=missing, **common)
