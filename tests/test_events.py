@@ -156,6 +156,7 @@ def test_label_missing_field(field):
     {"features": {"list": [1]}},
     {"model": 3},
     {"model": None},
+    {"model": ""},  # every metric of a model is labelled by its name: "" is no label
     {"id": 1.5},
     {"id": True},
     {"id": None},
@@ -172,7 +173,8 @@ def test_prediction_wrong_type(fields):
     assert reason_of(decode_prediction, prediction(**fields)) == "wrong_type"
 
 
-@pytest.mark.parametrize("fields", [{"label": None}, {"label": [1]}, {"label": {"a": 1}}, {"model": 1}, {"id": 2.5}],
+@pytest.mark.parametrize("fields", [{"label": None}, {"label": [1]}, {"label": {"a": 1}}, {"model": 1}, {"model": ""},
+                                    {"id": 2.5}],
                          ids=lambda f: "-".join(f"{k}={v!r}" for k, v in f.items()))
 def test_label_wrong_type(fields):
     assert reason_of(decode_label, label(**fields)) == "wrong_type"

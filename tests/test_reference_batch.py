@@ -128,6 +128,13 @@ def test_regression_big_ints_and_names_beyond_the_limits(batch):
     assert many.too_many_names and many.n_unwatched > 0 and many.column("<prediction>").kind == "numeric"
 
 
+def test_the_empty_feature_name_is_no_column():
+    """A feature named "" would export ``feature=""``, which Prometheus reads as no label."""
+    events = [({"": float(i), "x": float(i % 7)}, i % 2, None) for i in range(100)]
+    sample = _same_samples(events, 100, {}, 30)
+    assert [c.name for c in sample.columns()] == ["x", "<prediction>", "<score>"] and "" in sample.names
+
+
 def test_missing_values_are_the_one_nan_add_keeps():
     """A NaN with another payload or sign is missing, kept as add keeps every missing value."""
     odd = np.frombuffer(np.array([0xFFF8000000000001], dtype=np.uint64).tobytes(), dtype=np.float64)[0]

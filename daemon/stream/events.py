@@ -61,10 +61,12 @@ class BadEvent(Exception):
 # (_check_int): msgspec bounds only integers that fit in 64 bits.
 Number = Annotated[float, msgspec.Meta(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 Value = int | Number | str | bool | None  # int first: integers stay exact (daemon.stream.reference)
+#: A model's name: not empty (it is the ``model`` label of every metric of the model).
+ModelName = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class Prediction(msgspec.Struct, gc=False):
-    model: str
+    model: ModelName
     id: str | int
     ts: float | str
     features: dict[str, Value]
@@ -74,7 +76,7 @@ class Prediction(msgspec.Struct, gc=False):
 
 
 class Label(msgspec.Struct, gc=False):
-    model: str
+    model: ModelName
     id: str | int
     ts: float | str
     label: int | Number | str | bool

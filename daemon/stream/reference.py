@@ -8,7 +8,8 @@ level table).
 Columns are the watched features (those declared in ``features:`` first, then the others
 in order of appearance, ``max_features`` in all), the prediction (``<prediction>``) and
 the score (``<score>``), unless declared ``ignore``. Names of the other features are
-counted, not kept as columns; names in angle brackets are reserved (never a column).
+counted, not kept as columns; names in angle brackets are reserved, and the empty name
+is none (never a column).
 
 Types: a feature declared ``numeric`` or ``categorical`` has that type from the first
 event (:func:`check` refuses a value that contradicts it, so the reference never does);
@@ -360,8 +361,10 @@ class ReferenceSample:
             self.too_many_names = True
             return None
         self.names.add(name)
-        if name.startswith("<") and name.endswith(">"):
-            return None  # reserved for the prediction, the score, ...: not a feature column
+        if not name or (name.startswith("<") and name.endswith(">")):
+            # Reserved for the prediction, the score, ...; and "" is no name (an empty
+            # Prometheus label is the same as none): not a feature column.
+            return None
         if self._room == 0:
             self.n_unwatched += 1
             return None
