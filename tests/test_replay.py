@@ -249,6 +249,25 @@ def test_bad_rows_are_dead_letters_with_their_line_and_the_replay_goes_on(tmp_pa
     assert [(d.line, d.reason) for d in result.dead_letters] == [(10, "wrong_type"), (20, "not_json"), (30, "unknown_model")]
 
 
+def test_bad_values_of_one_field_are_one_kind_of_dead_letter(tmp_path, capsys):
+    """Each dead letter's detail quotes its value: a column of 30 different bad values was
+    printed as 20 kinds, the first lines of stderr, hiding the other kinds."""
+    lines = [value for _, _, value in _stream(n=200)]
+    for i in range(30):
+        lines[2 * i] = json.dumps({"model": "m", "id": f"bad-{i}", "ts": 1700000000.0,
+                                   "features": {"age": [i]}, "prediction": 1}).encode()
+    lines[70] = b"{not json"
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dead letter (wrong_type)") == 1 and "$.features['age']" in err, err
+    assert err.count("dead letter (not_json)") == 1
+    assert "dead letters: 29 more like those shown (all: wrong_type 30, not_json 1)" in err, err
+
+
 def _clean(tmp_path, records) -> list:
     path = tmp_path / "clean.jsonl"
     _write_jsonl(path, records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -78,9 +79,21 @@ def incomplete_references(result: Result) -> list[str]:
     return lines
 
 
-#: Kinds of dead letter (reason and detail) printed on stderr, the first row of each; the
+#: Kinds of dead letter (reason and field) printed on stderr, the first row of each; the
 #: rest are counted in the last line.
 SHOWN_DEAD_LETTERS = 20
+
+
+def dead_letter_kind(reason: str, detail: str) -> tuple[str, str]:
+    """A dead letter's kind: its reason and the field its detail names (`` - at `$.x` ``),
+    else the whole detail. Not the detail alone: it quotes the bad value, and a column of
+    bad values is one kind, not one per value.
+
+    >>> dead_letter_kind("wrong_type", "Expected `float`, got `str` - at `$.features['age']`")
+    ('wrong_type', "$.features['age']")
+    """
+    where = re.search(r" - at `([^`]+)`", detail)
+    return reason, where.group(1) if where else detail
 
 
 def command(args) -> int:
@@ -141,7 +154,7 @@ def command(args) -> int:
     def dead(d: DeadLetter) -> None:
         # The first of each kind: a file whose every row fails alike (a wrong header) is one
         # line, not twenty of the same.
-        kind = (d.reason, d.detail)
+        kind = dead_letter_kind(d.reason, d.detail)
         if kind not in shown and len(shown) < SHOWN_DEAD_LETTERS:
             print(f"driftd replay: {d.path}:{d.line}: dead letter ({d.reason}): {d.detail}", file=sys.stderr)
             shown[kind] = 0
