@@ -24,7 +24,9 @@ import msgspec
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
+# First, even when PYTHONPATH has it already: the script's own directory (sys.path[0])
+# holds bench/daemon.py, which would shadow the daemon package.
+if sys.path[:1] != [str(ROOT)]:
     sys.path.insert(0, str(ROOT))
 
 from daemon.runtime.calibrator import calibrate_now  # noqa: E402

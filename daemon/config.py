@@ -30,11 +30,20 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A configuration problem: ``key`` is the dotted path, the message the reason."""
+    """A configuration problem: ``key`` is the dotted path, the message the reason; ``also``:
+    the problems of other models found in the same pass (each model is checked, so that a
+    file with several bad models is fixed in one go), one more line each."""
 
-    def __init__(self, key: str, reason: str):
-        super().__init__(f"{key}: {reason}" if key else reason)
-        self.key = key
+    def __init__(self, key: str, reason: str, also: tuple = ()):
+        text = f"{key}: {reason}" if key else reason
+        super().__init__("".join([text, *(f"\n  and {e}" for e in also)]))
+        self.key, self.reason, self.also = key, reason, tuple(also)
+
+    @classmethod
+    def first_of(cls, errors: list) -> "ConfigError":
+        """One error of ``errors`` (ConfigErrors, one at least): the first, the others in ``also``."""
+        first = errors[0]
+        return cls(first.key, first.reason, (*first.also, *errors[1:]))
 
 
 class Secret:
@@ -545,11 +554,17 @@ def from_dict(data: dict) -> Config:
     defaults = dataclasses.asdict(config.model_defaults)
     if (data.get("model_defaults") or {}).get("decay_metrics") is None:
         defaults["decay_metrics"] = None  # each model's task then chooses its own
+    errors = []
     for name, overrides in models.items():
         overrides = overrides or {}
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"models.{name}", "must be a mapping of settings")
-        config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
+        try:
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"models.{name}", "must be a mapping of settings")
+            config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
+        except ConfigError as e:
+            errors.append(e)
+    if errors:
+        raise ConfigError.first_of(errors)
     from daemon.validation import check  # the rules import this module's types
 
     check(config)

@@ -64,8 +64,14 @@ def check(config: Config) -> None:
             raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
         if sink.type != "kafka" and not _is_http_url(sink.url):
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
+    errors = []
     for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
-        check_model(model, name)
+        try:
+            check_model(model, name)
+        except ConfigError as e:
+            errors.append(e)
+    if errors:
+        raise ConfigError.first_of(errors)
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
     if config.has_learners and not os.environ.get(config.registry.key_env):

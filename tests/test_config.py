@@ -403,3 +403,17 @@ def test_an_integer_too_large_for_a_number_names_the_key():
 def test_a_reference_too_small_for_any_test_is_refused():
     with pytest.raises(ConfigError, match=r"models\.m\.reference_size: must be at least 20"):
         from_dict({"models": {"m": {"reference_size": 19}}})
+
+
+def test_every_bad_model_is_named_in_one_pass():
+    """A file with several bad models was fixed one start at a time: only the first was named."""
+    with pytest.raises(ConfigError) as info:
+        from_dict({"models": {"a": {"window": 1}, "b": {}, "c": {"task": "ranking"}, "d": {"stride": "ten"}}})
+    e = info.value
+    assert e.key == "models.d.stride"  # types first (while reading), then the rules between values
+    assert str(e).splitlines() == ["models.d.stride: must be a whole number, got 'ten'"]
+    with pytest.raises(ConfigError) as info:
+        from_dict({"models": {"a": {"window": 1}, "b": {}, "c": {"task": "ranking"}}})
+    e = info.value
+    assert e.key == "models.a.window" and [x.key for x in e.also] == ["models.c.task"]
+    assert str(e) == "models.a.window: must be at least 2\n  and models.c.task: must be classification or regression"

@@ -44,7 +44,8 @@ from daemon.config import Config, ConfigError, ModelConfig
 
 
 def check(config: Config) -> None:
-    """Raise :class:`ConfigError` if a model of ``config`` cannot process events."""
+    """Raise :class:`ConfigError` if a model of ``config`` cannot process events (the
+    first such model's; every other's in its ``also``)."""
     if not config.models and not config.auto_register_models:
         raise ConfigError("models", "no models are listed and auto_register_models is false: "
                                     "every event would go to the dead-letter topic as unknown_model")
@@ -52,14 +53,17 @@ def check(config: Config) -> None:
     targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
     if config.auto_register_models:
         targets.append(("model_defaults", "auto-registered", config.model_defaults))
+    errors = []
     with _quiet():
         for key, name, settings in targets:
             text = repr(settings)
             if text not in checked:
                 checked[text] = failure(config, name, settings)
             if checked[text] is not None:
-                raise ConfigError(_culprit(config, key, name, settings),
-                                  f"the model's pipeline fails on a synthetic stream ({checked[text]})")
+                errors.append(ConfigError(_culprit(config, key, name, settings),
+                                          f"the model's pipeline fails on a synthetic stream ({checked[text]})"))
+    if errors:
+        raise ConfigError.first_of(errors)
 
 
 def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
