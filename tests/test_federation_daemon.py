@@ -21,7 +21,9 @@ def _series(daemon, name: str) -> float:
 def test_two_deployments_federate_their_learner(kafka_bootstrap, unique_name, tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFTD_FEDERATION_KEY", "a key every participant holds")
     shared = {"topic": unique_name("fed"), "election_topic": unique_name("fed-election"), "group": unique_name("fed"),
-              "participants": ["eu", "us"], "every_events": 100, "every_seconds": 1, "round_timeout_seconds": 3}
+              "participants": ["eu", "us"], "every_events": 100, "every_seconds": 1,
+              # Long enough that a busy machine (a slow second deployment) still makes a round of both.
+              "round_timeout_seconds": 30}
     configs = []
     for name in ("eu", "us"):
         config = daemon_config(kafka_bootstrap, unique_name, tmp_path / name, models={"m": {"learners": LEARNER}},
