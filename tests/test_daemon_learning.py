@@ -353,13 +353,18 @@ def test_learners_learn_the_late_labels_of_a_replaced_version(world):
     cc = pipeline.lifecycle
     assert cc.n_labelled == 30 and len(cc.pairs["tree"][0]) == 30 and cc.champion_version == "1"
     pipeline.observe_predictions([event(i, "2") for i in range(60, 100)])  # version 2 deployed
-    # The last 30 labels of version 1 arrive late: no detector takes them, the learners do.
-    assert pipeline.observe_labels([labelled(i, "1") for i in range(30, 60)]) == 0
-    assert cc.n_labelled == 60 and cc.learners["tree"].n_learned == 60 and len(cc.buffer) == 60
-    assert len(cc.pairs["tree"][0]) == 30 and cc.champion_version == "1"  # not paired with version 2
+    # The last 30 labels of version 1 arrive late, before any of version 2: the label side
+    # is still version 1's (it moves at the first label of version 2), so its detectors
+    # take them, and they pair with version 1, whose predictions they judge.
+    assert pipeline.observe_labels([labelled(i, "1") for i in range(30, 45)]) == 15
+    assert cc.n_labelled == 45 and len(cc.pairs["tree"][0]) == 45 and cc.champion_version == "1"
     assert pipeline.observe_labels([labelled(i, "2") for i in range(60, 80)]) == 20
     assert cc.champion_version == "2" and len(cc.pairs["tree"][0]) == 20  # version 2's own comparison
-    assert cc.n_labelled == 80
+    # Labels of version 1 later still: no detector takes them (its baseline is gone), the
+    # learners do, not paired with version 2.
+    assert pipeline.observe_labels([labelled(i, "1") for i in range(45, 60)]) == 0
+    assert cc.n_labelled == 80 and cc.learners["tree"].n_learned == 80 and len(cc.buffer) == 80
+    assert len(cc.pairs["tree"][0]) == 20 and cc.champion_version == "2"
 
 
 def test_a_learner_that_could_never_learn_is_refused_at_start(monkeypatch):

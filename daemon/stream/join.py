@@ -222,6 +222,12 @@ class LabelJoin:
     def pending(self) -> int:
         return len(self._predictions) + len(self._labels)
 
+    def waiting_label(self, model: str, id: str):
+        """The label of (model, id) waiting for its prediction (the value
+        :meth:`add_label` was given), or None."""
+        waiting = self._labels.get((model, id))
+        return None if waiting is None else waiting[1]
+
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending or joined), else None."""

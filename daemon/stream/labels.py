@@ -68,8 +68,9 @@ class LabelTests:
         return self.sources.next - 1
 
     def update_many(self, y_true: list, y_pred: list, errors: list, times: list, offsets: list) -> None:
-        """Feed a batch of pairs (with their per-event errors, the predictions' event times
-        and the label records' offsets)."""
+        """Feed a batch of pairs (with their per-event errors, the labels' event times and
+        the label records' offsets): a decision's event time is its label's, as the label
+        side runs in label order (a prediction's would go back and forth)."""
         self.sources.extend(times, offsets)
         for (name, feature), detector in self.detectors.items():
             if feature == ERROR:

@@ -5,6 +5,17 @@ name), so a partition's state is self-contained: the models whose events land th
 join buffer, the counters, the alert episodes, and the offsets up to which all of it
 reflects the input. It is the unit of checkpoints and moves with the partition when the
 consumer group rebalances.
+
+**The label side's order.** A model's labelled events reach its label side (error-stream
+detector, decay tests, learners) in the order of their label records in the labels
+partition, whichever of a label and its prediction was read first: the two topics are
+read at their own pace (a poll holds a batch of each, a replica catching up reads one
+ahead of the other), and joins completed in the order they happen to complete made the
+label side's alerts depend on it. A label read before its prediction holds its place
+(and the labels after it wait) until its prediction comes, or until the prediction
+stream has passed the label's event time without it (a prediction is stamped before its
+label: it is then late or lost, and no longer waited for in order; if it still joins
+within ``join.label_grace_seconds``, its labelled event comes after those released).
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 
@@ -68,17 +79,33 @@ class PartitionState:
         self.model_dead_letters: Counter = Counter()
         self.episodes = Episodes(clear_after=config.alerts.clear_after, cooldown_seconds=config.alerts.cooldown_seconds)
         self.offset_resets = 0
+        #: model -> its labels not yet given to its label side, in label-record order, each
+        #: [label offset, id, label time, labelled event or None while waiting] (see the
+        #: module docs; _sequence, _release).
+        self.label_order: dict[str, deque] = {}
         self._config = config
+        self._index_waiting()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        del state["_config"]  # configuration comes from the file, not the checkpoint
+        # Configuration comes from the file, not the checkpoint; the rest is derived.
+        for name in ("_config", "_waiting", "_batch_records"):
+            state.pop(name, None)
         return state
+
+    def _index_waiting(self) -> None:
+        #: (model, label offset) -> its entry in label_order while it waits for its prediction.
+        self._waiting = {(model, entry[0]): entry for model, queue in self.label_order.items()
+                         for entry in queue if entry[3] is None}
+        #: (model, label offset) -> record, for this batch's labelled events (failures).
+        self._batch_records = {}
 
     def attach(self, config: Config) -> None:
         """Bind a restored state to the running configuration."""
         self._config = config
         self.__dict__.setdefault("newest_ts", {})  # states checkpointed before it
+        self.__dict__.setdefault("label_order", {})
+        self._index_waiting()
         self.__dict__.setdefault("model_dead_letters", Counter())
         # Buckets of the checkpoint (the fixed ones before they were configurable), re-binned
         # when the configuration now has others.
@@ -144,26 +171,29 @@ class PartitionState:
             self._saw(event.model, "prediction", event.ts)
             by_model.setdefault(event.model, []).append((record, event))
             if joined:
-                joins.append((record, joined))
+                self._sequence(record, joined)
         failed: set = set()  # offsets of this batch's records already dead-lettered
         for model, items in by_model.items():
             try:
                 self.models[model].observe_predictions([event for _, event in items], [record.offset for record, _ in items])
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
                 self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
-        self._feed_joins(joins, "prediction", reject, failed)
+        self._release("prediction", reject, failed)
 
     def handle_labels(self, batch: list, reject) -> None:
         """Decode, check and join a batch of label records and feed the joins; as
         :meth:`handle_predictions`."""
-        joins = []
         clock = _Clock(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_label(r, clock)):
             self.processed[(event.model, "label")] += 1
             self._saw(event.model, "label", event.ts)
             if joined:
-                joins.append((record, joined))
-        self._feed_joins(joins, "label", reject, set())
+                self._sequence(record, joined)
+            elif self.join.waiting_label(event.model, event.id) == (event.label, record.offset):
+                entry = [record.offset, event.id, event.ts, None]  # its place, held
+                self.label_order.setdefault(event.model, deque()).append(entry)
+                self._waiting[(event.model, record.offset)] = entry
+        self._release("label", reject, set())
 
     def _saw(self, model: str, stream: str, ts: float) -> None:
         if ts > self.newest_ts.get((model, stream), float("-inf")):
@@ -282,25 +312,53 @@ class PartitionState:
             self.processed[(model, kind)] -= 1
             self._reject(record, "internal_error", detail, reject, model)
 
-    def _feed_joins(self, joins: list, kind: str, reject, failed: set) -> None:
-        """Feed (record, join) pairs to their models' label detectors; ``kind`` is the
-        kind of the records that completed the joins."""
-        by_model: dict[str, list] = {}  # model -> [(record, (payload, label), label offset, label time)]
-        for record, (model, payload, label, delay) in joins:
-            # A labelled event's source is its label record, whichever of the two came
-            # first: the same on any replay, however the two topics were interleaved.
-            # (A label waiting in a checkpoint of an earlier version has no offset.)
-            label, label_offset = label if type(label) is tuple else (label, record.offset)
-            # The label's event time: the prediction's plus the delay (never before it).
-            by_model.setdefault(model, []).append((record, (payload, label), label_offset, payload[3] + delay))
-            counts = self.label_delay.setdefault(model, [np.zeros(len(self.delay_buckets), dtype=np.int64), 0.0])
-            counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
-            counts[1] += delay
-        for model, items in by_model.items():
-            try:
-                self.models[model].observe_labels([i[1] for i in items], [i[2] for i in items], [i[3] for i in items])
-            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
-                self._model_failed(model, kind, [i[0] for i in items], e, reject, failed)
+    def _sequence(self, record, join: tuple) -> None:
+        """Put a completed join in its place in its model's label order: the place its
+        label held while waiting for the prediction, else the end (``record`` completed it)."""
+        model, payload, label, delay = join
+        # A labelled event's source is its label record, whichever of the two came first:
+        # the same on any replay, however the two topics were interleaved. (A label waiting
+        # in a checkpoint of an earlier version has no offset.)
+        label, label_offset = label if type(label) is tuple else (label, record.offset)
+        # The label's event time: the prediction's plus the delay (never before it).
+        labelled = ((payload, label), label_offset, payload[3] + delay)
+        entry = self._waiting.pop((model, label_offset), None)
+        if entry is not None:
+            entry[3] = labelled
+        else:
+            self.label_order.setdefault(model, deque()).append([label_offset, None, labelled[2], labelled])
+        self._batch_records[(model, label_offset)] = record
+        counts = self.label_delay.setdefault(model, [np.zeros(len(self.delay_buckets), dtype=np.int64), 0.0])
+        counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
+        counts[1] += delay
+
+    def _release(self, kind: str, reject, failed: set) -> None:
+        """Give each model's label side its labelled events from the head of its label
+        order up to the first label still waiting in order (see the module docs); ``kind``
+        is the kind of this batch's records, dead letters if the model fails on them."""
+        watermark = self.join.prediction_watermark
+        for model in list(self.label_order):
+            queue, items = self.label_order[model], []
+            while queue:
+                offset, id, ts, labelled = queue[0]
+                if labelled is None:
+                    waiting = self.join.waiting_label(model, id)
+                    if waiting is not None and waiting[1] == offset and watermark <= ts:
+                        break  # its prediction may still come, in order
+                    del self._waiting[(model, offset)]  # orphaned, or no longer waited for in order
+                else:
+                    items.append(labelled)
+                queue.popleft()
+            if not queue:
+                del self.label_order[model]
+            if items:
+                try:
+                    self.models[model].observe_labels([i[0] for i in items], [i[1] for i in items],
+                                                      [i[2] for i in items])
+                except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
+                    records = [r for i in items if (r := self._batch_records.get((model, i[1]))) is not None]
+                    self._model_failed(model, kind, records, e, reject, failed)
+        self._batch_records = {}
 
     def finish_batch(self):
         """After a batch: yield the alerts of the decisions the batch led to (the join

@@ -104,6 +104,9 @@ class ModelPipeline:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._asked = set()
+        # States saved before the label side followed the labels: it was at the current version.
+        self.__dict__.setdefault("versions", [(self.epoch, self.version)])
+        self.__dict__.setdefault("labels_epoch", self.epoch)
         if "estimation" not in state:  # a state saved before estimation existed
             self.estimation = ModelEstimation(self.config, self.version)
 
@@ -114,13 +117,6 @@ class ModelPipeline:
             self._earlier_tests = {key for key, _ in self.watch.tests.detectors()}
             if not self.watch.tests.calibrated:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
-        labels = self.__dict__.get("labels")
-        if labels is not None and labels.waiting:
-            # Rare (a new version within a calibration's time): decide the held label
-            # tests now, so that their alerts and the learners' signals do not depend on
-            # how long calibration takes.
-            labels.calibrate_now()
-            self._drain_labels()
         estimation = self.__dict__.get("estimation")
         if estimation is not None and estimation.waiting:  # the same for the estimate's test
             estimation.calibrate_now()
@@ -130,8 +126,26 @@ class ModelPipeline:
         self.n_predictions = 0  # of this version
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
-        self.labels = LabelTests(self.config, version)
+        #: (epoch, version) of the versions in the order their predictions came, the last
+        #: MAX_VERSIONS (the label side follows them: observe_labels).
+        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version)]
+        if "labels" not in self.__dict__:
+            self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         self.estimation = ModelEstimation(self.config, version)
+
+    def _start_labels(self, epoch: int, version: str | None) -> None:
+        """The label side moves to ``version``: at the first labelled event of it, in label
+        order, not when its first prediction comes (labels of the version before, still
+        coming, count for it until then, whichever topic was read ahead)."""
+        labels = self.__dict__.get("labels")
+        if labels is not None and labels.waiting:
+            # Rare (a new version within a calibration's time): decide the held label
+            # tests now, so that their alerts and the learners' signals do not depend on
+            # how long calibration takes.
+            labels.calibrate_now()
+            self._drain_labels()
+        self.labels = LabelTests(self.config, version)
+        self.labels_epoch = epoch
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -246,6 +260,11 @@ class ModelPipeline:
                 self._start_version(event.model_version)
             else:
                 self.version = event.model_version
+                self.versions[-1] = (self.epoch, self.version)
+                if self.labels.version is None and not self.labels.n_fed:
+                    self.labels.version = self.version  # the first version said: its labels' too
+                if self.estimation.version is None:
+                    self.estimation.version = self.version
         self._feed(events[start:], offsets[start:])
 
     def _feed(self, events: list, offsets: list) -> None:
@@ -355,7 +374,7 @@ class ModelPipeline:
                 self._asked.add(owner)  # a build's jobs are all known when it is built
             jobs += [(owner, job) for job in watch.tests.calibration_jobs()]
         for job in self.labels.calibration_jobs():
-            owner = ("labels", self.epoch)
+            owner = ("labels", self.labels_epoch)
             if new_only:
                 if (owner, job.column) in self._asked:
                     continue
@@ -381,7 +400,7 @@ class ModelPipeline:
                 self.observations.extend(self.estimation.drain())
             return
         if side == "labels":
-            if number == self.epoch:
+            if number == self.labels_epoch:
                 self.labels.apply(job, thresholds, error)
                 self._drain_labels()
             return
@@ -402,31 +421,55 @@ class ModelPipeline:
 
     # -- labels -----------------------------------------------------------------------------
     def observe_labels(self, pairs: list[tuple], offsets: list | None = None, label_times: list | None = None) -> int:
-        """Feed (prediction payload, label) pairs, with the offsets of their label records
-        (default: their position among the model's labelled events) and the labels' event
-        times (default: the predictions'); pairs of another
-        model version than the current one are left out of the detectors (their baseline
-        is gone), not out of the learners. Returns how many the detectors used."""
-        labels = self.labels
+        """Feed (prediction payload, label) pairs in label order, with the offsets of their
+        label records (default: their position among the model's labelled events) and the
+        labels' event times (default: the predictions'). The label side is of one model
+        version: the first pair of a later version (in the order the versions' predictions
+        came) moves it there; pairs of an earlier one are then left out of the detectors
+        (their baseline is gone), not out of the learners. Returns how many the detectors
+        used."""
         if offsets is None:
-            offsets = list(range(labels.n_fed, labels.n_fed + len(pairs)))
-        current = [p[2] is None or p[2] == self.version or not self.config.reference_per_version for p, _ in pairs]
+            offsets = list(range(self.labels.n_fed, self.labels.n_fed + len(pairs)))
         if label_times is None:
             label_times = [p[3] for p, _ in pairs]
-        used = [(pair, offset) for pair, offset, ok in zip(pairs, offsets, current) if ok]
-        used_times = [t for t, ok in zip(label_times, current) if ok]
+        used, start = 0, 0
+        for i, (payload, _) in enumerate(pairs):
+            epoch = self._later_version(payload[2])
+            if epoch is not None:
+                used += self._observe_labels(pairs[start:i], offsets[start:i], label_times[start:i])
+                start = i
+                self._start_labels(epoch, payload[2])
+        return used + self._observe_labels(pairs[start:], offsets[start:], label_times[start:])
+
+    def _later_version(self, version) -> int | None:
+        """The epoch a pair of ``version`` moves the label side to, or None (see
+        :meth:`observe_labels`)."""
+        if version is None or version == self.labels.version or not self.config.reference_per_version:
+            return None
+        return next((epoch for epoch, v in self.versions if epoch > self.labels_epoch and v == version), None)
+
+    def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
+        if not pairs:
+            return 0
+        labels = self.labels
+        current = [p[2] is None or p[2] == labels.version or not self.config.reference_per_version for p, _ in pairs]
+        used = [(pair, offset, t) for pair, offset, t, ok in zip(pairs, offsets, label_times, current) if ok]
         before = labels.n_fed
         if used:
-            y_pred = [p[0] for (p, _), _ in used]
-            y_true = [t for (_, t), _ in used]
+            y_pred = [p[0] for (p, _), _, _ in used]
+            y_true = [t for (_, t), _, _ in used]
             if self.config.task == "regression":
                 errors = [abs(float(t) - float(p)) for p, t in zip(y_pred, y_true)]
             else:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
                 self._check_label_types(y_true, y_pred, errors)
-            labels.update_many(y_true, y_pred, errors, [p[3] for (p, _), _ in used], [o for _, o in used])
+            labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
-            self.estimation.observe_labels([pair for pair, _ in used], used_times)  # may fit it, and estimate those waiting
+        # The estimate is of the predictions' version: its labelled reference is that version's.
+        estimated = [(pair, t) for pair, t in zip(pairs, label_times)
+                     if pair[0][2] is None or pair[0][2] == self.version or not self.config.reference_per_version]
+        if estimated:  # may fit it, and estimate those waiting
+            self.estimation.observe_labels([pair for pair, _ in estimated], [t for _, t in estimated])
             self.observations.extend(self.estimation.drain())
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
@@ -496,6 +539,9 @@ class ModelPipeline:
             if promotion is not None:
                 self.pending_promotions.append((promotion, ts))
 
+
+#: Model versions remembered in the order they came (the label side follows them).
+MAX_VERSIONS = 100
 
 #: Labelled events a classifier's label types are checked against its predictions' at most
 #: (:meth:`ModelPipeline._check_label_types`).
