@@ -7,6 +7,7 @@ the dry run finds (:mod:`daemon.runtime.dryrun`).
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import urllib.parse
@@ -64,6 +65,9 @@ def check(config: Config) -> None:
             raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
         if sink.type != "kafka" and not _is_http_url(sink.url):
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
+        if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
+            raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
+    _check_client(config)
     errors = []
     for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
         try:
@@ -79,6 +83,23 @@ def check(config: Config) -> None:
     from daemon.federation import check as check_federation  # imports learners: only here
 
     check_federation(config)
+
+
+def _check_client(config: Config) -> None:
+    """Every ``kafka.client`` key a setting of each kafka-python client it goes to (consumer
+    and producer; the admin client too when driftd creates topics): kafka-python refuses
+    an unknown one when the client is made, and ``driftd run`` retried that for ever."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient
+
+    clients = [KafkaConsumer, KafkaProducer] + [KafkaAdminClient] * (config.kafka.create_topics > 0)
+    known = set.intersection(*(set(c.DEFAULT_CONFIG) for c in clients))
+    for name in config.kafka.client:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"kafka.client.{name}", f"not a kafka-python setting that the "
+                                                      f"{', '.join(c.__name__ for c in clients)} all take{hint}")
 
 
 def _check_metrics(config: Config) -> None:

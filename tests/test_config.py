@@ -250,6 +250,17 @@ def test_unlisted_models_are_watched_only_with_auto_register():
      "kafka.dead_letter_max_bytes", ["98976"]),
     ({"join": {"max_future_skew_seconds": 0}}, "join.max_future_skew_seconds", []),
     ({"log_level": "verbose"}, "log_level", []),
+    # kafka-python refuses unknown settings when a client is made: driftd run retried for ever.
+    ({"kafka": {"client": {"security_protocl": "PLAINTEXT"}}}, "kafka.client.security_protocl",
+     ["did you mean security_protocol?"]),
+    ({"kafka": {"client": {"fetch_max_bytes": 1000}}}, "kafka.client.fetch_max_bytes", ["KafkaProducer"]),
+    ({"kafka": {"create_topics": 3, "client": {"max_request_size": 2_000_000}}}, "kafka.client.max_request_size",
+     ["KafkaAdminClient"]),
+    # Every delivery failed ("Timeout value out of range"), retried for an hour.
+    ({"alerts": {"sinks": [{"url": "https://hooks.example/x", "timeout_seconds": 0}]}}, "alerts.sinks[0].timeout_seconds",
+     ["above 0"]),
+    ({"alerts": {"sinks": [{"url": "https://hooks.example/x", "timeout_seconds": -1}]}}, "alerts.sinks[0].timeout_seconds",
+     ["above 0"]),
 ])
 def test_a_bad_value_fails_naming_the_key(data, key, words):
     assert_fails(data, key, *words)
