@@ -141,7 +141,14 @@ def _one_step(spec, key):
 
 
 def _is_spec(value) -> bool:
-    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ALLOWED
+    """A one-key mapping naming a class: an allow-listed one, or one that reads as a class
+    name (``{Foo: {lr: 0.1}}``), which :func:`build` then refuses by name (passed on as a
+    plain dict, it failed on every ``learn_one`` of a learner that never learned)."""
+    if not (isinstance(value, Mapping) and len(value) == 1):
+        return False
+    ((name, params),) = value.items()
+    return name in ALLOWED or (isinstance(name, str) and name[:1].isupper() and name.isidentifier()
+                               and (params is None or isinstance(params, Mapping)))
 
 
 def _value(value, p: inspect.Parameter, where: str):

@@ -98,6 +98,12 @@ def test_parameter_strings_are_data_not_code():
     (42, r"^k: expected"),
     ({"Union": [["Numeric"]]}, r"^k\.Union: expected a list of at least two specs"),
     ({"Discard": {}}, r"^k\.Discard: cannot build with these parameters: .*features"),
+    # A nested class outside the allow-list was passed on as a plain dict: the learner
+    # built, then failed on every learn_one ('dict' object has no attribute 'look_ahead').
+    ({"LogisticRegression": {"optimizer": {"Foo": {"lr": 0.1}}}},
+     r"^k\.LogisticRegression\.optimizer: unknown class 'Foo'; allowed: "),
+    ({"DriftRetrainingClassifier": {"model": {"HoeffdingTreeClassifier": {}}, "drift_detector": {"KSWIN": {}}}},
+     r"^k\.DriftRetrainingClassifier\.drift_detector: unknown class 'KSWIN'"),
 ])
 def test_bad_specs_fail_naming_the_key(spec, message):
     with pytest.raises(ValueError, match=message):
