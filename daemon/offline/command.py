@@ -46,6 +46,15 @@ class Progress:
         self.stream.flush()
 
 
+def out_of_order(result: Result, config) -> list[str]:
+    """A line per kind of row whose rows went back in time (see ``Result.behind``)."""
+    total = {"prediction": result.predictions, "label": result.records - result.predictions}
+    return [f"{n:,} of {total[kind]:,} {kind}s were stamped more than {config.join.label_grace_seconds:g} s "
+            f"(join.label_grace_seconds) before a {kind} of their model read earlier, at most {lag:,.0f} s: the "
+            f"files are read in their order, which should be event-time order (windows, the join and the label "
+            f"side follow it); sort them by ts" for kind, (n, lag) in sorted(result.behind.items())]
+
+
 def incomplete_references(result: Result) -> list[str]:
     """A line per model whose reference the files did not fill: none of its data-drift
     tests ran, which a summary of '0 alerts' alone would hide. After a new model version,
@@ -189,7 +198,7 @@ def command(args) -> int:
               f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
     if progress is not None:
         progress.done(result)
-    for line in incomplete_references(result):
+    for line in incomplete_references(result) + out_of_order(result, config):
         print(f"driftd replay: {line}", file=sys.stderr)
     document = replay_document(result, config, [p for p, _ in files])
     if args.summary:

@@ -97,6 +97,10 @@ class Result:
     seconds: float = 0.0
     states: dict = field(default_factory=dict)
     recording: dict = field(default_factory=dict)
+    #: kind ("prediction", "label") -> [rows stamped more than join.label_grace_seconds
+    #: before a row of that kind and model read earlier, the most seconds one was behind]:
+    #: a file out of time order (sorted by id, say), which the replay reads in its order.
+    behind: dict = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -154,6 +158,7 @@ class Replay:
         self._on_alert = on_alert
         self._on_dead_letter = on_dead_letter
         self._topics = {"prediction": config.kafka.predictions_topic, "label": config.kafka.labels_topic}
+        self._newest: dict = {}  # (kind, model) -> the newest event time read
 
     def run(self, items: Iterable[inputs.Item], progress: Callable | None = None) -> Result:
         """Replay ``items`` to the end; ``progress(records)`` is called after each poll."""
@@ -165,6 +170,8 @@ class Replay:
             self.result.predictions += item.kind == "prediction"
             if self.recorder is not None and item.model is not None and item.ts is not None:
                 self.recorder.saw(item.model, item.ts)
+            if item.ts is not None:
+                self._check_order(item)
             if len(poll) >= self.batch_size:
                 self._poll(poll)
                 poll = []
@@ -178,6 +185,16 @@ class Replay:
             self.result.recording = self.recorder.finish(self.states)
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _check_order(self, item: inputs.Item) -> None:
+        key = (item.kind, item.model)
+        newest = self._newest.get(key)
+        if newest is None or item.ts > newest:
+            self._newest[key] = item.ts
+        elif newest - item.ts > self.config.join.label_grace_seconds:
+            behind = self.result.behind.setdefault(item.kind, [0, 0.0])
+            behind[0] += 1
+            behind[1] = max(behind[1], newest - item.ts)
 
     def _record(self, item: inputs.Item) -> Record:
         topic = self._topics[item.kind]
