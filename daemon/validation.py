@@ -164,6 +164,7 @@ def check_model(model: ModelConfig, key: str) -> None:
             RiverDetector(model.error_detector, **model.error_detector_params)
         except ValueError as e:
             raise ConfigError(f"{key}.error_detector_params", str(e)) from None
+    _check_learning(model, key)
     if model.learners:
         from daemon.stream.learning import build_lifecycle
 
@@ -181,6 +182,32 @@ def check_model(model: ModelConfig, key: str) -> None:
         value = getattr(model, option, "auto")
         if value not in ("auto", "off"):
             raise ConfigError(f"{key}.{option}", f"must be auto or off, got {value!r}")
+
+
+def _check_learning(model: ModelConfig, key: str) -> None:
+    """The learning settings' ranges, with or without learners (the learners' own classes
+    check them too, but named their parameters, not these keys)."""
+    from learners.retraining import WARM_START
+
+    rules = [
+        ("promotion_margin", 0 <= model.promotion_margin < 1, "must be at least 0 and below 1"),
+        ("promotion_alpha", 0 < model.promotion_alpha < 1, "must be above 0 and below 1"),
+        ("promotion_min_events", model.promotion_min_events >= 1, "must be at least 1"),
+        ("promotion_min_interval_seconds", model.promotion_min_interval_seconds >= 0, "must not be negative"),
+        ("promotion_window", model.promotion_window >= max(1, model.promotion_min_events),
+         f"must be at least promotion_min_events ({model.promotion_min_events})"),
+        ("replay_reservoir_size", model.replay_reservoir_size >= 0, "must not be negative"),
+        ("replay_recent_size", model.replay_recent_size >= 0, "must not be negative"),
+        ("replay_recent_size", model.replay_reservoir_size + model.replay_recent_size > 0,
+         "and replay_reservoir_size must not both be 0"),
+        ("retrain_every", model.retrain_every >= 0, "must not be negative (0: never)"),
+        ("retrain_cooldown", model.retrain_cooldown >= 0, "must not be negative"),
+        ("retrain_warm_start", model.retrain_warm_start in WARM_START, f"must be one of {', '.join(WARM_START)}"),
+        ("max_retrained", model.max_retrained >= 0, "must not be negative"),
+    ]
+    for name, ok, rule in rules:
+        if not ok:
+            raise ConfigError(f"{key}.{name}", f"{rule}, got {getattr(model, name)!r}")
 
 
 # The ranges River documents for its detectors' parameters (River 0.26's docstrings and

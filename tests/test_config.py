@@ -250,6 +250,14 @@ def test_unlisted_models_are_watched_only_with_auto_register():
      "kafka.dead_letter_max_bytes", ["98976"]),
     ({"join": {"max_future_skew_seconds": 0}}, "join.max_future_skew_seconds", []),
     ({"log_level": "verbose"}, "log_level", []),
+    # Learning settings, named by their keys (they were the learners' own parameter names
+    # under models.m.learners, and passed unchecked without learners).
+    ({"models": {"m": {"promotion_alpha": 2}}}, "models.m.promotion_alpha", ["below 1", "2.0"]),
+    ({"models": {"m": {"promotion_min_events": -3}}}, "models.m.promotion_min_events", ["at least 1"]),
+    ({"models": {"m": {"replay_reservoir_size": -1}}}, "models.m.replay_reservoir_size", ["negative"]),
+    ({"models": {"m": {"promotion_window": 0}}}, "models.m.promotion_window", ["promotion_min_events (500)"]),
+    ({"models": {"m": {"promotion_margin": -1}}}, "models.m.promotion_margin", ["at least 0"]),
+    ({"models": {"m": {"retrain_warm_start": "hot"}}}, "models.m.retrain_warm_start", ["auto, always, never, meta"]),
     # kafka-python refuses unknown settings when a client is made: driftd run retried for ever.
     ({"kafka": {"client": {"security_protocl": "PLAINTEXT"}}}, "kafka.client.security_protocl",
      ["did you mean security_protocol?"]),
