@@ -110,13 +110,16 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
     dead = Counter()
     for state in states.values():
         dead.update(state.dead_letters)
+        waiting = state.join.waiting()
         for name, status in state.status().items():
             pipeline = state.models[name]
             delay = state.label_delay.get(name)
             models[name] = {
                 "partition": state.partition,
                 "status": _plain(status),
-                "join": {o: state.join.counts[(name, o)] for o in OUTCOMES},
+                # With what still waited at the end: predictions never labelled, say.
+                "join": {**{o: state.join.counts[(name, o)] for o in OUTCOMES},
+                         "prediction_waiting": waiting[(name, "prediction")], "label_waiting": waiting[(name, "label")]},
                 "label_delay": None if delay is None else {
                     "buckets": [b if math.isfinite(b) else None for b in state.delay_buckets],
                     "counts": [int(c) for c in delay[0]], "sum_seconds": float(delay[1])},

@@ -222,6 +222,12 @@ class LabelJoin:
     def pending(self) -> int:
         return len(self._predictions) + len(self._labels)
 
+    def waiting(self) -> Counter:
+        """(model, "prediction" or "label") -> events waiting for their other half now."""
+        counts = Counter((model, "prediction") for model, _ in self._predictions)
+        counts.update((model, "label") for model, _ in self._labels)
+        return counts
+
     def waiting_label(self, model: str, id: str):
         """The label of (model, id) waiting for its prediction (the value
         :meth:`add_label` was given), or None."""
