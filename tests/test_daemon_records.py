@@ -173,3 +173,18 @@ def _run(daemon: Daemon, died: list) -> None:
         daemon.run()
     except BaseException as e:  # noqa: BLE001 - what the test expects
         died.append(e)
+
+
+def test_status_while_the_loop_holds_the_lock_is_the_last_answer_or_every_model_waiting(monkeypatch):
+    """The first /status of a busy daemon was {"stale": true} alone: no models, where the
+    README says every configured model is there from the start."""
+    import daemon.runtime.service as service
+
+    monkeypatch.setattr(service, "LOCK_WAIT_SECONDS", 0.01)
+    daemon = Daemon(from_dict({"models": {"fraud": {}, "churn": {}}}))
+    with daemon.lock:  # the loop's
+        status = daemon.status()
+    assert status["stale"] is True and list(status["models"]) == ["fraud", "churn"]
+    assert status["models"]["fraud"]["state"] == "waiting for events" and status["ready"] is False
+    fresh = daemon.status()
+    assert "stale" not in fresh and list(fresh["models"]) == ["fraud", "churn"]

@@ -76,7 +76,10 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._consumer = None
         self._producer = None
         self.alerts = None
-        self._last_status: dict = {}
+        # /status while the loop holds the lock: the last one answered (stale: true); before
+        # any, every configured model waiting, as a status without events says.
+        self._last_status: dict = {"ready": False, "partitions": {}, "dead_letters": {}, "pending_alerts": 0,
+                                   "calibrations_pending": 0, "models": configured_models(config, {})}
         self._batch_failed = False
         self.publisher = None
         self.federation = None  # model updates shared with other deployments (daemon.federation)
