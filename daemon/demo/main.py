@@ -177,7 +177,8 @@ class _ModelServer:
         self.sim.predictor = predict
         self.sim.model_version = str(manifest["version"] + 1)  # the rule-based model was version 1
         self.loaded.append((len(self.sim.served), manifest["version"]))
-        self.out(f"  event {len(self.sim.served):>6}: the model server loads promoted version {manifest['version']} ({manifest.get('learner', '')})")
+        self.out(f"  event {len(self.sim.served):>6}: the model server loads the registry's version {manifest['version']} "
+                 f"({manifest.get('learner', '')}) and stamps its predictions model_version {self.sim.model_version}")
 
 
 def _produce(daemon: Daemon, sim: Simulation, receiver: _Receiver, out, server: _ModelServer, rate: float = 4000) -> dict:
