@@ -162,7 +162,6 @@ class PartitionState:
         """Decode, check, join and feed a batch of prediction records; ``reject(record,
         reason, detail)`` sends a bad one to the dead-letter topic (and must not raise)."""
         by_model: dict[str, list] = {}  # model -> [(record, event)]
-        joins = []  # (record, join)
         clock = _Clock(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock)):
             if joined is False:
