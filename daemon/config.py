@@ -499,7 +499,7 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     except OSError as e:
         raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
     if isinstance(data, dict):
@@ -509,6 +509,22 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
         return from_dict(data or {})
     finally:
         _secrets_required.reset(token)
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML leaves it to
+    the reader; PyYAML keeps the last silently, so a second ``window:`` overrode the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}: which of its values is meant?",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 #: Settings that are paths of files or directories (besides ``{file: PATH}`` secrets).

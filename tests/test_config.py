@@ -56,6 +56,17 @@ def test_a_missing_or_unparsable_file_is_a_config_error(tmp_path):
         load(bad)
 
 
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    """PyYAML kept the last of two `window:` keys silently."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("model_defaults:\n  window: 500\n  stride: 50\n  window: 2000\nmodels: {m: {}}\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'window': which of its values is meant\?(.|\n)*line 4"):
+        load(twice)
+    anchors = tmp_path / "anchors.yaml"  # the same key in two mappings is no duplicate
+    anchors.write_text("model_defaults: &d {window: 500, stride: 50}\nmodels: {a: {window: 400}, b: {window: 600}}\n")
+    assert load(anchors).models["b"].window == 600
+
+
 def test_the_top_level_must_be_a_mapping():
     with pytest.raises(ConfigError):
         from_dict(["kafka"])
