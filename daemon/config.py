@@ -685,6 +685,8 @@ def _secret(value, key: str) -> Secret:
             if not _secrets_required.get():
                 return Secret("", f"env {name} (not set)")
             raise ConfigError(key, f"environment variable {name} is not set")
+        if not os.environ[name] and _secrets_required.get():
+            raise ConfigError(key, f"environment variable {name} is empty")
         return Secret(os.environ[name], f"env {name}")
     path = Path(str(value["file"]))
     try:

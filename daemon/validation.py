@@ -65,9 +65,16 @@ def check(config: Config) -> None:
             raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
         if sink.type != "kafka" and not _is_http_url(sink.url):
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
+        unused = ("url", "secret") if sink.type == "kafka" else ("topic",)
+        for name in unused:
+            if getattr(sink, name) is not None:
+                raise ConfigError(f"{key}.{name}", f"a {sink.type} sink takes no {name} (it would be ignored)")
         if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
             raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
     _check_client(config)
+    if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
+        raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
+                                                          f"({config.alerts.retry_max_seconds:g})")
     errors = []
     for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
         try:

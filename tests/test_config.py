@@ -117,6 +117,13 @@ def test_a_wrong_type_fails_naming_the_key(data, key):
 SINK = {"type": "webhook", "url": "https://hooks.example/driftd"}
 
 
+def test_a_secret_from_an_empty_environment_variable_is_refused(monkeypatch):
+    """An empty signing key signed every webhook with nothing."""
+    monkeypatch.setenv("DRIFTD_TEST_EMPTY", "")
+    assert_fails({"alerts": {"sinks": [{**SINK, "secret": {"env": "DRIFTD_TEST_EMPTY"}}]}},
+                 "alerts.sinks[0].secret", "DRIFTD_TEST_EMPTY is empty")
+
+
 def test_a_secret_from_a_missing_environment_variable_names_the_key_and_the_variable(monkeypatch):
     monkeypatch.delenv("DRIFTD_TEST_NO_SUCH_VAR", raising=False)
     assert_fails({"alerts": {"sinks": [{**SINK, "secret": {"env": "DRIFTD_TEST_NO_SUCH_VAR"}}]}},
@@ -269,6 +276,8 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"models": {"m": {"promotion_window": 0}}}, "models.m.promotion_window", ["promotion_min_events (500)"]),
     ({"models": {"m": {"promotion_margin": -1}}}, "models.m.promotion_margin", ["at least 0"]),
     ({"models": {"m": {"retrain_warm_start": "hot"}}}, "models.m.retrain_warm_start", ["auto, always, never, meta"]),
+    ({"alerts": {"retry_initial_seconds": 100, "retry_max_seconds": 1}}, "alerts.retry_initial_seconds",
+     ["retry_max_seconds (1)"]),
     # kafka-python refuses unknown settings when a client is made: driftd run retried for ever.
     ({"kafka": {"client": {"security_protocl": "PLAINTEXT"}}}, "kafka.client.security_protocl",
      ["did you mean security_protocol?"]),
@@ -352,6 +361,9 @@ def test_good_error_detector_params_are_accepted():
     ({"type": "webhook", "url": "https://hooks example/x"}, "alerts.sinks[0].url"),
     ({"type": "kafka"}, "alerts.sinks[0].topic"),
     ({"type": "email", "url": "https://x.example"}, "alerts.sinks[0].type"),
+    # Settings a sink's type does not use were ignored silently.
+    ({"type": "kafka", "topic": "alerts", "url": "https://x.example/"}, "alerts.sinks[0].url"),
+    ({"type": "slack", "url": "https://x.example/", "topic": "alerts"}, "alerts.sinks[0].topic"),
 ])
 def test_a_bad_sink_fails_naming_the_key(sink, key):
     assert_fails({"alerts": {"sinks": [sink]}}, key)
