@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         except config_module.ConfigError as e:
             print(f"driftd: invalid configuration {args.file}: {e}", file=sys.stderr)
             return 1
+        from daemon.runtime.dryrun import warnings
+
+        for line in warnings(config_module.load(args.file)):
+            print(f"driftd: warning: {line}", file=sys.stderr)
         print(f"{args.file}: ok")
         return 0
     if args.command == "models":

@@ -268,6 +268,19 @@ def test_models_needs_no_sink_secret_but_check_config_does(tmp_path):
     assert checked.returncode != 0 and "DRIFTD_TEST_UNSET is not set" in checked.stderr, checked
 
 
+def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_path):
+    """check-config said ok to reference_size 30 at the default ert, where the run then
+    skips every CUSUM ('can never fire at this contract'): it now says so, naming the key."""
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"models": {"tiny": {"reference_size": 30}, "fraud": {}}}))
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 0 and checked.stdout.strip() == f"{config_file}: ok", checked
+    warned = [line for line in checked.stderr.splitlines() if line.startswith("driftd: warning: ")]
+    assert len(warned) == 1 and warned[0].startswith("driftd: warning: models.tiny: cusum can never fire at these "
+                                                     "settings on the dry run's synthetic columns "), warned
+    assert "reference_size 30," in warned[0] and "a larger reference_size" in warned[0]
+
+
 @pytest.mark.parametrize("how", [["--registry"], ["list"]])
 def test_the_registry_listing_is_still_there(tmp_path, how):
     config_file = tmp_path / "driftd.yaml"

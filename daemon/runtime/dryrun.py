@@ -66,6 +66,48 @@ def check(config: Config) -> None:
         raise ConfigError.first_of(errors)
 
 
+#: Largest reference the warnings' calibrated run takes (a larger one is never too small).
+WARN_MAX_REFERENCE = 20_000
+
+
+def warnings(config: Config) -> list[str]:
+    """What a model's settings leave untested, found by building and calibrating (for
+    real, at the model's own sizes) its tests on the synthetic stream: a line per kind of
+    test that can never fire there, with its columns, naming the model's key. The
+    synthetic stream is no one's data: a warning says that such a test is at risk with
+    these settings (a reference too small for ``ert``), not that it will be skipped.
+    Skipped for references above :data:`WARN_MAX_REFERENCE`."""
+    from daemon.runtime.calibrator import calibrate_now
+    from daemon.stream.partition import PartitionState
+
+    lines, done = [], {}
+    targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
+    if config.auto_register_models:
+        targets.append(("model_defaults", "auto-registered", config.model_defaults))
+    with _quiet():
+        for key, name, settings in targets:
+            if settings.reference_size > WARN_MAX_REFERENCE:
+                continue
+            text = repr(settings)
+            if text not in done:
+                state = PartitionState(0, dataclasses.replace(config, models={name: settings}, auto_register_models=False))
+                predictions, _ = synthetic_stream(name, settings)
+                state.handle_predictions(predictions[:settings.reference_size], lambda *a: None)
+                calibrate_now(state)
+                pipeline = state.models.get(name)
+                never: dict[str, list] = {}  # test -> columns whose test can never fire
+                for (test, column), why in sorted((pipeline.skipped if pipeline else {}).items()):
+                    if why.startswith("can never fire"):
+                        never.setdefault(test, []).append(column)
+                done[text] = [f"{test} can never fire at these settings on the dry run's synthetic "
+                              f"{'columns' if len(columns) > 1 else 'column'} {', '.join(columns)} (reference_size "
+                              f"{settings.reference_size:,}, window {settings.window:,}, ert {settings.ert:g}); a "
+                              f"larger reference_size or window, or a smaller ert, would make it testable"
+                              for test, columns in never.items()]
+            lines += [f"{key}: {line}" for line in done[text]]
+    return lines
+
+
 def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
     """Why model ``name`` with these settings fails on the synthetic stream, or None."""
     from daemon.runtime.calibrator import calibrate_now
