@@ -179,6 +179,15 @@ class Replay:
                     progress(self.result.records)
         if poll:
             self._poll(poll)
+        # No prediction comes after the files: the labels held in label order behind one
+        # waiting for its prediction go to the label side now.
+        for state in self.states.values():
+            state.release_held_labels(self._reject)
+            self._alerts(state, state.finish_batch)
+            if calibrate_now(state):
+                self._alerts(state, state.alerts)
+            if self.recorder is not None:
+                self.recorder.after_batch(state)
         if progress is not None:
             progress(self.result.records)
         if self.recorder is not None:

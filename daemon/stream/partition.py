@@ -12,10 +12,14 @@ partition, whichever of a label and its prediction was read first: the two topic
 read at their own pace (a poll holds a batch of each, a replica catching up reads one
 ahead of the other), and joins completed in the order they happen to complete made the
 label side's alerts depend on it. A label read before its prediction holds its place
-(and the labels after it wait) until its prediction comes, or until the prediction
-stream has passed the label's event time without it (a prediction is stamped before its
-label: it is then late or lost, and no longer waited for in order; if it still joins
-within ``join.label_grace_seconds``, its labelled event comes after those released).
+(and the labels after it wait) until the join settles it: its prediction comes, or the
+prediction stream passes ``join.label_grace_seconds`` beyond the label's time and it is
+orphaned (both a function of the prediction stream alone). So that one label whose
+prediction never comes cannot hold a model's label side for long, a label stops holding
+its place once :data:`MAX_HELD_LABELS` labels of its model wait behind it (if it still
+joins, its labelled event comes after those released: order then depends on how far one
+topic was read ahead of the other); ``/status`` shows how many wait
+(``labels_held``), and a replay gives the held ones to the label side at its end.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ from daemon.stream.join import OUTCOMES, LabelJoin
 from daemon.stream.pipeline import ModelPipeline
 
 log = logging.getLogger("driftd")
+
+#: Labels of a model that may wait behind one label waiting for its prediction (see the
+#: module docs): about 1 MB of held labelled events a model at most (features held only
+#: for learners and the regression estimate).
+MAX_HELD_LABELS = 10_000
 
 #: Upper bounds of the label-delay histogram buckets, in seconds (event time), by default
 #: (``join.label_delay_buckets_seconds``; a state's own are ``PartitionState.delay_buckets``).
@@ -191,6 +200,9 @@ class PartitionState:
             elif self.join.waiting_label(event.model, event.id) == (event.label, record.offset):
                 entry = [record.offset, event.id, event.ts, None]  # its place, held
                 self.label_order.setdefault(event.model, deque()).append(entry)
+                earlier = self._waiting.get((event.model, record.offset))
+                if earlier is not None:  # the same offset again (the topic re-created): no longer held
+                    earlier[1] = None
                 self._waiting[(event.model, record.offset)] = entry
         self._release("label", reject, set())
 
@@ -322,7 +334,7 @@ class PartitionState:
         # The label's event time: the prediction's plus the delay (never before it).
         labelled = ((payload, label), label_offset, payload[3] + delay)
         entry = self._waiting.pop((model, label_offset), None)
-        if entry is not None:
+        if entry is not None and entry[1] is not None:
             entry[3] = labelled
         else:
             self.label_order.setdefault(model, deque()).append([label_offset, None, labelled[2], labelled])
@@ -331,20 +343,21 @@ class PartitionState:
         counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
         counts[1] += delay
 
-    def _release(self, kind: str, reject, failed: set) -> None:
+    def _release(self, kind: str, reject, failed: set, flush: bool = False) -> None:
         """Give each model's label side its labelled events from the head of its label
         order up to the first label still waiting in order (see the module docs); ``kind``
-        is the kind of this batch's records, dead letters if the model fails on them."""
-        watermark = self.join.prediction_watermark
+        is the kind of this batch's records, dead letters if the model fails on them.
+        ``flush``: wait for none (the end of a replay)."""
         for model in list(self.label_order):
             queue, items = self.label_order[model], []
             while queue:
                 offset, id, ts, labelled = queue[0]
                 if labelled is None:
-                    waiting = self.join.waiting_label(model, id)
-                    if waiting is not None and waiting[1] == offset and watermark <= ts:
+                    waiting = self.join.waiting_label(model, id) if id is not None else None
+                    if waiting is not None and waiting[1] == offset and len(queue) <= MAX_HELD_LABELS and not flush:
                         break  # its prediction may still come, in order
-                    del self._waiting[(model, offset)]  # orphaned, or no longer waited for in order
+                    if self._waiting.get((model, offset)) is queue[0]:
+                        del self._waiting[(model, offset)]  # orphaned, or no longer waited for in order
                 else:
                     items.append(labelled)
                 queue.popleft()
@@ -358,6 +371,11 @@ class PartitionState:
                     records = [r for i in items if (r := self._batch_records.get((model, i[1]))) is not None]
                     self._model_failed(model, kind, records, e, reject, failed)
         self._batch_records = {}
+
+    def release_held_labels(self, reject) -> None:
+        """Give every model's label side the labelled events held behind labels still
+        waiting for their predictions (the end of a replay: no prediction will come)."""
+        self._release("label", reject, set(), flush=True)
 
     def finish_batch(self):
         """After a batch: yield the alerts of the decisions the batch led to (the join
@@ -434,6 +452,8 @@ class PartitionState:
                 "detectors": {f"{n}/{f}": vars(d.state()) for n, f, d in pipeline.detectors()},
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
                 "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
+                # Joined labels held behind one waiting for its prediction (label order).
+                "labels_held": len(self.label_order.get(name, ())),
             }
             for name, pipeline in self.models.items()
         }

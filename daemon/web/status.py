@@ -57,6 +57,7 @@ def waiting_entry(config: Config, name: str) -> dict:
         "detectors": {},
         "processed": {"prediction": 0, "label": 0},
         "join": {outcome: 0 for outcome in OUTCOMES},
+        "labels_held": 0,
     }
 
 
