@@ -164,3 +164,25 @@ def test_a_label_offset_seen_again_while_its_first_label_waits_does_not_stop_the
     assert not dead and state.models["churn"].labels.n_fed == 1  # b's labelled event
     state.release_held_labels(lambda *a: dead.append(a))
     assert state.label_order == {} and not dead
+
+
+def test_a_rollback_to_an_earlier_version_name_keeps_the_label_side_of_each(tmp_path):
+    """v1, then v2 (which decays), then v1 again: with the predictions read ahead, the first
+    late label of the first v1 moved the label side to the rollback's v1 (labels carry the
+    name only), and v2's decay alerts were lost. A version seen again takes only the labels
+    of predictions made since it started."""
+    def version(i):
+        return "v1" if i < 1000 or i >= 2000 else "v2"
+    timed = []
+    for ts, event in sorted(rows(3), key=lambda row: row[0]):
+        if "prediction" in event:
+            event["model_version"] = version(event["id"])
+        timed.append((ts, event))
+    predictions_first = [r for r in timed if "prediction" in r[1]] + [r for r in timed if "label" in r[1]]
+    reference, _ = replay(write(tmp_path / "timed.jsonl", timed), 1)
+    label_side = [a for a in reference if a[1] in LABEL_SIDE]
+    assert ("decay", "v2") in {(a[1], a[5]) for a in label_side if a[0] == "firing"}, label_side
+    for path, batch in ((tmp_path / "timed.jsonl", 10_000), (write(tmp_path / "ahead.jsonl", predictions_first), 1),
+                        (tmp_path / "ahead.jsonl", 500)):
+        got, _ = replay(str(path), batch)
+        assert [a for a in got if a[1] in LABEL_SIDE] == label_side, (path, batch)

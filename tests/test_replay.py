@@ -241,9 +241,11 @@ def test_bad_rows_are_dead_letters_with_their_line_and_the_replay_goes_on(tmp_pa
             assert f"{path}:{number}: dead letter ({reason})" in err, err
     alerts = [json.loads(line) for line in out.read_text().splitlines()]
     clean, _ = _replay(_config(), *_clean(tmp_path, records))
-    # The bad rows took offsets (ids differ), but the decisions are the clean stream's.
-    assert [(a["status"], a["detector"], a["feature"], a["event_time"]) for a in alerts] == \
-           [(a["status"], a["detector"], a["feature"], a["event_time"]) for a in clean]
+    # The bad rows took offsets (ids differ), but the decisions are the clean stream's. (The
+    # label without a prediction holds the label side's later labels, in label order, until
+    # the join orphans it or the replay ends: its alerts come later, the same.)
+    assert sorted((a["status"], a["detector"], a["feature"], a["event_time"]) for a in alerts) == \
+           sorted((a["status"], a["detector"], a["feature"], a["event_time"]) for a in clean)
 
     _, result = _replay(_config(), path)
     assert [(d.line, d.reason) for d in result.dead_letters] == [(10, "wrong_type"), (20, "not_json"), (30, "unknown_model")]

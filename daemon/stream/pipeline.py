@@ -105,12 +105,12 @@ class ModelPipeline:
         self.__dict__.update(state)
         self._asked = set()
         # States saved before the label side followed the labels: it was at the current version.
-        self.__dict__.setdefault("versions", [(self.epoch, self.version)])
+        self.__dict__.setdefault("versions", [(self.epoch, self.version, -math.inf)])
         self.__dict__.setdefault("labels_epoch", self.epoch)
         if "estimation" not in state:  # a state saved before estimation existed
             self.estimation = ModelEstimation(self.config, self.version)
 
-    def _start_version(self, version: str | None) -> None:
+    def _start_version(self, version: str | None, since: float = -math.inf) -> None:
         if self.watch is not None:
             # The tests this version had: those the next version's build no longer has
             # end their alert episodes then (:meth:`_end_gone_tests`).
@@ -126,9 +126,10 @@ class ModelPipeline:
         self.n_predictions = 0  # of this version
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
-        #: (epoch, version) of the versions in the order their predictions came, the last
+        #: (epoch, version, event time of its first prediction) of the versions in the order
+        #: their predictions came, the last
         #: MAX_VERSIONS (the label side follows them: observe_labels).
-        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version)]
+        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version, since)]
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         self.estimation = ModelEstimation(self.config, version)
@@ -257,10 +258,10 @@ class ModelPipeline:
                 self._feed(events[start:i], offsets[start:i])
                 start = i
                 self.version_changes += 1
-                self._start_version(event.model_version)
+                self._start_version(event.model_version, event.ts)
             else:
                 self.version = event.model_version
-                self.versions[-1] = (self.epoch, self.version)
+                self.versions[-1] = (self.epoch, self.version, -math.inf)
                 if self.labels.version is None and not self.labels.n_fed:
                     self.labels.version = self.version  # the first version said: its labels' too
                 if self.estimation.version is None:
@@ -434,19 +435,22 @@ class ModelPipeline:
             label_times = [p[3] for p, _ in pairs]
         used, start = 0, 0
         for i, (payload, _) in enumerate(pairs):
-            epoch = self._later_version(payload[2])
+            epoch = self._later_version(payload[2], payload[3])
             if epoch is not None:
                 used += self._observe_labels(pairs[start:i], offsets[start:i], label_times[start:i])
                 start = i
                 self._start_labels(epoch, payload[2])
         return used + self._observe_labels(pairs[start:], offsets[start:], label_times[start:])
 
-    def _later_version(self, version) -> int | None:
+    def _later_version(self, version, ts: float) -> int | None:
         """The epoch a pair of ``version`` moves the label side to, or None (see
         :meth:`observe_labels`)."""
         if version is None or version == self.labels.version or not self.config.reference_per_version:
             return None
-        return next((epoch for epoch, v in self.versions if epoch > self.labels_epoch and v == version), None)
+        # A version seen again (a rollback) is that later epoch only for predictions made
+        # since it started: an older one is a late label of the earlier epoch of the name.
+        return next((epoch for epoch, v, *since in self.versions
+                     if epoch > self.labels_epoch and v == version and ts >= (since or [-math.inf])[0]), None)
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:
