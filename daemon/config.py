@@ -45,6 +45,19 @@ class ConfigError(ValueError):
         first = errors[0]
         return cls(first.key, first.reason, (*first.also, *errors[1:]))
 
+    @classmethod
+    def check_each(cls, items, check) -> None:
+        """``check(item)`` for every item, then the ConfigErrors they raised as one
+        (:meth:`first_of`), so that every bad model is named in one pass."""
+        errors = []
+        for item in items:
+            try:
+                check(item)
+            except ConfigError as e:
+                errors.append(e)
+        if errors:
+            raise cls.first_of(errors)
+
 
 class Secret:
     """A secret value that does not show itself in logs, reprs or errors."""
@@ -570,17 +583,15 @@ def from_dict(data: dict) -> Config:
     defaults = dataclasses.asdict(config.model_defaults)
     if (data.get("model_defaults") or {}).get("decay_metrics") is None:
         defaults["decay_metrics"] = None  # each model's task then chooses its own
-    errors = []
-    for name, overrides in models.items():
+
+    def build_model(item):
+        name, overrides = item
         overrides = overrides or {}
-        try:
-            if not isinstance(overrides, dict):
-                raise ConfigError(f"models.{name}", "must be a mapping of settings")
-            config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
-        except ConfigError as e:
-            errors.append(e)
-    if errors:
-        raise ConfigError.first_of(errors)
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"models.{name}", "must be a mapping of settings")
+        config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
+
+    ConfigError.check_each(models.items(), build_model)
     from daemon.validation import check  # the rules import this module's types
 
     check(config)

@@ -75,14 +75,8 @@ def check(config: Config) -> None:
     if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
         raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
                                                           f"({config.alerts.retry_max_seconds:g})")
-    errors = []
-    for name, model in [("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()]:
-        try:
-            check_model(model, name)
-        except ConfigError as e:
-            errors.append(e)
-    if errors:
-        raise ConfigError.first_of(errors)
+    ConfigError.check_each([("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()],
+                           lambda item: check_model(item[1], item[0]))
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
     if config.has_learners and not os.environ.get(config.registry.key_env):

@@ -183,11 +183,7 @@ class Replay:
         # waiting for its prediction go to the label side now.
         for state in self.states.values():
             state.release_held_labels(self._reject)
-            self._alerts(state, state.finish_batch)
-            if calibrate_now(state):
-                self._alerts(state, state.alerts)
-            if self.recorder is not None:
-                self.recorder.after_batch(state)
+        self._settle(self.states.values())
         if progress is not None:
             progress(self.result.records)
         if self.recorder is not None:
@@ -233,9 +229,14 @@ class Replay:
             else:
                 state.handle_labels(batch, self._reject)
             state.advance(topic, batch[0].offset, batch[-1].offset)
-        for state in touched.values():
+        self._settle(touched.values())
+
+    def _settle(self, states) -> None:
+        """The daemon's steps after a poll's batches: each state's alerts, then its
+        ``_calibrate`` step's."""
+        for state in states:
             self._alerts(state, state.finish_batch)
-        for state in touched.values():
+        for state in states:
             if calibrate_now(state):
                 self._alerts(state, state.alerts)
             if self.recorder is not None:

@@ -50,12 +50,9 @@ def check(config: Config) -> None:
         raise ConfigError("models", "no models are listed and auto_register_models is false: "
                                     "every event would go to the dead-letter topic as unknown_model")
     checked: dict[str, str | None] = {}  # settings (as text) -> failure; models often share them
-    targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
-    if config.auto_register_models:
-        targets.append(("model_defaults", "auto-registered", config.model_defaults))
     errors = []
     with _quiet():
-        for key, name, settings in targets:
+        for key, name, settings in _targets(config):
             text = repr(settings)
             if text not in checked:
                 checked[text] = failure(config, name, settings)
@@ -80,12 +77,9 @@ def warnings(config: Config) -> list[str]:
     from daemon.runtime.calibrator import calibrate_now
     from daemon.stream.partition import PartitionState
 
-    lines, done = [], {}
-    targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
-    if config.auto_register_models:
-        targets.append(("model_defaults", "auto-registered", config.model_defaults))
+    lines, done = [], {}  # settings (as text) -> their lines
     with _quiet():
-        for key, name, settings in targets:
+        for key, name, settings in _targets(config):
             if settings.reference_size > WARN_MAX_REFERENCE:
                 continue
             text = repr(settings)
@@ -108,12 +102,22 @@ def warnings(config: Config) -> list[str]:
     return lines
 
 
+def _targets(config: Config) -> list[tuple[str, str, ModelConfig]]:
+    """(key, model name, settings) of every model the daemon may run, auto-registered ones
+    as model_defaults."""
+    targets = [(f"models.{name}", name, settings) for name, settings in config.models.items()]
+    if config.auto_register_models:
+        targets.append(("model_defaults", "auto-registered", config.model_defaults))
+    return targets
+
+
 def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
     """Why model ``name`` with these settings fails on the synthetic stream, or None."""
     from daemon.runtime.calibrator import calibrate_now
     from daemon.stream.partition import PartitionState
 
-    alone = dataclasses.replace(config, models={name: scaled(settings)}, auto_register_models=False)
+    settings = scaled(settings)
+    alone = dataclasses.replace(config, models={name: settings}, auto_register_models=False)
     contained = []
 
     def reject(record, reason, detail):
@@ -122,7 +126,7 @@ def failure(config: Config, name: str, settings: ModelConfig) -> str | None:
 
     try:
         state = PartitionState(0, alone)
-        predictions, labels = synthetic_stream(name, scaled(settings))
+        predictions, labels = synthetic_stream(name, settings)
         step = max(1, settings.stride)
         for start in range(0, len(predictions), step):
             state.handle_predictions(predictions[start:start + step], reject)

@@ -6,20 +6,8 @@ join buffer, the counters, the alert episodes, and the offsets up to which all o
 reflects the input. It is the unit of checkpoints and moves with the partition when the
 consumer group rebalances.
 
-**The label side's order.** A model's labelled events reach its label side (error-stream
-detector, decay tests, learners) in the order of their label records in the labels
-partition, whichever of a label and its prediction was read first: the two topics are
-read at their own pace (a poll holds a batch of each, a replica catching up reads one
-ahead of the other), and joins completed in the order they happen to complete made the
-label side's alerts depend on it. A label read before its prediction holds its place
-(and the labels after it wait) until the join settles it: its prediction comes, or the
-prediction stream passes ``join.label_grace_seconds`` beyond the label's time and it is
-orphaned (both a function of the prediction stream alone). So that one label whose
-prediction never comes cannot hold a model's label side for long, a label stops holding
-its place once :data:`MAX_HELD_LABELS` labels of its model wait behind it (if it still
-joins, its labelled event comes after those released: order then depends on how far one
-topic was read ahead of the other); ``/status`` shows how many wait
-(``labels_held``), and a replay gives the held ones to the label side at its end.
+A model's labelled events reach its label side in label-record order
+(:mod:`daemon.stream.labelorder`), whichever of a label and its prediction was read first.
 """
 
 from __future__ import annotations
@@ -29,7 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 
 import numpy as np
 
@@ -39,14 +27,10 @@ from daemon.config import DEFAULT_LABEL_DELAY_BUCKETS, Config
 from daemon.alerting.episodes import Episodes
 from daemon.alerting.sinks import alert_severity
 from daemon.stream.join import OUTCOMES, LabelJoin
+from daemon.stream.labelorder import LabelOrder
 from daemon.stream.pipeline import ModelPipeline
 
 log = logging.getLogger("driftd")
-
-#: Labels of a model that may wait behind one label waiting for its prediction (see the
-#: module docs): about 1 MB of held labelled events a model at most (features held only
-#: for learners and the regression estimate).
-MAX_HELD_LABELS = 10_000
 
 #: Upper bounds of the label-delay histogram buckets, in seconds (event time), by default
 #: (``join.label_delay_buckets_seconds``; a state's own are ``PartitionState.delay_buckets``).
@@ -88,33 +72,19 @@ class PartitionState:
         self.model_dead_letters: Counter = Counter()
         self.episodes = Episodes(clear_after=config.alerts.clear_after, cooldown_seconds=config.alerts.cooldown_seconds)
         self.offset_resets = 0
-        #: model -> its labels not yet given to its label side, in label-record order, each
-        #: [label offset, id, label time, labelled event or None while waiting] (see the
-        #: module docs; _sequence, _release).
-        self.label_order: dict[str, deque] = {}
+        self.label_order = LabelOrder()  # labelled events not yet given to the label side
         self._config = config
-        self._index_waiting()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        # Configuration comes from the file, not the checkpoint; the rest is derived.
-        for name in ("_config", "_waiting", "_batch_records"):
-            state.pop(name, None)
+        del state["_config"]  # configuration comes from the file, not the checkpoint
         return state
-
-    def _index_waiting(self) -> None:
-        #: (model, label offset) -> its entry in label_order while it waits for its prediction.
-        self._waiting = {(model, entry[0]): entry for model, queue in self.label_order.items()
-                         for entry in queue if entry[3] is None}
-        #: (model, label offset) -> record, for this batch's labelled events (failures).
-        self._batch_records = {}
 
     def attach(self, config: Config) -> None:
         """Bind a restored state to the running configuration."""
         self._config = config
         self.__dict__.setdefault("newest_ts", {})  # states checkpointed before it
-        self.__dict__.setdefault("label_order", {})
-        self._index_waiting()
+        self.__dict__.setdefault("label_order", LabelOrder())
         self.__dict__.setdefault("model_dead_letters", Counter())
         # Buckets of the checkpoint (the fixed ones before they were configurable), re-binned
         # when the configuration now has others.
@@ -171,6 +141,7 @@ class PartitionState:
         """Decode, check, join and feed a batch of prediction records; ``reject(record,
         reason, detail)`` sends a bad one to the dead-letter topic (and must not raise)."""
         by_model: dict[str, list] = {}  # model -> [(record, event)]
+        joined_by: dict = {}  # (model, label offset) -> the record that completed its join
         clock = _Clock(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock)):
             if joined is False:
@@ -179,32 +150,28 @@ class PartitionState:
             self._saw(event.model, "prediction", event.ts)
             by_model.setdefault(event.model, []).append((record, event))
             if joined:
-                self._sequence(record, joined)
+                self._sequence(record, joined, joined_by)
         failed: set = set()  # offsets of this batch's records already dead-lettered
         for model, items in by_model.items():
             try:
                 self.models[model].observe_predictions([event for _, event in items], [record.offset for record, _ in items])
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
                 self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
-        self._release("prediction", reject, failed)
+        self._release("prediction", reject, failed, joined_by)
 
     def handle_labels(self, batch: list, reject) -> None:
         """Decode, check and join a batch of label records and feed the joins; as
         :meth:`handle_predictions`."""
+        joined_by: dict = {}
         clock = _Clock(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_label(r, clock)):
             self.processed[(event.model, "label")] += 1
             self._saw(event.model, "label", event.ts)
             if joined:
-                self._sequence(record, joined)
+                self._sequence(record, joined, joined_by)
             elif self.join.waiting_label(event.model, event.id) == (event.label, record.offset):
-                entry = [record.offset, event.id, event.ts, None]  # its place, held
-                self.label_order.setdefault(event.model, deque()).append(entry)
-                earlier = self._waiting.get((event.model, record.offset))
-                if earlier is not None:  # the same offset again (the topic re-created): no longer held
-                    earlier[1] = None
-                self._waiting[(event.model, record.offset)] = entry
-        self._release("label", reject, set())
+                self.label_order.hold(event.model, record.offset, event.id)
+        self._release("label", reject, set(), joined_by)
 
     def _saw(self, model: str, stream: str, ts: float) -> None:
         if ts > self.newest_ts.get((model, stream), float("-inf")):
@@ -323,59 +290,40 @@ class PartitionState:
             self.processed[(model, kind)] -= 1
             self._reject(record, "internal_error", detail, reject, model)
 
-    def _sequence(self, record, join: tuple) -> None:
-        """Put a completed join in its place in its model's label order: the place its
-        label held while waiting for the prediction, else the end (``record`` completed it)."""
+    def _sequence(self, record, join: tuple, joined_by: dict) -> None:
+        """Put a completed join in its place in its model's label order; ``record``
+        completed it (noted in ``joined_by``)."""
         model, payload, label, delay = join
         # A labelled event's source is its label record, whichever of the two came first:
         # the same on any replay, however the two topics were interleaved. (A label waiting
         # in a checkpoint of an earlier version has no offset.)
         label, label_offset = label if type(label) is tuple else (label, record.offset)
         # The label's event time: the prediction's plus the delay (never before it).
-        labelled = ((payload, label), label_offset, payload[3] + delay)
-        entry = self._waiting.pop((model, label_offset), None)
-        if entry is not None and entry[1] is not None:
-            entry[3] = labelled
-        else:
-            self.label_order.setdefault(model, deque()).append([label_offset, None, labelled[2], labelled])
-        self._batch_records[(model, label_offset)] = record
+        self.label_order.place(model, label_offset, ((payload, label), label_offset, payload[3] + delay))
+        joined_by[(model, label_offset)] = record
         counts = self.label_delay.setdefault(model, [np.zeros(len(self.delay_buckets), dtype=np.int64), 0.0])
         counts[0][bisect.bisect_left(self.delay_buckets, delay)] += 1
         counts[1] += delay
 
-    def _release(self, kind: str, reject, failed: set, flush: bool = False) -> None:
-        """Give each model's label side its labelled events from the head of its label
-        order up to the first label still waiting in order (see the module docs); ``kind``
-        is the kind of this batch's records, dead letters if the model fails on them.
-        ``flush``: wait for none (the end of a replay)."""
-        for model in list(self.label_order):
-            queue, items = self.label_order[model], []
-            while queue:
-                offset, id, ts, labelled = queue[0]
-                if labelled is None:
-                    waiting = self.join.waiting_label(model, id) if id is not None else None
-                    if waiting is not None and waiting[1] == offset and len(queue) <= MAX_HELD_LABELS and not flush:
-                        break  # its prediction may still come, in order
-                    if self._waiting.get((model, offset)) is queue[0]:
-                        del self._waiting[(model, offset)]  # orphaned, or no longer waited for in order
-                else:
-                    items.append(labelled)
-                queue.popleft()
-            if not queue:
-                del self.label_order[model]
-            if items:
-                try:
-                    self.models[model].observe_labels([i[0] for i in items], [i[1] for i in items],
-                                                      [i[2] for i in items])
-                except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
-                    records = [r for i in items if (r := self._batch_records.get((model, i[1]))) is not None]
-                    self._model_failed(model, kind, records, e, reject, failed)
-        self._batch_records = {}
+    def _release(self, kind: str, reject, failed: set, joined_by: dict, flush: bool = False) -> None:
+        """Give each model's label side what its label order releases; ``kind`` is the kind
+        of this batch's records, dead letters (those in ``joined_by``) if the model fails
+        on them. ``flush``: hold none (the end of a replay)."""
+        def waits(model, id, offset):
+            waiting = self.join.waiting_label(model, id)
+            return waiting is not None and waiting[1] == offset
+
+        for model, items in self.label_order.release(waits, flush):
+            try:
+                self.models[model].observe_labels([i[0] for i in items], [i[1] for i in items], [i[2] for i in items])
+            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
+                records = [r for i in items if (r := joined_by.get((model, i[1]))) is not None]
+                self._model_failed(model, kind, records, e, reject, failed)
 
     def release_held_labels(self, reject) -> None:
         """Give every model's label side the labelled events held behind labels still
         waiting for their predictions (the end of a replay: no prediction will come)."""
-        self._release("label", reject, set(), flush=True)
+        self._release("label", reject, set(), {}, flush=True)
 
     def finish_batch(self):
         """After a batch: yield the alerts of the decisions the batch led to (the join
@@ -453,7 +401,7 @@ class PartitionState:
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
                 "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
                 # Joined labels held behind one waiting for its prediction (label order).
-                "labels_held": len(self.label_order.get(name, ())),
+                "labels_held": self.label_order.held(name),
             }
             for name, pipeline in self.models.items()
         }

@@ -127,8 +127,7 @@ class ModelPipeline:
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
         #: (epoch, version, event time of its first prediction) of the versions in the order
-        #: their predictions came, the last
-        #: MAX_VERSIONS (the label side follows them: observe_labels).
+        #: their predictions came, the last MAX_VERSIONS (the label side follows them).
         self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version, since)]
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
@@ -449,14 +448,18 @@ class ModelPipeline:
             return None
         # A version seen again (a rollback) is that later epoch only for predictions made
         # since it started: an older one is a late label of the earlier epoch of the name.
-        return next((epoch for epoch, v, *since in self.versions
-                     if epoch > self.labels_epoch and v == version and ts >= (since or [-math.inf])[0]), None)
+        return next((epoch for epoch, v, since in self.versions
+                     if epoch > self.labels_epoch and v == version and ts >= since), None)
+
+    def _of_version(self, payload: tuple, version: str | None) -> bool:
+        """Whether a prediction (its join payload) counts for model version ``version``."""
+        return payload[2] is None or payload[2] == version or not self.config.reference_per_version
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:
             return 0
         labels = self.labels
-        current = [p[2] is None or p[2] == labels.version or not self.config.reference_per_version for p, _ in pairs]
+        current = [self._of_version(p, labels.version) for p, _ in pairs]
         used = [(pair, offset, t) for pair, offset, t, ok in zip(pairs, offsets, label_times, current) if ok]
         before = labels.n_fed
         if used:
@@ -470,8 +473,7 @@ class ModelPipeline:
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
-        estimated = [(pair, t) for pair, t in zip(pairs, label_times)
-                     if pair[0][2] is None or pair[0][2] == self.version or not self.config.reference_per_version]
+        estimated = [(pair, t) for pair, t in zip(pairs, label_times) if self._of_version(pair[0], self.version)]
         if estimated:  # may fit it, and estimate those waiting
             self.estimation.observe_labels([pair for pair, _ in estimated], [t for _, t in estimated])
             self.observations.extend(self.estimation.drain())

@@ -1,0 +1,95 @@
+"""Each model's labelled events in the order of their label records, whichever of a label
+and its prediction was read first.
+
+The two topics are read at their own pace (a poll holds a batch of each, a replica
+catching up reads one ahead of the other): joins taken in the order they happen to
+complete made the label side's alerts depend on it. A label read before its prediction
+:meth:`~LabelOrder.hold`\\ s its place (and the labels after it wait) until the join settles
+it: its prediction comes (:meth:`~LabelOrder.place` fills the place), or the prediction
+stream passes ``join.label_grace_seconds`` beyond the label's time and the join orphans it
+(both a function of the prediction stream alone). So that one label whose prediction
+never comes cannot hold a model's label side for long, a label stops holding its place
+once :data:`MAX_HELD_LABELS` labels of its model wait behind it (if it still joins, its
+labelled event comes after those released: order then depends on how far one topic was
+read ahead of the other).
+
+>>> order = LabelOrder()
+>>> order.hold("fraud", 0, "p-1")             # label 0 came before its prediction
+>>> order.place("fraud", 1, "labelled 1")     # label 1 joined at once: it waits behind
+>>> waiting = {("fraud", "p-1", 0)}
+>>> list(order.release(lambda *label: label in waiting))
+[]
+>>> order.place("fraud", 0, "labelled 0")     # the prediction came
+>>> list(order.release(lambda *label: False)), order
+([('fraud', ['labelled 0', 'labelled 1'])], {})
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterator
+
+#: Labels of a model that may wait behind one label waiting for its prediction: about
+#: 1 MB of held labelled events a model at most (features held only for learners and
+#: the regression estimate).
+MAX_HELD_LABELS = 10_000
+
+
+class LabelOrder(dict):
+    """model -> its labels not yet given to its label side, in label-record order: a
+    deque of ``[label offset, id, labelled event]``, the event None while the label waits
+    for its prediction (id None: no longer held). Pickled as that dict."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.__setstate__({})
+
+    def __getstate__(self) -> dict:
+        return {}  # the index below is derived
+
+    def __setstate__(self, state: dict) -> None:
+        #: (model, label offset) -> the entry of a label holding its place.
+        self._held = {(model, entry[0]): entry for model, queue in self.items() for entry in queue if entry[2] is None}
+
+    def hold(self, model: str, offset: int, id: str) -> None:
+        """Keep the place of the label at ``offset`` (of ``id``), waiting for its prediction."""
+        entry = [offset, id, None]
+        self.setdefault(model, deque()).append(entry)
+        earlier = self._held.get((model, offset))
+        if earlier is not None:  # the same offset again (the topic re-created): no longer held
+            earlier[1] = None
+        self._held[(model, offset)] = entry
+
+    def place(self, model: str, offset: int, labelled) -> None:
+        """Put the labelled event of the label at ``offset`` in the place it held, else at
+        the end (it joined at once, or was no longer held)."""
+        entry = self._held.pop((model, offset), None)
+        if entry is not None and entry[1] is not None:
+            entry[2] = labelled
+        else:
+            self.setdefault(model, deque()).append([offset, None, labelled])
+
+    def release(self, waits: Callable[[str, str, int], bool], flush: bool = False) -> Iterator[tuple[str, list]]:
+        """``(model, labelled events)`` from the head of each model's order up to the first
+        label still holding its place: ``waits(model, id, offset)`` says whether it still
+        waits for its prediction. ``flush``: hold none (no prediction will come)."""
+        for model in list(self):
+            queue, items = self[model], []
+            while queue:
+                offset, id, labelled = queue[0]
+                if labelled is None:
+                    if id is not None and not flush and len(queue) <= MAX_HELD_LABELS and waits(model, id, offset):
+                        break  # its prediction may still come, in order
+                    if self._held.get((model, offset)) is queue[0]:
+                        del self._held[(model, offset)]  # orphaned, or no longer held
+                else:
+                    items.append(labelled)
+                queue.popleft()
+            if not queue:
+                del self[model]
+            if items:
+                yield model, items
+
+    def held(self, model: str) -> int:
+        """The model's labels not yet given to its label side."""
+        return len(self.get(model, ()))
