@@ -361,7 +361,9 @@ class ModelConfig:
     learners: dict = _doc(
         "Online learners, name -> River spec: {Class: {params}} or a list of them (a pipeline), "
         "from an allow-list (learners/spec.py); e.g. {tree: {HoeffdingAdaptiveTreeClassifier: "
-        "{seed: 1}}}. Empty: no learning, no retraining.", default_factory=dict)
+        "{seed: 1}}}; each parameter within the range River documents for it (learners/ranges.py: "
+        "`grace_period: 0`, `delta: 2` or `n_models: 0` fail at start, naming the parameter). "
+        "Empty: no learning, no retraining.", default_factory=dict)
     replay_reservoir_size: int = _doc("Replay buffer: uniform sample of all labelled events.", default=1000)
     replay_recent_size: int = _doc("Replay buffer: the most recent labelled events.", default=500)
     retrain_on_drift: bool = _doc("Retrain when the error-stream detector confirms concept drift.", default=True)

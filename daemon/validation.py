@@ -8,7 +8,6 @@ the dry run finds (:mod:`daemon.runtime.dryrun`).
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import urllib.parse
 
@@ -213,51 +212,15 @@ def _check_learning(model: ModelConfig, key: str) -> None:
             raise ConfigError(f"{key}.{name}", f"{rule}, got {getattr(model, name)!r}")
 
 
-# The ranges River documents for its detectors' parameters (River 0.26's docstrings and
-# the detectors' papers), which its constructors check only for KSWIN's alpha: outside them
-# a detector builds and then never fires (ADWIN delta -1) or fails at the first label (a
-# string). name -> parameter -> ("real", low, high, low included, high included), ("whole",
-# least), ("bool",) or ("choice", values). A parameter not listed is River's to check.
-_PROBABILITY = ("real", 0.0, 1.0, False, False)
-_RIVER_PARAMS = {
-    "ADWIN": {"delta": _PROBABILITY, "clock": ("whole", 1), "max_buckets": ("whole", 1),
-              "min_window_length": ("whole", 1), "grace_period": ("whole", 0)},
-    "PageHinkley": {"min_instances": ("whole", 1), "delta": ("real", 0.0, None, True, False),
-                    "threshold": ("real", 0.0, None, False, False), "alpha": ("real", 0.0, 1.0, False, True),
-                    "mode": ("choice", ("up", "down", "both"))},
-    "KSWIN": {"alpha": _PROBABILITY, "window_size": ("whole", 2), "stat_size": ("whole", 1)},
-    "DDM": {"warm_start": ("whole", 1), "warning_threshold": ("real", 0.0, None, False, False),
-            "drift_threshold": ("real", 0.0, None, False, False)},
-    "EDDM": {"warm_start": ("whole", 1), "alpha": ("real", 0.0, 1.0, False, True), "beta": ("real", 0.0, 1.0, False, True)},
-    "HDDM_A": {"drift_confidence": _PROBABILITY, "warning_confidence": _PROBABILITY, "two_sided_test": ("bool",)},
-    "HDDM_W": {"drift_confidence": _PROBABILITY, "warning_confidence": _PROBABILITY,
-               "lambda_val": ("real", 0.0, 1.0, False, True), "two_sided_test": ("bool",)},
-}
-
-
 def _check_river_params(kind: str, params: dict, key: str) -> None:
     """Each of ``params`` within River's documented range for detector ``kind``
-    (:data:`_RIVER_PARAMS`); :class:`ConfigError` naming ``key.<parameter>`` otherwise."""
-    for name, value in params.items():
-        rule = _RIVER_PARAMS.get(kind, {}).get(name)
-        if rule is None:
-            continue
-        if rule[0] == "bool":
-            ok, want = isinstance(value, bool), "true or false"
-        elif rule[0] == "choice":
-            ok, want = value in rule[1], f"one of {', '.join(rule[1])}"
-        elif rule[0] == "whole":
-            ok, want = type(value) is int and value >= rule[1], f"a whole number, at least {rule[1]}"
-        else:
-            _, low, high, low_in, high_in = rule
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-                and (value >= low if low_in else value > low) and (high is None or (value <= high if high_in else value < high))
-            want = f"a number {'>=' if low_in else '>'} {low:g}" + (
-                f" and {'<=' if high_in else '<'} {high:g}" if high is not None else "")
-        if not ok:
-            raise ConfigError(f"{key}.{name}", f"River's {kind} takes {want}, got {value!r}")
-    if kind == "KSWIN" and params.get("stat_size", 30) >= params.get("window_size", 100):
-        raise ConfigError(f"{key}.stat_size", f"must be less than window_size ({params.get('window_size', 100)})")
+    (:data:`learners.ranges.RANGES`); :class:`ConfigError` naming ``key.<parameter>``
+    otherwise."""
+    from learners import ranges
+
+    found = ranges.problem(kind, params)
+    if found is not None:
+        raise ConfigError(f"{key}.{found[0]}", found[1])
 
 
 def _check_features(model: ModelConfig, key: str) -> None:

@@ -8,8 +8,10 @@ built too, where River expects an object (``optimizer: {SGD: {lr: 0.05}}``,
 ``{Union: [spec, spec, ...]}`` joins transformers side by side (River's ``+``).
 
 Names are looked up in :data:`ALLOWED`, an explicit dict: nothing is imported or evaluated
-from configuration. An unknown class, an unknown parameter, a value of the wrong kind or a
-constructor that refuses its arguments raises ``ValueError`` naming the configuration key.
+from configuration. An unknown class, an unknown parameter, a value of the wrong kind or
+outside the range River documents for it (:mod:`learners.ranges`: River's constructors
+check few, and a learner built with ``delta: 2`` never learned), or a constructor that
+refuses its arguments raises ``ValueError`` naming the configuration key.
 
 Features arrive as dicts of numbers, strings, booleans and None; pass them through
 :func:`clean_features`. What accepts what (River 0.26):
@@ -40,6 +42,7 @@ import math
 import numbers
 from collections.abc import Mapping
 
+from . import ranges
 from river import base, compose, drift, forest, linear_model, naive_bayes, optim, preprocessing, tree
 
 
@@ -114,7 +117,10 @@ def build(spec, key: str = "model"):
         if p is None or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             accepted = [q for q in signature.parameters if q not in ("args", "kwargs")]
             raise ValueError(f"{where}: {name} has no parameter {param!r}; accepted: {', '.join(accepted) or 'none'}")
-        kwargs[param] = _value(value, p, where)
+        # Where learners.ranges has the parameter's rule, it says the types too (River's
+        # annotations can be narrower than its docs: ARF's max_features takes a fraction).
+        kwargs[param] = _value(value, p, where, typed=param not in ranges.RANGES.get(name, {}))
+    ranges.check(name, params, f"{key}.{name}")
     # DriftRetrainingClassifier reads its detector's warning zone on every learn_one: with
     # a detector that has none (ADWIN, PageHinkley: all that ALLOWED offers) it built fine
     # and then raised AttributeError on every event, a learner that never learned.
@@ -151,12 +157,12 @@ def _is_spec(value) -> bool:
                                and (params is None or isinstance(params, Mapping)))
 
 
-def _value(value, p: inspect.Parameter, where: str):
+def _value(value, p: inspect.Parameter, where: str, typed: bool = True):
     if _is_spec(value):
         return build(value, where)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where}: {value!r} is not a finite number")
-    allowed = _allowed_types(p)
+    allowed = _allowed_types(p) if typed else None
     if allowed is not None and not _fits(value, allowed):
         want = " or ".join(sorted({t.__name__ for t in allowed}))
         raise ValueError(f"{where}: expected {want}, got {type(value).__name__} {value!r}")
