@@ -630,7 +630,7 @@ def _coerce(hint, value, key: str):
                 return _coerce(option, value, key)
             except ConfigError as e:
                 errors.append(str(e).split(": ", 1)[-1])
-        raise ConfigError(key, " or ".join(errors))
+        raise ConfigError(key, _either(errors, value))
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, key)
     if origin is list:
@@ -672,6 +672,16 @@ def _coerce(hint, value, key: str):
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
     raise ConfigError(key, f"unsupported setting type {hint}")
+
+
+def _either(errors: list[str], value) -> str:
+    """One reason from each option's of a union: ``must be a whole number, a string or
+    true or false, got 1.5`` (the options' reasons joined as they are when one says more
+    than what it must be)."""
+    wants = [e[len("must be "):e.rindex(", got ")] for e in errors if e.startswith("must be ") and ", got " in e]
+    if len(wants) < len(errors):
+        return " or ".join(errors)
+    return f"must be {', '.join(wants[:-1])} or {wants[-1]}, got {value!r}" if len(wants) > 1 else errors[0]
 
 
 #: Numbers in exponent notation that YAML 1.1 leaves as strings (``1e8``, ``2.5E-3``).

@@ -459,3 +459,12 @@ def test_every_bad_model_is_named_in_one_pass():
     e = info.value
     assert e.key == "models.a.window" and [x.key for x in e.also] == ["models.c.task"]
     assert str(e) == "models.a.window: must be at least 2\n  and models.c.task: must be classification or regression"
+
+
+def test_a_value_fitting_none_of_a_settings_types_gets_one_reason():
+    """It read 'must be a whole number, got 1.5 or must be a string, got 1.5 or must be
+    true or false, got 1.5'."""
+    assert_fails({"models": {"m": {"positive_label": 1.5}}}, "models.m.positive_label",
+                  "must be a whole number, a string or true or false, got 1.5")
+    assert_fails({"models": {"m": {"positive_label": [1]}}}, "models.m.positive_label",
+                  "must be a whole number, a string or true or false, got [1]")
