@@ -57,6 +57,57 @@ def test_a_label_stamped_before_its_prediction_joins_with_zero_delay():
     assert join.add_label("m", "a", 990.0, 1) == ("m", "p", 1, 0.0)
 
 
+# -- a prediction that was a dead letter ---------------------------------------------------------
+
+def test_a_label_of_a_refused_prediction_is_orphaned_at_once_whichever_came_first():
+    """Before, it waited for grace (the prediction stream's time), holding its model's
+    label side in label order meanwhile."""
+    join = new()
+    join.add_prediction("m", "x", 1000.0, "p")  # the prediction stream is at 1000
+    assert join.refuse_prediction("m", "a", 1001.0) is None
+    assert join.add_label("m", "a", 1050.0, 1) is None
+    assert join.add_label("m", "b", 1050.0, (0, 17)) is None  # waits for its prediction
+    assert join.refuse_prediction("m", "b", 1002.0) == (0, 17)  # no prediction watermark needed
+    assert counts(join) == only(label_orphaned=2)
+    assert join.pending == 1 and join.waiting() == Counter({("m", "prediction"): 1})
+    # A label of the id again is a duplicate, as after a join.
+    assert join.add_label("m", "a", 1060.0, 1) is None and join.counts[("m", "duplicate_label")] == 1
+
+
+def test_a_refusal_expires_uncounted_and_a_good_prediction_of_the_id_replaces_it():
+    join = new(ttl=100.0)
+    join.refuse_prediction("m", "a", 1000.0)
+    join.refuse_prediction("m", "b", 1000.0)
+    assert join.waiting() == Counter()  # a refusal is no prediction waiting for its label
+    assert join.add_prediction("m", "b", 1001.0, "p") is None  # re-sent, good this time
+    assert join.add_label("m", "b", 1101.0, 1) == ("m", "p", 1, 100.0)
+    join.add_label("m", "z", 1200.0, 1)  # the label stream passes ttl: a's refusal goes
+    assert counts(join) == only(joined=1)
+    assert join.pending == 1  # the label of z
+
+
+def test_a_refusal_after_its_prediction_joined_or_while_it_waits_changes_nothing():
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p")
+    join.refuse_prediction("m", "a", 1000.0)  # a re-delivery, now refused
+    assert join.add_label("m", "a", 1010.0, 1) == ("m", "p", 1, 10.0)
+    join.refuse_prediction("m", "a", 1000.0)
+    assert join.add_label("m", "a", 1020.0, 1) is None and counts(join) == only(joined=1, duplicate_label=1)
+
+
+def test_a_refusal_survives_a_checkpoint_whole_or_incremental():
+    import pickle
+
+    from daemon.stream.join import REFUSED
+
+    join = new()
+    base = join.snapshot()
+    join.refuse_prediction("m", "a", 1000.0)
+    for restored in (pickle.loads(pickle.dumps(join)), LabelJoin.restore(base, [pickle.loads(pickle.dumps(join.changes()))])):
+        assert restored._predictions[("m", "a")][1] is REFUSED
+        assert restored.add_label("m", "a", 1010.0, 1) is None and counts(restored) == only(label_orphaned=1)
+
+
 def test_models_are_separate_namespaces_for_ids():
     join = new()
     join.add_prediction("m", "a", 1000.0, "from-m")

@@ -186,3 +186,49 @@ def test_a_rollback_to_an_earlier_version_name_keeps_the_label_side_of_each(tmp_
                         (tmp_path / "ahead.jsonl", 500)):
         got, _ = replay(str(path), batch)
         assert [a for a in got if a[1] in LABEL_SIDE] == label_side, (path, batch)
+
+
+def refused_rows() -> list[tuple[float, dict]]:
+    """As :func:`rows` without versions, but one prediction in 25 a dead letter: a list
+    where the class goes (the decoder refuses it) or a string for the numeric ``x`` (the
+    model's schema refuses it)."""
+    out = []
+    for ts, event in rows(3):
+        event.pop("model_version", None)
+        if "prediction" in event and event["id"] % 25 == 7:
+            if event["id"] % 50 == 7:
+                event["prediction"] = [1]
+            else:
+                event["features"]["x"] = "n/a"
+        out.append((ts, event))
+    return out
+
+
+def test_the_label_of_a_refused_prediction_does_not_hold_its_model_s_label_side(tmp_path):
+    """Before, each such label held its place (and every later label of its model) until
+    the prediction stream passed its time by join.label_grace_seconds (600 s here: about
+    600 predictions), so the label side ran that far behind, and a model with more than
+    MAX_HELD_LABELS labels in that time took them out of order."""
+    config = {**CONFIG, "models": {"churn": {"features": {"x": "numeric"}}}}
+    timed = sorted(refused_rows(), key=lambda row: row[0])
+    refused = N // 25
+    path = write(tmp_path / "refused.jsonl", timed)
+    label_sides = {}
+    for batch in (1, 7, 500):
+        run = Replay(from_dict(config), batch_size=batch)
+        poll, held = run._poll, []
+
+        def watching(records, poll=poll, run=run, held=held):
+            poll(records)
+            held.append(sum(state.label_order.held("churn") for state in run.states.values()))
+        run._poll = watching
+        result = run.run(events([(path, False)]))
+        assert len(result.dead_letters) == refused and {d.reason for d in result.dead_letters} == {"wrong_type"}
+        state = result.states[0]
+        assert state.join.counts[("churn", "label_orphaned")] == refused, batch
+        assert state.models["churn"].labels.n_fed == N - refused, batch
+        assert max(held) <= 10, (batch, max(held))  # labels behind one stamped before its prediction
+        label_sides[batch] = sorted((a.status, a.detector, a.event_time, a.id) for a in result.alerts
+                                    if a.detector in LABEL_SIDE)
+    assert {a[1] for a in label_sides[1] if a[0] == "firing"} == set(LABEL_SIDE), label_sides[1]
+    assert label_sides[7] == label_sides[1] and label_sides[500] == label_sides[1]

@@ -28,6 +28,7 @@ daemon.stream.events.BadEvent: missing_field: Object missing required field `lab
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Annotated
 
@@ -197,15 +198,52 @@ def model_of(raw: bytes | None) -> str | None:
     >>> model_of(b'{"model": "fraud", "id": 7, "prediction": NaN}'), model_of(b'{"model": 3}'), model_of(b"[1]")
     ('fraud', None, None)
     """
-    if not raw:
+    model = _top_fields(raw, ("model",)).get("model")
+    return model if type(model) is str else None
+
+
+def identity_of(raw: bytes | None) -> tuple[str, str, float | None] | None:
+    """``(model, id, ts)`` of an event the decoder refused, as a good event of it would
+    have them (an integer id as its string; ts None when not a number or RFC 3339 time),
+    or None when the model or the id cannot be read: a scan, as :func:`model_of`, so that
+    a refused prediction's label need not wait for it.
+
+    >>> identity_of(b'{"model": "fraud", "id": 7, "ts": 1763000000.5, "prediction": [1]}')
+    ('fraud', '7', 1763000000.5)
+    >>> identity_of(b'{"model": "fraud", "id": "p-1", "ts": "2025-11-20T10:00:00Z", "features": NaN}')
+    ('fraud', 'p-1', 1763632800.0)
+    >>> identity_of(b'{"model": "fraud", "id": [7]}') is None
+    True
+    """
+    fields = _top_fields(raw, ("model", "id", "ts"))
+    model, id, ts = fields.get("model"), fields.get("id"), fields.get("ts")
+    if type(model) is not str or not model or type(id) not in (str, int):
         return None
+    if type(ts) is str:
+        try:
+            ts = _parse_time(ts)
+        except BadEvent:
+            ts = None
+    elif type(ts) not in (int, float) or not math.isfinite(ts):
+        ts = None
+    return model, str(id), None if ts is None else float(ts)
+
+
+def _top_fields(raw: bytes | None, names: tuple) -> dict:
+    """``name -> value`` of those of ``names`` that are top-level members of the JSON
+    object ``raw`` with a value that decodes (a scan, see :func:`_members`)."""
+    found = {}
+    if not raw:
+        return found
     for key, start, end in _members(raw):
-        if key == "model":
+        if key in names and key not in found:
             try:
-                return msgspec.json.decode(raw[start:end], type=str)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return None
-    return None
+                found[key] = msgspec.json.decode(raw[start:end])
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            if len(found) == len(names):
+                break
+    return found
 
 
 def _at(path: str | None) -> str:

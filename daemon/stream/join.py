@@ -8,7 +8,8 @@ Waiting is measured in event time, never wall-clock time, so that replaying the 
 events after a restart makes the same decisions: a prediction expires once the *label*
 stream has moved ``ttl`` past it (a label for it can no longer be on its way, unless more
 than ``ttl`` late); a label is orphaned once the *prediction* stream has moved ``grace``
-past it (its prediction, always older, would have come by then). If the label stream
+past it (its prediction, always older, would have come by then), or at once when its
+prediction came and was a dead letter (:meth:`LabelJoin.refuse_prediction`). If the label stream
 stops entirely, predictions do not expire by time; ``max_pending`` bounds the buffer and
 the oldest expire first.
 
@@ -55,6 +56,21 @@ DUPLICATE_FALSE_POSITIVE_RATE = 1e-9
 
 # A tombstone in a change record: the key left the buffer (buffer values are never None).
 _GONE = None
+
+
+class _Refused:
+    """The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`):
+    one object, the same after unpickling (pickled by name)."""
+
+    def __reduce__(self):
+        return "REFUSED"
+
+    def __repr__(self) -> str:
+        return "REFUSED"
+
+
+#: See :class:`_Refused`.
+REFUSED = _Refused()
 
 
 class LabelJoin:
@@ -224,7 +240,8 @@ class LabelJoin:
 
     def waiting(self) -> Counter:
         """(model, "prediction" or "label") -> events waiting for their other half now."""
-        counts = Counter((model, "prediction") for model, _ in self._predictions)
+        counts = Counter((model, "prediction") for (model, _), (_, payload) in self._predictions.items()
+                         if payload is not REFUSED)
         counts.update((model, "label") for model, _ in self._labels)
         return counts
 
@@ -234,10 +251,37 @@ class LabelJoin:
         waiting = self._labels.get((model, id))
         return None if waiting is None else waiting[1]
 
+    def refuse_prediction(self, model: str, id: str, ts: float | None):
+        """A prediction of (model, id) was a dead letter: its label will never join. A label
+        waiting for it is orphaned now (counted ``label_orphaned``) and returned (the value
+        :meth:`add_label` was given); else None, and a label that comes later is orphaned
+        at once instead of waiting ``grace`` (the refusal waits as a prediction would, up
+        to ``ttl``; ``ts`` None: the prediction watermark). A later good prediction of the
+        id takes the refusal's place. The prediction watermark does not move: a dead
+        letter's time is not the stream's."""
+        key = (model, id)
+        waiting = self._labels.pop(key, None)
+        if waiting is not None:
+            self._changed("labels", key, _GONE)
+            self._seen.add(model, id, waiting[0], self.label_watermark)
+            self._count(model, "label_orphaned")
+            return waiting[1]
+        if key in self._predictions or self._seen.has(model, id):
+            return None  # a prediction of the id came already: its label joins it
+        ts = self.prediction_watermark if ts is None else ts
+        self._predictions[key] = (ts, REFUSED)
+        self._changed("predictions", key, (ts, REFUSED))
+        if len(self._predictions) > self.max_pending:
+            self._expire_oldest()
+        return None
+
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending or joined), else None."""
         key = (model, id)
+        refused = self._predictions.get(key)
+        if refused is not None and refused[1] is REFUSED:
+            del self._predictions[key]  # a good prediction of a refused id: the refusal is void
         # The filter only for what the exact buffers cannot answer: a waiting label means
         # this prediction never joined.
         if key in self._predictions or (key not in self._labels and self._seen.has(model, id)):
@@ -267,6 +311,10 @@ class LabelJoin:
         waiting = self._predictions.pop(key, None)
         if waiting is not None:
             self._changed("predictions", key, _GONE)
+            if waiting[1] is REFUSED:  # its prediction was a dead letter
+                self._seen.add(model, id, waiting[0], self.label_watermark)
+                self._count(model, "label_orphaned")
+                return None
             return self._join(key, waiting[0], waiting[1], ts, label)
         if self._seen.has(model, id):  # after the buffers: a waiting prediction always joins
             self._count(model, "duplicate_label")
@@ -289,9 +337,10 @@ class LabelJoin:
 
     def _expire_oldest(self) -> None:
         key = next(iter(self._predictions))
-        del self._predictions[key]
+        refused = self._predictions.pop(key)[1] is REFUSED
         self._changed("predictions", key, _GONE)
-        self._count(key[0], "prediction_expired")
+        if not refused:  # a refusal was counted as a dead letter
+            self._count(key[0], "prediction_expired")
 
     def expire(self) -> None:
         """Count and drop what can no longer be joined. Every event calls it when it has
@@ -306,12 +355,13 @@ class LabelJoin:
             (self._labels, "labels", self.prediction_watermark, self.grace, "label_orphaned"),
         ):
             while buffer:
-                key, (ts, _) = next(iter(buffer.items()))
+                key, (ts, value) = next(iter(buffer.items()))
                 if watermark - ts <= wait:
                     break
                 del buffer[key]
                 self._changed(which, key, _GONE)
-                self._count(key[0], outcome)
+                if value is not REFUSED:  # a refusal was counted as a dead letter
+                    self._count(key[0], outcome)
         # Joined ids are remembered as long as a duplicate label could still arrive.
         self._seen.expire(self.label_watermark)
 

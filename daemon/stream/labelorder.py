@@ -49,7 +49,8 @@ class LabelOrder(dict):
 
     def __setstate__(self, state: dict) -> None:
         #: (model, label offset) -> the entry of a label holding its place.
-        self._held = {(model, entry[0]): entry for model, queue in self.items() for entry in queue if entry[2] is None}
+        self._held = {(model, entry[0]): entry for model, queue in self.items() for entry in queue
+                      if entry[2] is None and entry[1] is not None}
 
     def hold(self, model: str, offset: int, id: str) -> None:
         """Keep the place of the label at ``offset`` (of ``id``), waiting for its prediction."""
@@ -68,6 +69,13 @@ class LabelOrder(dict):
             entry[2] = labelled
         else:
             self.setdefault(model, deque()).append([offset, None, labelled])
+
+    def drop(self, model: str, offset: int) -> None:
+        """The label at ``offset`` will never join (its prediction was a dead letter): its
+        place is no longer held, and the labels behind it may go."""
+        entry = self._held.pop((model, offset), None)
+        if entry is not None:
+            entry[1] = None
 
     def release(self, waits: Callable[[str, str, int], bool], flush: bool = False) -> Iterator[tuple[str, list]]:
         """``(model, labelled events)`` from the head of each model's order up to the first

@@ -143,7 +143,8 @@ class PartitionState:
         by_model: dict[str, list] = {}  # model -> [(record, event)]
         joined_by: dict = {}  # (model, label offset) -> the record that completed its join
         clock = _Clock(self._config.join)
-        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock)):
+        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock),
+                                                  self._refused_prediction):
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
             self.processed[(event.model, "prediction")] += 1
@@ -177,16 +178,19 @@ class PartitionState:
         if ts > self.newest_ts.get((model, stream), float("-inf")):
             self.newest_ts[(model, stream)] = ts
 
-    def _each(self, batch: list, reject, handle):
+    def _each(self, batch: list, reject, handle, refused=None):
         """``(record, handle(record))`` for every record ``handle`` takes: one that raises
-        :class:`~daemon.stream.events.BadEvent` is a dead letter with its reason, any other
-        exception is contained to its record (``internal_error``)."""
+        :class:`~daemon.stream.events.BadEvent` is a dead letter with its reason (then
+        ``refused(record, error)``), any other exception is contained to its record
+        (``internal_error``)."""
         contained: list = []  # offsets of records whose handling raised
         for record in batch:
             try:
                 result = handle(record)
             except events.BadEvent as e:
                 self._reject(record, e.reason, e.detail, reject, getattr(e, "model", "") or self._watched_model_of(e, record))
+                if refused is not None:
+                    refused(record, e)
                 continue
             except Exception as e:  # noqa: BLE001 - contained to this record
                 self._contain(record, e, reject, contained)
@@ -206,18 +210,37 @@ class PartitionState:
     def _add_prediction(self, record, clock: "_Clock") -> tuple:
         """The decoded prediction and what the join made of it."""
         event = events.decode_prediction(self._checked_size(record.value))
-        with self._about(event.model):
-            clock.check(event.ts, record)
-            pipeline = self._pipeline_for(event.model)
-            reason = pipeline.check(event)
-            if reason:
-                raise events.BadEvent(reason, "prediction does not match the model's schema or task")
+        try:
+            with self._about(event.model):
+                clock.check(event.ts, record)
+                pipeline = self._pipeline_for(event.model)
+                reason = pipeline.check(event)
+                if reason:
+                    raise events.BadEvent(reason, "prediction does not match the model's schema or task")
+        except events.BadEvent as e:
+            e.identity = (event.model, event.id, None if e.reason == "bad_timestamp" else event.ts)
+            raise
         # The features wait with the prediction only when learners or the regression
         # estimate will need them.
         keep = pipeline.lifecycle is not None or pipeline.estimation.needs_features
         features = event.features if keep else None
         payload = (event.prediction, event.score, event.model_version, event.ts, features)
         return event, self.join.add_prediction(event.model, event.id, event.ts, payload)
+
+    def _refused_prediction(self, record, error: "events.BadEvent") -> None:
+        """A prediction of a watched model was a dead letter: its label, waiting or to
+        come, is orphaned at once (:meth:`LabelJoin.refuse_prediction`) instead of holding
+        its model's label side for ``join.label_grace_seconds``. Its model and id are the
+        decoded event's, or read from the raw event the decoder refused; neither known
+        (not JSON, oversize): its label waits as before."""
+        identity = getattr(error, "identity", None)
+        if identity is None and error.reason in events.DECODE_REASONS:
+            identity = events.identity_of(record.value)
+        if identity is None or identity[0] not in self.models:
+            return
+        label = self.join.refuse_prediction(*identity)
+        if type(label) is tuple:  # (label, its offset): it held its place in the label order
+            self.label_order.drop(identity[0], label[1])
 
     def _add_label(self, record, clock: "_Clock") -> tuple:
         """The decoded label and the join it completed, if any."""
