@@ -319,6 +319,12 @@ class ModelEstimation:
     def waiting(self) -> bool:
         return self.test is not None and not self.test.calibrated
 
+    @property
+    def settled(self) -> bool:
+        """Nothing more to decide unless more predictions come: off, skipped, or fitted
+        with thresholds (the predictions that waited for the fit are estimated then)."""
+        return not self.enabled or self.skipped is not None or (self.fitted and not self.waiting)
+
     def calibration_jobs(self) -> list[CalibrationJob]:
         if not self.waiting:
             return []

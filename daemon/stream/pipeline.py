@@ -9,7 +9,8 @@ order once the thresholds are set. Label side: joined labels feed the error-stre
 detector (concept drift) and the performance-decay tests, whose baseline is the first
 ``decay_reference_size`` labelled events of the version. Those events also fit the
 version's estimated performance (:mod:`daemon.stream.estimation`), which then estimates
-every later prediction before its label comes.
+every later prediction before its label comes (an earlier version's estimate goes on
+while its labelled reference may still complete: see :meth:`ModelPipeline._keep_estimation`).
 
 Every decision a detector takes becomes an :class:`~daemon.stream.decisions.Observation`: the
 event time and source offset of the value that completed the test, in stream order
@@ -85,6 +86,7 @@ class ModelPipeline:
         self.observations: list[Observation] = []
         self.watch: _Watch | None = None
         self.retired: list[_Watch] = []  # of earlier versions, still waiting for thresholds
+        self.earlier_estimations: dict[int, ModelEstimation] = {}  # epoch -> see _keep_estimation
         self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
         self.lifecycle = build_lifecycle(config, f"models.{name}.learners") if config.learners else None
@@ -109,6 +111,7 @@ class ModelPipeline:
         self.__dict__.setdefault("labels_epoch", self.epoch)
         if "estimation" not in state:  # a state saved before estimation existed
             self.estimation = ModelEstimation(self.config, self.version)
+        self.__dict__.setdefault("earlier_estimations", {})
 
     def _start_version(self, version: str | None, since: float = -math.inf) -> None:
         if self.watch is not None:
@@ -118,9 +121,8 @@ class ModelPipeline:
             if not self.watch.tests.calibrated:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
         estimation = self.__dict__.get("estimation")
-        if estimation is not None and estimation.waiting:  # the same for the estimate's test
-            estimation.calibrate_now()
-            self.observations.extend(estimation.drain())
+        if estimation is not None:
+            self._keep_estimation(self.epoch, estimation)
         self.version = version
         self.epoch += 1  # names this version's label tests in calibration jobs
         self.n_predictions = 0  # of this version
@@ -132,6 +134,34 @@ class ModelPipeline:
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         self.estimation = ModelEstimation(self.config, version)
+
+    def _keep_estimation(self, epoch: int, estimation: ModelEstimation) -> None:
+        """An earlier version's estimate goes on while it may still say something: its
+        labelled reference still to come (its labels come after the next version's first
+        predictions when the predictions topic was read ahead), or its test waiting for
+        thresholds; :data:`MAX_EARLIER_ESTIMATIONS` at most, the oldest then decided now
+        (held decisions) or given up (a reference still incomplete)."""
+        earlier = self.earlier_estimations
+        if not estimation.settled:
+            earlier[epoch] = estimation
+        while len(earlier) > MAX_EARLIER_ESTIMATIONS:
+            oldest = earlier.pop(min(earlier))
+            if oldest.waiting:
+                oldest.calibrate_now()
+                self.observations.extend(oldest.drain())
+
+    def _estimation_of(self, payload: tuple) -> ModelEstimation | None:
+        """The estimate a labelled event belongs to: its prediction's version's (a version
+        seen again, a rollback, by when the prediction was made), or None (an earlier
+        version's estimate no longer kept)."""
+        version, ts = payload[2], payload[3]
+        if version is None or not self.config.reference_per_version:
+            return self.estimation
+        named = [(epoch, since) for epoch, v, since in self.versions if v == version]
+        epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
+        if epoch == self.epoch:
+            return self.estimation
+        return self.earlier_estimations.get(epoch)
 
     def _start_labels(self, epoch: int, version: str | None) -> None:
         """The label side moves to ``version``: at the first labelled event of it, in label
@@ -380,13 +410,14 @@ class ModelPipeline:
                     continue
                 self._asked.add((owner, job.column))
             jobs.append((owner, job))
-        for job in self.estimation.calibration_jobs():
-            owner = ("estimate", self.epoch)
-            if new_only:
-                if (owner, job.column) in self._asked:
-                    continue
-                self._asked.add((owner, job.column))
-            jobs.append((owner, job))
+        for epoch, estimation in [*self.earlier_estimations.items(), (self.epoch, self.estimation)]:
+            for job in estimation.calibration_jobs():
+                owner = ("estimate", epoch)
+                if new_only:
+                    if (owner, job.column) in self._asked:
+                        continue
+                    self._asked.add((owner, job.column))
+                jobs.append((owner, job))
         return jobs
 
     def apply_calibration(self, owner: tuple, job: CalibrationJob, thresholds, error: str | None = None) -> None:
@@ -395,9 +426,11 @@ class ModelPipeline:
         gone) is ignored."""
         side, number = owner
         if side == "estimate":
-            if number == self.epoch:
-                self.estimation.apply(job, thresholds, error)
-                self.observations.extend(self.estimation.drain())
+            estimation = self.estimation if number == self.epoch else self.earlier_estimations.get(number)
+            if estimation is not None:
+                estimation.apply(job, thresholds, error)
+                self.observations.extend(estimation.drain())
+                self._forget_settled_estimations()
             return
         if side == "labels":
             if number == self.labels_epoch:
@@ -417,7 +450,20 @@ class ModelPipeline:
         """Tests waiting for their thresholds."""
         data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None and not w.tests.calibrated
                    for _, d in w.tests.detectors())  # (calibrated: kept by the tests, checked first)
-        return data + len(self.labels.calibration_jobs()) + len(self.estimation.calibration_jobs())
+        estimations = [self.estimation, *self.earlier_estimations.values()]
+        return data + len(self.labels.calibration_jobs()) + sum(len(e.calibration_jobs()) for e in estimations)
+
+    def _forget_settled_estimations(self) -> None:
+        """Forget the earlier versions' estimates with nothing more to say: fitted and
+        decided (their predictions are all in), or skipped; and those still collecting
+        their labelled reference once a later version's is complete (in label order: so
+        that the decisions of one version's estimate never come among a later one's, they
+        share an alert episode)."""
+        estimations = {**self.earlier_estimations, self.epoch: self.estimation}
+        latest = max((epoch for epoch, e in estimations.items() if e.fitted or e.skipped), default=-1)
+        for epoch, estimation in list(self.earlier_estimations.items()):
+            if estimation.settled or (epoch < latest and not estimation.fitted):
+                del self.earlier_estimations[epoch]
 
     # -- labels -----------------------------------------------------------------------------
     def observe_labels(self, pairs: list[tuple], offsets: list | None = None, label_times: list | None = None) -> int:
@@ -473,10 +519,17 @@ class ModelPipeline:
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
-        estimated = [(pair, t) for pair, t in zip(pairs, label_times) if self._of_version(pair[0], self.version)]
-        if estimated:  # may fit it, and estimate those waiting
-            self.estimation.observe_labels([pair for pair, _ in estimated], [t for _, t in estimated])
-            self.observations.extend(self.estimation.drain())
+        groups: dict[int, list] = {}  # id(estimation) -> [estimation, its pairs, their label times]
+        for pair, t in zip(pairs, label_times):
+            estimation = self._estimation_of(pair[0])
+            if estimation is not None:
+                group = groups.setdefault(id(estimation), [estimation, [], []])
+                group[1].append(pair)
+                group[2].append(t)
+        for estimation, estimated, times in groups.values():  # may fit it, and estimate those waiting
+            estimation.observe_labels(estimated, times)
+            self.observations.extend(estimation.drain())
+        self._forget_settled_estimations()
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()
@@ -548,6 +601,9 @@ class ModelPipeline:
 
 #: Model versions remembered in the order they came (the label side follows them).
 MAX_VERSIONS = 100
+#: Earlier model versions whose estimated performance waits for its labelled reference (or
+#: thresholds) at most; beyond, the oldest is given up (see ModelPipeline._keep_estimation).
+MAX_EARLIER_ESTIMATIONS = 3
 
 #: Labelled events a classifier's label types are checked against its predictions' at most
 #: (:meth:`ModelPipeline._check_label_types`).
