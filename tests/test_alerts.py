@@ -387,6 +387,26 @@ def test_pending_alert_survives_a_restart_with_the_same_id(receiver, secret, sen
     assert resumed.pending() == []
 
 
+def test_an_alert_handed_over_again_after_its_delivery_is_not_sent_twice(receiver, sender_factory, monkeypatch):
+    """A new user's finding: after a kill -9, a restarted daemon re-sent each undelivered
+    alert from its local checkpoint, then again from the state topic's once the first
+    was delivered (only a pending id was ignored): a Slack channel got every alert twice."""
+    from daemon.alerting import sender as module
+
+    monkeypatch.setattr(module, "MAX_FINISHED_IDS", 2)
+    alert = firing_alert()
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")], pending=[alert])
+    assert wait_for(lambda: outcomes == [("hook", "sent")])
+    sender.send(alert)  # the state topic's copy
+    others = [firing_alert(model=f"other-{i}") for i in range(2)]
+    for other in others:
+        sender.send(other)
+        assert wait_for(lambda: receiver.requests and json.loads(receiver.requests[-1]["body"])["data"]["id"] == other.id)
+    sender.send(alert)  # remembered no longer (2 ids at most here): sent again
+    assert wait_for(lambda: len(outcomes) == 4)
+    assert [json.loads(r["body"])["data"]["id"] for r in receiver.requests] == [alert.id, *(o.id for o in others), alert.id]
+
+
 def test_alert_is_pending_until_every_sink_is_done(sender_factory):
     up, down = Receiver(), Receiver()
     try:

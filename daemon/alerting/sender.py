@@ -15,6 +15,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import random
@@ -33,6 +34,9 @@ log = logging.getLogger("driftd.alerting.sender")
 
 #: Every value ``on_outcome`` can report; pre-create these metric labels.
 OUTCOMES = ("sent", "failed_retrying", "gave_up", "rejected")
+#: Ids of alerts every sink has finished with that are remembered, so that the same alert
+#: handed over again is not sent twice (the newest so many; about 100 bytes each).
+MAX_FINISHED_IDS = 10_000
 
 class AlertSender:
     """Delivers alerts to sinks from background threads.
@@ -59,6 +63,10 @@ class AlertSender:
         # One lock for all shared state; one condition per worker to wake just that worker.
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[Alert, set[str]]] = {}  # id -> (alert, sinks not done)
+        # A restarted daemon hands over the undelivered alerts of its local checkpoint and
+        # then those of the state topic's, mostly the same: sent once, not twice (a Slack
+        # channel cannot de-duplicate on the id).
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._closing = False
         self._flush_deadline = math.inf
         self._workers = [_Worker(self, s) for s in self._sinks]
@@ -68,13 +76,14 @@ class AlertSender:
             w.thread.start()
 
     def send(self, alert: Alert) -> None:
-        """Enqueue for every sink and return at once; a pending duplicate id is ignored.
+        """Enqueue for every sink and return at once; an id pending, or one every sink
+        has finished with (the last :data:`MAX_FINISHED_IDS`), is ignored.
 
         The alert is in :meth:`pending` when this returns, so a checkpoint
         taken afterwards includes it unless it was already delivered.
         """
         with self._lock:
-            if alert.id in self._pending or not self._workers:
+            if alert.id in self._pending or alert.id in self._finished or not self._workers:
                 return
             if self._closing:
                 log.warning("alert %s sent after close(): kept as pending, not delivered", alert.id)
@@ -123,6 +132,9 @@ class AlertSender:
             entry[1].discard(worker.sink.name)
             if not entry[1]:
                 del self._pending[alert_id]
+                self._finished[alert_id] = None
+                if len(self._finished) > MAX_FINISHED_IDS:
+                    self._finished.popitem(last=False)
 
     def _report(self, sink_name: str, outcome: str) -> None:
         if self._on_outcome is None:
