@@ -294,7 +294,10 @@ class AlertsConfig:
 @dataclass
 class ModelConfig:
     task: str = _doc("`classification` or `regression`.", default="classification")
-    positive_label: int | str | bool = _doc("Positive class for precision, recall and f1.", default=1)
+    positive_label: int | str | bool = _doc("Positive class for precision, recall and f1 (and the class a binary numeric score is "
+        "the probability of), compared with labels and predictions as a JSON value (1 and \"1\" are two classes): "
+        "one that is neither a label nor a prediction in the model's first 1,000 labelled events is named in a "
+        "warning.", default=1)
     reference_size: int = _doc(
         "The first this many predictions of a model (of each model version, see "
         "reference_per_version) are its reference distribution and performance baseline.", default=5000)

@@ -34,3 +34,33 @@ def test_labels_of_the_predictions_type_or_a_merely_wrong_model_give_no_warning(
         same.observe_labels(_pairs([i % 2 for i in range(100)]))
         wrong.observe_labels(_pairs([1 - i % 2 for i in range(100)]))  # always wrong, same type
     assert _warnings(caplog) == []
+
+
+def _positive_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if "has been neither a label nor a prediction" in r.getMessage()]
+
+
+def test_a_positive_label_no_label_or_prediction_equals_is_named_once(caplog):
+    """A new user's finding: positive_label 2, "yes" or "1" with 0/1 labels passed
+    check-config and gave no word; precision and recall sat at 0 for every test and a
+    real decay was never reported (the estimate's test of a binary score too)."""
+    for positive in (2, "yes", "1", True):
+        caplog.clear()
+        pipeline = ModelPipeline("m", ModelConfig(task="classification", positive_label=positive,
+                                                  decay_metrics=["precision", "recall"]))
+        with caplog.at_level(logging.WARNING, logger="driftd"):
+            for batch in range(25):  # 1,250 labelled events: checked over the first 1,000
+                pipeline.observe_labels(_pairs([i % 2 for i in range(50)], start=50 * batch))
+        warned = _positive_warnings(caplog)
+        assert len(warned) == 1, (positive, warned)
+        assert f"positive_label {positive!r}" in warned[0] and "classes seen: 0, 1" in warned[0], warned
+
+
+def test_a_positive_label_that_comes_gives_no_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        for positive, labels in ((1, [i % 2 for i in range(1000)]), (1, [float(i % 2) for i in range(1000)]),
+                                 ("yes", ["no"] * 999 + ["yes"]), (True, [i % 2 == 0 for i in range(1000)])):
+            pipeline = ModelPipeline("m", ModelConfig(task="classification", positive_label=positive))
+            pairs = [((label, None, None, 1.7e9 + i, {}), label) for i, label in enumerate(labels)]
+            pipeline.observe_labels(pairs)
+    assert _positive_warnings(caplog) == []

@@ -516,6 +516,7 @@ class ModelPipeline:
             else:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
                 self._check_label_types(y_true, y_pred, errors)
+                self._check_positive_label(y_true, y_pred)
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
@@ -555,6 +556,32 @@ class ModelPipeline:
                             "different classes; send labels of the predictions' type", self.name, t, p,
                             extra={"model": self.name})
                 return
+
+    def _check_positive_label(self, y_true: list, y_pred: list) -> None:
+        """Warn once when ``positive_label`` is neither a label nor a prediction in the
+        model's first :data:`LABEL_TYPE_CHECKS` labelled events, compared as JSON values
+        (``1`` and ``1.0`` one class; ``1``, ``"1"`` and ``true`` three): precision, recall
+        and F1, and the estimate of a binary score (the positive class's probability), are
+        then of a class that never comes, every decay test of them silent."""
+        checks = self.__dict__.setdefault("_positive_checks", [0, {}])  # [events checked, classes seen]
+        if checks[0] >= LABEL_TYPE_CHECKS:
+            return
+        positive = _class_key(self.config.positive_label)
+        seen = checks[1]
+        for value in (*y_true, *y_pred):
+            key = _class_key(value)
+            if key == positive:
+                checks[0] = LABEL_TYPE_CHECKS
+                return
+            if len(seen) < 5:
+                seen.setdefault(key, value)
+        checks[0] += len(y_true)
+        if checks[0] >= LABEL_TYPE_CHECKS:
+            log.warning("model %s: positive_label %r has been neither a label nor a prediction in its first %s labelled "
+                        "events (classes seen: %s; classes are compared as JSON values, 1 and \"1\" and true are "
+                        "three): precision, recall, F1 and a binary score's estimate are of a class that never comes; "
+                        "set positive_label to the class they are of", self.name, self.config.positive_label,
+                        f"{checks[0]:,}", ", ".join(repr(v) for v in seen.values()), extra={"model": self.name})
 
     def _drain_labels(self) -> None:
         found, signals = self.labels.drain()
@@ -608,6 +635,16 @@ MAX_EARLIER_ESTIMATIONS = 3
 #: Labelled events a classifier's label types are checked against its predictions' at most
 #: (:meth:`ModelPipeline._check_label_types`).
 LABEL_TYPE_CHECKS = 1000
+
+def _class_key(value) -> tuple:
+    """A class as a JSON value: numbers by value (``1`` and ``1.0`` alike), strings and
+    booleans apart from them."""
+    if type(value) is bool:
+        return ("boolean", value)
+    if isinstance(value, str):
+        return ("string", value)
+    return ("number", value)
+
 
 _new = object.__new__
 _POSITION = operator.attrgetter("position")
