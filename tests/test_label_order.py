@@ -305,3 +305,24 @@ def test_an_earlier_versions_estimate_whose_reference_a_later_version_completes_
     assert [a[5] for a in reference if a[1] == "estimated_decay"] == ["v2"], reference
     for batch in (7, 500, 10_000):
         assert estimate_alerts(path, batch) == reference, batch
+
+
+def test_the_label_sides_episodes_end_at_the_new_versions_first_label_with_the_reason(tmp_path):
+    """The decay found in v1 (it fires about 300 labels after the change) is open when
+    v2 comes: it ends where the label side moves to v2 (v2's first labelled event, in label
+    order), reason new_reference, as v2's tests measure against v2's own labelled
+    reference; before, v2's clean tests resolved it later with no reason."""
+    switch = 1850
+    ordered = sorted(rows(), key=lambda row: row[0])
+    for _, event in ordered:
+        if "prediction" in event:
+            event["model_version"] = "v1" if event["id"] < switch else "v2"
+    path = write(tmp_path / "switch.jsonl", ordered)
+    # In label-record order (one label in 50 is written before its prediction, stamped later).
+    first_v2_label = next(event["ts"] for _, event in ordered if "label" in event and event["id"] >= switch)
+    for batch in (1, 500):
+        alerts = Replay(from_dict(CONFIG), batch_size=batch).run(events([(path, False)])).alerts
+        decay = [a for a in alerts if a.detector == "decay"]
+        assert [(a.status, a.detail["model_version"]) for a in decay][:2] == [("firing", "v1"), ("resolved", "v2")], decay
+        end = decay[1]
+        assert end.detail["reason"] == "new_reference" and end.event_time == first_v2_label, end

@@ -88,3 +88,27 @@ def test_the_same_alerts_whatever_the_batches_and_the_calibrations_speed(records
     expected = [(a.id, a.status, a.detector, a.feature, a.event_time) for a in _alerts(records, 50, True)]
     got = [(a.id, a.status, a.detector, a.feature, a.event_time) for a in _alerts(records, batch, calibrate_each_batch)]
     assert sorted(got) == sorted(expected)
+
+
+def test_an_episode_a_new_version_keeps_ends_at_its_reference_with_the_reason():
+    """A new user's finding: a new model version (a rollback) started a reference on data
+    already drifted, and its clean tests then resolved every open episode with nothing
+    saying why, read as "the drift went away". Version 2 keeps b, still shifted: b's
+    episodes end at the event that completed version 2's reference, reason
+    new_reference, and do not fire again (the new reference has the shift)."""
+    records = _stream()
+    for record in records:
+        event = json.loads(record.value)
+        if event["model_version"] == "2":
+            event["features"]["b"] = round(float(np.random.default_rng(int(event["id"])).normal() + 4.0), 4)
+            record.value = json.dumps(event).encode()
+    for batch, calibrate_each_batch in ((50, True), (1200, False)):
+        alerts = _alerts(records, batch, calibrate_each_batch)
+        b = [a for a in alerts if a.feature == "b"]
+        assert {a.detector for a in b if a.status == "firing"} >= {"ks", "psi"}, b
+        assert all(a.event_time < T0 + 700 for a in b if a.status == "firing"), b
+        resolved = [a for a in b if a.status == "resolved"]
+        assert {a.detector for a in resolved} == {a.detector for a in b if a.status == "firing"}, b
+        for a in resolved:
+            assert a.event_time == T0 + 999 and a.detail["reason"] == "new_reference", a
+            assert a.detail["model_version"] == "2" and "reference is complete" in a.detail["why"]

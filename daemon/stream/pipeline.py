@@ -115,8 +115,8 @@ class ModelPipeline:
 
     def _start_version(self, version: str | None, since: float = -math.inf) -> None:
         if self.watch is not None:
-            # The tests this version had: those the next version's build no longer has
-            # end their alert episodes then (:meth:`_end_gone_tests`).
+            # The tests this version had end their alert episodes at the next version's
+            # build (:meth:`_end_earlier_episodes`).
             self._earlier_tests = {key for key, _ in self.watch.tests.detectors()}
             if not self.watch.tests.calibrated:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
@@ -163,10 +163,12 @@ class ModelPipeline:
             return self.estimation
         return self.earlier_estimations.get(epoch)
 
-    def _start_labels(self, epoch: int, version: str | None) -> None:
-        """The label side moves to ``version``: at the first labelled event of it, in label
-        order, not when its first prediction comes (labels of the version before, still
-        coming, count for it until then, whichever topic was read ahead)."""
+    def _start_labels(self, epoch: int, version: str | None, ts: float = 0.0, offset: int = 0) -> None:
+        """The label side moves to ``version``: at the first labelled event of it (its
+        label's event time ``ts`` and ``offset``), in label order, not when its first
+        prediction comes (labels of the version before, still coming, count for it until
+        then, whichever topic was read ahead). The earlier version's label tests end
+        their alert episodes there, as the data tests do at a new reference."""
         labels = self.__dict__.get("labels")
         if labels is not None and labels.waiting:
             # Rare (a new version within a calibration's time): decide the held label
@@ -176,6 +178,10 @@ class ModelPipeline:
             self._drain_labels()
         self.labels = LabelTests(self.config, version)
         self.labels_epoch = epoch
+        if labels is not None:
+            kept = set(self.labels.detectors)
+            self.observations.extend(_observation(name, feature, None, ts, offset, "labels", 0, _renewed(
+                (name, feature) in kept, version, "labelled reference")) for name, feature in sorted(labels.detectors))
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -313,7 +319,7 @@ class ModelPipeline:
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
                 self._build()
-                self._end_gone_tests(*completing)
+                self._end_earlier_episodes(*completing)
         if not events or self.watch is None:
             return
         watch = self.watch
@@ -345,24 +351,26 @@ class ModelPipeline:
         self.reference = sample = None  # the columns live on as the tests' reference counts
         allocator.released(nbytes)  # their pages back to the system (glibc: daemon/runtime/allocator.py)
 
-    def _end_gone_tests(self, ts: float, offset: int) -> None:
-        """The tests of an earlier version that this version's build has not (a feature
-        it dropped, or no longer testable) end their alert episodes at the event that
-        completed the reference: an observation with ``drift=None`` each, after every
-        held decision of the earlier versions (decided now if still waiting for thresholds,
+    def _end_earlier_episodes(self, ts: float, offset: int) -> None:
+        """The tests of an earlier version end their alert episodes at the event that
+        completed this version's reference: an observation with ``drift=None`` each,
+        ``reason`` ``test_gone`` (this version has no such test: a feature it dropped, or
+        no longer testable) or ``new_reference`` (drift is measured against this version's
+        reference from here: an episode it continued was resolved by a reference that
+        took the drifted data in, read as "the drift went away"). After every held
+        decision of the earlier versions (decided now if still waiting for thresholds,
         rare: a version change within a calibration's time; so that no decision of theirs
         comes after the end, whatever calibration's speed)."""
-        earlier = self.__dict__.pop("_earlier_tests", None)
-        gone = sorted(earlier - {key for key, _ in self.watch.tests.detectors()}) if earlier else []
-        if not gone:
+        earlier = sorted(self.__dict__.pop("_earlier_tests", None) or ())
+        if not earlier:
             return
         for watch in list(self.retired):
             owner = ("data", watch.build)
             calibrate_jobs_now(watch.tests.calibration_jobs(),
                                lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
-        detail = {"reason": "test_gone", "model_version": self.version,
-                  "why": f"model version {self.version} has no such test (feature absent or untestable)"}
-        self.observations.extend(_observation(test, column, None, ts, offset, "data", 0, detail) for test, column in gone)
+        kept = {key for key, _ in self.watch.tests.detectors()}
+        self.observations.extend(_observation(test, column, None, ts, offset, "data", 0, _renewed(
+            (test, column) in kept, self.version, "reference")) for test, column in earlier)
 
     def _drain(self, watch: _Watch) -> None:
         found, taken, ats = [], [], []
@@ -484,7 +492,7 @@ class ModelPipeline:
             if epoch is not None:
                 used += self._observe_labels(pairs[start:i], offsets[start:i], label_times[start:i])
                 start = i
-                self._start_labels(epoch, payload[2])
+                self._start_labels(epoch, payload[2], label_times[i], offsets[i])
         return used + self._observe_labels(pairs[start:], offsets[start:], label_times[start:])
 
     def _later_version(self, version, ts: float) -> int | None:
@@ -635,6 +643,16 @@ MAX_EARLIER_ESTIMATIONS = 3
 #: Labelled events a classifier's label types are checked against its predictions' at most
 #: (:meth:`ModelPipeline._check_label_types`).
 LABEL_TYPE_CHECKS = 1000
+
+def _renewed(kept: bool, version, reference: str) -> dict:
+    """The detail of an episode's end at a new model version (see
+    :meth:`ModelPipeline._end_earlier_episodes`)."""
+    if not kept:
+        return {"reason": "test_gone", "model_version": version,
+                "why": f"model version {version} has no such test (feature absent or untestable)"}
+    return {"reason": "new_reference", "model_version": version,
+            "why": f"model version {version}'s {reference} is complete: drift is measured against it from here"}
+
 
 def _class_key(value) -> tuple:
     """A class as a JSON value: numbers by value (``1`` and ``1.0`` alike), strings and
