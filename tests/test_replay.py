@@ -318,7 +318,7 @@ def test_a_csv_cell_that_is_not_json_is_a_dead_letter_of_the_daemons_reason(tmp_
     assert result.states[0].processed[("m", "prediction")] == 2
 
 
-def test_routing_rows_by_their_fields_and_files():
+def test_routing_rows_by_their_fields_and_files(tmp_path):
     assert partition_for(None, 3) == 0 and partition_for("m", 1) == 0
     (item,) = inputs._items("f", 1, b'{"model": "m", "id": 1, "ts": "2025-01-01T00:00:00Z", "label": 0}', False)
     assert (item.kind, item.model, item.ts) == ("label", "m", 1735689600.0)
@@ -330,6 +330,8 @@ def test_routing_rows_by_their_fields_and_files():
     assert [i.kind for i in inputs._items("f", 1, b'{"model": "m", "prediction": 1}', True)] == ["label"]
     with pytest.raises(inputs.InputError, match="unknown format"):
         inputs.format_of("events.txt")
+    with pytest.raises(inputs.InputError, match=r": is a directory: give the files in it \(e\.g\. .*/\*\.jsonl\)"):
+        inputs.format_of(str(tmp_path))  # it said "unknown format '(no extension)'"
 
 
 def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):

@@ -242,8 +242,10 @@ def test_predictions_given_as_labels_exit_1_naming_the_mistake(tmp_path, capsys)
     config = _config(tmp_path)
     assert main(["replay", "--labels", str(table), "--config", config, "--out", str(tmp_path / "a.jsonl"),
                  "--quiet"]) == 1
+    err = capsys.readouterr().err
     assert "the files hold no predictions (all 60 rows were labels): nothing to monitor; give predictions as " \
-           "FILE, not --labels FILE" in capsys.readouterr().err
+           "FILE, not --labels FILE" in err
+    assert "reference incomplete" not in err, err  # it advised more events first
 
     predictions = tmp_path / "p.jsonl"
     predictions.write_text("".join(json.dumps(_good(i)) + "\n" for i in range(60)))

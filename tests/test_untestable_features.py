@@ -274,8 +274,12 @@ def test_an_identifier_is_untestable_with_the_reason_and_its_missing_rate_still_
         assert why.startswith(f"{seen_once} present reference values are levels seen once"), why
         assert "declare it ignore under features:" in why
         assert {test for test, c in pipeline.data_detectors if c == column} == {"missing_rate"}
-    # The stray string is named too, with the way out (declare it numeric).
-    assert "feature amount is tested as categorical: 1,999 of its 2,000" in caplog.text
+    # The stray string is named too, with the way out (declare it numeric), in the same
+    # line: it also said "amount is tested as categorical", which it is not.
+    line = next(r.getMessage() for r in caplog.records if "distribution of amount is not tested" in r.getMessage())
+    assert "; 1,999 of its 2,000 present reference values are numbers, the others strings ('n/a'" in line, line
+    assert "declare it numeric under features:" in line
+    assert "amount is tested as categorical" not in caplog.text
     # A long-tailed categorical whose frequent levels hold 40% of the values is still tested.
     assert "sku" not in pipeline.untestable
     assert {test for test, c in pipeline.data_detectors if c == "sku"} >= {"chisquare", "cusum"}

@@ -61,6 +61,8 @@ def incomplete_references(result: Result) -> list[str]:
     the line names the version and says whether the earlier versions' tests ran; when the
     model's predictions were refused, it says so instead of asking for more events."""
     lines = []
+    if result.predictions == 0:
+        return lines  # the end says why (no predictions in the files): no advice per model
     refused = Counter(d.model for d in result.dead_letters if d.kind == "prediction")
     for state in result.states.values():
         for name, pipeline in state.models.items():

@@ -129,6 +129,8 @@ def format_of(path: str) -> str:
     for suffix in (".gz",):
         if name.endswith(suffix):
             raise InputError(f"{path}: compressed input is not read; decompress it first")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory: give the files in it (e.g. {path.rstrip('/')}/*.jsonl)")
     ext = os.path.splitext(name)[1]
     if ext in (".jsonl", ".ndjson", ".json"):
         return "jsonl"

@@ -335,17 +335,22 @@ class ModelPipeline:
         self.builds += 1
         tests = DataTests(sample, self.config, self.schema)
         self.n_unwatched = sample.n_unwatched
-        for column, why in tests.untestable.items():
-            log.warning("model %s: the distribution of %s is not tested: %s", self.name, column, why, extra={"model": self.name})
+        # A numeric feature with a few stray strings ("n/a") is typed categorical by them.
+        stray = {}
         for column in sample.columns():
             found = column.mostly_numbers()
             if found is not None:
                 numbers, present, strings = found
-                log.warning("model %s: feature %s is tested as categorical: %s of its %s present reference values "
-                            "are numbers, the others strings (%s); declare it numeric under features: to test its "
-                            "numbers (a string is then a wrong_type dead letter), or categorical to keep this",
-                            self.name, column.name, f"{numbers:,}", f"{present:,}", ", ".join(repr(v) for v in strings),
-                            extra={"model": self.name})
+                stray[column.name] = (f"{numbers:,} of its {present:,} present reference values are numbers, the others "
+                                      f"strings ({', '.join(repr(v) for v in strings)}); declare it numeric under "
+                                      "features: to test its numbers (a string is then a wrong_type dead letter)")
+        for column, why in tests.untestable.items():
+            hint = f"; {stray.pop(column)}" if column in stray else ""
+            log.warning("model %s: the distribution of %s is not tested: %s%s", self.name, column, why, hint,
+                        extra={"model": self.name})
+        for column, hint in stray.items():
+            log.warning("model %s: feature %s is tested as categorical: %s, or categorical to keep this", self.name,
+                        column, hint, extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
         nbytes = sum(column.nbytes for column in sample.columns())
         self.reference = sample = None  # the columns live on as the tests' reference counts
