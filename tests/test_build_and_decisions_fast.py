@@ -14,7 +14,7 @@ import pytest
 from daemon.stream.columns import _same_slots
 from daemon.stream.encoding import level_codes as _level_codes, level_counts as _level_counts
 from daemon.stream.decisions import Observation, SourceLog
-from daemon.stream.pipeline import _observation
+from daemon.stream.decisions import observation as _observation
 from daemon.stream.reference import Column, level
 from detectors import CUSUM, KS, ChiSquare, RateTest
 from detectors.base import Decision, new_decision

@@ -192,7 +192,7 @@ def test_an_entry_names_the_level_that_moved_and_which_way_and_so_does_the_alert
     """"a" grows from 35% (shifted()), or "b" falls from 25% to 5%: the entry's detail says
     so, whether the thresholds were there from the start or came after the entry (held),
     and the pipeline puts it in the observation's (the alert's) detail."""
-    from daemon.stream.pipeline import _detail
+    from daemon.stream.decisions import detail_of as _detail
 
     rng = np.random.default_rng(12)
     falling = draw(rng, 3000) + draw(rng, 1500, [0.45, 0.05, 0.25, 0.15, 0.1])

@@ -22,6 +22,7 @@ are being computed (their tests are held, then decided in order, see
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,68 @@ class Observation:
     side: str
     position: int
     detail: dict
+
+
+_new = object.__new__
+
+
+def observation(detector, feature, drift, event_time, offset, side, position, detail) -> Observation:
+    """``Observation(...)`` of these fields, made without the frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` per field): the same object (fields, equality,
+    hash, pickle), for a cost that counts at one per test of every detector."""
+    o = _new(Observation)
+    o.__dict__.update(detector=detector, feature=feature, drift=drift, event_time=event_time, offset=offset,
+                      side=side, position=position, detail=detail)
+    return o
+
+
+def detail_of(decision, version) -> Mapping:
+    """An observation's detail: statistic, threshold, p_value and model_version, and what
+    a :class:`detectors.base.DescribedDecision` adds (the level CUSUM: the level that moved,
+    which way). A decision whose p-value is still to compute
+    (:class:`detectors.windowed.DeferredDecision`: KS's alarms) gives a :class:`LazyDetail`,
+    which computes it when read (an alert is made), so that the many alarms no alert reads
+    cost nothing; other decisions a dict. (:meth:`daemon.stream.pipeline.ModelPipeline._drain` has it inlined
+    for a plain Decision.)"""
+    if getattr(decision, "p_pending", False):
+        return LazyDetail(decision, version)
+    return {"statistic": decision.statistic, "threshold": decision.threshold,
+            "p_value": decision.p_value, "model_version": version, **getattr(decision, "detail", {})}
+
+
+class LazyDetail(Mapping):
+    """The detail of a decision whose p-value is computed when first read: a read-only
+    mapping with the keys and values of :func:`detail_of`'s dict (``dict(detail)``, ``.get``,
+    ``==`` with a dict as for one). Pickles with its decision.
+
+    >>> import operator
+    >>> from detectors.windowed import DeferredDecision
+    >>> detail = detail_of(DeferredDecision(7, True, False, 0.3, 0.2, operator.truediv, (1, 4)), "v2")
+    >>> type(detail).__name__, detail == {"statistic": 0.3, "threshold": 0.2, "p_value": 0.25, "model_version": "v2"}
+    ('LazyDetail', True)
+    """
+
+    _KEYS = ("statistic", "threshold", "p_value", "model_version")
+
+    def __init__(self, decision, version):
+        self.decision = decision
+        self.version = version
+
+    def __getitem__(self, key):
+        if key == "model_version":
+            return self.version
+        if key in self._KEYS:
+            return getattr(self.decision, key)
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 class SourceLog:

@@ -39,16 +39,16 @@ import logging
 import math
 import operator
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from daemon.runtime import allocator
 from daemon.stream import reference as ref
 from daemon.stream.columns import CalibrationJob, DataTests, calibrate_jobs_now
 from daemon.config import ModelConfig
-from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.decisions import LazyDetail, Observation, SourceLog, detail_of, observation
 from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
+from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import build_lifecycle
 from detectors.base import Decision
@@ -57,7 +57,8 @@ log = logging.getLogger("driftd.stream.pipeline")
 
 #: Column names of the prediction and its score (watched like features).
 PREDICTION, SCORE = ref.PREDICTION, ref.SCORE
-__all__ = ["ERROR", "PREDICTION", "SCORE", "ModelPipeline"]
+# LazyDetail: saved states (an observation's deferred detail) name it here.
+__all__ = ["ERROR", "LazyDetail", "PREDICTION", "SCORE", "ModelPipeline"]
 
 
 @dataclass
@@ -96,6 +97,7 @@ class ModelPipeline:
         # (so that the learners' signals come at the same events whatever the timing).
         self._learning_held: list[tuple] = []  # (pairs, current, labels object, position before)
         self._signals: dict[tuple, dict] = {}  # (label tests, position) -> signals not yet learned at
+        self.label_checks = LabelChecks()
         self._start_version(None)
 
     def __getstate__(self):
@@ -112,6 +114,10 @@ class ModelPipeline:
         if "estimation" not in state:  # a state saved before estimation existed
             self.estimation = ModelEstimation(self.config, self.version)
         self.__dict__.setdefault("earlier_estimations", {})
+        if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
+            self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
+            for old in ("_label_type_checks", "_positive_checks"):
+                self.__dict__.pop(old, None)
 
     def _start_version(self, version: str | None, since: float = -math.inf) -> None:
         if self.watch is not None:
@@ -180,7 +186,7 @@ class ModelPipeline:
         self.labels_epoch = epoch
         if labels is not None:
             kept = set(self.labels.detectors)
-            self.observations.extend(_observation(name, feature, None, ts, offset, "labels", 0, _renewed(
+            self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, _renewed(
                 (name, feature) in kept, version, "labelled reference")) for name, feature in sorted(labels.detectors))
 
     # -- reading ----------------------------------------------------------------------------
@@ -374,7 +380,7 @@ class ModelPipeline:
             calibrate_jobs_now(watch.tests.calibration_jobs(),
                                lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
         kept = {key for key, _ in self.watch.tests.detectors()}
-        self.observations.extend(_observation(test, column, None, ts, offset, "data", 0, _renewed(
+        self.observations.extend(observation(test, column, None, ts, offset, "data", 0, _renewed(
             (test, column) in kept, self.version, "reference")) for test, column in earlier)
 
     def _drain(self, watch: _Watch) -> None:
@@ -389,14 +395,14 @@ class ModelPipeline:
         places = zip(*sources.get_many(ats)) if ats else iter(())
         for test, column, decisions in taken:
             for d, (ts, offset) in zip(decisions, places):
-                # _detail inlined for a plain Decision (most of them: this runs once per
+                # detail_of inlined for a plain Decision (most of them: this runs once per
                 # test of every detector), which has no p-value to defer and no detail.
                 if type(d) is Decision:
                     detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
                               "model_version": version}
                 else:
-                    detail = _detail(d, version)
-                found.append(_observation(test, column, d.drift, ts, offset, "data", d.at, detail))
+                    detail = detail_of(d, version)
+                found.append(observation(test, column, d.drift, ts, offset, "data", d.at, detail))
         found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
@@ -528,8 +534,7 @@ class ModelPipeline:
                 errors = [abs(float(t) - float(p)) for p, t in zip(y_pred, y_true)]
             else:
                 errors = [int(t != p) for p, t in zip(y_pred, y_true)]
-                self._check_label_types(y_true, y_pred, errors)
-                self._check_positive_label(y_true, y_pred)
+                self.label_checks.check(self.name, self.config.positive_label, y_true, y_pred, errors)
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
@@ -548,53 +553,6 @@ class ModelPipeline:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()
         return len(used)
-
-    def _check_label_types(self, y_true: list, y_pred: list, errors: list) -> None:
-        """Warn once when a classifier's labels never equal their predictions but print
-        the same (a label "1" for a prediction 1): JSON types differ, the two are different
-        classes, and every labelled event would count as an error. Checked until a label
-        first matches, for at most :data:`LABEL_TYPE_CHECKS` labelled events."""
-        seen = getattr(self, "_label_type_checks", 0)  # a state saved before the check has none
-        if seen >= LABEL_TYPE_CHECKS:
-            return
-        if 0 in errors:
-            self._label_type_checks = LABEL_TYPE_CHECKS
-            return
-        self._label_type_checks = seen + len(errors)
-        for t, p in zip(y_true, y_pred):
-            if str(t) == str(p):
-                self._label_type_checks = LABEL_TYPE_CHECKS
-                log.warning("model %s: no label has matched its prediction, though some print the same (label %r, "
-                            "prediction %r): their JSON types differ, and two values of different types are "
-                            "different classes; send labels of the predictions' type", self.name, t, p,
-                            extra={"model": self.name})
-                return
-
-    def _check_positive_label(self, y_true: list, y_pred: list) -> None:
-        """Warn once when ``positive_label`` is neither a label nor a prediction in the
-        model's first :data:`LABEL_TYPE_CHECKS` labelled events, compared as JSON values
-        (``1`` and ``1.0`` one class; ``1``, ``"1"`` and ``true`` three): precision, recall
-        and F1, and the estimate of a binary score (the positive class's probability), are
-        then of a class that never comes, every decay test of them silent."""
-        checks = self.__dict__.setdefault("_positive_checks", [0, {}])  # [events checked, classes seen]
-        if checks[0] >= LABEL_TYPE_CHECKS:
-            return
-        positive = _class_key(self.config.positive_label)
-        seen = checks[1]
-        for value in (*y_true, *y_pred):
-            key = _class_key(value)
-            if key == positive:
-                checks[0] = LABEL_TYPE_CHECKS
-                return
-            if len(seen) < 5:
-                seen.setdefault(key, value)
-        checks[0] += len(y_true)
-        if checks[0] >= LABEL_TYPE_CHECKS:
-            log.warning("model %s: positive_label %r has been neither a label nor a prediction in its first %s labelled "
-                        "events (classes seen: %s; classes are compared as JSON values, 1 and \"1\" and true are "
-                        "three): precision, recall, F1 and a binary score's estimate are of a class that never comes; "
-                        "set positive_label to the class they are of", self.name, self.config.positive_label,
-                        f"{checks[0]:,}", ", ".join(repr(v) for v in seen.values()), extra={"model": self.name})
 
     def _drain_labels(self) -> None:
         found, signals = self.labels.drain()
@@ -645,9 +603,6 @@ MAX_VERSIONS = 100
 #: thresholds) at most; beyond, the oldest is given up (see ModelPipeline._keep_estimation).
 MAX_EARLIER_ESTIMATIONS = 3
 
-#: Labelled events a classifier's label types are checked against its predictions' at most
-#: (:meth:`ModelPipeline._check_label_types`).
-LABEL_TYPE_CHECKS = 1000
 
 def _renewed(kept: bool, version, reference: str) -> dict:
     """The detail of an episode's end at a new model version (see
@@ -659,77 +614,7 @@ def _renewed(kept: bool, version, reference: str) -> dict:
             "why": f"model version {version}'s {reference} is complete: drift is measured against it from here"}
 
 
-def _class_key(value) -> tuple:
-    """A class as a JSON value: numbers by value (``1`` and ``1.0`` alike), strings and
-    booleans apart from them."""
-    if type(value) is bool:
-        return ("boolean", value)
-    if isinstance(value, str):
-        return ("string", value)
-    return ("number", value)
-
-
-_new = object.__new__
 _POSITION = operator.attrgetter("position")
-
-
-def _observation(detector, feature, drift, event_time, offset, side, position, detail) -> Observation:
-    """``Observation(...)`` of these fields, made without the frozen dataclass's
-    ``__init__`` (one ``object.__setattr__`` per field): the same object (fields, equality,
-    hash, pickle), for a cost that counts at one per test of every detector."""
-    o = _new(Observation)
-    o.__dict__.update(detector=detector, feature=feature, drift=drift, event_time=event_time, offset=offset,
-                      side=side, position=position, detail=detail)
-    return o
-
-
-def _detail(decision, version) -> Mapping:
-    """An observation's detail: statistic, threshold, p_value and model_version, and what
-    a :class:`detectors.base.DescribedDecision` adds (the level CUSUM: the level that moved,
-    which way). A decision whose p-value is still to compute
-    (:class:`detectors.windowed.DeferredDecision`: KS's alarms) gives a :class:`LazyDetail`,
-    which computes it when read (an alert is made), so that the many alarms no alert reads
-    cost nothing; other decisions a dict. (:meth:`ModelPipeline._drain` has it inlined for
-    a plain Decision.)"""
-    if getattr(decision, "p_pending", False):
-        return LazyDetail(decision, version)
-    return {"statistic": decision.statistic, "threshold": decision.threshold,
-            "p_value": decision.p_value, "model_version": version, **getattr(decision, "detail", {})}
-
-
-class LazyDetail(Mapping):
-    """The detail of a decision whose p-value is computed when first read: a read-only
-    mapping with the keys and values of :func:`_detail`'s dict (``dict(detail)``, ``.get``,
-    ``==`` with a dict as for one). Pickles with its decision.
-
-    >>> import operator
-    >>> from detectors.windowed import DeferredDecision
-    >>> detail = _detail(DeferredDecision(7, True, False, 0.3, 0.2, operator.truediv, (1, 4)), "v2")
-    >>> type(detail).__name__, detail == {"statistic": 0.3, "threshold": 0.2, "p_value": 0.25, "model_version": "v2"}
-    ('LazyDetail', True)
-    """
-
-    _KEYS = ("statistic", "threshold", "p_value", "model_version")
-
-    def __init__(self, decision, version):
-        self.decision = decision
-        self.version = version
-
-    def __getitem__(self, key):
-        if key == "model_version":
-            return self.version
-        if key in self._KEYS:
-            return getattr(self.decision, key)
-        raise KeyError(key)
-
-    def __iter__(self):
-        return iter(self._KEYS)
-
-    def __len__(self) -> int:
-        return len(self._KEYS)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
 
 
 def _score_values(events: list) -> list:
