@@ -55,8 +55,8 @@ def write(path, ordered: list) -> str:
     return str(path)
 
 
-def replay(path: str, batch: int, checkpoint: bool = False) -> tuple[list, object]:
-    run = Replay(from_dict(CONFIG), batch_size=batch)
+def replay(path: str, batch: int, checkpoint: bool = False, config: dict = CONFIG) -> tuple[list, object]:
+    run = Replay(from_dict(config), batch_size=batch)
     if checkpoint:
         # Each poll's states go through a checkpoint (pickled and restored) before the next.
         poll = run._poll
@@ -254,21 +254,7 @@ def estimated_rows(v2_at: int, delay: float = 30.0, n: int = 6000, seed: int = 5
 
 
 def estimate_alerts(path: str, batch: int, checkpoint: bool = False) -> list:
-    config = {**CONFIG, "models": {"m1": {}}}
-    run = Replay(from_dict(config), batch_size=batch)
-    if checkpoint:
-        poll = run._poll
-
-        def through_checkpoint(records):
-            poll(records)
-            for partition, state in list(run.states.items()):
-                restored = pickle.loads(pickle.dumps(state))
-                restored.attach(run.config)
-                run.states[partition] = restored
-        run._poll = through_checkpoint
-    result = run.run(events([(path, False)]))
-    return sorted((a.status, a.detector, a.feature, a.event_time, a.id, a.detail.get("model_version"))
-                  for a in result.alerts)
+    return replay(path, batch, checkpoint, {**CONFIG, "models": {"m1": {}}})[0]
 
 
 def test_an_earlier_versions_estimate_is_made_when_its_labels_come_after_the_next_versions_predictions(tmp_path):
