@@ -163,6 +163,8 @@ class ModelPipeline:
         version, ts = payload[2], payload[3]
         if version is None or not self.config.reference_per_version:
             return self.estimation
+        if not self.earlier_estimations:  # the usual case: one estimate, by its version's name
+            return self.estimation if version == self.version else None
         named = [(epoch, since) for epoch, v, since in self.versions if v == version]
         epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
         if epoch == self.epoch:
