@@ -312,3 +312,44 @@ def test_the_label_sides_episodes_end_at_the_new_versions_first_label_with_the_r
         assert [(a.status, a.detail["model_version"]) for a in decay][:2] == [("firing", "v1"), ("resolved", "v2")], decay
         end = decay[1]
         assert end.detail["reason"] == "new_reference" and end.event_time == first_v2_label, end
+
+
+def two_shifted_versions(n: int = 3000, shift_at: int = 2000, seed: int = 2) -> list[tuple[float, dict]]:
+    """Versions 1 and 2 of a classifier with scores, ``n`` predictions each, each moving to
+    hard cases (its accuracy falls) from its ``shift_at``-th prediction; every prediction
+    written before the labels (1,500 s late): version 2's are read before version 1's labels."""
+    r = random.Random(seed)
+    predictions, labels = [], []
+    for version in ("1", "2"):
+        for i in range(n):
+            ts = 1763000000.0 + (0 if version == "1" else n) + i
+            x = r.gauss(0, 1.0 if i < shift_at else 0.15)
+            p = 1 / (1 + math.exp(-3 * x))
+            id = f"{version}-{i}"
+            predictions.append((ts, {"model": "m1", "model_version": version, "id": id, "ts": ts, "features": {"x": x},
+                                     "prediction": int(p > 0.5), "score": {"0": 1 - p, "1": p}}))
+            labels.append((ts + 1500, {"model": "m1", "id": id, "ts": ts + 1500, "label": int(r.random() < p)}))
+    return predictions + sorted(labels, key=lambda row: row[0])
+
+
+def test_the_next_versions_estimate_ends_the_earlier_ones_episode_and_alerts_on_its_own(tmp_path):
+    """A new user's finding: version 1's estimated-decay episode stayed open at version 2,
+    so version 2's own estimated decay (in drift 300 predictions after its shift) raised no
+    alert. It ends where version 2's estimate starts (its labelled reference complete),
+    reason new_reference, with no cooldown: version 2's drift fires at once."""
+    path = write(tmp_path / "two_versions.jsonl", two_shifted_versions())
+    settings = {"reference_size": 500, "decay_reference_size": 300, "decay_window": 300, "window": 300,
+                "stride": 50, "ert": 20_000, "label_ert": 20_000}
+    runs = {}
+    for batch in (1, 500, 10_000):
+        result = Replay(from_dict({"model_defaults": settings, "models": {"m1": {}}}), batch_size=batch).run(
+            events([(path, False)]))
+        runs[batch] = [(a.status, a.event_time - 1763000000.0, a.detail.get("model_version"), a.detail.get("reason"))
+                       for a in result.alerts if a.detector == "estimated_decay"]
+    got = runs[1]
+    assert [(status, version, reason) for status, _, version, reason in got] == [
+        ("firing", "1", None), ("resolved", "2", "new_reference"), ("firing", "2", None)], got
+    assert 2000 < got[0][1] < 3000 and 5000 < got[2][1] < 6000, got
+    assert got[1][1] == 3000.0 + 299 + 1500  # the label of version 2's 300th labelled event
+    assert got[2][1] < got[1][1] + 900  # not held back by alerts.cooldown_seconds (900): the end is no resolve
+    assert runs[500] == got and runs[10_000] == got

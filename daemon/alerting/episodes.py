@@ -220,9 +220,11 @@ class Episodes:
         return self._alert(key, st, RESOLVED, st.severity, event_time, resolved_detail)
 
     def end(self, key: Key, event_time: float, detail: dict) -> Alert | None:
-        """The test behind ``key`` is gone (a new model version has no such feature): an
-        open episode ends at ``event_time``, announced as resolved with ``detail`` (and
-        ``started_at``), a silent one silently; None if ``key`` is not in an episode.
+        """The test behind ``key`` is gone or measures against a new reference (a new
+        model version): an open episode ends at ``event_time``, announced as resolved
+        with ``detail`` (and ``started_at``), a silent one silently; None if ``key`` is not
+        in an episode. No cooldown follows: the drift did not go away, so the next episode
+        (the new version's) is announced when it opens.
 
         >>> episodes = Episodes(clear_after=3, cooldown_seconds=0)
         >>> _ = episodes.observe(("fraud", "ks", "age"), True, 100.0, {}, origin=("predictions", 0, 41))
@@ -238,7 +240,6 @@ class Episodes:
         if st.silent:
             st.silent = False
             return None
-        st.cooldown_until = float(event_time) + self.cooldown_seconds
         return self._alert(key, st, RESOLVED, st.severity, float(event_time), {**detail, "started_at": st.started_at})
 
     def _fire(self, key: Key, st: _KeyState, event_time: float, detail: dict,

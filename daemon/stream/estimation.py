@@ -223,6 +223,7 @@ class ModelEstimation:
             self._waiting.drop_through(self._newest_label)  # never estimated: not after the reference's labels
             rows = rows[room:]
             if len(self._collected) == self.reference_size:
+                self.completed_at = label_times[min(room, len(label_times)) - 1]
                 self._fit()
         if rows and self.fitted:
             first, y_pred, y_true = zip(*rows)
@@ -318,6 +319,15 @@ class ModelEstimation:
     @property
     def waiting(self) -> bool:
         return self.test is not None and not self.test.calibrated
+
+    #: Event time of the label that completed the labelled reference (None before).
+    completed_at: float | None = None
+
+    @property
+    def started(self) -> bool:
+        """The labelled reference is complete (the estimate fitted, or skipped then), or
+        estimation is off."""
+        return self.fitted or self.skipped is not None
 
     @property
     def settled(self) -> bool:

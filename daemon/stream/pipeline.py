@@ -46,7 +46,7 @@ from daemon.stream import reference as ref
 from daemon.stream.columns import CalibrationJob, DataTests, calibrate_jobs_now
 from daemon.config import ModelConfig
 from daemon.stream.decisions import LazyDetail, Observation, SourceLog, detail_of, observation
-from daemon.stream.estimation import ModelEstimation
+from daemon.stream.estimation import NAME as ESTIMATE, ModelEstimation
 from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
@@ -189,7 +189,8 @@ class ModelPipeline:
         if labels is not None:
             kept = set(self.labels.detectors)
             self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, _renewed(
-                (name, feature) in kept, version, "labelled reference")) for name, feature in sorted(labels.detectors))
+                (name, feature) in kept, version, "label tests start, against its own labelled reference,"))
+                for name, feature in sorted(labels.detectors))
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -383,7 +384,7 @@ class ModelPipeline:
                                lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
         kept = {key for key, _ in self.watch.tests.detectors()}
         self.observations.extend(observation(test, column, None, ts, offset, "data", 0, _renewed(
-            (test, column) in kept, self.version, "reference")) for test, column in earlier)
+            (test, column) in kept, self.version, "reference is complete: drift is measured against it")) for test, column in earlier)
 
     def _drain(self, watch: _Watch) -> None:
         found, taken, ats = [], [], []
@@ -474,6 +475,37 @@ class ModelPipeline:
         estimations = [self.estimation, *self.earlier_estimations.values()]
         return data + len(self.labels.calibration_jobs()) + sum(len(e.calibration_jobs()) for e in estimations)
 
+    def _estimate_labels(self, estimation: ModelEstimation | None, pairs: list, label_times: list) -> None:
+        """Labelled events of one estimate (None: of none kept), in label order: its
+        reference until complete (then it estimates the predictions that waited), then
+        its error. The current version's estimate starting ends the earlier ones' alert
+        episode (:meth:`_end_earlier_estimates`)."""
+        if estimation is None or not pairs:
+            return
+        started = estimation.started
+        estimation.observe_labels(pairs, label_times)
+        if estimation is self.estimation and not started and estimation.started:
+            self._end_earlier_estimates(estimation.completed_at)
+        self.observations.extend(estimation.drain())
+        self._forget_settled_estimations()
+
+    def _end_earlier_estimates(self, ts: float) -> None:
+        """The current version's estimate starts (its labelled reference complete, at the
+        label of event time ``ts``): the earlier versions' estimates say what they have
+        left (held decisions decided now, rare: their thresholds still to come), those
+        still collecting are given up, and the estimate test's open alert episode ends,
+        ``reason: new_reference``, so that this version's drift opens an episode (and an
+        alert) of its own."""
+        for estimation in list(self.earlier_estimations.values()):
+            if estimation.waiting:
+                estimation.calibrate_now()
+                self.observations.extend(estimation.drain())
+        self.earlier_estimations.clear()
+        if self.epoch > 1:
+            est = self.estimation
+            self.observations.append(observation(ESTIMATE, est.metric, None, ts, 0, "labels", 0, _renewed(
+                True, self.version, "labelled reference is complete: the estimate is measured against it")))
+
     def _forget_settled_estimations(self) -> None:
         """Forget the earlier versions' estimates with nothing more to say: fitted and
         decided (their predictions are all in), or skipped; and those still collecting
@@ -540,17 +572,17 @@ class ModelPipeline:
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
-        groups: dict[int, list] = {}  # id(estimation) -> [estimation, its pairs, their label times]
+        # Runs of consecutive pairs of one estimate, in label order (an estimate starting
+        # gives up the earlier ones still collecting: what comes after it must see that).
+        run, run_pairs, run_times = None, [], []
         for pair, t in zip(pairs, label_times):
             estimation = self._estimation_of(pair[0])
-            if estimation is not None:
-                group = groups.setdefault(id(estimation), [estimation, [], []])
-                group[1].append(pair)
-                group[2].append(t)
-        for estimation, estimated, times in groups.values():  # may fit it, and estimate those waiting
-            estimation.observe_labels(estimated, times)
-            self.observations.extend(estimation.drain())
-        self._forget_settled_estimations()
+            if estimation is not run:
+                self._estimate_labels(run, run_pairs, run_times)
+                run, run_pairs, run_times = self._estimation_of(pair[0]), [], []
+            run_pairs.append(pair)
+            run_times.append(t)
+        self._estimate_labels(run, run_pairs, run_times)
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()
@@ -606,14 +638,13 @@ MAX_VERSIONS = 100
 MAX_EARLIER_ESTIMATIONS = 3
 
 
-def _renewed(kept: bool, version, reference: str) -> dict:
+def _renewed(kept: bool, version, what: str) -> dict:
     """The detail of an episode's end at a new model version (see
-    :meth:`ModelPipeline._end_earlier_episodes`)."""
+    :meth:`ModelPipeline._end_earlier_episodes`): ``what`` of the version happens here."""
     if not kept:
         return {"reason": "test_gone", "model_version": version,
                 "why": f"model version {version} has no such test (feature absent or untestable)"}
-    return {"reason": "new_reference", "model_version": version,
-            "why": f"model version {version}'s {reference} is complete: drift is measured against it from here"}
+    return {"reason": "new_reference", "model_version": version, "why": f"model version {version}'s {what} from here"}
 
 
 _POSITION = operator.attrgetter("position")
