@@ -80,6 +80,7 @@ def _readme_anchors() -> set[str]:
 
 @pytest.mark.parametrize("alert, anchor", [
     (_alert("decay", "accuracy"), "driftdperformancedecay"),
+    (_alert("estimated_decay", "accuracy"), "driftdestimatedperformancedecay"),
     (_alert("adwin", "<error>"), "driftdconceptdrift"),
     (_alert("psi", "age"), "driftdfeaturedrift"),
     (_alert("missing_rate", "age"), "driftdfeaturedrift"),

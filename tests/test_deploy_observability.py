@@ -82,7 +82,7 @@ UNKNOWN_WHILE_DOWN = sorted([
     ("Largest statistic / threshold per test", "A"), ("Features in drift or warning", "A"),
     ("Features in drift or warning", "B"),
     ("Performance: current vs reference", "A"), ("Error rate (concept-drift detector)", "A"),
-    ("Decay test: p-value vs alpha", "A"), ("Decay test: p-value vs alpha", "B"),
+    ("Decay tests: statistic vs threshold", "A"), ("Decay tests: statistic vs threshold", "B"),
     *(("Label delay", ref) for ref in "ABC"),
     ("Consumer lag", "A"), ("Batch processing time", "A"), ("Batch processing time", "B"),
     ("Retrains and promotions", "A"), ("Retrains and promotions", "B"),

@@ -47,14 +47,14 @@ def alert_severity(detector: str) -> str:
 
 def runbook_anchor(alert: Alert) -> str:
     """The README heading anchor of the runbook for ``alert``: the shipped rule's that
-    watches the same thing (decay, the error stream, data and schema tests), and the
+    watches the same thing (decay, estimated decay, the error stream, data and schema tests), and the
     learning section for informational alerts (promotions)."""
     if alert.status == INFO:
         return "learning-retraining-and-promotion"
     if alert.detector == "decay":
         return "driftdperformancedecay"
     if alert.detector == "estimated_decay":
-        return "before-the-labels-come-estimated-performance"
+        return "driftdestimatedperformancedecay"
     if alert.feature == "<error>":
         return "driftdconceptdrift"
     return "driftdfeaturedrift"
