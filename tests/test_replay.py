@@ -483,3 +483,25 @@ def test_a_test_that_can_never_fire_is_named_at_the_end_of_the_replay(tmp_path, 
     err = capsys.readouterr().err
     assert f"driftd replay: configuration {config}" in err
     assert "model m: cusum/x not run: can never fire at this contract" in err and "a larger reference_size" in err, err
+
+
+def test_the_schemas_bad_values_of_one_field_are_one_kind_of_dead_letter():
+    """A new user's finding: a numeric feature given strings, or integers beyond 2**53,
+    printed a line per bad value (the detail quoted the value and named no field), up to
+    the cap, hiding the other kinds. Each reason now ends naming the field."""
+    from types import SimpleNamespace
+
+    from daemon.config import ModelConfig
+    from daemon.offline.command import dead_letter_kind
+    from daemon.stream.events import BadEvent
+    from daemon.stream.pipeline import ModelPipeline
+
+    pipeline = ModelPipeline("m", ModelConfig(features={"x": "numeric"}))
+    regression = ModelPipeline("r", ModelConfig(task="regression", decay_metrics=["mae"]))
+    kinds = []
+    for check, value in [(pipeline.check, {"x": "s1503"}), (pipeline.check, {"x": "s1504"}),
+                         (pipeline.check, {"x": 2**60}), (regression.check_label, "a"), (regression.check_label, "b")]:
+        with pytest.raises(BadEvent) as e:
+            check(SimpleNamespace(features=value, prediction=1, score=None) if check == pipeline.check else value)
+        kinds.append(dead_letter_kind(e.value.reason, e.value.detail))
+    assert kinds == [("wrong_type", "$.features['x']")] * 3 + [("wrong_type", "$.label")] * 2, kinds

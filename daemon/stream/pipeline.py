@@ -254,12 +254,15 @@ class ModelPipeline:
         """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the feature and the
         reason) if this prediction cannot be used; checked before anything is updated."""
         prediction, task = event.prediction, self.config.task
+        # Each reason ends naming the field (`` - at `$.path` ``, as the decoder's do), so
+        # that a column of bad values is one kind of dead letter, not one per value.
         if task == "regression" and not ref.is_number(prediction):
-            raise BadEvent("wrong_type", f"a regression prediction must be a number, got {prediction!r}"[:200])
+            raise BadEvent("wrong_type", f"a regression prediction must be a number, got {str(prediction)[:40]!r}"
+                                         " - at `$.prediction`")
         if task == "classification" and type(prediction) is float and not prediction.is_integer():
             raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {prediction!r} - at `$.prediction`")
         if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
-            raise BadEvent("wrong_type", reason)
+            raise BadEvent("wrong_type", f"{reason} - at `$.prediction`")
         kinds = self.watch.tests.kinds if self.watch else None
         declared = self.config.features
         for name, value in event.features.items():
@@ -273,16 +276,16 @@ class ModelPipeline:
                     continue  # not watched
             reason = ref.check(name, value, kind)
             if reason:
-                raise BadEvent("wrong_type", reason)
+                raise BadEvent("wrong_type", f"{reason} - at `$.features[{name!r}]`")
 
     def check_label(self, label) -> None:
         """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the reason) if
         this label cannot be used."""
         if self.config.task == "regression":
             if not ref.is_number(label):
-                raise BadEvent("wrong_type", f"a regression label must be a number, got {label!r}"[:200])
+                raise BadEvent("wrong_type", f"a regression label must be a number, got {str(label)[:40]!r} - at `$.label`")
             if reason := ref.check("label", label, "numeric"):
-                raise BadEvent("wrong_type", reason)
+                raise BadEvent("wrong_type", f"{reason} - at `$.label`")
         elif type(label) is float and not label.is_integer():
             raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r} - at `$.label`")
 
