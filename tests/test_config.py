@@ -468,3 +468,12 @@ def test_a_value_fitting_none_of_a_settings_types_gets_one_reason():
                   "must be a whole number, a string or true or false, got 1.5")
     assert_fails({"models": {"m": {"positive_label": [1]}}}, "models.m.positive_label",
                   "must be a whole number, a string or true or false, got [1]")
+
+
+def test_a_whole_float_is_a_whole_number():
+    """positive_label 1.0 was refused ('must be a whole number, got 1.0'), though events
+    take 1.0 as the class 1; window: 1000.0 likewise."""
+    config = from_dict({"models": {"m": {"positive_label": 1.0, "window": 1000.0}}})
+    assert config.models["m"].positive_label == 1 and type(config.models["m"].positive_label) is int
+    assert config.models["m"].window == 1000 and type(config.models["m"].window) is int
+    assert_fails({"models": {"m": {"window": 1000.5}}}, "models.m.window", "must be a whole number, got 1000.5")

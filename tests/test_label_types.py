@@ -3,6 +3,7 @@ every labelled event would count as an error. The pipeline says so once, in the 
 
 from __future__ import annotations
 
+import json
 import logging
 
 from daemon.config import ModelConfig
@@ -53,7 +54,8 @@ def test_a_positive_label_no_label_or_prediction_equals_is_named_once(caplog):
                 pipeline.observe_labels(_pairs([i % 2 for i in range(50)], start=50 * batch))
         warned = _positive_warnings(caplog)
         assert len(warned) == 1, (positive, warned)
-        assert f"positive_label {positive!r}" in warned[0] and "classes seen: 0, 1" in warned[0], warned
+        # In JSON's spelling (a YAML `yes` is the boolean true).
+        assert f"positive_label {json.dumps(positive)} has" in warned[0] and "classes seen: 0, 1" in warned[0], warned
 
 
 def test_a_positive_label_that_comes_gives_no_warning(caplog):

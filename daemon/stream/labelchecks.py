@@ -12,7 +12,6 @@ silent.
 Each is checked over a model's first :data:`CHECKED` labelled events at most and named
 in one warning. Classes compare as JSON values (:func:`class_key`).
 
->>> import logging
 >>> checks = LabelChecks()
 >>> checks.check("m", positive=1, y_true=[0, 1], y_pred=[1, 1])   # a label matched: done
 >>> checks.types, checks.positive[0] == CHECKED
@@ -21,6 +20,7 @@ in one warning. Classes compare as JSON values (:func:`class_key`).
 
 from __future__ import annotations
 
+import json
 import logging
 
 log = logging.getLogger("driftd.stream.labelchecks")
@@ -41,6 +41,14 @@ def class_key(value) -> tuple:
     if isinstance(value, str):
         return ("string", value)
     return ("number", value)
+
+
+def _json(value) -> str:
+    """A class as JSON spells it (``true``, ``"1"``, ``2``): the words the checks compare by."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 class LabelChecks:
@@ -87,9 +95,9 @@ class LabelChecks:
             if len(seen) < 5:
                 seen.setdefault(key, value)
         self.positive[0] = checked = checked + len(y_true)
-        if checked >= CHECKED:
-            log.warning("model %s: positive_label %r has been neither a label nor a prediction in its first %s labelled "
+        if checked >= CHECKED:  # (checked by batch: the count said is the batches' total)
+            log.warning("model %s: positive_label %s has been neither a label nor a prediction in its first %s labelled "
                         "events (classes seen: %s; classes are compared as JSON values, 1 and \"1\" and true are "
                         "three): precision, recall, F1 and a binary score's estimate are of a class that never comes; "
-                        "set positive_label to the class they are of", model, positive, f"{checked:,}",
-                        ", ".join(repr(v) for v in seen.values()), extra={"model": model})
+                        "set positive_label to the class they are of", model, _json(positive), f"{checked:,}",
+                        ", ".join(_json(v) for v in seen.values()), extra={"model": model})
