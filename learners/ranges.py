@@ -41,9 +41,11 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def whole(least: int) -> Rule:
-    """A whole number (not a boolean), at least ``least``."""
-    return Rule(lambda v: type(v) is int and v >= least, f"a whole number, at least {least}")
+def whole(least: int, most: int | None = None) -> Rule:
+    """A whole number (not a boolean), at least ``least`` (and at most ``most``)."""
+    if most is None:
+        return Rule(lambda v: type(v) is int and v >= least, f"a whole number, at least {least}")
+    return Rule(lambda v: type(v) is int and least <= v <= most, f"a whole number from {least} to {most:,}")
 
 
 def real(low: float, high: float | None = None, low_in: bool = True, high_in: bool = True) -> Rule:
@@ -89,8 +91,12 @@ _TREE_REGRESSOR = {
     "min_samples_split": whole(1),
 }
 _ADAPTIVE = {"bootstrap_sampling": FLAG, "drift_window_threshold": whole(1), "switch_significance": PROBABILITY}
+#: Trees of a forest at most: each learns every label, and River builds them all at once
+#: (``n_models: 100000000`` never finished building). Not River's bound: driftd's.
+MAX_TREES = 1000
+
 _FOREST = {
-    "n_models": whole(1), "lambda_value": whole(1), "disable_weighted_vote": FLAG,
+    "n_models": whole(1, MAX_TREES), "lambda_value": whole(1), "disable_weighted_vote": FLAG,
     "max_features": either(whole(1), real(0.0, 1.0, False, True), choice("sqrt", "log2"), NONE),
 }
 _LINEAR = {"l2": NOT_NEGATIVE, "l1": NOT_NEGATIVE, "intercept_lr": NOT_NEGATIVE, "clip_gradient": POSITIVE}

@@ -137,7 +137,8 @@ def test_clean_features():
      "one of gini, info_gain, hellinger, got 'gin'"),  # printed a line and used info_gain
     ({"HoeffdingTreeRegressor": {"leaf_prediction": "nba"}}, "HoeffdingTreeRegressor.leaf_prediction",
      "one of mean, model, adaptive, got 'nba'"),
-    ({"ARFClassifier": {"n_models": 0}}, "ARFClassifier.n_models", "at least 1, got 0"),  # predicted nothing
+    ({"ARFClassifier": {"n_models": 0}}, "ARFClassifier.n_models", "from 1 to 1,000, got 0"),  # predicted nothing
+    ({"ARFRegressor": {"n_models": 10**8}}, "ARFRegressor.n_models", "from 1 to 1,000, got 100000000"),  # never built
     ({"ARFClassifier": {"max_features": 1.5}}, "ARFClassifier.max_features",
      "a whole number, at least 1 or a number > 0 and <= 1 or one of sqrt, log2 or null, got 1.5"),
     ({"LogisticRegression": {"optimizer": {"SGD": {"lr": -0.1}}}}, "LogisticRegression.optimizer.SGD.lr",
