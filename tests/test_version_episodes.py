@@ -112,3 +112,31 @@ def test_an_episode_a_new_version_keeps_ends_at_its_reference_with_the_reason():
         for a in resolved:
             assert a.event_time == T0 + 999 and a.detail["reason"] == "new_reference", a
             assert a.detail["model_version"] == "2" and "reference is complete" in a.detail["why"]
+
+
+def test_the_detection_counters_go_on_across_a_new_version():
+    """A new user's finding: driftd_drift_detections_total fell back to 0 at a new model
+    version (its detectors start afresh), so an increase() over the change could see none
+    of the new detections. The exported counts go on from the earlier version's."""
+    from daemon.web.metrics import _read_detectors
+
+    records = _stream()
+    state = PartitionState(0, from_dict(CONFIG))
+
+    def reject(record, reason, detail):
+        raise AssertionError(detail)
+
+    exported = []  # (detections, tests) of ks/a after each batch
+    for start in range(0, len(records), 50):
+        state.handle_predictions(records[start:start + 50], reject)
+        calibrate_now(state)
+        list(state.alerts())
+        pipeline = state.models["fraud"]
+        readings = {(name, feature): (d, t) for name, feature, *_, d, t, _ in _read_detectors(
+            [("fraud", pipeline, {})], None)[0][2]}
+        if ("ks", "a") in readings:
+            exported.append(readings[("ks", "a")])
+    assert pipeline.builds == 2 and pipeline.ended_counts[("ks", "a")][1] > 0
+    assert all(later >= earlier for earlier, later in zip(exported, exported[1:])), exported  # never back
+    # Version 1 tested a 400 times (stride 50: 8 tests); version 2, 200 more values: 4 more.
+    assert exported[-1][1] == pipeline.ended_counts[("ks", "a")][1] + pipeline.data_detectors[("ks", "a")].n_tests

@@ -88,6 +88,9 @@ class ModelPipeline:
         self.watch: _Watch | None = None
         self.retired: list[_Watch] = []  # of earlier versions, still waiting for thresholds
         self.earlier_estimations: dict[int, ModelEstimation] = {}  # epoch -> see _keep_estimation
+        #: (test, column) -> [detections, tests] of the model's detectors of earlier versions,
+        #: gone: the exported counters go on from them (:meth:`counts_before`).
+        self.ended_counts: dict[tuple, list] = {}
         self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
         self.lifecycle = build_lifecycle(config, f"models.{name}.learners") if config.learners else None
@@ -114,6 +117,7 @@ class ModelPipeline:
         if "estimation" not in state:  # a state saved before estimation existed
             self.estimation = ModelEstimation(self.config, self.version)
         self.__dict__.setdefault("earlier_estimations", {})
+        self.__dict__.setdefault("ended_counts", {})
         if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
             self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
             for old in ("_label_type_checks", "_positive_checks"):
@@ -126,6 +130,8 @@ class ModelPipeline:
             self._earlier_tests = {key for key, _ in self.watch.tests.detectors()}
             if not self.watch.tests.calibrated:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
+            else:
+                self._count_ended(self.watch.tests.detectors())
         estimation = self.__dict__.get("estimation")
         if estimation is not None:
             self._keep_estimation(self.epoch, estimation)
@@ -150,11 +156,14 @@ class ModelPipeline:
         earlier = self.earlier_estimations
         if not estimation.settled:
             earlier[epoch] = estimation
+        else:
+            self._count_ended(estimation.detectors.items())
         while len(earlier) > MAX_EARLIER_ESTIMATIONS:
             oldest = earlier.pop(min(earlier))
             if oldest.waiting:
                 oldest.calibrate_now()
                 self.observations.extend(oldest.drain())
+            self._count_ended(oldest.detectors.items())
 
     def _estimation_of(self, payload: tuple) -> ModelEstimation | None:
         """The estimate a labelled event belongs to: its prediction's version's (a version
@@ -187,6 +196,7 @@ class ModelPipeline:
         self.labels = LabelTests(self.config, version)
         self.labels_epoch = epoch
         if labels is not None:
+            self._count_ended(labels.detectors.items())
             kept = set(self.labels.detectors)
             self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, _renewed(
                 (name, feature) in kept, version, "label tests start, against its own labelled reference,"))
@@ -242,6 +252,27 @@ class ModelPipeline:
             yield name, feature, detector
         for (name, feature), detector in self.label_detectors.items():
             yield name, feature, detector  # the estimate's test among them
+
+    def counts_before(self) -> dict[tuple, tuple[int, int]]:
+        """(test, column) -> (detections, tests) of the model's detectors of earlier
+        versions (gone, or still deciding held tests): a new version's detectors count
+        from 0, the exported counters go on from these (a counter must never go back: an
+        ``increase()`` over a version change saw none of the new detections)."""
+        out = {key: list(counts) for key, counts in self.ended_counts.items()}
+        still = [*(w.tests.detectors() for w in self.retired), *(e.detectors.items() for e in self.earlier_estimations.values())]
+        for detectors in still:
+            for key, det in detectors:
+                counts = out.setdefault(key, [0, 0])
+                counts[0] += det.n_detections
+                counts[1] += det.n_tests
+        return {key: (d, t) for key, (d, t) in out.items()}
+
+    def _count_ended(self, detectors) -> None:
+        """Add ``(key, detector)`` pairs gone for good to :attr:`ended_counts`."""
+        for key, det in detectors:
+            counts = self.ended_counts.setdefault(key, [0, 0])
+            counts[0] += det.n_detections
+            counts[1] += det.n_tests
 
     def pop_observations(self) -> list[Observation]:
         """The decisions taken since the last call, placed in the stream (see
@@ -468,6 +499,7 @@ class ModelPipeline:
                 self._drain(watch)
                 if watch is not self.watch and watch.tests.calibrated:
                     self.retired.remove(watch)
+                    self._count_ended(watch.tests.detectors())
                 return
 
     @property
@@ -503,6 +535,7 @@ class ModelPipeline:
             if estimation.waiting:
                 estimation.calibrate_now()
                 self.observations.extend(estimation.drain())
+            self._count_ended(estimation.detectors.items())
         self.earlier_estimations.clear()
         if self.epoch > 1:
             est = self.estimation
@@ -520,6 +553,7 @@ class ModelPipeline:
         for epoch, estimation in list(self.earlier_estimations.items()):
             if estimation.settled or (epoch < latest and not estimation.fitted):
                 del self.earlier_estimations[epoch]
+                self._count_ended(estimation.detectors.items())
 
     # -- labels -----------------------------------------------------------------------------
     def observe_labels(self, pairs: list[tuple], offsets: list | None = None, label_times: list | None = None) -> int:

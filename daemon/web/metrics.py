@@ -233,18 +233,22 @@ def _read_detectors(models: list, shown: dict | None) -> list:
         own = (pipeline.version or "", int(pipeline.reference_complete), pipeline.n_unwatched, len(pipeline.untestable),
                pipeline.uncalibrated, sorted(estimation.metrics().items()) if estimation is not None else [],
                sorted(estimation.errors().items()) if estimation is not None else [])
+        # The counters go on from the earlier versions' detectors of the same test and column.
+        before = pipeline.counts_before() if hasattr(pipeline, "counts_before") else {}
         detectors = []
         for name, feature, det in pipeline.detectors():
             if shown is not None and feature in features and feature not in shown[model]:
                 continue
             performance = (det.baseline, det.current) if name == "decay" else None
+            earlier = before.get((name, feature), (0, 0))
             # A p-value computed since its test (KS: ~50 us a test) is computed after the lock.
             detectors.append((name, feature, det.statistic, det.threshold, det.p_value_reader(), int(det.drift),
-                              int(det.warning), det.n_detections, det.n_tests, performance))
+                              int(det.warning), det.n_detections + earlier[0], det.n_tests + earlier[1], performance))
         by_test: dict[str, list] = {}
-        for feature_tests in features.values():
+        for feature, feature_tests in features.items():
             for name, det in feature_tests:
-                by_test.setdefault(name, []).append((det.drift, det.warning, det.n_detections, det.statistic, det.threshold))
+                by_test.setdefault(name, []).append((det.drift, det.warning, det.n_detections + before.get(
+                    (name, feature), (0, 0))[0], det.statistic, det.threshold))
         readings.append((model, own, detectors, sorted(by_test.items())))
     return readings
 
