@@ -73,11 +73,16 @@ def sent_alerts(bootstrap: str, config: dict) -> list[dict]:
 
 
 def settled(daemon, n_predictions: int) -> bool:
-    """Every prediction processed, every threshold in place, every alert delivered."""
-    s = status(daemon)
+    """Every prediction and its label processed (the streams label each one: a daemon
+    reading one record a poll may still be reading labels when its predictions are all
+    in), every threshold in place, every alert delivered."""
+    return _settled(status(daemon), n_predictions)
+
+
+def _settled(s: dict, n_predictions: int) -> bool:
     model = s.get("models", {}).get("m")
-    return bool(model and model["processed"]["prediction"] == n_predictions and model["uncalibrated_tests"] == 0
-                and s["calibrations_pending"] == 0 and s["pending_alerts"] == 0)
+    return bool(model and model["processed"]["prediction"] == n_predictions and model["processed"]["label"] == n_predictions
+                and model["uncalibrated_tests"] == 0 and s["calibrations_pending"] == 0 and s["pending_alerts"] == 0)
 
 
 def test_the_same_alerts_for_any_batching_live_or_catch_up_and_any_calibration_speed(kafka_bootstrap, topics, tmp_path):
@@ -166,9 +171,6 @@ def _processed(process: DaemonProcess) -> int:
 
 def _settled_process(process: DaemonProcess, n_predictions: int) -> bool:
     try:
-        s = process.status()
+        return _settled(process.status(), n_predictions)
     except OSError:
         return False
-    model = s.get("models", {}).get("m")
-    return bool(model and model["processed"]["prediction"] == n_predictions and model["uncalibrated_tests"] == 0
-                and s["calibrations_pending"] == 0 and s["pending_alerts"] == 0)

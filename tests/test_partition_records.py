@@ -418,3 +418,17 @@ def test_one_label_stamped_ahead_does_not_make_the_joins_fall(stray):
     assert joins["joined"] == clean["joined"]
     assert joins["prediction_expired"] == clean["prediction_expired"]
     assert rejects == (Counter(bad_timestamp=1) if stray == BASE * 1000 else Counter())
+
+
+def test_a_refused_prediction_whose_time_has_no_float_does_not_stop_the_loop():
+    """Found by the property test above: a refused prediction's label is orphaned at once,
+    its time read from the raw event; an integer ts of 400 digits raised OverflowError
+    there, out of the loop. It is a dead letter, and its label waits as any other."""
+    state, rejects = PartitionState(0, make_config()), Rejects()
+    huge = b'{"model": "clf", "id": "a", "ts": 1' + b"0" * 400 + b', "features": {}, "prediction": [1]}'
+    state.handle_predictions([record("predictions", 0, huge)], rejects)
+    state.handle_predictions([record("predictions", 1, encode({"model": "clf", "id": "b", "ts": BASE, "features": {},
+                                                                "prediction": [1]}))], rejects)
+    assert [letter[2] for letter in rejects.letters] == ["non_finite", "wrong_type"]
+    state.handle_labels([record("labels", 0, encode({"model": "clf", "id": "b", "ts": BASE + 5, "label": 1}))], rejects)
+    assert state.join.counts[("clf", "label_orphaned")] == 1  # b's prediction came, refused: at once

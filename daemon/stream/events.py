@@ -212,8 +212,8 @@ def identity_of(raw: bytes | None) -> tuple[str, str, float | None] | None:
     ('fraud', '7', 1763000000.5)
     >>> identity_of(b'{"model": "fraud", "id": "p-1", "ts": "2025-11-20T10:00:00Z", "features": NaN}')
     ('fraud', 'p-1', 1763632800.0)
-    >>> identity_of(b'{"model": "fraud", "id": [7]}') is None
-    True
+    >>> identity_of(b'{"model": "fraud", "id": [7]}') is None, identity_of(b'{"model": "m", "id": 1, "ts": 1' + b'0' * 400 + b'}')
+    (True, ('m', '1', None))
     """
     fields = _top_fields(raw, ("model", "id", "ts"))
     model, id, ts = fields.get("model"), fields.get("id"), fields.get("ts")
@@ -224,9 +224,11 @@ def identity_of(raw: bytes | None) -> tuple[str, str, float | None] | None:
             ts = _parse_time(ts)
         except BadEvent:
             ts = None
-    elif type(ts) not in (int, float) or not math.isfinite(ts):
-        ts = None
-    return model, str(id), None if ts is None else float(ts)
+    elif type(ts) is int and abs(ts) <= MAX_MAGNITUDE:
+        ts = float(ts)
+    elif type(ts) is not float or not math.isfinite(ts):
+        ts = None  # (an integer of 400 digits has no float)
+    return model, str(id), ts
 
 
 def _top_fields(raw: bytes | None, names: tuple) -> dict:

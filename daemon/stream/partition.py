@@ -190,7 +190,12 @@ class PartitionState:
             except events.BadEvent as e:
                 self._reject(record, e.reason, e.detail, reject, getattr(e, "model", "") or self._watched_model_of(e, record))
                 if refused is not None:
-                    refused(record, e)
+                    try:
+                        refused(record, e)
+                    except Exception as error:  # noqa: BLE001 - the record is a dead letter already
+                        log.error("partition %d: %s[%s]@%s: after its dead letter, %s: %s", self.partition, record.topic,
+                                  record.partition, record.offset, type(error).__name__, error, exc_info=error,
+                                  extra={"partition": self.partition})
                 continue
             except Exception as e:  # noqa: BLE001 - contained to this record
                 self._contain(record, e, reject, contained)
@@ -236,8 +241,8 @@ class PartitionState:
         identity = getattr(error, "identity", None)
         if identity is None and error.reason in events.DECODE_REASONS:
             identity = events.identity_of(record.value)
-        if identity is None or identity[0] not in self.models:
-            return
+        if identity is None or (identity[0] not in self.models and identity[0] not in self._config.models):
+            return  # not a watched model's (an unknown one's labels are dead letters too)
         label = self.join.refuse_prediction(*identity)
         if type(label) is tuple:  # (label, its offset): it held its place in the label order
             self.label_order.drop(identity[0], label[1])
