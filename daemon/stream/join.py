@@ -279,12 +279,13 @@ class LabelJoin:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending or joined), else None."""
         key = (model, id)
-        refused = self._predictions.get(key)
-        if refused is not None and refused[1] is REFUSED:
+        waiting = self._predictions.get(key)
+        if waiting is not None and waiting[1] is REFUSED:
             del self._predictions[key]  # a good prediction of a refused id: the refusal is void
+            waiting = None
         # The filter only for what the exact buffers cannot answer: a waiting label means
         # this prediction never joined.
-        if key in self._predictions or (key not in self._labels and self._seen.has(model, id)):
+        if waiting is not None or (key not in self._labels and self._seen.has(model, id)):
             self._count(model, "duplicate_prediction")
             return False
         self._saw(self._newest_predictions, ts)

@@ -159,11 +159,7 @@ class ModelPipeline:
         else:
             self._count_ended(estimation.detectors.items())
         while len(earlier) > MAX_EARLIER_ESTIMATIONS:
-            oldest = earlier.pop(min(earlier))
-            if oldest.waiting:
-                oldest.calibrate_now()
-                self.observations.extend(oldest.drain())
-            self._count_ended(oldest.detectors.items())
+            self._retire_estimation(earlier.pop(min(earlier)))
 
     def _estimation_of(self, payload: tuple) -> ModelEstimation | None:
         """The estimate a labelled event belongs to: its prediction's version's (a version
@@ -259,20 +255,14 @@ class ModelPipeline:
         from 0, the exported counters go on from these (a counter must never go back: an
         ``increase()`` over a version change saw none of the new detections)."""
         out = {key: list(counts) for key, counts in self.ended_counts.items()}
-        still = [*(w.tests.detectors() for w in self.retired), *(e.detectors.items() for e in self.earlier_estimations.values())]
-        for detectors in still:
-            for key, det in detectors:
-                counts = out.setdefault(key, [0, 0])
-                counts[0] += det.n_detections
-                counts[1] += det.n_tests
+        for detectors in [*(w.tests.detectors() for w in self.retired),
+                          *(e.detectors.items() for e in self.earlier_estimations.values())]:
+            _add_counts(out, detectors)
         return {key: (d, t) for key, (d, t) in out.items()}
 
     def _count_ended(self, detectors) -> None:
         """Add ``(key, detector)`` pairs gone for good to :attr:`ended_counts`."""
-        for key, det in detectors:
-            counts = self.ended_counts.setdefault(key, [0, 0])
-            counts[0] += det.n_detections
-            counts[1] += det.n_tests
+        _add_counts(self.ended_counts, detectors)
 
     def pop_observations(self) -> list[Observation]:
         """The decisions taken since the last call, placed in the stream (see
@@ -531,16 +521,21 @@ class ModelPipeline:
         still collecting are given up, and the estimate test's open alert episode ends,
         ``reason: new_reference``, so that this version's drift opens an episode (and an
         alert) of its own."""
-        for estimation in list(self.earlier_estimations.values()):
-            if estimation.waiting:
-                estimation.calibrate_now()
-                self.observations.extend(estimation.drain())
-            self._count_ended(estimation.detectors.items())
+        for estimation in self.earlier_estimations.values():
+            self._retire_estimation(estimation)
         self.earlier_estimations.clear()
         if self.epoch > 1:
             est = self.estimation
             self.observations.append(observation(ESTIMATE, est.metric, None, ts, 0, "labels", 0, _renewed(
                 True, self.version, "labelled reference is complete: the estimate is measured against it")))
+
+    def _retire_estimation(self, estimation: ModelEstimation) -> None:
+        """An earlier version's estimate is dropped: its held decisions decided now (rare:
+        its thresholds still to come), its counts kept for the exported counters."""
+        if estimation.waiting:
+            estimation.calibrate_now()
+            self.observations.extend(estimation.drain())
+        self._count_ended(estimation.detectors.items())
 
     def _forget_settled_estimations(self) -> None:
         """Forget the earlier versions' estimates with nothing more to say: fitted and
@@ -548,6 +543,8 @@ class ModelPipeline:
         their labelled reference once a later version's is complete (in label order: so
         that the decisions of one version's estimate never come among a later one's, they
         share an alert episode)."""
+        if not self.earlier_estimations:  # the usual case, once per labelled batch
+            return
         estimations = {**self.earlier_estimations, self.epoch: self.estimation}
         latest = max((epoch for epoch, e in estimations.items() if e.fitted or e.skipped), default=-1)
         for epoch, estimation in list(self.earlier_estimations.items()):
@@ -673,6 +670,14 @@ MAX_VERSIONS = 100
 #: Earlier model versions whose estimated performance waits for its labelled reference (or
 #: thresholds) at most; beyond, the oldest is given up (see ModelPipeline._keep_estimation).
 MAX_EARLIER_ESTIMATIONS = 3
+
+
+def _add_counts(counts: dict, detectors) -> None:
+    """Add each ``(key, detector)``'s detections and tests to ``counts[key]``."""
+    for key, det in detectors:
+        total = counts.setdefault(key, [0, 0])
+        total[0] += det.n_detections
+        total[1] += det.n_tests
 
 
 def _renewed(kept: bool, version, what: str) -> dict:
