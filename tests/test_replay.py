@@ -505,3 +505,14 @@ def test_the_schemas_bad_values_of_one_field_are_one_kind_of_dead_letter():
             check(SimpleNamespace(features=value, prediction=1, score=None) if check == pipeline.check else value)
         kinds.append(dead_letter_kind(e.value.reason, e.value.detail))
     assert kinds == [("wrong_type", "$.features['x']")] * 3 + [("wrong_type", "$.label")] * 2, kinds
+
+
+def test_a_ts_integer_without_a_float_is_a_dead_letter_not_a_crash(tmp_path):
+    """A new user's finding: a prediction whose ts was an integer of 400 digits stopped the
+    replay with OverflowError (reading the files' times), nothing written."""
+    path = tmp_path / "p.jsonl"
+    good = [{"model": "m", "id": i, "ts": 1700000000 + i, "features": {"x": i % 7}, "prediction": i % 2} for i in range(20)]
+    rows = [json.dumps(e) for e in good] + ['{"model": "m", "id": "h", "ts": 1' + "0" * 400 + ', "features": {}, "prediction": 1}']
+    path.write_text("\n".join(rows) + "\n")
+    _, result = _replay(_config(), path)
+    assert [d.reason for d in result.dead_letters] == ["non_finite"] and result.predictions == 21

@@ -349,7 +349,11 @@ def _seconds(ts) -> float | None:
     if isinstance(ts, bool):
         return None
     if isinstance(ts, (int, float)):
-        return float(ts) if math.isfinite(ts) else None
+        try:
+            seconds = float(ts)
+        except OverflowError:  # an integer of 400 digits has no float: unreadable, as NaN
+            return None
+        return seconds if math.isfinite(seconds) else None
     if isinstance(ts, str):
         try:
             parsed = dt.datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
