@@ -66,3 +66,21 @@ def test_a_positive_label_that_comes_gives_no_warning(caplog):
             pairs = [((label, None, None, 1.7e9 + i, {}), label) for i, label in enumerate(labels)]
             pipeline.observe_labels(pairs)
     assert _positive_warnings(caplog) == []
+
+
+def test_the_positive_label_warning_is_the_same_at_every_batch_size(caplog):
+    """The check looks at the first 1,000 labelled events whatever the batches: it said
+    "in its first 1,050 labelled events" at batches of 50 and named the classes seen in
+    another order at batches of 300 (labels first, then predictions)."""
+    said = {}
+    for size in (1, 7, 300, 1250):
+        caplog.clear()
+        pipeline = ModelPipeline("m", ModelConfig(task="classification", positive_label=2))
+        pairs = _pairs(["x" if i % 2 else "y" for i in range(1250)])
+        with caplog.at_level(logging.WARNING, logger="driftd"):
+            for start in range(0, len(pairs), size):
+                pipeline.observe_labels(pairs[start:start + size])
+        said[size] = _positive_warnings(caplog)
+    assert len(said[1]) == 1 and "in its first 1,000 labelled events" in said[1][0], said[1]
+    assert "classes seen: \"y\", 0, \"x\", 1" in said[1][0], said[1]
+    assert all(words == said[1] for words in said.values()), said

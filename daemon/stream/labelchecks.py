@@ -69,6 +69,8 @@ class LabelChecks:
     def _types(self, model: str, y_true: list, y_pred: list, errors: list) -> None:
         if self.types >= CHECKED:
             return
+        room = CHECKED - self.types  # only the first CHECKED events: the same verdict at any batch size
+        y_true, y_pred, errors = y_true[:room], y_pred[:room], errors[:room]
         if 0 in errors:
             self.types = CHECKED
             return
@@ -87,15 +89,17 @@ class LabelChecks:
         if checked >= CHECKED:
             return
         wanted = class_key(positive)
-        for value in (*y_true, *y_pred):
-            key = class_key(value)
-            if key == wanted:
-                self.positive[0] = CHECKED
-                return
-            if len(seen) < 5:
-                seen.setdefault(key, value)
-        self.positive[0] = checked = checked + len(y_true)
-        if checked >= CHECKED:  # (checked by batch: the count said is the batches' total)
+        room = CHECKED - checked  # only the first CHECKED events: the same words at any batch size
+        for pair in zip(y_true[:room], y_pred[:room]):
+            for value in pair:
+                key = class_key(value)
+                if key == wanted:
+                    self.positive[0] = CHECKED
+                    return
+                if len(seen) < 5:
+                    seen.setdefault(key, value)
+        self.positive[0] = checked = checked + min(room, len(y_true))
+        if checked >= CHECKED:
             log.warning("model %s: positive_label %s has been neither a label nor a prediction in its first %s labelled "
                         "events (classes seen: %s; classes are compared as JSON values, 1 and \"1\" and true are "
                         "three): precision, recall, F1 and a binary score's estimate are of a class that never comes; "
