@@ -140,3 +140,29 @@ def test_the_detection_counters_go_on_across_a_new_version():
     assert all(later >= earlier for earlier, later in zip(exported, exported[1:])), exported  # never back
     # Version 1 tested a 400 times (stride 50: 8 tests); version 2, 200 more values: 4 more.
     assert exported[-1][1] == pipeline.ended_counts[("ks", "a")][1] + pipeline.data_detectors[("ks", "a")].n_tests
+
+
+def test_the_per_test_sums_over_features_go_on_when_a_feature_is_dropped():
+    """driftd_feature_drift_detections_total summed the current version's features only:
+    version 2 without feature b took b's detections out of the sum, which fell (read by
+    Prometheus as a counter reset, and by increase() as new detections)."""
+    from daemon.web.metrics import _feature_tests, _read_detectors
+
+    records = _stream()
+    state = PartitionState(0, from_dict(CONFIG))
+
+    def reject(record, reason, detail):
+        raise AssertionError(detail)
+
+    sums = []  # the ks entries summed over the model's features, after each batch
+    for start in range(0, len(records), 50):
+        state.handle_predictions(records[start:start + 50], reject)
+        calibrate_now(state)
+        list(state.alerts())
+        pipeline = state.models["fraud"]
+        by_test = dict(_read_detectors([("fraud", pipeline, _feature_tests(pipeline))], None)[0][3])
+        sums.append(sum(entry[2] for entry in by_test.get("ks", [])))
+    assert pipeline.builds == 2 and pipeline.ended_counts[("ks", "b")][0] >= 1  # b drifted in version 1
+    assert all(later >= earlier for earlier, later in zip(sums, sums[1:])), sums
+    assert sums[-1] == pipeline.ended_counts[("ks", "a")][0] + pipeline.ended_counts[("ks", "b")][0] + \
+        pipeline.data_detectors[("ks", "a")].n_detections

@@ -42,6 +42,8 @@ from daemon.stream.decisions import Observation, SourceLog
 
 #: Feature name of the error-stream detector.
 ERROR = "<error>"
+#: The decay tests' name (their column: the metric).
+DECAY = "decay"
 
 
 class LabelTests:
@@ -59,7 +61,7 @@ class LabelTests:
             self.detectors[(config.error_detector.lower(), ERROR)] = RiverDetector(
                 config.error_detector, **config.error_detector_params)
         for metric in config.decay_metrics:
-            self.detectors[("decay", metric)] = PerformanceDecay(
+            self.detectors[(DECAY, metric)] = PerformanceDecay(
                 metric, window=config.decay_window, reference_size=config.decay_reference_size,
                 ert=self.share, positive=config.positive_label, defer_calibration=True)
 

@@ -28,8 +28,10 @@ from prometheus_client.utils import floatToGoString
 
 from daemon.config import MetricsConfig
 from daemon.kafka.lag import LagTracker
+from daemon.stream.estimation import NAME as ESTIMATED_DECAY
 from daemon.stream.events import REASONS
 from daemon.stream.join import OUTCOMES
+from daemon.stream.labels import DECAY
 from daemon.stream.partition import LEGACY_DELAY_BUCKETS, rebin
 
 DETECTOR_LABELS = ["model", "detector", "feature"]
@@ -249,6 +251,12 @@ def _read_detectors(models: list, shown: dict | None) -> list:
             for name, det in feature_tests:
                 by_test.setdefault(name, []).append((det.drift, det.warning, det.n_detections + before.get(
                     (name, feature), (0, 0))[0], det.statistic, det.threshold))
+        # A feature test gone with an earlier version still counts in its test's sum (a
+        # counter that went back would read as a reset, and increase() as new detections).
+        current = {(name, feature) for feature, feature_tests in features.items() for name, _ in feature_tests}
+        for (name, feature), (n_detections, _) in sorted(before.items()):
+            if (name, feature) not in current and _of_a_feature(name, feature):
+                by_test.setdefault(name, []).append((0, 0, n_detections, None, None))
         readings.append((model, own, detectors, sorted(by_test.items())))
     return readings
 
@@ -358,9 +366,20 @@ def _feature_tests(pipeline) -> dict[str, list]:
     label_tests = set(pipeline.label_detectors)
     features: dict[str, list] = {}
     for name, feature, det in pipeline.detectors():
-        if (name, feature) not in label_tests and not (feature.startswith("<") and feature.endswith(">")):
+        if (name, feature) not in label_tests and _of_a_feature(name, feature):
             features.setdefault(feature, []).append((name, det))
     return features
+
+
+#: Tests of the model's metrics (their column: the metric), not of a feature.
+LABEL_TEST_NAMES = frozenset({DECAY, ESTIMATED_DECAY})
+
+
+def _of_a_feature(test: str, column: str) -> bool:
+    """Whether a test of any version watches an input feature: not a column in angle
+    brackets (the prediction, the score, the feature set, the error stream) and not a
+    decay test of a metric."""
+    return test not in LABEL_TEST_NAMES and not (column.startswith("<") and column.endswith(">"))
 
 
 def _event_age(states, now: float):
