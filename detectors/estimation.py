@@ -40,9 +40,23 @@ TESTED = {"classification": "accuracy", "regression": "mae"}
 PREDICTION = "<prediction>"
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class Ring:
-    """The last ``size`` rows of a few float columns (float32: means of a window need no
-    more), allocated at the first push (a model whose estimate never runs holds none)."""
+    """The last ``size`` rows of a few float columns, allocated at the first push (a model
+    whose estimate never runs holds none). float32 (means of a window need no more) until
+    a value beyond float32's range comes (a regressor's squared errors of 1e20): float64
+    from then on, rather than an infinite RMSE.
+
+    >>> ring = Ring(3, 1)
+    >>> ring.push(np.array([[1.5], [2.5]]))
+    >>> ring.data.dtype.name, ring.rows().ravel().tolist()
+    ('float32', [1.5, 2.5])
+    >>> ring.push(np.array([[1e40]]))
+    >>> ring.data.dtype.name, ring.rows().ravel().tolist()
+    ('float64', [1.5, 2.5, 1e+40])
+    """
 
     def __init__(self, size: int, columns: int):
         self.size, self.columns = size, columns
@@ -58,6 +72,8 @@ class Ring:
         if self.data is None:
             self.data = np.zeros((self.size, self.columns), dtype=np.float32)
         rows = rows[-self.size:]
+        if self.data.dtype == np.float32 and np.any(np.abs(rows) > _FLOAT32_MAX):
+            self.data = self.data.astype(np.float64)
         slots = (self.head + np.arange(len(rows))) % self.size
         self.data[slots] = rows
         self.head = (self.head + len(rows)) % self.size

@@ -4,6 +4,8 @@ limitation), and its decay test holds the label-side contract on a stationary st
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -263,3 +265,21 @@ def test_the_river_loss_models_are_predicted_as_river_predicts():
     river = np.clip(np.nan_to_num(river, nan=0.0), 0.0, None)
     assert np.array_equal(losses, river[:, 0])
     assert np.array_equal(est._predict(feats[REFERENCE:], y_pred[REFERENCE:]), river)
+
+
+def test_a_regressors_estimate_stays_finite_for_errors_beyond_float32():
+    """Errors of 1e20 (squared: 1e40, beyond float32's 3.4e38) gave an infinite estimated
+    and realised RMSE: the window of recent estimates was float32."""
+    from detectors.dle import RegressionEstimate
+
+    rng = np.random.default_rng(3)
+    features = [{"x": float(v)} for v in rng.normal(size=400)]
+    y_pred = rng.normal(size=400) * 1e20
+    y_true = y_pred + rng.normal(size=400) * 1e20
+    est = RegressionEstimate(window=200).fit(features[:200], y_pred[:200], y_true[:200])
+    est.update_many(features[200:], y_pred[200:])
+    est.observe_labelled(features[200:], y_pred[200:], y_true[200:])
+    realised = float(np.sqrt(np.mean((y_true[200:] - y_pred[200:]) ** 2)))
+    assert math.isfinite(est.metrics()["rmse"]) and math.isfinite(est.error()["rmse"])
+    assert abs(est.realised()["rmse"] / realised - 1) < 1e-6
+    assert 0.3 < est.metrics()["rmse"] / realised < 3
