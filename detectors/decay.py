@@ -32,7 +32,9 @@ caller: :meth:`~PerformanceDecay.null_model` is available once the reference is 
 the normal approximation, ``P(N(0, 1) > z)``, not corrected for the repetition (the
 threshold is); ``baseline`` and ``current`` are the metric over the reference and the
 last window (None where undefined, e.g. precision without predicted positives). Each test
-puts a :class:`~detectors.base.Decision` in the outbox.
+puts a :class:`~detectors.base.DescribedDecision` in the outbox, its ``detail`` the metric
+over the test's window (``current``) and the ``baseline``: a report draws the metric at
+each test, an alert says how far it fell.
 
 Bad input raises ValueError and changes nothing: a batch is checked whole before any of it
 is fed, and the message names the pair (:meth:`~PerformanceDecay.check` tests one pair).
@@ -49,8 +51,8 @@ a label of 1e308 overflows to infinity; sums and variances of such losses would 
 >>> decay.update_many([1] * 100, [1] * 10 + [0] * 90)       # the last 100 mostly wrong
 >>> decay.drift, decay.current, round(decay.statistic, 1), decay.p_value < 1e-9
 (True, 0.72, 8.1, True)
->>> [(d.at, d.drift) for d in decay.pop_decisions()]        # one decision per test
-[(1500, False), (1550, True), (1600, True)]
+>>> [(d.at, d.drift, d.detail["current"]) for d in decay.pop_decisions()]   # one per test
+[(1500, False, 0.9), (1550, True, 0.82), (1600, True, 0.72)]
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from . import calibration, decay_null
-from .base import Decision, DeferredThresholds
+from .base import Decision, DeferredThresholds, DescribedDecision
 
 _REGRESSION = {"mae": np.abs, "rmse": np.square}
 METRICS = tuple(decay_null.CATEGORIES) + tuple(_REGRESSION)
@@ -247,10 +249,11 @@ class PerformanceDecay(DeferredThresholds):
             self._last = np.bincount(window, minlength=self._reference.size)
             z = decay_null.table_z(self.metric, self._reference, self._last)
         self._z, self._p = float(z), float(ndtr(-z))
-        self._judge_or_hold(at, self._z, self._p)
+        self._judge_or_hold(at, self._z, self._p, self.current)
 
-    def _judge(self, at: int, z: float, p: float) -> None:
-        """Decide one test (the ``at``-th pair completed it) and put it in the outbox."""
+    def _judge(self, at: int, z: float, p: float, current: float | None = None) -> None:
+        """Decide one test (the ``at``-th pair completed it) and put it in the outbox, with
+        the metric over its window (``current``) and the ``baseline`` in its detail."""
         self.n_tests += 1
         was = self.drift
         self.drift = bool(z > self._threshold)
@@ -258,8 +261,9 @@ class PerformanceDecay(DeferredThresholds):
             self.n_detections += 1
             self.last_detection_at = at
         self.warning = bool(not self.drift and self.warning_threshold is not None and z > self.warning_threshold)
-        self._decide(Decision(at=at, drift=self.drift, warning=self.warning, statistic=z,
-                              threshold=self._threshold, p_value=p))
+        self._decide(DescribedDecision.of(Decision(at=at, drift=self.drift, warning=self.warning, statistic=z,
+                                                   threshold=self._threshold, p_value=p),
+                                          {"current": current, "baseline": self.baseline}))
 
     # -- calibration ------------------------------------------------------------------------
     def null_model(self) -> calibration.NullModel | None:

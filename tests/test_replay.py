@@ -351,7 +351,7 @@ def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):
     assert model["status"]["processed"] == {"prediction": N_EVENTS, "label": N_EVENTS}
     assert model["join"]["joined"] == N_EVENTS
     assert model["join"]["prediction_waiting"] == model["join"]["label_waiting"] == 0
-    assert "ks/x" in model["series"] and model["performance"]["accuracy"]["baseline"] > 0.8
+    assert "ks/x" in model["series"] and model["performance"]["accuracy"]["baseline"][-1] > 0.8
     assert set(model["distributions"]) >= {"x", "country"}
     assert model["distributions"]["x"].get("at_alert"), "the window after the first alert is kept"
     assert [a["id"] for a in document["alerts"]] == [a["id"] for a in alerts]
@@ -516,3 +516,42 @@ def test_a_ts_integer_without_a_float_is_a_dead_letter_not_a_crash(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     _, result = _replay(_config(), path)
     assert [d.reason for d in result.dead_letters] == ["non_finite"] and result.predictions == 21
+
+
+def _versioned(records: list, first_of_2: int) -> list:
+    """The stream's predictions from the ``first_of_2``-th on made by model version 2."""
+    out = []
+    for topic, key, value in records:
+        if topic == "predictions":
+            event = json.loads(value)
+            event["model_version"] = "1" if int(event["id"][2:]) < first_of_2 else "2"
+            value = json.dumps(event).encode()
+        out.append((topic, key, value))
+    return out
+
+
+def test_the_reports_performance_points_are_the_decay_tests_whatever_the_poll_size(tmp_path):
+    """The report's performance curve was the decay metric sampled after each poll and
+    stamped with the newest prediction read (ahead of the labels that made it), with one
+    baseline for every model version, and no estimated performance: its points moved with
+    the poll size. Now one point a decay test (realised, and estimated), at the test's
+    event time, with the baseline and model version of that test."""
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, _versioned(_stream(), 2250))
+    kept = {}
+    for size in (7, 500, 5000):
+        result = Replay(from_dict(_config()), batch_size=size).run(events([(str(path), False)]))
+        model = result.recording["models"]["m"]
+        kept[size] = (model["performance"], model["estimated_performance"])
+    assert kept[7] == kept[500] == kept[5000]
+    realised, estimated = kept[500]
+    accuracy = realised["accuracy"]
+    # One point per decay test: the decay series' decisions, at the same event times.
+    replayed = Replay(from_dict(_config())).run(events([(str(path), False)]))
+    assert accuracy["t"] == replayed.recording["models"]["m"]["series"]["decay/accuracy"]["t"]
+    assert accuracy["t"] == sorted(accuracy["t"]) and len(accuracy["t"]) > 20
+    baselines = {(v, b) for v, b in zip(accuracy["model_version"], accuracy["baseline"])}
+    assert {v for v, _ in baselines} == {"1", "2"} and len(baselines) == 2, baselines  # one baseline a version
+    assert all(0.8 < b < 1 for _, b in baselines)
+    assert min(accuracy["value"]) < 0.7 < max(accuracy["value"])  # the accuracy drop (55% right) is drawn
+    assert estimated["accuracy"]["t"] and all(0.5 < v <= 1 for v in estimated["accuracy"]["value"])

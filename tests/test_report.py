@@ -68,6 +68,24 @@ def test_the_report_holds_every_part_and_needs_no_network(replayed, tmp_path):
     for alert in document["alerts"]:
         assert alert["id"] in page
     assert "not_json: 1" in page
+    # The alerts name their model version; the performance figure has the realised and
+    # the estimated accuracy, each against its baseline.
+    assert "<th>model version</th><th>reason</th>" in page
+    assert document["models"]["m"]["estimated_performance"]["accuracy"]["t"]
+    for name in ("accuracy baseline", "accuracy estimated", "accuracy estimated baseline"):
+        assert f'"name":"{name}"' in page, name
+
+
+def test_a_document_of_an_earlier_driftd_with_one_baseline_is_still_drawn(replayed):
+    _, document = replayed
+    old = json.loads(json.dumps(document))
+    model = old["models"]["m"]
+    del model["estimated_performance"]
+    accuracy = model["performance"]["accuracy"]
+    accuracy["baseline"] = accuracy["baseline"][-1]
+    del accuracy["model_version"]
+    page = report.render(old)
+    assert '"name":"accuracy baseline"' in page and '"name":"accuracy estimated"' not in page
 
 
 def test_a_report_from_a_daemons_status(tmp_path):

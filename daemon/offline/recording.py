@@ -1,6 +1,7 @@
 """What a replay keeps for the report (:mod:`daemon.web.report`): every decision of every
-detector (event time, statistic, threshold, drift), each model's decay metric after each
-batch against its baseline, the reference and window distributions of the data tests at
+detector (event time, statistic, threshold, drift), each model's decay metrics at each of
+their tests against their baseline (realised, and estimated before the labels), the
+reference and window distributions of the data tests at
 the end and after the batch of each column's first firing alert, and the final counters
 (processed, join outcomes, label delays, dead letters); :func:`replay_document` puts them
 in one JSON document with the alerts.
@@ -14,7 +15,9 @@ from collections import Counter
 import numpy as np
 
 from daemon.config import Config
+from daemon.stream.estimation import NAME as ESTIMATED_DECAY
 from daemon.stream.join import OUTCOMES
+from daemon.stream.labels import DECAY
 from daemon.stream.partition import PartitionState
 
 
@@ -22,8 +25,11 @@ class Recorder:
     """What the report draws, kept as replay goes (plain lists, JSON-able at the end).
 
     ``series[model]["detector/feature"]``: lists ``t`` (event time, s), ``statistic``,
-    ``threshold``, ``drift`` of every decision; ``performance[model][metric]``: ``t``,
-    ``value`` (the decay test's metric over its window after each batch) and ``baseline``;
+    ``threshold``, ``drift`` of every decision; ``performance[model][metric]`` (the decay
+    tests) and ``estimated[model][metric]`` (the estimate's decay test): lists ``t`` (the
+    event time of the test), ``value`` (the metric over its window), ``baseline`` (over its
+    reference: it changes with the model version) and ``model_version``, one entry per test,
+    so a function of the input alone (not of the batches);
     ``distributions[model][feature]``: bin labels, reference counts, window counts at the
     end (``current``) and after the batch of the column's first firing alert (``at_alert``).
     """
@@ -31,18 +37,16 @@ class Recorder:
     def __init__(self):
         self.series: dict = {}
         self.performance: dict = {}
+        self.estimated: dict = {}
         self.at_alert: dict = {}  # model -> feature -> distribution
-        self.latest: dict = {}  # model -> latest event time seen
-
-    def saw(self, model: str, ts: float) -> None:
-        if ts > self.latest.get(model, -math.inf):
-            self.latest[model] = ts
 
     def decisions(self, model: str, observations: list) -> None:
         series = self.series.setdefault(model, {})
         for o in observations:
             if o.drift is None:
                 continue  # the end of a test gone with a model version: no decision
+            if o.detector in _METRIC_TESTS:
+                self._metric(getattr(self, _METRIC_TESTS[o.detector]), model, o)
             s = series.get(f"{o.detector}/{o.feature}")
             if s is None:
                 s = series[f"{o.detector}/{o.feature}"] = {"t": [], "statistic": [], "threshold": [], "drift": []}
@@ -68,22 +72,16 @@ class Recorder:
             found["alert_detector"] = alert.detector
             seen[alert.feature] = found
 
-    def after_batch(self, state: PartitionState) -> None:
-        for model, pipeline in state.models.items():
-            for (name, metric), detector in pipeline.label_detectors.items():
-                if name != "decay":
-                    continue
-                value = getattr(detector, "current", None)
-                if value is None:
-                    continue
-                perf = self.performance.setdefault(model, {}).setdefault(
-                    metric, {"t": [], "value": [], "baseline": None})
-                perf["baseline"] = _finite(getattr(detector, "baseline", None))
-                t = self.latest.get(model)
-                if perf["value"] and perf["value"][-1] == value and perf["t"][-1] == t:
-                    continue
-                perf["t"].append(t)
-                perf["value"].append(_finite(value))
+    @staticmethod
+    def _metric(kept: dict, model: str, o) -> None:
+        """A decay test's decision as a point of its metric (the decision's detail has it)."""
+        p = kept.setdefault(model, {}).setdefault(o.feature, {"t": [], "value": [], "baseline": [], "model_version": []})
+        p["t"].append(o.event_time)
+        p["value"].append(_finite(o.detail.get("current")))
+        p["baseline"].append(_finite(o.detail.get("baseline")))
+        p["model_version"].append(o.detail.get("model_version"))
+        if len(p["t"]) > MAX_SERIES:
+            _halve(p)
 
     def finish(self, states: dict) -> dict:
         """The recording, with the final distributions and counters: see :func:`summary`."""
@@ -96,8 +94,13 @@ class Recorder:
 MAX_SERIES = 20_000
 
 
+#: Decay tests whose decisions are points of a metric: detector -> the Recorder's dict.
+_METRIC_TESTS = {DECAY: "performance", ESTIMATED_DECAY: "estimated"}
+
+
 def _halve(s: dict) -> None:
-    keep = [i for i in range(len(s["t"])) if i % 2 == 0 or s["drift"][i] or i == len(s["t"]) - 1]
+    drift = s.get("drift")
+    keep = [i for i in range(len(s["t"])) if i % 2 == 0 or (drift and drift[i]) or i == len(s["t"]) - 1]
     for k in s:
         s[k] = [s[k][i] for i in keep]
 
@@ -129,6 +132,7 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
         for name, model in models.items():
             model["series"] = recorder.series.get(name, {})
             model["performance"] = recorder.performance.get(name, {})
+            model["estimated_performance"] = recorder.estimated.get(name, {})
             for feature, dist in recorder.at_alert.get(name, {}).items():
                 if feature in model["distributions"]:
                     model["distributions"][feature]["at_alert"] = dist["current"]

@@ -168,8 +168,6 @@ class Replay:
             poll.append(self._record(item))
             self.result.records += 1
             self.result.predictions += item.kind == "prediction"
-            if self.recorder is not None and item.model is not None and item.ts is not None:
-                self.recorder.saw(item.model, item.ts)
             if item.ts is not None:
                 self._check_order(item)
             if len(poll) >= self.batch_size:
@@ -239,8 +237,6 @@ class Replay:
         for state in states:
             if calibrate_now(state):
                 self._alerts(state, state.alerts)
-            if self.recorder is not None:
-                self.recorder.after_batch(state)
 
     def _alerts(self, state: PartitionState, alerts) -> None:
         if self.recorder is not None:

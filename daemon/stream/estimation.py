@@ -49,7 +49,7 @@ from detectors.estimation import TESTED, EstimateDecay
 
 from daemon.config import ModelConfig
 from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
-from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.decisions import Observation, SourceLog, detail_of
 
 #: Detector name of the estimate's decay test.
 NAME = "estimated_decay"
@@ -299,9 +299,7 @@ class ModelEstimation:
         found = []
         for d in self.test.pop_decisions():
             ts, offset = self.sources.get(d.at)
-            found.append(Observation(NAME, self.metric, d.drift, ts, offset, "data", d.at, {
-                "statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
-                "model_version": self.version}))
+            found.append(Observation(NAME, self.metric, d.drift, ts, offset, "data", d.at, detail_of(d, self.version)))
         if not self.waiting:
             self.sources.forget()
         return found

@@ -38,7 +38,7 @@ from detectors import PerformanceDecay, RiverDetector
 
 from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
 from daemon.config import ModelConfig
-from daemon.stream.decisions import Observation, SourceLog
+from daemon.stream.decisions import Observation, SourceLog, detail_of
 
 #: Feature name of the error-stream detector.
 ERROR = "<error>"
@@ -89,9 +89,7 @@ class LabelTests:
             name, feature = key
             for d in detector.pop_decisions():
                 ts, offset = self.sources.get(d.at)
-                found.append(Observation(name, feature, d.drift, ts, offset, "labels", d.at, {
-                    "statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
-                    "model_version": self.version}))
+                found.append(Observation(name, feature, d.drift, ts, offset, "labels", d.at, detail_of(d, self.version)))
                 if d.drift and not self._drift.get(key, False):
                     signals.setdefault(d.at, {"drift": False, "decay": False})["decay" if name == "decay" else "drift"] = True
                 self._drift[key] = d.drift

@@ -3,7 +3,9 @@
 Per model: each test's statistic against its threshold over event time, with the tests'
 drift decisions and the alerts marked; the reference against the current distribution of
 each watched column (and the window after the column's first alert); the performance
-metric over time against its baseline, with the decay test's state; the label join's
+metric at each decay test against its baseline (realised, and estimated before the labels
+come), with the decay test's state; the alerts with their model version and the reason an
+episode ended; the label join's
 health (join outcomes, label delays). Drawn with plotly (the ``report``
 extra), whose JavaScript is embedded once in the page: no network is needed
 to open it.
@@ -125,9 +127,10 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
             for k, v in sorted(shares.items(), key=lambda kv: -kv[1])) + "</table>")
     out.append("<h3>Performance against its baseline</h3>")
     performance = model.get("performance") or {}
+    estimated = model.get("estimated_performance") or {}
     decay = {k: v for k, v in series.items() if k.startswith("decay/")}
-    if performance or decay:
-        out.append(figures.html(_performance_figure(performance, decay, alerts, go, make_subplots)))
+    if performance or estimated or decay:
+        out.append(figures.html(_performance_figure(performance, estimated, decay, alerts, go, make_subplots)))
     else:
         out.append("<p>No labelled events have been tested yet.</p>")
     out.append("<h3>Label join health</h3>")
@@ -146,10 +149,13 @@ def _alerts_table(alerts: list) -> str:
         f"<tr class={html.escape(a.get('status', ''))}><td>{html.escape(a.get('status', ''))}</td>"
         f"<td>{html.escape(a.get('detector', ''))}</td><td>{html.escape(a.get('feature', ''))}</td>"
         f"<td>{_iso(a.get('event_time'))}</td><td>{_num((a.get('detail') or {}).get('statistic'))}</td>"
-        f"<td>{_num((a.get('detail') or {}).get('threshold'))}</td><td><code>{html.escape(a.get('id', ''))}</code></td></tr>"
+        f"<td>{_num((a.get('detail') or {}).get('threshold'))}</td>"
+        f"<td>{html.escape(str((a.get('detail') or {}).get('model_version') or ''))}</td>"
+        f"<td>{html.escape(str((a.get('detail') or {}).get('reason') or ''))}</td>"
+        f"<td><code>{html.escape(a.get('id', ''))}</code></td></tr>"
         for a in alerts)
     return ("<h3>Alerts</h3><table class=alerts><tr><th>status</th><th>test</th><th>column</th><th>event time (UTC)</th>"
-            f"<th>statistic</th><th>threshold</th><th>id</th></tr>{rows}</table>")
+            f"<th>statistic</th><th>threshold</th><th>model version</th><th>reason</th><th>id</th></tr>{rows}</table>")
 
 
 def _join_table(join: dict) -> str:
@@ -244,21 +250,33 @@ def _distribution_figure(distributions: dict, go, make_subplots):
     return fig
 
 
-def _performance_figure(performance: dict, decay: dict, alerts: list, go, make_subplots):
-    metrics = sorted(set(performance) | {k.split("/", 1)[1] for k in decay})
+#: How each kind of metric series is drawn: (name suffix, value colour, baseline dash).
+_METRIC_LINES = (("", "#1f77b4", "dash"), (" estimated", "#ff7f0e", "dot"))
+
+
+def _performance_figure(performance: dict, estimated: dict, decay: dict, alerts: list, go, make_subplots):
+    metrics = sorted(set(performance) | set(estimated) | {k.split("/", 1)[1] for k in decay})
     titles = []
     for m in metrics:
-        titles += [f"{m} over the decay window", f"decay test of {m}: z against its threshold"]
+        titles += [f"{m} at each decay test (window) against its baseline", f"decay test of {m}: z against its threshold"]
     fig = make_subplots(rows=len(metrics), cols=2, subplot_titles=titles)
     for row, metric in enumerate(metrics, 1):
-        p = performance.get(metric)
-        if p and p["t"]:
+        for (suffix, colour, dash), kept in zip(_METRIC_LINES, (performance, estimated)):
+            p = kept.get(metric)
+            if not p or not p["t"]:
+                continue
             t = [_iso(x) for x in p["t"]]
-            fig.add_trace(go.Scatter(x=t, y=p["value"], mode="lines", name=f"{metric}", line={"color": "#1f77b4"}),
-                          row=row, col=1)
-            if p.get("baseline") is not None:
-                fig.add_trace(go.Scatter(x=[t[0], t[-1]], y=[p["baseline"]] * 2, mode="lines", name=f"{metric} baseline",
-                                         line={"color": "#7f7f7f", "dash": "dash"}), row=row, col=1)
+            versions = p.get("model_version")
+            fig.add_trace(go.Scatter(x=t, y=p["value"], mode="lines", name=f"{metric}{suffix}", line={"color": colour},
+                                     text=versions, hovertemplate="%{x}<br>%{y}<br>model version %{text}<extra></extra>"
+                                     if versions else None), row=row, col=1)
+            baseline = p.get("baseline")
+            if isinstance(baseline, list):  # one a test: a new model version has its own
+                fig.add_trace(go.Scatter(x=t, y=baseline, mode="lines", line={"color": "#7f7f7f", "dash": dash, "shape": "hv"},
+                                         name=f"{metric}{suffix} baseline"), row=row, col=1)
+            elif baseline is not None:  # a document of an earlier driftd: one baseline
+                fig.add_trace(go.Scatter(x=[t[0], t[-1]], y=[baseline] * 2, mode="lines", name=f"{metric}{suffix} baseline",
+                                         line={"color": "#7f7f7f", "dash": dash}), row=row, col=1)
         s = decay.get(f"decay/{metric}")
         if s:
             s = _thin(s)
