@@ -195,3 +195,30 @@ def test_an_estimate_that_never_runs_holds_no_window():
     assert estimate._recent.data is None and estimate._labelled.data is None
     assert estimate.metrics() == {} and estimate.error() == {} and estimate.realised() == {}
     assert len(pickle.dumps(pipeline.estimation)) < 8_000
+
+
+def test_a_state_saved_with_the_estimates_in_the_pipeline_goes_on_the_same():
+    """States saved before the estimates had their module (daemon/stream/estimates.py) held
+    the current estimate and the earlier versions' in the pipeline itself: such a state
+    loads and decides as one saved now. Here version 1's labelled reference is still
+    incomplete when version 2's predictions come: its estimate is kept, in the state."""
+    feats, y_pred, scores, y_true = _binary(38)
+    pipeline = ModelPipeline("m", _config())
+    _feed(pipeline, feats[:6000], y_pred[:6000], scores[:6000], y_true[:6000], labelled_until=1000, version="1")
+    _feed(pipeline, feats[6000:7000], y_pred[6000:7000], scores[6000:7000], y_true[6000:7000], labelled_until=0,
+          version="2")
+    assert list(pipeline.estimates.earlier) == [1]
+    state = pickle.loads(pickle.dumps(pipeline)).__getstate__()
+    estimates = state.pop("estimates")  # the layout before: in the pipeline
+    state["estimation"], state["earlier_estimations"] = estimates.current, estimates.earlier
+    old = ModelPipeline.__new__(ModelPipeline)
+    old.__setstate__(state)
+    assert old.estimation is estimates.current and list(old.estimates.earlier) == [1]
+    pairs = [((y_pred[i], scores[i], "1", T0 + i, feats[i]), y_true[i]) for i in range(1000, 3000)]
+    seen = []
+    for p in (pipeline, old):
+        p.observe_labels(pairs, list(range(1000, 3000)), [T0 + 1010 + i for i in range(2000)])
+        calibrate_now(p)
+        seen.append([(o.detector, o.offset, o.drift, o.detail.get("statistic")) for o in p.pop_observations()
+                     if o.detector == NAME])
+    assert seen[0] and seen[0] == seen[1]

@@ -75,6 +75,25 @@ def detail_of(decision, version) -> Mapping:
             "p_value": decision.p_value, "model_version": version, **getattr(decision, "detail", {})}
 
 
+def renewed(kept: bool, version, what: str) -> dict:
+    """The detail of an alert episode's end at a new model version: ``test_gone`` (the
+    version has no such test) or ``new_reference`` (``what`` of the version happens here:
+    drift is measured against its own reference from then on)."""
+    if not kept:
+        return {"reason": "test_gone", "model_version": version,
+                "why": f"model version {version} has no such test (feature absent or untestable)"}
+    return {"reason": "new_reference", "model_version": version, "why": f"model version {version}'s {what} from here"}
+
+
+def add_counts(counts: dict, detectors) -> None:
+    """Add each ``(key, detector)``'s detections and tests to ``counts[key]`` (a list
+    ``[detections, tests]``): what the exported counters go on from when the detector is gone."""
+    for key, det in detectors:
+        total = counts.setdefault(key, [0, 0])
+        total[0] += det.n_detections
+        total[1] += det.n_tests
+
+
 class LazyDetail(Mapping):
     """The detail of a decision whose p-value is computed when first read: a read-only
     mapping with the keys and values of :func:`detail_of`'s dict (``dict(detail)``, ``.get``,

@@ -10,7 +10,7 @@ detector (concept drift) and the performance-decay tests, whose baseline is the 
 ``decay_reference_size`` labelled events of the version. Those events also fit the
 version's estimated performance (:mod:`daemon.stream.estimation`), which then estimates
 every later prediction before its label comes (an earlier version's estimate goes on
-while its labelled reference may still complete: see :meth:`ModelPipeline._keep_estimation`).
+while its labelled reference may still complete: :mod:`daemon.stream.estimates`).
 
 Every decision a detector takes becomes an :class:`~daemon.stream.decisions.Observation`: the
 event time and source offset of the value that completed the test, in stream order
@@ -45,8 +45,9 @@ from daemon.runtime import allocator
 from daemon.stream import reference as ref
 from daemon.stream.columns import CalibrationJob, DataTests, calibrate_jobs_now
 from daemon.config import ModelConfig
-from daemon.stream.decisions import LazyDetail, Observation, SourceLog, detail_of, observation
-from daemon.stream.estimation import NAME as ESTIMATE, ModelEstimation
+from daemon.stream.decisions import LazyDetail, Observation, SourceLog, add_counts, detail_of, observation, renewed
+from daemon.stream.estimates import Estimates
+from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
@@ -87,7 +88,6 @@ class ModelPipeline:
         self.observations: list[Observation] = []
         self.watch: _Watch | None = None
         self.retired: list[_Watch] = []  # of earlier versions, still waiting for thresholds
-        self.earlier_estimations: dict[int, ModelEstimation] = {}  # epoch -> see _keep_estimation
         #: (test, column) -> [detections, tests] of the model's detectors of earlier versions,
         #: gone: the exported counters go on from them (:meth:`counts_before`).
         self.ended_counts: dict[tuple, list] = {}
@@ -114,9 +114,10 @@ class ModelPipeline:
         # States saved before the label side followed the labels: it was at the current version.
         self.__dict__.setdefault("versions", [(self.epoch, self.version, -math.inf)])
         self.__dict__.setdefault("labels_epoch", self.epoch)
-        if "estimation" not in state:  # a state saved before estimation existed
-            self.estimation = ModelEstimation(self.config, self.version)
-        self.__dict__.setdefault("earlier_estimations", {})
+        if "estimates" not in state:  # saved with the estimates in the pipeline (or before them)
+            current = self.__dict__.pop("estimation", None) or ModelEstimation(self.config, self.version)
+            self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
+                                       earlier=self.__dict__.pop("earlier_estimations", {}))
         self.__dict__.setdefault("ended_counts", {})
         if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
             self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
@@ -132,9 +133,6 @@ class ModelPipeline:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
             else:
                 self._count_ended(self.watch.tests.detectors())
-        estimation = self.__dict__.get("estimation")
-        if estimation is not None:
-            self._keep_estimation(self.epoch, estimation)
         self.version = version
         self.epoch += 1  # names this version's label tests in calibration jobs
         self.n_predictions = 0  # of this version
@@ -145,36 +143,17 @@ class ModelPipeline:
         self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version, since)]
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
-        self.estimation = ModelEstimation(self.config, version)
-
-    def _keep_estimation(self, epoch: int, estimation: ModelEstimation) -> None:
-        """An earlier version's estimate goes on while it may still say something: its
-        labelled reference still to come (its labels come after the next version's first
-        predictions when the predictions topic was read ahead), or its test waiting for
-        thresholds; :data:`MAX_EARLIER_ESTIMATIONS` at most, the oldest then decided now
-        (held decisions) or given up (a reference still incomplete)."""
-        earlier = self.earlier_estimations
-        if not estimation.settled:
-            earlier[epoch] = estimation
+        estimates = self.__dict__.get("estimates")
+        if estimates is None:
+            self.estimates = Estimates(self.config, version, self.epoch)
         else:
-            self._count_ended(estimation.detectors.items())
-        while len(earlier) > MAX_EARLIER_ESTIMATIONS:
-            self._retire_estimation(earlier.pop(min(earlier)))
+            estimates.start(self.epoch, version)  # the earlier estimate is kept while it may say something
+            self.observations.extend(estimates.drain())
 
-    def _estimation_of(self, payload: tuple) -> ModelEstimation | None:
-        """The estimate a labelled event belongs to: its prediction's version's (a version
-        seen again, a rollback, by when the prediction was made), or None (an earlier
-        version's estimate no longer kept)."""
-        version, ts = payload[2], payload[3]
-        if version is None or not self.config.reference_per_version:
-            return self.estimation
-        if not self.earlier_estimations:  # the usual case: one estimate, by its version's name
-            return self.estimation if version == self.version else None
-        named = [(epoch, since) for epoch, v, since in self.versions if v == version]
-        epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
-        if epoch == self.epoch:
-            return self.estimation
-        return self.earlier_estimations.get(epoch)
+    @property
+    def estimation(self) -> ModelEstimation:
+        """The current version's estimated performance."""
+        return self.estimates.current
 
     def _start_labels(self, epoch: int, version: str | None, ts: float = 0.0, offset: int = 0) -> None:
         """The label side moves to ``version``: at the first labelled event of it (its
@@ -194,7 +173,7 @@ class ModelPipeline:
         if labels is not None:
             self._count_ended(labels.detectors.items())
             kept = set(self.labels.detectors)
-            self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, _renewed(
+            self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, renewed(
                 (name, feature) in kept, version, "label tests start, against its own labelled reference,"))
                 for name, feature in sorted(labels.detectors))
 
@@ -255,14 +234,17 @@ class ModelPipeline:
         from 0, the exported counters go on from these (a counter must never go back: an
         ``increase()`` over a version change saw none of the new detections)."""
         out = {key: list(counts) for key, counts in self.ended_counts.items()}
-        for detectors in [*(w.tests.detectors() for w in self.retired),
-                          *(e.detectors.items() for e in self.earlier_estimations.values())]:
-            _add_counts(out, detectors)
+        for watch in self.retired:
+            add_counts(out, watch.tests.detectors())
+        for key, (d, t) in self.estimates.counts().items():
+            total = out.setdefault(key, [0, 0])
+            total[0] += d
+            total[1] += t
         return {key: (d, t) for key, (d, t) in out.items()}
 
     def _count_ended(self, detectors) -> None:
         """Add ``(key, detector)`` pairs gone for good to :attr:`ended_counts`."""
-        _add_counts(self.ended_counts, detectors)
+        add_counts(self.ended_counts, detectors)
 
     def pop_observations(self) -> list[Observation]:
         """The decisions taken since the last call, placed in the stream (see
@@ -340,8 +322,8 @@ class ModelPipeline:
         if not events:
             return
         self.n_predictions += len(events)
-        self.estimation.observe_predictions(events, offsets)  # estimated performance
-        self.observations.extend(self.estimation.drain())
+        self.estimates.observe_predictions(events, offsets)  # estimated performance
+        self.observations.extend(self.estimates.drain())
         if self.watch is None:
             sample = self.reference
             room = sample.size - sample.n
@@ -407,7 +389,7 @@ class ModelPipeline:
             calibrate_jobs_now(watch.tests.calibration_jobs(),
                                lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
         kept = {key for key, _ in self.watch.tests.detectors()}
-        self.observations.extend(observation(test, column, None, ts, offset, "data", 0, _renewed(
+        self.observations.extend(observation(test, column, None, ts, offset, "data", 0, renewed(
             (test, column) in kept, self.version, "reference is complete: drift is measured against it")) for test, column in earlier)
 
     def _drain(self, watch: _Watch) -> None:
@@ -456,14 +438,13 @@ class ModelPipeline:
                     continue
                 self._asked.add((owner, job.column))
             jobs.append((owner, job))
-        for epoch, estimation in [*self.earlier_estimations.items(), (self.epoch, self.estimation)]:
-            for job in estimation.calibration_jobs():
-                owner = ("estimate", epoch)
-                if new_only:
-                    if (owner, job.column) in self._asked:
-                        continue
-                    self._asked.add((owner, job.column))
-                jobs.append((owner, job))
+        for epoch, job in self.estimates.calibration_jobs():
+            owner = ("estimate", epoch)
+            if new_only:
+                if (owner, job.column) in self._asked:
+                    continue
+                self._asked.add((owner, job.column))
+            jobs.append((owner, job))
         return jobs
 
     def apply_calibration(self, owner: tuple, job: CalibrationJob, thresholds, error: str | None = None) -> None:
@@ -472,11 +453,8 @@ class ModelPipeline:
         gone) is ignored."""
         side, number = owner
         if side == "estimate":
-            estimation = self.estimation if number == self.epoch else self.earlier_estimations.get(number)
-            if estimation is not None:
-                estimation.apply(job, thresholds, error)
-                self.observations.extend(estimation.drain())
-                self._forget_settled_estimations()
+            self.estimates.apply(number, job, thresholds, error)
+            self.observations.extend(self.estimates.drain())
             return
         if side == "labels":
             if number == self.labels_epoch:
@@ -497,60 +475,7 @@ class ModelPipeline:
         """Tests waiting for their thresholds."""
         data = sum(not d.calibrated for w in [*self.retired, self.watch] if w is not None and not w.tests.calibrated
                    for _, d in w.tests.detectors())  # (calibrated: kept by the tests, checked first)
-        estimations = [self.estimation, *self.earlier_estimations.values()]
-        return data + len(self.labels.calibration_jobs()) + sum(len(e.calibration_jobs()) for e in estimations)
-
-    def _estimate_labels(self, estimation: ModelEstimation | None, pairs: list, label_times: list) -> None:
-        """Labelled events of one estimate (None: of none kept), in label order: its
-        reference until complete (then it estimates the predictions that waited), then
-        its error. The current version's estimate starting ends the earlier ones' alert
-        episode (:meth:`_end_earlier_estimates`)."""
-        if estimation is None or not pairs:
-            return
-        started = estimation.started
-        estimation.observe_labels(pairs, label_times)
-        if estimation is self.estimation and not started and estimation.started:
-            self._end_earlier_estimates(estimation.completed_at)
-        self.observations.extend(estimation.drain())
-        self._forget_settled_estimations()
-
-    def _end_earlier_estimates(self, ts: float) -> None:
-        """The current version's estimate starts (its labelled reference complete, at the
-        label of event time ``ts``): the earlier versions' estimates say what they have
-        left (held decisions decided now, rare: their thresholds still to come), those
-        still collecting are given up, and the estimate test's open alert episode ends,
-        ``reason: new_reference``, so that this version's drift opens an episode (and an
-        alert) of its own."""
-        for estimation in self.earlier_estimations.values():
-            self._retire_estimation(estimation)
-        self.earlier_estimations.clear()
-        if self.epoch > 1:
-            est = self.estimation
-            self.observations.append(observation(ESTIMATE, est.metric, None, ts, 0, "labels", 0, _renewed(
-                True, self.version, "labelled reference is complete: the estimate is measured against it")))
-
-    def _retire_estimation(self, estimation: ModelEstimation) -> None:
-        """An earlier version's estimate is dropped: its held decisions decided now (rare:
-        its thresholds still to come), its counts kept for the exported counters."""
-        if estimation.waiting:
-            estimation.calibrate_now()
-            self.observations.extend(estimation.drain())
-        self._count_ended(estimation.detectors.items())
-
-    def _forget_settled_estimations(self) -> None:
-        """Forget the earlier versions' estimates with nothing more to say: fitted and
-        decided (their predictions are all in), or skipped; and those still collecting
-        their labelled reference once a later version's is complete (in label order: so
-        that the decisions of one version's estimate never come among a later one's, they
-        share an alert episode)."""
-        if not self.earlier_estimations:  # the usual case, once per labelled batch
-            return
-        estimations = {**self.earlier_estimations, self.epoch: self.estimation}
-        latest = max((epoch for epoch, e in estimations.items() if e.fitted or e.skipped), default=-1)
-        for epoch, estimation in list(self.earlier_estimations.items()):
-            if estimation.settled or (epoch < latest and not estimation.fitted):
-                del self.earlier_estimations[epoch]
-                self._count_ended(estimation.detectors.items())
+        return data + len(self.labels.calibration_jobs()) + len(self.estimates.calibration_jobs())
 
     # -- labels -----------------------------------------------------------------------------
     def observe_labels(self, pairs: list[tuple], offsets: list | None = None, label_times: list | None = None) -> int:
@@ -606,17 +531,8 @@ class ModelPipeline:
             labels.update_many(y_true, y_pred, errors, [t for _, _, t in used], [o for _, o, _ in used])
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
-        # Runs of consecutive pairs of one estimate, in label order (an estimate starting
-        # gives up the earlier ones still collecting: what comes after it must see that).
-        run, run_pairs, run_times = None, [], []
-        for pair, t in zip(pairs, label_times):
-            estimation = self._estimation_of(pair[0])
-            if estimation is not run:
-                self._estimate_labels(run, run_pairs, run_times)
-                run, run_pairs, run_times = self._estimation_of(pair[0]), [], []
-            run_pairs.append(pair)
-            run_times.append(t)
-        self._estimate_labels(run, run_pairs, run_times)
+        self.estimates.observe_labels(pairs, label_times, self.version, self.versions)
+        self.observations.extend(self.estimates.drain())
         if self.lifecycle is not None:
             self._learning_held.append((pairs, current, labels, before))
             self._learn_held()
@@ -667,28 +583,6 @@ class ModelPipeline:
 
 #: Model versions remembered in the order they came (the label side follows them).
 MAX_VERSIONS = 100
-#: Earlier model versions whose estimated performance waits for its labelled reference (or
-#: thresholds) at most; beyond, the oldest is given up (see ModelPipeline._keep_estimation).
-MAX_EARLIER_ESTIMATIONS = 3
-
-
-def _add_counts(counts: dict, detectors) -> None:
-    """Add each ``(key, detector)``'s detections and tests to ``counts[key]``."""
-    for key, det in detectors:
-        total = counts.setdefault(key, [0, 0])
-        total[0] += det.n_detections
-        total[1] += det.n_tests
-
-
-def _renewed(kept: bool, version, what: str) -> dict:
-    """The detail of an episode's end at a new model version (see
-    :meth:`ModelPipeline._end_earlier_episodes`): ``what`` of the version happens here."""
-    if not kept:
-        return {"reason": "test_gone", "model_version": version,
-                "why": f"model version {version} has no such test (feature absent or untestable)"}
-    return {"reason": "new_reference", "model_version": version, "why": f"model version {version}'s {what} from here"}
-
-
 _POSITION = operator.attrgetter("position")
 
 

@@ -1,0 +1,178 @@
+"""A model's estimated performance across its versions.
+
+Each model version has its own estimate (:class:`~daemon.stream.estimation.ModelEstimation`),
+fitted on that version's first ``decay_reference_size`` labelled events. When the
+predictions topic is read ahead of the labels (a catch-up poll, or a daemon whose labels
+lag), the next version's first predictions come before the earlier version's labelled
+reference is complete: the earlier estimate goes on until it completes, so that what it
+concludes does not depend on how far ahead the predictions were read. :class:`Estimates`
+keeps the current version's estimate and the earlier ones that may still say something
+(:data:`MAX_EARLIER` at most), gives each labelled event to its version's estimate in
+label order, and ends the earlier estimates' alert episode where the current one starts.
+
+Decisions come out as observations (:meth:`Estimates.drain`); the detections and tests of
+the estimates dropped are kept (:meth:`Estimates.counts`), so exported counters go on.
+
+>>> from daemon.config import ModelConfig
+>>> estimates = Estimates(ModelConfig(), version="1", epoch=1)
+>>> estimates.start(2, "2")     # version 2's first prediction: version 1's labels may still come
+>>> estimates.current.version, sorted(estimates.earlier), estimates.drain()
+('2', [1], [])
+>>> versions = [(1, "1", 0.0), (2, "2", 500.0)]      # (epoch, version, its first prediction's time)
+>>> estimates.of((1, 0.9, "1", 499.0, {}), "2", versions) is estimates.earlier[1]   # a late label of 1
+True
+"""
+
+from __future__ import annotations
+
+from daemon.config import ModelConfig
+from daemon.stream.decisions import Observation, add_counts, observation, renewed
+from daemon.stream.estimation import NAME, ModelEstimation
+
+#: Earlier model versions whose estimate waits for its labelled reference (or thresholds)
+#: at most; beyond, the oldest is given up (its held decisions decided first).
+MAX_EARLIER = 3
+
+
+class Estimates:
+    """The current model version's estimate (``current``, of version epoch ``epoch``) and
+    the earlier versions' still kept (``earlier``: epoch -> estimate); pickled with the
+    model's pipeline."""
+
+    def __init__(self, config: ModelConfig, version: str | None = None, epoch: int = 1,
+                 current: ModelEstimation | None = None, earlier: dict | None = None):
+        self.config = config
+        self.current = current if current is not None else ModelEstimation(config, version)
+        self.epoch = epoch
+        self.earlier: dict[int, ModelEstimation] = earlier if earlier is not None else {}
+        self.observations: list[Observation] = []
+        #: (test, column) -> [detections, tests] of the estimates dropped.
+        self.ended: dict[tuple, list] = {}
+
+    # -- versions ---------------------------------------------------------------------------
+    def start(self, epoch: int, version: str | None) -> None:
+        """Model version ``version`` (epoch ``epoch``) starts: its estimate is the current
+        one; the one before is kept while it may still say something (its labelled
+        reference still to come, or its test waiting for thresholds)."""
+        if not self.current.settled:
+            self.earlier[self.epoch] = self.current
+        else:
+            add_counts(self.ended, self.current.detectors.items())
+        while len(self.earlier) > MAX_EARLIER:
+            self._retire(self.earlier.pop(min(self.earlier)))
+        self.current = ModelEstimation(self.config, version)
+        self.epoch = epoch
+
+    def of(self, payload: tuple, version: str | None, versions: list) -> ModelEstimation | None:
+        """The estimate a labelled event belongs to: its prediction's version's (a version
+        seen again, a rollback, by when the prediction was made), or None (an earlier
+        version's estimate no longer kept). ``payload``: the join's (prediction, score,
+        version, ts, features); ``version``: the model's current version; ``versions``:
+        (epoch, version, event time of its first prediction) in the order they came."""
+        named_version, ts = payload[2], payload[3]
+        if named_version is None or not self.config.reference_per_version:
+            return self.current
+        if not self.earlier:  # the usual case: one estimate, by its version's name
+            return self.current if named_version == version else None
+        named = [(epoch, since) for epoch, v, since in versions if v == named_version]
+        epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
+        if epoch == self.epoch:
+            return self.current
+        return self.earlier.get(epoch)
+
+    # -- feeding ----------------------------------------------------------------------------
+    def observe_predictions(self, events: list, offsets: list) -> None:
+        """The current version's predictions (see :meth:`ModelEstimation.observe_predictions`)."""
+        self.current.observe_predictions(events, offsets)
+        self.observations.extend(self.current.drain())
+
+    def observe_labels(self, pairs: list, label_times: list, version: str | None, versions: list) -> None:
+        """Labelled events (join pairs) in label order, each to its version's estimate (see
+        :meth:`of`), in runs of consecutive pairs of one estimate: an estimate starting
+        gives up the earlier ones still collecting, and what comes after must see that."""
+        run, run_pairs, run_times = None, [], []
+        for pair, t in zip(pairs, label_times):
+            estimation = self.of(pair[0], version, versions)
+            if estimation is not run:
+                self._observe(run, run_pairs, run_times, version)
+                run, run_pairs, run_times = self.of(pair[0], version, versions), [], []
+            run_pairs.append(pair)
+            run_times.append(t)
+        self._observe(run, run_pairs, run_times, version)
+
+    def _observe(self, estimation: ModelEstimation | None, pairs: list, label_times: list, version) -> None:
+        """Labelled events of one estimate (None: of none kept): its reference until
+        complete (then it estimates the predictions that waited), then its error."""
+        if estimation is None or not pairs:
+            return
+        started = estimation.started
+        estimation.observe_labels(pairs, label_times)
+        if estimation is self.current and not started and estimation.started:
+            self._end_earlier(estimation.completed_at, version)
+        self.observations.extend(estimation.drain())
+        self._forget_settled()
+
+    def _end_earlier(self, ts: float, version) -> None:
+        """The current version's estimate starts (its labelled reference complete, at the
+        label of event time ``ts``): the earlier versions' estimates say what they have
+        left (held decisions decided now, rare: their thresholds still to come), those
+        still collecting are given up, and the estimate test's open alert episode ends,
+        ``reason: new_reference``, so that this version's drift opens an episode (and an
+        alert) of its own."""
+        for estimation in self.earlier.values():
+            self._retire(estimation)
+        self.earlier.clear()
+        if self.epoch > 1:
+            self.observations.append(observation(NAME, self.current.metric, None, ts, 0, "labels", 0, renewed(
+                True, version, "labelled reference is complete: the estimate is measured against it")))
+
+    def _retire(self, estimation: ModelEstimation) -> None:
+        """An earlier version's estimate is dropped: its held decisions decided now (rare:
+        its thresholds still to come), its counts kept for the exported counters."""
+        if estimation.waiting:
+            estimation.calibrate_now()
+            self.observations.extend(estimation.drain())
+        add_counts(self.ended, estimation.detectors.items())
+
+    def _forget_settled(self) -> None:
+        """Forget the earlier versions' estimates with nothing more to say: fitted and
+        decided (their predictions are all in), or skipped; and those still collecting
+        their labelled reference once a later version's is complete (in label order: so
+        that the decisions of one version's estimate never come among a later one's, they
+        share an alert episode)."""
+        if not self.earlier:  # the usual case, once per labelled batch
+            return
+        estimations = {**self.earlier, self.epoch: self.current}
+        latest = max((epoch for epoch, e in estimations.items() if e.fitted or e.skipped), default=-1)
+        for epoch, estimation in list(self.earlier.items()):
+            if estimation.settled or (epoch < latest and not estimation.fitted):
+                del self.earlier[epoch]
+                add_counts(self.ended, estimation.detectors.items())
+
+    def drain(self) -> list[Observation]:
+        """The estimates' decisions (and episode ends) since the last call, in order."""
+        out, self.observations = self.observations, []
+        return out
+
+    # -- calibration ------------------------------------------------------------------------
+    def calibration_jobs(self) -> list[tuple[int, object]]:
+        """(epoch, job) for each estimate's test waiting for thresholds."""
+        return [(epoch, job) for epoch, estimation in [*self.earlier.items(), (self.epoch, self.current)]
+                for job in estimation.calibration_jobs()]
+
+    def apply(self, epoch: int, job, thresholds, error: str | None = None) -> None:
+        """Set the thresholds of the estimate of ``epoch`` (ignored if it is no longer kept)."""
+        estimation = self.current if epoch == self.epoch else self.earlier.get(epoch)
+        if estimation is not None:
+            estimation.apply(job, thresholds, error)
+            self.observations.extend(estimation.drain())
+            self._forget_settled()
+
+    # -- reading ----------------------------------------------------------------------------
+    def counts(self) -> dict[tuple, list]:
+        """(test, column) -> [detections, tests] of the earlier versions' estimates: dropped,
+        or still kept."""
+        out = {key: list(counts) for key, counts in self.ended.items()}
+        for estimation in self.earlier.values():
+            add_counts(out, estimation.detectors.items())
+        return out
