@@ -387,3 +387,42 @@ def test_an_event_without_a_version_does_not_reset_the_model():
     assert pipeline.n_predictions == 1200  # every one counted as the version's
     pipeline.observe_labels([(("1", 0.5, None, streams.ts(1101), None), "1")])  # a label of one of them
     assert pipeline.labels.n_fed == 1
+
+
+def test_a_state_saved_with_the_learners_parts_in_the_pipeline_learns_on_the_same():
+    """States saved before the learners' part had its class (daemon/stream/learning.py
+    Learning) held the lifecycle, the promotions, the held events and the signals in the
+    pipeline itself: such a state loads and learns as one saved now, here with labelled
+    events held while the label tests wait for their thresholds and an error-rate change
+    (ADWIN's drift signal) still to come."""
+    config = ModelConfig(**{**SMALL, "learners": {"tree": {"HoeffdingTreeClassifier": {}}}, "numeric_tests": [],
+                            "categorical_tests": [], "promotion_min_events": 50, "promotion_window": 200})
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=3000)
+    pipeline = ModelPipeline("m", config)
+    pipeline.observe_predictions([prediction(i, {"x": float(xs[i])}, int(xs[i] > 0)) for i in range(3000)])
+
+    def pairs(lo, hi):  # right 90% of the time, then 40% from 2000 on
+        wrong = rng.random(hi - lo) > np.where(np.arange(lo, hi) < 2000, 0.9, 0.4)
+        return [((int(xs[i] > 0), 0.5, None, streams.ts(i), {"x": float(xs[i])}), int(xs[i] > 0) ^ int(w))
+                for i, w in zip(range(lo, hi), wrong)]
+
+    pipeline.observe_labels(pairs(0, 1200))  # label tests' reference complete: their events held
+    assert pipeline.learning.held and pipeline.uncalibrated
+    state = pickle.loads(pickle.dumps(pipeline)).__getstate__()
+    learning = state.pop("learning")  # the layout before: in the pipeline
+    state.update(lifecycle=learning.lifecycle, pending_promotions=learning.promotions, learning_errors=learning.errors,
+                 _learning_held=learning.held, _signals=learning.signals)
+    old = ModelPipeline.__new__(ModelPipeline)
+    old.__setstate__(state)
+    assert old.learning.held and old.lifecycle is learning.lifecycle
+    rest = pairs(1200, 3000)
+    seen = []
+    for p in (pipeline, old):
+        calibrate_now(p)
+        p.observe_labels(rest)
+        calibrate_now(p)
+        cc = p.lifecycle
+        seen.append((cc.n_labelled, dict(cc.retrains), dict(cc.decisions), len(p.pending_promotions), p.learning_errors,
+                     [(o.detector, o.offset, o.drift) for o in p.pop_observations()]))
+    assert seen[0] == seen[1] and seen[0][0] == 3000 and sum(seen[0][1].values()) >= 1, seen[0][:5]

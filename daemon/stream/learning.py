@@ -1,7 +1,9 @@
 """The model lifecycle in the daemon: learners per model, and publishing promotions.
 
 :func:`build_lifecycle` turns a model's settings into a :class:`learners.ChampionChallenger`
-(the pure part: learners, replay buffer, retrain policy, promotion gate). A promotion is
+(the pure part: learners, replay buffer, retrain policy, promotion gate); :class:`Learning`
+feeds it a model's labelled events in label order, with the label tests' signals at the
+events where they fired. A promotion is
 published at least once: :class:`Publisher` writes the signed artifact to the registry
 (idempotent: the promotion's deterministic id returns the existing version on a replay),
 then sends the "model updated" event and an info alert.
@@ -35,6 +37,73 @@ def build_lifecycle(config: ModelConfig, key: str) -> ChampionChallenger:
         gate=PromotionGate(task, margin=config.promotion_margin, min_events=config.promotion_min_events,
                            alpha=config.promotion_alpha, min_interval=config.promotion_min_interval_seconds),
         gate_window=config.promotion_window, max_retrained=config.max_retrained)
+
+
+class Learning:
+    """A model's learners fed with its labelled events (pickled with its pipeline).
+
+    Batch-independent learning: a label test's signal (drift, decay) reaches the lifecycle
+    at the labelled event that tipped the test, so retrains and promotions do not depend on
+    how the consumer batched the input (signalling once per batch did). Labelled events
+    therefore wait here while the label tests that may signal at them still wait for their
+    thresholds (:meth:`release` gives them to the learners once they are decided). Learners
+    learn the world, not the deployed model: they take every label, also the late ones of
+    a model version no longer current, which the label tests leave out (not paired with the
+    current champion).
+
+    ``lifecycle``: the model's :class:`~learners.lifecycle.ChampionChallenger`;
+    ``promotions``: (promotion, event time) waiting to be published by the daemon;
+    ``errors``: labelled events a learner could not take (counted, not fatal).
+    """
+
+    def __init__(self, lifecycle: ChampionChallenger, promotions: list | None = None, errors: int = 0,
+                 held: list | None = None, signals: dict | None = None):
+        self.lifecycle = lifecycle
+        self.promotions: list[tuple] = promotions if promotions is not None else []
+        self.errors = errors
+        #: (pairs, paired with the current version, their label tests, position before).
+        self.held: list[tuple] = held if held is not None else []
+        #: (label tests, position among their pairs) -> signals not yet learned at.
+        self.signals: dict[tuple, dict] = signals if signals is not None else {}
+
+    def observe(self, pairs: list, paired: list, tests, before: int) -> None:
+        """Labelled events (join pairs, in label order), whether each was paired with the
+        version of label ``tests`` (and fed to them, after ``before`` pairs); learned now
+        unless those tests wait for thresholds."""
+        self.held.append((pairs, paired, tests, before))
+        self.release(tests)
+
+    def signal(self, tests, position: int, signal: dict) -> None:
+        """The label ``tests`` fired at their ``position``-th pair: ``{"drift": ..., "decay": ...}``."""
+        self.signals[(tests, position)] = signal
+
+    def release(self, current_tests) -> None:
+        """Learn the held events, in order, up to the first of ``current_tests`` (the model's
+        label tests now) while they wait for thresholds (their signals are not known yet)."""
+        while self.held:
+            pairs, paired, tests, before = self.held[0]
+            if tests is current_tests and tests.waiting:
+                return
+            self.held.pop(0)
+            self._learn(pairs, paired, tests, before)
+
+    def _learn(self, pairs: list, paired: list, tests, before: int) -> None:
+        """Progressive validation of the learners on each joined (prediction, label); the
+        signals at the events where the tests fired; then the promotion gate."""
+        lifecycle = self.lifecycle
+        position = before  # among the version's pairs fed to its tests
+        for ((prediction, _, version, ts, features), label), is_paired in zip(pairs, paired):
+            position += is_paired
+            try:
+                lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=is_paired)
+            except ValueError:
+                self.errors += 1  # features a learner cannot take
+            signal = self.signals.pop((tests, position), None) if is_paired else None
+            if signal is not None:
+                lifecycle.on_signal(**signal)
+            promotion = lifecycle.maybe_promote(ts)
+            if promotion is not None:
+                self.promotions.append((promotion, ts))
 
 
 class Publisher:

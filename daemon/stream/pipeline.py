@@ -51,7 +51,7 @@ from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
-from daemon.stream.learning import build_lifecycle
+from daemon.stream.learning import Learning, build_lifecycle
 from detectors.base import Decision
 
 log = logging.getLogger("driftd.stream.pipeline")
@@ -93,13 +93,7 @@ class ModelPipeline:
         self.ended_counts: dict[tuple, list] = {}
         self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
-        self.lifecycle = build_lifecycle(config, f"models.{name}.learners") if config.learners else None
-        self.pending_promotions: list[tuple] = []  # (promotion, event time), published by the daemon
-        self.learning_errors = 0
-        # Labelled events wait here for the learners while label tests wait for thresholds
-        # (so that the learners' signals come at the same events whatever the timing).
-        self._learning_held: list[tuple] = []  # (pairs, current, labels object, position before)
-        self._signals: dict[tuple, dict] = {}  # (label tests, position) -> signals not yet learned at
+        self.learning = Learning(build_lifecycle(config, f"models.{name}.learners")) if config.learners else None
         self.label_checks = LabelChecks()
         self._start_version(None)
 
@@ -119,6 +113,11 @@ class ModelPipeline:
             self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
                                        earlier=self.__dict__.pop("earlier_estimations", {}))
         self.__dict__.setdefault("ended_counts", {})
+        if "learning" not in state:  # saved with the learners' parts in the pipeline
+            lifecycle, old = self.__dict__.pop("lifecycle", None), self.__dict__
+            parts = (old.pop("pending_promotions", []), old.pop("learning_errors", 0), old.pop("_learning_held", []),
+                     old.pop("_signals", {}))
+            self.learning = Learning(lifecycle, *parts) if lifecycle is not None else None
         if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
             self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
             for old in ("_label_type_checks", "_positive_checks"):
@@ -149,6 +148,21 @@ class ModelPipeline:
         else:
             estimates.start(self.epoch, version)  # the earlier estimate is kept while it may say something
             self.observations.extend(estimates.drain())
+
+    @property
+    def lifecycle(self):
+        """The model's learners (:class:`~learners.lifecycle.ChampionChallenger`), or None."""
+        return self.learning.lifecycle if self.learning is not None else None
+
+    @property
+    def pending_promotions(self) -> list[tuple]:
+        """(promotion, event time) the daemon is to publish."""
+        return self.learning.promotions if self.learning is not None else []
+
+    @property
+    def learning_errors(self) -> int:
+        """Labelled events a learner could not take."""
+        return self.learning.errors if self.learning is not None else 0
 
     @property
     def estimation(self) -> ModelEstimation:
@@ -533,52 +547,17 @@ class ModelPipeline:
         # The estimate is of the predictions' version: its labelled reference is that version's.
         self.estimates.observe_labels(pairs, label_times, self.version, self.versions)
         self.observations.extend(self.estimates.drain())
-        if self.lifecycle is not None:
-            self._learning_held.append((pairs, current, labels, before))
-            self._learn_held()
+        if self.learning is not None:
+            self.learning.observe(pairs, current, labels, before)
         return len(used)
 
     def _drain_labels(self) -> None:
         found, signals = self.labels.drain()
         self.observations.extend(found)
-        for position, signal in signals.items():
-            self._signals[(self.labels, position)] = signal
-        if self.lifecycle is not None:
-            self._learn_held()
-
-    def _learn_held(self) -> None:
-        """Give the learners the labelled events held for them, in order, unless the label
-        tests still wait for thresholds (their signals are not known yet)."""
-        while self._learning_held:
-            pairs, current, labels, before = self._learning_held[0]
-            if labels is self.labels and labels.waiting:
-                return
-            self._learning_held.pop(0)
-            self._learn(pairs, current, labels, before)
-
-    def _learn(self, pairs: list, current: list, labels, before: int) -> None:
-        """Progressive validation of the learners on each joined (prediction, label); the
-        detectors' signals at the events where they fired; then the promotion gate.
-
-        Batch-independent learning: a detector's signal reaches the lifecycle at the event
-        that tipped the detector (signalling once per polled batch made retrains and
-        promotions depend on how the consumer happened to batch the input). Learners learn
-        the world, not the deployed model: they take every label, also the late ones of a
-        model version no longer current (``current`` False), which the detectors leave
-        out; those are not paired with the current champion."""
-        position = before  # among the version's pairs fed to its detectors
-        for ((prediction, _, version, ts, features), label), paired in zip(pairs, current):
-            position += paired
-            try:
-                self.lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=paired)
-            except ValueError:
-                self.learning_errors += 1  # features a learner cannot take; counted, not fatal
-            signal = self._signals.pop((labels, position), None) if paired else None
-            if signal is not None:
-                self.lifecycle.on_signal(**signal)
-            promotion = self.lifecycle.maybe_promote(ts)
-            if promotion is not None:
-                self.pending_promotions.append((promotion, ts))
+        if self.learning is not None:
+            for position, signal in signals.items():
+                self.learning.signal(self.labels, position, signal)
+            self.learning.release(self.labels)
 
 
 #: Model versions remembered in the order they came (the label side follows them).
