@@ -105,7 +105,10 @@ class ClassificationEstimate:
     positive, a window without scores).
 
     :meth:`fit` takes the labelled reference: scores, labels and predictions (at least 2
-    usable events; ValueError otherwise, or if the scores mix numbers and mappings).
+    usable events; ValueError otherwise, or if the scores mix numbers and mappings). Once
+    fitted, a score of the other form than the reference's (a number where the reference
+    had mappings, or the reverse) cannot be calibrated: it is left out like a missing one
+    (:meth:`takes`).
     """
 
     task = "classification"
@@ -152,12 +155,23 @@ class ClassificationEstimate:
             return bool(score)
         return isinstance(score, (int, float, np.number)) and not isinstance(score, bool) and math.isfinite(score)
 
-    @classmethod
-    def _usable(cls, scores, *columns):
-        keep = [i for i, s in enumerate(scores) if cls.usable(s)]
-        kinds = {isinstance(scores[i], dict) for i in keep}
-        if len(kinds) > 1:
-            raise ValueError("scores mix numbers and class -> probability mappings")
+    def takes(self, score) -> bool:
+        """Whether the fitted estimate uses ``score``: a usable score of the reference's
+        form (a number, or a class -> probability mapping).
+
+        >>> est = ClassificationEstimate().fit([0.2, 0.9, 0.7, 0.1], [0, 1, 1, 0], [0, 1, 1, 0])
+        >>> est.takes(0.4), est.takes({"1": 0.4}), est.takes(None)
+        (True, False, False)
+        """
+        return self.usable(score) and isinstance(score, dict) == (self.classes is not None)
+
+    def _usable(self, scores, *columns):
+        if self.fitted:
+            keep = [i for i, s in enumerate(scores) if self.takes(s)]
+        else:
+            keep = [i for i, s in enumerate(scores) if self.usable(s)]
+            if len({isinstance(scores[i], dict) for i in keep}) > 1:
+                raise ValueError("scores mix numbers and class -> probability mappings")
         return ([scores[i] for i in keep], *[[c[i] for i in keep] for c in columns])
 
     def _matrix(self, scores) -> np.ndarray:

@@ -222,3 +222,38 @@ def test_a_state_saved_with_the_estimates_in_the_pipeline_goes_on_the_same():
         seen.append([(o.detector, o.offset, o.drift, o.detail.get("statistic")) for o in p.pop_observations()
                      if o.detector == NAME])
     assert seen[0] and seen[0] == seen[1]
+
+
+def test_scores_that_change_form_after_the_fit_are_left_out_not_a_crash(caplog):
+    """A new user's finding: a classifier's scores switched from class -> probability
+    mappings to numbers (or back) after the estimate was fitted; every later batch of
+    predictions and labels raised out of the model (internal_error dead letters, more of
+    them at larger batches), so the model was no longer watched at all. Now those scores
+    are left out of the estimate (it cannot calibrate them), counted, and said once."""
+    import logging
+
+    feats, y_pred, scores, y_true = _binary(39)
+    n = 6000
+    for first, later in (("mapping", "number"), ("number", "mapping")):
+        def score(i):
+            form = first if i < 3000 else later
+            return {"0": 1 - scores[i], "1": scores[i]} if form == "mapping" else scores[i]
+
+        runs = []
+        for batch in (1, 7, 500):
+            caplog.clear()
+            pipeline = ModelPipeline("m", _config())
+            with caplog.at_level(logging.WARNING, logger="driftd"):
+                for a in range(0, n, batch):
+                    idx = range(a, min(n, a + batch))
+                    pipeline.observe_predictions([Event(features=feats[i], prediction=y_pred[i], score=score(i),
+                                                        model_version=None, ts=T0 + i) for i in idx], list(idx))
+                    pipeline.observe_labels([((y_pred[i], score(i), None, T0 + i, feats[i]), y_true[i]) for i in idx],
+                                            list(idx))
+                calibrate_now(pipeline)
+            said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+            found = [(o.offset, o.drift) for o in pipeline.pop_observations() if o.detector == NAME]
+            runs.append((pipeline.estimation.unlike, said, found, pipeline.estimation.estimate.n_seen))
+        unlike, said, found, n_seen = runs[0]
+        assert runs[0] == runs[1] == runs[2], (first, [r[0] for r in runs])
+        assert unlike == 3000 and n_seen == 3000 - 2000 and len(said) == 1 and found, (first, unlike, said)

@@ -178,6 +178,10 @@ class ModelEstimation:
         self.test: EstimateDecay | None = None
         self.skipped: str | None = None if self.enabled else "estimation: off"
         self.sources = SourceLog()
+        #: Predictions left out because their score is of the other form than the reference's
+        #: (a number where it had mappings, or the reverse): they cannot be calibrated.
+        self.unlike = 0
+        self.unlike_said = False
 
     @property
     def fitted(self) -> bool:
@@ -195,7 +199,21 @@ class ModelEstimation:
         return self.enabled and not self.skipped and self.task == "regression"
 
     # -- feeding ----------------------------------------------------------------------------
+    def unlike_note(self) -> str | None:
+        """Once, when predictions were first left out for a score of the other form than
+        the reference's: the words of a warning; else None."""
+        if not self.unlike or self.unlike_said:
+            return None
+        self.unlike_said = True
+        form = "class -> probability mappings" if self.estimate.classes is not None else "numbers"
+        of = f" of version {self.version}" if self.version is not None else ""
+        return (f"the estimated performance{of} is calibrated on scores that are {form}; predictions whose score "
+                "is not are left out of it (counted in /status as scores_left_out): send one form of score per "
+                "model version")
+
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("unlike", 0)  # saved before scores of the other form were left out
+        state.setdefault("unlike_said", False)
         state.setdefault("_newest_label", -math.inf)  # saved before the start was exact
         state.setdefault("_start", -math.inf)
         waiting = state.get("_waiting")
@@ -284,7 +302,11 @@ class ModelEstimation:
 
     def _estimate(self, features: list, predictions: list, scores: list, times: list, offsets: list) -> None:
         if self.task == "classification":
-            keep = [i for i, s in enumerate(scores) if ClassificationEstimate.usable(s)]
+            takes = self.estimate.takes
+            keep = [i for i, s in enumerate(scores) if takes(s)]
+            unlike = sum(map(ClassificationEstimate.usable, scores)) - len(keep)
+            if unlike:
+                self.unlike += unlike
             losses = self.estimate.update_many([scores[i] for i in keep], [predictions[i] for i in keep])
         else:
             keep = range(len(predictions))

@@ -425,6 +425,8 @@ class PartitionState:
                 "schema": _schema(pipeline.schema),
                 "uncalibrated_tests": pipeline.uncalibrated,
                 "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
+                # Predictions the estimated performance left out: a score of the other form.
+                "scores_left_out": pipeline.estimation.unlike,
                 "detectors": {f"{n}/{f}": vars(d.state()) for n, f, d in pipeline.detectors()},
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
                 "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},

@@ -337,7 +337,7 @@ class ModelPipeline:
             return
         self.n_predictions += len(events)
         self.estimates.observe_predictions(events, offsets)  # estimated performance
-        self.observations.extend(self.estimates.drain())
+        self._estimated()
         if self.watch is None:
             sample = self.reference
             room = sample.size - sample.n
@@ -358,6 +358,13 @@ class ModelPipeline:
                                 [e.prediction for e in events] if PREDICTION in watched else None,
                                 _score_values(events) if SCORE in watched else None)
         self._drain(watch)
+
+    def _estimated(self) -> None:
+        """After the estimates were fed: their decisions, and what they have to say."""
+        self.observations.extend(self.estimates.drain())
+        note = self.estimation.unlike_note()
+        if note:
+            log.warning("model %s: %s", self.name, note, extra={"model": self.name})
 
     def _build(self) -> None:
         sample = self.reference
@@ -546,7 +553,7 @@ class ModelPipeline:
             self._drain_labels()
         # The estimate is of the predictions' version: its labelled reference is that version's.
         self.estimates.observe_labels(pairs, label_times, self.version, self.versions)
-        self.observations.extend(self.estimates.drain())
+        self._estimated()
         if self.learning is not None:
             self.learning.observe(pairs, current, labels, before)
         return len(used)
