@@ -177,6 +177,29 @@ def _broker(args) -> int:
     return 0
 
 
+def output_clash(outputs: dict, inputs: list) -> str | None:
+    """Why the ``outputs`` (option -> path; None and ``-`` left out) cannot be written: one
+    is also an input (writing it would destroy the data before or after it is read), or
+    two options name the same file (one would overwrite the other); None if they can."""
+    import os
+
+    def same(a: str, b: str) -> bool:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+    named = [(option, path) for option, path in outputs.items() if path and path != "-"]
+    for option, path in named:
+        for source in inputs:
+            if same(path, source):
+                return f"{option} {path} is also an input: writing it would destroy the data; write it elsewhere"
+    for i, (option, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if same(path, other_path):
+                return f"{option} and {other} name the same file {path}: one would overwrite the other; give each its own"
+    return None
+
+
 def _at_least_one(text: str) -> int:
     """A whole number of at least 1 (--batch-size, --partitions)."""
     try:

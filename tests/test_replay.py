@@ -334,6 +334,29 @@ def test_routing_rows_by_their_fields_and_files(tmp_path):
         inputs.format_of(str(tmp_path))  # it said "unknown format '(no extension)'"
 
 
+def test_an_output_that_is_an_input_or_another_output_is_refused_before_anything_is_written(tmp_path, capsys):
+    """A new user's finding: --out naming the input file truncated it before it was read
+    (then "the files hold no rows"); --summary or --report naming it overwrote the data
+    after the replay; --out naming the --labels file replayed without labels; --out and
+    --summary naming one file kept only one of them."""
+    path, labels = tmp_path / "events.jsonl", tmp_path / "labels.jsonl"
+    records = _stream()
+    _write_jsonl(path, [r for r in records if r[0] == "predictions"])
+    _write_jsonl(labels, [r for r in records if r[0] == "labels"])
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(_config()))
+    before = (path.read_bytes(), labels.read_bytes())
+    base = ["replay", str(path), "--labels", str(labels), "--config", str(config_path)]
+    for extra, words in ((["--out", str(path)], "--out"), (["--summary", str(tmp_path / "." / "events.jsonl")], "--summary"),
+                         (["--report", str(path)], "--report"), (["--out", str(labels)], "--out"),
+                         (["--out", str(tmp_path / "s.json"), "--summary", str(tmp_path / "s.json")], "--out and --summary")):
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and ("is also an input" in err or "name the same file" in err), err
+        assert (path.read_bytes(), labels.read_bytes()) == before
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):
     records = _stream()
     path = tmp_path / "events.jsonl"

@@ -139,6 +139,17 @@ def test_the_report_command(replayed, tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
     assert main(["report", "--url", "http://127.0.0.1:9", "--out", str(out)]) == 1
     assert "no driftd /status" in capsys.readouterr().err
+    # A file that is not a summary is named as such (a JSON list gave a traceback, {} an
+    # empty report, the alerts' JSON Lines "Extra data"), and the summary is never overwritten.
+    for text, words in (("[1]", "is not a 'driftd replay --summary' document"),
+                        ("{}", "is not a 'driftd replay --summary' document"),
+                        ('{"id": 1}\n{"id": 2}\n', "not its alerts")):
+        wrong = tmp_path / "wrong.json"
+        wrong.write_text(text)
+        assert main(["report", "--from-replay", str(wrong), "--out", str(out)]) == 1
+        assert words in capsys.readouterr().err, text
+    assert main(["report", "--from-replay", str(summary), "--out", str(summary)]) == 1
+    assert "is also an input" in capsys.readouterr().err and json.loads(summary.read_text()) == document
 
 
 # -- in a real browser ----------------------------------------------------------------------------

@@ -160,6 +160,12 @@ def command(args) -> int:
     except inputs.InputError as e:
         print(f"driftd replay: {e}", file=sys.stderr)
         return 1
+    from daemon.cli import output_clash
+
+    clash = output_clash({"--out": args.out, "--summary": args.summary, "--report": args.report}, [p for p, _ in files])
+    if clash:
+        print(f"driftd replay: {clash}", file=sys.stderr)
+        return 2
     shown: dict = {}  # (reason, detail) -> dead letters of that kind
 
     def dead(d: DeadLetter) -> None:

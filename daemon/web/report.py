@@ -368,11 +368,21 @@ def command(args) -> int:
     """``driftd report``: exit 0 written, 1 on a failure (named on stderr)."""
     try:
         if args.from_replay:
+            from daemon.cli import output_clash
+
+            clash = output_clash({"--out": args.out}, [args.from_replay])
+            if clash:
+                raise ReportError(clash)
             try:
                 with open(args.from_replay, encoding="utf-8") as f:
                     document = json.load(f)
             except (OSError, ValueError) as e:
-                raise ReportError(f"cannot read {args.from_replay}: {e}") from None
+                hint = " (one JSON document is expected: the --summary of 'driftd replay', not its alerts)" \
+                    if isinstance(e, ValueError) and "Extra data" in str(e) else ""
+                raise ReportError(f"cannot read {args.from_replay}: {e}{hint}") from None
+            if not isinstance(document, dict) or not isinstance(document.get("models"), dict):
+                raise ReportError(f"{args.from_replay} is not a 'driftd replay --summary' document (it has no "
+                                  "\"models\" object): give the file written by --summary")
         else:
             from daemon.cli import _fetch_status
 
