@@ -81,8 +81,11 @@ class Secret:
         return hash(self._value)
 
 
-def _doc(text: str, **kw):
-    return field(metadata={"doc": text}, **kw)
+def _doc(text: str, switch: tuple | None = None, null_as=None, **kw):
+    """A setting's field with its documentation. ``switch``: (on, off) words of a setting
+    that YAML may read as a boolean (an unquoted ``off`` is ``false``): true and false read
+    as those words. ``null_as``: what a null (``~``, empty) reads as, where it means none."""
+    return field(metadata={"doc": text, "switch": switch, "null_as": null_as}, **kw)
 
 
 @dataclass
@@ -338,13 +341,13 @@ class ModelConfig:
         "each feature (categorical ones as indicators of their frequent levels) is reconstructed "
         "from the others (detector `reconstruction`, feature `<all>`, one more column under ert) "
         "when the reference has at least two numeric features that are not constant; `off`: no "
-        "such test.", default="auto")
+        "such test.", default="auto", switch=("auto", "off"))
     max_features: int = _doc(
         "Features watched per model (the first seen in the reference, by name); the rest are "
         "counted, not exported, to keep label cardinality bounded.", default=50)
     error_detector: str = _doc(
         "River detector on the per-label error stream (concept drift): ADWIN, PageHinkley, "
-        "DDM, EDDM, HDDM_A, HDDM_W, KSWIN; empty for none.", default="ADWIN")
+        "DDM, EDDM, HDDM_A, HDDM_W, KSWIN; empty (or null) for none.", default="ADWIN", null_as="")
     error_detector_params: dict = _doc(
         "Parameters for that River detector, each within River's documented range (ADWIN `delta`, KSWIN `alpha`, "
         "HDDM `drift_confidence`: between 0 and 1; PageHinkley `threshold`, DDM's thresholds: above 0; counts "
@@ -360,7 +363,7 @@ class ModelConfig:
         "estimates a classifier's metrics from its scores, calibrated on the first "
         "decay_reference_size labelled events (when most of them carry a score), and a regressor's "
         "MAE and RMSE from a model of its errors trained on them, with a decay test on the "
-        "estimate (label_ert predictions between false alarms); `off`: none.", default="auto")
+        "estimate (label_ert predictions between false alarms); `off`: none.", default="auto", switch=("auto", "off"))
     learners: dict = _doc(
         "Online learners, name -> River spec: {Class: {params}} or a list of them (a pipeline), "
         "from an allow-list (learners/spec.py); e.g. {tree: {HoeffdingAdaptiveTreeClassifier: "
@@ -594,6 +597,9 @@ def from_dict(data: dict) -> Config:
         overrides = overrides or {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"models.{name}", "must be a mapping of settings")
+        if name is None or str(name) == "":
+            raise ConfigError("models", f"a model's name must not be empty, got {name!r}: events name their model "
+                                        "in `model`, which cannot be empty")
         config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
 
     ConfigError.check_each(models.items(), build_model)
@@ -615,6 +621,11 @@ def _build(cls, data, prefix: str):
     values = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
+        meta = fields[name].metadata
+        if isinstance(value, bool) and meta.get("switch"):
+            value = meta["switch"][0 if value else 1]
+        elif value is None and meta.get("null_as") is not None:
+            value = meta["null_as"]
         values[name] = _coerce(hints[name], value, key)
     return cls(**values)
 

@@ -132,7 +132,7 @@ def check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.task", "must be classification or regression")
     if model.reference_size < MIN_REFERENCE:
         raise ConfigError(f"{key}.reference_size", f"must be at least {MIN_REFERENCE}: no test can be built from fewer reference values")
-    for name, least in (("window", 2), ("stride", 1), ("max_features", 1), ("decay_window", 1), ("decay_reference_size", 1)):
+    for name, least in (("window", 2), ("stride", 1), ("max_features", 1), ("decay_window", 2), ("decay_reference_size", 2)):
         if getattr(model, name) < least:
             raise ConfigError(f"{key}.{name}", f"must be at least {least}")
     for name in ("reference_size", "window", "decay_reference_size", "decay_window"):

@@ -477,3 +477,32 @@ def test_a_whole_float_is_a_whole_number():
     assert config.models["m"].positive_label == 1 and type(config.models["m"].positive_label) is int
     assert config.models["m"].window == 1000 and type(config.models["m"].window) is int
     assert_fails({"models": {"m": {"window": 1000.5}}}, "models.m.window", "must be a whole number, got 1000.5")
+
+
+def test_an_unquoted_off_and_a_null_error_detector_read_as_documented(tmp_path):
+    """YAML reads an unquoted `off` (and `no`) as false: `reconstruction: off`, as the README
+    writes it, failed with "must be a string, got False"; `error_detector: null` ("empty
+    for none") with "must be a string, got None"."""
+    path = tmp_path / "config.yaml"
+    path.write_text("model_defaults: {estimation: off}\n"
+                    "models:\n  m: {reconstruction: off, error_detector: null}\n  n: {estimation: on, reconstruction: yes}\n")
+    config = load(str(path))
+    m, n = config.models["m"], config.models["n"]
+    assert (m.estimation, m.reconstruction, m.error_detector) == ("off", "off", "")
+    assert (n.estimation, n.reconstruction) == ("auto", "auto")
+    with pytest.raises(ConfigError, match="models.m.estimation: must be a string, got None"):
+        from_dict({"models": {"m": {"estimation": None}}})
+
+
+@pytest.mark.parametrize("name", ["decay_window", "decay_reference_size"])
+def test_a_decay_window_or_reference_of_one_is_refused_by_its_key(name):
+    """1 passed the range check, then failed building the decay test with a message naming
+    its constructor's arguments ("window and reference_size must be at least 2")."""
+    assert_fails({"models": {"m": {name: 1}}}, f"models.m.{name}", "must be at least 2")
+
+
+@pytest.mark.parametrize("name", ["", None])
+def test_a_model_without_a_name_is_refused(name):
+    """`models: {"": {}}` was accepted: a model no event can name (an event's `model` must
+    not be empty)."""
+    assert_fails({"models": {name: {}}}, "models", "must not be empty")
