@@ -303,6 +303,26 @@ def test_a_file_out_of_time_order_is_named_at_the_end(tmp_path, capsys):
         assert ("sort them by ts" in err) == warned
 
 
+def test_a_row_refused_for_its_ts_does_not_put_the_file_out_of_order(tmp_path, capsys):
+    """A new user's finding: one row stamped in milliseconds in a sorted file is a dead
+    letter, but it was counted as the newest prediction read: every later row was then
+    "stamped 1,761,237,499,505 s before a prediction read earlier; sort them by ts"."""
+    lines = [value for _, _, value in _stream(n=1200)]
+    event = json.loads(lines[300])
+    assert "prediction" in event
+    event["ts"] = event["ts"] * 1000
+    lines[300] = json.dumps(event).encode()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps({**_config(), "join": {"label_grace_seconds": 5}}))
+    for size in ("1", "7", "500"):
+        assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"), "--quiet",
+                     "--batch-size", size]) == 0
+        err = capsys.readouterr().err
+        assert "dead letter" in err and "sort them by ts" not in err, err
+
+
 def _clean(tmp_path, records) -> list:
     path = tmp_path / "clean.jsonl"
     _write_jsonl(path, records)
