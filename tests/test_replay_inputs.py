@@ -253,3 +253,19 @@ def test_predictions_given_as_labels_exit_1_naming_the_mistake(tmp_path, capsys)
                  "--quiet"]) == 1
     assert "every row was read as a label: give a file of predictions as FILE, not --labels FILE" \
         in capsys.readouterr().err
+
+
+def test_a_csv_cell_longer_than_128_kb_is_a_row_not_the_end_of_the_replay(tmp_path, capsys):
+    """A new user's finding: one cell over the csv module's default limit (131,072
+    characters) stopped the replay ("field larger than field limit"), exit 1, nothing
+    written. It is a row like any other: a long string feature is replayed, one past
+    max_event_bytes is an oversize dead letter, as from a JSONL line."""
+    rows = ["model,id,ts,prediction,feature.x"]
+    rows += [f"m,{i},{1700000000 + i},1,{i % 7}" for i in range(60)]
+    rows.insert(21, f"m,long,1700000020.5,1,{'y' * 200_000}")
+    rows.insert(31, f"m,huge,1700000030.5,1,{'z' * 1_200_000}")
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert f"{path}:32: dead letter (oversize)" in err and "62 events in" in err and "; 1 dead letter\n" in err, err

@@ -40,10 +40,15 @@ class Progress:
     def done(self, result: Result) -> None:
         if self.tty:
             self.stream.write("\r\033[K")
-        self.stream.write(f"driftd replay: {result.records:,} events in {result.seconds:.1f} s "
-                          f"({result.rate:,.0f}/s); {len(result.alerts)} alerts; "
-                          f"{len(result.dead_letters)} dead letters\n")
+        self.stream.write(f"driftd replay: {_count(result.records, 'event')} in {result.seconds:.1f} s "
+                          f"({result.rate:,.0f}/s); {_count(len(result.alerts), 'alert')}; "
+                          f"{_count(len(result.dead_letters), 'dead letter')}\n")
         self.stream.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 alert``, ``2 alerts``, ``1,000 events``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def out_of_order(result: Result, config) -> list[str]:
@@ -72,7 +77,8 @@ def incomplete_references(result: Result) -> list[str]:
                     hint = f"all {refused[name]:,} of its predictions were dead letters (shown above)"
                 else:
                     hint = "give more events or a smaller model_defaults.reference_size" + (
-                        f" ({refused[name]:,} of its predictions were dead letters)" if refused[name] else "")
+                        f" ({refused[name]:,} of its predictions {'was a dead letter' if refused[name] == 1 else 'were dead letters'})"
+                        if refused[name] else "")
                 if pipeline.version_changes:
                     alerts = sum(a.model == name and a.status == "firing" for a in result.alerts)
                     earlier = (f"the earlier versions' tests ran ({alerts:,} firing alerts of the model)"

@@ -185,9 +185,17 @@ def _jsonl(path: str, labels: bool) -> Iterator[Item]:
             yield from _items(path, number, raw, labels)
 
 
+#: The longest CSV cell read, in characters (the largest the csv module takes everywhere).
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
 def _csv(path: str, labels: bool) -> Iterator[Item]:
     # Bytes that are not UTF-8 are kept as they are (surrogate escapes): such a row is a
     # dead letter (not_json, as the daemon says of such an event), not the end of the file.
+    # A cell longer than the csv module's default limit (128 kB) is a row like any other:
+    # the daemon's decoder refuses it as oversize past its own limit, as from a JSONL line.
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.DictReader(f)
         try:
