@@ -92,6 +92,12 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
+def _some(classes: set, most: int = 5) -> str:
+    """A few classes, sorted, for a message."""
+    shown = sorted(classes)[:most]
+    return ", ".join(shown) + (", ..." if len(classes) > most else "")
+
+
 class ClassificationEstimate:
     """Confidence-based performance estimation (see the module docs) of a binary or
     multiclass classifier over its last ``window`` predictions (default 1000).
@@ -138,7 +144,13 @@ class ClassificationEstimate:
         if len(scores) < 2:
             raise ValueError("the estimate needs at least 2 labelled reference events with a score")
         if isinstance(scores[0], dict):
-            self.classes = sorted({str(k) for s in scores for k in s} | {str(t) for t in y_true})
+            keys = {str(k) for s in scores for k in s}
+            predicted = {str(p) for p in y_pred}
+            if not keys & predicted:
+                raise ValueError(f"the scores' classes ({_some(keys)}) include none of the predicted classes "
+                                 f"({_some(predicted)}): a score maps each class, named as the predictions name it, "
+                                 "to its probability")
+            self.classes = sorted(keys | {str(t) for t in y_true})
             matrix = self._matrix(scores)
             self.calibrators = [IsotonicCalibrator().fit(matrix[:, k], [str(t) == c for t in y_true])
                                 for k, c in enumerate(self.classes)]

@@ -257,3 +257,21 @@ def test_scores_that_change_form_after_the_fit_are_left_out_not_a_crash(caplog):
         unlike, said, found, n_seen = runs[0]
         assert runs[0] == runs[1] == runs[2], (first, [r[0] for r in runs])
         assert unlike == 3000 and n_seen == 3000 - 2000 and len(said) == 1 and found, (first, unlike, said)
+
+
+def test_scores_keyed_by_other_classes_than_the_predictions_skip_the_estimate_saying_why():
+    """A new user's finding: scores {"no": ..., "yes": ...} for predictions 0/1 gave an
+    estimated accuracy of about 0.5 against a realised 0.86, without a word. No class of
+    the scores is a predicted class: the estimate is not made, and the reason says why."""
+    feats, y_pred, scores, y_true = _binary(40)
+    pipeline = ModelPipeline("m", _config())
+    keyed = [{"no": 1 - s, "yes": s} for s in scores]
+    _feed(pipeline, feats[:4000], y_pred[:4000], keyed[:4000], y_true[:4000], labelled_until=4000)
+    assert not pipeline.estimation.fitted and pipeline.estimation.metrics() == {}
+    why = pipeline.skipped[(NAME, "accuracy")]
+    assert "the scores' classes (no, yes) include none of the predicted classes (0, 1)" in why, why
+    # Keyed by the predictions' classes (as strings, as JSON keys are), it is made.
+    right = ModelPipeline("m", _config())
+    _feed(right, feats[:4000], y_pred[:4000], [{"0": 1 - s, "1": s} for s in scores[:4000]], y_true[:4000],
+          labelled_until=4000)
+    assert right.estimation.fitted
