@@ -269,3 +269,28 @@ def test_a_csv_cell_longer_than_128_kb_is_a_row_not_the_end_of_the_replay(tmp_pa
     assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
     err = capsys.readouterr().err
     assert f"{path}:32: dead letter (oversize)" in err and "62 events in" in err and "; 1 dead letter\n" in err, err
+
+
+def test_the_end_of_a_replay_names_what_the_alerts_would_hide(tmp_path, capsys):
+    """A new user's finding: labels that never found their prediction, decay tests that
+    never ran, features beyond max_features: a replay of "0 alerts" said nothing of them."""
+    rows = []
+    for i in range(200):
+        features = {f"f{k}": (i * k) % 11 for k in range(6)}
+        rows.append({"model": "m", "id": str(i), "ts": 1_700_000_000 + i, "features": features, "prediction": i % 2})
+        # Half the labels name ids no prediction has: orphaned at the end.
+        rows.append({"model": "m", "id": str(i if i % 4 else -i - 1), "ts": 1_700_000_000 + i, "label": i % 2})
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["replay", str(path), "--config", _config(tmp_path, max_features=4), "--out",
+                 str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "model m: 50 of its 200 labels found no prediction" not in err  # a quarter: not most of them
+    assert "model m: its decay tests did not run: 150 labelled events, fewer than decay_reference_size + " \
+           "decay_window" in err, err
+    assert "model m: 2 features beyond max_features (4) were counted, not watched" in err, err
+    orphans = [{**r, "id": f"x{r['id']}"} if "label" in r else r for r in rows]
+    path.write_text("".join(json.dumps(r) + "\n" for r in orphans))
+    assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "model m: 200 of its 200 labels found no prediction (none with their model and id came" in err, err

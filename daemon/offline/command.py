@@ -16,6 +16,8 @@ from daemon.alerting.sinks import AlertLinks
 from daemon.offline import inputs
 from daemon.offline.recording import replay_document
 from daemon.offline.replay import DeadLetter, Replay, Result, events
+from daemon.stream.join import OUTCOMES
+from daemon.stream.labels import DECAY
 
 
 class Progress:
@@ -93,6 +95,38 @@ def incomplete_references(result: Result) -> list[str]:
                 for (test, column), why in sorted(pipeline.skipped.items()):
                     if test != "reconstruction":  # too few numeric features: the usual case
                         lines.append(f"model {name}: {test}/{column} not run: {why}")
+    return lines
+
+
+def silent_outcomes(result: Result, config) -> list[str]:
+    """A line per model for what the alerts alone would hide on the label side and in its
+    features: labels that found no prediction (most of them), predictions whose label
+    never came though labels did, decay tests that never ran for want of labelled events,
+    features beyond ``max_features`` not watched."""
+    lines = []
+    for state in result.states.values():
+        waiting = state.join.waiting()
+        for name, pipeline in state.models.items():
+            counts = {o: state.join.counts[(name, o)] for o in OUTCOMES}
+            labels = state.processed[(name, "label")]
+            unmatched = counts["label_orphaned"] + waiting[(name, "label")]
+            if labels and unmatched * 2 > labels:
+                lines.append(f"model {name}: {unmatched:,} of its {labels:,} labels found no prediction (none with "
+                             f"their model and id came within join.label_grace_seconds, "
+                             f"{config.join.label_grace_seconds:g} s, or before the end of the files); check their "
+                             "ids and ts against the predictions'")
+            if counts["joined"] and counts["prediction_expired"]:
+                lines.append(f"model {name}: {counts['prediction_expired']:,} predictions got no label within "
+                             f"join.prediction_ttl_seconds ({config.join.prediction_ttl_seconds:g} s)")
+            settings = pipeline.config
+            needed = settings.decay_reference_size + settings.decay_window
+            decay = any(test == DECAY for test, _ in pipeline.labels.detectors)
+            if decay and counts["joined"] and pipeline.labels.n_fed < needed and not pipeline.version_changes:
+                lines.append(f"model {name}: its decay tests did not run: {pipeline.labels.n_fed:,} labelled events, "
+                             f"fewer than decay_reference_size + decay_window ({needed:,})")
+            if pipeline.n_unwatched:
+                lines.append(f"model {name}: {pipeline.n_unwatched:,} features beyond max_features "
+                             f"({settings.max_features:,}) were counted, not watched")
     return lines
 
 
@@ -212,7 +246,7 @@ def command(args) -> int:
               f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
     if progress is not None:
         progress.done(result)
-    for line in incomplete_references(result) + out_of_order(result, config):
+    for line in incomplete_references(result) + silent_outcomes(result, config) + out_of_order(result, config):
         print(f"driftd replay: {line}", file=sys.stderr)
     document = replay_document(result, config, [p for p, _ in files])
     if args.summary:
