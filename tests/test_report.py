@@ -277,3 +277,14 @@ def _png_rgb(data: bytes) -> np.ndarray:
         out[y] = row
         previous = row
     return out.reshape(height, width, bpp)[:, :, :3]
+
+
+def test_the_alerts_are_listed_in_event_time_and_versions_are_not_joined_by_a_line():
+    alerts = [{"status": "firing", "detector": "ks", "feature": "x", "event_time": 1_700_000_300.0, "id": "later"},
+              {"status": "firing", "detector": "psi", "feature": "x", "event_time": 1_700_000_100.0, "id": "earlier"}]
+    table = report._alerts_table(alerts)
+    assert table.index("earlier") < table.index("later")
+    p = {"t": [1.0, 2.0, 3.0], "value": [0.9, 0.8, 0.7], "baseline": [0.9, 0.9, 0.85], "model_version": ["1", "1", "2"]}
+    t, values, versions, baseline = report._broken_at_versions(p)
+    assert values == [0.9, 0.8, None, 0.7] and baseline == [0.9, 0.9, None, 0.85] and versions[2] is None
+    assert t[2] is None and len(t) == 4

@@ -145,6 +145,10 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
 def _alerts_table(alerts: list) -> str:
     if not alerts:
         return "<p>No alerts.</p>"
+    # In event-time order (a replay lists them by poll and partition: an order that moves
+    # with the batch size), ties by test and column.
+    alerts = sorted(alerts, key=lambda a: (a.get("event_time") or 0, a.get("detector", ""), a.get("feature", ""),
+                                           a.get("status", "")))
     rows = "".join(
         f"<tr class={html.escape(a.get('status', ''))}><td>{html.escape(a.get('status', ''))}</td>"
         f"<td>{html.escape(a.get('detector', ''))}</td><td>{html.escape(a.get('feature', ''))}</td>"
@@ -265,12 +269,10 @@ def _performance_figure(performance: dict, estimated: dict, decay: dict, alerts:
             p = kept.get(metric)
             if not p or not p["t"]:
                 continue
-            t = [_iso(x) for x in p["t"]]
-            versions = p.get("model_version")
-            fig.add_trace(go.Scatter(x=t, y=p["value"], mode="lines", name=f"{metric}{suffix}", line={"color": colour},
+            t, values, versions, baseline = _broken_at_versions(p)
+            fig.add_trace(go.Scatter(x=t, y=values, mode="lines", name=f"{metric}{suffix}", line={"color": colour},
                                      text=versions, hovertemplate="%{x}<br>%{y}<br>model version %{text}<extra></extra>"
                                      if versions else None), row=row, col=1)
-            baseline = p.get("baseline")
             if isinstance(baseline, list):  # one a test: a new model version has its own
                 fig.add_trace(go.Scatter(x=t, y=baseline, mode="lines", line={"color": "#7f7f7f", "dash": dash, "shape": "hv"},
                                          name=f"{metric}{suffix} baseline"), row=row, col=1)
@@ -295,6 +297,23 @@ def _performance_figure(performance: dict, estimated: dict, decay: dict, alerts:
                     row=row, col=2)
     fig.update_layout(height=320 * len(metrics), margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
+
+
+def _broken_at_versions(p: dict) -> tuple[list, list, list | None, object]:
+    """A metric series' times (ISO), values, versions and baseline, with a gap (None) where
+    the model version changes: no line is drawn across the time no test of either ran."""
+    versions, baseline = p.get("model_version"), p.get("baseline")
+    t, values = [_iso(x) for x in p["t"]], list(p["value"])
+    if not versions:
+        return t, values, versions, baseline
+    out = ([], [], [], [])
+    for i, row in enumerate(zip(t, values, versions, baseline)):
+        if i and versions[i] != versions[i - 1]:
+            for column in out:
+                column.append(None)
+        for column, value in zip(out, row):
+            column.append(value)
+    return out
 
 
 def _delay_figure(delay: dict, go):
