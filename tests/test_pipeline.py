@@ -426,3 +426,12 @@ def test_a_state_saved_with_the_learners_parts_in_the_pipeline_learns_on_the_sam
         seen.append((cc.n_labelled, dict(cc.retrains), dict(cc.decisions), len(p.pending_promotions), p.learning_errors,
                      [(o.detector, o.offset, o.drift) for o in p.pop_observations()]))
     assert seen[0] == seen[1] and seen[0][0] == 3000 and sum(seen[0][1].values()) >= 1, seen[0][:5]
+
+
+def test_a_fractional_prediction_of_a_classifier_suggests_the_regression_task():
+    """An auto-registered regressor (classification by default) had every prediction
+    refused with "a class must be a label or a whole number", no word of the task."""
+    pipeline = ModelPipeline("m", model_config())
+    with pytest.raises(BadEvent) as info:
+        pipeline.check(prediction(0, {"x": 1.0}, 50.238))
+    assert "task: regression" in info.value.detail and info.value.detail.endswith("- at `$.prediction`")

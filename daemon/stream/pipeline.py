@@ -277,7 +277,8 @@ class ModelPipeline:
             raise BadEvent("wrong_type", f"a regression prediction must be a number, got {str(prediction)[:40]!r}"
                                          " - at `$.prediction`")
         if task == "classification" and type(prediction) is float and not prediction.is_integer():
-            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {prediction!r} - at `$.prediction`")
+            raise BadEvent("wrong_type", f"a class must be a label or a whole number (a regressor? set the model's "
+                                         f"task: regression), got {prediction!r} - at `$.prediction`")
         if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
             raise BadEvent("wrong_type", f"{reason} - at `$.prediction`")
         kinds = self.watch.tests.kinds if self.watch else None
