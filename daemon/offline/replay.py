@@ -172,12 +172,12 @@ class Replay:
             if item.ts is not None:
                 timed.append(item)
             if len(poll) >= self.batch_size:
-                self._poll(poll, timed)
+                self._poll_in_order(poll, timed)
                 poll, timed = [], []
                 if progress is not None:
                     progress(self.result.records)
         if poll:
-            self._poll(poll, timed)
+            self._poll_in_order(poll, timed)
         # No prediction comes after the files: the labels held in label order behind one
         # waiting for its prediction go to the label side now.
         for state in self.states.values():
@@ -214,12 +214,20 @@ class Replay:
             state = self.states[partition] = PartitionState(partition, self.config)
         return state
 
-    def _poll(self, records: list[Record], timed: list) -> None:
-        """``records`` as one poll of the daemon: a batch per topic partition (each in its
-        order) through the daemon's ``_process`` steps, then its ``_calibrate`` step. Then
-        the order of the rows that were not dead letters (``timed``: the poll's items with a
-        readable ts): a row refused for its ts (milliseconds) must not count as the newest."""
+    def _poll_in_order(self, records: list[Record], timed: list) -> None:
+        """:meth:`_poll`, then the time order of the poll's rows that were not dead letters
+        (``timed``: its items with a readable ts): a row refused for its ts (milliseconds)
+        must not count as the newest read."""
         refused_before = len(self.result.dead_letters)
+        self._poll(records)
+        refused = {(d.path, d.line) for d in self.result.dead_letters[refused_before:]}
+        for item in timed:
+            if (item.path, item.line) not in refused:
+                self._check_order(item)
+
+    def _poll(self, records: list[Record]) -> None:
+        """``records`` as one poll of the daemon: a batch per topic partition (each in its
+        order) through the daemon's ``_process`` steps, then its ``_calibrate`` step."""
         batches: dict[tuple, list] = {}
         for record in records:
             batches.setdefault((record.topic, record.partition), []).append(record)
@@ -232,10 +240,6 @@ class Replay:
                 state.handle_labels(batch, self._reject)
             state.advance(topic, batch[0].offset, batch[-1].offset)
         self._settle(touched.values())
-        refused = {(d.path, d.line) for d in self.result.dead_letters[refused_before:]}
-        for item in timed:
-            if (item.path, item.line) not in refused:
-                self._check_order(item)
 
     def _settle(self, states) -> None:
         """The daemon's steps after a poll's batches: each state's alerts, then its
