@@ -381,13 +381,15 @@ class ModelPipeline:
                 stray[column.name] = (f"{numbers:,} of its {present:,} present reference values are numbers, the others "
                                       f"strings ({', '.join(repr(v) for v in strings)}); declare it numeric under "
                                       "features: to test its numbers (a string is then a wrong_type dead letter)")
+        # Each version's reference says it again: the version named, it is not a repetition.
+        of = f" version {self.version}" if self.version is not None else ""
         for column, why in tests.untestable.items():
             hint = f"; {stray.pop(column)}" if column in stray else ""
-            log.warning("model %s: the distribution of %s is not tested: %s%s", self.name, column, why, hint,
+            log.warning("model %s%s: the distribution of %s is not tested: %s%s", self.name, of, column, why, hint,
                         extra={"model": self.name})
         for column, hint in stray.items():
-            log.warning("model %s: feature %s is tested as categorical: %s, or categorical to keep this", self.name,
-                        column, hint, extra={"model": self.name})
+            log.warning("model %s%s: feature %s is tested as categorical: %s, or categorical to keep this", self.name,
+                        of, column, hint, extra={"model": self.name})
         self.watch = _Watch(self.builds, self.version, tests, SourceLog())
         nbytes = sum(column.nbytes for column in sample.columns())
         self.reference = sample = None  # the columns live on as the tests' reference counts
