@@ -217,7 +217,8 @@ class JoinConfig:
         "A label that arrives before its prediction waits this long (event time), then counts "
         "as orphaned.", default=600.0)
     max_pending: int = _doc(
-        "Most predictions waiting for labels per partition; beyond it the oldest expire early.", default=500_000)
+        "Most predictions waiting for labels per partition (and labels for predictions); beyond it the oldest of "
+        "the model with the most waiting expire early.", default=500_000)
     max_future_skew_seconds: float = _doc(
         "How far an event's ts may be ahead of the clock (the record's Kafka timestamp, or the wall "
         "clock if earlier or absent); beyond it the event is a dead letter, `bad_timestamp` (e.g. "

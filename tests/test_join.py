@@ -3,6 +3,7 @@ and the same outcome whatever the order the two streams arrive in."""
 
 from __future__ import annotations
 
+import pickle
 import random
 import time
 from collections import Counter
@@ -104,7 +105,7 @@ def test_a_refusal_survives_a_checkpoint_whole_or_incremental():
     base = join.snapshot()
     join.refuse_prediction("m", "a", 1000.0)
     for restored in (pickle.loads(pickle.dumps(join)), LabelJoin.restore(base, [pickle.loads(pickle.dumps(join.changes()))])):
-        assert restored._predictions[("m", "a")][1] is REFUSED
+        assert restored._get("predictions", "m", "a")[1] is REFUSED
         assert restored.add_label("m", "a", 1010.0, 1) is None and counts(restored) == only(label_orphaned=1)
 
 
@@ -422,3 +423,42 @@ def test_what_joins_does_not_depend_on_where_batches_end(seed):
         outcomes.append((joined, dict(join.counts)))
     assert all(o == outcomes[0] for o in outcomes[1:])
     assert outcomes[0][1][("m", "prediction_expired")] > 0 and outcomes[0][1][("m", "joined")] > 0
+
+
+def test_one_models_clock_does_not_orphan_another_models_labels():
+    """A new user's finding: the prediction watermark was the partition's, shared by its
+    models. Three predictions of one model stamped now orphaned at once every label of
+    another model, stamped six hours earlier, read before its prediction (it did not wait
+    its grace): 11,804 of 14,000 labels in a burst, 6,406 when paced, none without them."""
+    join = new(ttl=3600, grace=600, rank=3)
+    behind, now = 1_700_000_000.0, 1_700_000_000.0 + 6 * 3600
+    for i in range(3):
+        assert join.add_prediction("other", f"o-{i}", now + i, (1, None)) is None
+    joined = 0
+    for i in range(100):  # each label read just before its own prediction, 30 s apart
+        assert join.add_label("fraud", f"f-{i}", behind + i + 30, 1) is None
+        joined += join.add_prediction("fraud", f"f-{i}", behind + i, (1, None)) is not None
+    assert joined == 100 and join.counts[("fraud", "label_orphaned")] == 0
+    assert join.watermark_of("predictions", "fraud") == behind + 97 and join.prediction_watermark == now
+    # The model's own clock still orphans its labels past the grace.
+    join.add_label("fraud", "late", behind + 100, 1)
+    for i in range(3):
+        join.add_prediction("fraud", f"g-{i}", behind + 100 + 601 + i, (1, None))
+    assert join.counts[("fraud", "label_orphaned")] == 1
+
+
+def test_a_join_saved_with_flat_buffers_and_one_watermark_loads():
+    """Checkpoints before the per-model watermarks kept the buffers flat, keyed (model, id),
+    and one watermark per stream: a model takes the partition's until its next event."""
+    join = new(ttl=3600, grace=600, rank=3)
+    for i in range(3):
+        join.add_prediction("m", f"p-{i}", 1000.0 + i, (1, None))
+    join.add_label("n", "x", 1500.0, 0)
+    state = join.__getstate__()
+    state["_predictions"] = {(m, id): v for m, ids in state["_predictions"].items() for id, v in ids.items()}
+    state["_labels"] = {(m, id): v for m, ids in state["_labels"].items() for id, v in ids.items()}
+    del state["_newest_by_model"]
+    old = LabelJoin.__new__(LabelJoin)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.pending == 4 and old.waiting_label("n", "x") == 0 and old.watermark_of("predictions", "n") == 1000.0
+    assert old.add_label("m", "p-1", 1100.0, 1) == ("m", (1, None), 1, 99.0)

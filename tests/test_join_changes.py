@@ -23,7 +23,9 @@ TTL, GRACE = 3600.0, 60.0
 def state(join: LabelJoin) -> dict:
     """Everything the join holds, its buffers with their order (which expiry relies on)."""
     s = join.__getstate__()
-    return {**s, "_predictions": list(s["_predictions"].items()), "_labels": list(s["_labels"].items()),
+    # Each model's buffer in its order; the models' order is not part of the state.
+    return {**s, "_predictions": sorted((m, list(ids.items())) for m, ids in s["_predictions"].items() if ids),
+            "_labels": sorted((m, list(ids.items())) for m, ids in s["_labels"].items() if ids),
             "counts": {k: v for k, v in s["counts"].items() if v}}
 
 

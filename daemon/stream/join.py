@@ -10,11 +10,14 @@ stream has moved ``ttl`` past it (a label for it can no longer be on its way, un
 than ``ttl`` late); a label is orphaned once the *prediction* stream has moved ``grace``
 past it (its prediction, always older, would have come by then), or at once when its
 prediction came and was a dead letter (:meth:`LabelJoin.refuse_prediction`). If the label stream
-stops entirely, predictions do not expire by time; ``max_pending`` bounds the buffer and
-the oldest expire first.
+stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
+the partition: beyond it the oldest of the model with the most waiting expire first.
 
-Each stream's *watermark* is robust to outliers: it is the ``watermark_rank``-th newest
-event time seen (3 by default; minus infinity until that many have come), not the newest.
+Each stream's *watermark* is kept per model (models of one partition may be stamped by
+different clocks, or one replayed from hours ago: another model's events must not orphan
+its labels) and is robust to outliers: it is the ``watermark_rank``-th newest event time
+of the model's stream (3 by default; minus infinity until that many have come), not the
+newest.
 One event stamped far ahead (a wrong clock, within the skew the partition allows, see
 ``join.max_future_skew_seconds``) therefore does not move the clock for the others: with
 the newest, it expired every waiting prediction at once. It takes ``watermark_rank`` events at or past a time to get
@@ -88,20 +91,26 @@ class LabelJoin:
         self.grace = grace
         self.max_pending = max_pending
         self.watermark_rank = watermark_rank
-        self._predictions: dict[tuple, tuple] = {}  # (model, id) -> (ts, payload)
-        self._labels: dict[tuple, tuple] = {}  # (model, id) -> (ts, label)
+        # model -> {id: (ts, payload or label)}, each in arrival order (expiry relies on it).
+        self._predictions: dict[str, dict] = {}
+        self._labels: dict[str, dict] = {}
+        self._sizes = {"predictions": 0, "labels": 0}
         # Joined ids, to spot duplicates; one more than max_pending may be held at a lookup
         # (add_prediction looks up before it expires).
         self._seen = SeenIds(ttl, max_pending + 1, false_positive_rate)
-        # The newest event times of each stream, ascending, at most watermark_rank of them.
+        # The newest event times of each stream, ascending, at most watermark_rank of them:
+        # the partition's (the filter of joined ids ages by it), and each model's.
         self._newest_predictions: list[float] = []
         self._newest_labels: list[float] = []
+        self._newest_by_model: dict[tuple, list] = {}  # ("predictions" | "labels", model) -> times
         self.counts: Counter = Counter()
         self._log: _Log | None = None  # what changed since snapshot()/changes(), once asked
 
     # -- state: whole (pickle, snapshot) and incremental (changes) ---------------------------
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k != "_log"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes")}
+        for name in ("_predictions", "_labels"):  # the models with something waiting
+            state[name] = {model: ids for model, ids in state[name].items() if ids}
         state["_seen"] = self._seen.__getstate__()
         return state
 
@@ -124,6 +133,17 @@ class LabelJoin:
             seen = SeenIds.__new__(SeenIds)
             seen.__setstate__(state["_seen"])
         state["_seen"] = seen
+        for which in ("predictions", "labels"):
+            buffer = state[f"_{which}"]
+            if buffer and isinstance(next(iter(buffer)), tuple):  # saved flat, keyed (model, id)
+                nested: dict = {}
+                for (model, id), value in buffer.items():
+                    nested.setdefault(model, {})[id] = value
+                state[f"_{which}"] = nested
+        # Saved before the watermarks were per model: a model without its own takes the
+        # partition's until its next event (_watermark_of).
+        state.setdefault("_newest_by_model", {})
+        state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
         self.__dict__.update(state)
         self._log = None
 
@@ -131,8 +151,12 @@ class LabelJoin:
         """The whole state, as a picklable dict of copies (the filter's generations as
         bytes), for :meth:`restore`; :meth:`changes` then records what changes after it."""
         state = self.__getstate__()
-        for name in ("_predictions", "_labels", "_newest_predictions", "_newest_labels", "counts"):
+        for name in ("_predictions", "_labels"):
+            state[name] = {model: dict(ids) for model, ids in state[name].items()}
+        for name in ("_newest_predictions", "_newest_labels", "counts"):
             state[name] = type(state[name])(state[name])
+        state["_newest_by_model"] = {key: list(times) for key, times in self._newest_by_model.items()}
+        state.pop("_sizes", None)
         self._track()
         return state
 
@@ -145,7 +169,9 @@ class LabelJoin:
           left the buffer}, in the order of each key's last change (replayed in order, the
           buffers come back in the same order, which expiry relies on);
         - ``counts``: {(model, outcome): count} for the counts that moved;
-        - ``newest``: the two watermark lists, whole (at most ``watermark_rank`` times each);
+        - ``newest``: the partition's two watermark lists, whole (at most ``watermark_rank``
+          times each), and ``newest_models`` the models' (("predictions" | "labels", model)
+          -> times) that moved;
         - ``seen``: the filter's record (see :meth:`SeenIds.changes`: the hashes of ids
           joined, 16 bytes each, and generations made or dropped);
         - or ``{"snapshot": <snapshot>}`` when there is no record to give (first call) or
@@ -160,6 +186,7 @@ class LabelJoin:
         change = {"predictions": log.predictions, "labels": log.labels,
                   "counts": {key: self.counts[key] for key in log.counts},
                   "newest": (list(self._newest_predictions), list(self._newest_labels)),
+                  "newest_models": {key: list(self._newest_by_model[key]) for key in log.newest},
                   "seen": self._seen.changes()}
         self._track()
         return change
@@ -177,14 +204,21 @@ class LabelJoin:
             if "snapshot" in change:
                 join.__setstate__(change["snapshot"])
                 continue
-            for buffer, record in ((join._predictions, change["predictions"]), (join._labels, change["labels"])):
-                for key, value in record.items():
-                    buffer.pop(key, None)
+            for which in ("predictions", "labels"):
+                buffer, sizes = getattr(join, f"_{which}"), join._sizes
+                for (model, id), value in change[which].items():
+                    ids = buffer.setdefault(model, {})
+                    sizes[which] -= ids.pop(id, None) is not None
                     if value is not _GONE:
-                        buffer[key] = value
+                        ids[id] = value
+                        sizes[which] += 1
+                    elif not ids:
+                        del buffer[model]
             for key, n in change["counts"].items():
                 join.counts[key] = n
             join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
+            for key, times in change.get("newest_models", {}).items():
+                join._newest_by_model[key] = list(times)
             join._seen.apply(change["seen"])
         join._track()
         return join
@@ -203,7 +237,7 @@ class LabelJoin:
         log.entries += 1
         # Never let a record nobody collects grow past the state it describes: the next
         # changes() then gives the state instead.
-        if log.entries > 4096 and log.entries > 2 * (len(self._predictions) + len(self._labels) + self._seen.count):
+        if log.entries > 4096 and log.entries > 2 * (self.pending + self._seen.count):
             log.overflowed = True
             log.predictions, log.labels, log.counts = {}, {}, set()
             self._seen.untrack()
@@ -227,6 +261,58 @@ class LabelJoin:
     def _watermark(self, newest: list) -> float:
         return newest[0] if len(newest) >= self.watermark_rank else float("-inf")
 
+    def watermark_of(self, which: str, model: str) -> float:
+        """Event time model ``model``'s ``which`` stream ("predictions" or "labels") has
+        reached (a model without times of its own since a checkpoint of the partition-wide
+        watermarks: the partition's)."""
+        return self._watermark(self._clock_of(which, model))
+
+    def _clock_of(self, which: str, model: str) -> list:
+        newest = self._newest_by_model.get((which, model))
+        if newest is None:
+            newest = self._newest_predictions if which == "predictions" else self._newest_labels
+        return newest
+
+    def _expire(self, model: str, which: str, clock: list, wait: float, outcome: str) -> None:
+        """Drop and count the ``which`` events of ``model`` older than ``wait`` seconds
+        before the other stream's watermark (``clock``: its newest times)."""
+        ids = self._buffer(which).get(model)
+        if not ids or len(clock) < self.watermark_rank:
+            return
+        watermark = clock[0]
+        # A model's buffer is in arrival order, which is close to event-time order: stop
+        # at the first entry still in time rather than scanning all of it.
+        while ids:
+            id, (ts, value) = next(iter(ids.items()))
+            if watermark - ts <= wait:
+                break
+            self._take(which, model, id)
+            if value is not REFUSED:  # a refusal was counted as a dead letter
+                self._count(model, outcome)
+
+    def _saw_event(self, which: str, model: str, ts: float) -> None:
+        """An event of ``model`` at ``ts`` on stream ``which``: the watermarks move, and
+        what can no longer be joined of the model expires. (Once per event: the checks
+        that nothing moved are inlined.)"""
+        rank = self.watermark_rank
+        partition = self._newest_predictions if which == "predictions" else self._newest_labels
+        if len(partition) < rank or ts > partition[0]:
+            self._saw(partition, ts)
+        key = (which, model)
+        newest = self._newest_by_model.get(key)
+        if newest is None:
+            newest = self._newest_by_model[key] = []
+        if len(newest) < rank or ts > newest[0]:
+            self._saw(newest, ts)
+            if self._log is not None:
+                self._log.newest.add(key)
+        if self._predictions.get(model):
+            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, "prediction_expired")
+        if self._labels.get(model):
+            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, "label_orphaned")
+        # Joined ids are remembered as long as a duplicate label could still arrive.
+        self._seen.expire(self.label_watermark)
+
     def _saw(self, newest: list, ts: float) -> None:
         if len(newest) < self.watermark_rank:
             bisect.insort(newest, ts)
@@ -236,20 +322,69 @@ class LabelJoin:
 
     @property
     def pending(self) -> int:
-        return len(self._predictions) + len(self._labels)
+        return self._sizes["predictions"] + self._sizes["labels"]
+
+    def pending_of(self, model: str) -> int:
+        """Predictions and labels of ``model`` waiting now (refusals included)."""
+        return len(self._predictions.get(model, ())) + len(self._labels.get(model, ()))
 
     def waiting(self) -> Counter:
         """(model, "prediction" or "label") -> events waiting for their other half now."""
-        counts = Counter((model, "prediction") for (model, _), (_, payload) in self._predictions.items()
-                         if payload is not REFUSED)
-        counts.update((model, "label") for model, _ in self._labels)
-        return counts
+        counts = Counter()
+        for model, ids in self._predictions.items():
+            counts[(model, "prediction")] = sum(payload is not REFUSED for _, payload in ids.values())
+        for model, ids in self._labels.items():
+            counts[(model, "label")] = len(ids)
+        return +counts
 
     def waiting_label(self, model: str, id: str):
         """The label of (model, id) waiting for its prediction (the value
         :meth:`add_label` was given), or None."""
-        waiting = self._labels.get((model, id))
+        waiting = self._labels.get(model, {}).get(id)
         return None if waiting is None else waiting[1]
+
+    # -- the buffers: every change through these, so that sizes and the record follow ---------
+    def _buffer(self, which: str) -> dict:
+        return self._predictions if which == "predictions" else self._labels
+
+    def _get(self, which: str, model: str, id):
+        ids = self._buffer(which).get(model)
+        return None if ids is None else ids.get(id)
+
+    def _put(self, which: str, model: str, id, value) -> None:
+        buffer = self._buffer(which)
+        ids = buffer.get(model)
+        if ids is None:
+            ids = buffer[model] = {}  # kept when empty: a model's buffer often is, between joins
+        if id not in ids:
+            self._sizes[which] += 1
+        ids[id] = value
+        if self._log is not None:
+            self._changed(which, (model, id), value)
+
+    def _take(self, which: str, model: str, id):
+        """Remove and return the (ts, value) of (model, id), or None."""
+        ids = self._buffer(which).get(model)
+        if not ids:
+            return None
+        value = ids.pop(id, None)
+        if value is None:
+            return None
+        self._sizes[which] -= 1
+        if self._log is not None:
+            self._changed(which, (model, id), _GONE)
+        return value
+
+    def _bound(self, which: str) -> None:
+        """Beyond max_pending: the oldest of the model with the most waiting goes (counted
+        as expired or orphaned; a refusal was counted as a dead letter)."""
+        while self._sizes[which] > self.max_pending:
+            buffer = self._buffer(which)
+            model = max(buffer, key=lambda m: (len(buffer[m]), m))  # (ties by name: not by dict order)
+            id = next(iter(buffer[model]))
+            _, value = self._take(which, model, id)
+            if value is not REFUSED:
+                self._count(model, "prediction_expired" if which == "predictions" else "label_orphaned")
 
     def refuse_prediction(self, model: str, id: str, ts: float | None):
         """A prediction of (model, id) was a dead letter: its label will never join. A label
@@ -259,74 +394,57 @@ class LabelJoin:
         to ``ttl``; ``ts`` None: the prediction watermark). A later good prediction of the
         id takes the refusal's place. The prediction watermark does not move: a dead
         letter's time is not the stream's."""
-        key = (model, id)
-        waiting = self._labels.pop(key, None)
+        waiting = self._take("labels", model, id)
         if waiting is not None:
-            self._changed("labels", key, _GONE)
             self._seen.add(model, id, waiting[0], self.label_watermark)
             self._count(model, "label_orphaned")
             return waiting[1]
-        if key in self._predictions or self._seen.has(model, id):
+        if self._get("predictions", model, id) is not None or self._seen.has(model, id):
             return None  # a prediction of the id came already: its label joins it
-        ts = self.prediction_watermark if ts is None else ts
-        self._predictions[key] = (ts, REFUSED)
-        self._changed("predictions", key, (ts, REFUSED))
-        if len(self._predictions) > self.max_pending:
-            self._expire_oldest()
+        ts = self.watermark_of("predictions", model) if ts is None else ts
+        self._put("predictions", model, id, (ts, REFUSED))
+        self._bound("predictions")
         return None
 
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending or joined), else None."""
-        key = (model, id)
-        waiting = self._predictions.get(key)
+        waiting = self._get("predictions", model, id)
         if waiting is not None and waiting[1] is REFUSED:
-            del self._predictions[key]  # a good prediction of a refused id: the refusal is void
+            self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
             waiting = None
         # The filter only for what the exact buffers cannot answer: a waiting label means
         # this prediction never joined.
-        if waiting is not None or (key not in self._labels and self._seen.has(model, id)):
+        if waiting is not None or (self._get("labels", model, id) is None and self._seen.has(model, id)):
             self._count(model, "duplicate_prediction")
             return False
-        self._saw(self._newest_predictions, ts)
-        self.expire()
-        waiting = self._labels.pop(key, None)
+        self._saw_event("predictions", model, ts)
+        waiting = self._take("labels", model, id)
         if waiting is not None:
-            self._changed("labels", key, _GONE)
-            return self._join(key, ts, payload, *waiting)
-        self._predictions[key] = (ts, payload)
-        self._changed("predictions", key, (ts, payload))
-        if len(self._predictions) > self.max_pending:
-            self._expire_oldest()
+            return self._join((model, id), ts, payload, *waiting)
+        self._put("predictions", model, id, (ts, payload))
+        self._bound("predictions")
         return None
 
     def add_label(self, model: str, id: str, ts: float, label) -> tuple | None:
         """Join a label to its prediction, or keep it waiting; returns the join, if any, as
         (model, prediction payload, label, delay seconds)."""
-        key = (model, id)
-        self._saw(self._newest_labels, ts)
-        self.expire()
-        if key in self._labels:
+        self._saw_event("labels", model, ts)
+        if self._get("labels", model, id) is not None:
             self._count(model, "duplicate_label")
             return None
-        waiting = self._predictions.pop(key, None)
+        waiting = self._take("predictions", model, id)
         if waiting is not None:
-            self._changed("predictions", key, _GONE)
             if waiting[1] is REFUSED:  # its prediction was a dead letter
                 self._seen.add(model, id, waiting[0], self.label_watermark)
                 self._count(model, "label_orphaned")
                 return None
-            return self._join(key, waiting[0], waiting[1], ts, label)
+            return self._join((model, id), waiting[0], waiting[1], ts, label)
         if self._seen.has(model, id):  # after the buffers: a waiting prediction always joins
             self._count(model, "duplicate_label")
             return None
-        self._labels[key] = (ts, label)
-        self._changed("labels", key, (ts, label))
-        if len(self._labels) > self.max_pending:
-            oldest = next(iter(self._labels))
-            del self._labels[oldest]
-            self._changed("labels", oldest, _GONE)
-            self._count(oldest[0], "label_orphaned")
+        self._put("labels", model, id, (ts, label))
+        self._bound("labels")
         return None
 
     def _join(self, key, prediction_ts, payload, label_ts, label) -> tuple:
@@ -336,33 +454,17 @@ class LabelJoin:
         self._count(key[0], "joined")
         return key[0], payload, label, max(0.0, label_ts - prediction_ts)
 
-    def _expire_oldest(self) -> None:
-        key = next(iter(self._predictions))
-        refused = self._predictions.pop(key)[1] is REFUSED
-        self._changed("predictions", key, _GONE)
-        if not refused:  # a refusal was counted as a dead letter
-            self._count(key[0], "prediction_expired")
-
-    def expire(self) -> None:
-        """Count and drop what can no longer be joined. Every event calls it when it has
-        moved its stream's watermark, before it is matched: what joins is then a function
-        of the events' order alone, not of where the consumer's batches happen to end (run
-        only once per batch, a label 100 s late joined its prediction despite a 30 s TTL
-        when both came in one batch, and not otherwise)."""
-        # Buffers are in arrival order, which is close to event-time order: stop at the
-        # first entry still in time rather than scanning everything every batch.
-        for buffer, which, watermark, wait, outcome in (
-            (self._predictions, "predictions", self.label_watermark, self.ttl, "prediction_expired"),
-            (self._labels, "labels", self.prediction_watermark, self.grace, "label_orphaned"),
-        ):
-            while buffer:
-                key, (ts, value) = next(iter(buffer.items()))
-                if watermark - ts <= wait:
-                    break
-                del buffer[key]
-                self._changed(which, key, _GONE)
-                if value is not REFUSED:  # a refusal was counted as a dead letter
-                    self._count(key[0], outcome)
+    def expire(self, model: str | None = None) -> None:
+        """Count and drop what can no longer be joined, of ``model`` (None: of every
+        model). Every event calls it for its model when it has moved its stream's
+        watermark, before it is matched: what joins is then a function of the events'
+        order alone, not of where the consumer's batches happen to end (run only once per
+        batch, a label 100 s late joined its prediction despite a 30 s TTL when both came
+        in one batch, and not otherwise)."""
+        models = [model] if model is not None else sorted({*self._predictions, *self._labels})
+        for m in models:
+            self._expire(m, "predictions", self._clock_of("labels", m), self.ttl, "prediction_expired")
+            self._expire(m, "labels", self._clock_of("predictions", m), self.grace, "label_orphaned")
         # Joined ids are remembered as long as a duplicate label could still arrive.
         self._seen.expire(self.label_watermark)
 
@@ -374,5 +476,6 @@ class _Log:
         self.predictions: dict = {}  # key -> value or _GONE, in the order of last change
         self.labels: dict = {}
         self.counts: set = set()
+        self.newest: set = set()  # ("predictions" | "labels", model) whose times moved
         self.entries = 0
         self.overflowed = False

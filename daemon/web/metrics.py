@@ -335,17 +335,11 @@ def _detector_families(readings: list):
 
 def _pending_by_model(state) -> dict[str, int]:
     """model -> predictions and labels waiting in the partition's join buffer, for every
-    model of the partition (0 included). Counted from the buffers' keys, (model, id), when
-    the partition has more than one model: under the loop's lock, one pass over at most
-    2 x ``join.max_pending`` keys."""
+    model of the partition (0 included)."""
     join, models = state.join, list(state.models)
     if len(models) <= 1:  # only a watched model's events are buffered: all of it is that model's
         return {models[0]: join.pending} if models else {}
-    counts = dict.fromkeys(models, 0)
-    for buffer in (join._predictions, join._labels):  # noqa: SLF001 - no per-model count kept (see README)
-        for model, _ in buffer:
-            counts[model] = counts.get(model, 0) + 1
-    return counts
+    return {model: join.pending_of(model) for model in models}
 
 
 def _models(states):
