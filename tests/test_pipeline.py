@@ -435,3 +435,26 @@ def test_a_fractional_prediction_of_a_classifier_suggests_the_regression_task():
     with pytest.raises(BadEvent) as info:
         pipeline.check(prediction(0, {"x": 1.0}, 50.238))
     assert "task: regression" in info.value.detail and info.value.detail.endswith("- at `$.prediction`")
+
+
+def test_a_binary_score_sent_as_a_mapping_is_the_same_score_column():
+    """A new user's finding: a binary model whose scores went from a number (the positive
+    class's probability) to a mapping {"0": 1 - p, "1": p} of the same probabilities raised
+    psi, ks and cusum drift on <score>: the column took a mapping's highest probability
+    (max(p, 1 - p)), not p. A two-class mapping now gives its positive class's probability."""
+    rng = np.random.default_rng(8)
+    p = rng.beta(2, 5, size=4000).round(4)
+    events = [prediction(i, {"x": float(rng.normal())}, int(p[i] > 0.5),
+                         float(p[i]) if i < 2000 else {"0": float(1 - p[i]), "1": float(p[i])}) for i in range(4000)]
+    pipeline = ModelPipeline("m", model_config())
+    found = feed(pipeline, events)
+    tested = {(o.detector, o.feature) for o in found if o.feature == "<score>"}
+    assert {("psi", "<score>"), ("ks", "<score>")} <= tested, tested
+    assert not [key for key in tested if entries(found, *key)], [(key, entries(found, *key)) for key in tested]
+    # A state saved before (its reference took the highest probability) keeps that rule
+    # for its version: the column must not change its meaning mid-version.
+    state = pickle.loads(pickle.dumps(ModelPipeline("m", model_config()))).__getstate__()
+    del state["binary_scores_by_positive"]
+    old = ModelPipeline.__new__(ModelPipeline)
+    old.__setstate__(state)
+    assert old._positive_key is None and pipeline._positive_key == "1"

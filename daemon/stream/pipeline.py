@@ -35,6 +35,7 @@ function of the input stream alone.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import operator
@@ -97,6 +98,16 @@ class ModelPipeline:
         self.label_checks = LabelChecks()
         self._start_version(None)
 
+    @property
+    def _positive_key(self) -> str | None:
+        """positive_label as a score mapping's key (JSON object keys are strings: 1 is "1",
+        true "true"), or None where the reference of this version was collected with the
+        highest probability of every mapping (a state saved before: until its next version)."""
+        if not self.__dict__.get("binary_scores_by_positive", True):
+            return None
+        positive = self.config.positive_label
+        return positive if isinstance(positive, str) else json.dumps(positive)
+
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_asked"]  # a restored pipeline asks for its thresholds again
@@ -113,6 +124,8 @@ class ModelPipeline:
             self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
                                        earlier=self.__dict__.pop("earlier_estimations", {}))
         self.__dict__.setdefault("ended_counts", {})
+        # Its reference took a binary mapping's highest probability: so does this version.
+        self.__dict__.setdefault("binary_scores_by_positive", False)
         if "learning" not in state:  # saved with the learners' parts in the pipeline
             lifecycle, old = self.__dict__.pop("lifecycle", None), self.__dict__
             parts = (old.pop("pending_promotions", []), old.pop("learning_errors", 0), old.pop("_learning_held", []),
@@ -133,6 +146,7 @@ class ModelPipeline:
             else:
                 self._count_ended(self.watch.tests.detectors())
         self.version = version
+        self.binary_scores_by_positive = True  # (a new reference: see _positive_key)
         self.epoch += 1  # names this version's label tests in calibration jobs
         self.n_predictions = 0  # of this version
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
@@ -344,7 +358,7 @@ class ModelPipeline:
             room = sample.size - sample.n
             head = events[:room]  # the batch may complete the reference: the rest goes to the tests
             sample.add_many([e.features for e in head], [e.prediction for e in head],
-                            _score_values(head), self.config.task)
+                            _score_values(head, self._positive_key), self.config.task)
             completing = (head[-1].ts, offsets[len(head) - 1]) if head else None
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
@@ -357,7 +371,7 @@ class ModelPipeline:
         watched = watch.tests.columns  # the prediction and the score only if they are tested
         watch.tests.update_many([e.features for e in events],
                                 [e.prediction for e in events] if PREDICTION in watched else None,
-                                _score_values(events) if SCORE in watched else None)
+                                _score_values(events, self._positive_key) if SCORE in watched else None)
         self._drain(watch)
 
     def _estimated(self) -> None:
@@ -575,22 +589,34 @@ MAX_VERSIONS = 100
 _POSITION = operator.attrgetter("position")
 
 
-def _score_values(events: list) -> list:
+def _score_values(events: list, positive: str | None = None) -> list:
     """:func:`_score_value` of each event's score; the scores as they are when every one is
     a float or None (the usual batch: no call per event)."""
     scores = [e.score for e in events]
     if set(map(type, scores)) <= _FLOAT_OR_NONE:
         return scores
-    return list(map(_score_value, scores))
+    return [_score_value(score, positive) for score in scores]
 
 
 _FLOAT_OR_NONE = frozenset({float, type(None)})
 
 
-def _score_value(score):
-    """A numeric score as is; for a class -> probability mapping, the top probability."""
+def _score_value(score, positive: str | None = None):
+    """The ``<score>`` column's value of a score: a number as is; a class -> probability
+    mapping of two classes, one of them ``positive`` (the positive class as a JSON object
+    key), that class's probability, the number a binary model's score is (so that the
+    column does not move when a model sends one form for the other); any other mapping,
+    its highest probability (a multiclass model's confidence).
+
+    >>> _score_value({"0": 0.3, "1": 0.7}, "1"), _score_value({"0": 0.8, "1": 0.2}, "1"), _score_value({"0": 0.8, "1": 0.2})
+    (0.7, 0.2, 0.8)
+    >>> _score_value({"a": 0.2, "b": 0.5, "c": 0.3}, "1"), _score_value(0.25, "1")
+    (0.5, 0.25)
+    """
     if score is None or type(score) is float:
         return score
     if isinstance(score, dict):
+        if len(score) == 2 and positive in score:
+            return score[positive]
         return max(score.values()) if score else None
     return float(score) if ref.is_number(score) and math.isfinite(score) else None
