@@ -68,6 +68,13 @@ def check(config: Config) -> None:
         for name in unused:
             if getattr(sink, name) is not None:
                 raise ConfigError(f"{key}.{name}", f"a {sink.type} sink takes no {name} (it would be ignored)")
+        if sink.type != "kafka" and sink.secret is not None:
+            from daemon.alerting.sinks import signer
+
+            try:
+                signer(sink.secret.get() if hasattr(sink.secret, "get") else sink.secret)
+            except ValueError as e:
+                raise ConfigError(f"{key}.secret", str(e)) from None
         if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
             raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
     _check_client(config)

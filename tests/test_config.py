@@ -133,7 +133,7 @@ def test_a_secret_from_a_missing_environment_variable_names_the_key_and_the_vari
 
 
 def test_a_secret_from_the_environment_is_a_secret_that_never_shows(monkeypatch):
-    value = "whsec_s3cr3t-v4lu3-do-not-print"
+    value = "whsec_czNjcjN0LXY0bHUzLWRvLW5vdC1wcmludA=="  # (base64 of s3cr3t-v4lu3-do-not-print)
     monkeypatch.setenv("DRIFTD_TEST_SECRET", value)
     config = from_dict({"alerts": {"sinks": [{**SINK, "secret": {"env": "DRIFTD_TEST_SECRET"}}]},
                         "kafka": {"client": {"sasl_plain_password": {"env": "DRIFTD_TEST_SECRET"}}}})
@@ -506,3 +506,16 @@ def test_a_model_without_a_name_is_refused(name):
     """`models: {"": {}}` was accepted: a model no event can name (an event's `model` must
     not be empty)."""
     assert_fails({"models": {name: {}}}, "models", "must not be empty")
+
+
+def test_a_whsec_secret_that_is_not_base64_is_refused_by_its_key(monkeypatch):
+    """A new user's finding: `whsec_not base64!!` passed check-config, then `driftd run`
+    stopped with a binascii traceback (exit 1, read as "port in use"). A secret without
+    the prefix is any string (the key itself); with it, base64 must follow."""
+    monkeypatch.setenv("DRIFTD_TEST_BAD_SECRET", "whsec_not base64!!")
+    monkeypatch.setenv("DRIFTD_TEST_RAW_SECRET", "not base64!! but a raw key")
+    sink = {"type": "webhook", "url": "http://127.0.0.1:9/hook"}
+    e = assert_fails({"models": {"m": {}}, "alerts": {"sinks": [{**sink, "secret": {"env": "DRIFTD_TEST_BAD_SECRET"}}]}},
+                     "alerts.sinks[0].secret", "not base64")
+    assert "not base64!!" not in str(e)  # the secret is not shown
+    from_dict({"models": {"m": {}}, "alerts": {"sinks": [{**sink, "secret": {"env": "DRIFTD_TEST_RAW_SECRET"}}]}})

@@ -185,12 +185,32 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def signer(secret: str | None):
+    """The Standard Webhooks signer of a sink's ``secret`` (see :class:`WebhookSink`), or
+    None for none. ValueError, not naming the secret, for a ``whsec_`` secret whose key is
+    not base64 (the signer would fail at the first alert: checked at start instead)."""
+    from standardwebhooks import Webhook
+
+    secret = (secret or "").strip()  # a secret read from a file often ends in a newline
+    if not secret:
+        return None
+    if not secret.startswith("whsec_"):
+        secret = "whsec_" + base64.b64encode(secret.encode()).decode()
+    try:
+        return Webhook(secret)
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        raise ValueError("starts with whsec_ but what follows is not base64: a secret in the Standard Webhooks "
+                         "form is whsec_ then the base64 of the key; any other string (without whsec_) is taken "
+                         "as the key itself") from None
+
+
 class WebhookSink:
     """POSTs alerts as JSON, signed per the Standard Webhooks spec.
 
     ``secret``: a spec secret ``"whsec_<base64 key>"``, or any other string,
     taken as the raw key (its UTF-8 bytes), i.e. the same as
-    ``"whsec_" + base64(raw)``; receivers verify with either form. Surrounding
+    ``"whsec_" + base64(raw)``; receivers verify with that ``whsec_`` form (the Standard
+    Webhooks libraries base64-decode whatever they are given). Surrounding
     whitespace is stripped. None (or empty) sends unsigned (``webhook-id`` and
     ``webhook-timestamp`` are still set).
     ``format="slack"`` sends ``{"text": ...}`` for Slack-compatible incoming
@@ -202,8 +222,6 @@ class WebhookSink:
 
     def __init__(self, url: str, secret: str | None = None, format: str = "standard",
                  timeout: float = 10.0, name: str = "webhook", links: AlertLinks | None = None):
-        from standardwebhooks import Webhook
-
         if format not in ("standard", "slack"):
             raise ValueError(f"format must be 'standard' or 'slack', got {format!r}")
         parts = urllib.parse.urlsplit(url)
@@ -213,10 +231,7 @@ class WebhookSink:
         self.links = links
         self._url = url
         self._where = f"{parts.scheme}://{parts.hostname}"
-        secret = (secret or "").strip()  # a secret read from a file often ends in a newline
-        if secret and not secret.startswith("whsec_"):
-            secret = "whsec_" + base64.b64encode(secret.encode()).decode()
-        self._signer = Webhook(secret) if secret else None
+        self._signer = signer(secret)
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def body(self, alert: Alert) -> str:
