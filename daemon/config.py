@@ -143,7 +143,8 @@ class HttpConfig:
     port: int = _doc("Port for the HTTP endpoints (0: any free port, printed at start).", default=9108)
     liveness_timeout_seconds: float = _doc(
         "/livez fails when the consumer loop has not gone round for this long (a wedged daemon, "
-        "for Kubernetes to restart); at least 20 (a turn may wait, bounded, for an absent broker). "
+        "for Kubernetes to restart); at least 20 and 5 x kafka.poll_timeout_ms, refused below (a turn may "
+        "wait, bounded, for an absent broker). "
         "A broker that cannot be reached does not stop the loop: it fails /readyz, never /livez.", default=30.0)
 
 

@@ -47,6 +47,12 @@ def check(config: Config) -> None:
         raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:
         raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
+    # One turn of the loop may wait for an absent broker (daemon/runtime/service.py): a
+    # shorter liveness window would restart a daemon that is only waiting.
+    floor = max(20.0, 5 * config.kafka.poll_timeout_ms / 1000)
+    if config.http.liveness_timeout_seconds < floor:
+        raise ConfigError("http.liveness_timeout_seconds", f"must be at least {floor:g} (20, and 5 x kafka.poll_timeout_ms): "
+                                                           "one turn of the loop may wait that long for an absent broker")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port", "must be between 0 and 65535")
     _check_metrics(config)

@@ -519,3 +519,12 @@ def test_a_whsec_secret_that_is_not_base64_is_refused_by_its_key(monkeypatch):
                      "alerts.sinks[0].secret", "not base64")
     assert "not base64!!" not in str(e)  # the secret is not shown
     from_dict({"models": {"m": {}}, "alerts": {"sinks": [{**sink, "secret": {"env": "DRIFTD_TEST_RAW_SECRET"}}]}})
+
+
+def test_a_liveness_window_shorter_than_a_turn_may_wait_is_refused():
+    """5 s passed check-config, and the daemon then used 20 without a word (a turn of the
+    loop may wait that long for an absent broker)."""
+    assert_fails({"models": {"m": {}}, "http": {"liveness_timeout_seconds": 5}}, "http.liveness_timeout_seconds",
+                 "at least 20")
+    assert_fails({"models": {"m": {}}, "http": {"liveness_timeout_seconds": 30}, "kafka": {"poll_timeout_ms": 10_000}},
+                 "http.liveness_timeout_seconds", "at least 50")

@@ -205,7 +205,7 @@ def test_livez_stays_200_while_the_broker_is_stopped_and_readyz_says_why(unique_
             "predictions_topic": predictions, "labels_topic": labels, "dead_letter_topic": dead,
             # one start-up attempt gives up after 1 s (kafka-python: 30 s), then it is retried
             "client": {"bootstrap_timeout_ms": 1000}},
-            http={"host": "127.0.0.1", "port": 0, "liveness_timeout_seconds": 1})
+            http={"host": "127.0.0.1", "port": 0, "liveness_timeout_seconds": 20})  # the least allowed
         daemon = Started(path, tmp_path).start()
 
         def watch(seconds: float, reasons: tuple) -> None:
