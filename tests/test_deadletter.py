@@ -69,7 +69,7 @@ def test_an_oversize_record_is_copied_as_a_bounded_prefix_with_its_size_and_sha2
     value = b"x" * 2_000_000
     refused = []
     letters = DeadLetters(producer(), dead_topic, max_bytes=524_288, on_failure=refused.append)
-    letters.send(source(value, key=b"k" * 5000, headers=[("big", b"h" * 10_000)]), "oversize", "2000000 bytes")
+    letters.send(source(value, key=b"k" * 5000, headers=[("big", b"h" * 100_000)]), "oversize", "2000000 bytes")
     letters.confirm()
     (got,) = read_topic(kafka_bootstrap, dead_topic, 1)
     headers = dict(got.headers)
@@ -77,11 +77,17 @@ def test_an_oversize_record_is_copied_as_a_bounded_prefix_with_its_size_and_sha2
     assert headers["driftd-reason"] == b"oversize"
     assert headers["driftd-original-size"] == b"2000000"
     assert headers["driftd-original-sha256"] == hashlib.sha256(value).hexdigest().encode()
-    assert "big" not in headers  # the original headers do not fit: left out
+    assert "big" not in headers  # the original headers take more than an eighth: left out
     assert got.key == b"k" * MAX_KEY_BYTES
     assert 0 < len(got.value) and value.startswith(got.value)
     size = len(got.key) + len(got.value) + sum(len(k) + len(v) for k, v in got.headers)
     assert size <= 524_288
+    # Small original headers (a trace id) are kept (a new user's finding: they were gone).
+    letters.send(source(value, headers=[("trace", b"t-123")]), "oversize", "2000000 bytes")
+    letters.confirm()
+    got = read_topic(kafka_bootstrap, dead_topic, 2)[-1]
+    assert dict(got.headers)["trace"] == b"t-123" and dict(got.headers)["driftd-reason"] == b"oversize"
+    assert len(got.value) + sum(len(k) + len(v) for k, v in got.headers) + len(got.key or b"") <= 524_288
 
 
 def test_a_copy_the_producer_refuses_becomes_a_stub_with_its_size_and_hash(kafka_bootstrap, dead_topic, producer, caplog):

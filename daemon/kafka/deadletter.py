@@ -6,9 +6,10 @@ Each record keeps its original key, value and headers, plus ``driftd-reason`` (o
 
 A copy larger than ``max_bytes`` (key, value and headers together; the broker and the
 producer refuse records above about 1 MB) is *bounded*: it carries the first bytes of
-the value, the key if it is short (else its first 1 KiB), no original headers, and
-``driftd-original-size`` and ``driftd-original-sha256`` (of the whole value), so that the
-original can be recognised in its source topic.
+the value, the key if it is short (else its first 1 KiB), the original headers if they
+take at most an eighth of ``max_bytes``, and ``driftd-original-size`` and
+``driftd-original-sha256`` (of the whole value), so that the original can be recognised
+in its source topic.
 
 What "never lost" means. Sends are asynchronous; :meth:`DeadLetters.confirm` waits for
 every acknowledgement and is called before offsets are committed, so an offset never moves
@@ -167,8 +168,11 @@ class _Letter:
         ours += _summary(value)
         if key is not None and len(key) > MAX_KEY_BYTES:
             key = key[:MAX_KEY_BYTES]
-        room = max(0, max_bytes - _size(key) - _headers_size(ours))
-        return cls(key, (value or b"")[:room], ours, source)
+        # The original headers too, when they are small (a trace id, a content type): only
+        # a copy's value is what made it large, as a rule.
+        kept = theirs + ours if _headers_size(theirs) <= max_bytes // 8 else ours
+        room = max(0, max_bytes - _size(key) - _headers_size(kept))
+        return cls(key, (value or b"")[:room], kept, source)
 
     def as_stub(self) -> "_Letter":
         headers = [h for h in self.headers if h[0].startswith("driftd-")]
