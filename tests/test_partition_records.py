@@ -432,3 +432,20 @@ def test_a_refused_prediction_whose_time_has_no_float_does_not_stop_the_loop():
     assert [letter[2] for letter in rejects.letters] == ["non_finite", "wrong_type"]
     state.handle_labels([record("labels", 0, encode({"model": "clf", "id": "b", "ts": BASE + 5, "label": 1}))], rejects)
     assert state.join.counts[("clf", "label_orphaned")] == 1  # b's prediction came, refused: at once
+
+
+def test_a_future_ts_is_called_milliseconds_only_when_it_looks_like_milliseconds():
+    """A ts three days ahead, in seconds, was asked "milliseconds instead of seconds?"."""
+    from types import SimpleNamespace
+
+    from daemon.stream import events
+    from daemon.stream.partition import _Clock
+
+    config = from_dict({"models": {"m": {}}})
+    bounds = _Clock(config.join)
+    record = SimpleNamespace(timestamp=None)
+    for ts, words in ((time.time() + 3 * 86_400, "a producer clock ahead?"),
+                      (time.time() * 1000, "milliseconds instead of seconds?")):
+        with pytest.raises(events.BadEvent) as info:
+            bounds.check(ts, record)
+        assert info.value.detail.endswith(words), info.value.detail

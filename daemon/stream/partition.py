@@ -471,7 +471,8 @@ class _Clock:
             clock = min(self.now, produced / 1000) if produced is not None and produced > 0 else self.now
             raise events.BadEvent("bad_timestamp", (
                 f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record "
-                f"was produced or read ({_iso(clock)}); milliseconds instead of seconds?"))
+                f"was produced or read ({_iso(clock)})" + ("; milliseconds instead of seconds?" if ts > 1e11 else
+                                                           "; a producer clock ahead?")))
 
 
 def _iso(ts: float) -> str:
