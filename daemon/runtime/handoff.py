@@ -186,9 +186,10 @@ class PartitionHandoff:
         saved, current = logs.get(tp.topic), logid.identity(logid.metadata(self._consumer), tp.topic)
         changed = not logid.same_log(saved, current)
         if changed:
+            offset = state.offsets.get(tp.topic)
             log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
-                        "reading it from the beginning instead of offset %s", tp.topic, tp.partition, saved, current,
-                        state.offsets.get(tp.topic), extra={"partition": tp.partition})
+                        "reading it from the beginning%s", tp.topic, tp.partition, saved, current,
+                        f" instead of offset {offset:,}" if offset is not None else "", extra={"partition": tp.partition})
             self._reread(state, tp)
         if current is not None:
             logs[tp.topic] = current
