@@ -47,6 +47,12 @@ def check(config: Config) -> None:
         raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:
         raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
+    import time
+
+    latest = time.time() + config.join.max_future_skew_seconds
+    if config.join.earliest_event_time > latest:
+        raise ConfigError("join.earliest_event_time", f"{config.join.earliest_event_time:g} is later than any event "
+                          "may be stamped (now + join.max_future_skew_seconds): every event would be a dead letter")
     # One turn of the loop may wait for an absent broker (daemon/runtime/service.py): a
     # shorter liveness window would restart a daemon that is only waiting.
     floor = max(20.0, 5 * config.kafka.poll_timeout_ms / 1000)

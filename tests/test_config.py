@@ -528,3 +528,9 @@ def test_a_liveness_window_shorter_than_a_turn_may_wait_is_refused():
                  "at least 20")
     assert_fails({"models": {"m": {}}, "http": {"liveness_timeout_seconds": 30}, "kafka": {"poll_timeout_ms": 10_000}},
                  "http.liveness_timeout_seconds", "at least 50")
+
+
+def test_an_earliest_event_time_no_event_can_meet_is_refused():
+    """4e9 (2096) passed check-config: every event would have been a dead letter."""
+    assert_fails({"models": {"m": {}}, "join": {"earliest_event_time": 4e9}}, "join.earliest_event_time",
+                 "every event would be a dead letter")
