@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import time
 import urllib.parse
 
 from daemon.config import Config, ConfigError, ModelConfig
@@ -47,8 +48,6 @@ def check(config: Config) -> None:
         raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:
         raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
-    import time
-
     latest = time.time() + config.join.max_future_skew_seconds
     if config.join.earliest_event_time > latest:
         raise ConfigError("join.earliest_event_time", f"{config.join.earliest_event_time:g} is later than any event "
