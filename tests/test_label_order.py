@@ -312,6 +312,7 @@ def test_the_label_sides_episodes_end_at_the_new_versions_first_label_with_the_r
         assert [(a.status, a.detail["model_version"]) for a in decay][:2] == [("firing", "v1"), ("resolved", "v2")], decay
         end = decay[1]
         assert end.detail["reason"] == "new_reference" and end.event_time == first_v2_label, end
+        assert end.detail["previous_version"] == "v1", end  # the episode's own version, named
 
 
 def two_shifted_versions(n: int = 3000, shift_at: int = 2000, seed: int = 2) -> list[tuple[float, dict]]:
@@ -346,6 +347,9 @@ def test_the_next_versions_estimate_ends_the_earlier_ones_episode_and_alerts_on_
             events([(path, False)]))
         runs[batch] = [(a.status, a.event_time - 1763000000.0, a.detail.get("model_version"), a.detail.get("reason"))
                        for a in result.alerts if a.detector == "estimated_decay"]
+        ends = [a.detail["previous_version"] for a in result.alerts if a.detail.get("reason") == "new_reference"
+                and a.detector == "estimated_decay"]
+        assert ends == ["1"], ends
     got = runs[1]
     assert [(status, version, reason) for status, _, version, reason in got] == [
         ("firing", "1", None), ("resolved", "2", "new_reference"), ("firing", "2", None)], got

@@ -112,6 +112,7 @@ def test_an_episode_a_new_version_keeps_ends_at_its_reference_with_the_reason():
         for a in resolved:
             assert a.event_time == T0 + 999 and a.detail["reason"] == "new_reference", a
             assert a.detail["model_version"] == "2" and "reference is complete" in a.detail["why"]
+            assert a.detail["previous_version"] == "1", a
 
 
 def test_the_detection_counters_go_on_across_a_new_version():

@@ -75,14 +75,20 @@ def detail_of(decision, version) -> Mapping:
             "p_value": decision.p_value, "model_version": version, **getattr(decision, "detail", {})}
 
 
-def renewed(kept: bool, version, what: str) -> dict:
+def renewed(kept: bool, version, what: str, previous=None) -> dict:
     """The detail of an alert episode's end at a new model version: ``test_gone`` (the
     version has no such test) or ``new_reference`` (``what`` of the version happens here:
-    drift is measured against its own reference from then on)."""
+    drift is measured against its own reference from then on). ``model_version`` is the
+    new version, ``previous_version`` the one whose test the episode was.
+
+    >>> renewed(True, "2", "reference is complete", "1")["previous_version"]
+    '1'
+    """
     if not kept:
-        return {"reason": "test_gone", "model_version": version,
+        return {"reason": "test_gone", "model_version": version, "previous_version": previous,
                 "why": f"model version {version} has no such test (feature absent or untestable)"}
-    return {"reason": "new_reference", "model_version": version, "why": f"model version {version}'s {what} from here"}
+    return {"reason": "new_reference", "model_version": version, "previous_version": previous,
+            "why": f"model version {version}'s {what} from here"}
 
 
 def add_counts(counts: dict, detectors) -> None:

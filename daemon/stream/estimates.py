@@ -39,6 +39,9 @@ class Estimates:
     the earlier versions' still kept (``earlier``: epoch -> estimate); pickled with the
     model's pipeline."""
 
+    #: The model version before the current one (its estimate's episode ends at this one's start).
+    previous_version: str | None = None
+
     def __init__(self, config: ModelConfig, version: str | None = None, epoch: int = 1,
                  current: ModelEstimation | None = None, earlier: dict | None = None):
         self.config = config
@@ -60,6 +63,7 @@ class Estimates:
             add_counts(self.ended, self.current.detectors.items())
         while len(self.earlier) > MAX_EARLIER:
             self._retire(self.earlier.pop(min(self.earlier)))
+        self.previous_version = self.current.version
         self.current = ModelEstimation(self.config, version)
         self.epoch = epoch
 
@@ -119,12 +123,13 @@ class Estimates:
         still collecting are given up, and the estimate test's open alert episode ends,
         ``reason: new_reference``, so that this version's drift opens an episode (and an
         alert) of its own."""
+        previous = self.earlier[max(self.earlier)].version if self.earlier else self.previous_version
         for estimation in self.earlier.values():
             self._retire(estimation)
         self.earlier.clear()
         if self.epoch > 1:
             self.observations.append(observation(NAME, self.current.metric, None, ts, 0, "labels", 0, renewed(
-                True, version, "labelled reference is complete: the estimate is measured against it")))
+                True, version, "labelled reference is complete: the estimate is measured against it", previous)))
 
     def _retire(self, estimation: ModelEstimation) -> None:
         """An earlier version's estimate is dropped: its held decisions decided now (rare:

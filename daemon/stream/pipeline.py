@@ -141,6 +141,7 @@ class ModelPipeline:
             # The tests this version had end their alert episodes at the next version's
             # build (:meth:`_end_earlier_episodes`).
             self._earlier_tests = {key for key, _ in self.watch.tests.detectors()}
+            self._earlier_version = self.watch.version
             if not self.watch.tests.calibrated:
                 self.retired.append(self.watch)  # its held tests are still decided, in order
             else:
@@ -202,7 +203,8 @@ class ModelPipeline:
             self._count_ended(labels.detectors.items())
             kept = set(self.labels.detectors)
             self.observations.extend(observation(name, feature, None, ts, offset, "labels", 0, renewed(
-                (name, feature) in kept, version, "label tests start, against its own labelled reference,"))
+                (name, feature) in kept, version, "label tests start, against its own labelled reference,",
+                labels.version))
                 for name, feature in sorted(labels.detectors))
 
     # -- reading ----------------------------------------------------------------------------
@@ -420,6 +422,7 @@ class ModelPipeline:
         rare: a version change within a calibration's time; so that no decision of theirs
         comes after the end, whatever calibration's speed)."""
         earlier = sorted(self.__dict__.pop("_earlier_tests", None) or ())
+        previous = self.__dict__.pop("_earlier_version", None)
         if not earlier:
             return
         for watch in list(self.retired):
@@ -428,7 +431,8 @@ class ModelPipeline:
                                lambda job, thresholds, error: self.apply_calibration(owner, job, thresholds, error))
         kept = {key for key, _ in self.watch.tests.detectors()}
         self.observations.extend(observation(test, column, None, ts, offset, "data", 0, renewed(
-            (test, column) in kept, self.version, "reference is complete: drift is measured against it")) for test, column in earlier)
+            (test, column) in kept, self.version, "reference is complete: drift is measured against it", previous))
+            for test, column in earlier)
 
     def _drain(self, watch: _Watch) -> None:
         found, taken, ats = [], [], []
