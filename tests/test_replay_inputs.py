@@ -294,3 +294,14 @@ def test_the_end_of_a_replay_names_what_the_alerts_would_hide(tmp_path, capsys):
     assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
     err = capsys.readouterr().err
     assert "model m: 200 of its 200 labels found no prediction (none with their model and id came" in err, err
+
+
+def test_the_end_of_a_replay_of_many_models_is_a_few_lines(tmp_path, capsys):
+    """400 models with incomplete references printed 400 lines; 20 are shown, the rest counted."""
+    rows = [{"model": f"m{k}", "id": f"{k}-{i}", "ts": 1_700_000_000 + i, "features": {"x": i}, "prediction": 1}
+            for k in range(30) for i in range(3)]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["replay", str(path), "--auto-register", "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("reference incomplete") == 20 and "... and 10 more such lines of other models" in err, err

@@ -130,6 +130,9 @@ def silent_outcomes(result: Result, config) -> list[str]:
     return lines
 
 
+#: Lines of each kind of end-of-replay advice printed (a model each, or more); the rest counted.
+SHOWN_MODEL_LINES = 20
+
 #: Kinds of dead letter (reason and field) printed on stderr, the first row of each; the
 #: rest are counted in the last line.
 SHOWN_DEAD_LETTERS = 20
@@ -246,8 +249,12 @@ def command(args) -> int:
               f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
     if progress is not None:
         progress.done(result)
-    for line in incomplete_references(result) + silent_outcomes(result, config) + out_of_order(result, config):
-        print(f"driftd replay: {line}", file=sys.stderr)
+    for lines in (incomplete_references(result), silent_outcomes(result, config), out_of_order(result, config)):
+        for line in lines[:SHOWN_MODEL_LINES]:
+            print(f"driftd replay: {line}", file=sys.stderr)
+        if len(lines) > SHOWN_MODEL_LINES:  # 400 models: not 400 lines (all of them in --summary's status)
+            print(f"driftd replay: ... and {len(lines) - SHOWN_MODEL_LINES:,} more such lines of other models",
+                  file=sys.stderr)
     document = replay_document(result, config, [p for p, _ in files])
     if args.summary:
         with open(args.summary, "w", encoding="utf-8") as f:
