@@ -598,3 +598,25 @@ def test_the_reports_performance_points_are_the_decay_tests_whatever_the_poll_si
     assert all(0.8 < b < 1 for _, b in baselines)
     assert min(accuracy["value"]) < 0.7 < max(accuracy["value"])  # the accuracy drop (55% right) is drawn
     assert estimated["accuracy"]["t"] and all(0.5 < v <= 1 for v in estimated["accuracy"]["value"])
+
+
+def test_a_models_labels_join_whatever_another_models_clock_and_the_poll_size(tmp_path):
+    """A new user's finding, twice: model B's predictions, stamped six hours later than
+    model A's, came first; then each of A's labels just before its own prediction. A model
+    without a clock of its own took the partition's (B's): at polls of 500 each poll's first
+    A labels were orphaned at once (249 of 1,000), at polls of 1 none."""
+    rng = np.random.default_rng(4)
+    b_start, a_start = 1_750_000_000.0, 1_750_000_000.0 - 6 * 3600
+    rows = [{"model": "B", "id": f"B-{i}", "ts": b_start + i, "features": {"x": float(rng.normal())}, "prediction": 1}
+            for i in range(1000)]
+    for i in range(1000):
+        rows.append({"model": "A", "id": f"A-{i}", "ts": a_start + i + 30, "label": i % 2})
+        rows.append({"model": "A", "id": f"A-{i}", "ts": a_start + i, "features": {"x": float(rng.normal())},
+                     "prediction": i % 2})
+    path = tmp_path / "two_clocks.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {"auto_register_models": True, "models": {}, "model_defaults": MODEL_SETTINGS}
+    for size in (1, 7, 500, 2000):
+        result = Replay(from_dict(config), batch_size=size).run(events([(str(path), False)]))
+        joins = {o: result.states[0].join.counts[("A", o)] for o in ("joined", "label_orphaned", "prediction_expired")}
+        assert joins == {"joined": 1000, "label_orphaned": 0, "prediction_expired": 0}, (size, joins)

@@ -57,6 +57,9 @@ OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label",
 #: Default chance that a new prediction or label is taken for a duplicate (per lookup).
 DUPLICATE_FALSE_POSITIVE_RATE = 1e-9
 
+#: The newest times of a stream with no event yet (never appended to).
+_NO_TIMES: tuple = ()
+
 # A tombstone in a change record: the key left the buffer (buffer values are never None).
 _GONE = None
 
@@ -140,9 +143,12 @@ class LabelJoin:
                 for (model, id), value in buffer.items():
                     nested.setdefault(model, {})[id] = value
                 state[f"_{which}"] = nested
-        # Saved before the watermarks were per model: a model without its own takes the
-        # partition's until its next event (_watermark_of).
-        state.setdefault("_newest_by_model", {})
+        if "_newest_by_model" not in state:
+            # Saved before the watermarks were per model: each model with events waiting
+            # starts from the partition's (what they were measured against until then).
+            state["_newest_by_model"] = {
+                (which, model): list(state[f"_newest_{which}"])
+                for model in {*state["_predictions"], *state["_labels"]} for which in ("predictions", "labels")}
         state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
         self.__dict__.update(state)
         self._log = None
@@ -263,15 +269,12 @@ class LabelJoin:
 
     def watermark_of(self, which: str, model: str) -> float:
         """Event time model ``model``'s ``which`` stream ("predictions" or "labels") has
-        reached (a model without times of its own since a checkpoint of the partition-wide
-        watermarks: the partition's)."""
+        reached (minus infinity before ``watermark_rank`` events of it: never another
+        model's)."""
         return self._watermark(self._clock_of(which, model))
 
     def _clock_of(self, which: str, model: str) -> list:
-        newest = self._newest_by_model.get((which, model))
-        if newest is None:
-            newest = self._newest_predictions if which == "predictions" else self._newest_labels
-        return newest
+        return self._newest_by_model.get((which, model), _NO_TIMES)
 
     def _expire(self, model: str, which: str, clock: list, wait: float, outcome: str) -> None:
         """Drop and count the ``which`` events of ``model`` older than ``wait`` seconds
