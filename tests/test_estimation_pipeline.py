@@ -168,7 +168,9 @@ def test_settings_the_estimates_test_cannot_meet_skip_it_with_the_reason():
     from daemon.stream.estimation import ModelEstimation
 
     estimation = ModelEstimation(ModelConfig(decay_reference_size=100, decay_window=50, label_ert=1.0), None)
-    estimation.observe_labels([((i % 2, 0.9 if i % 2 else 0.1, None, T0 + i, {}), i % 2) for i in range(100)])
+    # (One label in ten not the prediction: a reference right on every event is another skip.)
+    estimation.observe_labels([((i % 2, 0.9 if i % 2 else 0.1, None, T0 + i, {}), (i + (i % 10 == 0)) % 2)
+                               for i in range(100)])
     assert estimation.test is None and "cannot build the estimate's test" in estimation.skipped
 
 
@@ -275,3 +277,14 @@ def test_scores_keyed_by_other_classes_than_the_predictions_skip_the_estimate_sa
     _feed(right, feats[:4000], y_pred[:4000], [{"0": 1 - s, "1": s} for s in scores[:4000]], y_true[:4000],
           labelled_until=4000)
     assert right.estimation.fitted
+
+
+def test_a_labelled_reference_right_on_every_event_skips_the_estimates_test_saying_why():
+    """A new user's finding: a model right on every reference event (stationary, labels
+    always its prediction) had estimated losses all 0: the estimate's test had threshold
+    0 and fired at an estimated accuracy of 0.999 against 1.0, twice, on a stationary stream."""
+    feats, y_pred, scores, _ = _binary(41)
+    pipeline = ModelPipeline("m", _config())
+    found = _feed(pipeline, feats[:6000], y_pred[:6000], scores[:6000], y_pred[:6000], labelled_until=6000)
+    assert found == [] and pipeline.estimation.test is None
+    assert "are all 0" in pipeline.skipped[(NAME, "accuracy")], pipeline.skipped

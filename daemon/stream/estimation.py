@@ -264,6 +264,14 @@ class ModelEstimation:
         except ValueError as e:
             self.skipped = f"cannot fit the estimate: {e}"
             return
+        losses = self.estimate.reference_losses
+        if losses.size and float(losses.max()) == float(losses.min()):
+            # No spread to measure a change against: any later loss that differs would be
+            # "significant" (a model right on every reference event raised alerts at 0.999).
+            self.skipped = (f"the estimated losses of the labelled reference are all {float(losses[0]):g} (a model "
+                            "right on every reference event, or scores all alike): no change from it can be tested "
+                            "under label_ert")
+            return
         try:
             self.test = EstimateDecay(self.metric, self.estimate.reference_losses, window=self.window,
                                       ert=self.ert, defer_calibration=True)
