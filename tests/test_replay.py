@@ -369,12 +369,13 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_anything
     base = ["replay", str(path), "--labels", str(labels), "--config", str(config_path)]
     for extra, words in ((["--out", str(path)], "--out"), (["--summary", str(tmp_path / "." / "events.jsonl")], "--summary"),
                          (["--report", str(path)], "--report"), (["--out", str(labels)], "--out"),
+                         (["--out", str(config_path)], "--out"),
                          (["--out", str(tmp_path / "s.json"), "--summary", str(tmp_path / "s.json")], "--out and --summary")):
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err
         assert words in err and ("is also an input" in err or "name the same file" in err), err
         assert (path.read_bytes(), labels.read_bytes()) == before
-    assert not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "s.json").exists() and json.loads(config_path.read_text()) == _config()
 
 
 def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):

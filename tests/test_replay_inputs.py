@@ -305,3 +305,19 @@ def test_the_end_of_a_replay_of_many_models_is_a_few_lines(tmp_path, capsys):
     assert main(["replay", str(path), "--auto-register", "--out", str(tmp_path / "a.jsonl")]) == 0
     err = capsys.readouterr().err
     assert err.count("reference incomplete") == 20 and "... and 10 more such lines of other models" in err, err
+
+
+def test_decay_tests_that_never_ran_are_named_after_a_version_change_too(tmp_path, capsys):
+    """Skipped whenever the model_version had changed: 150 labelled events in each of two
+    versions, decay never ran, no word."""
+    rows = []
+    for i in range(300):
+        version = "1" if i < 150 else "2"
+        rows.append({"model": "m", "id": str(i), "ts": 1_700_000_000 + i, "features": {"x": i % 7}, "prediction": i % 2,
+                     "model_version": version})
+        rows.append({"model": "m", "id": str(i), "ts": 1_700_000_000 + i, "label": i % 2})
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "model m: its decay tests of version 2 did not run: 150 labelled events of version 2" in err, err

@@ -143,7 +143,8 @@ def test_the_report_command(replayed, tmp_path, capsys):
     # empty report, the alerts' JSON Lines "Extra data"), and the summary is never overwritten.
     for text, words in (("[1]", "is not a 'driftd replay --summary' document"),
                         ("{}", "is not a 'driftd replay --summary' document"),
-                        ('{"id": 1}\n{"id": 2}\n', "not its alerts")):
+                        ('{"id": 1}\n{"id": 2}\n', "not its alerts"),
+                        ('{"models": {"m": {"status": 3}}}', "as this driftd writes it")):
         wrong = tmp_path / "wrong.json"
         wrong.write_text(text)
         assert main(["report", "--from-replay", str(wrong), "--out", str(out)]) == 1

@@ -121,9 +121,10 @@ def silent_outcomes(result: Result, config) -> list[str]:
             settings = pipeline.config
             needed = settings.decay_reference_size + settings.decay_window
             decay = any(test == DECAY for test, _ in pipeline.labels.detectors)
-            if decay and counts["joined"] and pipeline.labels.n_fed < needed and not pipeline.version_changes:
-                lines.append(f"model {name}: its decay tests did not run: {pipeline.labels.n_fed:,} labelled events, "
-                             f"fewer than decay_reference_size + decay_window ({needed:,})")
+            if decay and counts["joined"] and pipeline.labels.n_fed < needed:
+                of = f" of version {pipeline.labels.version}" if pipeline.version_changes else ""
+                lines.append(f"model {name}: its decay tests{of} did not run: {pipeline.labels.n_fed:,} labelled "
+                             f"events{of}, fewer than decay_reference_size + decay_window ({needed:,})")
             if pipeline.n_unwatched:
                 lines.append(f"model {name}: {pipeline.n_unwatched:,} features beyond max_features "
                              f"({settings.max_features:,}) were counted, not watched")
@@ -205,7 +206,8 @@ def command(args) -> int:
         return 1
     from daemon.cli import output_clash
 
-    clash = output_clash({"--out": args.out, "--summary": args.summary, "--report": args.report}, [p for p, _ in files])
+    clash = output_clash({"--out": args.out, "--summary": args.summary, "--report": args.report},
+                         [p for p, _ in files] + ([args.config] if not defaults_only else []))
     if clash:
         print(f"driftd replay: {clash}", file=sys.stderr)
         return 2

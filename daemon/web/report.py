@@ -46,7 +46,10 @@ def _plotly():
 
 def write(document: dict, path: str) -> None:
     """Render ``document`` and write it to ``path`` (UTF-8)."""
-    page = render(document)
+    _write_page(render(document), path)
+
+
+def _write_page(page: str, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
 
@@ -402,6 +405,14 @@ def command(args) -> int:
             if not isinstance(document, dict) or not isinstance(document.get("models"), dict):
                 raise ReportError(f"{args.from_replay} is not a 'driftd replay --summary' document (it has no "
                                   "\"models\" object): give the file written by --summary")
+            try:
+                page = render(document)
+            except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+                raise ReportError(f"{args.from_replay} is not a 'driftd replay --summary' document as this driftd "
+                                  f"writes it ({type(e).__name__}: {e}): give the file written by --summary") from None
+            _write_page(page, args.out)
+            print(f"driftd report: written to {args.out}", file=sys.stderr)
+            return 0
         else:
             from daemon.cli import _fetch_status
 
