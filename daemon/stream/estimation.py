@@ -26,7 +26,8 @@ completed the test.
 >>> from types import SimpleNamespace as Event
 >>> from daemon.config import ModelConfig
 >>> est = ModelEstimation(ModelConfig(decay_reference_size=100, decay_window=50, label_ert=10_000), None)
->>> pairs = [((i % 2, 0.9 if i % 2 else 0.1, None, 1.7e9 + i, {}), i % 2) for i in range(100)]
+>>> pairs = [((i % 2, 0.9 if i % 2 else 0.1, None, 1.7e9 + i, {}), (i + (i % 10 == 0)) % 2)  # 90% right
+...          for i in range(100)]
 >>> est.observe_labels(pairs)
 >>> est.fitted, est.waiting, [job.column for job in est.calibration_jobs()]
 (True, True, ['estimated_decay/accuracy'])
