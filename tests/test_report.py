@@ -289,3 +289,17 @@ def test_the_alerts_are_listed_in_event_time_and_versions_are_not_joined_by_a_li
     t, values, versions, baseline = report._broken_at_versions(p)
     assert values == [0.9, 0.8, None, 0.7] and baseline == [0.9, 0.9, None, 0.85] and versions[2] is None
     assert t[2] is None and len(t) == 4
+
+
+def test_the_decay_tests_line_breaks_at_a_version_change_too():
+    performance = {"accuracy": {"t": [1.0, 2.0, 3.0], "value": [0.9, 0.8, 0.9], "baseline": [0.9, 0.9, 0.88],
+                                "model_version": ["1", "1", "2"]}}
+    assert report._versions_at([1.0, 2.0, 3.0], performance["accuracy"]) == ["1", "1", "2"]
+    decay = {"decay/accuracy": {"t": [1.0, 2.0, 3.0], "statistic": [1.0, 5.0, -2.0], "threshold": [4.0, 4.0, 4.1],
+                                "drift": [False, True, False]}}
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = report._performance_figure(performance, {}, decay, [], go, make_subplots)
+    (z,) = [trace for trace in fig.data if trace.name == "z"]
+    assert list(z.y) == [1.0, 5.0, None, -2.0]

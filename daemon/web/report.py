@@ -18,6 +18,7 @@ either; :func:`render` returns the page as a string (what a ``/report`` route se
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import html
 import json
@@ -285,10 +286,12 @@ def _performance_figure(performance: dict, estimated: dict, decay: dict, alerts:
         s = decay.get(f"decay/{metric}")
         if s:
             s = _thin(s)
-            t = [_iso(x) for x in s["t"]]
-            fig.add_trace(go.Scatter(x=t, y=s["statistic"], mode="lines", name="z", line={"color": "#9467bd"}),
+            # Broken where the model version changes, as the metric's line beside it.
+            t, z, _, threshold = _broken_at_versions({"t": s["t"], "value": s["statistic"], "baseline": s["threshold"],
+                                                      "model_version": _versions_at(s["t"], performance.get(metric))})
+            fig.add_trace(go.Scatter(x=t, y=z, mode="lines", name="z", line={"color": "#9467bd"}),
                           row=row, col=2)
-            fig.add_trace(go.Scatter(x=t, y=s["threshold"], mode="lines", name="threshold",
+            fig.add_trace(go.Scatter(x=t, y=threshold, mode="lines", name="threshold",
                                        line={"color": "#7f7f7f", "dash": "dash"}), row=row, col=2)
             marks = [a for a in alerts if a.get("detector") == "decay" and a.get("feature") == metric]
             if marks:
@@ -300,6 +303,14 @@ def _performance_figure(performance: dict, estimated: dict, decay: dict, alerts:
                     row=row, col=2)
     fig.update_layout(height=320 * len(metrics), margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
+
+
+def _versions_at(times: list, p: dict | None) -> list | None:
+    """The model version of the decay test at each of ``times``, read from the metric's
+    points ``p`` (one a test, with their versions), or None where they do not say."""
+    if not p or not p.get("model_version") or p["t"] != sorted(p["t"]):
+        return None
+    return [p["model_version"][max(0, bisect.bisect_right(p["t"], x) - 1)] for x in times]
 
 
 def _broken_at_versions(p: dict) -> tuple[list, list, list | None, object]:
