@@ -218,8 +218,6 @@ class LabelJoin:
                     if value is not _GONE:
                         ids[id] = value
                         sizes[which] += 1
-                    elif not ids:
-                        del buffer[model]
             for key, n in change["counts"].items():
                 join.counts[key] = n
             join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
@@ -276,6 +274,13 @@ class LabelJoin:
     def _clock_of(self, which: str, model: str) -> list:
         return self._newest_by_model.get((which, model), _NO_TIMES)
 
+    def _expire_model(self, model: str) -> None:
+        """Drop and count what of ``model`` can no longer be joined, against its own clocks."""
+        if self._predictions.get(model):
+            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, "prediction_expired")
+        if self._labels.get(model):
+            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, "label_orphaned")
+
     def _expire(self, model: str, which: str, clock: list, wait: float, outcome: str) -> None:
         """Drop and count the ``which`` events of ``model`` older than ``wait`` seconds
         before the other stream's watermark (``clock``: its newest times)."""
@@ -309,10 +314,7 @@ class LabelJoin:
             self._saw(newest, ts)
             if self._log is not None:
                 self._log.newest.add(key)
-        if self._predictions.get(model):
-            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, "prediction_expired")
-        if self._labels.get(model):
-            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, "label_orphaned")
+        self._expire_model(model)
         # Joined ids are remembered as long as a duplicate label could still arrive.
         self._seen.expire(self.label_watermark)
 
@@ -464,10 +466,8 @@ class LabelJoin:
         order alone, not of where the consumer's batches happen to end (run only once per
         batch, a label 100 s late joined its prediction despite a 30 s TTL when both came
         in one batch, and not otherwise)."""
-        models = [model] if model is not None else sorted({*self._predictions, *self._labels})
-        for m in models:
-            self._expire(m, "predictions", self._clock_of("labels", m), self.ttl, "prediction_expired")
-            self._expire(m, "labels", self._clock_of("predictions", m), self.grace, "label_orphaned")
+        for m in [model] if model is not None else sorted({*self._predictions, *self._labels}):
+            self._expire_model(m)
         # Joined ids are remembered as long as a duplicate label could still arrive.
         self._seen.expire(self.label_watermark)
 
