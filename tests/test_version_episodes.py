@@ -141,6 +141,10 @@ def test_the_detection_counters_go_on_across_a_new_version():
     assert all(later >= earlier for earlier, later in zip(exported, exported[1:])), exported  # never back
     # Version 1 tested a 400 times (stride 50: 8 tests); version 2, 200 more values: 4 more.
     assert exported[-1][1] == pipeline.ended_counts[("ks", "a")][1] + pipeline.data_detectors[("ks", "a")].n_tests
+    # /status says the same totals beside the current detector's own counts.
+    shown = state.status()["fraud"]["detectors"]["ks/a"]
+    assert (shown["detections_total"], shown["tests_total"]) == exported[-1]
+    assert shown["n_tests"] == pipeline.data_detectors[("ks", "a")].n_tests < shown["tests_total"]
 
 
 def test_the_per_test_sums_over_features_go_on_when_a_feature_is_dropped():

@@ -427,7 +427,7 @@ class PartitionState:
                 "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
                 # Predictions the estimated performance left out: a score of the other form.
                 "scores_left_out": pipeline.estimation.unlike,
-                "detectors": {f"{n}/{f}": vars(d.state()) for n, f, d in pipeline.detectors()},
+                "detectors": _detector_states(pipeline),
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
                 "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
                 # Joined labels held behind one waiting for its prediction (label order).
@@ -435,6 +435,21 @@ class PartitionState:
             }
             for name, pipeline in self.models.items()
         }
+
+
+def _detector_states(pipeline) -> dict:
+    """``"test/column"`` -> the detector's state, with ``detections_total`` and
+    ``tests_total``: the exported counters' values, which go on from earlier model versions'
+    detectors (``n_detections`` and ``n_tests`` are this version's detector's own)."""
+    before = pipeline.counts_before()
+    out = {}
+    for name, feature, detector in pipeline.detectors():
+        state = dict(vars(detector.state()))
+        earlier = before.get((name, feature), (0, 0))
+        state["detections_total"] = state["n_detections"] + earlier[0]
+        state["tests_total"] = state["n_tests"] + earlier[1]
+        out[f"{name}/{feature}"] = state
+    return out
 
 
 def _schema(counts) -> dict:
