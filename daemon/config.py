@@ -213,7 +213,8 @@ DEFAULT_LABEL_DELAY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200
 @dataclass
 class JoinConfig:
     prediction_ttl_seconds: float = _doc(
-        "A prediction waits this long (event time) for its label, then counts as expired.", default=86_400.0)
+        "A prediction waits this long (event time) for its label, then counts as expired; a label stamped "
+        "more than this after its prediction never joins it.", default=86_400.0)
     label_grace_seconds: float = _doc(
         "A label that arrives before its prediction waits this long (event time), then counts "
         "as orphaned.", default=600.0)

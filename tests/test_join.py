@@ -462,3 +462,47 @@ def test_a_join_saved_with_flat_buffers_and_one_watermark_loads():
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.pending == 4 and old.waiting_label("n", "x") == 0 and old.watermark_of("predictions", "n") == 1000.0
     assert old.add_label("m", "p-1", 1100.0, 1) == ("m", (1, None), 1, 99.0)
+
+
+def test_a_label_more_than_ttl_late_never_joins_before_the_watermark_moves():
+    """A new user's case: 30 predictions, then labels of 5 of them two days later with a
+    one-day TTL. The robust watermark needs three labels past a time to move, so the first
+    two late labels joined (delays of 172,800 s in the label-delay histogram)."""
+    join = LabelJoin(ttl=86400, grace=600, max_pending=1000)  # the daemon's rank 3
+    for i in range(30):
+        join.add_prediction("m", f"p{i}", 1_763_000_000.0 + i, (i % 2, None))
+    joins = [join.add_label("m", f"p{i}", 1_763_172_800.0 + i, i % 2) for i in range(5)]
+    assert joins == [None] * 5
+    assert counts(join)["joined"] == 0 and counts(join)["prediction_expired"] == 30
+    assert join.waiting()[("m", "label")] == 5  # they wait their grace, as labels without a prediction do
+
+
+@pytest.mark.parametrize("labels_first", [False, True])
+@pytest.mark.parametrize("batch", [1, 7, 500, 5000])
+def test_what_joins_with_labels_beyond_ttl_depends_on_the_stream_alone(batch, labels_first):
+    """The same case at scale, read as the daemon reads two topics: each poll of ``batch``
+    records in time order gives a batch per topic, and either topic's batch may be handled
+    first. With the labels' batch first, a label two days late met its prediction in the
+    other batch of the same poll and joined it (17 such joins at polls of 5,000, 2 at 500)."""
+    rng = random.Random(11)
+    records, late = [], set()
+    for i in range(4000):
+        ts = 1_763_000_000.0 + i
+        records.append((ts, 0, f"p{i}"))
+        if rng.random() < 0.05:
+            late.add(f"p{i}")
+        records.append((ts + (2 * 86400 if f"p{i}" in late else rng.uniform(60, 900)), 1, f"p{i}"))
+    records.sort()
+    join = LabelJoin(ttl=86400, grace=3600, max_pending=100_000)
+    joined = []
+    for start in range(0, len(records), batch):
+        poll = records[start:start + batch]
+        topics = [[r for r in poll if r[1] == kind] for kind in (0, 1)]
+        for ts, kind, id in (topics[1] + topics[0] if labels_first else topics[0] + topics[1]):
+            got = (join.add_label("m", id, ts, 1) if kind else join.add_prediction("m", id, ts, id))
+            if got:
+                joined.append((got[1], got[3]))
+        join.expire()
+    assert all(delay <= 86400 for _, delay in joined)
+    assert {id for id, _ in joined} == {f"p{i}" for i in range(4000)} - late and 150 < len(late) < 250
+    assert counts(join)["prediction_expired"] == len(late)

@@ -9,7 +9,9 @@ events after a restart makes the same decisions: a prediction expires once the *
 stream has moved ``ttl`` past it (a label for it can no longer be on its way, unless more
 than ``ttl`` late); a label is orphaned once the *prediction* stream has moved ``grace``
 past it (its prediction, always older, would have come by then), or at once when its
-prediction came and was a dead letter (:meth:`LabelJoin.refuse_prediction`). If the label stream
+prediction came and was a dead letter (:meth:`LabelJoin.refuse_prediction`). A label more
+than ``ttl`` after its prediction never joins it, whichever comes first and however many
+labels moved the watermark: the prediction counts as expired, the label waits on. If the label stream
 stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
 the partition: beyond it the oldest of the model with the most waiting expire first.
 
@@ -43,6 +45,9 @@ not to what is waiting), and :meth:`LabelJoin.restore` rebuilds the join from th
 ('fraud', (1, 0.9, '7'), 0, 900.0)
 >>> join.add_label("fraud", "p-1", 1950.0, 0) is None, join.counts[("fraud", "duplicate_label")]
 (True, 1)
+>>> join.add_label("fraud", "p-2", 9000.0, 1)                     # its label first, 2 hours late
+>>> join.add_prediction("fraud", "p-2", 1000.0, (0, 0.2, "7")), join.counts[("fraud", "prediction_expired")]
+(None, 1)
 """
 
 from __future__ import annotations
@@ -424,8 +429,14 @@ class LabelJoin:
             self._count(model, "duplicate_prediction")
             return False
         self._saw_event("predictions", model, ts)
-        waiting = self._take("labels", model, id)
+        waiting = self._get("labels", model, id)
         if waiting is not None:
+            if waiting[0] - ts > self.ttl:
+                # Its label came first (another topic, read ahead) but more than ttl after
+                # it: expired, as if read in time order; the label waits on, as it would.
+                self._count(model, "prediction_expired")
+                return None
+            self._take("labels", model, id)
             return self._join((model, id), ts, payload, *waiting)
         self._put("predictions", model, id, (ts, payload))
         self._bound("predictions")
@@ -439,6 +450,13 @@ class LabelJoin:
             self._count(model, "duplicate_label")
             return None
         waiting = self._take("predictions", model, id)
+        if waiting is not None and ts - waiting[0] > self.ttl:
+            # More than ttl after its prediction, which the watermark has not expired yet
+            # (fewer than watermark_rank labels past it): expired all the same, so that
+            # what joins never depends on the watermark's rank or the reading order.
+            if waiting[1] is not REFUSED:  # a refusal was counted as a dead letter
+                self._count(model, "prediction_expired")
+            waiting = None
         if waiting is not None:
             if waiting[1] is REFUSED:  # its prediction was a dead letter
                 self._seen.add(model, id, waiting[0], self.label_watermark)
