@@ -22,7 +22,9 @@ until the model server loads the new version. The caller publishes ``Promotion.e
 comparisons with the old champion no longer apply. Meanwhile the gate's rate limit holds.
 
 The whole object pickles: checkpoint it with the input offsets. A learner's exception on an
-event is counted in ``errors`` and skips that learner for that event; bad features
+event is counted in ``errors`` (the last message in ``last_error``) and skips that learner
+for that event; one while retraining it (a River model that takes numbers only, given a
+string feature) is counted for it too and leaves the learners as they were; bad features
 (``ValueError`` from ``clean_features``) propagate to the caller.
 
 >>> from learners.gate import PromotionGate
@@ -142,8 +144,7 @@ class ChampionChallenger:
             try:
                 y_pred = learner.update(x, y)
             except Exception as e:  # a model's failure must not stop the daemon
-                self.errors[name] += 1
-                self.last_error[name] = f"{type(e).__name__}: {e}"
+                self._failed(name, f"{type(e).__name__}: {e}")
                 continue
             if paired:
                 self.pairs[name][0].append(champ)
@@ -174,12 +175,16 @@ class ChampionChallenger:
         best = self.best()
         slot = self._free_slot()
         meta = getattr(self, "meta", None)  # (checkpoints from before meta-learning have none)
-        if meta is not None and reason != "schedule":
-            new, parent, warm = meta.challenger(self.learners, best, self.buffer, slot, retrain,
-                                                self.policy.transfer, self.n_labelled)
-        else:
-            parent, warm = best.name, self.policy.transfer(best)
-            new = retrain(best, self.buffer, slot, warm_start=warm)
+        try:
+            if meta is not None and reason != "schedule":
+                new, parent, warm = meta.challenger(self.learners, best, self.buffer, slot, retrain,
+                                                    self.policy.transfer, self.n_labelled)
+            else:
+                parent, warm = best.name, self.policy.transfer(best)
+                new = retrain(best, self.buffer, slot, warm_start=warm)
+        except Exception as e:  # a model's failure must not stop the daemon: no retrain this time
+            self._failed(best.name, f"retraining: {type(e).__name__}: {e}")
+            return None
         self.learners[slot] = new
         self.pairs[slot] = self._pair_window()
         first, last = self.buffer.time_span()
@@ -189,12 +194,21 @@ class ChampionChallenger:
                                      "warm" if warm else "fresh")
         return self._last_retrain
 
+    def _failed(self, name: str, message: str) -> None:
+        self.errors[name] += 1
+        self.last_error[name] = message
+
     def _maybe_reinit(self) -> Retrain | None:
         """Meta-initialisation (:meth:`learners.meta.MetaLearner.reinit`): the challenger
         retrained ``k`` labels ago is replaced by a stored solution that fits those labels
         clearly better; its paired outcomes restart with the next event."""
         meta = getattr(self, "meta", None)
-        found = meta.reinit(self.learners, self.buffer, self.n_labelled) if meta is not None else None
+        try:
+            found = meta.reinit(self.learners, self.buffer, self.n_labelled) if meta is not None else None
+        except Exception as e:  # as a retrain's failure: the challenger stays as it is
+            self._failed(self._last_retrain.learner if self._last_retrain else self.configured[0],
+                         f"meta-initialisation: {type(e).__name__}: {e}")
+            return None
         if found is None:
             return None
         slot, new, how = found

@@ -230,3 +230,19 @@ def test_configuration_errors_name_the_key():
         ChampionChallenger.from_specs("classification", {"nb": ["GaussianNB"]}, gate=PromotionGate("regression"))
     with pytest.raises(ValueError, match=r"gate_window \(100\) is smaller than the gate's min_events \(500\)"):
         ChampionChallenger.from_specs("classification", {"nb": ["GaussianNB"]}, gate_window=100)
+
+
+def test_a_retrain_that_fails_is_counted_and_leaves_the_learners_as_they_were():
+    """A new user's finding: a River model that takes numbers only (GaussianNB here; a
+    HoeffdingTreeRegressor's linear leaves in the report), given a string feature, failed
+    at every event (counted) and then at the retrain a drift asked for, which raised out of
+    the lifecycle: the daemon's whole batch of labels became internal_error dead letters."""
+    cc = ChampionChallenger.from_specs("classification", {"nb": ["GaussianNB"]},
+                                       policy=RetrainPolicy(min_events=10, cooldown=0, every=None))
+    for i in range(20):
+        cc.update({"country": ["DE", "FR"][i % 2]}, i % 2 == 0, False)
+    assert cc.on_signal(drift=True) is None  # no retrain, and no exception
+    assert cc.errors == {"nb": 21} and cc.last_error["nb"].startswith("retraining: TypeError")
+    assert set(cc.learners) == {"nb"} and cc.retrains == {}
+    cc.update({"country": "DE"}, True, False)  # and it goes on
+    assert cc.errors == {"nb": 22} and cc.n_labelled == 21

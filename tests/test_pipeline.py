@@ -458,3 +458,30 @@ def test_a_binary_score_sent_as_a_mapping_is_the_same_score_column():
     old = ModelPipeline.__new__(ModelPipeline)
     old.__setstate__(state)
     assert old._positive_key is None and pipeline._positive_key == "1"
+
+
+@pytest.mark.parametrize("batch", [7, 100, 1000])
+def test_a_learner_that_cannot_take_the_features_loses_no_label(batch, monkeypatch):
+    """A new user's finding: a learner given a string feature it cannot take (GaussianNB
+    here) raised at the retrain that the concept drift asked for, and the batch's labels
+    became internal_error dead letters: more at larger batches (10 at polls of 7, 4,674 at
+    5,000). Every label reaches the tests now, at every batch size; the failures are
+    counted and in /status with the last message."""
+    monkeypatch.setenv("DRIFTD_REGISTRY_KEY", "a key for the registry")
+    config = from_dict({**CONFIG, "models": {"m": {"learners": {"nb": ["GaussianNB"]}, "retrain_cooldown": 100,
+                                                   "replay_reservoir_size": 200, "replay_recent_size": 100}}})
+    state = PartitionState(0, config)
+    records = as_records(streams.records(4500, PRED, LAB))
+    for start in range(0, len(records), batch):
+        chunk = records[start:start + batch]
+        state.handle_predictions([r for r in chunk if r.topic == PRED], _no_dead_letters)
+        state.handle_labels([r for r in chunk if r.topic == LAB], _no_dead_letters)
+        state.finish_batch()
+        calibrate_now(state)
+    status = state.status()["m"]
+    assert status["processed"] == {"prediction": 4500, "label": 4500} and status["join"]["joined"] == 4500
+    learning = status["learning"]
+    # Every labelled event, and the retrains the concept drift asked for (4,500 events).
+    assert learning["learners"]["nb"]["errors"] == learning["errors"] > 4500
+    assert "TypeError" in learning["learners"]["nb"]["last_error"] and learning["retrains"] == {}
+    assert state.models["m"].labels.n_fed == 4500

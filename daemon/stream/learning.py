@@ -57,8 +57,9 @@ class Learning:
     """
 
     def __init__(self, lifecycle: ChampionChallenger, promotions: list | None = None, errors: int = 0,
-                 held: list | None = None, signals: dict | None = None):
+                 held: list | None = None, signals: dict | None = None, model: str = ""):
         self.lifecycle = lifecycle
+        self.model = model  # (for the logs)
         self.promotions: list[tuple] = promotions if promotions is not None else []
         self.errors = errors
         #: (pairs, paired with the current version, their label tests, position before).
@@ -94,16 +95,35 @@ class Learning:
         position = before  # among the version's pairs fed to its tests
         for ((prediction, _, version, ts, features), label), is_paired in zip(pairs, paired):
             position += is_paired
-            try:
-                lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=is_paired)
-            except ValueError:
-                self.errors += 1  # features a learner cannot take
             signal = self.signals.pop((tests, position), None) if is_paired else None
-            if signal is not None:
-                lifecycle.on_signal(**signal)
-            promotion = lifecycle.maybe_promote(ts)
+            try:
+                try:
+                    lifecycle.update(features, label, prediction, now=ts, champion_version=version, paired=is_paired)
+                except ValueError:
+                    self.errors += 1  # features a learner cannot take
+                if signal is not None:
+                    lifecycle.on_signal(**signal)
+                promotion = lifecycle.maybe_promote(ts)
+            except Exception as e:  # noqa: BLE001 - a learner's failure costs its learning, never the labels
+                self.errors += 1
+                self._said(f"{type(e).__name__}: {e}", e)
+                continue
             if promotion is not None:
                 self.promotions.append((promotion, ts))
+        for learner, message in lifecycle.last_error.items():  # the learners' own, contained there
+            self._said(f"learner {learner}: {message}")
+
+    def _said(self, what, error: Exception | None = None) -> None:
+        """Log a learning failure once per kind (it would repeat at every event), 20 kinds
+        at most a model: the count is in driftd_learner_errors_total, the last message of
+        each learner in /status."""
+        said = self.__dict__.setdefault("_said_errors", set())
+        kind = str(what)[:200]
+        if kind not in said and len(said) < 20:
+            said.add(kind)
+            model = self.__dict__.get("model", "")
+            log.error("model %s: learning failed: %s (counted in driftd_learner_errors_total)", model, kind,
+                      exc_info=error, extra={"model": model})
 
 
 class Publisher:

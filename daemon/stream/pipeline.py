@@ -94,7 +94,7 @@ class ModelPipeline:
         self.ended_counts: dict[tuple, list] = {}
         self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
-        self.learning = Learning(build_lifecycle(config, f"models.{name}.learners")) if config.learners else None
+        self.learning = Learning(build_lifecycle(config, f"models.{name}.learners"), model=name) if config.learners else None
         self.label_checks = LabelChecks()
         self._start_version(None)
 
@@ -130,7 +130,9 @@ class ModelPipeline:
             lifecycle, old = self.__dict__.pop("lifecycle", None), self.__dict__
             parts = (old.pop("pending_promotions", []), old.pop("learning_errors", 0), old.pop("_learning_held", []),
                      old.pop("_signals", {}))
-            self.learning = Learning(lifecycle, *parts) if lifecycle is not None else None
+            self.learning = Learning(lifecycle, *parts, model=self.name) if lifecycle is not None else None
+        if self.learning is not None and not self.learning.__dict__.get("model"):
+            self.learning.model = self.name  # (saved before the learners knew their model's name)
         if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
             self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
             for old in ("_label_type_checks", "_positive_checks"):

@@ -423,7 +423,7 @@ def _learning_families(states):
     progressive = GaugeMetricFamily("driftd_learner_progressive_score", "Each learner's running score in progressive validation.", labels=["model", "learner"])
     retrains = CounterMetricFamily("driftd_retrains", "Challengers retrained, by reason.", labels=["model", "reason"])
     promotions = CounterMetricFamily("driftd_promotions", "Promotion gate decisions: promoted, or rejected by the gate.", labels=["model", "outcome"])
-    errors = CounterMetricFamily("driftd_learner_errors", "Labelled events a learner could not take.", labels=["model"])
+    errors = CounterMetricFamily("driftd_learner_errors", "Labelled events a learner could not take, and retrains that failed.", labels=["model"])
     exported = set()
     for s in states:
         for model, pipeline in s.models.items():
