@@ -504,13 +504,19 @@ class Config:
 _secrets_required: contextvars.ContextVar = contextvars.ContextVar("driftd_secrets_required", default=True)
 
 
+def secrets_required() -> bool:
+    """Whether the configuration being read must have its secrets (see :func:`load`)."""
+    return _secrets_required.get()
+
+
 def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     """Read and validate a configuration file; raises :class:`ConfigError`.
 
     ``secrets=False``: a secret (``{env: NAME}`` or ``{file: PATH}``) whose variable is
-    unset or whose file cannot be read is an empty :class:`Secret` instead of an error,
-    for commands that read the models and the port only (``driftd models``), not the
-    daemon (default: True, every secret must be there).
+    unset or whose file cannot be read is an empty :class:`Secret` instead of an error, and
+    models with learners need no registry key, for commands that neither send nor sign
+    (``driftd models``, ``driftd replay``), not the daemon (default: True, every secret
+    must be there).
 
     Relative paths written in the file (:data:`PATH_KEYS`, and every ``{file: PATH}``
     secret) are taken relative to the file's directory, not the current one, so that a

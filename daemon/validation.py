@@ -12,7 +12,7 @@ import os
 import time
 import urllib.parse
 
-from daemon.config import Config, ConfigError, ModelConfig
+from daemon.config import Config, ConfigError, ModelConfig, secrets_required
 
 _POSITIVE = {
     "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
@@ -96,7 +96,7 @@ def check(config: Config) -> None:
                            lambda item: check_model(item[1], item[0]))
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
-    if config.has_learners and not os.environ.get(config.registry.key_env):
+    if config.has_learners and not os.environ.get(config.registry.key_env) and secrets_required():
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
     from daemon.federation import check as check_federation  # imports learners: only here
 

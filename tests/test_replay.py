@@ -621,3 +621,28 @@ def test_a_models_labels_join_whatever_another_models_clock_and_the_poll_size(tm
         result = Replay(from_dict(config), batch_size=size).run(events([(str(path), False)]))
         joins = {o: result.states[0].join.counts[("A", o)] for o in ("joined", "label_orphaned", "prediction_expired")}
         assert joins == {"joined": 1000, "label_orphaned": 0, "prediction_expired": 0}, (size, joins)
+
+
+def test_a_replay_with_learners_needs_no_key_and_says_what_the_learners_did(tmp_path, capsys, monkeypatch):
+    """New users' findings: a replay of a model with learners asked for the registry key
+    (it signs nothing), and said nothing of the learners, not even that one failed at every
+    event (a River model that takes numbers only, given a string feature)."""
+    monkeypatch.delenv("DRIFTD_REGISTRY_KEY", raising=False)
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, _stream())
+    config = _config()
+    config["models"]["m"] = {"learners": {"nb": ["GaussianNB"],
+                                          "tree": {"HoeffdingTreeClassifier": {"grace_period": 50}}},
+                             "retrain_cooldown": 200, "replay_reservoir_size": 300, "replay_recent_size": 100}
+    config["alerts"]["sinks"] = [{"type": "webhook", "url": "https://hooks.example/driftd",
+                                  "secret": {"env": "DRIFTD_UNSET_SECRET"}}]
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(config))
+    summary = tmp_path / "summary.json"
+    assert main(["replay", str(path), "--config", str(config_path), "--summary", str(summary), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "model m: its learners failed" in err and "nb 4," in err and "TypeError" in err
+    assert "model m: learners retrained" in err
+    learning = json.loads(summary.read_text())["models"]["m"]["status"]["learning"]
+    assert learning["learners"]["tree"]["errors"] == 0 and learning["learners"]["tree"]["learned"] == N_EVENTS
+    assert learning["learners"]["nb"]["errors"] >= N_EVENTS and sum(learning["retrains"].values()) >= 1

@@ -102,7 +102,7 @@ def silent_outcomes(result: Result, config) -> list[str]:
     """A line per model for what the alerts alone would hide on the label side and in its
     features: labels that found no prediction (most of them), predictions whose label
     never came though labels did, decay tests that never ran for want of labelled events,
-    features beyond ``max_features`` not watched."""
+    features beyond ``max_features`` not watched, what the learners did and their failures."""
     lines = []
     for state in result.states.values():
         waiting = state.join.waiting()
@@ -128,6 +128,33 @@ def silent_outcomes(result: Result, config) -> list[str]:
             if pipeline.n_unwatched:
                 lines.append(f"model {name}: {pipeline.n_unwatched:,} features beyond max_features "
                              f"({settings.max_features:,}) were counted, not watched")
+            lines += _learning_lines(name, pipeline)
+    return lines
+
+
+def _learning_lines(name: str, pipeline) -> list[str]:
+    """What a model's learners did, which no alert of a replay says (promotions are not
+    published): retrains and the gate's decisions, and their failures with the last message."""
+    cc = pipeline.lifecycle
+    if cc is None:
+        return []
+    lines = []
+    failed = {learner: n for learner, n in sorted(cc.errors.items()) if n}
+    if failed or pipeline.learning_errors:
+        each = ", ".join(f"{learner} {n:,}" for learner, n in failed.items())
+        last = next((cc.last_error[learner] for learner in reversed(failed) if learner in cc.last_error), None)
+        lines.append(f"model {name}: its learners failed {sum(failed.values()) + pipeline.learning_errors:,} times"
+                     + (f" ({each}; the last: {last[:200]})" if failed else "")
+                     + "; the labels still reached the tests (a River model that takes numbers only needs string "
+                     "features through Categorical and OneHotEncoder: README, \"Learning, retraining and promotion\")")
+    if cc.retrains or cc.decisions.get("promoted"):
+        retrains = ", ".join(f"{reason} {n:,}" for reason, n in sorted(cc.retrains.items()))
+        promoted = cc.decisions.get("promoted", 0)
+        lines.append(f"model {name}: learners retrained {sum(cc.retrains.values()):,} times"
+                     + (f" ({retrains})" if retrains else "")
+                     + f"; the promotion gate would have promoted {promoted:,}"
+                     + (f" (the last: {cc.champion_learner})" if promoted else "")
+                     + " (a replay publishes nothing)")
     return lines
 
 
@@ -169,7 +196,7 @@ def command(args) -> int:
         if defaults_only:
             config = config_module.from_dict({})  # no file: the defaults, every model the files name
         else:
-            config = config_module.load(args.config)
+            config = config_module.load(args.config, secrets=False)  # a replay sends and signs nothing
     except config_module.ConfigError as e:
         if not os.path.exists(args.config):
             print(f"driftd replay: no configuration {args.config}: give --config FILE, or --auto-register to watch "

@@ -428,6 +428,7 @@ class PartitionState:
                 # Predictions the estimated performance left out: a score of the other form.
                 "scores_left_out": pipeline.estimation.unlike,
                 "detectors": _detector_states(pipeline),
+                "learning": _learning(pipeline),
                 "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
                 "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
                 # Joined labels held behind one waiting for its prediction (label order).
@@ -450,6 +451,26 @@ def _detector_states(pipeline) -> dict:
         state["tests_total"] = state["n_tests"] + earlier[1]
         out[f"{name}/{feature}"] = state
     return out
+
+
+def _learning(pipeline) -> dict | None:
+    """The model's learners (None: it has none): each one's recent score (accuracy or MAE,
+    as ``driftd_learner_score``), labelled events learned, errors and the last one's
+    message; the champion's recent score; retrains by reason; the promotion gate's
+    decisions; the learner last promoted; errors in all (``driftd_learner_errors_total``)."""
+    cc = pipeline.lifecycle
+    if cc is None:
+        return None
+    scores = cc.scores()
+    return {
+        "learners": {name: {"score": scores.get(name), "learned": learner.n_learned, "errors": cc.errors.get(name, 0),
+                            "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
+        "champion_score": scores["champion"],
+        "retrains": dict(cc.retrains),
+        "gate": dict(cc.decisions),
+        "promoted": cc.champion_learner,
+        "errors": pipeline.learning_errors + sum(cc.errors.values()),
+    }
 
 
 def _schema(counts) -> dict:
