@@ -110,11 +110,17 @@ def silent_outcomes(result: Result, config) -> list[str]:
             counts = {o: state.join.counts[(name, o)] for o in OUTCOMES}
             labels = state.processed[(name, "label")]
             unmatched = counts["label_orphaned"] + waiting[(name, "label")]
+            refused = sum(n for (model, _), n in state.model_dead_letters.items() if model == name)
+            why = (f"none with their model and id came within join.label_grace_seconds "
+                   f"({config.join.label_grace_seconds:g} s) or before the end of the files, or theirs came more than "
+                   f"join.prediction_ttl_seconds ({config.join.prediction_ttl_seconds:g} s) before them"
+                   + (", or was a dead letter" if refused else ""))
             if labels and unmatched * 2 > labels:
-                lines.append(f"model {name}: {unmatched:,} of its {labels:,} labels found no prediction (none with "
-                             f"their model and id came within join.label_grace_seconds, "
-                             f"{config.join.label_grace_seconds:g} s, or before the end of the files); check their "
-                             "ids and ts against the predictions'")
+                lines.append(f"model {name}: {unmatched:,} of its {labels:,} labels found no prediction to join ({why}); "
+                             + ("the model's dead letters (above) may be their predictions" if refused else
+                                "check their ids and ts against the predictions'"))
+            elif unmatched:
+                lines.append(f"model {name}: {unmatched:,} of its {labels:,} labels found no prediction to join ({why})")
             if counts["joined"] and counts["prediction_expired"]:
                 lines.append(f"model {name}: {counts['prediction_expired']:,} predictions got no label within "
                              f"join.prediction_ttl_seconds ({config.join.prediction_ttl_seconds:g} s)")
