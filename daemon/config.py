@@ -631,12 +631,18 @@ def _build(cls, data, prefix: str):
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
         meta = fields[name].metadata
-        if isinstance(value, bool) and meta.get("switch"):
-            value = meta["switch"][0 if value else 1]
+        switch = meta.get("switch")
+        if switch and (isinstance(value, bool) or str(value).lower() in _SWITCH_WORDS):
+            # YAML reads unquoted on/off, yes/no, true/false as booleans: quoted, the same.
+            value = switch[0 if _SWITCH_WORDS.get(str(value).lower(), value) else 1]
         elif value is None and meta.get("null_as") is not None:
             value = meta["null_as"]
         values[name] = _coerce(hints[name], value, key)
     return cls(**values)
+
+
+#: Words a ``switch`` setting takes for its two values, besides them (see :func:`_doc`).
+_SWITCH_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
 
 def _coerce(hint, value, key: str):
@@ -752,7 +758,11 @@ def reference() -> str:
     def row(key, f):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
-        return f"| `{key}` | `{shown}` | {f.metadata['doc']} |"
+        doc = f.metadata["doc"]
+        if f.metadata.get("switch"):
+            on, off = f.metadata["switch"]
+            doc += f" (`on`, `yes` and `true` read as `{on}`; `no` and `false` as `{off}`.)"
+        return f"| `{key}` | `{shown}` | {doc} |"
 
     header = "| key | default | meaning |\n| --- | --- | --- |"
     hints = typing.get_type_hints(Config)

@@ -492,6 +492,13 @@ def test_an_unquoted_off_and_a_null_error_detector_read_as_documented(tmp_path):
     assert (n.estimation, n.reconstruction) == ("auto", "auto")
     with pytest.raises(ConfigError, match="models.m.estimation: must be a string, got None"):
         from_dict({"models": {"m": {"estimation": None}}})
+    # Quoted, the same words read the same (a new user's finding: "on" was refused, on not).
+    path.write_text("models:\n  m: {estimation: 'on', reconstruction: 'No'}\n  n: {estimation: \"true\"}\n")
+    config = load(str(path))
+    assert (config.models["m"].estimation, config.models["m"].reconstruction, config.models["n"].estimation) == \
+        ("auto", "off", "auto")
+    with pytest.raises(ConfigError, match="models.m.estimation: must be auto or off, got 'maybe'"):
+        from_dict({"models": {"m": {"estimation": "maybe"}}})
 
 
 @pytest.mark.parametrize("name", ["decay_window", "decay_reference_size"])
