@@ -135,6 +135,14 @@ class WindowedTest(DeferredThresholds):
     P_VALUE_ON_ALARMS_ONLY = False
     #: Attributes derived from the reference for speed: not pickled, rebuilt when needed.
     _DERIVED: tuple = ()
+    #: ``(at, counts)``: the window's counts per bin (a list of ints) at the test of the
+    #: first detection, or None before it (see :meth:`first_detection_window`).
+    first_detection: tuple | None = None
+    # Windows that may be the first detection's, by ``at``, while it has not come: those of
+    # tests whose statistic beat every earlier one (the first to cross a threshold does),
+    # so that tests held for their threshold keep a few windows, not all of them.
+    _candidates: dict | None = None
+    _candidate_top = -np.inf
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -224,6 +232,7 @@ class WindowedTest(DeferredThresholds):
         self._until_test = self.window
         self._p_args = None
         self._p_cache = None
+        self.first_detection, self._candidates, self._candidate_top = None, None, -np.inf
         self._reset_decisions()
 
     @property
@@ -425,23 +434,80 @@ class WindowedTest(DeferredThresholds):
     def _run_test(self, at: int) -> None:
         stat, p_args = self._measure()
         self._statistic_value, self._p_args, self._p_cache = stat, p_args, None
+        self._keep_candidates([at], [stat], self.counts[None, :])
         self._judge_or_hold(at, stat, p_args)
+        self._drop_candidates()
 
     def _test_many(self, ats: list, counts: np.ndarray, filled: np.ndarray) -> None:
         """Run the tests completed at values ``ats`` (ints, in order), whose windows have
         ``counts`` (shape (tests, bins)) and ``filled`` values (shape (tests,))."""
         stats, p_args = self._measure_many(counts, filled)
         if self._threshold is not None and type(self)._judge is WindowedTest._judge:
-            self._judge_many(ats, stats, p_args)
+            self._judge_many(ats, stats, p_args, counts)
             return
+        self._keep_candidates(ats, stats, counts)
         judge = self._judge_or_hold
         for at, stat, args in zip(ats, stats, p_args):
             self._statistic_value, self._p_args, self._p_cache = stat, args, None
             judge(at, stat, args)
+        self._drop_candidates()
 
-    def _judge_many(self, ats: list, stats: list, p_args: list) -> None:
-        """:meth:`_judge` of each test in turn, the same decisions and state, in one loop
-        (calls per test counted at a model's many tests of every stride)."""
+    # -- the window at the first detection ------------------------------------------------
+    def first_detection_window(self) -> tuple[int, list] | None:
+        """``(at, counts)``: the number of the value that completed the test of the first
+        detection and the window's counts per bin then (``binning``'s bins), or None before
+        it. A function of the values alone, like the decisions (not of the batch sizes, nor
+        of when the thresholds came): a report draws the window that fired beside the
+        reference.
+
+        >>> import numpy as np
+        >>> from detectors import PSI
+        >>> psi = PSI(np.arange(1000.0) % 10, window=100, stride=50, threshold=0.5)
+        >>> psi.update_many(np.r_[np.arange(150.0) % 10, np.full(100, 3.0)])
+        >>> at, counts = psi.first_detection_window()
+        >>> at, int(counts[psi.binning.index([3.0])[0]])
+        (200, 55)
+        """
+        return self.first_detection
+
+    def set_thresholds(self, threshold: float, warning_threshold: float | None = None) -> None:
+        super().set_thresholds(threshold, warning_threshold)
+        self._drop_candidates()  # the held tests are decided
+
+    def _keep_candidates(self, ats: list, stats: list, counts: np.ndarray) -> None:
+        """Keep the windows of tests that may be the first detection, for ``_judge`` (see
+        ``_candidates``; ``_judge_many`` takes the window from its ``counts``)."""
+        if self.first_detection is not None:
+            return
+        threshold = self._threshold
+        candidates = self._candidates
+        if candidates is None:
+            candidates = self._candidates = {}
+        top = self._candidate_top
+        for i, (at, stat) in enumerate(zip(ats, stats)):
+            if stat > top if threshold is None else stat > threshold:
+                candidates[at] = counts[i].tolist()
+                if threshold is not None:
+                    return  # decided now: the first crossing is this one
+                top = self._candidate_top = stat
+
+    def _drop_candidates(self) -> None:
+        """Forget the candidates once the tests they were kept for are decided."""
+        if self._threshold is not None:
+            self._candidates, self._candidate_top = None, -np.inf
+
+    def _detected(self, at: int) -> None:
+        """The test completed at ``at`` entered drift: the first detection's window kept."""
+        if self.first_detection is None:
+            counts = (self._candidates or {}).get(at)
+            if counts is not None:  # (None: a state saved before windows were kept)
+                self.first_detection = (at, counts)
+            self._candidates, self._candidate_top = None, -np.inf
+
+    def _judge_many(self, ats: list, stats: list, p_args: list, counts: np.ndarray) -> None:
+        """:meth:`_judge` of each test in turn (their windows' ``counts``), the same decisions
+        and state, in one loop (calls per test counted at a model's many tests of every
+        stride)."""
         threshold, warning_threshold = self._threshold, self.warning_threshold
         drift = self.drift
         n_detections, last_detection_at = self.n_detections, self.last_detection_at
@@ -449,11 +515,13 @@ class WindowedTest(DeferredThresholds):
         function = self._p_function() if deferred else None
         p_values = p_args if deferred else self._p_values(p_args)  # (deferred: not read)
         decisions, p = [], None
-        for at, stat, args, p_value in zip(ats, stats, p_args, p_values):
+        for i, (at, stat, args, p_value) in enumerate(zip(ats, stats, p_args, p_values)):
             was, drift = drift, stat > threshold
             if drift and not was:
                 n_detections += 1
                 last_detection_at = at
+                if self.first_detection is None:
+                    self.first_detection = (at, counts[i].tolist())
             warning = not drift and warning_threshold is not None and stat > warning_threshold
             if not deferred:
                 p = p_value
@@ -477,6 +545,8 @@ class WindowedTest(DeferredThresholds):
         if self.drift and not was:
             self.n_detections += 1
             self.last_detection_at = at
+            if self.first_detection is None:
+                self._detected(at)
         self.warning = bool(
             not self.drift and self.warning_threshold is not None and stat > self.warning_threshold
         )

@@ -397,7 +397,7 @@ def test_the_command_writes_alerts_and_the_summary(tmp_path, capsys):
     assert model["join"]["prediction_waiting"] == model["join"]["label_waiting"] == 0
     assert "ks/x" in model["series"] and model["performance"]["accuracy"]["baseline"][-1] > 0.8
     assert set(model["distributions"]) >= {"x", "country"}
-    assert model["distributions"]["x"].get("at_alert"), "the window after the first alert is kept"
+    assert model["distributions"]["x"].get("at_detection"), "the window at the first detection is kept"
     assert [a["id"] for a in document["alerts"]] == [a["id"] for a in alerts]
     assert main(["replay", str(tmp_path / "missing.jsonl"), "--config", str(config_path)]) == 1
     assert "no such file" in capsys.readouterr().err
@@ -646,3 +646,22 @@ def test_a_replay_with_learners_needs_no_key_and_says_what_the_learners_did(tmp_
     learning = json.loads(summary.read_text())["models"]["m"]["status"]["learning"]
     assert learning["learners"]["tree"]["errors"] == 0 and learning["learners"]["tree"]["learned"] == N_EVENTS
     assert learning["learners"]["nb"]["errors"] >= N_EVENTS and sum(learning["retrains"].values()) >= 1
+
+
+def test_the_window_at_the_first_detection_does_not_depend_on_the_poll_size(tmp_path):
+    """A new user's finding: the report's "window after the column's first alert" was the
+    window after the batch of that alert: [709, 291] at polls of 7 (the window of the
+    test), [685, 315] at 500, [573, 427] at 5,000. It is the window of the test's first
+    detection now, kept by the detector, and so are its position and event time."""
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, _stream())
+    found = []
+    for batch in (7, 500, 5000):
+        result = Replay(from_dict(_config()), batch_size=batch, record_series=True).run(events([(str(path), False)]))
+        found.append({f: (d.get("at_detection"), d.get("detection_at"), d.get("detection_time"))
+                      for f, d in result.recording["models"]["m"]["distributions"].items()})
+    assert found[0] == found[1] == found[2]
+    at_detection, at, t = found[0]["x"]
+    # The data shift starts at prediction 2,000: detected within its first window (300), where a
+    # window of 300 values counts them all.
+    assert 2000 < streams.index(t) <= 2300 and sum(at_detection) == 300, found[0]["x"]

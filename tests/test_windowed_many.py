@@ -67,3 +67,41 @@ def test_a_full_outbox_counts_what_a_batch_drops():
     assert detector.decisions_dropped == 6 and len(detector.pop_decisions()) == 25
     detector.update_many(np.zeros(3, dtype=bool))
     assert detector.decisions_dropped == 6 and [d.at for d in detector.pop_decisions()] == [41, 42, 43]
+
+
+@pytest.mark.parametrize("kind", ["psi", "ks", "chisquare"])
+def test_the_window_at_the_first_detection_depends_on_the_values_alone(kind):
+    """The window's counts at the test of the first detection: the same whatever the batch
+    sizes and whether the threshold was known from the start or came late (the tests held
+    meanwhile keep the windows that may turn out to be the first detection's, a few, not
+    all). It is the window of that test: counted again from the values fed, it matches."""
+    rng = np.random.default_rng(5)
+    if kind == "chisquare":
+        reference = [f"l{i}" for i in rng.integers(0, 10, 3000)]
+        stream = [f"l{i}" for i in np.r_[rng.integers(0, 10, 900), rng.integers(0, 5, 600)]]
+        make = lambda **kw: ChiSquare(reference, window=300, stride=30, **kw)  # noqa: E731
+        threshold = 40.0
+    else:
+        reference = rng.normal(size=3000)
+        stream = np.r_[rng.normal(size=900), rng.normal(0.6, 1.0, 600)]
+        cls = PSI if kind == "psi" else KS
+        make = lambda **kw: cls(reference, window=300, stride=30, **kw)  # noqa: E731
+        threshold = 0.12 if kind == "psi" else 0.1
+    seen = []
+    for batch in (1, 29, 500, 1500):
+        for late in (False, True):
+            detector = make(ert=10_000, defer_calibration=True) if late else make(threshold=threshold)
+            for start in range(0, len(stream), batch):
+                detector.update_many(stream[start:start + batch])
+                if late and start >= 1100:
+                    detector.set_thresholds(threshold)
+            if late and not detector.calibrated:
+                detector.set_thresholds(threshold)
+            assert detector._candidates is None  # nothing kept once decided
+            seen.append(detector.first_detection_window())
+    assert seen[0] is not None and all(s == seen[0] for s in seen), seen
+    at, counts = seen[0]
+    assert 900 < at <= 1200
+    window = make(threshold=1e9)
+    window.update_many(stream[at - 300:at])
+    assert counts == window.counts.tolist()

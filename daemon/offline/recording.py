@@ -2,7 +2,7 @@
 detector (event time, statistic, threshold, drift), each model's decay metrics at each of
 their tests against their baseline (realised, and estimated before the labels), the
 reference and window distributions of the data tests at
-the end and after the batch of each column's first firing alert, and the final counters
+the end and at the first detection of the test drawn, and the final counters
 (processed, join outcomes, label delays, dead letters); :func:`replay_document` puts them
 in one JSON document with the alerts.
 """
@@ -18,7 +18,6 @@ from daemon.config import Config
 from daemon.stream.estimation import NAME as ESTIMATED_DECAY
 from daemon.stream.join import OUTCOMES
 from daemon.stream.labels import DECAY
-from daemon.stream.partition import PartitionState
 
 
 class Recorder:
@@ -31,14 +30,16 @@ class Recorder:
     reference: it changes with the model version) and ``model_version``, one entry per test,
     so a function of the input alone (not of the batches);
     ``distributions[model][feature]``: bin labels, reference counts, window counts at the
-    end (``current``) and after the batch of the column's first firing alert (``at_alert``).
+    end (``current``) and at the test's first detection (``at_detection``, with its event
+    time ``detection_time``: see :func:`_distribution`).
     """
 
     def __init__(self):
         self.series: dict = {}
         self.performance: dict = {}
         self.estimated: dict = {}
-        self.at_alert: dict = {}  # model -> feature -> distribution
+        # (model, test, feature) -> [(position, event time)] of its entries into drift.
+        self.entries: dict = {}
 
     def decisions(self, model: str, observations: list) -> None:
         series = self.series.setdefault(model, {})
@@ -50,6 +51,10 @@ class Recorder:
             s = series.get(f"{o.detector}/{o.feature}")
             if s is None:
                 s = series[f"{o.detector}/{o.feature}"] = {"t": [], "statistic": [], "threshold": [], "drift": []}
+            if o.drift and not (s["drift"] and s["drift"][-1]) and o.detector in _BINNED:
+                entries = self.entries.setdefault((model, o.detector, o.feature), [])
+                if len(entries) < MAX_ENTRIES:
+                    entries.append((o.position, o.event_time))
             s["t"].append(o.event_time)
             s["statistic"].append(_finite(o.detail.get("statistic")))
             s["threshold"].append(_finite(o.detail.get("threshold")))
@@ -57,20 +62,11 @@ class Recorder:
             if len(s["t"]) > MAX_SERIES:
                 _halve(s)
 
-    def alert(self, state: PartitionState, alert) -> None:
-        if alert.status != "firing":
-            return
-        seen = self.at_alert.setdefault(alert.model, {})
-        if alert.feature in seen:
-            return
-        pipeline = state.models.get(alert.model)
-        if pipeline is None:
-            return
-        found = _distribution(pipeline, alert.feature)
-        if found is not None:
-            found["alert_time"] = alert.event_time
-            found["alert_detector"] = alert.detector
-            seen[alert.feature] = found
+    def detection_time(self, model: str, test: str, feature: str, position: int) -> float | None:
+        """Event time of the entry into drift of ``test`` on ``feature`` at ``position``
+        (the latest such: a later model version's tests count positions from 1 again)."""
+        times = [t for p, t in self.entries.get((model, test, feature), ()) if p == position]
+        return times[-1] if times else None
 
     @staticmethod
     def _metric(kept: dict, model: str, o) -> None:
@@ -92,6 +88,8 @@ class Recorder:
 #: so that a long replay's recording stays small (a test that decides at every labelled
 #: event, as ADWIN does, would otherwise keep millions).
 MAX_SERIES = 20_000
+#: Entries into drift remembered per test and feature (for the time of the first detection).
+MAX_ENTRIES = 1000
 
 
 #: Decay tests whose decisions are points of a metric: detector -> the Recorder's dict.
@@ -133,10 +131,9 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
             model["series"] = recorder.series.get(name, {})
             model["performance"] = recorder.performance.get(name, {})
             model["estimated_performance"] = recorder.estimated.get(name, {})
-            for feature, dist in recorder.at_alert.get(name, {}).items():
-                if feature in model["distributions"]:
-                    model["distributions"][feature]["at_alert"] = dist["current"]
-                    model["distributions"][feature]["alert_time"] = dist["alert_time"]
+            for feature, dist in model["distributions"].items():
+                if "at_detection" in dist:
+                    dist["detection_time"] = recorder.detection_time(name, dist["test"], feature, dist["detection_at"])
     return {"models": models, "dead_letters": dict(dead)}
 
 
@@ -145,7 +142,10 @@ _BINNED = ("psi", "chisquare", "ks", "value_change")
 
 
 def _distribution(pipeline, feature: str) -> dict | None:
-    """Reference and window counts of ``feature`` from one of its binned data tests."""
+    """Reference and window counts of ``feature`` from one of its binned data tests: at
+    the end (``current``) and at the test's first detection (``at_detection``; the number of
+    the value that completed that test, ``detection_at``), which the detector keeps
+    whatever the batches (:meth:`detectors.windowed.WindowedTest.first_detection_window`)."""
     detectors = pipeline.data_detectors
     for test in _BINNED:
         detector = detectors.get((test, feature))
@@ -156,8 +156,12 @@ def _distribution(pipeline, feature: str) -> dict | None:
         labels = _bin_labels(binning)
         if labels is None or len(labels) != len(counts):
             continue
-        return {"test": test, "bins": labels, "reference": [int(c) for c in binning.reference_counts],
-                "current": [int(c) for c in counts]}
+        found = {"test": test, "bins": labels, "reference": [int(c) for c in binning.reference_counts],
+                 "current": [int(c) for c in counts]}
+        first = getattr(detector, "first_detection", None)
+        if first is not None and len(first[1]) == len(counts):
+            found["at_detection"], found["detection_at"] = [int(c) for c in first[1]], int(first[0])
+        return found
     return None
 
 

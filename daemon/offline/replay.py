@@ -256,8 +256,6 @@ class Replay:
                 self.recorder.decisions(model, pipeline.observations)
         for alert in alerts():
             self.result.alerts.append(alert)
-            if self.recorder is not None:
-                self.recorder.alert(state, alert)
             if self._on_alert is not None:
                 self._on_alert(alert)
 

@@ -2,7 +2,7 @@
 
 Per model: each test's statistic against its threshold over event time, with the tests'
 drift decisions and the alerts marked; the reference against the current distribution of
-each watched column (and the window after the column's first alert); the performance
+each watched column (and the window at its test's first detection); the performance
 metric at each decay test against its baseline (realised, and estimated before the labels
 come), with the decay test's state; the alerts with their model version and the reason an
 episode ended; the label join's
@@ -233,29 +233,39 @@ def _state_figure(detectors: dict, go):
 
 
 def _distribution_figure(distributions: dict, go, make_subplots):
-    names = sorted(distributions, key=lambda f: ("at_alert" not in distributions[f], f))
+    distributions = {n: _with_detection(d) for n, d in distributions.items()}
+    names = sorted(distributions, key=lambda f: ("at_detection" not in distributions[f], f))
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    titles = [f"{n} ({distributions[n]['test']} bins)" + (f", alert {_iso(distributions[n].get('alert_time'))[:19]}"
-                                                          if distributions[n].get("at_alert") else "") for n in names]
+    titles = [f"{n} ({distributions[n]['test']} bins)" + (
+        f", detected {_iso(distributions[n]['detection_time'])[:19]}" if distributions[n].get("detection_time")
+        else "") for n in names]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         vertical_spacing=min(0.12, 0.5 / rows))
     for i, name in enumerate(names):
         d = distributions[name]
         row, col = i // cols + 1, i % cols + 1
         kinds = [("reference", "#7f7f7f", "reference"), ("current", "#1f77b4", "window at the end")]
-        if d.get("at_alert"):
-            kinds.append(("at_alert", "#d62728", "window after the column's first alert"))
+        if d.get("at_detection"):
+            kinds.append(("at_detection", "#d62728", "window at the test's first detection"))
         for field, color, label in kinds:
             counts = d.get(field) or []
             total = sum(counts) or 1
             fig.add_trace(go.Bar(x=d["bins"], y=[c / total for c in counts], name=label, marker={"color": color},
-                                 legendgroup=field, showlegend=i == 0 or (field == "at_alert" and name == names[0])),
+                                 legendgroup=field, showlegend=i == 0 or (field == "at_detection" and name == names[0])),
                           row=row, col=col)
     fig.update_layout(barmode="group", height=300 * rows, margin={"l": 40, "r": 20, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
     fig.update_yaxes(tickformat=".0%")
     return fig
+
+
+def _with_detection(d: dict) -> dict:
+    """A distribution of a summary written before ``at_detection``: its ``at_alert`` (the
+    window after the batch of the column's first alert) drawn in that place."""
+    if "at_alert" in d and "at_detection" not in d:
+        return {**d, "at_detection": d["at_alert"], "detection_time": d.get("alert_time")}
+    return d
 
 
 #: How each kind of metric series is drawn: (name suffix, value colour, baseline dash).
