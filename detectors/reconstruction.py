@@ -124,7 +124,9 @@ SIMULATION_VERSION = 2
 @dataclass(frozen=True)
 class ReconstructionState(DetectorState):
     """:class:`~detectors.base.DetectorState` plus ``contributions``: feature name -> its
-    share (0..1, summing to 1) of the last tested window's error, or None before a test."""
+    share (0..1, summing to 1) of the last tested window's error, or None before a test.
+    A feature's error is the mean over its columns (a categorical feature's indicators) of
+    their errors relative to the reference's: about equal shares on a stationary stream."""
 
     contributions: dict | None = None
 
@@ -157,7 +159,7 @@ class Reconstruction(DeferredThresholds):
     ``reference``: shape ``(rows, d)``, NaN for a missing value. ``names``: the ``d``
     column names (default ``"0"``, ``"1"``...). ``groups``: for each column, the feature
     it encodes (default: its name; one-hot columns of a categorical feature share its
-    name), the keys of :attr:`contributions`, which sums a feature's columns.
+    name), the keys of :attr:`contributions`, which averages a feature's columns.
     ``window`` and ``stride`` in rows (stride defaults to window: tumbling). Give
     ``threshold`` (on the mean row error, about 1 on a stationary stream) or ``ert`` (rows
     between false alarms); ``warning_threshold`` defaults to the threshold for an
@@ -404,11 +406,16 @@ class Reconstruction(DeferredThresholds):
 
     def _run_test(self, at: int) -> None:
         stat = float(self._ring.mean())  # the ring is full at every test
-        total = self._blocks.sum(axis=0)
-        shares = total / total.sum() if total.sum() > 0 else np.full(total.size, 1.0 / total.size)
-        parts = dict.fromkeys(self.groups, 0.0)
-        for group, share in zip(self.groups, shares.tolist()):
-            parts[group] += share
+        # A feature's error is the mean of its columns' (each about 1 on a stationary
+        # stream), not their sum: a categorical feature's several indicators would
+        # otherwise outweigh a numeric feature's one column.
+        totals, widths = dict.fromkeys(self.groups, 0.0), dict.fromkeys(self.groups, 0)
+        for group, total in zip(self.groups, self._blocks.sum(axis=0).tolist()):
+            totals[group] += total
+            widths[group] += 1
+        means = {group: totals[group] / widths[group] for group in totals}
+        whole = sum(means.values())
+        parts = {group: (mean / whole if whole > 0 else 1.0 / len(means)) for group, mean in means.items()}
         self._statistic_value, self._contributions = stat, parts
         self._judge_or_hold(at, stat, parts)
 
