@@ -303,3 +303,22 @@ def test_the_decay_tests_line_breaks_at_a_version_change_too():
     fig = report._performance_figure(performance, {}, decay, [], go, make_subplots)
     (z,) = [trace for trace in fig.data if trace.name == "z"]
     assert list(z.y) == [1.0, 5.0, None, -2.0]
+
+
+def test_the_learners_are_in_the_report(tmp_path, monkeypatch):
+    """A new user's finding: nothing of the learners was in a replay's output. The report
+    has their table: scores, events learned, failures with the last one, retrains."""
+    monkeypatch.delenv("DRIFTD_REGISTRY_KEY", raising=False)
+    path = tmp_path / "events.jsonl"
+    with open(path, "wb") as f:
+        for _, _, value in streams.records(4500, "predictions", "labels"):
+            f.write(value + b"\n")
+    settings = {**CONFIG, "models": {"m": {"learners": {"nb": ["GaussianNB"], "tree": ["HoeffdingTreeClassifier"]}}}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(settings))
+    out = tmp_path / "report.html"
+    assert main(["replay", str(path), "--config", str(config_path), "--report", str(out), "--quiet"]) == 0
+    page = out.read_text()
+    assert "<h3>Learners</h3>" in page and "champion (the deployed model)" in page
+    assert re.search(r"<td>nb</td><td>[^<]*</td><td>0</td><td>4,500</td><td>TypeError", page), page[-3000:]
+    assert re.search(r"<td>tree</td><td>0\.\d+</td><td>4,500</td><td>0</td>", page)

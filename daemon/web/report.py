@@ -137,6 +137,8 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
         out.append(figures.html(_performance_figure(performance, estimated, decay, alerts, go, make_subplots)))
     else:
         out.append("<p>No labelled events have been tested yet.</p>")
+    if status.get("learning"):
+        out.append(_learning_table(status["learning"]))
     out.append("<h3>Label join health</h3>")
     out.append(_join_table(model.get("join") or status.get("join") or {}))
     delay = model.get("label_delay")
@@ -164,6 +166,21 @@ def _alerts_table(alerts: list) -> str:
         for a in alerts)
     return ("<h3>Alerts</h3><table class=alerts><tr><th>status</th><th>test</th><th>column</th><th>event time (UTC)</th>"
             f"<th>statistic</th><th>threshold</th><th>model version</th><th>reason</th><th>id</th></tr>{rows}</table>")
+
+
+def _learning_table(learning: dict) -> str:
+    """The model's learners (``/status`` ``learning``): each one's recent score, events
+    learned, failures and the last one; the retrains and the promotion gate's decisions."""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{_num(lr.get('score'))}</td><td>{lr.get('learned', 0):,}</td>"
+        f"<td>{lr.get('errors', 0):,}</td><td>{html.escape(str(lr.get('last_error') or ''))[:200]}</td></tr>"
+        for name, lr in (learning.get("learners") or {}).items())
+    retrains = ", ".join(f"{k} {v:,}" for k, v in sorted((learning.get("retrains") or {}).items())) or "none"
+    gate = ", ".join(f"{k} {v:,}" for k, v in sorted((learning.get("gate") or {}).items())) or "none"
+    return ("<h3>Learners</h3><table class=facts><tr><th>learner</th><th>recent score</th><th>learned</th><th>errors</th>"
+            f"<th>last error</th></tr><tr><td>champion (the deployed model)</td><td>{_num(learning.get('champion_score'))}"
+            f"</td><td></td><td></td><td></td></tr>{rows}</table><p>Retrains: {html.escape(retrains)}. Promotion gate: "
+            f"{html.escape(gate)}; last promoted: {html.escape(str(learning.get('promoted') or 'none'))}.</p>")
 
 
 def _join_table(join: dict) -> str:
