@@ -100,7 +100,8 @@ def test_a_2_s_label_delay_reads_within_its_bucket_not_5_5_s():
     assert [b for b, _ in fine] == [0.5, 1.0, 1.5, 2.0, 3.0, float("inf")]
     assert 1.5 < _quantile(fine, 0.5) <= 2.0
     # Label delays of days land in the day buckets, not in +Inf.
-    days = _buckets(_samples({0: _joined_with_delay(_config(), 1.5 * 86400)}), "fraud")
+    days = _buckets(_samples({0: _joined_with_delay(_config(prediction_ttl_seconds=3 * 86400), 1.5 * 86400)}), "fraud")
+    assert days[-1][1] == 50  # all joined: within the TTL
     assert 86400 < _quantile(days, 0.5) <= 172800
 
 

@@ -634,8 +634,8 @@ def test_a_replay_with_learners_needs_no_key_and_says_what_the_learners_did(tmp_
     config["models"]["m"] = {"learners": {"nb": ["GaussianNB"],
                                           "tree": {"HoeffdingTreeClassifier": {"grace_period": 50}}},
                              "retrain_cooldown": 200, "replay_reservoir_size": 300, "replay_recent_size": 100}
-    config["alerts"]["sinks"] = [{"type": "webhook", "url": "https://hooks.example/driftd",
-                                  "secret": {"env": "DRIFTD_UNSET_SECRET"}}]
+    config["alerts"] = {**config["alerts"], "sinks": [{"type": "webhook", "url": "https://hooks.example/driftd",
+                                                       "secret": {"env": "DRIFTD_UNSET_SECRET"}}]}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(json.dumps(config))
     summary = tmp_path / "summary.json"
