@@ -140,10 +140,29 @@ class PartitionState:
     def handle_predictions(self, batch: list, reject) -> None:
         """Decode, check, join and feed a batch of prediction records; ``reject(record,
         reason, detail)`` sends a bad one to the dead-letter topic (and must not raise)."""
-        by_model: dict[str, list] = {}  # model -> [(record, event)]
+        by_model: dict[str, list] = {}  # model -> [(record, event)] not fed yet
         joined_by: dict = {}  # (model, label offset) -> the record that completed its join
+        failed: set = set()  # offsets of this batch's records already dead-lettered
         clock = _Clock(self._config.join)
-        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock),
+
+        def feed(model: str) -> None:
+            items = by_model.pop(model, None)
+            if not items:
+                return
+            try:
+                self.models[model].observe_predictions([event for _, event in items], [record.offset for record, _ in items])
+            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
+                self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
+
+        def before_check(model: str) -> None:
+            # A prediction is checked against the model as the ones before it left it: when
+            # those not fed yet complete its reference (its columns get their types) or
+            # start a new model version, they are fed first, as one at a time would be.
+            items = by_model.get(model)
+            if items and self.models[model].changed_by(len(items), items[-1][1]):
+                feed(model)
+
+        for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock, before_check),
                                                   self._refused_prediction):
             if joined is False:
                 continue  # a re-delivered duplicate: counted by the join, not fed twice
@@ -152,12 +171,8 @@ class PartitionState:
             by_model.setdefault(event.model, []).append((record, event))
             if joined:
                 self._sequence(record, joined, joined_by)
-        failed: set = set()  # offsets of this batch's records already dead-lettered
-        for model, items in by_model.items():
-            try:
-                self.models[model].observe_predictions([event for _, event in items], [record.offset for record, _ in items])
-            except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
-                self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
+        for model in list(by_model):
+            feed(model)
         self._release("prediction", reject, failed, joined_by)
 
     def handle_labels(self, batch: list, reject) -> None:
@@ -212,13 +227,15 @@ class PartitionState:
         model = events.model_of(record.value)
         return model if model in self.models or model in self._config.models else ""
 
-    def _add_prediction(self, record, clock: "_Clock") -> tuple:
-        """The decoded prediction and what the join made of it."""
+    def _add_prediction(self, record, clock: "_Clock", before_check) -> tuple:
+        """The decoded prediction and what the join made of it; ``before_check(model)``
+        runs before it is checked against its model."""
         event = events.decode_prediction(self._checked_size(record.value))
         try:
             with self._about(event.model):
                 clock.check(event.ts, record)
                 pipeline = self._pipeline_for(event.model)
+                before_check(event.model)
                 reason = pipeline.check(event)
                 if reason:
                     raise events.BadEvent(reason, "prediction does not match the model's schema or task")

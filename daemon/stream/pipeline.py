@@ -300,6 +300,8 @@ class ModelPipeline:
         if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
             raise BadEvent("wrong_type", f"{reason} - at `$.prediction`")
         kinds = self.watch.tests.kinds if self.watch else None
+        if kinds is not None and self._starts_version(event.model_version):
+            kinds = None  # the first value of the new version's reference: its types are undecided
         declared = self.config.features
         for name, value in event.features.items():
             if type(value) is float or value is None:
@@ -313,6 +315,20 @@ class ModelPipeline:
             reason = ref.check(name, value, kind)
             if reason:
                 raise BadEvent("wrong_type", f"{reason} - at `$.features[{name!r}]`")
+
+    def changed_by(self, n: int, last) -> bool:
+        """Whether ``n`` predictions not fed yet, the last of them ``last``, change what
+        :meth:`check` says of the next one: they complete the reference (its columns get
+        their types) or ``last`` starts a new model version (a reference collected again).
+        The caller feeds them before checking the next, so that a batch is checked as its
+        predictions one at a time would be."""
+        if self.watch is None and self.reference.n + n >= self.reference.size:
+            return True
+        return self._starts_version(last.model_version)
+
+    def _starts_version(self, version) -> bool:
+        """Whether a prediction of model version ``version`` starts a new reference."""
+        return version is not None and version != self.version and self.config.reference_per_version
 
     def check_label(self, label) -> None:
         """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the reason) if
