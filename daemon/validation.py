@@ -44,8 +44,7 @@ def check(config: Config) -> None:
                                                f"({max_request - 1024})")
     if config.state.refused_state not in ("wait", "start_fresh"):
         raise ConfigError("state.refused_state", f"must be wait or start_fresh, got {config.state.refused_state!r}")
-    if config.state.topic in {config.kafka.predictions_topic, config.kafka.labels_topic, config.kafka.dead_letter_topic}:
-        raise ConfigError("state.topic", f"{config.state.topic!r} is already one of driftd's other topics")
+    _check_topics(config)
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:
         raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
     latest = time.time() + config.join.max_future_skew_seconds
@@ -101,6 +100,27 @@ def check(config: Config) -> None:
     from daemon.federation import check as check_federation  # imports learners: only here
 
     check_federation(config)
+
+
+def _check_topics(config: Config) -> None:
+    """Each topic of driftd's cluster has one purpose: a topic it writes that is also one
+    it reads comes back to it (a dead-letter topic that is the predictions topic: every
+    dead letter read again, and dead-lettered again, without end), and labels on the
+    predictions topic are never read as labels."""
+    used = [("kafka.predictions_topic", config.kafka.predictions_topic), ("kafka.labels_topic", config.kafka.labels_topic),
+            ("kafka.dead_letter_topic", config.kafka.dead_letter_topic), ("state.topic", config.state.topic),
+            ("registry.model_updated_topic", config.registry.model_updated_topic)]
+    used += [(f"alerts.sinks[{i}].topic", sink.topic) for i, sink in enumerate(config.alerts.sinks) if sink.type == "kafka"]
+    federation = config.federation
+    if federation.enabled and federation.bootstrap_servers in ("", config.kafka.bootstrap_servers):
+        used += [("federation.topic", federation.topic), ("federation.election_topic", federation.election_topic)]
+    seen: dict[str, str] = {}
+    for key, topic in used:
+        if not topic:
+            continue  # not used
+        if topic in seen:
+            raise ConfigError(key, f"{topic!r} is already {seen[topic]}: each of driftd's topics has one purpose")
+        seen[topic] = key
 
 
 def _check_client(config: Config) -> None:

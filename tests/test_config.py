@@ -544,3 +544,20 @@ def test_an_earliest_event_time_no_event_can_meet_is_refused():
     """4e9 (2096) passed check-config: every event would have been a dead letter."""
     assert_fails({"models": {"m": {}}, "join": {"earliest_event_time": 4e9}}, "join.earliest_event_time",
                  "every event would be a dead letter")
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"kafka": {"dead_letter_topic": "predictions"}}, "kafka.dead_letter_topic"),
+    ({"kafka": {"labels_topic": "predictions"}}, "kafka.labels_topic"),
+    ({"state": {"topic": "labels"}}, "state.topic"),
+    ({"alerts": {"sinks": [{"type": "kafka", "topic": "labels"}]}}, "alerts.sinks[0].topic"),
+    ({"registry": {"model_updated_topic": "driftd-dead-letters"}}, "registry.model_updated_topic"),
+])
+def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
+    """A new user's finding: kafka.dead_letter_topic: predictions passed check-config, and
+    the daemon read its own dead letters back and dead-lettered them again without end (788
+    in 18 s from one bad record); labels_topic equal to predictions_topic left the labels
+    unread."""
+    with pytest.raises(ConfigError) as raised:
+        from_dict(settings)
+    assert raised.value.key == key and "each of driftd's topics has one purpose" in str(raised.value)

@@ -189,3 +189,24 @@ def test_status_while_the_loop_holds_the_lock_is_the_last_answer_or_every_model_
     assert status["models"]["fraud"]["state"] == "waiting for events" and status["ready"] is False
     fresh = daemon.status()
     assert "stale" not in fresh and list(fresh["models"]) == ["fraud", "churn"]
+
+
+def test_input_topics_of_different_partition_counts_keep_the_daemon_unready_with_the_reason(kafka_bootstrap, unique_name,
+                                                                                           tmp_path):
+    """A new user's finding: predictions of 2 partitions and labels of 3 (topics created
+    beforehand) started silently and /readyz said ok, while the labels of 2 of 3 models
+    never joined (4,000 pending each). The README says the counts must match: /readyz
+    says which differ, the log once; the data side still runs."""
+    from daemon.kafka.embedded_broker import create_topics
+
+    from .daemon_harness import get
+
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "state")
+    config["kafka"]["create_topics"] = 0
+    create_topics(kafka_bootstrap, {config["kafka"]["predictions_topic"]: 2, config["kafka"]["labels_topic"]: 3,
+                                    config["kafka"]["dead_letter_topic"]: 1})
+    with running_daemon(config) as daemon:
+        status, body = wait_until(lambda: (lambda r: r if b"kafka.labels_topic" in r[1] else None)(get(daemon, "/readyz")),
+                                  timeout=60, what="/readyz naming the partition counts")
+        assert status == 503
+        assert b"has 2 partitions and kafka.labels_topic" in body and b"3:" in body, body

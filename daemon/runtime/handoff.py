@@ -167,6 +167,7 @@ class PartitionHandoff:
             if wait.failed():  # broker away: ask again, and hold on
                 self._metadata_wait = logid.metadata(self._consumer).request_update()
                 return
+            self._check_layout(logid.metadata(self._consumer))
             assigned = self._consumer.assignment()
             ready = [tp for tp in self._unverified if tp in assigned and tp.partition not in self._to_restore]
             self._unverified = {tp for tp in self._unverified if tp in assigned and tp.partition in self._to_restore}
@@ -176,6 +177,21 @@ class PartitionHandoff:
                     self._follow_log(state, tp)
             if ready:
                 self._consumer.resume(*ready)
+
+    def _check_layout(self, cluster) -> None:
+        """The predictions and labels topics must have one partition count (a model's
+        labels are joined on the partition number of its predictions): else the labels of
+        the extra partitions never join. Said once in the log, and by /readyz while it lasts."""
+        kafka = self.config.kafka
+        counts = [len(cluster.partitions_for_topic(topic) or ()) for topic in (kafka.predictions_topic, kafka.labels_topic)]
+        problem = None
+        if all(counts) and counts[0] != counts[1]:
+            problem = (f"kafka.predictions_topic {kafka.predictions_topic!r} has {counts[0]} partitions and "
+                       f"kafka.labels_topic {kafka.labels_topic!r} {counts[1]}: labels on a partition number the other "
+                       f"topic lacks never join (README \"Scaling and topics\")")
+            if problem != self._layout_problem:
+                log.error("%s", problem)
+        self._layout_problem = problem
 
     def _follow_log(self, state: PartitionState, tp: TopicPartition) -> bool:
         """Compare the identity of ``tp``'s log now with the one ``state``'s offset points

@@ -67,6 +67,7 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
         self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
         self._refused: dict[int, int] = {}  # partition -> checkpoints refused (another key): waiting
+        self._layout_problem: str | None = None  # the input topics' partition counts differ (handoff.py)
         self._restore_retry_at = 0.0
         self._generation = -1  # the consumer group generation of the last assignment
         self.state_writer = self.state_reader = self._state_producer = None
@@ -353,6 +354,8 @@ class Daemon(Checkpointing, PartitionHandoff):
             return live, False, "restoring state from the state topic"
         if self._unverified:
             return live, False, "checking the topics' identity"
+        if self._layout_problem:
+            return live, False, self._layout_problem
         if not self.states:
             return live, False, "no partitions assigned"
         return live, True, "ok"
