@@ -210,3 +210,20 @@ def test_input_topics_of_different_partition_counts_keep_the_daemon_unready_with
                                   timeout=60, what="/readyz naming the partition counts")
         assert status == 503
         assert b"has 2 partitions and kafka.labels_topic" in body and b"3:" in body, body
+
+
+def test_a_healthy_start_never_reads_as_a_broker_outage(kafka_bootstrap, unique_name, tmp_path):
+    """A new user's finding: /readyz said "broker not answering" for the first seconds of
+    every healthy start, the reason the README gives for Kafka unreachable since the pod
+    started. Until the group first answers, it says it is joining."""
+    from .daemon_harness import get
+
+    reasons = []
+    with running_daemon(daemon_config(kafka_bootstrap, unique_name, tmp_path / "state")) as daemon:
+        def ready():
+            status, body = get(daemon, "/readyz")
+            reasons.append(body.decode().strip())
+            return status == 200
+        wait_until(ready, timeout=60, what="/readyz 200", interval=0.01)
+    assert "broker not answering" not in reasons, reasons
+    assert reasons[-1] == "ok"

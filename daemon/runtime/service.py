@@ -61,6 +61,7 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._started = threading.Event()
         self._last_loop = time.monotonic()
         self._broker_ok = False
+        self._broker_failures = 0  # (since the start: before the first, /readyz says it is joining)
         self._restoring = False
         self._connect_grace = 0.0
         self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
@@ -289,6 +290,7 @@ class Daemon(Checkpointing, PartitionHandoff):
                 model.pending_promotions.remove((promotion, when))
 
     def _broker_failed(self, operation: str, error: Exception) -> None:
+        self._broker_failures += 1
         self.metrics.kafka_errors.labels(operation).inc()
         if self._broker_ok:
             log.error("broker unavailable (%s: %s); retrying with backoff", operation, error)
@@ -344,7 +346,10 @@ class Daemon(Checkpointing, PartitionHandoff):
         if not self._started.is_set():
             return live, False, "starting: connecting to the broker"
         if not self._broker_ok:
-            return live, False, "broker not answering"
+            # Before the group's first answer it is joining, not failing (a broker that
+            # fails later turns this back to False with the reason logged).
+            return live, False, ("broker not answering" if self._broker_failures else
+                                 "starting: joining the consumer group")
         if self._restoring:
             return live, False, "restoring state"
         if self._refused:
