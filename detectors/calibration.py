@@ -344,7 +344,8 @@ def level_on_curve(levels: np.ndarray, counts: np.ndarray, n_values: int, rate: 
         raise ValueError("calibration saw too few false alarms to extrapolate from")
     fit = slice(seen[0], seen[-1] + 1)
     fit_levels, fit_counts = levels[fit], counts[fit]
-    keep = (fit_counts <= fit_counts[-1] * FIT_SPAN) & (fit_levels > 0)
+    # (A level between two seen ones may have no crossing at all: no log of 0.)
+    keep = (fit_counts <= fit_counts[-1] * FIT_SPAN) & (fit_levels > 0) & (fit_counts > 0)
     x = fit_levels[keep]
     slope, intercept = np.polyfit(x ** tail_power, np.log(fit_counts[keep]) - tail_log_power * np.log(x), 1)
     last = float(fit_levels[-1])

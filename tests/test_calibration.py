@@ -277,3 +277,18 @@ def test_joint_statistics_are_the_kinds_own_floats(kept, table, dtype, monkeypat
         statistic.add(narrow[:2])  # given in parts, as stream_windows gives them
         statistic.add(narrow[2:])
         assert np.array_equal(statistic.result(), expected), model.kind
+
+
+def test_a_level_without_crossings_between_two_seen_ones_is_left_out_of_the_tail_fit():
+    """A new user's finding: check-config of a window far larger than the reference printed
+    numpy's "divide by zero encountered in log": a level of the fitted span had no crossing."""
+    import warnings
+
+    from detectors.calibration import MIN_CROSSINGS, level_on_curve
+
+    levels = np.linspace(0.1, 1.0, 10)
+    counts = np.array([400, 300, 200, 0, 120, 80, 50, 30, MIN_CROSSINGS, 1], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        level = level_on_curve(levels, counts, n_values=10_000_000, rate=1e-9, tail_power=1)
+    assert level > 1.0

@@ -297,3 +297,13 @@ def test_a_bad_feature_is_named_in_the_detail(features, reason, named):
     with pytest.raises(BadEvent) as info:
         decode_prediction(raw)
     assert info.value.reason == reason and named in info.value.detail
+
+
+@pytest.mark.parametrize("raw", [b'{"model": "fraud"} trailing', b'{"model": "fraud", "ts": 1} {"id": 2}'])
+def test_an_object_followed_by_garbage_is_not_json_whatever_its_fields(raw):
+    """A new user's finding: an object missing fields, then garbage, was a missing_field
+    dead letter (the schema fails before the end of the message is read); a complete one,
+    then garbage, was not_json. Both are not JSON."""
+    with pytest.raises(BadEvent) as raised:
+        decode_prediction(raw)
+    assert raised.value.reason == "not_json" and "trailing characters" in raised.value.detail

@@ -92,6 +92,15 @@ def _decode(cls, raw: bytes | None):
     try:
         event = _decoders[cls].decode(raw)
     except msgspec.ValidationError as e:
+        # The schema is checked as the object is read: a message that is no JSON at all
+        # (an object, then something else) fails the schema first. Not JSON comes first.
+        try:
+            msgspec.json.decode(raw, type=msgspec.Raw)  # the structure alone
+        except msgspec.DecodeError as not_json:
+            if "trailing characters" in str(not_json):
+                raise BadEvent("not_json", str(not_json)) from None
+        except (UnicodeDecodeError, RecursionError):
+            pass  # said below, by the reasons of the usual path
         text = _name_the_key(str(e), raw)
         if text.startswith("Object missing required field"):
             raise BadEvent("missing_field", text) from None
