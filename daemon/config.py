@@ -88,6 +88,11 @@ def _doc(text: str, switch: tuple | None = None, null_as=None, **kw):
     return field(metadata={"doc": text, "switch": switch, "null_as": null_as}, **kw)
 
 
+#: One broker of ``kafka.bootstrap_servers``: a host name (letters, digits, ``.``, ``-``,
+#: ``_``), an IPv4 address or a bracketed IPv6 one, and an optional port.
+_BROKER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+
+
 @dataclass
 class KafkaConfig:
     bootstrap_servers: str = _doc(
@@ -135,6 +140,12 @@ class KafkaConfig:
                 and difflib.get_close_matches(servers.lower(), ["embedded"], n=1, cutoff=0.75):
             raise ConfigError("kafka.bootstrap_servers", f"{servers!r}: did you mean `embedded` (the bundled broker)? "
                                                          f"A broker is given as host:port")
+        if servers != "embedded":
+            for server in (s.strip() for s in servers.split(",")):
+                found = _BROKER.fullmatch(server)
+                if found is None or not 0 < int(found["port"] or 9092) < 65536:
+                    raise ConfigError("kafka.bootstrap_servers", f"{server!r} is not host:port (a host name, an IPv4 "
+                                                                 "address or an [IPv6] one, and a port of 1 to 65535)")
 
 
 @dataclass

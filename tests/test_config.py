@@ -561,3 +561,19 @@ def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
     with pytest.raises(ConfigError) as raised:
         from_dict(settings)
     assert raised.value.key == key and "each of driftd's topics has one purpose" in str(raised.value)
+
+
+@pytest.mark.parametrize("servers, ok", [
+    ("not a host", False), ("host:99999", False), ("host:", False), ("a:9092,,b:9092", False),
+    ("localhost:9092", True), ("kafka-0.kafka:9092, kafka-1.kafka:9093", True), ("[::1]:9092", True),
+    ("10.0.0.1", True), ("broker_1:9092", True), ("embedded", True),
+])
+def test_bootstrap_servers_are_host_port_pairs(servers, ok):
+    """A new user's finding: `bootstrap_servers: "not a host"` passed check-config, and the
+    daemon retried the name for ever."""
+    if ok:
+        from_dict({"kafka": {"bootstrap_servers": servers}})
+        return
+    with pytest.raises(ConfigError) as raised:
+        from_dict({"kafka": {"bootstrap_servers": servers}})
+    assert raised.value.key == "kafka.bootstrap_servers" and "is not host:port" in str(raised.value)
