@@ -489,8 +489,9 @@ class Config:
     log_level: str = _doc(
         "DEBUG, INFO, WARNING or ERROR (`driftd run --log-level` overrides it). kafka-python's own "
         "loggers are at WARNING or above, and at INFO with DEBUG (never below: at DEBUG they print "
-        "protocol requests, SASL passwords included); every configured secret is masked in every "
-        "log line.", default="INFO")
+        "protocol requests, SASL passwords included); every configured secret of 6 characters or more "
+        "is masked in every log line (a shorter one is not, and a warning says so: masking it would "
+        "mangle every line).", default="INFO")
     log_format: str = _doc(
         "`text` (time, level, logger: message) or `json`: one JSON object a line on stderr, with "
         "`time` (RFC 3339, UTC), `level`, `logger`, `message`, and `model` and `partition` where "

@@ -488,3 +488,19 @@ def test_broker_back_empty_under_the_daemon_every_new_event_is_counted(unique_na
             assert daemon.wait(20) == 0, daemon.log()
         finally:
             daemon.kill()
+
+
+def test_a_secret_too_short_to_mask_is_left_in_the_lines_and_said_once(monkeypatch, caplog):
+    """A new user's finding: a webhook secret of one letter, "s", was masked in every line:
+    "/metric***, /***tatu***" (every s of every line, and the secret shown all the same)."""
+    from daemon.runtime import logs
+
+    assert Redactor(["s", "longsecret"])("HTTP on 0.0.0.0: /metrics, /status; key longsecret") == \
+        f"HTTP on 0.0.0.0: /metrics, /status; key {MASK}"
+    monkeypatch.setattr(logs, "_secrets", [])  # this process's secrets, as a fresh daemon has them
+    monkeypatch.setattr(logs, "_redact", logs._redact)
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        logs.configure(logging.getLevelName(logging.getLogger().getEffectiveLevel()), secrets=["s", "longsecret"])
+    said = [r.getMessage() for r in caplog.records if "not masked" in r.getMessage()]
+    assert said == [f"1 secret(s) shorter than {logs.MIN_MASKED} characters are not masked in the logs (masking them "
+                    "would mangle every line and show them all the same): use longer ones (openssl rand -hex 32)"]

@@ -14,10 +14,11 @@ Two layers, because either alone can be bypassed:
 - Every log record, from any logger, is redacted when it is made (a log-record factory,
   so also for handlers added later): each configured secret is replaced by ``***`` in the
   message, its arguments and any traceback -- as written, and as ``repr`` or JSON shows it
-  inside quoted strings and bytes (``\xNN``, ``\uNNNN``, escaped quotes).
+  inside quoted strings and bytes (``\xNN``, ``\uNNNN``, escaped quotes). A secret shorter
+  than :data:`MIN_MASKED` characters is not masked (a warning at start says so).
 
->>> redact = Redactor(["pa'ss"])
->>> redact("password='pa\\'ss' auth_bytes=b'\\x00bob\\x00pa\\'ss'")
+>>> redact = Redactor(["pa'ssword", "s"])
+>>> redact("password='pa\\'ssword' auth_bytes=b'\\x00bob\\x00pa\\'ssword'")
 "password='***' auth_bytes=b'\\x00bob\\x00***'"
 
 Lines are text (:data:`FORMAT`) or, with ``log_format: json``, one JSON object a line
@@ -53,12 +54,17 @@ SLOW_TASK_LOGGER = "kafka.net.selector"
 _secrets: list[str] = []  # every secret given to configure(), in this process
 _redact = None  # the Redactor the record factory applies, once installed
 
+#: Secrets shorter than this are not masked: replacing every "s" of every line by ``***``
+#: mangled the logs and showed the secret all the same (a warning says so at start).
+MIN_MASKED = 6
+
+
 class Redactor:
-    """Replaces each of ``secrets`` (strings; empty ones ignored) by :data:`MASK` in text,
-    in plain or escaped form (see the module docs)."""
+    """Replaces each of ``secrets`` (strings of :data:`MIN_MASKED` characters or more;
+    shorter ones ignored) by :data:`MASK` in text, in plain or escaped form (see the module docs)."""
 
     def __init__(self, secrets):
-        patterns = [_pattern(s) for s in sorted({s for s in secrets if s}, key=len, reverse=True)]
+        patterns = [_pattern(s) for s in sorted({s for s in secrets if len(s) >= MIN_MASKED}, key=len, reverse=True)]
         self._regex = re.compile("|".join(patterns)) if patterns else None
 
     def __bool__(self) -> bool:
@@ -152,6 +158,11 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_form
 
         logging.setLogRecordFactory(factory)
     _redact = Redactor(_secrets)
+    short = {s for s in _secrets if len(s) < MIN_MASKED}
+    if short:
+        logging.getLogger("driftd").warning(
+            "%d secret(s) shorter than %d characters are not masked in the logs (masking them would mangle every line "
+            "and show them all the same): use longer ones (openssl rand -hex 32)", len(short), MIN_MASKED)
     logging.getLogger("driftd").debug(
         "logging at %s; kafka-python's loggers at %s or above; %d secret(s) masked in every line",
         logging.getLevelName(logging.getLogger().getEffectiveLevel()), logging.getLevelName(threshold), len(set(_secrets)))
