@@ -101,6 +101,7 @@ class ChampionChallenger:
         self.n_labelled = self._last_check = 0
         self._pending = {"drift": False, "decay": False}
         self.retrains: Counter = Counter()   # by reason
+        self.failed_retrains: Counter = Counter()  # by reason: retrains that raised (see errors)
         self.decisions: Counter = Counter()  # gate decisions by reason ("promoted", ...)
         self.errors: Counter = Counter()     # by learner; the last message in last_error
         self.last_error: dict[str, str] = {}
@@ -184,6 +185,7 @@ class ChampionChallenger:
                 new = retrain(best, self.buffer, slot, warm_start=warm)
         except Exception as e:  # a model's failure must not stop the daemon: no retrain this time
             self._failed(best.name, f"retraining: {type(e).__name__}: {e}")
+            self.__dict__.setdefault("failed_retrains", Counter())[reason] += 1
             return None
         self.learners[slot] = new
         self.pairs[slot] = self._pair_window()

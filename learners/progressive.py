@@ -81,9 +81,13 @@ class Learner:
 
     def update(self, x, y):
         """Progressive validation: predict ``x``, score against ``y``, then learn; returns
-        the prediction (made before learning)."""
+        the prediction (made before learning). An event the estimator cannot learn raises
+        and is not scored either: a model that predicts but never learns (a constant, from
+        its empty state) must not look better than the learners that do."""
         x = clean_features(x)
         y_pred = self.estimator.predict_one(x)
+        self.estimator.learn_one(x, y)
+        self.n_learned += 1
         score = outcome(self.task, y, y_pred)
         self.n_predicted += 1
         self.recent.append(score)
@@ -91,8 +95,6 @@ class Learner:
             self.metric.update(y, y_pred)
         else:
             self.metric.update(float(y), 0.0 if y_pred is None else float(y_pred))
-        self.estimator.learn_one(x, y)
-        self.n_learned += 1
         return y_pred
 
     @property

@@ -246,3 +246,23 @@ def test_a_retrain_that_fails_is_counted_and_leaves_the_learners_as_they_were():
     assert set(cc.learners) == {"nb"} and cc.retrains == {}
     cc.update({"country": "DE"}, True, False)  # and it goes on
     assert cc.errors == {"nb": 22} and cc.n_labelled == 21
+
+
+def test_a_learner_that_never_learns_is_never_the_best_one_to_retrain_from():
+    """A new user's finding: GaussianNB given a string feature predicted (from its empty
+    state) but never learned; its predictions were scored all the same, its score came out
+    above the tree's, so every retrain started from it and failed: no retrain at all. An
+    event a learner cannot learn is not scored now; a failed retrain is counted by reason."""
+    cc = ChampionChallenger.from_specs("classification", {"nb": ["GaussianNB"], "tree": ["HoeffdingTreeClassifier"]},
+                                       policy=RetrainPolicy(min_events=20, cooldown=0, every=50))
+    for i in range(120):
+        cc.update({"country": ["DE", "FR"][i % 2], "x": float(i % 7)}, i % 2 == 0, False)
+    assert cc.learners["nb"].recent_score is None and cc.learners["nb"].n_learned == 0
+    assert cc.best().name == "tree"
+    assert cc.retrains == {"schedule": 2} and not cc.failed_retrains and cc.errors["nb"] == 120
+
+    lone = ChampionChallenger.from_specs("classification", {"nb": ["GaussianNB"]},
+                                         policy=RetrainPolicy(min_events=20, cooldown=0, every=50))
+    for i in range(120):
+        lone.update({"country": ["DE", "FR"][i % 2]}, i % 2 == 0, False)
+    assert lone.retrains == {} and lone.failed_retrains == {"schedule": 2}

@@ -153,11 +153,13 @@ def _learning_lines(name: str, pipeline) -> list[str]:
                      + (f" ({each}; the last: {last[:200]})" if failed else "")
                      + "; the labels still reached the tests (a River model that takes numbers only needs string "
                      "features through Categorical and OneHotEncoder: README, \"Learning, retraining and promotion\")")
-    if cc.retrains or cc.decisions.get("promoted"):
+    failed_retrains = sum(cc.__dict__.get("failed_retrains", {}).values())
+    if cc.retrains or cc.decisions.get("promoted") or failed_retrains:
         retrains = ", ".join(f"{reason} {n:,}" for reason, n in sorted(cc.retrains.items()))
         promoted = cc.decisions.get("promoted", 0)
         lines.append(f"model {name}: learners retrained {sum(cc.retrains.values()):,} times"
                      + (f" ({retrains})" if retrains else "")
+                     + (f", {failed_retrains:,} retrains failed (the learners' last errors above)" if failed_retrains else "")
                      + f"; the promotion gate would have promoted {promoted:,}"
                      + (f" (the last: {cc.champion_learner})" if promoted else "")
                      + " (a replay publishes nothing)")

@@ -473,7 +473,7 @@ def _detector_states(pipeline) -> dict:
 def _learning(pipeline) -> dict | None:
     """The model's learners (None: it has none): each one's recent score (accuracy or MAE,
     as ``driftd_learner_score``), labelled events learned, errors and the last one's
-    message; the champion's recent score; retrains by reason; the promotion gate's
+    message; the champion's recent score; retrains by reason, and those that failed; the promotion gate's
     decisions; the learner last promoted; errors in all (``driftd_learner_errors_total``)."""
     cc = pipeline.lifecycle
     if cc is None:
@@ -484,6 +484,7 @@ def _learning(pipeline) -> dict | None:
                             "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
         "champion_score": scores["champion"],
         "retrains": dict(cc.retrains),
+        "failed_retrains": dict(cc.__dict__.get("failed_retrains", {})),
         "gate": dict(cc.decisions),
         "promoted": cc.champion_learner,
         "errors": pipeline.learning_errors + sum(cc.errors.values()),

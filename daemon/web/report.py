@@ -176,6 +176,9 @@ def _learning_table(learning: dict) -> str:
         f"<td>{lr.get('errors', 0):,}</td><td>{html.escape(str(lr.get('last_error') or ''))[:200]}</td></tr>"
         for name, lr in (learning.get("learners") or {}).items())
     retrains = ", ".join(f"{k} {v:,}" for k, v in sorted((learning.get("retrains") or {}).items())) or "none"
+    failed = sum((learning.get("failed_retrains") or {}).values())
+    if failed:
+        retrains += f"; {failed:,} failed (see the last errors)"
     gate = ", ".join(f"{k} {v:,}" for k, v in sorted((learning.get("gate") or {}).items())) or "none"
     return ("<h3>Learners</h3><table class=facts><tr><th>learner</th><th>recent score</th><th>learned</th><th>errors</th>"
             f"<th>last error</th></tr><tr><td>champion (the deployed model)</td><td>{_num(learning.get('champion_score'))}"
