@@ -36,16 +36,17 @@ def test_an_id_is_remembered_for_the_ttl_and_forgotten_within_a_quarter_more():
         join = LabelJoin(ttl=TTL, grace=10 * TTL, max_pending=1000, watermark_rank=1)
         join.add_prediction("m", "a", 1000.0, "p")
         join.add_label("m", "a", 1100.0, 1)
-        join.add_label("m", "clock", wm, 1)  # moves the label watermark
+        join.add_label("m", "clock", wm, 1)  # moves the label watermark ...
+        join.add_prediction("m", "clock-p", wm, "p")  # ... and the prediction one: both are past it
         return join
 
     at_ttl = joined_then_label_watermark_at(1000.0 + TTL)
     assert at_ttl.add_label("m", "a", 1000.0 + TTL, 1) is None
-    assert at_ttl.counts[("m", "duplicate_label")] == 1 and at_ttl.pending == 1  # only "clock" waits
+    assert at_ttl.counts[("m", "duplicate_label")] == 1 and at_ttl.pending == 2  # only the clocks wait
 
     past = joined_then_label_watermark_at(1000.0 + TTL * 1.25 + 1)
     assert past.add_label("m", "a", 1000.0 + TTL * 1.25 + 1, 1) is None
-    assert past.counts[("m", "duplicate_label")] == 0 and past.pending == 2  # forgotten: "a" waits as new
+    assert past.counts[("m", "duplicate_label")] == 0 and past.pending == 3  # forgotten: "a" waits as new
 
 
 def test_a_label_whose_prediction_waits_joins_even_when_the_filter_says_seen():
@@ -161,7 +162,8 @@ def test_a_checkpoint_from_before_the_filter_keeps_its_joined_ids():
     assert restored.add_prediction("m", "b", 1500.0, "p") is False
     assert restored.counts[("m", "duplicate_label")] == restored.counts[("m", "duplicate_prediction")] == 1
     assert restored.pending == 0
-    restored.add_label("m", "clock", 1500.0 + TTL * 1.25 + 1, 1)  # both now past ttl and a quarter
+    restored.add_label("m", "clock", 1500.0 + TTL * 1.25 + 1, 1)  # both now past ttl and a quarter,
+    restored.add_prediction("m", "clock-p", 1500.0 + TTL * 1.25 + 1, "p")  # on both streams
     assert restored._seen.count == 0
     pickle.loads(pickle.dumps(restored))
 

@@ -11,7 +11,18 @@ than ``ttl`` late); a label is orphaned once the *prediction* stream has moved `
 past it (its prediction, always older, would have come by then), or at once when its
 prediction came and was a dead letter (:meth:`LabelJoin.refuse_prediction`). A label more
 than ``ttl`` after its prediction never joins it, whichever comes first and however many
-labels moved the watermark: the prediction counts as expired, the label waits on. If the label stream
+labels moved the watermark: the prediction counts as expired, the label waits on.
+
+The two topics are read at their own pace (one may run ahead of the other by a poll, or by
+hours during a catch-up), so a waiting event keeps its own stream's watermark from when it
+came (its *mark*), and a label meeting its prediction is judged from the two events and
+their marks alone: it joins unless it came more than ``ttl`` after the prediction, or its
+stream was (the prediction had expired), or the prediction stream was ``grace`` past the
+label when the prediction came (the label had been orphaned). The same pair is judged the
+same whichever was read first, so what joins depends on each topic's order, not on their
+interleaving. Copies are spotted likewise: a copy of a joined prediction or label by the
+filter of joined ids, aged by the stream that is behind; a copy of an expired prediction by
+a filter of expired ones, aged by the prediction stream. If the label stream
 stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
 the partition: beyond it the oldest of the model with the most waiting expire first.
 
@@ -69,19 +80,30 @@ _NO_TIMES: tuple = ()
 _GONE = None
 
 
-class _Refused:
-    """The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`):
-    one object, the same after unpickling (pickled by name)."""
+class _Marker:
+    """A payload standing for no prediction: one object per name, the same after unpickling
+    (pickled by name, a global of this module)."""
+
+    def __init__(self, name: str):
+        self.name = name
 
     def __reduce__(self):
-        return "REFUSED"
+        return self.name
 
     def __repr__(self) -> str:
-        return "REFUSED"
+        return self.name
 
 
-#: See :class:`_Refused`.
-REFUSED = _Refused()
+#: The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`).
+REFUSED = _Marker("REFUSED")
+_BUFFERS = ("_predictions", "_labels")
+_NEVER = float("-inf")
+
+
+def _mark(entry: tuple) -> float:
+    """The watermark of its own stream when a buffered event came (entries saved before
+    the marks have none: minus infinity, no bound)."""
+    return entry[2] if len(entry) > 2 else _NEVER
 
 
 class LabelJoin:
@@ -106,6 +128,9 @@ class LabelJoin:
         # Joined ids, to spot duplicates; one more than max_pending may be held at a lookup
         # (add_prediction looks up before it expires).
         self._seen = SeenIds(ttl, max_pending + 1, false_positive_rate)
+        # Predictions counted as expired, to spot a copy of one (joined ones are in _seen):
+        # aged by the prediction stream, on whose topic a copy comes.
+        self._settled = SeenIds(ttl, max_pending + 1, false_positive_rate)
         # The newest event times of each stream, ascending, at most watermark_rank of them:
         # the partition's (the filter of joined ids ages by it), and each model's.
         self._newest_predictions: list[float] = []
@@ -117,9 +142,10 @@ class LabelJoin:
     # -- state: whole (pickle, snapshot) and incremental (changes) ---------------------------
     def __getstate__(self) -> dict:
         state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes")}
-        for name in ("_predictions", "_labels"):  # the models with something waiting
+        for name in _BUFFERS:  # the models with something waiting
             state[name] = {model: ids for model, ids in state[name].items() if ids}
         state["_seen"] = self._seen.__getstate__()
+        state["_settled"] = self._settled.__getstate__()
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -141,6 +167,8 @@ class LabelJoin:
             seen = SeenIds.__new__(SeenIds)
             seen.__setstate__(state["_seen"])
         state["_seen"] = seen
+        settled = state.get("_settled")  # (saved before expired predictions were remembered: none)
+        state["_settled"] = SeenIds(state["ttl"], state["max_pending"] + 1, seen.rate) if settled is None else _filter(settled)
         for which in ("predictions", "labels"):
             buffer = state[f"_{which}"]
             if buffer and isinstance(next(iter(buffer)), tuple):  # saved flat, keyed (model, id)
@@ -162,7 +190,7 @@ class LabelJoin:
         """The whole state, as a picklable dict of copies (the filter's generations as
         bytes), for :meth:`restore`; :meth:`changes` then records what changes after it."""
         state = self.__getstate__()
-        for name in ("_predictions", "_labels"):
+        for name in _BUFFERS:
             state[name] = {model: dict(ids) for model, ids in state[name].items()}
         for name in ("_newest_predictions", "_newest_labels", "counts"):
             state[name] = type(state[name])(state[name])
@@ -198,7 +226,7 @@ class LabelJoin:
                   "counts": {key: self.counts[key] for key in log.counts},
                   "newest": (list(self._newest_predictions), list(self._newest_labels)),
                   "newest_models": {key: list(self._newest_by_model[key]) for key in log.newest},
-                  "seen": self._seen.changes()}
+                  "seen": self._seen.changes(), "settled": self._settled.changes()}
         self._track()
         return change
 
@@ -229,12 +257,15 @@ class LabelJoin:
             for key, times in change.get("newest_models", {}).items():
                 join._newest_by_model[key] = list(times)
             join._seen.apply(change["seen"])
+            if "settled" in change:
+                join._settled.apply(change["settled"])
         join._track()
         return join
 
     def _track(self) -> None:
         self._log = _Log()
         self._seen.track()
+        self._settled.track()
 
     def _changed(self, which: str, key, value) -> None:
         log = self._log
@@ -246,10 +277,11 @@ class LabelJoin:
         log.entries += 1
         # Never let a record nobody collects grow past the state it describes: the next
         # changes() then gives the state instead.
-        if log.entries > 4096 and log.entries > 2 * (self.pending + self._seen.count):
+        if log.entries > 4096 and log.entries > 2 * (self.pending + self._seen.count + self._settled.count):
             log.overflowed = True
             log.predictions, log.labels, log.counts = {}, {}, set()
             self._seen.untrack()
+            self._settled.untrack()
 
     def _count(self, model: str, outcome: str) -> None:
         self.counts[(model, outcome)] += 1
@@ -282,13 +314,13 @@ class LabelJoin:
     def _expire_model(self, model: str) -> None:
         """Drop and count what of ``model`` can no longer be joined, against its own clocks."""
         if self._predictions.get(model):
-            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, "prediction_expired")
+            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl)
         if self._labels.get(model):
-            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, "label_orphaned")
+            self._expire(model, "labels", self._clock_of("predictions", model), self.grace)
 
-    def _expire(self, model: str, which: str, clock: list, wait: float, outcome: str) -> None:
-        """Drop and count the ``which`` events of ``model`` older than ``wait`` seconds
-        before the other stream's watermark (``clock``: its newest times)."""
+    def _expire(self, model: str, which: str, clock: list, wait: float) -> None:
+        """Drop (and count) the ``which`` entries of ``model`` older than ``wait`` seconds
+        before the watermark of ``clock`` (its newest times)."""
         ids = self._buffer(which).get(model)
         if not ids or len(clock) < self.watermark_rank:
             return
@@ -296,12 +328,20 @@ class LabelJoin:
         # A model's buffer is in arrival order, which is close to event-time order: stop
         # at the first entry still in time rather than scanning all of it.
         while ids:
-            id, (ts, value) = next(iter(ids.items()))
-            if watermark - ts <= wait:
+            id, entry = next(iter(ids.items()))
+            if watermark - entry[0] <= wait:
                 break
             self._take(which, model, id)
-            if value is not REFUSED:  # a refusal was counted as a dead letter
-                self._count(model, outcome)
+            if which == "labels":
+                self._count(model, "label_orphaned")
+            elif entry[1] is not REFUSED:  # a refusal was counted as a dead letter
+                self._expired_now(model, id, entry[0])
+
+    def _expired_now(self, model: str, id, ts: float) -> None:
+        """Count a prediction as expired, and remember it: a copy of it that comes while the
+        prediction stream is within ttl of it is a duplicate, whatever was read meanwhile."""
+        self._count(model, "prediction_expired")
+        self._settled.add(model, id, ts, self.prediction_watermark)
 
     def _saw_event(self, which: str, model: str, ts: float) -> None:
         """An event of ``model`` at ``ts`` on stream ``which``: the watermarks move, and
@@ -320,8 +360,15 @@ class LabelJoin:
             if self._log is not None:
                 self._log.newest.add(key)
         self._expire_model(model)
-        # Joined ids are remembered as long as a duplicate label could still arrive.
-        self._seen.expire(self.label_watermark)
+        self._age_filters()
+
+    def _age_filters(self) -> None:
+        """Joined ids are remembered while a copy of the label or of the prediction could
+        still come: until both streams are ttl past them (by the one behind: a copy comes on
+        its own topic, however far the other was read ahead); expired predictions, until the
+        prediction stream is."""
+        self._seen.expire(min(self.label_watermark, self.prediction_watermark))
+        self._settled.expire(self.prediction_watermark)
 
     def _saw(self, newest: list, ts: float) -> None:
         if len(newest) < self.watermark_rank:
@@ -342,7 +389,7 @@ class LabelJoin:
         """(model, "prediction" or "label") -> events waiting for their other half now."""
         counts = Counter()
         for model, ids in self._predictions.items():
-            counts[(model, "prediction")] = sum(payload is not REFUSED for _, payload in ids.values())
+            counts[(model, "prediction")] = sum(entry[1] is not REFUSED for entry in ids.values())
         for model, ids in self._labels.items():
             counts[(model, "label")] = len(ids)
         return +counts
@@ -392,9 +439,11 @@ class LabelJoin:
             buffer = self._buffer(which)
             model = max(buffer, key=lambda m: (len(buffer[m]), m))  # (ties by name: not by dict order)
             id = next(iter(buffer[model]))
-            _, value = self._take(which, model, id)
-            if value is not REFUSED:
-                self._count(model, "prediction_expired" if which == "predictions" else "label_orphaned")
+            entry = self._take(which, model, id)
+            if which == "labels":
+                self._count(model, "label_orphaned")
+            elif entry[1] is not REFUSED:
+                self._expired_now(model, id, entry[0])
 
     def refuse_prediction(self, model: str, id: str, ts: float | None):
         """A prediction of (model, id) was a dead letter: its label will never join. A label
@@ -409,36 +458,43 @@ class LabelJoin:
             self._seen.add(model, id, waiting[0], self.label_watermark)
             self._count(model, "label_orphaned")
             return waiting[1]
-        if self._get("predictions", model, id) is not None or self._seen.has(model, id):
-            return None  # a prediction of the id came already: its label joins it
-        ts = self.watermark_of("predictions", model) if ts is None else ts
-        self._put("predictions", model, id, (ts, REFUSED))
+        if self._get("predictions", model, id) is not None or self._seen.has(model, id) or self._settled.has(model, id):
+            return None  # a prediction of the id came already: its label joins it, or it joined or expired
+        watermark = self.watermark_of("predictions", model)
+        self._put("predictions", model, id, (watermark if ts is None else ts, REFUSED, watermark))
         self._bound("predictions")
         return None
 
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
-        duplicate (already pending or joined), else None."""
+        duplicate (already pending, joined or expired), else None."""
         waiting = self._get("predictions", model, id)
         if waiting is not None and waiting[1] is REFUSED:
             self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
             waiting = None
-        # The filter only for what the exact buffers cannot answer: a waiting label means
-        # this prediction never joined.
-        if waiting is not None or (self._get("labels", model, id) is None and self._seen.has(model, id)):
+        # The filters only for what the exact buffers cannot answer: a waiting label means
+        # this prediction never joined (it may have expired: its label came too late).
+        if waiting is not None or self._settled.has(model, id) or (
+                self._get("labels", model, id) is None and self._seen.has(model, id)):
             self._count(model, "duplicate_prediction")
             return False
         self._saw_event("predictions", model, ts)
-        waiting = self._get("labels", model, id)
-        if waiting is not None:
-            if waiting[0] - ts > self.ttl:
-                # Its label came first (another topic, read ahead) but more than ttl after
-                # it: expired, as if read in time order; the label waits on, as it would.
-                self._count(model, "prediction_expired")
+        mark = self.watermark_of("predictions", model)
+        label = self._get("labels", model, id)
+        if label is not None:
+            # Its label came first (the other topic read ahead): what would have happened
+            # had the label come after it, from the two events and their streams' marks.
+            if mark - label[0] > self.grace:
+                self._take("labels", model, id)  # its grace was over when this came: orphaned
+                self._count(model, "label_orphaned")
+            elif label[0] - ts > self.ttl or _mark(label) - ts > self.ttl:
+                # Expired by the label's time; the label waits on, as it would.
+                self._expired_now(model, id, ts)
                 return None
-            self._take("labels", model, id)
-            return self._join((model, id), ts, payload, *waiting)
-        self._put("predictions", model, id, (ts, payload))
+            else:
+                self._take("labels", model, id)
+                return self._join((model, id), ts, payload, label[0], label[1])
+        self._put("predictions", model, id, (ts, payload, mark))
         self._bound("predictions")
         return None
 
@@ -446,27 +502,36 @@ class LabelJoin:
         """Join a label to its prediction, or keep it waiting; returns the join, if any, as
         (model, prediction payload, label, delay seconds)."""
         self._saw_event("labels", model, ts)
+        mark = self.watermark_of("labels", model)
         if self._get("labels", model, id) is not None:
             self._count(model, "duplicate_label")
             return None
-        waiting = self._take("predictions", model, id)
-        if waiting is not None and ts - waiting[0] > self.ttl:
-            # More than ttl after its prediction, which the watermark has not expired yet
-            # (fewer than watermark_rank labels past it): expired all the same, so that
-            # what joins never depends on the watermark's rank or the reading order.
-            if waiting[1] is not REFUSED:  # a refusal was counted as a dead letter
-                self._count(model, "prediction_expired")
-            waiting = None
+        waiting = self._get("predictions", model, id)
         if waiting is not None:
-            if waiting[1] is REFUSED:  # its prediction was a dead letter
+            if ts - waiting[0] > self.ttl or mark - waiting[0] > self.ttl:
+                # More than ttl after its prediction, or the label stream is (the watermark
+                # may not have moved: fewer than watermark_rank labels past it, or out of
+                # order): expired, so that what joins never depends on the reading order.
+                self._take("predictions", model, id)
+                if waiting[1] is not REFUSED:  # a refusal was counted as a dead letter
+                    self._expired_now(model, id, waiting[0])
+            elif _mark(waiting) - ts > self.grace:
+                # The prediction stream had passed this label's grace when its prediction
+                # came: orphaned, as it would have been had it come first.
+                self._count(model, "label_orphaned")
+                return None
+            elif waiting[1] is REFUSED:  # its prediction was a dead letter
+                self._take("predictions", model, id)
                 self._seen.add(model, id, waiting[0], self.label_watermark)
                 self._count(model, "label_orphaned")
                 return None
-            return self._join((model, id), waiting[0], waiting[1], ts, label)
+            else:
+                self._take("predictions", model, id)
+                return self._join((model, id), waiting[0], waiting[1], ts, label)
         if self._seen.has(model, id):  # after the buffers: a waiting prediction always joins
             self._count(model, "duplicate_label")
             return None
-        self._put("labels", model, id, (ts, label))
+        self._put("labels", model, id, (ts, label, mark))
         self._bound("labels")
         return None
 
@@ -486,8 +551,16 @@ class LabelJoin:
         in one batch, and not otherwise)."""
         for m in [model] if model is not None else sorted({*self._predictions, *self._labels}):
             self._expire_model(m)
-        # Joined ids are remembered as long as a duplicate label could still arrive.
-        self._seen.expire(self.label_watermark)
+        self._age_filters()
+
+
+def _filter(state) -> SeenIds:
+    """A :class:`SeenIds` from its pickled state (or itself)."""
+    if isinstance(state, SeenIds):
+        return state
+    seen = SeenIds.__new__(SeenIds)
+    seen.__setstate__(state)
+    return seen
 
 
 class _Log:
