@@ -665,3 +665,30 @@ def test_the_window_at_the_first_detection_does_not_depend_on_the_poll_size(tmp_
     # The data shift starts at prediction 2,000: detected within its first window (300), where a
     # window of 300 values counts them all.
     assert 2000 < streams.index(t) <= 2300 and sum(at_detection) == 300, found[0]["x"]
+
+
+def test_predictions_naming_no_version_are_of_the_one_in_force_whatever_the_poll_size(tmp_path):
+    """A new user's finding: with a third of the predictions naming no model_version ("no
+    change"), the estimated performance and its test moved with --batch-size (first point
+    at 535.5, 547.4 or 679.7 s, baselines 0.66928 / 0.66914 / 0.68568): such a prediction
+    counted for the version in force when its label came. It is of the version in force
+    when it came, in its topic's order."""
+    records = []
+    for topic, key, value in _versioned(_stream(), 2250):
+        if topic == "predictions":
+            event = json.loads(value)
+            if int(event["id"][2:]) % 3 == 1 and int(event["id"][2:]) != 2250:
+                del event["model_version"]
+            value = json.dumps(event).encode()
+        records.append((topic, key, value))
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, records)
+    kept = {}
+    for size in (1, 500, 5000):
+        result = Replay(from_dict(_config()), batch_size=size).run(events([(str(path), False)]))
+        model = result.recording["models"]["m"]
+        kept[size] = (model["estimated_performance"], model["series"].get("estimated_decay/accuracy"),
+                      model["performance"], [a.to_dict() for a in sorted(result.alerts, key=lambda a: a.id)])
+    assert kept[1] == kept[500] == kept[5000]
+    estimated = kept[1][0]["accuracy"]
+    assert set(estimated["model_version"]) == {"1", "2"} and len(estimated["t"]) > 10

@@ -154,13 +154,17 @@ class PartitionState:
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
                 self._model_failed(model, "prediction", [record for record, _ in items], e, reject, failed)
 
-        def before_check(model: str) -> None:
-            # A prediction is checked against the model as the ones before it left it: when
-            # those not fed yet complete its reference (its columns get their types) or
-            # start a new model version, they are fed first, as one at a time would be.
+        named: dict[str, str] = {}  # model -> the last version this batch's predictions named
+
+        def before_check(model: str):
+            """The model version in force for the next prediction of ``model``. A prediction
+            is checked against the model as the ones before it left it: when those not fed
+            yet complete its reference (its columns get their types) or start a new model
+            version, they are fed first, as one at a time would be."""
             items = by_model.get(model)
             if items and self.models[model].changed_by(len(items), items[-1][1]):
                 feed(model)
+            return named.get(model, self.models[model].version)
 
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock, before_check),
                                                   self._refused_prediction):
@@ -169,6 +173,8 @@ class PartitionState:
             self.processed[(event.model, "prediction")] += 1
             self._saw(event.model, "prediction", event.ts)
             by_model.setdefault(event.model, []).append((record, event))
+            if event.model_version is not None:
+                named[event.model] = event.model_version
             if joined:
                 self._sequence(record, joined, joined_by)
         for model in list(by_model):
@@ -229,13 +235,14 @@ class PartitionState:
 
     def _add_prediction(self, record, clock: "_Clock", before_check) -> tuple:
         """The decoded prediction and what the join made of it; ``before_check(model)``
-        runs before it is checked against its model."""
+        runs before it is checked against its model, and gives the model version in force
+        (what a prediction that names none is of)."""
         event = events.decode_prediction(self._checked_size(record.value))
         try:
             with self._about(event.model):
                 clock.check(event.ts, record)
                 pipeline = self._pipeline_for(event.model)
-                before_check(event.model)
+                in_force = before_check(event.model)
                 reason = pipeline.check(event)
                 if reason:
                     raise events.BadEvent(reason, "prediction does not match the model's schema or task")
@@ -246,7 +253,10 @@ class PartitionState:
         # estimate will need them.
         keep = pipeline.lifecycle is not None or pipeline.estimation.needs_features
         features = event.features if keep else None
-        payload = (event.prediction, event.score, event.model_version, event.ts, features)
+        # A prediction naming no version is of the one in force when it came (in its topic's
+        # order), not of the one in force when its label comes.
+        version = event.model_version if event.model_version is not None else in_force
+        payload = (event.prediction, event.score, version, event.ts, features)
         return event, self.join.add_prediction(event.model, event.id, event.ts, payload)
 
     def _refused_prediction(self, record, error: "events.BadEvent") -> None:
