@@ -21,8 +21,8 @@ stream was (the prediction had expired), or the prediction stream was ``grace`` 
 label when the prediction came (the label had been orphaned). The same pair is judged the
 same whichever was read first, so what joins depends on each topic's order, not on their
 interleaving. Copies are spotted likewise: a copy of a joined prediction or label by the
-filter of joined ids, aged by the stream that is behind; a copy of an expired prediction by
-a filter of expired ones, aged by the prediction stream. If the label stream
+filter of joined ids, aged by the stream that is behind; a copy of an expired prediction
+(an orphaned label) by a filter of expired (orphaned) ones, aged by its own stream. If the label stream
 stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
 the partition: beyond it the oldest of the model with the most waiting expire first.
 
@@ -97,6 +97,8 @@ class _Marker:
 #: The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`).
 REFUSED = _Marker("REFUSED")
 _BUFFERS = ("_predictions", "_labels")
+#: The filters of ids whose fate is known: joined, expired predictions, orphaned labels.
+_FILTERS = ("_seen", "_settled", "_orphaned")
 _NEVER = float("-inf")
 
 
@@ -128,9 +130,11 @@ class LabelJoin:
         # Joined ids, to spot duplicates; one more than max_pending may be held at a lookup
         # (add_prediction looks up before it expires).
         self._seen = SeenIds(ttl, max_pending + 1, false_positive_rate)
-        # Predictions counted as expired, to spot a copy of one (joined ones are in _seen):
+        # Predictions counted as expired and labels counted as orphaned, to spot a copy of
+        # one (joined ones are in _seen), each aged by its own stream, on whose topic a copy comes.
         # aged by the prediction stream, on whose topic a copy comes.
         self._settled = SeenIds(ttl, max_pending + 1, false_positive_rate)
+        self._orphaned = SeenIds(ttl, max_pending + 1, false_positive_rate)
         # The newest event times of each stream, ascending, at most watermark_rank of them:
         # the partition's (the filter of joined ids ages by it), and each model's.
         self._newest_predictions: list[float] = []
@@ -144,8 +148,8 @@ class LabelJoin:
         state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes")}
         for name in _BUFFERS:  # the models with something waiting
             state[name] = {model: ids for model, ids in state[name].items() if ids}
-        state["_seen"] = self._seen.__getstate__()
-        state["_settled"] = self._settled.__getstate__()
+        for name in _FILTERS:
+            state[name] = getattr(self, name).__getstate__()
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -167,8 +171,9 @@ class LabelJoin:
             seen = SeenIds.__new__(SeenIds)
             seen.__setstate__(state["_seen"])
         state["_seen"] = seen
-        settled = state.get("_settled")  # (saved before expired predictions were remembered: none)
-        state["_settled"] = SeenIds(state["ttl"], state["max_pending"] + 1, seen.rate) if settled is None else _filter(settled)
+        for name in _FILTERS[1:]:  # (saved before expired and orphaned ones were remembered: none)
+            kept = state.get(name)
+            state[name] = SeenIds(state["ttl"], state["max_pending"] + 1, seen.rate) if kept is None else _filter(kept)
         for which in ("predictions", "labels"):
             buffer = state[f"_{which}"]
             if buffer and isinstance(next(iter(buffer)), tuple):  # saved flat, keyed (model, id)
@@ -226,7 +231,7 @@ class LabelJoin:
                   "counts": {key: self.counts[key] for key in log.counts},
                   "newest": (list(self._newest_predictions), list(self._newest_labels)),
                   "newest_models": {key: list(self._newest_by_model[key]) for key in log.newest},
-                  "seen": self._seen.changes(), "settled": self._settled.changes()}
+                  **{name[1:]: getattr(self, name).changes() for name in _FILTERS}}
         self._track()
         return change
 
@@ -256,16 +261,16 @@ class LabelJoin:
             join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
             for key, times in change.get("newest_models", {}).items():
                 join._newest_by_model[key] = list(times)
-            join._seen.apply(change["seen"])
-            if "settled" in change:
-                join._settled.apply(change["settled"])
+            for name in _FILTERS:
+                if name[1:] in change:
+                    getattr(join, name).apply(change[name[1:]])
         join._track()
         return join
 
     def _track(self) -> None:
         self._log = _Log()
-        self._seen.track()
-        self._settled.track()
+        for name in _FILTERS:
+            getattr(self, name).track()
 
     def _changed(self, which: str, key, value) -> None:
         log = self._log
@@ -277,11 +282,11 @@ class LabelJoin:
         log.entries += 1
         # Never let a record nobody collects grow past the state it describes: the next
         # changes() then gives the state instead.
-        if log.entries > 4096 and log.entries > 2 * (self.pending + self._seen.count + self._settled.count):
+        if log.entries > 4096 and log.entries > 2 * (self.pending + sum(getattr(self, n).count for n in _FILTERS)):
             log.overflowed = True
             log.predictions, log.labels, log.counts = {}, {}, set()
-            self._seen.untrack()
-            self._settled.untrack()
+            for name in _FILTERS:
+                getattr(self, name).untrack()
 
     def _count(self, model: str, outcome: str) -> None:
         self.counts[(model, outcome)] += 1
@@ -333,9 +338,15 @@ class LabelJoin:
                 break
             self._take(which, model, id)
             if which == "labels":
-                self._count(model, "label_orphaned")
+                self._orphaned_now(model, id, entry[0])
             elif entry[1] is not REFUSED:  # a refusal was counted as a dead letter
                 self._expired_now(model, id, entry[0])
+
+    def _orphaned_now(self, model: str, id, ts: float) -> None:
+        """Count a label as orphaned, and remember it: a copy of it that comes while the
+        label stream is within ttl of it is a duplicate, whatever was read meanwhile."""
+        self._count(model, "label_orphaned")
+        self._orphaned.add(model, id, ts, self.label_watermark)
 
     def _expired_now(self, model: str, id, ts: float) -> None:
         """Count a prediction as expired, and remember it: a copy of it that comes while the
@@ -369,6 +380,7 @@ class LabelJoin:
         prediction stream is."""
         self._seen.expire(min(self.label_watermark, self.prediction_watermark))
         self._settled.expire(self.prediction_watermark)
+        self._orphaned.expire(self.label_watermark)
 
     def _saw(self, newest: list, ts: float) -> None:
         if len(newest) < self.watermark_rank:
@@ -441,7 +453,7 @@ class LabelJoin:
             id = next(iter(buffer[model]))
             entry = self._take(which, model, id)
             if which == "labels":
-                self._count(model, "label_orphaned")
+                self._orphaned_now(model, id, entry[0])
             elif entry[1] is not REFUSED:
                 self._expired_now(model, id, entry[0])
 
@@ -486,7 +498,7 @@ class LabelJoin:
             # had the label come after it, from the two events and their streams' marks.
             if mark - label[0] > self.grace:
                 self._take("labels", model, id)  # its grace was over when this came: orphaned
-                self._count(model, "label_orphaned")
+                self._orphaned_now(model, id, label[0])
             elif label[0] - ts > self.ttl or _mark(label) - ts > self.ttl:
                 # Expired by the label's time; the label waits on, as it would.
                 self._expired_now(model, id, ts)
@@ -503,7 +515,7 @@ class LabelJoin:
         (model, prediction payload, label, delay seconds)."""
         self._saw_event("labels", model, ts)
         mark = self.watermark_of("labels", model)
-        if self._get("labels", model, id) is not None:
+        if self._get("labels", model, id) is not None or self._orphaned.has(model, id):
             self._count(model, "duplicate_label")
             return None
         waiting = self._get("predictions", model, id)
@@ -518,7 +530,7 @@ class LabelJoin:
             elif _mark(waiting) - ts > self.grace:
                 # The prediction stream had passed this label's grace when its prediction
                 # came: orphaned, as it would have been had it come first.
-                self._count(model, "label_orphaned")
+                self._orphaned_now(model, id, ts)
                 return None
             elif waiting[1] is REFUSED:  # its prediction was a dead letter
                 self._take("predictions", model, id)
