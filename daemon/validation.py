@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import time
 import urllib.parse
 
@@ -102,6 +103,10 @@ def check(config: Config) -> None:
     check_federation(config)
 
 
+#: A name Kafka accepts for a topic.
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 def _check_topics(config: Config) -> None:
     """Each topic of driftd's cluster has one purpose: a topic it writes that is also one
     it reads comes back to it (a dead-letter topic that is the predictions topic: every
@@ -118,6 +123,8 @@ def _check_topics(config: Config) -> None:
     for key, topic in used:
         if not topic:
             continue  # not used
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise ConfigError(key, f"{topic!r} is not a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-')")
         if topic in seen:
             raise ConfigError(key, f"{topic!r} is already {seen[topic]}: each of driftd's topics has one purpose")
         seen[topic] = key
@@ -221,7 +228,7 @@ def check_model(model: ModelConfig, key: str) -> None:
     for option in ("estimation", "reconstruction"):
         value = getattr(model, option, "auto")
         if value not in ("auto", "off"):
-            raise ConfigError(f"{key}.{option}", f"must be auto or off, got {value!r}")
+            raise ConfigError(f"{key}.{option}", f"must be auto (or on, yes, true) or off (or no, false), got {value!r}")
 
 
 def _check_learning(model: ModelConfig, key: str) -> None:

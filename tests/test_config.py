@@ -497,7 +497,7 @@ def test_an_unquoted_off_and_a_null_error_detector_read_as_documented(tmp_path):
     config = load(str(path))
     assert (config.models["m"].estimation, config.models["m"].reconstruction, config.models["n"].estimation) == \
         ("auto", "off", "auto")
-    with pytest.raises(ConfigError, match="models.m.estimation: must be auto or off, got 'maybe'"):
+    with pytest.raises(ConfigError, match=r"models.m.estimation: must be auto \(or on, yes, true\) or off \(or no, false\), got 'maybe'"):
         from_dict({"models": {"m": {"estimation": "maybe"}}})
 
 
@@ -552,6 +552,8 @@ def test_an_earliest_event_time_no_event_can_meet_is_refused():
     ({"state": {"topic": "labels"}}, "state.topic"),
     ({"alerts": {"sinks": [{"type": "kafka", "topic": "labels"}]}}, "alerts.sinks[0].topic"),
     ({"registry": {"model_updated_topic": "driftd-dead-letters"}}, "registry.model_updated_topic"),
+    ({"kafka": {"dead_letter_topic": "dead letters!"}}, "kafka.dead_letter_topic"),
+    ({"kafka": {"predictions_topic": "predictions "}}, "kafka.predictions_topic"),
 ])
 def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
     """A new user's finding: kafka.dead_letter_topic: predictions passed check-config, and
@@ -560,7 +562,8 @@ def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
     unread."""
     with pytest.raises(ConfigError) as raised:
         from_dict(settings)
-    assert raised.value.key == key and "each of driftd's topics has one purpose" in str(raised.value)
+    assert raised.value.key == key
+    assert "each of driftd's topics has one purpose" in str(raised.value) or "is not a Kafka topic name" in str(raised.value)
 
 
 @pytest.mark.parametrize("servers, ok", [

@@ -158,7 +158,7 @@ def test_reconstruction_off_builds_no_test_and_says_nothing():
 def test_a_bad_reconstruction_setting_stops_the_start_naming_the_key():
     with pytest.raises(ConfigError) as raised:
         from_dict({"models": {"fraud": {"reconstruction": "always"}}})
-    assert raised.value.key == "models.fraud.reconstruction" and "auto or off" in str(raised.value)
+    assert raised.value.key == "models.fraud.reconstruction" and "must be auto (or on, yes, true) or off" in str(raised.value)
     assert from_dict({"model_defaults": {"reconstruction": "off"}}).model_defaults.reconstruction == "off"
 
 
