@@ -129,12 +129,17 @@ class LabelJoin:
         self._sizes = {"predictions": 0, "labels": 0}
         # Joined ids, to spot duplicates; one more than max_pending may be held at a lookup
         # (add_prediction looks up before it expires).
-        self._seen = SeenIds(ttl, max_pending + 1, false_positive_rate)
+        if not 0 < false_positive_rate < 0.01:
+            raise ValueError(f"false_positive_rate must be above 0 and below 0.01, not {false_positive_rate!r}")
+        # A lookup consults two filters (of joined ids, and of expired predictions or of
+        # orphaned labels): each is sized for half the rate, the union bound gives the rate.
+        filter_rate = false_positive_rate / 2
+        self._seen = SeenIds(ttl, max_pending + 1, filter_rate)
         # Predictions counted as expired and labels counted as orphaned, to spot a copy of
         # one (joined ones are in _seen), each aged by its own stream, on whose topic a copy comes.
         # aged by the prediction stream, on whose topic a copy comes.
-        self._settled = SeenIds(ttl, max_pending + 1, false_positive_rate)
-        self._orphaned = SeenIds(ttl, max_pending + 1, false_positive_rate)
+        self._settled = SeenIds(ttl, max_pending + 1, filter_rate)
+        self._orphaned = SeenIds(ttl, max_pending + 1, filter_rate)
         # The newest event times of each stream, ascending, at most watermark_rank of them:
         # the partition's (the filter of joined ids ages by it), and each model's.
         self._newest_predictions: list[float] = []
