@@ -137,7 +137,6 @@ class LabelJoin:
         self._seen = SeenIds(ttl, max_pending + 1, filter_rate)
         # Predictions counted as expired and labels counted as orphaned, to spot a copy of
         # one (joined ones are in _seen), each aged by its own stream, on whose topic a copy comes.
-        # aged by the prediction stream, on whose topic a copy comes.
         self._settled = SeenIds(ttl, max_pending + 1, filter_rate)
         self._orphaned = SeenIds(ttl, max_pending + 1, filter_rate)
         # The newest event times of each stream, ascending, at most watermark_rank of them:
@@ -341,11 +340,16 @@ class LabelJoin:
             id, entry = next(iter(ids.items()))
             if watermark - entry[0] <= wait:
                 break
-            self._take(which, model, id)
-            if which == "labels":
-                self._orphaned_now(model, id, entry[0])
-            elif entry[1] is not REFUSED:  # a refusal was counted as a dead letter
-                self._expired_now(model, id, entry[0])
+            self._give_up(which, model, id)
+
+    def _give_up(self, which: str, model: str, id) -> None:
+        """Drop a waiting event whose other half can no longer come: a label orphaned, a
+        prediction expired (a refusal was counted as a dead letter)."""
+        ts, value = self._take(which, model, id)[:2]
+        if which == "labels":
+            self._orphaned_now(model, id, ts)
+        elif value is not REFUSED:
+            self._expired_now(model, id, ts)
 
     def _orphaned_now(self, model: str, id, ts: float) -> None:
         """Count a label as orphaned, and remember it: a copy of it that comes while the
@@ -455,12 +459,7 @@ class LabelJoin:
         while self._sizes[which] > self.max_pending:
             buffer = self._buffer(which)
             model = max(buffer, key=lambda m: (len(buffer[m]), m))  # (ties by name: not by dict order)
-            id = next(iter(buffer[model]))
-            entry = self._take(which, model, id)
-            if which == "labels":
-                self._orphaned_now(model, id, entry[0])
-            elif entry[1] is not REFUSED:
-                self._expired_now(model, id, entry[0])
+            self._give_up(which, model, next(iter(buffer[model])))
 
     def refuse_prediction(self, model: str, id: str, ts: float | None):
         """A prediction of (model, id) was a dead letter: its label will never join. A label
