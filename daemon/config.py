@@ -241,7 +241,7 @@ class JoinConfig:
         "letters, `bad_timestamp` (e.g. 0, or seconds divided by 1000). Older events than the "
         "watermark are not refused: the join expires them.", default=946_684_800.0)
     duplicate_false_positive_rate: float = _doc(
-        "Joined ids are remembered (to spot duplicates) in a Bloom filter of under 10 bytes an id; "
+        "Settled ids are remembered (to spot duplicates) in Bloom filters of under 10 bytes an id; "
         "with at most this probability a new prediction or label looked up in it is taken for a "
         "duplicate, counted as one and not fed. Above 0 and below 0.01; a tenfold smaller rate "
         "costs about 0.6 byte more an id.", default=1e-9)

@@ -54,10 +54,10 @@ def test_a_label_whose_prediction_waits_joins_even_when_the_filter_says_seen():
     keep a waiting prediction from its label, or a waiting label from its prediction."""
     join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=100, watermark_rank=1)
     join.add_prediction("m", "a", 1000.0, "p")
-    join._seen.add("m", "a", 1000.0)
+    join._settled_labels.add("m", "a", 1001.0)
     assert join.add_label("m", "a", 1001.0, 1) == ("m", "p", 1, 1.0)
     join.add_label("m", "b", 1002.0, 0)
-    join._seen.add("m", "b", 1002.0)
+    join._settled_predictions.add("m", "b", 1001.0)
     assert join.add_prediction("m", "b", 1001.0, "q") == ("m", "q", 0, 1.0)
     assert join.counts[("m", "joined")] == 2
     assert join.counts[("m", "duplicate_label")] == join.counts[("m", "duplicate_prediction")] == 0
@@ -84,23 +84,26 @@ def test_a_lookup_of_a_new_id_is_a_false_positive_with_probability_at_most_p():
 
 def test_an_empty_join_allocates_no_filter_and_a_first_join_a_small_one():
     join = LabelJoin(ttl=86_400.0, grace=600.0, max_pending=500_000)
-    assert join._seen.nbytes() == 0
+    filters = (join._settled_predictions, join._settled_labels)
+    assert sum(f.nbytes() for f in filters) == 0
     join.add_prediction("m", "a", 1000.0, "p")
     join.add_label("m", "a", 1001.0, 1)
-    assert 0 < join._seen.nbytes() <= 8 * 1024
+    assert all(0 < f.nbytes() <= 2 * 1024 for f in filters)
 
 
 def test_joined_ids_take_a_few_bytes_each():
-    """The dict this replaced kept about 230 bytes per joined id."""
+    """The dict this replaced kept about 230 bytes per joined id (a joined pair is
+    remembered in each stream's filter: under 12 bytes in each)."""
     join = LabelJoin(ttl=86_400.0, grace=600.0, max_pending=500_000)
     n = 60_000
     for i in range(n):
         ts = 1_700_000_000.0 + i * 0.2
         join.add_prediction("fraud", f"prediction-{i:09d}", ts, None)
         join.add_label("fraud", f"prediction-{i:09d}", ts + 5.0, 1)
-    assert join.counts[("fraud", "joined")] == n and join._seen.count == n
-    assert join._seen.nbytes() / n < 12
-    assert len(pickle.dumps(join)) / n < 13
+    filters = (join._settled_predictions, join._settled_labels)
+    assert join.counts[("fraud", "joined")] == n and all(f.count == n for f in filters)
+    assert all(f.nbytes() / n < 12 for f in filters)
+    assert len(pickle.dumps(join)) / n < 26
 
 
 def test_the_rate_is_checked():
@@ -154,7 +157,7 @@ def test_a_join_pickled_whole_comes_back_the_same():
 
 def test_a_checkpoint_from_before_the_filter_keeps_its_joined_ids():
     join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=1)
-    old = {k: v for k, v in vars(join).items() if k not in ("_seen", "_log")}
+    old = {k: v for k, v in vars(join).items() if k not in ("_settled_predictions", "_settled_labels", "_log")}
     old["_joined"] = {("m", "a"): 1000.0, ("m", "b"): 1500.0}
     restored = LabelJoin.__new__(LabelJoin)
     restored.__setstate__(old)
@@ -164,8 +167,43 @@ def test_a_checkpoint_from_before_the_filter_keeps_its_joined_ids():
     assert restored.pending == 0
     restored.add_label("m", "clock", 1500.0 + TTL * 1.25 + 1, 1)  # both now past ttl and a quarter,
     restored.add_prediction("m", "clock-p", 1500.0 + TTL * 1.25 + 1, "p")  # on both streams
-    assert restored._seen.count == 0
+    assert restored._settled_predictions.count == restored._settled_labels.count == 0
     pickle.loads(pickle.dumps(restored))
+
+
+def _without_models(filter_state: dict) -> dict:
+    """A filter's state as saved before generations had a model."""
+    return {**filter_state, "generations": [g[:6] for g in filter_state["generations"]]}
+
+
+def test_a_checkpoint_from_before_the_filters_were_per_model_keeps_what_they_held():
+    """Saved with one partition-wide filter of joined ids (by prediction time) and one each
+    of expired predictions and orphaned labels, and incremental records of them: restored,
+    a copy of each is still a duplicate, until the partition's clocks age them out."""
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=1)
+    seen, expired, orphaned = (SeenIds(TTL, 1001, 5e-10) for _ in range(3))
+    seen.add("m", "a", 1000.0)
+    expired.add("m", "e", 1000.0)
+    orphaned.add("m", "o", 1000.0)
+    old = {k: v for k, v in join.__getstate__().items() if k not in ("_settled_predictions", "_settled_labels")}
+    old.update(_seen=_without_models(seen.__getstate__()), _settled=_without_models(expired.__getstate__()),
+               _orphaned=_without_models(orphaned.__getstate__()))
+    seen.track()
+    seen.add("m", "b", 1001.0)  # joined after the snapshot: in an old incremental record
+    record = seen.changes()
+    record["created"] = [c[:3] for c in record["created"]]
+    change = {"predictions": {}, "labels": {}, "counts": {}, "newest": ([], []), "seen": record}
+    restored = LabelJoin.restore(old, [change])
+    for id in ("a", "b", "e"):
+        assert restored.add_prediction("m", id, 1000.0, "p") is False, id
+    for id in ("a", "b", "o"):
+        assert restored.add_label("m", id, 1000.0, 1) is None, id
+    assert restored.counts[("m", "duplicate_prediction")] == 3 and restored.counts[("m", "duplicate_label")] == 3
+    assert restored.pending == 0
+    restored.add_label("m", "clock", 1001.0 + TTL * 1.25 + 1, 1)  # the partition's clocks past them
+    restored.add_prediction("m", "clock-p", 1001.0 + TTL * 1.25 + 1, "p")
+    assert restored._settled_predictions.count == restored._settled_labels.count == 0
+    assert pickle.loads(pickle.dumps(restored))._old_filters is None
 
 
 # -- snapshot, changes, restore -------------------------------------------------------------------
@@ -265,10 +303,10 @@ def test_the_first_changes_and_an_uncollected_log_give_the_whole_state():
     for i in range(20_000):  # joins at once: little state, much activity
         join.add_prediction("m", f"p{i}", 1000.0 + i * 0.01, "p")
         join.add_label("m", f"p{i}", 1000.0 + i * 0.01, 1)
-    assert join._log.overflowed and not join._log.predictions and join._seen._log is None
+    assert join._log.overflowed and not join._log.predictions and join._settled_labels._log is None
     later = join.changes()
     assert set(later) == {"snapshot"}
     assert state(LabelJoin.restore(first["snapshot"], [later])) == state(join)
     assert len(pickle.dumps(later)) < 200_000
     join.add_label("m", "late", 2000.0, 1)
-    assert set(join.changes()) >= {"predictions", "labels", "seen"}  # tracked again
+    assert set(join.changes()) >= {"predictions", "labels", "settled_predictions", "settled_labels"}  # tracked again

@@ -20,10 +20,11 @@ their marks alone: it joins unless it came more than ``ttl`` after the predictio
 stream was (the prediction had expired), or the prediction stream was ``grace`` past the
 label when the prediction came (the label had been orphaned). The same pair is judged the
 same whichever was read first, so what joins depends on each topic's order, not on their
-interleaving. Copies are spotted likewise: a copy of a joined prediction or label by the
-filter of joined ids, aged by the stream that is behind; a copy of an expired prediction
-(an orphaned label) by a filter of expired (orphaned) ones, aged by its own stream. If the label stream
-stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
+interleaving. Copies are spotted likewise: a prediction whose fate is known (joined or
+expired) is remembered until its model's prediction stream is ``ttl`` past it, a label
+(joined or orphaned) until its model's label stream is, so a copy that comes within ``ttl``
+of its original on its own topic is a duplicate, whatever was read of the other topic or
+of other models meanwhile. If the label stream stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
 the partition: beyond it the oldest of the model with the most waiting expire first.
 
 Each stream's *watermark* is kept per model (models of one partition may be stamped by
@@ -37,14 +38,16 @@ the newest, it expired every waiting prediction at once. It takes ``watermark_ra
 there. The watermark never goes back, and, like everything here, depends on the events
 alone (not on their batching or arrival order within the rank).
 
-Duplicates are spotted by remembering which (model, id) pairs joined, from ``ttl`` past
-their prediction's time up to a quarter of ``ttl`` more, in an ageing Bloom filter
-(:mod:`daemon.stream.seen`): 8 to 10 bytes per joined id where a dict entry took 180 to 230.
-The price: with probability at most ``false_positive_rate`` (1e-9 by default,
-``join.duplicate_false_positive_rate``) an event that the filter is asked about is taken
+The settled predictions and labels are remembered, from ``ttl`` past their time up to a
+quarter of ``ttl`` more, in two ageing Bloom filters (:mod:`daemon.stream.seen`), aged by
+each model's own watermarks: 8 to 10 bytes per id where a dict entry took 180 to 230. The
+price: with probability at most ``false_positive_rate`` (1e-9 by default,
+``join.duplicate_false_positive_rate``) an event that a filter is asked about is taken
 for a duplicate although it is new: counted as one and not fed. What must be exact stays
-exact: the waiting predictions and labels are dicts, consulted before the filter, so a
-label whose prediction is waiting always joins, and so does a prediction whose label is.
+exact: the waiting predictions and labels are dicts, consulted before the filters, and a
+filter is not asked when the buffers answer (a label whose prediction is waiting and came
+within its grace was never settled: it always joins; so does a prediction whose label is
+waiting and within ``ttl`` of it).
 
 Checkpoints can be incremental: :meth:`LabelJoin.snapshot` gives the whole state,
 :meth:`LabelJoin.changes` what changed since (in size proportional to the events since,
@@ -66,7 +69,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 
-from daemon.stream.seen import SeenIds
+from daemon.stream.seen import SeenIds, id_hash
 
 OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")
 
@@ -97,8 +100,11 @@ class _Marker:
 #: The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`).
 REFUSED = _Marker("REFUSED")
 _BUFFERS = ("_predictions", "_labels")
-#: The filters of ids whose fate is known: joined, expired predictions, orphaned labels.
-_FILTERS = ("_seen", "_settled", "_orphaned")
+#: The filters of ids whose fate is known: predictions joined or expired, labels joined or orphaned.
+_FILTERS = ("_settled_predictions", "_settled_labels")
+#: The filters of checkpoints saved before they were per model and per stream: joined ids,
+#: expired predictions, orphaned labels (merged into _FILTERS on loading).
+_OLD_FILTERS = ("_seen", "_settled", "_orphaned")
 _NEVER = float("-inf")
 
 
@@ -112,9 +118,10 @@ class LabelJoin:
     """One partition's buffer of predictions and labels waiting for each other.
 
     ``ttl`` and ``grace`` are seconds of event time, ``max_pending`` bounds each buffer
-    and the joined ids remembered, ``watermark_rank`` is the rank of the event time that
-    is a stream's watermark, ``false_positive_rate`` the chance, per lookup, that the
-    filter of joined ids takes a new id for a duplicate (0 < p < 0.01; ValueError else).
+    and the settled ids remembered of each stream, ``watermark_rank`` is the rank of the
+    event time that is a stream's watermark, ``false_positive_rate`` the chance, per
+    lookup, that a filter of settled ids takes a new id for a duplicate (0 < p < 0.01;
+    ValueError else).
     """
 
     def __init__(self, ttl: float, grace: float, max_pending: int, watermark_rank: int = 3,
@@ -127,20 +134,14 @@ class LabelJoin:
         self._predictions: dict[str, dict] = {}
         self._labels: dict[str, dict] = {}
         self._sizes = {"predictions": 0, "labels": 0}
-        # Joined ids, to spot duplicates; one more than max_pending may be held at a lookup
-        # (add_prediction looks up before it expires).
         if not 0 < false_positive_rate < 0.01:
             raise ValueError(f"false_positive_rate must be above 0 and below 0.01, not {false_positive_rate!r}")
-        # A lookup consults two filters (of joined ids, and of expired predictions or of
-        # orphaned labels): each is sized for half the rate, the union bound gives the rate.
-        filter_rate = false_positive_rate / 2
-        self._seen = SeenIds(ttl, max_pending + 1, filter_rate)
-        # Predictions counted as expired and labels counted as orphaned, to spot a copy of
-        # one (joined ones are in _seen), each aged by its own stream, on whose topic a copy comes.
-        self._settled = SeenIds(ttl, max_pending + 1, filter_rate)
-        self._orphaned = SeenIds(ttl, max_pending + 1, filter_rate)
+        # Settled ids, to spot copies, each stream's aged by that stream (a copy comes on
+        # its own topic); a lookup consults one of them.
+        self._settled_predictions = SeenIds(ttl, max_pending + 1, false_positive_rate)
+        self._settled_labels = SeenIds(ttl, max_pending + 1, false_positive_rate)
         # The newest event times of each stream, ascending, at most watermark_rank of them:
-        # the partition's (the filter of joined ids ages by it), and each model's.
+        # the partition's (filters saved before they were per model age by it), and each model's.
         self._newest_predictions: list[float] = []
         self._newest_labels: list[float] = []
         self._newest_by_model: dict[tuple, list] = {}  # ("predictions" | "labels", model) -> times
@@ -149,7 +150,7 @@ class LabelJoin:
 
     # -- state: whole (pickle, snapshot) and incremental (changes) ---------------------------
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes", "_old_filters")}
         for name in _BUFFERS:  # the models with something waiting
             state[name] = {model: ids for model, ids in state[name].items() if ids}
         for name in _FILTERS:
@@ -157,6 +158,12 @@ class LabelJoin:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        self._load(state)
+        self._old_filters = None
+
+    def _load(self, state: dict) -> None:
+        """Load a state (of any version); the filters of a checkpoint saved before they were
+        per model and per stream are kept in ``_old_filters`` too, for :meth:`restore`."""
         state = dict(state)
         # Checkpoints written before the robust watermark kept the newest time only.
         for stream in ("prediction", "label"):
@@ -164,20 +171,12 @@ class LabelJoin:
             if f"_newest_{stream}s" not in state:
                 state[f"_newest_{stream}s"] = [] if newest in (None, float("-inf")) else [newest] * 3
         state.setdefault("watermark_rank", 3)
-        # Checkpoints written before the Bloom filter kept the joined ids in a dict.
-        joined = state.pop("_joined", None)
-        seen = state.get("_seen")
-        if seen is None:
-            seen = SeenIds(state["ttl"], state["max_pending"] + 1, DUPLICATE_FALSE_POSITIVE_RATE)
-            for (model, id), ts in (joined or {}).items():
-                seen.add(model, id, ts)
-        elif not isinstance(seen, SeenIds):
-            seen = SeenIds.__new__(SeenIds)
-            seen.__setstate__(state["_seen"])
-        state["_seen"] = seen
-        for name in _FILTERS[1:]:  # (saved before expired and orphaned ones were remembered: none)
-            kept = state.get(name)
-            state[name] = SeenIds(state["ttl"], state["max_pending"] + 1, seen.rate) if kept is None else _filter(kept)
+        if "_settled_predictions" in state:
+            for name in _FILTERS:
+                state[name] = _filter(state[name])
+            state["_old_filters"] = None
+        else:
+            state["_old_filters"] = _old_filters(state)
         for which in ("predictions", "labels"):
             buffer = state[f"_{which}"]
             if buffer and isinstance(next(iter(buffer)), tuple):  # saved flat, keyed (model, id)
@@ -194,6 +193,21 @@ class LabelJoin:
         state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
         self.__dict__.update(state)
         self._log = None
+        if self._old_filters is not None:
+            self._merge_old_filters()
+
+    def _merge_old_filters(self) -> None:
+        """The filters of a checkpoint saved before they were per model and per stream,
+        merged into this join's two: kept whole (consulted for every model, aged by the
+        partition's watermarks) until they age out. Joined ids go to both."""
+        seen, expired, orphaned = self._old_filters
+        rate = seen.rate
+        self._settled_predictions = SeenIds(self.ttl, self.max_pending + 1, rate)
+        self._settled_labels = SeenIds(self.ttl, self.max_pending + 1, rate)
+        for old in (seen, expired):
+            self._settled_predictions.adopt(old)
+        for old in (seen, orphaned):
+            self._settled_labels.adopt(old)
 
     def snapshot(self) -> dict:
         """The whole state, as a picklable dict of copies (the filter's generations as
@@ -220,8 +234,9 @@ class LabelJoin:
         - ``newest``: the partition's two watermark lists, whole (at most ``watermark_rank``
           times each), and ``newest_models`` the models' (("predictions" | "labels", model)
           -> times) that moved;
-        - ``seen``: the filter's record (see :meth:`SeenIds.changes`: the hashes of ids
-          joined, 16 bytes each, and generations made or dropped);
+        - ``settled_predictions``, ``settled_labels``: the filters' records (see
+          :meth:`SeenIds.changes`: the hashes of ids settled, 16 bytes each, and
+          generations made or dropped);
         - or ``{"snapshot": <snapshot>}`` when there is no record to give (first call) or
           when the record would have been larger than the state itself.
 
@@ -247,10 +262,10 @@ class LabelJoin:
         too). The result equals the original join (and its next :meth:`changes` gives
         what changed after the restore)."""
         join = cls.__new__(cls)
-        join.__setstate__(snapshot.get("snapshot", snapshot))
+        join._load(snapshot.get("snapshot", snapshot))
         for change in changes:
             if "snapshot" in change:
-                join.__setstate__(change["snapshot"])
+                join._load(change["snapshot"])
                 continue
             for which in ("predictions", "labels"):
                 buffer, sizes = getattr(join, f"_{which}"), join._sizes
@@ -265,9 +280,14 @@ class LabelJoin:
             join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
             for key, times in change.get("newest_models", {}).items():
                 join._newest_by_model[key] = list(times)
-            for name in _FILTERS:
-                if name[1:] in change:
-                    getattr(join, name).apply(change[name[1:]])
+            old = join._old_filters
+            for names, filters in ((_FILTERS, None), (_OLD_FILTERS, old)):
+                for k, name in enumerate(names):
+                    if name[1:] in change:  # (a record saved before: applied to the old filters)
+                        (getattr(join, name) if filters is None else filters[k]).apply(change[name[1:]])
+            if old is not None and any(name[1:] in change for name in _OLD_FILTERS):
+                join._merge_old_filters()
+        join._old_filters = None
         join._track()
         return join
 
@@ -352,16 +372,21 @@ class LabelJoin:
             self._expired_now(model, id, ts)
 
     def _orphaned_now(self, model: str, id, ts: float) -> None:
-        """Count a label as orphaned, and remember it: a copy of it that comes while the
-        label stream is within ttl of it is a duplicate, whatever was read meanwhile."""
+        """Count a label as orphaned, and remember it (see :meth:`_settled`)."""
         self._count(model, "label_orphaned")
-        self._orphaned.add(model, id, ts, self.label_watermark)
+        self._settled("labels", model, id, ts)
 
     def _expired_now(self, model: str, id, ts: float) -> None:
-        """Count a prediction as expired, and remember it: a copy of it that comes while the
-        prediction stream is within ttl of it is a duplicate, whatever was read meanwhile."""
+        """Count a prediction as expired, and remember it (see :meth:`_settled`)."""
         self._count(model, "prediction_expired")
-        self._settled.add(model, id, ts, self.prediction_watermark)
+        self._settled("predictions", model, id, ts)
+
+    def _settled(self, which: str, model: str, id, ts: float, hashed: int | None = None) -> None:
+        """Remember that the ``which`` event of (model, id), stamped ``ts``, was settled: a
+        copy of it that comes while the model's ``which`` stream is within ttl of it is a
+        duplicate, whatever was read of the other stream or of other models meanwhile."""
+        settled = self._settled_predictions if which == "predictions" else self._settled_labels
+        settled.add(model, id, ts, self.watermark_of(which, model), hashed)
 
     def _saw_event(self, which: str, model: str, ts: float) -> None:
         """An event of ``model`` at ``ts`` on stream ``which``: the watermarks move, and
@@ -379,17 +404,16 @@ class LabelJoin:
             self._saw(newest, ts)
             if self._log is not None:
                 self._log.newest.add(key)
+            self._age_filter(which, model)
         self._expire_model(model)
-        self._age_filters()
 
-    def _age_filters(self) -> None:
-        """Joined ids are remembered while a copy of the label or of the prediction could
-        still come: until both streams are ttl past them (by the one behind: a copy comes on
-        its own topic, however far the other was read ahead); expired predictions, until the
-        prediction stream is."""
-        self._seen.expire(min(self.label_watermark, self.prediction_watermark))
-        self._settled.expire(self.prediction_watermark)
-        self._orphaned.expire(self.label_watermark)
+    def _age_filter(self, which: str, model: str) -> None:
+        """Forget the settled ``which`` events of ``model`` that the model's ``which`` stream
+        is ttl past: a copy of one comes on its own topic, so only that stream's clock (and
+        only the model's) says whether one still may."""
+        settled = self._settled_predictions if which == "predictions" else self._settled_labels
+        settled.expire(self.watermark_of(which, model), model)
+        settled.expire(self.prediction_watermark if which == "predictions" else self.label_watermark, None)
 
     def _saw(self, newest: list, ts: float) -> None:
         if len(newest) < self.watermark_rank:
@@ -471,10 +495,9 @@ class LabelJoin:
         letter's time is not the stream's."""
         waiting = self._take("labels", model, id)
         if waiting is not None:
-            self._seen.add(model, id, waiting[0], self.label_watermark)
-            self._count(model, "label_orphaned")
+            self._orphaned_now(model, id, waiting[0])
             return waiting[1]
-        if self._get("predictions", model, id) is not None or self._seen.has(model, id) or self._settled.has(model, id):
+        if self._get("predictions", model, id) is not None or self._settled_predictions.has(model, id):
             return None  # a prediction of the id came already: its label joins it, or it joined or expired
         watermark = self.watermark_of("predictions", model)
         self._put("predictions", model, id, (watermark if ts is None else ts, REFUSED, watermark))
@@ -488,22 +511,22 @@ class LabelJoin:
         if waiting is not None and waiting[1] is REFUSED:
             self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
             waiting = None
-        # The filters only for what the exact buffers cannot answer: a waiting label means
-        # this prediction never joined (it may have expired: its label came too late).
-        if waiting is not None or self._settled.has(model, id) or (
-                self._get("labels", model, id) is None and self._seen.has(model, id)):
+        label = self._get("labels", model, id)
+        # The filter only for what the buffers cannot answer: a label waiting within ttl of
+        # this prediction means no prediction of the id was settled (it would have met it).
+        if waiting is not None or (not self._within_ttl(label, ts) and self._settled_predictions.has(model, id)):
             self._count(model, "duplicate_prediction")
             return False
         self._saw_event("predictions", model, ts)
         mark = self.watermark_of("predictions", model)
-        label = self._get("labels", model, id)
+        label = self._get("labels", model, id)  # (seeing the event may have orphaned it)
         if label is not None:
             # Its label came first (the other topic read ahead): what would have happened
             # had the label come after it, from the two events and their streams' marks.
             if mark - label[0] > self.grace:
                 self._take("labels", model, id)  # its grace was over when this came: orphaned
                 self._orphaned_now(model, id, label[0])
-            elif label[0] - ts > self.ttl or _mark(label) - ts > self.ttl:
+            elif not self._within_ttl(label, ts):
                 # Expired by the label's time; the label waits on, as it would.
                 self._expired_now(model, id, ts)
                 return None
@@ -519,10 +542,14 @@ class LabelJoin:
         (model, prediction payload, label, delay seconds)."""
         self._saw_event("labels", model, ts)
         mark = self.watermark_of("labels", model)
-        if self._get("labels", model, id) is not None or self._orphaned.has(model, id):
+        waiting = self._get("predictions", model, id)
+        # The filter only for what the buffers cannot answer: a prediction waiting that came
+        # within this label's grace means no label of the id was settled (orphaned before
+        # it came, or joined to it).
+        if self._get("labels", model, id) is not None or (
+                (waiting is None or _mark(waiting) - ts > self.grace) and self._settled_labels.has(model, id)):
             self._count(model, "duplicate_label")
             return None
-        waiting = self._get("predictions", model, id)
         if waiting is not None:
             if ts - waiting[0] > self.ttl or mark - waiting[0] > self.ttl:
                 # More than ttl after its prediction, or the label stream is (the watermark
@@ -538,23 +565,26 @@ class LabelJoin:
                 return None
             elif waiting[1] is REFUSED:  # its prediction was a dead letter
                 self._take("predictions", model, id)
-                self._seen.add(model, id, waiting[0], self.label_watermark)
-                self._count(model, "label_orphaned")
+                self._orphaned_now(model, id, ts)
                 return None
             else:
                 self._take("predictions", model, id)
                 return self._join((model, id), waiting[0], waiting[1], ts, label)
-        if self._seen.has(model, id):  # after the buffers: a waiting prediction always joins
-            self._count(model, "duplicate_label")
-            return None
         self._put("labels", model, id, (ts, label, mark))
         self._bound("labels")
         return None
 
+    def _within_ttl(self, label: tuple | None, ts: float) -> bool:
+        """Whether a waiting ``label`` (entry) came within ttl of a prediction stamped ``ts``,
+        by its own time and by its stream's mark (else the prediction counts as expired)."""
+        return label is not None and label[0] - ts <= self.ttl and _mark(label) - ts <= self.ttl
+
     def _join(self, key, prediction_ts, payload, label_ts, label) -> tuple:
-        self._seen.add(key[0], key[1], prediction_ts, self.label_watermark)
+        hashed = id_hash(*key)
+        self._settled("predictions", key[0], key[1], prediction_ts, hashed)
+        self._settled("labels", key[0], key[1], label_ts, hashed)
         if self._log is not None:
-            self._log.entries += 1  # the id's hash, in the filter's record
+            self._log.entries += 2  # the id's hash, in each filter's record
         self._count(key[0], "joined")
         return key[0], payload, label, max(0.0, label_ts - prediction_ts)
 
@@ -567,7 +597,23 @@ class LabelJoin:
         in one batch, and not otherwise)."""
         for m in [model] if model is not None else sorted({*self._predictions, *self._labels}):
             self._expire_model(m)
-        self._age_filters()
+
+
+def _old_filters(state: dict) -> tuple:
+    """The joined ids, expired predictions and orphaned labels of a checkpoint saved before
+    the filters were per model and per stream (joined ids in a dict, before the Bloom
+    filters; expired and orphaned ones not kept, before they were remembered)."""
+    ttl, limit = state["ttl"], state["max_pending"] + 1
+    joined = state.pop("_joined", None)
+    seen = state.pop("_seen", None)
+    if seen is None:
+        seen = SeenIds(ttl, limit, DUPLICATE_FALSE_POSITIVE_RATE)
+        for (model, id), ts in (joined or {}).items():
+            seen.add(model, id, ts)
+    else:
+        seen = _filter(seen)
+    kept = [state.pop(name, None) for name in _OLD_FILTERS[1:]]
+    return (seen, *(SeenIds(ttl, limit, seen.rate) if k is None else _filter(k) for k in kept))
 
 
 def _filter(state) -> SeenIds:

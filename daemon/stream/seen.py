@@ -1,4 +1,4 @@
-"""Which (model, id) pairs joined lately: an ageing Bloom filter, for spotting duplicates.
+"""Which (model, id) pairs were settled lately: an ageing Bloom filter, for spotting duplicates.
 
 A Bloom filter (Bloom 1970) answers "seen before?" in a few bits per id instead of a dict
 entry of 180 to 230 bytes, at the price of an occasional false "yes"; it never forgets an
@@ -7,14 +7,15 @@ ageing Bloom filter of Yoon, "Aging Bloom Filter with Two Active Buffers for Dyn
 Sets", IEEE TKDE 22(1), 2010, with more than two buffers), and forgotten a whole
 generation at a time:
 
-- An id goes into a generation of its *bucket*, the ``span``-long window of event time
-  (``ttl / 4``) its prediction's time falls in; a bucket's generation that is full
+- An id goes into a generation of its model and *bucket*, the ``span``-long window of
+  event time (``ttl / 4``) its time falls in; a bucket's generation that is full
   (``capacity`` ids) is closed and a new one opened.
-- A generation is dropped once all its ids are more than ``ttl`` behind the label
-  watermark (the newest prediction time in it is), so an id is remembered at least as
-  long as ``ttl`` past its prediction's time and at most ``ttl + span``; and the oldest
-  generations go first while more than ``max_ids - 1`` ids are held (the join's
-  ``max_pending``).
+- A model's generation is dropped once all its ids are more than ``ttl`` behind the
+  model's watermark (the newest time in it is), so an id is remembered at least as long as
+  ``ttl`` past its time and at most ``ttl + span``, whatever the clocks of other models
+  (each model's events may be stamped by its own clock, or replayed from hours ago); and
+  the oldest generations made go first while more than ``max_ids - 1`` ids are held (the
+  join's ``max_pending``).
 
 The false-positive bound. A generation of capacity ``C`` is sized for the rate
 ``p * C / max_ids``; holding ``n <= C`` ids it answers a false yes with probability
@@ -23,11 +24,12 @@ here as p < 0.01), which grows faster than ``n`` (for any k >= 2), so it is at m
 ``p * n / max_ids``. A lookup consults every generation, and all of them together hold at
 most ``max_ids`` ids when one is made, so by the union bound a lookup of an id not held
 is a false yes with probability at most ``p``, however the ids are spread over
-generations (plus ``max_ids / 2^128`` for a collision of the 128-bit hashes).
+generations (plus ``max_ids / 2^128`` for a collision of the 128-bit hashes). A lookup
+consults only its model's generations (and those saved before generations had a model).
 
 Memory: ``-ln(p * C / max_ids) / ln(2)^2`` bits per id a generation can hold (46 bits,
 5.75 bytes, for the largest at p = 1e-9), allocated a generation at a time, so nothing
-while nothing has joined. A bucket's first generation holds 1,024 ids (7 KB); its next
+while nothing has joined. A bucket's first generation holds 128 ids (about 1 KB); its next
 ones three times what it holds, up to ``max_ids / 4``; but the first generation of the
 bucket the label stream is in or about to enter holds what the fullest other bucket
 holds, so that a steady stream fills one or two generations a bucket. Counting the
@@ -43,10 +45,13 @@ original did.
 >>> seen.add("fraud", "p-1", 1000.0)
 >>> seen.has("fraud", "p-1"), seen.has("fraud", "p-2"), seen.count
 (True, False, 1)
->>> seen.expire(1000.0 + 3600.0)  # the label watermark: exactly ttl after it, still held
+>>> seen.expire(1000.0 + 3600.0, "fraud")  # the model's watermark: exactly ttl after it, still held
 >>> seen.has("fraud", "p-1")
 True
->>> seen.expire(1000.0 + 3600.5)
+>>> seen.expire(1e9, "other")  # another model's clock ages only that model's ids
+>>> seen.has("fraud", "p-1")
+True
+>>> seen.expire(1000.0 + 3600.5, "fraud")
 >>> seen.has("fraud", "p-1"), seen.count
 (False, 0)
 """
@@ -62,8 +67,9 @@ from rbloom import Bloom
 
 #: Buckets per ttl: an id may be remembered up to ttl / SPANS_PER_TTL longer than ttl.
 SPANS_PER_TTL = 4
-#: Ids of a bucket's first generation (7 KB at the default rate).
-MIN_CAPACITY = 1024
+#: Ids of a model's bucket's first generation (about 1 KB at the default rate: a thousand
+#: models with a few buckets each in three filters hold about 15 MB before they fill).
+MIN_CAPACITY = 128
 #: A bucket's next generation holds GROWTH times what the bucket holds.
 GROWTH = 3
 #: The largest generation holds max_ids / GENERATIONS_PER_LIMIT ids: dropping the oldest
@@ -83,19 +89,19 @@ def id_hash(model: str, id) -> int:
 
 
 class _Generation:
-    __slots__ = ("gid", "bucket", "capacity", "count", "newest", "bloom")
+    __slots__ = ("gid", "model", "bucket", "capacity", "count", "newest", "bloom")
 
-    def __init__(self, gid: int, bucket: int, capacity: int, bloom: Bloom, count: int = 0,
+    def __init__(self, gid: int, model: str | None, bucket: int, capacity: int, bloom: Bloom, count: int = 0,
                  newest: float = float("-inf")):
-        self.gid, self.bucket, self.capacity, self.bloom = gid, bucket, capacity, bloom
-        self.count, self.newest = count, newest  # ids added; their newest prediction time
+        self.gid, self.model, self.bucket, self.capacity, self.bloom = gid, model, bucket, capacity, bloom
+        self.count, self.newest = count, newest  # ids added; their newest time
 
     def state(self) -> tuple:
-        return self.gid, self.bucket, self.capacity, self.count, self.newest, self.bloom.save_bytes()
+        return self.gid, self.bucket, self.capacity, self.count, self.newest, self.bloom.save_bytes(), self.model
 
 
 class SeenIds:
-    """The ageing Bloom filter of one partition's joined ids.
+    """The ageing Bloom filter of one partition's settled ids, aged per model.
 
     ``ttl`` (seconds of event time) and ``max_ids`` (the most ids held when a lookup is
     made: the join's ``max_pending + 1``) size it; ``false_positive_rate`` (0 < p < 0.01)
@@ -111,85 +117,100 @@ class SeenIds:
         self.rate = false_positive_rate
         self.count = 0  # ids held, over all generations
         self._next_gid = 0
-        self._generations: list[_Generation] = []  # by (bucket, gid): the oldest first
-        self._open: dict[int, _Generation] = {}  # bucket -> its newest generation
+        self._generations: list[_Generation] = []  # all of them, the oldest made first
+        # model -> its generations by (bucket, gid), the oldest first; None: those saved
+        # before generations had a model (consulted for every model, aged by expire(wm, None)).
+        self._by_model: dict[str | None, list[_Generation]] = {}
+        self._open: dict[tuple, _Generation] = {}  # (model, bucket) -> its newest generation
         self._log: dict | None = None  # what changed since changes(), when tracked
 
     # -- lookups and inserts ---------------------------------------------------------------
     def has(self, model: str, id) -> bool:
         """Whether (model, id) was added and not yet forgotten (or, with probability at most
         ``false_positive_rate``, a false yes)."""
-        if not self._generations:
+        mine, legacy = self._by_model.get(model), self._by_model.get(None)
+        if not mine and not legacy:
             return False
         h = id_hash(model, id)
-        for g in reversed(self._generations):  # a plain loop: twice as fast as any() here
-            if h in g.bloom:
-                return True
+        for generations in (mine, legacy):
+            for g in reversed(generations or ()):  # a plain loop: twice as fast as any() here
+                if h in g.bloom:
+                    return True
         return False
 
-    def add(self, model: str, id, ts: float, label_watermark: float = float("-inf")) -> None:
-        """Remember (model, id), whose prediction is stamped ``ts``; the label watermark
-        (both epoch seconds) only helps size a new generation."""
+    def add(self, model: str, id, ts: float, watermark: float = float("-inf"), hashed: int | None = None) -> None:
+        """Remember (model, id), stamped ``ts``; the model's watermark (both epoch seconds)
+        only helps size a new generation; ``hashed``: ``id_hash(model, id)`` if the caller
+        has it. The oldest generations made go while ``max_ids`` or more ids are held."""
         bucket = int(ts // self.span)
-        g = self._open.get(bucket)
+        g = self._open.get((model, bucket))
         if g is None or g.count >= g.capacity:
-            g = self._new_generation(bucket, label_watermark)
-        h = id_hash(model, id)
+            g = self._new_generation(model, bucket, watermark)
+        h = id_hash(model, id) if hashed is None else hashed
         g.bloom.add(h)
         g.count += 1
         g.newest = max(g.newest, ts)
         self.count += 1
         if self._log is not None:
             self._log["added"].setdefault(g.gid, []).append(h)
+        while self.count >= self.max_ids:
+            self._drop(self._generations[0])
 
-    def _new_generation(self, bucket: int, label_watermark: float) -> _Generation:
-        capacity = self._capacity(bucket, label_watermark)
-        g = self._make(self._next_gid, bucket, capacity)
+    def _new_generation(self, model: str, bucket: int, watermark: float) -> _Generation:
+        capacity = self._capacity(model, bucket, watermark)
+        g = self._make(self._next_gid, model, bucket, capacity)
         self._next_gid += 1
         if self._log is not None:
-            self._log["created"].append((g.gid, bucket, capacity))
+            self._log["created"].append((g.gid, bucket, capacity, model))
         return g
 
-    def _capacity(self, bucket: int, label_watermark: float) -> int:
+    def _capacity(self, model: str, bucket: int, watermark: float) -> int:
         held: dict[int, int] = {}
-        for g in self._generations:
+        for g in self._by_model.get(model, ()):
             held[g.bucket] = held.get(g.bucket, 0) + g.count
         mine = held.pop(bucket, 0)
         wanted = max(MIN_CAPACITY, GROWTH * mine)
-        # A bucket the label stream is in, or about to enter, will hold about what the
-        # fullest other one does (a steady stream's do alike); not one of stragglers or
-        # of a stray time far ahead.
-        current = label_watermark == float("-inf") or 0 <= bucket - label_watermark // self.span <= 1
+        # A bucket the model's stream is in, or about to enter, will hold about what its
+        # fullest other one does (a steady stream's do alike); not one of stragglers or of
+        # a stray time far ahead.
+        current = watermark == float("-inf") or 0 <= bucket - watermark // self.span <= 1
         if mine == 0 and current:
             wanted = max(wanted, max(held.values(), default=0))
         return min(wanted, math.ceil(self.max_ids / GENERATIONS_PER_LIMIT))
 
-    def _make(self, gid: int, bucket: int, capacity: int, data: bytes | None = None, count: int = 0,
-              newest: float = float("-inf")) -> _Generation:
+    def _make(self, gid: int, model: str | None, bucket: int, capacity: int, data: bytes | None = None,
+              count: int = 0, newest: float = float("-inf")) -> _Generation:
         if data is None:
             bloom = Bloom(capacity, self.rate * capacity / self.max_ids, _HASH_FUNC)
         else:
             bloom = Bloom.load_bytes(data, _HASH_FUNC)
-        g = _Generation(gid, bucket, capacity, bloom, count, newest)
-        at = bisect.bisect(self._generations, (bucket, gid), key=lambda x: (x.bucket, x.gid))
-        self._generations.insert(at, g)
-        self._open[bucket] = max(g, self._open.get(bucket, g), key=lambda x: x.gid)
+        g = _Generation(gid, model, bucket, capacity, bloom, count, newest)
+        bisect.insort(self._generations, g, key=_by_gid)
+        mine = self._by_model.setdefault(model, [])
+        bisect.insort(mine, g, key=_by_bucket)
+        if model is not None:
+            self._open[(model, bucket)] = max(g, self._open.get((model, bucket), g), key=_by_gid)
         return g
 
     # -- forgetting ---------------------------------------------------------------------------
-    def expire(self, label_watermark: float) -> None:
-        """Drop the oldest generations while all their ids are more than ``ttl`` behind
-        ``label_watermark`` (epoch seconds) or more than ``max_ids - 1`` ids are held.
-        Oldest means of the earliest bucket; a bucket's later generations wait for its
-        earlier ones (at most ``span`` longer)."""
-        while self._generations and (
-                self.count >= self.max_ids or label_watermark - self._generations[0].newest > self.ttl):
-            self._drop(self._generations[0])
+    def expire(self, watermark: float, model: str | None = None) -> None:
+        """Drop ``model``'s oldest generations while all their ids are more than ``ttl``
+        behind ``watermark`` (the model's, epoch seconds; ``model`` None: the generations
+        saved before generations had a model, against the partition's). Oldest means of
+        the earliest bucket; a bucket's later generations wait for its earlier ones (at
+        most ``span`` longer)."""
+        generations = self._by_model.get(model)
+        while generations and watermark - generations[0].newest > self.ttl:
+            self._drop(generations[0])
 
     def _drop(self, g: _Generation) -> None:
         self._generations.remove(g)
-        if self._open.get(g.bucket) is g:
-            del self._open[g.bucket]
+        mine = self._by_model[g.model]
+        mine.remove(g)
+        if not mine:
+            del self._by_model[g.model]
+        if self._open.get((g.model, g.bucket)) is g:
+            del self._open[(g.model, g.bucket)]
         self.count -= g.count
         if self._log is not None:
             self._log["dropped"].append(g.gid)
@@ -206,9 +227,17 @@ class SeenIds:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["ttl"], state["max_ids"], state["rate"])
         self._next_gid = state["next_gid"]
-        for gid, bucket, capacity, count, newest, data in state["generations"]:
-            self._make(gid, bucket, capacity, data, count, newest)
+        for gid, bucket, capacity, count, newest, data, *model in state["generations"]:
+            self._make(gid, model[0] if model else None, bucket, capacity, data, count, newest)
             self.count += count
+
+    def adopt(self, other: "SeenIds") -> None:
+        """Take in ``other``'s generations (of a filter saved before generations had a model,
+        merged into this one on loading: numbered anew, consulted for every model)."""
+        for g in other._generations:
+            self._make(self._next_gid, None, g.bucket, g.capacity, g.bloom.save_bytes(), g.count, g.newest)
+            self._next_gid += 1
+            self.count += g.count
 
     def track(self) -> None:
         """Start (or restart) recording what :meth:`changes` returns."""
@@ -220,13 +249,13 @@ class SeenIds:
 
     def changes(self) -> dict:
         """What changed since :meth:`track`, and track anew: ``{"next_gid": int,
-        "created": [(gid, bucket, capacity)], "added": {gid: (newest, [hash])},
+        "created": [(gid, bucket, capacity, model)], "added": {gid: (newest, [hash])},
         "dropped": [gid]}``, the hashes in insertion order; a generation made and dropped in
         between is left out, and so are the ids added to a generation dropped since. Its
         size grows with the ids added, not with the ids held."""
         log = self._log or {"created": [], "added": {}, "dropped": []}
         dropped = set(log["dropped"])
-        born = {gid for gid, *_ in log["created"]}
+        born = {c[0] for c in log["created"]}
         newest = {g.gid: g.newest for g in self._generations}
         self.track()
         return {"next_gid": self._next_gid,
@@ -236,8 +265,8 @@ class SeenIds:
 
     def apply(self, change: dict) -> None:
         """Replay a :meth:`changes` record taken from a filter in this one's state."""
-        for gid, bucket, capacity in change["created"]:
-            self._make(gid, bucket, capacity)
+        for gid, bucket, capacity, *model in change["created"]:
+            self._make(gid, model[0] if model else None, bucket, capacity)
         by_gid = {g.gid: g for g in self._generations}
         for gid, (newest, hashes) in change["added"].items():
             g = by_gid[gid]
@@ -249,3 +278,11 @@ class SeenIds:
         for gid in change["dropped"]:
             self._drop(by_gid[gid])
         self._next_gid = change["next_gid"]
+
+
+def _by_gid(g: _Generation) -> int:
+    return g.gid
+
+
+def _by_bucket(g: _Generation) -> tuple:
+    return g.bucket, g.gid
