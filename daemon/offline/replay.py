@@ -182,6 +182,8 @@ class Replay:
         # waiting for its prediction go to the label side now.
         for state in self.states.values():
             state.release_held_labels(self._reject)
+            # What still waits at the end is what may still join, whatever the interleaving.
+            state.join.settle()
         self._settle(self.states.values())
         if progress is not None:
             progress(self.result.records)

@@ -598,6 +598,19 @@ class LabelJoin:
         for m in [model] if model is not None else sorted({*self._predictions, *self._labels}):
             self._expire_model(m)
 
+    def settle(self) -> None:
+        """Count and drop everything its model's watermarks have passed, in whole buffers.
+        Expiry stops at the first entry still in time (a buffer is in arrival order), so
+        what still waits depends on how the two topics were interleaved until later events
+        move the clocks; after this, what waits is what may still join, the same whatever
+        the interleaving. For the end of an input (a replay's files)."""
+        for model in sorted({*self._predictions, *self._labels}):
+            for which, clock, wait in (("predictions", "labels", self.ttl), ("labels", "predictions", self.grace)):
+                watermark = self.watermark_of(clock, model)
+                ids = self._buffer(which).get(model) or {}
+                for id in [id for id, entry in ids.items() if watermark - entry[0] > wait]:
+                    self._give_up(which, model, id)
+
 
 def _old_filters(state: dict) -> tuple:
     """The joined ids, expired predictions and orphaned labels of a checkpoint saved before
