@@ -77,7 +77,13 @@ class Estimates:
         if named_version is None or not self.config.reference_per_version:
             return self.current
         if not self.earlier:  # the usual case: one estimate, by its version's name
-            return self.current if named_version == version else None
+            if named_version != version:
+                return None
+            # A version seen again (a rollback): only the predictions made since it came
+            # back are the current estimate's; an older one's label belongs to an earlier
+            # estimate no longer kept, whether or not this era's predictions were read yet.
+            epoch, _, since = versions[-1] if versions else (None, None, None)
+            return None if epoch == self.epoch and ts < since else self.current
         named = [(epoch, since) for epoch, v, since in versions if v == named_version]
         epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
         if epoch == self.epoch:

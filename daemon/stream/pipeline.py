@@ -569,15 +569,20 @@ class ModelPipeline:
         return next((epoch for epoch, v, since in self.versions
                      if epoch > self.labels_epoch and v == version and ts >= since), None)
 
-    def _of_version(self, payload: tuple, version: str | None) -> bool:
-        """Whether a prediction (its join payload) counts for model version ``version``."""
-        return payload[2] is None or payload[2] == version or not self.config.reference_per_version
+    def _of_version(self, payload: tuple, version: str | None, since: float) -> bool:
+        """Whether a prediction (its join payload) counts for model version ``version``,
+        whose epoch started with a prediction stamped ``since``: a version seen again (a
+        rollback) takes only the predictions made since it came back."""
+        if payload[2] is None or not self.config.reference_per_version:
+            return True
+        return payload[2] == version and payload[3] >= since
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:
             return 0
         labels = self.labels
-        current = [self._of_version(p, labels.version) for p, _ in pairs]
+        since = next((since for epoch, _, since in self.versions if epoch == self.labels_epoch), -math.inf)
+        current = [self._of_version(p, labels.version, since) for p, _ in pairs]
         used = [(pair, offset, t) for pair, offset, t, ok in zip(pairs, offsets, label_times, current) if ok]
         before = labels.n_fed
         if used:
