@@ -110,6 +110,10 @@ class ChampionChallenger:
         self.meta = MetaLearner(names) if self.policy.warm_start == "meta" else None
         self._last_retrain: Retrain | None = None
 
+    def __setstate__(self, state: dict) -> None:
+        # (saved before failed retrains were counted: none)
+        self.__dict__.update({"failed_retrains": Counter(), **state})
+
     @classmethod
     def from_specs(cls, task: str, specs: dict, key: str = "learners", window: int = 1000, **kwargs):
         """Build the learners from ``{name: spec}``; errors name ``key.name``."""
@@ -185,7 +189,7 @@ class ChampionChallenger:
                 new = retrain(best, self.buffer, slot, warm_start=warm)
         except Exception as e:  # a model's failure must not stop the daemon: no retrain this time
             self._failed(best.name, f"retraining: {type(e).__name__}: {e}")
-            self.__dict__.setdefault("failed_retrains", Counter())[reason] += 1
+            self.failed_retrains[reason] += 1
             return None
         self.learners[slot] = new
         self.pairs[slot] = self._pair_window()

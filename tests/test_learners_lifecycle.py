@@ -266,3 +266,13 @@ def test_a_learner_that_never_learns_is_never_the_best_one_to_retrain_from():
     for i in range(120):
         lone.update({"country": ["DE", "FR"][i % 2]}, i % 2 == 0, False)
     assert lone.retrains == {} and lone.failed_retrains == {"schedule": 2}
+
+
+def test_a_lifecycle_saved_before_failed_retrains_were_counted_loads_with_none():
+    cc = make()
+    cc.failed_retrains["drift"] += 1
+    state = pickle.dumps(cc)
+    del cc.__dict__["failed_retrains"]
+    old = pickle.loads(pickle.dumps(cc))
+    assert old.failed_retrains == {} and pickle.loads(state).failed_retrains == {"drift": 1}
+    old.failed_retrains["decay"] += 1  # counted as a new one would be

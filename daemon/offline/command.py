@@ -153,7 +153,7 @@ def _learning_lines(name: str, pipeline) -> list[str]:
                      + (f" ({each}; the last: {last[:200]})" if failed else "")
                      + "; the labels still reached the tests (a River model that takes numbers only needs string "
                      "features through Categorical and OneHotEncoder: README, \"Learning, retraining and promotion\")")
-    failed_retrains = sum(cc.__dict__.get("failed_retrains", {}).values())
+    failed_retrains = sum(cc.failed_retrains.values())
     if cc.retrains or cc.decisions.get("promoted") or failed_retrains:
         retrains = ", ".join(f"{reason} {n:,}" for reason, n in sorted(cc.retrains.items()))
         promoted = cc.decisions.get("promoted", 0)

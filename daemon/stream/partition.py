@@ -494,7 +494,7 @@ def _learning(pipeline) -> dict | None:
                             "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
         "champion_score": scores["champion"],
         "retrains": dict(cc.retrains),
-        "failed_retrains": dict(cc.__dict__.get("failed_retrains", {})),
+        "failed_retrains": dict(cc.failed_retrains),
         "gate": dict(cc.decisions),
         "promoted": cc.champion_learner,
         "errors": pipeline.learning_errors + sum(cc.errors.values()),
