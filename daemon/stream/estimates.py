@@ -6,9 +6,14 @@ predictions topic is read ahead of the labels (a catch-up poll, or a daemon whos
 lag), the next version's first predictions come before the earlier version's labelled
 reference is complete: the earlier estimate goes on until it completes, so that what it
 concludes does not depend on how far ahead the predictions were read. :class:`Estimates`
-keeps the current version's estimate and the earlier ones that may still say something
-(:data:`MAX_EARLIER` at most), gives each labelled event to its version's estimate in
-label order, and ends the earlier estimates' alert episode where the current one starts.
+keeps the current version's estimate and the earlier ones that may still say something,
+gives each labelled event to its version's estimate in label order, and ends the earlier
+estimates' alert episode where the current one starts. An earlier estimate is given up by
+the labels alone, so that whether it is does not depend on how far ahead the predictions
+were read: once a later version's labelled reference is complete, or labels of
+:data:`GIVE_UP_AFTER` later versions came (in label order); and, to bound memory, once
+:data:`MAX_EARLIER` later versions' predictions came (then a late label's version can no
+longer be told: the one rule the reading order decides).
 
 Decisions come out as observations (:meth:`Estimates.drain`); the detections and tests of
 the estimates dropped are kept (:meth:`Estimates.counts`), so exported counters go on.
@@ -29,9 +34,13 @@ from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, add_counts, observation, renewed
 from daemon.stream.estimation import NAME, ModelEstimation
 
-#: Earlier model versions whose estimate waits for its labelled reference (or thresholds)
-#: at most; beyond, the oldest is given up (its held decisions decided first).
-MAX_EARLIER = 3
+#: An earlier version's estimate still waiting for its labelled reference (or thresholds)
+#: is given up (its held decisions decided first) once labels of this many later versions came.
+GIVE_UP_AFTER = 3
+#: Earlier versions' estimates kept at most (the oldest is given up beyond): fewer than the
+#: versions a model's pipeline remembers (``pipeline.MAX_VERSIONS``), by which a late
+#: label's version is told.
+MAX_EARLIER = 99
 
 
 class Estimates:
@@ -48,9 +57,15 @@ class Estimates:
         self.current = current if current is not None else ModelEstimation(config, version)
         self.epoch = epoch
         self.earlier: dict[int, ModelEstimation] = earlier if earlier is not None else {}
+        #: earlier epoch -> the later epochs whose labels came since it started, in label order.
+        self.later_labels: dict[int, set] = {}
         self.observations: list[Observation] = []
         #: (test, column) -> [detections, tests] of the estimates dropped.
         self.ended: dict[tuple, list] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        # (saved before the labels gave earlier estimates up: none counted yet)
+        self.__dict__.update({"later_labels": {}, **state})
 
     # -- versions ---------------------------------------------------------------------------
     def start(self, epoch: int, version: str | None) -> None:
@@ -63,6 +78,7 @@ class Estimates:
             add_counts(self.ended, self.current.detectors.items())
         while len(self.earlier) > MAX_EARLIER:
             self._retire(self.earlier.pop(min(self.earlier)))
+        self._forget_later_labels()
         self.previous_version = self.current.version
         self.current = ModelEstimation(self.config, version)
         self.epoch = epoch
@@ -73,9 +89,13 @@ class Estimates:
         version's estimate no longer kept). ``payload``: the join's (prediction, score,
         version, ts, features); ``version``: the model's current version; ``versions``:
         (epoch, version, event time of its first prediction) in the order they came."""
+        epoch = self._epoch_of(payload, version, versions)
+        return self.current if epoch == self.epoch else self.earlier.get(epoch)
+
+    def _epoch_of(self, payload: tuple, version: str | None, versions: list) -> int | None:
         named_version, ts = payload[2], payload[3]
         if named_version is None or not self.config.reference_per_version:
-            return self.current
+            return self.epoch
         if not self.earlier:  # the usual case: one estimate, by its version's name
             if named_version != version:
                 return None
@@ -83,12 +103,9 @@ class Estimates:
             # back are the current estimate's; an older one's label belongs to an earlier
             # estimate no longer kept, whether or not this era's predictions were read yet.
             epoch, _, since = versions[-1] if versions else (None, None, None)
-            return None if epoch == self.epoch and ts < since else self.current
+            return None if epoch == self.epoch and ts < since else self.epoch
         named = [(epoch, since) for epoch, v, since in versions if v == named_version]
-        epoch = next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
-        if epoch == self.epoch:
-            return self.current
-        return self.earlier.get(epoch)
+        return next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
 
     # -- feeding ----------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list) -> None:
@@ -102,18 +119,24 @@ class Estimates:
         gives up the earlier ones still collecting, and what comes after must see that."""
         run, run_pairs, run_times = None, [], []
         for pair, t in zip(pairs, label_times):
-            estimation = self.of(pair[0], version, versions)
-            if estimation is not run:
+            epoch = self._epoch_of(pair[0], version, versions)
+            if epoch != run:
                 self._observe(run, run_pairs, run_times, version)
-                run, run_pairs, run_times = self.of(pair[0], version, versions), [], []
+                run, run_pairs, run_times = epoch, [], []
             run_pairs.append(pair)
             run_times.append(t)
         self._observe(run, run_pairs, run_times, version)
 
-    def _observe(self, estimation: ModelEstimation | None, pairs: list, label_times: list, version) -> None:
-        """Labelled events of one estimate (None: of none kept): its reference until
-        complete (then it estimates the predictions that waited), then its error."""
-        if estimation is None or not pairs:
+    def _observe(self, epoch: int | None, pairs: list, label_times: list, version) -> None:
+        """Labelled events of the estimate of ``epoch`` (None, or one not kept: nothing):
+        its reference until complete (then it estimates the predictions that waited), then
+        its error. The earlier estimates that labels of GIVE_UP_AFTER later versions have
+        passed are given up first."""
+        if not pairs:
+            return
+        self._labels_came(epoch)
+        estimation = self.current if epoch == self.epoch else self.earlier.get(epoch)
+        if estimation is None:
             return
         started = estimation.started
         estimation.observe_labels(pairs, label_times)
@@ -121,6 +144,23 @@ class Estimates:
             self._end_earlier(estimation.completed_at, version)
         self.observations.extend(estimation.drain())
         self._forget_settled()
+
+    def _labels_came(self, epoch: int | None) -> None:
+        """Labels of version ``epoch`` came: the earlier estimates that labels of
+        GIVE_UP_AFTER later versions have passed, in label order, are given up."""
+        if epoch is None or not self.earlier:
+            return
+        for earlier in sorted(self.earlier):
+            if earlier < epoch:
+                later = self.later_labels.setdefault(earlier, set())
+                later.add(epoch)
+                if len(later) >= GIVE_UP_AFTER:
+                    self._retire(self.earlier.pop(earlier))
+        self._forget_later_labels()
+
+    def _forget_later_labels(self) -> None:
+        for epoch in [e for e in self.later_labels if e not in self.earlier]:
+            del self.later_labels[epoch]
 
     def _end_earlier(self, ts: float, version) -> None:
         """The current version's estimate starts (its labelled reference complete, at the
