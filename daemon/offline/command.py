@@ -71,8 +71,8 @@ def incomplete_references(result: Result) -> list[str]:
     if result.predictions == 0:
         return lines  # the end says why (no predictions in the files): no advice per model
     refused = Counter(d.model for d in result.dead_letters if d.kind == "prediction")
-    for state in result.states.values():
-        for name, pipeline in state.models.items():
+    for _, state in sorted(result.states.items()):
+        for name, pipeline in sorted(state.models.items()):
             if not pipeline.reference_complete:
                 filled = f"({pipeline.reference.n:,} of {pipeline.reference.size:,} predictions)"
                 if pipeline.reference.n == 0 and refused[name]:
@@ -104,9 +104,9 @@ def silent_outcomes(result: Result, config) -> list[str]:
     never came though labels did, decay tests that never ran for want of labelled events,
     features beyond ``max_features`` not watched, what the learners did and their failures."""
     lines = []
-    for state in result.states.values():
+    for _, state in sorted(result.states.items()):
         waiting = state.join.waiting()
-        for name, pipeline in state.models.items():
+        for name, pipeline in sorted(state.models.items()):
             counts = {o: state.join.counts[(name, o)] for o in OUTCOMES}
             labels = state.processed[(name, "label")]
             unmatched = counts["label_orphaned"] + waiting[(name, "label")]

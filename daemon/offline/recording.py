@@ -109,10 +109,10 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
     input of :mod:`daemon.web.report`."""
     models: dict = {}
     dead = Counter()
-    for state in states.values():
+    for _, state in sorted(states.items()):
         dead.update(state.dead_letters)
         waiting = state.join.waiting()
-        for name, status in state.status().items():
+        for name, status in sorted(state.status().items()):
             pipeline = state.models[name]
             delay = state.label_delay.get(name)
             models[name] = {
@@ -128,13 +128,13 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
             }
     if recorder is not None:
         for name, model in models.items():
-            model["series"] = recorder.series.get(name, {})
+            model["series"] = dict(sorted(recorder.series.get(name, {}).items()))  # (not the order met)
             model["performance"] = recorder.performance.get(name, {})
             model["estimated_performance"] = recorder.estimated.get(name, {})
             for feature, dist in model["distributions"].items():
                 if "at_detection" in dist:
                     dist["detection_time"] = recorder.detection_time(name, dist["test"], feature, dist["detection_at"])
-    return {"models": models, "dead_letters": dict(dead)}
+    return {"models": dict(sorted(models.items())), "dead_letters": dict(sorted(dead.items()))}
 
 
 # Which test's bins show a column's distribution, in order of preference.
@@ -205,9 +205,14 @@ def replay_document(result, config: Config, files: list[str]) -> dict:
     document = dict(result.recording) if result.recording else summary(result.states)
     document["source"] = {"kind": "replay", "files": files, "events": result.records,
                           "seconds": round(result.seconds, 3)}
-    document["alerts"] = [a.to_dict() for a in result.alerts]
+    # In event-time order, not the polls' (which the batch size and the reading order set).
+    document["alerts"] = [a.to_dict() for a in sorted(result.alerts, key=_alert_order)]
     document["dead_letter_rows"] = [vars(d) for d in result.dead_letters[:1000]]
     for name in document.get("models", {}):
         settings = config.model(name)
         document["models"][name]["task"] = settings.task if settings is not None else None
     return document
+
+
+def _alert_order(alert) -> tuple:
+    return alert.event_time, alert.model, alert.detector, alert.feature, alert.episode, alert.status, alert.id
