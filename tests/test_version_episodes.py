@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from daemon.config import from_dict
+from daemon.config import ModelConfig, from_dict
 from daemon.runtime.calibrator import calibrate_now
 from daemon.stream.partition import PartitionState
+from daemon.stream.pipeline import ModelPipeline
 
 T0 = 1_700_000_000.0
 CONFIG = {"models": {"fraud": {}}, "alerts": {"clear_after": 2, "cooldown_seconds": 0},
@@ -171,3 +172,35 @@ def test_the_per_test_sums_over_features_go_on_when_a_feature_is_dropped():
     assert all(later >= earlier for earlier, later in zip(sums, sums[1:])), sums
     assert sums[-1] == pipeline.ended_counts[("ks", "a")][0] + pipeline.ended_counts[("ks", "b")][0] + \
         pipeline.data_detectors[("ks", "a")].n_detections
+
+
+def _versions(names: list) -> list:
+    return [SimpleNamespace(features={"x": float(i % 7)}, prediction=1, score=0.5, model_version=name,
+                            ts=1.75e9 + i) for i, name in enumerate(names)]
+
+
+def test_two_versions_interleaved_are_warned_about_once_and_shown(caplog):
+    """A new user's finding: during a rollout, late predictions of the old version made
+    the version flap (each change starts a version anew: a new reference, the label tests
+    anew), silently. Going back to the version before while the other's reference is
+    incomplete is counted, shown in /status and warned about once at the third time."""
+    flapping = ModelPipeline("m", ModelConfig(reference_size=100))
+    with caplog.at_level("WARNING", logger="driftd.stream.pipeline"):
+        flapping.observe_predictions(_versions(["a"] * 150 + ["b", "a"] * 10 + ["b"] * 10))
+    warned = [r.getMessage() for r in caplog.records if "went back" in r.getMessage()]
+    assert flapping.version_returns == 20 and len(warned) == 1  # 21 changes, the first to b no return
+    assert "model m: model_version went back to" in warned[0] and "rolling deployment" in warned[0]
+    caplog.clear()
+    rollback = ModelPipeline("m", ModelConfig(reference_size=100))  # a -> b -> a, b's reference complete
+    with caplog.at_level("WARNING", logger="driftd.stream.pipeline"):
+        rollback.observe_predictions(_versions(["a"] * 150 + ["b"] * 150 + ["a"] * 150))
+    assert rollback.version_returns == 0 and rollback.version_changes == 2
+    assert not [r for r in caplog.records if "went back" in r.getMessage()]
+
+
+def test_the_status_shows_version_changes_and_returns():
+    state = PartitionState(0, from_dict({"models": {"m": {"reference_size": 100}}}))
+    pipeline = state.models["m"] = ModelPipeline("m", ModelConfig(reference_size=100))
+    pipeline.observe_predictions(_versions(["a"] * 10 + ["b", "a", "b", "a"]))
+    status = state.status()["m"]
+    assert (status["version_changes"], status["version_returns"]) == (4, 3)  # (a -> b is not a return)

@@ -443,6 +443,10 @@ class PartitionState:
             name: {
                 "partition": self.partition,
                 "version": pipeline.version,
+                # Changes of model_version, and returns to the one before while the other's
+                # reference was incomplete (two versions interleaved: see the warning).
+                "version_changes": pipeline.version_changes,
+                "version_returns": pipeline.version_returns,
                 "reference_complete": pipeline.reference_complete,
                 "features": pipeline.features,
                 "untestable_features": pipeline.untestable,

@@ -81,6 +81,7 @@ class ModelPipeline:
         self.config = config
         self.version: str | None = None
         self.version_changes = 0
+        self.version_returns = 0  # versions back before the next completed its reference
         self.builds = 0  # data-test builds so far: names a build in calibration jobs
         self.epoch = 0  # model versions started so far
         # Counted over the model's life, not per version (they are exported counters).
@@ -124,6 +125,7 @@ class ModelPipeline:
             self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
                                        earlier=self.__dict__.pop("earlier_estimations", {}))
         self.__dict__.setdefault("ended_counts", {})
+        self.__dict__.setdefault("version_returns", 0)
         # Its reference took a binary mapping's highest probability: so does this version.
         self.__dict__.setdefault("binary_scores_by_positive", False)
         if "learning" not in state:  # saved with the learners' parts in the pipeline
@@ -357,6 +359,7 @@ class ModelPipeline:
                 self._feed(events[start:i], offsets[start:i])
                 start = i
                 self.version_changes += 1
+                self._returned_early(event.model_version)
                 self._start_version(event.model_version, event.ts)
             else:
                 self.version = event.model_version
@@ -366,6 +369,21 @@ class ModelPipeline:
                 if self.estimation.version is None:
                     self.estimation.version = self.version
         self._feed(events[start:], offsets[start:])
+
+    def _returned_early(self, version: str) -> None:
+        """Count a version coming back before the one after it completed its reference
+        (two versions' predictions interleaved: a rolling deployment, a canary); warn once
+        a model at the third, since each change starts a version anew."""
+        if self.watch is not None or len(self.versions) < 2 or self.versions[-2][1] != version:
+            return
+        self.version_returns += 1
+        if self.version_returns == RETURNS_WARNED:
+            log.warning("model %s: model_version went back to %s before version %s's reference was complete, %d "
+                        "times: two versions' predictions are interleaved (a rolling deployment, a canary?). Each "
+                        "change starts a new version (a new reference, the label tests anew), so neither is tested "
+                        "until one stays; give a canary its own model name, or send model_version once the rollout "
+                        "is complete", self.name, version, self.version, self.version_returns,
+                        extra={"model": self.name})
 
     def _feed(self, events: list, offsets: list) -> None:
         if not events:
@@ -613,6 +631,9 @@ class ModelPipeline:
 
 #: Model versions remembered in the order they came (the label side follows them).
 MAX_VERSIONS = 100
+#: A version coming back before the one after it completed its reference, this many times,
+#: is warned about (once a model).
+RETURNS_WARNED = 3
 _POSITION = operator.attrgetter("position")
 
 
