@@ -29,12 +29,13 @@ consults only its model's generations (and those saved before generations had a 
 
 Memory: ``-ln(p * C / max_ids) / ln(2)^2`` bits per id a generation can hold (46 bits,
 5.75 bytes, for the largest at p = 1e-9), allocated a generation at a time, so nothing
-while nothing has joined. A bucket's first generation holds 128 ids (about 1 KB); its next
-ones three times what it holds, up to ``max_ids / 4``; but the first generation of the
-bucket the label stream is in or about to enter holds what the fullest other bucket
-holds, so that a steady stream fills one or two generations a bucket. Counting the
-generations not yet full, 8 to 10 bytes per id held (a dict of the same ids took 180 to
-230). Each generation costs a lookup about 0.1-0.2 us, hence few and large ones.
+while nothing has joined. A model's bucket's first generation holds 32 ids (about 240
+bytes); its next ones three times what it holds, up to ``max_ids / 4``; but the first
+generation of the bucket the model's stream is in or about to enter holds what its fullest
+other bucket holds, so that a steady stream fills one or two generations a bucket.
+Counting the generations not yet full, 8 to 10 bytes per id held of a busy model (a dict of
+the same ids took 180 to 230), at least about 240 bytes a bucket of a quiet one. Each
+generation of the model costs its lookups about 0.1-0.2 us, hence few and large ones.
 
 Everything here is a function of the ids and times inserted: the hash is BLAKE2b of
 ``model + "\\0" + id`` (Python's ``hash()`` of a string is salted per process), so two
@@ -67,9 +68,9 @@ from rbloom import Bloom
 
 #: Buckets per ttl: an id may be remembered up to ttl / SPANS_PER_TTL longer than ttl.
 SPANS_PER_TTL = 4
-#: Ids of a model's bucket's first generation (about 1 KB at the default rate: a thousand
-#: models with a few buckets each in three filters hold about 15 MB before they fill).
-MIN_CAPACITY = 128
+#: Ids of a model's bucket's first generation (about 240 bytes at the default rate: a model
+#: whose ids span the ttl, in five buckets of each of the join's two filters, holds 2.4 KB).
+MIN_CAPACITY = 32
 #: A bucket's next generation holds GROWTH times what the bucket holds.
 GROWTH = 3
 #: The largest generation holds max_ids / GENERATIONS_PER_LIMIT ids: dropping the oldest
