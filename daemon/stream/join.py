@@ -24,8 +24,9 @@ interleaving. Copies are spotted likewise: a prediction whose fate is known (joi
 expired) is remembered until its model's prediction stream is ``ttl`` past it, a label
 (joined or orphaned) until its model's label stream is, so a copy that comes within ``ttl``
 of its original on its own topic is a duplicate, whatever was read of the other topic or
-of other models meanwhile. If the label stream stops entirely, predictions do not expire by time; ``max_pending`` bounds each buffer of
-the partition: beyond it the oldest of the model with the most waiting expire first.
+of other models meanwhile. If the label stream stops entirely, predictions do not expire
+by time; ``max_pending`` bounds each buffer of the partition: beyond it the oldest of the
+model with the most waiting expire first.
 
 Each stream's *watermark* is kept per model (models of one partition may be stamped by
 different clocks, or one replayed from hours ago: another model's events must not orphan
@@ -40,8 +41,8 @@ alone (not on their batching or arrival order within the rank).
 
 The settled predictions and labels are remembered, from ``ttl`` past their time up to a
 quarter of ``ttl`` more, in two ageing Bloom filters (:mod:`daemon.stream.seen`), aged by
-each model's own watermarks: 8 to 10 bytes per id where a dict entry took 180 to 230. The
-price: with probability at most ``false_positive_rate`` (1e-9 by default,
+each model's own watermarks: 8 to 10 bytes per id of a busy model where a dict entry took
+180 to 230. The price: with probability at most ``false_positive_rate`` (1e-9 by default,
 ``join.duplicate_false_positive_rate``) an event that a filter is asked about is taken
 for a duplicate although it is new: counted as one and not fed. What must be exact stays
 exact: the waiting predictions and labels are dicts, consulted before the filters, and a
