@@ -24,7 +24,10 @@ interleaving. Copies are spotted likewise: a prediction whose fate is known (joi
 expired) is remembered until its model's prediction stream is ``ttl`` past it, a label
 (joined or orphaned) until its model's label stream is, so a copy that comes within ``ttl``
 of its original on its own topic is a duplicate, whatever was read of the other topic or
-of other models meanwhile. If the label stream stops entirely, predictions do not expire
+of other models meanwhile; an event that comes more than ``ttl`` behind its model's own
+stream (a copy or not) is settled at once, never a duplicate: a prediction counts as
+expired (it is still fed to the tests as any prediction), a label as orphaned, whatever
+was read of the other topic. If the label stream stops entirely, predictions do not expire
 by time; ``max_pending`` bounds each buffer of the partition: beyond it the oldest of the
 model with the most waiting expire first.
 
@@ -508,6 +511,8 @@ class LabelJoin:
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending, joined or expired), else None."""
+        if self.watermark_of("predictions", model) - ts > self.ttl:
+            return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
         if waiting is not None and waiting[1] is REFUSED:
             self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
@@ -543,6 +548,8 @@ class LabelJoin:
         (model, prediction payload, label, delay seconds)."""
         self._saw_event("labels", model, ts)
         mark = self.watermark_of("labels", model)
+        if mark - ts > self.ttl:
+            return self._stale("labels", model, ts)
         waiting = self._get("predictions", model, id)
         # The filter only for what the buffers cannot answer: a prediction waiting that came
         # within this label's grace means no label of the id was settled (orphaned before
@@ -573,6 +580,18 @@ class LabelJoin:
                 return self._join((model, id), waiting[0], waiting[1], ts, label)
         self._put("labels", model, id, (ts, label, mark))
         self._bound("labels")
+        return None
+
+    def _stale(self, which: str, model: str, ts: float) -> None:
+        """An event more than ttl behind its model's stream ``which`` when it came: a
+        prediction counts as expired at once, a label as orphaned, never as a duplicate.
+        Whether its original (if it is a copy) is still remembered could depend on what
+        was read of the other topic meanwhile; this depends on its own topic alone."""
+        if which == "predictions":
+            self._saw_event(which, model, ts)  # (it moves no watermark: older than it)
+            self._count(model, "prediction_expired")
+        else:
+            self._count(model, "label_orphaned")
         return None
 
     def _within_ttl(self, label: tuple | None, ts: float) -> bool:
