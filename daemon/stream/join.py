@@ -339,7 +339,8 @@ class LabelJoin:
         """Event time model ``model``'s ``which`` stream ("predictions" or "labels") has
         reached (minus infinity before ``watermark_rank`` events of it: never another
         model's)."""
-        return self._watermark(self._clock_of(which, model))
+        newest = self._newest_by_model.get((which, model), _NO_TIMES)  # (inlined: once per event and more)
+        return newest[0] if len(newest) >= self.watermark_rank else _NEVER
 
     def _clock_of(self, which: str, model: str) -> list:
         return self._newest_by_model.get((which, model), _NO_TIMES)
@@ -408,16 +409,19 @@ class LabelJoin:
             self._saw(newest, ts)
             if self._log is not None:
                 self._log.newest.add(key)
-            self._age_filter(which, model)
+            if len(newest) >= rank:
+                self._age_filter(which, model, newest[0], partition)
         self._expire_model(model)
 
-    def _age_filter(self, which: str, model: str) -> None:
+    def _age_filter(self, which: str, model: str, watermark: float, partition: list) -> None:
         """Forget the settled ``which`` events of ``model`` that the model's ``which`` stream
-        is ttl past: a copy of one comes on its own topic, so only that stream's clock (and
-        only the model's) says whether one still may."""
+        (now at ``watermark``) is ttl past: a copy of one comes on its own topic, so only
+        that stream's clock (and only the model's) says whether one still may. Generations
+        saved before they had a model age by the partition's (its newest times)."""
         settled = self._settled_predictions if which == "predictions" else self._settled_labels
-        settled.expire(self.watermark_of(which, model), model)
-        settled.expire(self.prediction_watermark if which == "predictions" else self.label_watermark, None)
+        settled.expire(watermark, model)
+        if settled.unowned:
+            settled.expire(self._watermark(partition), None)
 
     def _saw(self, newest: list, ts: float) -> None:
         if len(newest) < self.watermark_rank:
@@ -511,7 +515,8 @@ class LabelJoin:
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending, joined or expired), else None."""
-        if self.watermark_of("predictions", model) - ts > self.ttl:
+        clock = self._newest_by_model.get(("predictions", model), _NO_TIMES)
+        if len(clock) >= self.watermark_rank and clock[0] - ts > self.ttl:
             return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
         if waiting is not None and waiting[1] is REFUSED:

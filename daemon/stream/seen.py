@@ -204,6 +204,11 @@ class SeenIds:
         while generations and watermark - generations[0].newest > self.ttl:
             self._drop(generations[0])
 
+    @property
+    def unowned(self) -> bool:
+        """Whether it holds generations saved before generations had a model."""
+        return None in self._by_model
+
     def _drop(self, g: _Generation) -> None:
         self._generations.remove(g)
         mine = self._by_model[g.model]
