@@ -521,6 +521,17 @@ def secrets_required() -> bool:
     return _secrets_required.get()
 
 
+def _check_acyclic(value, key: str, inside: tuple = ()) -> None:
+    """Raise :class:`ConfigError` naming the key of a YAML alias inside its own anchor
+    (``x: &a [*a]``: a list that holds itself, which no setting can be)."""
+    if isinstance(value, (dict, list)):
+        if any(value is outer for outer in inside):
+            raise ConfigError(key, "refers to itself (a YAML alias inside its own anchor)")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            _check_acyclic(v, f"{key}.{k}" if key else str(k), (*inside, value))
+
+
 def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     """Read and validate a configuration file; raises :class:`ConfigError`.
 
@@ -537,13 +548,16 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     links into a hidden directory). Defaults of keys the file does not set, and
     configurations built with :func:`from_dict`, are relative to the current directory."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"{path} is not UTF-8 text (byte {e.start})") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
+    _check_acyclic(data, "")
     if isinstance(data, dict):
         data = _relative_to(data, Path(os.path.abspath(path)).parent)
     token = _secrets_required.set(secrets)

@@ -56,6 +56,24 @@ def test_a_missing_or_unparsable_file_is_a_config_error(tmp_path):
         load(bad)
 
 
+def test_a_file_not_utf8_or_holding_itself_is_a_config_error_naming_it(tmp_path):
+    """A fuzzing user's findings: both gave a traceback (UnicodeDecodeError; RecursionError
+    from an alias inside its own anchor) instead of a message naming the key."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("models:\n  caf\u00e9: {}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 13\)"):
+        load(latin)
+    for text, key in (("x: &a [*a]\nmodels: {a: {}}\n", "x.0"), ("models:\n  a: {}\n  b: &b {c: *b}\n", "models.b.c")):
+        looped = tmp_path / "looped.yaml"
+        looped.write_text(text)
+        with pytest.raises(ConfigError, match="refers to itself") as raised:
+            load(looped)
+        assert raised.value.key == key
+    shared = tmp_path / "shared.yaml"  # an alias used twice, not inside itself: fine
+    shared.write_text("model_defaults: &d {window: 300}\nmodels: {a: *d, b: *d}\n")
+    assert load(shared).models["b"].window == 300
+
+
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
     """PyYAML kept the last of two `window:` keys silently."""
     twice = tmp_path / "twice.yaml"
