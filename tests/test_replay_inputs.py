@@ -121,6 +121,19 @@ def test_an_evaluation_row_with_a_non_finite_feature_keeps_it_in_json_lines_too(
     assert result.records == 4 and result.predictions == 2  # each row: its prediction and its label
 
 
+def test_a_label_with_a_number_too_large_is_a_label_dead_letter_naming_the_field(tmp_path):
+    """A fuzzing user's finding: a label of 5,000 digits or of 1e99999 was routed as a
+    prediction (the routing decoder could not read it) and refused as missing `features`,
+    its model lost; the daemon's decoder names the label, as for a Kafka record."""
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"model": "m", "id": "1", "ts": 1700000000, "label": ' + "9" * 5000 + '}\n'
+                    '{"model": "m", "id": "2", "ts": 1700000001, "label": 1e99999}\n')
+    dead, result = _dead(path)
+    assert dead == [(1, "wrong_type", "Integer value out of range - at `$.label`"),
+                    (2, "non_finite", "Number out of range - at `$.label`")]
+    assert result.predictions == 0
+
+
 def test_parquet_infinities_are_dead_letters_and_nan_a_missing_value(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -100,9 +100,19 @@ def _constant(name: str) -> msgspec.Raw:
     return msgspec.Raw(name.encode())
 
 
+def _integer(text: str):
+    """A JSON integer; one too long for Python to read (thousands of digits) kept as its
+    text, for the daemon's decoder to refuse as ``wrong_type``, naming the field."""
+    try:
+        return int(text)
+    except ValueError:
+        return msgspec.Raw(text.encode())
+
+
 def _json(text):
-    """``json.loads`` keeping non-finite numbers as their text (:func:`_number`)."""
-    return json.loads(text, parse_float=_number, parse_constant=_constant)
+    """``json.loads`` keeping non-finite numbers and integers too long to read as their
+    text (:func:`_number`, :func:`_integer`)."""
+    return json.loads(text, parse_float=_number, parse_constant=_constant, parse_int=_integer)
 
 
 _object_decoder = msgspec.json.Decoder(float_hook=_number)
@@ -160,9 +170,10 @@ def _items(path: str, line: int, raw: bytes, labels: bool) -> list[Item]:
     try:
         r = _route.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        # NaN or Infinity (not JSON): still routed by its model and kind, the daemon's
-        # decoder then refuses it as non_finite, naming the field.
-        row = _object(raw) if b"NaN" in raw or b"Infinity" in raw else None
+        # NaN or Infinity (not JSON), a number beyond float's range, an integer of thousands
+        # of digits: still routed by its model and kind, the daemon's decoder then refuses
+        # it, naming the field (non_finite, wrong_type).
+        row = _object(raw)
         if row is None:
             return [Item(path, line, "label" if labels else "prediction", None, None, raw)]
         r = _Route(**{k: row[k] for k in ("model", "ts", "label", "prediction") if k in row})
