@@ -93,6 +93,22 @@ def test_integers_beyond_2_53_stay_exact_as_declared_levels_and_are_refused_else
     undeclared.check(prediction(0, {"account": 2**53}))  # exact: fine
 
 
+def test_a_regression_prediction_or_label_beyond_2_53_is_refused_without_feature_advice():
+    """A fuzzing user's finding: it was refused as "feature 'label'", advising to declare it
+    categorical, which a label or a prediction cannot be."""
+    pipeline = ModelPipeline("m", model_config(task="regression"))
+    big = 2**53 + 1
+    for field, refuse in (("prediction", lambda: pipeline.check(prediction(0, {}, prediction=big))),
+                          ("label", lambda: pipeline.check_label(big))):
+        with pytest.raises(BadEvent) as refused:
+            refuse()
+        assert refused.value.reason == "wrong_type"
+        assert f"a regression {field} must be a number a float holds exactly" in refused.value.detail
+        assert "categorical" not in refused.value.detail and refused.value.detail.endswith(f"`$.{field}`")
+    pipeline.check(prediction(0, {}, prediction=2**53))
+    pipeline.check_label(-(2**53))
+
+
 def test_declared_numeric_refuses_strings_from_the_first_event():
     pipeline = ModelPipeline("m", model_config(features={"amount": "numeric"}))
     with pytest.raises(BadEvent, match="'amount' is numeric"):

@@ -299,8 +299,8 @@ class ModelPipeline:
         if task == "classification" and type(prediction) is float and not prediction.is_integer():
             raise BadEvent("wrong_type", f"a class must be a label or a whole number (a regressor? set the model's "
                                          f"task: regression), got {prediction!r} - at `$.prediction`")
-        if task == "regression" and (reason := ref.check(PREDICTION, prediction, "numeric")):
-            raise BadEvent("wrong_type", f"{reason} - at `$.prediction`")
+        if task == "regression":
+            _exact("prediction", prediction)
         kinds = self.watch.tests.kinds if self.watch else None
         if kinds is not None and self._starts_version(event.model_version):
             kinds = None  # the first value of the new version's reference: its types are undecided
@@ -338,8 +338,7 @@ class ModelPipeline:
         if self.config.task == "regression":
             if not ref.is_number(label):
                 raise BadEvent("wrong_type", f"a regression label must be a number, got {str(label)[:40]!r} - at `$.label`")
-            if reason := ref.check("label", label, "numeric"):
-                raise BadEvent("wrong_type", f"{reason} - at `$.label`")
+            _exact("label", label)
         elif type(label) is float and not label.is_integer():
             raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r} - at `$.label`")
 
@@ -378,8 +377,8 @@ class ModelPipeline:
             return
         self.version_returns += 1
         if self.version_returns == RETURNS_WARNED:
-            log.warning("model %s: model_version went back to %s before version %s's reference was complete, %d "
-                        "times: two versions' predictions are interleaved (a rolling deployment, a canary?). Each "
+            log.warning("model %s: model_version went back to %.80r before version %.80r's reference was complete, "
+                        "%d times: two versions' predictions are interleaved (a rolling deployment, a canary?). Each "
                         "change starts a new version (a new reference, the label tests anew), so neither is tested "
                         "until one stays; give a canary its own model name, or send model_version once the rollout "
                         "is complete", self.name, version, self.version, self.version_returns,
@@ -627,6 +626,14 @@ class ModelPipeline:
             for position, signal in signals.items():
                 self.learning.signal(self.labels, position, signal)
             self.learning.release(self.labels)
+
+
+def _exact(field: str, value) -> None:
+    """Raise ``wrong_type`` for a regression prediction or label that is an integer no
+    float holds exactly (beyond +/-2**53: two such values would be taken for one)."""
+    if type(value) is int and not -ref.EXACT_INT <= value <= ref.EXACT_INT:
+        raise BadEvent("wrong_type", f"a regression {field} must be a number a float holds exactly; integer {value} "
+                                     f"is beyond +/-2**53 - at `$.{field}`")
 
 
 #: Model versions remembered in the order they came (the label side follows them).
