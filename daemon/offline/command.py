@@ -98,6 +98,19 @@ def incomplete_references(result: Result) -> list[str]:
     return lines
 
 
+def printable(line: str) -> str:
+    r"""``line`` with the characters a terminal would not show as themselves (NUL, control
+    and direction marks, lone surrogates: a model named by the events may hold any)
+    escaped, as Python writes them.
+
+    >>> print(printable("model a\x00b\u202e: 3 labels, café"))
+    model a\x00b\u202e: 3 labels, café
+    """
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
 def silent_outcomes(result: Result, config) -> list[str]:
     """A line per model for what the alerts alone would hide on the label side and in its
     features: labels that found no prediction (most of them), predictions whose label
@@ -253,7 +266,7 @@ def command(args) -> int:
         # line, not twenty of the same.
         kind = dead_letter_kind(d.reason, d.detail)
         if kind not in shown and len(shown) < SHOWN_DEAD_LETTERS:
-            print(f"driftd replay: {d.path}:{d.line}: dead letter ({d.reason}): {d.detail}", file=sys.stderr)
+            print(printable(f"driftd replay: {d.path}:{d.line}: dead letter ({d.reason}): {d.detail}"), file=sys.stderr)
             shown[kind] = 0
         if kind in shown:
             shown[kind] += 1
@@ -288,7 +301,7 @@ def command(args) -> int:
         progress.done(result)
     for lines in (incomplete_references(result), silent_outcomes(result, config), out_of_order(result, config)):
         for line in lines[:SHOWN_MODEL_LINES]:
-            print(f"driftd replay: {line}", file=sys.stderr)
+            print(printable(f"driftd replay: {line}"), file=sys.stderr)
         if len(lines) > SHOWN_MODEL_LINES:  # 400 models: not 400 lines (all of them in --summary's status)
             print(f"driftd replay: ... and {len(lines) - SHOWN_MODEL_LINES:,} more such lines of other models",
                   file=sys.stderr)

@@ -207,7 +207,9 @@ def replay_document(result, config: Config, files: list[str]) -> dict:
                           "seconds": round(result.seconds, 3)}
     # In event-time order, not the polls' (which the batch size and the reading order set).
     document["alerts"] = [a.to_dict() for a in sorted(result.alerts, key=_alert_order)]
-    document["dead_letter_rows"] = [vars(d) for d in result.dead_letters[:1000]]
+    # In the files' order, not the polls' (a poll's predictions go before its labels).
+    rows = sorted(result.dead_letters, key=lambda d: (d.path, d.line))
+    document["dead_letter_rows"] = [vars(d) for d in rows[:1000]]
     for name in document.get("models", {}):
         settings = config.model(name)
         document["models"][name]["task"] = settings.task if settings is not None else None

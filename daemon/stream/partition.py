@@ -536,11 +536,13 @@ class _Clock:
             raise events.BadEvent("bad_timestamp", f"ts {ts!r} is before {_iso(self.earliest)} (join.earliest_event_time)")
         produced = record.timestamp  # milliseconds; -1 or None: none
         if ts > self.latest or (produced is not None and produced > 0 and ts > produced / 1000 + self.skew):
-            clock = min(self.now, produced / 1000) if produced is not None and produced > 0 else self.now
+            # The record's time when it has one (the same at every reading); not the wall
+            # clock's, which would make the detail of a replayed file differ at every run.
+            when = (f"was produced or read ({_iso(min(self.now, produced / 1000))})" if produced is not None and produced > 0
+                    else "was read (the wall clock)")
             raise events.BadEvent("bad_timestamp", (
-                f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record "
-                f"was produced or read ({_iso(clock)})" + ("; milliseconds instead of seconds?" if ts > 1e11 else
-                                                           "; a producer clock ahead?")))
+                f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record {when}"
+                + ("; milliseconds instead of seconds?" if ts > 1e11 else "; a producer clock ahead?")))
 
 
 def _iso(ts: float) -> str:
