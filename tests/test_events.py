@@ -217,7 +217,8 @@ def test_label_non_finite(literal, field):
     "1763892000",            # epoch seconds go in as a number, not a string
     "2025-13-01T00:00:00Z",  # no 13th month
     "2025-11-23T10:00:00 UTC",
-], ids=["word", "empty", "nan-text", "epoch-text", "month-13", "tz-name"])
+    "2025-11-23T10:00:00Z\u0000",  # a fuzzing user's finding: fromisoformat ignored the NUL
+], ids=["word", "empty", "nan-text", "epoch-text", "month-13", "tz-name", "trailing-nul"])
 def test_bad_timestamp(decode, make, ts):
     assert reason_of(decode, make(ts=ts)) == "bad_timestamp"
 

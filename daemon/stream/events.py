@@ -321,6 +321,8 @@ def _check_int(value, what: str) -> None:
 
 def _parse_time(text: str) -> float:
     try:
+        if not text.isprintable():  # (fromisoformat ignored a trailing NUL)
+            raise ValueError
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise BadEvent("bad_timestamp", f"ts {text!r} is neither epoch seconds nor RFC 3339") from None
