@@ -116,6 +116,17 @@ def test_none_is_not_json(decode, make):
 
 
 @BOTH
+def test_a_lone_surrogate_escape_at_the_end_is_named_not_called_truncated(decode, make):
+    """A fuzzing user's finding: ``"\\ud800"`` as the event's last string was "Input data
+    was truncated" (the decoder read on for the pair's low half)."""
+    raw = make()[:-1] + b', "note": "\\ud800"}'
+    with pytest.raises(BadEvent) as refused:
+        decode(raw)
+    assert refused.value.reason == "not_json"
+    assert refused.value.detail.startswith("a lone UTF-16 surrogate escape \\ud800 (without its pair) at byte")
+
+
+@BOTH
 def test_invalid_utf8_inside_a_string_is_not_json_and_does_not_escape_as_another_error(decode, make):
     raw = make(model="XX").replace(b'"XX"', b'"\xff\xfe"')
     assert reason_of(decode, raw) == "not_json"

@@ -116,6 +116,10 @@ def _decode(cls, raw: bytes | None):
         if where and raw[int(where.group(1)):].startswith(_NON_FINITE):
             raise BadEvent("non_finite", "NaN or Infinity where a number is required"
                            + _at(_non_finite_path(raw, int(where.group(1))))) from None
+        if str(e) == "Input data was truncated" and (lone := _LONE_SURROGATE.search(raw)):
+            # (msgspec reads on for the low half of the pair and meets the end)
+            raise BadEvent("not_json", f"a lone UTF-16 surrogate escape {lone.group().decode()!s} (without its "
+                                       f"pair) at byte {lone.start()}") from None
         raise BadEvent("not_json", str(e)) from None
     except UnicodeDecodeError as e:
         raise BadEvent("not_json", f"invalid UTF-8 at byte {e.start}") from None
@@ -317,6 +321,10 @@ def _check_int(value, what: str) -> None:
     # computation downstream (float() of a 400-digit integer raises OverflowError).
     if type(value) is int and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
         raise BadEvent("non_finite", f"{what} is an integer beyond ±{MAX_MAGNITUDE:.3g}")
+
+
+#: A high surrogate's escape not followed by another escape (its low half).
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u)")
 
 
 def _parse_time(text: str) -> float:
