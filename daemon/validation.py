@@ -195,12 +195,13 @@ def check_model(model: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.label_ert", f"must be at least the decay tests' stride (decay_window / 10: "
                                               f"{decay_stride} labelled events), got {model.label_ert:g}")
     _check_features(model, key)
-    for test in model.numeric_tests:
-        if test not in ("psi", "ks", "cusum"):
-            raise ConfigError(f"{key}.numeric_tests", f"unknown test {test!r} (psi, ks, cusum)")
-    for test in model.categorical_tests:
-        if test not in ("psi", "chisquare", "cusum"):
-            raise ConfigError(f"{key}.categorical_tests", f"unknown test {test!r} (psi, chisquare, cusum)")
+    for name, known in (("numeric_tests", ("psi", "ks", "cusum")), ("categorical_tests", ("psi", "chisquare", "cusum"))):
+        tests = getattr(model, name)
+        for test in tests:
+            if test not in known:
+                raise ConfigError(f"{key}.{name}", f"unknown test {test!r} ({', '.join(known)})")
+            if tests.count(test) > 1:  # (it would count twice in the split of the model's ert)
+                raise ConfigError(f"{key}.{name}", f"{test!r} is listed {tests.count(test)} times")
     if model.error_detector:
         if model.error_detector not in RIVER_DETECTORS:
             raise ConfigError(f"{key}.error_detector", f"unknown detector (one of {', '.join(RIVER_DETECTORS)})")

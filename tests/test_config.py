@@ -259,6 +259,7 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"models": {"fraud": {"label_ert": 1}}}, "models.fraud.label_ert", ["decay tests' stride", "100", "got 1"]),
     ({"models": {"fraud": {"numeric_tests": ["ks", "t_test"]}}}, "models.fraud.numeric_tests", ["t_test"]),
     ({"models": {"fraud": {"categorical_tests": ["ks"]}}}, "models.fraud.categorical_tests", ["ks"]),
+    ({"models": {"fraud": {"numeric_tests": ["psi", "ks", "psi"]}}}, "models.fraud.numeric_tests", ["'psi' is listed 2 times"]),
     ({"model_defaults": {"numeric_tests": ["chisquare"]}}, "model_defaults.numeric_tests", ["chisquare"]),
     ({"models": {"fraud": {"error_detector": "ADWINN"}}}, "models.fraud.error_detector", ["ADWIN"]),
     ({"models": {"fraud": {"error_detector": "adwin"}}}, "models.fraud.error_detector", []),
