@@ -69,22 +69,15 @@ def run_baseline(events: list) -> tuple[float, tuple]:
     started = time.process_time()
     for kind, model, id, ts in events:
         key = (model, id)
-        if kind == "p":
-            if key in predictions or key in settled_predictions:
-                continue
-            if labels.pop(key, None) is not None:
-                settled_predictions.add(key)
-                settled_labels.add(key)
-            else:
-                predictions[key] = ts
+        mine, other, settled = ((predictions, labels, settled_predictions) if kind == "p"
+                                else (labels, predictions, settled_labels))
+        if key in mine or key in settled:
+            continue  # a copy
+        if other.pop(key, None) is not None:
+            settled_predictions.add(key)
+            settled_labels.add(key)
         else:
-            if key in labels or key in settled_labels:
-                continue
-            if predictions.pop(key, None) is not None:
-                settled_predictions.add(key)
-                settled_labels.add(key)
-            else:
-                labels[key] = ts
+            mine[key] = ts
     return time.process_time() - started, (settled_predictions, settled_labels)
 
 
