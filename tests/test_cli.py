@@ -276,8 +276,9 @@ def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_pa
     checked = driftd("check-config", str(config_file))
     assert checked.returncode == 0 and checked.stdout.strip() == f"{config_file}: ok", checked
     warned = [line for line in checked.stderr.splitlines() if line.startswith("driftd: warning: ")]
-    assert len(warned) == 1 and warned[0].startswith("driftd: warning: models.tiny: cusum can never fire at these "
-                                                     "settings on the dry run's synthetic columns "), warned
+    assert len(warned) == 1 and warned[0].startswith("driftd: warning: models.tiny: cusum could never fire at these "
+                                                     "settings on the dry run's made-up columns ("), warned
+    assert "yours may differ: a replay or the daemon says of each" in warned[0]
     assert "reference_size 30," in warned[0] and "a larger reference_size" in warned[0]
 
 

@@ -94,8 +94,9 @@ def warnings(config: Config) -> list[str]:
                 for (test, column), why in sorted((pipeline.skipped if pipeline else {}).items()):
                     if why.startswith("can never fire"):
                         never.setdefault(test, []).append(column)
-                done[text] = [f"{test} can never fire at these settings on the dry run's synthetic "
-                              f"{'columns' if len(columns) > 1 else 'column'} {', '.join(columns)} (reference_size "
+                done[text] = [f"{test} could never fire at these settings on the dry run's made-up "
+                              f"{'columns' if len(columns) > 1 else 'column'} ({', '.join(columns)}; yours may "
+                              f"differ: a replay or the daemon says of each) (reference_size "
                               f"{settings.reference_size:,}, window {settings.window:,}, ert {settings.ert:g}); a "
                               f"larger reference_size or window, or a smaller ert, would make it testable"
                               for test, columns in never.items()]

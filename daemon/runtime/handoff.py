@@ -204,8 +204,11 @@ class PartitionHandoff:
         if changed:
             offset = state.offsets.get(tp.topic)
             log.warning("%s[%d] is another log now (was %s, now %s): topic re-created or broker replaced; "
-                        "reading it from the beginning%s", tp.topic, tp.partition, saved, current,
-                        f" instead of offset {offset:,}" if offset is not None else "", extra={"partition": tp.partition})
+                        "reading it from the beginning%s%s", tp.topic, tp.partition, saved, current,
+                        f" instead of offset {offset:,}" if offset is not None else "",
+                        " (the embedded broker keeps nothing across restarts: expected)"
+                        if self.config.kafka.bootstrap_servers == "embedded" else "",
+                        extra={"partition": tp.partition})
             self._reread(state, tp)
         if current is not None:
             logs[tp.topic] = current
