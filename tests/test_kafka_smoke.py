@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from daemon.kafka.embedded_broker import EmbeddedBroker, create_topics
 
@@ -111,6 +112,19 @@ def test_consumer_group_gets_each_keyed_message_once_and_honours_commits(
         second.close()
 
 
+def _topics_once_reconnected(admin: KafkaAdminClient, patience: float = 60.0) -> list:
+    """The topics, asked again while the client reconnects to the restarted broker (a first
+    request may find its connection not ready yet), as the daemon's clients retry."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return admin.list_topics()
+        except KafkaError as e:
+            if not getattr(e, "retriable", False) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_restart_comes_back_empty_on_the_same_port(private_kafka_broker, topic_name):
     broker = private_kafka_broker
     bootstrap, old_pid = broker.bootstrap, broker.pid
@@ -127,7 +141,7 @@ def test_restart_comes_back_empty_on_the_same_port(private_kafka_broker, topic_n
         assert new_pid != old_pid
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
-        assert topic_name not in admin.list_topics()  # memory storage: empty again
+        assert topic_name not in _topics_once_reconnected(admin)  # memory storage: empty again
     finally:
         admin.close()
 
