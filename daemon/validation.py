@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import time
 import urllib.parse
+
+from kafka.util import ensure_valid_topic_name
 
 from daemon.config import Config, ConfigError, ModelConfig, secrets_required
 
@@ -103,10 +104,6 @@ def check(config: Config) -> None:
     check_federation(config)
 
 
-#: A name Kafka accepts for a topic.
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
 def _check_topics(config: Config) -> None:
     """Each topic of driftd's cluster has one purpose: a topic it writes that is also one
     it reads comes back to it (a dead-letter topic that is the predictions topic: every
@@ -123,8 +120,10 @@ def _check_topics(config: Config) -> None:
     for key, topic in used:
         if not topic:
             continue  # not used
-        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            raise ConfigError(key, f"{topic!r} is not a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-')")
+        try:
+            ensure_valid_topic_name(topic)  # (kafka-python's rules, Kafka's own)
+        except ValueError as e:
+            raise ConfigError(key, f"{topic!r} is not a Kafka topic name: {e}") from None
         if topic in seen:
             raise ConfigError(key, f"{topic!r} is already {seen[topic]}: each of driftd's topics has one purpose")
         seen[topic] = key
