@@ -87,22 +87,19 @@ _NO_TIMES: tuple = ()
 _GONE = None
 
 
-class _Marker:
-    """A payload standing for no prediction: one object per name, the same after unpickling
-    (pickled by name, a global of this module)."""
-
-    def __init__(self, name: str):
-        self.name = name
+class _Refused:
+    """The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`):
+    one object, the same after unpickling (pickled by name, a global of this module)."""
 
     def __reduce__(self):
-        return self.name
+        return "REFUSED"
 
     def __repr__(self) -> str:
-        return self.name
+        return "REFUSED"
 
 
-#: The payload of a prediction that was a dead letter (:meth:`LabelJoin.refuse_prediction`).
-REFUSED = _Marker("REFUSED")
+#: See :class:`_Refused`.
+REFUSED = _Refused()
 _BUFFERS = ("_predictions", "_labels")
 #: The filters of ids whose fate is known: predictions joined or expired, labels joined or orphaned.
 _FILTERS = ("_settled_predictions", "_settled_labels")
@@ -284,12 +281,13 @@ class LabelJoin:
             join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
             for key, times in change.get("newest_models", {}).items():
                 join._newest_by_model[key] = list(times)
-            old = join._old_filters
-            for names, filters in ((_FILTERS, None), (_OLD_FILTERS, old)):
-                for k, name in enumerate(names):
-                    if name[1:] in change:  # (a record saved before: applied to the old filters)
-                        (getattr(join, name) if filters is None else filters[k]).apply(change[name[1:]])
-            if old is not None and any(name[1:] in change for name in _OLD_FILTERS):
+            for name in _FILTERS:
+                if name[1:] in change:
+                    getattr(join, name).apply(change[name[1:]])
+            old = [(f, name[1:]) for f, name in zip(join._old_filters or (), _OLD_FILTERS) if name[1:] in change]
+            if old:  # a record saved before the filters were per model: to the old ones, merged anew
+                for f, key in old:
+                    f.apply(change[key])
                 join._merge_old_filters()
         join._old_filters = None
         join._track()
@@ -345,20 +343,25 @@ class LabelJoin:
     def _clock_of(self, which: str, model: str) -> list:
         return self._newest_by_model.get((which, model), _NO_TIMES)
 
-    def _expire_model(self, model: str) -> None:
-        """Drop and count what of ``model`` can no longer be joined, against its own clocks."""
+    def _expire_model(self, model: str, whole: bool = False) -> None:
+        """Drop and count what of ``model`` can no longer be joined, against its own clocks
+        (``whole``: in the whole buffers, see :meth:`settle`)."""
         if self._predictions.get(model):
-            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl)
+            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, whole)
         if self._labels.get(model):
-            self._expire(model, "labels", self._clock_of("predictions", model), self.grace)
+            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, whole)
 
-    def _expire(self, model: str, which: str, clock: list, wait: float) -> None:
+    def _expire(self, model: str, which: str, clock: list, wait: float, whole: bool = False) -> None:
         """Drop (and count) the ``which`` entries of ``model`` older than ``wait`` seconds
         before the watermark of ``clock`` (its newest times)."""
         ids = self._buffer(which).get(model)
         if not ids or len(clock) < self.watermark_rank:
             return
         watermark = clock[0]
+        if whole:
+            for id in [id for id, entry in ids.items() if watermark - entry[0] > wait]:
+                self._give_up(which, model, id)
+            return
         # A model's buffer is in arrival order, which is close to event-time order: stop
         # at the first entry still in time rather than scanning all of it.
         while ids:
@@ -630,11 +633,7 @@ class LabelJoin:
         move the clocks; after this, what waits is what may still join, the same whatever
         the interleaving. For the end of an input (a replay's files)."""
         for model in sorted({*self._predictions, *self._labels}):
-            for which, clock, wait in (("predictions", "labels", self.ttl), ("labels", "predictions", self.grace)):
-                watermark = self.watermark_of(clock, model)
-                ids = self._buffer(which).get(model) or {}
-                for id in [id for id, entry in ids.items() if watermark - entry[0] > wait]:
-                    self._give_up(which, model, id)
+            self._expire_model(model, whole=True)
 
 
 def _old_filters(state: dict) -> tuple:
