@@ -24,7 +24,7 @@ the estimates dropped are kept (:meth:`Estimates.counts`), so exported counters 
 >>> estimates.current.version, sorted(estimates.earlier), estimates.drain()
 ('2', [1], [])
 >>> versions = [(1, "1", 0.0), (2, "2", 500.0)]      # (epoch, version, its first prediction's time)
->>> estimates.of((1, 0.9, "1", 499.0, {}), "2", versions) is estimates.earlier[1]   # a late label of 1
+>>> estimates.of((1, 0.9, "1", 499.0, {}), versions) is estimates.earlier[1]   # a late label of 1
 True
 """
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, add_counts, observation, renewed
 from daemon.stream.estimation import NAME, ModelEstimation
+from daemon.stream.versions import epoch_of
 
 #: An earlier version's estimate still waiting for its labelled reference (or thresholds)
 #: is given up (its held decisions decided first) once labels of this many later versions came.
@@ -83,29 +84,20 @@ class Estimates:
         self.current = ModelEstimation(self.config, version)
         self.epoch = epoch
 
-    def of(self, payload: tuple, version: str | None, versions: list) -> ModelEstimation | None:
-        """The estimate a labelled event belongs to: its prediction's version's (a version
-        seen again, a rollback, by when the prediction was made), or None (an earlier
-        version's estimate no longer kept). ``payload``: the join's (prediction, score,
-        version, ts, features); ``version``: the model's current version; ``versions``:
-        (epoch, version, event time of its first prediction) in the order they came."""
-        epoch = self._epoch_of(payload, version, versions)
+    def of(self, payload: tuple, versions: list) -> ModelEstimation | None:
+        """The estimate a labelled event belongs to: its prediction's era's (see
+        :func:`~daemon.stream.versions.epoch_of`), or None (an earlier version's estimate
+        no longer kept). ``payload``: the join's (prediction, score, version, ts,
+        features); ``versions``: (epoch, version, event time of its first prediction) in
+        the order they came."""
+        epoch = self._epoch_of(payload, versions)
         return self.current if epoch == self.epoch else self.earlier.get(epoch)
 
-    def _epoch_of(self, payload: tuple, version: str | None, versions: list) -> int | None:
+    def _epoch_of(self, payload: tuple, versions: list) -> int | None:
         named_version, ts = payload[2], payload[3]
         if named_version is None or not self.config.reference_per_version:
             return self.epoch
-        if not self.earlier:  # the usual case: one estimate, by its version's name
-            if named_version != version:
-                return None
-            # A version seen again (a rollback): only the predictions made since it came
-            # back are the current estimate's; an older one's label belongs to an earlier
-            # estimate no longer kept, whether or not this era's predictions were read yet.
-            epoch, _, since = versions[-1] if versions else (None, None, None)
-            return None if epoch == self.epoch and ts < since else self.epoch
-        named = [(epoch, since) for epoch, v, since in versions if v == named_version]
-        return next((epoch for epoch, since in reversed(named) if ts >= since), named[-1][0] if named else None)
+        return epoch_of(versions, named_version, ts)
 
     # -- feeding ----------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list) -> None:
@@ -119,7 +111,7 @@ class Estimates:
         gives up the earlier ones still collecting, and what comes after must see that."""
         run, run_pairs, run_times = None, [], []
         for pair, t in zip(pairs, label_times):
-            epoch = self._epoch_of(pair[0], version, versions)
+            epoch = self._epoch_of(pair[0], versions)
             if epoch != run:
                 self._observe(run, run_pairs, run_times, version)
                 run, run_pairs, run_times = epoch, [], []

@@ -53,6 +53,7 @@ from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
+from daemon.stream.versions import epoch_of
 from detectors.base import Decision
 
 log = logging.getLogger("driftd.stream.pipeline")
@@ -569,37 +570,26 @@ class ModelPipeline:
             label_times = [p[3] for p, _ in pairs]
         used, start = 0, 0
         for i, (payload, _) in enumerate(pairs):
-            epoch = self._later_version(payload[2], payload[3])
-            if epoch is not None:
+            epoch = self._epoch_of(payload)
+            if epoch is not None and epoch > self.labels_epoch:
                 used += self._observe_labels(pairs[start:i], offsets[start:i], label_times[start:i])
                 start = i
                 self._start_labels(epoch, payload[2], label_times[i], offsets[i])
         return used + self._observe_labels(pairs[start:], offsets[start:], label_times[start:])
 
-    def _later_version(self, version, ts: float) -> int | None:
-        """The epoch a pair of ``version`` moves the label side to, or None (see
-        :meth:`observe_labels`)."""
-        if version is None or version == self.labels.version or not self.config.reference_per_version:
-            return None
-        # A version seen again (a rollback) is that later epoch only for predictions made
-        # since it started: an older one is a late label of the earlier epoch of the name.
-        return next((epoch for epoch, v, since in self.versions
-                     if epoch > self.labels_epoch and v == version and ts >= since), None)
-
-    def _of_version(self, payload: tuple, version: str | None, since: float) -> bool:
-        """Whether a prediction (its join payload) counts for model version ``version``,
-        whose epoch started with a prediction stamped ``since``: a version seen again (a
-        rollback) takes only the predictions made since it came back."""
+    def _epoch_of(self, payload: tuple) -> int | None:
+        """The version epoch of a prediction (its join payload): see
+        :func:`~daemon.stream.versions.epoch_of`; the label side's own epoch for a
+        prediction that names no version, or when versions share a reference."""
         if payload[2] is None or not self.config.reference_per_version:
-            return True
-        return payload[2] == version and payload[3] >= since
+            return self.labels_epoch
+        return epoch_of(self.versions, payload[2], payload[3])
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:
             return 0
         labels = self.labels
-        since = next((since for epoch, _, since in self.versions if epoch == self.labels_epoch), -math.inf)
-        current = [self._of_version(p, labels.version, since) for p, _ in pairs]
+        current = [self._epoch_of(p) == self.labels_epoch for p, _ in pairs]
         used = [(pair, offset, t) for pair, offset, t, ok in zip(pairs, offsets, label_times, current) if ok]
         before = labels.n_fed
         if used:
