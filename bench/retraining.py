@@ -86,7 +86,7 @@ PRETRAIN_EVENTS = 10_000
 RECOVERY_POINTS = 0.05   # target: end accuracy within this of the pre-change accuracy
 CLEAR_WIN_POINTS = 0.10  # target: end accuracy this much above the static model's
 
-#: driftd's settings for the model (see README / daemon/config.py). Event time runs at one
+#: driftd's settings for the model (see README / daemon/config/options.py). Event time runs at one
 #: second per event, so the rate limit is 1,000 events between promotions.
 MODEL_CONFIG = {
     "task": "classification",

@@ -714,7 +714,7 @@ def takeover_once(broker, work: Path, topics: dict, models: dict, model_defaults
 
 def per_feature_values() -> list:
     """The values ``metrics.per_feature`` takes in this checkout (default first), or [None]
-    if the setting does not exist. Read from daemon/config.py and checked with it, so that
+    if the setting does not exist. Read from daemon/config/options.py and checked with it, so that
     the bench follows the setting as it is."""
     from daemon import config as c
 

@@ -238,7 +238,7 @@ def _culprit(config: Config, key: str, name: str, settings: ModelConfig) -> str:
 
 def _valid(settings: ModelConfig) -> bool:
     """Whether the file's own rules take these settings (a trial must be a real option)."""
-    from daemon.validation import check_model
+    from daemon.config.rules import check_model
 
     try:
         check_model(settings, "trial")

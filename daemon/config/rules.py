@@ -1,7 +1,7 @@
 """Rules between configuration values that their types alone do not say: checked once at
-start by :func:`daemon.config.from_dict`, each failure a :class:`~daemon.config.ConfigError`
+start by :func:`daemon.config.loading.from_dict`, each failure a :class:`~daemon.config.options.ConfigError`
 naming the key and the reason. The options themselves, their defaults and meanings, are
-in :mod:`daemon.config`; what the rules cannot see (a setting that only fails on events)
+in :mod:`daemon.config.options`; what the rules cannot see (a setting that only fails on events)
 the dry run finds (:mod:`daemon.runtime.dryrun`).
 """
 
@@ -14,7 +14,7 @@ import urllib.parse
 
 from kafka.util import ensure_valid_topic_name
 
-from daemon.config import Config, ConfigError, ModelConfig, secrets_required
+from daemon.config.options import Config, ConfigError, ModelConfig
 
 _POSITIVE = {
     "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
@@ -27,8 +27,11 @@ _POSITIVE = {
 MAX_EVENTS_HELD = 10_000_000
 
 
-def check(config: Config) -> None:
-    """Rules between values that types alone do not say."""
+def check(config: Config, secrets: bool = True) -> None:
+    """Rules between values that types alone do not say; raises
+    :class:`~daemon.config.options.ConfigError` naming the key. ``secrets``: whether the
+    secrets must be there (False for commands that neither send nor sign: see
+    :func:`daemon.config.loading.load`)."""
     for key in _POSITIVE:
         section, name = key.split(".")
         if getattr(getattr(config, section), name) <= 0:
@@ -97,7 +100,7 @@ def check(config: Config) -> None:
                            lambda item: check_model(item[1], item[0]))
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
-    if config.has_learners and not os.environ.get(config.registry.key_env) and secrets_required():
+    if config.has_learners and not os.environ.get(config.registry.key_env) and secrets:
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
     from daemon.federation import check as check_federation  # imports learners: only here
 
