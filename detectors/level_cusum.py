@@ -78,7 +78,8 @@ import numpy as np
 from . import calibration
 from .binning import CategoricalBins
 from .base import DescribedDecision, new_decision
-from .cusum import CUSUM, SCALE, _LogARL, _side, threshold_search
+from .arl import LogARL, threshold_search, walk_root
+from .cusum import CUSUM, SCALE
 
 #: Default odds ratio of the change each arm is tuned to (doubled up, halved down).
 ODDS_RATIO = 2.0
@@ -166,8 +167,8 @@ class LevelCUSUM(CUSUM):
         # draws solved together: rows arm by arm, draw by draw.
         share = p[:, level].T.reshape(-1)
         steps = np.repeat(np.column_stack([miss, hit]) / SCALE, N_DRAWS, axis=0)
-        t, mean, sd = _side(np.column_stack([1 - share, share]), steps)
-        arms = _LogARL(*(x.reshape(level.size, N_DRAWS) for x in (t, mean, sd)))
+        t, mean, sd = walk_root(np.column_stack([1 - share, share]), steps)
+        arms = LogARL(*(x.reshape(level.size, N_DRAWS) for x in (t, mean, sd)))
         search_limit = max(1e7, float(np.max(cap + null_model.stride * np.maximum(hit, miss).clip(min=0))) / SCALE)
         return threshold_search(lambda h: np.exp(-arms(h)).sum(axis=0), rates, search_limit)
 

@@ -16,7 +16,7 @@ from daemon.config import ModelConfig
 from daemon.stream.columns import DataTests, column_thresholds
 from daemon.stream.reference import ReferenceSample
 from detectors import CUSUM, LevelCUSUM, calibration, restore
-from detectors.cusum import OVERSHOOT
+from detectors.arl import OVERSHOOT, LogARL
 
 
 def decisions(detector) -> list[tuple]:
@@ -184,8 +184,6 @@ def test_thresholds_grow_with_the_run_length_and_a_constant_has_no_cusum():
 def test_log_arl_is_the_corrected_diffusion_formula_on_every_branch():
     # Siegmund's log ARL written plainly, every branch on every draw: the calibration's,
     # which computes each branch on the draws it serves, gives the same floats.
-    from detectors.cusum import _LogARL
-
     def plain(h, t, mean, sd):
         b = h + 2 * OVERSHOOT * sd
         x = t * b
@@ -205,7 +203,7 @@ def test_log_arl_is_the_corrected_diffusion_formula_on_every_branch():
     mean = -np.sign(t) * rng.uniform(1e-9, 1, n)
     mean[rng.random(n) < 0.05] = 0.0
     sd = rng.uniform(0.01, 3, n)
-    log_arl = _LogARL(t, mean, sd)
+    log_arl = LogARL(t, mean, sd)
     for h in (0.0, 1e-7, 0.5, 7.3, 64.0, 1e5):
         assert np.array_equal(log_arl(h), plain(h, t, mean, sd), equal_nan=True)
 
