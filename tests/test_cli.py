@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -28,7 +29,8 @@ from kafka import KafkaProducer
 from daemon import cli
 from daemon.config import from_dict, load
 from daemon.runtime.logs import JsonFormatter
-from daemon.web.status import WAITING, configured_models, state_of
+from daemon.stream.partition import PartitionState
+from daemon.web.status import WAITING, configured_models, partition_models, state_of, waiting_entry
 
 from .daemon_harness import daemon_config, running_daemon, status, wait_until
 
@@ -235,6 +237,21 @@ def test_the_state_line_of_a_model():
         "drift: psi/f0, psi/f1, psi/f2, psi/f3, psi/f4 +2 more"
     # A model the daemon watches that the file does not list (auto_register_models) comes after.
     assert list(configured_models(config, {"churn": seen})) == ["fraud", "churn"]
+
+
+def test_a_waiting_model_has_the_keys_of_one_with_events():
+    """A dashboard or script reading /status finds every key whether or not the model has
+    had events (version_changes, version_returns, scores_left_out and learning were
+    missing before its first)."""
+    config = from_dict({"models": {"fraud": {}}})
+    state = PartitionState(0, config)
+    state.handle_predictions([SimpleNamespace(
+        topic="predictions", partition=0, offset=0, timestamp=-1, key=b"fraud", headers=[],
+        value=json.dumps({"model": "fraud", "id": "1", "ts": time.time(), "features": {"x": 1.0},
+                          "prediction": 1}).encode())], lambda *rejected: pytest.fail(f"dead letter {rejected}"))
+    seen = partition_models(state)["fraud"]
+    assert seen["processed"]["prediction"] == 1
+    assert set(waiting_entry(config, "fraud")) == set(seen)
 
 
 # -- driftd models without a daemon ---------------------------------------------------------------

@@ -439,10 +439,10 @@ def test_a_future_ts_is_called_milliseconds_only_when_it_looks_like_milliseconds
     from types import SimpleNamespace
 
     from daemon.stream import events
-    from daemon.stream.partition import _Clock
+    from daemon.stream.events import TimeBounds
 
     config = from_dict({"models": {"m": {}}})
-    bounds = _Clock(config.join)
+    bounds = TimeBounds(config.join)
     record = SimpleNamespace(timestamp=None)
     for ts, words in ((time.time() + 3 * 86_400, "a producer clock ahead?"),
                       (time.time() * 1000, "milliseconds instead of seconds?")):

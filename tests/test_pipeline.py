@@ -21,6 +21,7 @@ from daemon.config import ConfigError, ModelConfig, from_dict
 from daemon.stream.events import BadEvent, decode_prediction
 from daemon.stream.partition import PartitionState
 from daemon.stream.pipeline import ModelPipeline
+from daemon.web.status import partition_models
 
 from . import streams
 
@@ -372,7 +373,7 @@ def test_untestable_features_and_schema_drift_are_exported_and_on_status():
     assert 'driftd_feature_unseen_levels_total{feature="country",model="m"} 200.0' in text
     assert 'driftd_unknown_features_total{model="m"} 200.0' in text
     assert 'driftd_tests_uncalibrated{model="m"}' in text
-    status = state.status()["m"]
+    status = partition_models(state)["m"]
     assert status["untestable_features"] == {"always_null": "missing in all 1000 reference events; values appearing "
                                                             "are tested as a change (value_change)"}
     assert status["unknown_features"] == ["extra"] and status["schema"]["unknown"] == 200
@@ -494,7 +495,7 @@ def test_a_learner_that_cannot_take_the_features_loses_no_label(batch, monkeypat
         state.handle_labels([r for r in chunk if r.topic == LAB], _no_dead_letters)
         state.finish_batch()
         calibrate_now(state)
-    status = state.status()["m"]
+    status = partition_models(state)["m"]
     assert status["processed"] == {"prediction": 4500, "label": 4500} and status["join"]["joined"] == 4500
     learning = status["learning"]
     # Every labelled event, and the retrains the concept drift asked for (4,500 events).

@@ -32,6 +32,7 @@ from daemon.stream.events import Prediction
 from daemon.stream.partition import PartitionState
 from daemon.stream.pipeline import ModelPipeline
 from daemon.web.metrics import Metrics
+from daemon.web.status import partition_models
 
 from .test_model_false_alarms import model_alarms
 
@@ -236,7 +237,7 @@ def test_contributions_on_status_and_the_statistic_in_the_metrics():
         raise AssertionError(f"dead letter {reason}: {detail}")
     state.handle_predictions(records, reject)
     assert calibrate_now(state) > 0
-    status = json.loads(json.dumps(state.status()))["fraud"]  # JSON as /status serves it
+    status = json.loads(json.dumps(partition_models(state)))["fraud"]  # JSON as /status serves it
     detector = status["detectors"]["reconstruction/<all>"]
     assert detector["drift"] and set(detector["contributions"]) == {"x", "y", "z", "w", "plan"}
     assert max(detector["contributions"], key=detector["contributions"].get) in ("x", "y")

@@ -37,6 +37,7 @@ from daemon.kafka.checkpoint import Checkpoints
 from daemon.kafka.statetopic import Epoch
 from daemon.runtime.calibrator import calibrate_now
 from daemon.stream.partition import PartitionState
+from daemon.web.status import partition_models
 
 from .daemon_harness import wait_until
 from .replica_harness import (STATE_KEY, Replica, Stream, alert_ids, alert_keys, alerts, complete, create, produce, replica_config,
@@ -468,7 +469,7 @@ def _run_partition(config, partition: int, max_batch: int) -> tuple[dict, list]:
         alert_ids += [a.id for a in state.finish_batch()]
         calibrate_now(state)
         alert_ids += [a.id for a in state.alerts()]
-    return state.status(), alert_ids
+    return partition_models(state), alert_ids
 
 
 def test_sigkill_of_one_replica_mid_stream(deployment, reference):

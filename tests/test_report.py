@@ -32,6 +32,7 @@ from .daemon_harness import calibrated, daemon_config, get, processed, produce, 
 pytest.importorskip("plotly", reason="plotly is not installed (the report extra)")
 
 from daemon.web import report  # noqa: E402 - after the skip above
+from daemon.web.status import partition_models
 
 CONFIG = {"kafka": {"predictions_topic": "predictions", "labels_topic": "labels"}, "models": {"m": {}},
           "model_defaults": {"reference_size": 1000, "window": 300, "stride": 50, "ert": 20_000, "label_ert": 20_000,
@@ -90,7 +91,7 @@ def test_a_document_of_an_earlier_driftd_with_one_baseline_is_still_drawn(replay
 
 def test_a_report_from_a_daemons_status(tmp_path):
     state = PartitionState(0, from_dict(CONFIG))
-    status = {"models": state.status(), "dead_letters": {}}
+    status = {"models": partition_models(state), "dead_letters": {}}
     page = report.render(report.from_status(status, "http://127.0.0.1:9108"))
     assert "No model has seen an event yet" in page
     status = {"models": {"m": {"processed": {"prediction": 5, "label": 1}, "join": {"joined": 1},

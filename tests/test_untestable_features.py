@@ -31,6 +31,7 @@ from daemon.stream.columns import DataTests, column_thresholds
 from daemon.stream.events import BadEvent, decode_prediction
 from daemon.stream.reference import ReferenceSample
 from detectors import calibration
+from daemon.web.status import partition_models
 
 REASON = "missing in all 2000 reference events; values appearing are tested as a change (value_change)"
 CHANGE = 3000  # the first event with a value of the feature missing in the reference
@@ -148,7 +149,7 @@ def test_a_wide_csv_whose_feature_column_is_empty_in_the_reference_alerts_and_sa
     firing = [(a.detector, a.feature) for a in result.alerts if a.status == "firing"]
     assert firing == [("value_change", "promo")]
     state = result.states[0]
-    assert state.status()["m"]["untestable_features"] == {"promo": REASON}
+    assert partition_models(state)["m"]["untestable_features"] == {"promo": REASON}
     text = generate_latest(Metrics({0: state}, threading.Lock()).registry).decode()
     assert 'driftd_untestable_features{model="m"} 1.0' in text
     said = [r.getMessage() for r in caplog.records if "promo" in r.getMessage()]

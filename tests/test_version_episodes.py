@@ -18,6 +18,7 @@ from daemon.config import ModelConfig, from_dict
 from daemon.runtime.calibrator import calibrate_now
 from daemon.stream.partition import PartitionState
 from daemon.stream.pipeline import ModelPipeline
+from daemon.web.status import partition_models
 
 T0 = 1_700_000_000.0
 CONFIG = {"models": {"fraud": {}}, "alerts": {"clear_after": 2, "cooldown_seconds": 0},
@@ -143,7 +144,7 @@ def test_the_detection_counters_go_on_across_a_new_version():
     # Version 1 tested a 400 times (stride 50: 8 tests); version 2, 200 more values: 4 more.
     assert exported[-1][1] == pipeline.ended_counts[("ks", "a")][1] + pipeline.data_detectors[("ks", "a")].n_tests
     # /status says the same totals beside the current detector's own counts.
-    shown = state.status()["fraud"]["detectors"]["ks/a"]
+    shown = partition_models(state)["fraud"]["detectors"]["ks/a"]
     assert (shown["detections_total"], shown["tests_total"]) == exported[-1]
     assert shown["n_tests"] == pipeline.data_detectors[("ks", "a")].n_tests < shown["tests_total"]
 
@@ -202,5 +203,5 @@ def test_the_status_shows_version_changes_and_returns():
     state = PartitionState(0, from_dict({"models": {"m": {"reference_size": 100}}}))
     pipeline = state.models["m"] = ModelPipeline("m", ModelConfig(reference_size=100))
     pipeline.observe_predictions(_versions(["a"] * 10 + ["b", "a", "b", "a"]))
-    status = state.status()["m"]
+    status = partition_models(state)["m"]
     assert (status["version_changes"], status["version_returns"]) == (4, 3)  # (a -> b is not a return)

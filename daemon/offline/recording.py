@@ -18,6 +18,7 @@ from daemon.config import Config
 from daemon.stream.estimation import NAME as ESTIMATED_DECAY
 from daemon.stream.join import OUTCOMES
 from daemon.stream.labels import DECAY
+from daemon.web.status import partition_models
 
 
 class Recorder:
@@ -112,7 +113,7 @@ def summary(states: dict, recorder: Recorder | None = None) -> dict:
     for _, state in sorted(states.items()):
         dead.update(state.dead_letters)
         waiting = state.join.waiting()
-        for name, status in sorted(state.status().items()):
+        for name, status in sorted(partition_models(state).items()):
             pipeline = state.models[name]
             delay = state.label_delay.get(name)
             models[name] = {

@@ -40,7 +40,7 @@ from daemon.runtime.handoff import PartitionHandoff, Rebalance
 from daemon.config import Config
 from daemon.kafka.deadletter import DeadLetters
 from daemon.web.http import HttpServer
-from daemon.web.status import configured_models
+from daemon.web.status import configured_models, partition_models
 from daemon.stream.learning import Publisher
 from daemon.web.metrics import LOCK_WAIT_SECONDS, Metrics
 from daemon.stream.partition import PartitionState
@@ -378,7 +378,7 @@ class Daemon(Checkpointing, PartitionHandoff):
         states = list(self.states.values())
         models: dict = {}
         for state in states:
-            for name, model in state.status().items():
+            for name, model in partition_models(state).items():
                 if name in models:  # a model on several partitions (events not keyed by model)
                     _add_counts(models[name], model)
                 else:

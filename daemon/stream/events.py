@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from typing import Annotated
 
 import msgspec
@@ -337,3 +338,37 @@ def _parse_time(text: str) -> float:
     if when.tzinfo is None:
         raise BadEvent("bad_timestamp", f"ts {text!r} has no time zone")
     return when.timestamp()
+
+
+class TimeBounds:
+    """Bounds of an event's time (``join.earliest_event_time``,
+    ``join.max_future_skew_seconds`` of ``join``, a :class:`~daemon.config.JoinConfig`), for
+    one batch: :meth:`check` raises :class:`BadEvent` (``bad_timestamp``) for a time out of them.
+
+    The future bound is measured from the record's Kafka timestamp (when it was produced,
+    or appended) when it has one and that is not later than the wall clock, else from the
+    wall clock: replaying old records later makes the same decisions, and no producer
+    clock ahead of ours loosens the bound."""
+
+    def __init__(self, join):
+        self.earliest = join.earliest_event_time
+        self.skew = join.max_future_skew_seconds
+        self.now = time.time()
+        self.latest = self.now + self.skew
+
+    def check(self, ts: float, record) -> None:
+        if ts < self.earliest:
+            raise BadEvent("bad_timestamp", f"ts {ts!r} is before {_iso(self.earliest)} (join.earliest_event_time)")
+        produced = record.timestamp  # milliseconds; -1 or None: none
+        if ts > self.latest or (produced is not None and produced > 0 and ts > produced / 1000 + self.skew):
+            # The record's time when it has one (the same at every reading); not the wall
+            # clock's, which would make the detail of a replayed file differ at every run.
+            when = (f"was produced or read ({_iso(min(self.now, produced / 1000))})" if produced is not None and produced > 0
+                    else "was read (the wall clock)")
+            raise BadEvent("bad_timestamp", (
+                f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record {when}"
+                + ("; milliseconds instead of seconds?" if ts > 1e11 else "; a producer clock ahead?")))
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

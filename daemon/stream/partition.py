@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import datetime as dt
 import logging
-import time
 from collections import Counter
 
 import numpy as np
@@ -26,7 +24,7 @@ from daemon.stream import events
 from daemon.config import DEFAULT_LABEL_DELAY_BUCKETS, Config
 from daemon.alerting.episodes import Episodes
 from daemon.alerting.sinks import alert_severity
-from daemon.stream.join import OUTCOMES, LabelJoin
+from daemon.stream.join import LabelJoin
 from daemon.stream.labelorder import LabelOrder
 from daemon.stream.pipeline import ModelPipeline
 
@@ -143,7 +141,7 @@ class PartitionState:
         by_model: dict[str, list] = {}  # model -> [(record, event)] not fed yet
         joined_by: dict = {}  # (model, label offset) -> the record that completed its join
         failed: set = set()  # offsets of this batch's records already dead-lettered
-        clock = _Clock(self._config.join)
+        clock = events.TimeBounds(self._config.join)
 
         def feed(model: str) -> None:
             items = by_model.pop(model, None)
@@ -185,7 +183,7 @@ class PartitionState:
         """Decode, check and join a batch of label records and feed the joins; as
         :meth:`handle_predictions`."""
         joined_by: dict = {}
-        clock = _Clock(self._config.join)
+        clock = events.TimeBounds(self._config.join)
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_label(r, clock)):
             self.processed[(event.model, "label")] += 1
             self._saw(event.model, "label", event.ts)
@@ -233,7 +231,7 @@ class PartitionState:
         model = events.model_of(record.value)
         return model if model in self.models or model in self._config.models else ""
 
-    def _add_prediction(self, record, clock: "_Clock", before_check) -> tuple:
+    def _add_prediction(self, record, clock: "events.TimeBounds", before_check) -> tuple:
         """The decoded prediction and what the join made of it; ``before_check(model)``
         runs before it is checked against its model, and gives the model version in force
         (what a prediction that names none is of)."""
@@ -274,7 +272,7 @@ class PartitionState:
         if type(label) is tuple:  # (label, its offset): it held its place in the label order
             self.label_order.drop(identity[0], label[1])
 
-    def _add_label(self, record, clock: "_Clock") -> tuple:
+    def _add_label(self, record, clock: "events.TimeBounds") -> tuple:
         """The decoded label and the join it completed, if any."""
         event = events.decode_label(self._checked_size(record.value))
         with self._about(event.model):
@@ -436,114 +434,3 @@ class PartitionState:
                       job.column, e, exc_info=e, extra={"model": model, "partition": self.partition})
             if error is None:
                 self.apply_calibration(owner, job, None, f"{type(e).__name__}: {e}")
-
-    def status(self) -> dict:
-        """Per model: what /status shows."""
-        return {
-            name: {
-                "partition": self.partition,
-                "version": pipeline.version,
-                # Changes of model_version, and returns to the one before while the other's
-                # reference was incomplete (two versions interleaved: see the warning).
-                "version_changes": pipeline.version_changes,
-                "version_returns": pipeline.version_returns,
-                "reference_complete": pipeline.reference_complete,
-                "features": pipeline.features,
-                "untestable_features": pipeline.untestable,
-                "unwatched_features": pipeline.n_unwatched,
-                "unknown_features": pipeline.unknown_features,
-                "unseen_levels": pipeline.unseen_levels,
-                "schema": _schema(pipeline.schema),
-                "uncalibrated_tests": pipeline.uncalibrated,
-                "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
-                # Predictions the estimated performance left out: a score of the other form.
-                "scores_left_out": pipeline.estimation.unlike,
-                "detectors": _detector_states(pipeline),
-                "learning": _learning(pipeline),
-                "processed": {kind: self.processed[(name, kind)] for kind in ("prediction", "label")},
-                "join": {outcome: self.join.counts[(name, outcome)] for outcome in OUTCOMES},
-                # Joined labels held behind one waiting for its prediction (label order).
-                "labels_held": self.label_order.held(name),
-            }
-            for name, pipeline in self.models.items()
-        }
-
-
-def _detector_states(pipeline) -> dict:
-    """``"test/column"`` -> the detector's state, with ``detections_total`` and
-    ``tests_total``: the exported counters' values, which go on from earlier model versions'
-    detectors (``n_detections`` and ``n_tests`` are this version's detector's own)."""
-    before = pipeline.counts_before()
-    out = {}
-    for name, feature, detector in pipeline.detectors():
-        state = dict(vars(detector.state()))
-        earlier = before.get((name, feature), (0, 0))
-        state["detections_total"] = state["n_detections"] + earlier[0]
-        state["tests_total"] = state["n_tests"] + earlier[1]
-        out[f"{name}/{feature}"] = state
-    return out
-
-
-def _learning(pipeline) -> dict | None:
-    """The model's learners (None: it has none): each one's recent score (accuracy or MAE,
-    as ``driftd_learner_score``), labelled events learned, errors and the last one's
-    message; the champion's recent score; retrains by reason, and those that failed; the promotion gate's
-    decisions; the learner last promoted; errors in all (``driftd_learner_errors_total``)."""
-    cc = pipeline.lifecycle
-    if cc is None:
-        return None
-    scores = cc.scores()
-    return {
-        "learners": {name: {"score": scores.get(name), "learned": learner.n_learned, "errors": cc.errors.get(name, 0),
-                            "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
-        "champion_score": scores["champion"],
-        "retrains": dict(cc.retrains),
-        "failed_retrains": dict(cc.failed_retrains),
-        "gate": dict(cc.decisions),
-        "promoted": cc.champion_learner,
-        "errors": pipeline.learning_errors + sum(cc.errors.values()),
-    }
-
-
-def _schema(counts) -> dict:
-    """Schema events by kind and column, for /status."""
-    out: dict = {"missing": {}, "unseen": {}, "unknown": 0}
-    for (what, column), n in sorted(counts.items()):
-        if what == "unknown":
-            out["unknown"] += n
-        else:
-            out[what][column] = n
-    return out
-
-
-class _Clock:
-    """Bounds of an event's time (``join.earliest_event_time``,
-    ``join.max_future_skew_seconds``), for one batch.
-
-    The future bound is measured from the record's Kafka timestamp (when it was produced,
-    or appended) when it has one and that is not later than the wall clock, else from the
-    wall clock: replaying old records later makes the same decisions, and no producer
-    clock ahead of ours loosens the bound."""
-
-    def __init__(self, join):
-        self.earliest = join.earliest_event_time
-        self.skew = join.max_future_skew_seconds
-        self.now = time.time()
-        self.latest = self.now + self.skew
-
-    def check(self, ts: float, record) -> None:
-        if ts < self.earliest:
-            raise events.BadEvent("bad_timestamp", f"ts {ts!r} is before {_iso(self.earliest)} (join.earliest_event_time)")
-        produced = record.timestamp  # milliseconds; -1 or None: none
-        if ts > self.latest or (produced is not None and produced > 0 and ts > produced / 1000 + self.skew):
-            # The record's time when it has one (the same at every reading); not the wall
-            # clock's, which would make the detail of a replayed file differ at every run.
-            when = (f"was produced or read ({_iso(min(self.now, produced / 1000))})" if produced is not None and produced > 0
-                    else "was read (the wall clock)")
-            raise events.BadEvent("bad_timestamp", (
-                f"ts {ts!r} is more than join.max_future_skew_seconds ({self.skew:g}) ahead of when the record {when}"
-                + ("; milliseconds instead of seconds?" if ts > 1e11 else "; a producer clock ahead?")))
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

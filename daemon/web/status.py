@@ -45,6 +45,8 @@ def waiting_entry(config: Config, name: str) -> dict:
     return {
         "partition": None,
         "version": None,
+        "version_changes": 0,
+        "version_returns": 0,
         "reference_complete": False,
         "features": {},
         "untestable_features": {},
@@ -54,11 +56,93 @@ def waiting_entry(config: Config, name: str) -> dict:
         "schema": {"missing": {}, "unseen": {}, "unknown": 0},
         "uncalibrated_tests": 0,
         "skipped_tests": {},
+        "scores_left_out": 0,
         "detectors": {},
+        "learning": None,
         "processed": {"prediction": 0, "label": 0},
         "join": {outcome: 0 for outcome in OUTCOMES},
         "labels_held": 0,
     }
+
+
+def partition_models(state) -> dict:
+    """Per model of one partition's state (a :class:`~daemon.stream.partition.PartitionState`):
+    its ``/status`` entry (the keys of :func:`waiting_entry`, and more)."""
+    return {
+        name: {
+            "partition": state.partition,
+            "version": pipeline.version,
+            # Changes of model_version, and returns to the one before while the other's
+            # reference was incomplete (two versions interleaved: see the warning).
+            "version_changes": pipeline.version_changes,
+            "version_returns": pipeline.version_returns,
+            "reference_complete": pipeline.reference_complete,
+            "features": pipeline.features,
+            "untestable_features": pipeline.untestable,
+            "unwatched_features": pipeline.n_unwatched,
+            "unknown_features": pipeline.unknown_features,
+            "unseen_levels": pipeline.unseen_levels,
+            "schema": _schema(pipeline.schema),
+            "uncalibrated_tests": pipeline.uncalibrated,
+            "skipped_tests": {f"{test}/{feature}": why for (test, feature), why in pipeline.skipped.items()},
+            # Predictions the estimated performance left out: a score of the other form.
+            "scores_left_out": pipeline.estimation.unlike,
+            "detectors": _detector_states(pipeline),
+            "learning": _learning(pipeline),
+            "processed": {kind: state.processed[(name, kind)] for kind in ("prediction", "label")},
+            "join": {outcome: state.join.counts[(name, outcome)] for outcome in OUTCOMES},
+            # Joined labels held behind one waiting for its prediction (label order).
+            "labels_held": state.label_order.held(name),
+        }
+        for name, pipeline in state.models.items()
+    }
+
+
+def _detector_states(pipeline) -> dict:
+    """``"test/column"`` -> the detector's state, with ``detections_total`` and
+    ``tests_total``: the exported counters' values, which go on from earlier model versions'
+    detectors (``n_detections`` and ``n_tests`` are this version's detector's own)."""
+    before = pipeline.counts_before()
+    out = {}
+    for name, feature, detector in pipeline.detectors():
+        state = dict(vars(detector.state()))
+        earlier = before.get((name, feature), (0, 0))
+        state["detections_total"] = state["n_detections"] + earlier[0]
+        state["tests_total"] = state["n_tests"] + earlier[1]
+        out[f"{name}/{feature}"] = state
+    return out
+
+
+def _learning(pipeline) -> dict | None:
+    """The model's learners (None: it has none): each one's recent score (accuracy or MAE,
+    as ``driftd_learner_score``), labelled events learned, errors and the last one's
+    message; the champion's recent score; retrains by reason, and those that failed; the promotion gate's
+    decisions; the learner last promoted; errors in all (``driftd_learner_errors_total``)."""
+    cc = pipeline.lifecycle
+    if cc is None:
+        return None
+    scores = cc.scores()
+    return {
+        "learners": {name: {"score": scores.get(name), "learned": learner.n_learned, "errors": cc.errors.get(name, 0),
+                            "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
+        "champion_score": scores["champion"],
+        "retrains": dict(cc.retrains),
+        "failed_retrains": dict(cc.failed_retrains),
+        "gate": dict(cc.decisions),
+        "promoted": cc.champion_learner,
+        "errors": pipeline.learning_errors + sum(cc.errors.values()),
+    }
+
+
+def _schema(counts) -> dict:
+    """Schema events by kind and column, for /status."""
+    out: dict = {"missing": {}, "unseen": {}, "unknown": 0}
+    for (what, column), n in sorted(counts.items()):
+        if what == "unknown":
+            out["unknown"] += n
+        else:
+            out[what][column] = n
+    return out
 
 
 def state_of(entry: dict) -> str:
