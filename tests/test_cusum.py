@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from daemon.config import ModelConfig
-from daemon.stream.columns import DataTests, column_thresholds
+from daemon.stream.calibration_jobs import thresholds_of
+from daemon.stream.columns import DataTests
 from daemon.stream.reference import ReferenceSample
 from detectors import CUSUM, LevelCUSUM, calibration, restore
 from detectors.arl import OVERSHOOT, LogARL
@@ -227,7 +228,7 @@ def test_a_column_s_cusum_shares_its_value_weight_and_can_be_turned_off():
     assert isinstance(tests.columns["plan"].tests["cusum"], LevelCUSUM)  # a categorical: its levels' shares
     # Calibrated with the column's other value tests, each its share of the column's rate.
     job = next(j for j in tests.calibration_jobs() if j.column == "amount")
-    thresholds = dict(zip(job.tests, column_thresholds(job)))
+    thresholds = dict(zip(job.tests, thresholds_of(job)))
     assert thresholds["cusum"] == calibration.calibrate(tests.columns["amount"].tests["cusum"].null_model(),
                                                         tests.ert_of("cusum", "amount"))
     off = model_tests(ModelConfig(window=100, stride=10, ert=10_000, numeric_tests=["psi", "ks"]))
@@ -256,7 +257,7 @@ def test_a_run_length_no_threshold_reaches_is_an_infinite_threshold_not_an_error
         sample.add({"amount": float(x)}, prediction=1, score=None)
     tests = DataTests(sample, ModelConfig(reference_size=30, ert=1e10, reconstruction="off"), Counter())
     (job,) = [j for j in tests.calibration_jobs() if j.column == "amount"]
-    tests.apply(job, column_thresholds(job), None)
+    tests.apply(job, thresholds_of(job), None)
     assert sorted(tests.columns["amount"].tests) == ["ks", "missing_rate", "psi"]
     assert tests.skipped[("cusum", "amount")] == (
         "can never fire at this contract: no threshold keeps its false alarms that rare (the largest statistic "

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from daemon.config import ModelConfig, from_dict
-from daemon.stream.columns import DataTests, column_thresholds
+from daemon.stream.calibration_jobs import thresholds_of
+from daemon.stream.columns import DataTests
 from daemon.stream.reference import ReferenceSample
 from detectors import ChiSquare, LevelCUSUM, calibration, restore
 from detectors.level_cusum import MIN_COUNT, SCALE
@@ -178,7 +179,7 @@ def test_a_categorical_column_s_cusum_is_the_level_cusum_by_default_and_can_be_t
     assert "chisquare" in tests.columns["code"].tests and "code" not in tests.untestable
     # Calibrated beside chi-square, each its share of the column's rate.
     job = next(j for j in tests.calibration_jobs() if j.column == "plan")
-    thresholds = dict(zip(job.tests, column_thresholds(job)))
+    thresholds = dict(zip(job.tests, thresholds_of(job)))
     assert thresholds["cusum"] == calibration.calibrate(tests.columns["plan"].tests["cusum"].null_model(),
                                                         tests.ert_of("cusum", "plan"))
     off = categorical_tests(ModelConfig(window=100, stride=10, ert=10_000, categorical_tests=["chisquare"]))

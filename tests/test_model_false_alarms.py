@@ -48,7 +48,7 @@ import pytest
 
 from daemon.config import ModelConfig
 from daemon.runtime.calibrator import calibrate_now
-from daemon.stream.columns import column_thresholds
+from daemon.stream.calibration_jobs import thresholds_of
 from daemon.stream.events import Prediction
 from daemon.stream.pipeline import ModelPipeline
 
@@ -137,7 +137,7 @@ def model_alarms(observations) -> int:
 
 
 def run_model(kind: str, seed: int, config: ModelConfig = CONFIG, events: int = EVENTS,
-              compute=column_thresholds) -> int:
+              compute=thresholds_of) -> int:
     """False alarms of one model of ``kind`` (its reference drawn with ``seed``) on
     ``events`` stationary predictions after its reference; thresholds from ``compute``."""
     rng = np.random.default_rng([seed, KINDS.index(kind)])
@@ -167,7 +167,7 @@ def thresholds_for(factor: float):
     """A ``compute`` that calibrates every test for ``factor`` times its ERT (the union too)."""
     def compute(job):
         joint = None if job.joint is None else job.joint * factor
-        return column_thresholds(replace(job, erts=tuple(e * factor for e in job.erts), joint=joint))
+        return thresholds_of(replace(job, erts=tuple(e * factor for e in job.erts), joint=joint))
     return compute
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from daemon.runtime.calibrator import calibrate_now
-from daemon.stream.columns import column_thresholds
+from daemon.stream.calibration_jobs import thresholds_of
 from daemon.config import ConfigError, ModelConfig, from_dict
 from daemon.stream.events import BadEvent, decode_prediction
 from daemon.stream.partition import PartitionState
@@ -214,7 +214,7 @@ def test_the_model_budget_is_split_across_its_columns_and_tests():
                                                                     "b": pytest.approx(1_000_000 * 4.4)}
     # The false-alarm rates add up to the model's contract.
     assert sum(1 / ert for ert in erts.values()) == pytest.approx(1 / 1_000_000)
-    assert all(len(t) == 2 for job in jobs for t in column_thresholds(job))
+    assert all(len(t) == 2 for job in jobs for t in thresholds_of(job))
 
 
 @pytest.mark.parametrize("features, key, reason", [
@@ -268,7 +268,7 @@ def consume(records: list, batch: int, calibration_delay: int = 0, restart_at: i
         for item in [w for w in waiting if w[0] <= n]:
             waiting.remove(item)
             _, owner, job = item
-            state.apply_calibration(owner, job, column_thresholds(job))
+            state.apply_calibration(owner, job, thresholds_of(job))
             sent += state.alerts()
         chunk = batches[n]
         state.handle_predictions([r for r in chunk if r.topic == PRED], _no_dead_letters)
@@ -277,7 +277,7 @@ def consume(records: list, batch: int, calibration_delay: int = 0, restart_at: i
         waiting += [(n + calibration_delay, owner, job) for owner, job in state.calibration_jobs(new_only=True)]
         n += 1
     for _, owner, job in waiting:
-        state.apply_calibration(owner, job, column_thresholds(job))
+        state.apply_calibration(owner, job, thresholds_of(job))
     sent += state.alerts()
     return sent
 

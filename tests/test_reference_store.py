@@ -198,8 +198,8 @@ def test_tests_built_from_any_form_conclude_the_same(monkeypatch, decimals):
             sample.add(features, prediction, score)
         tests = DataTests(sample, config, Counter())
         for job in tests.calibration_jobs():
-            from daemon.stream.columns import column_thresholds
-            tests.apply(job, column_thresholds(job), None)
+            from daemon.stream.calibration_jobs import thresholds_of
+            tests.apply(job, thresholds_of(job), None)
         stream = list(_events(1200, seed=2, decimals=decimals))
         for i, (features, _, _) in enumerate(stream[600:]):
             features["b"] += 8.0  # drift in b from the 601st event

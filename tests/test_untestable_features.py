@@ -27,7 +27,8 @@ import pytest
 from bench.feeding import Fed, predictions
 from daemon.config import ModelConfig, from_dict
 from daemon.offline.replay import Replay, events as replay_events
-from daemon.stream.columns import DataTests, column_thresholds
+from daemon.stream.calibration_jobs import thresholds_of
+from daemon.stream.columns import DataTests
 from daemon.stream.events import BadEvent, decode_prediction
 from daemon.stream.reference import ReferenceSample
 from detectors import calibration
@@ -206,12 +207,12 @@ def test_a_test_whose_calibration_fails_is_skipped_alone():
     tests = model_tests()
     job = next(j for j in tests.calibration_jobs() if j.column == "amount")
     assert job.tests == ("psi", "ks", "cusum", "missing_rate")
-    normal = column_thresholds(job)
+    normal = thresholds_of(job)
     # The missing-rate test's calibration fails (an ERT below a stride): its entry is the
     # error, the value tests' thresholds are those of the whole job, bit for bit.
     erts = list(job.erts)
     erts[3] = 1.0
-    got = column_thresholds(replace(job, erts=tuple(erts)))
+    got = thresholds_of(replace(job, erts=tuple(erts)))
     assert got[:3] == normal[:3]
     assert got[3] == "ValueError: ert must be at least stride (10) values, got 1.0"
     # The CUSUM's fails inside the union of the value tests: PSI and KS are calibrated
@@ -220,7 +221,7 @@ def test_a_test_whose_calibration_fails_is_skipped_alone():
     broken = calibration.NullModel("cusum", job.null_models[2].counts, 100, 10, (("shift", 0.5),))
     models = list(job.null_models)
     models[2] = broken
-    got = column_thresholds(replace(job, null_models=tuple(models)))
+    got = thresholds_of(replace(job, null_models=tuple(models)))
     assert got[0] == pytest.approx(normal[0], rel=1e-9) and got[1] == pytest.approx(normal[1], rel=1e-9)
     assert got[2] == "KeyError: 'z'" and got[3] == normal[3]
     tests.apply(job, got, None)
@@ -230,13 +231,13 @@ def test_a_test_whose_calibration_fails_is_skipped_alone():
     assert "amount" not in tests.untestable
     # Every test failing is the whole job's error, as it always was.
     with pytest.raises(ValueError, match="ert must be at least stride"):
-        column_thresholds(replace(job, erts=(1.0,) * 4, joint=None))
+        thresholds_of(replace(job, erts=(1.0,) * 4, joint=None))
 
 
 def test_a_column_left_without_a_test_of_its_values_is_untestable():
     tests = model_tests()
     job = next(j for j in tests.calibration_jobs() if j.column == "gappy")
-    thresholds = column_thresholds(job)
+    thresholds = thresholds_of(job)
     failed = ["RuntimeError: no" if test != "missing_rate" else t for test, t in zip(job.tests, thresholds)]
     tests.apply(job, failed, None)
     assert sorted(tests.columns["gappy"].tests) == ["missing_rate"]

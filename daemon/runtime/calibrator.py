@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 
-from daemon.stream.columns import calibrate_jobs_now, column_thresholds
+from daemon.stream.calibration_jobs import calibrate_jobs_now, thresholds_of
 
 log = logging.getLogger("driftd.runtime.calibrator")
 
@@ -47,12 +47,12 @@ class Calibrator:
     """A worker thread computing ``compute(job)`` for submitted jobs, in order of
     submission; results are collected with :meth:`done`.
 
-    ``compute`` defaults to :func:`daemon.stream.columns.column_thresholds`; an exception it
+    ``compute`` defaults to :func:`daemon.stream.calibration_jobs.thresholds_of`; an exception it
     raises becomes the result's ``error`` (the job's tests are then left out, with the
     reason, rather than retried for ever).
     """
 
-    def __init__(self, compute=column_thresholds, delay_seconds: float = 0.0):
+    def __init__(self, compute=thresholds_of, delay_seconds: float = 0.0):
         self.compute = compute
         #: Test hook: each job takes at least this long (wall clock).
         self.delay_seconds = delay_seconds
@@ -120,7 +120,7 @@ class Calibrator:
                 self._done.append((key, job, thresholds, error))
 
 
-def calibrate_now(target, compute=column_thresholds) -> int:
+def calibrate_now(target, compute=thresholds_of) -> int:
     """Compute and apply every threshold ``target`` waits for, in this thread (benchmarks,
     the dry run, library use); returns how many jobs ran."""
     return calibrate_jobs_now(target.calibration_jobs(), compute=lambda pair: compute(pair[1]),

@@ -81,12 +81,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest, calibration, joint
+from detectors import CUSUM, KS, PSI, ChiSquare, Detector, RateTest
 from detectors.binning import CategoricalBins, KSSlots, QuantileBins, index_together
 from detectors.level_cusum import LevelCUSUM
 from detectors.reconstruction import Reconstruction
 
 from daemon.config import ModelConfig
+from daemon.stream.calibration_jobs import CalibrationJob
 from daemon.stream.encoding import encode, encode_events, level_codes, level_counts, reconstruction_encoding
 from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, feature_values
 
@@ -126,19 +127,6 @@ class Column:
     groups: tuple = ()  # ... the feature of each ...
     encoding: tuple = ()  # ... and how they are made (see daemon.stream.encoding)
     tests: dict[str, Detector] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class CalibrationJob:
-    """The thresholds one column needs: its uncalibrated tests, their null models and
-    ERTs (each test alone), and ``joint``, the ERT of the union of its value tests (None:
-    calibrate each alone)."""
-
-    column: str
-    tests: tuple[str, ...]
-    null_models: tuple
-    erts: tuple
-    joint: float | None = None
 
 
 class DataTests:
@@ -414,14 +402,15 @@ class DataTests:
             if waiting:
                 values = [t for t in column.tests if t not in RATE_TESTS]
                 joint = self.config.ert * self.total_weight if len(values) > 1 else None
+                union = tuple(i for i, (t, _) in enumerate(waiting) if t not in RATE_TESTS) if joint else ()
                 jobs.append(CalibrationJob(column.name, tuple(t for t, _ in waiting),
                                            tuple(d.null_model() for _, d in waiting),
-                                           tuple(self.ert_of(t, column.name) for t, _ in waiting), joint))
+                                           tuple(self.ert_of(t, column.name) for t, _ in waiting), joint, union))
         return jobs
 
     def apply(self, job: CalibrationJob, thresholds: list | None, error: str | None) -> None:
         """Set the thresholds computed for ``job`` (held tests are then decided in order).
-        ``thresholds``: one entry per test of ``job`` (see :func:`column_thresholds`), a
+        ``thresholds``: one entry per test of ``job`` (see :func:`~daemon.stream.calibration_jobs.thresholds_of`), a
         (threshold, warning) pair or a str, that test's calibration error; ``error``: the
         whole job's (``thresholds`` None). A test that failed, or whose threshold no
         window can reach, is dropped alone, with the reason in ``skipped``; a column left
@@ -471,70 +460,6 @@ class DataTests:
     def _update_calibrated(self) -> None:
         #: Whether every test has its thresholds (kept, not computed per read: the loop asks often).
         self.calibrated = all(d.calibrated for _, d in self.detectors())
-
-
-def column_thresholds(job: CalibrationJob) -> list[tuple[float, float | None] | str]:
-    """(threshold, warning threshold) per test of ``job``, in the order of ``job.tests``:
-    the value tests for the union of their alarms (``job.joint``) where the detectors
-    offer it, each other test for its own ERT. Pure and deterministic: any thread, any
-    process, the same thresholds.
-
-    One test's failure does not cost the others their thresholds: the entry of a test
-    whose calibration raised is the error in words (a str, ``"ValueError: ..."``), which
-    :meth:`DataTests.apply` skips alone. If the union of the value tests raises, each
-    group of them that shares a stream (:func:`detectors.joint.sharing_groups`: PSI and
-    KS) is calibrated again for the union of its own alarms at its members' shares, and
-    failing that each test alone at its share (as ``calibrate_union`` itself falls back),
-    so a failure takes its group at most. Raises the first error only when every test of
-    the job failed (a job of one test fails as a whole, as it always did)."""
-    out: list = [None] * len(job.tests)
-    union = getattr(calibration, "calibrate_union", None)
-    values = [i for i, test in enumerate(job.tests) if test not in RATE_TESTS]
-    if union is not None and job.joint is not None and len(values) > 1:
-        try:
-            for i, result in zip(values, union([job.null_models[i] for i in values], job.joint)):
-                out[i] = tuple(result)
-        except Exception:  # noqa: BLE001 - found again below, test by test
-            out = [None] * len(job.tests)
-            for group in joint.sharing_groups([job.null_models[i] for i in values]):
-                members = [values[j] for j in group]
-                if len(members) > 1:
-                    # The group's ERT: its members' shares of the rate added up.
-                    ert = 1.0 / sum(1.0 / job.erts[i] for i in members)
-                    found = _or_error(union, [job.null_models[i] for i in members], ert)
-                    if not isinstance(found, Exception):
-                        for i, result in zip(members, found):
-                            out[i] = tuple(result)
-    for i, (model, ert) in enumerate(zip(job.null_models, job.erts)):
-        if out[i] is None:
-            found = _or_error(calibration.calibrate, model, ert)
-            out[i] = found if isinstance(found, Exception) else tuple(found)
-    errors = [e for e in out if isinstance(e, Exception)]
-    if errors and len(errors) == len(out):
-        raise errors[0]
-    return [f"{type(e).__name__}: {e}" if isinstance(e, Exception) else e for e in out]
-
-
-def _or_error(function, *args):
-    """``function(*args)``, or the exception it raised (the caller tells the tests apart)."""
-    try:
-        return function(*args)
-    except Exception as e:  # noqa: BLE001 - one test's failure, reported in words with it
-        return e
-
-
-def calibrate_jobs_now(jobs, apply, compute=column_thresholds) -> int:
-    """Compute each of ``jobs``'s thresholds in this thread and hand them to ``apply(job,
-    thresholds, error)``; a computation or an ``apply`` that raises is applied again as
-    the error in words (``thresholds`` None: the job's tests are left out, as the
-    calibration worker's failures are). Returns how many jobs ran."""
-    jobs = list(jobs)
-    for job in jobs:
-        try:
-            apply(job, compute(job), None)
-        except Exception as e:  # noqa: BLE001 - the test is left out, never the loop stopped
-            apply(job, None, f"{type(e).__name__}: {e}")
-    return len(jobs)
 
 
 def _same_slots(ks, cusum) -> bool:

@@ -49,7 +49,7 @@ from detectors.dle import RegressionEstimate
 from detectors.estimation import TESTED, EstimateDecay
 
 from daemon.config import ModelConfig
-from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
+from daemon.stream.calibration_jobs import CalibrationJob, calibrate_jobs_now
 from daemon.stream.decisions import Observation, SourceLog, detail_of
 
 #: Detector name of the estimate's decay test.

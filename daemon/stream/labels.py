@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from detectors import PerformanceDecay, RiverDetector
 
-from daemon.stream.columns import CalibrationJob, calibrate_jobs_now
+from daemon.stream.calibration_jobs import CalibrationJob, calibrate_jobs_now
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, SourceLog, detail_of
 

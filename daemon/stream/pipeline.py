@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 from daemon.runtime import allocator
 from daemon.stream import reference as ref
-from daemon.stream.columns import CalibrationJob, DataTests, calibrate_jobs_now
+from daemon.stream.calibration_jobs import CalibrationJob, calibrate_jobs_now
+from daemon.stream.columns import DataTests
 from daemon.config import ModelConfig
 from daemon.stream.decisions import LazyDetail, Observation, SourceLog, add_counts, detail_of, observation, renewed
 from daemon.stream.estimates import Estimates
