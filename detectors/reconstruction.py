@@ -46,7 +46,7 @@ row errors (at most :data:`MAX_NULL_ROWS` of them; no raw value);
 Bayesian bootstrap (Rubin, 1981: each simulated run draws weights on the held-out rows
 from a flat Dirichlet, then its rows from those weights, so the reference's own luck is
 in the simulation; drawn as the Polya urn that is the same distribution of runs without
-the weights, :func:`urn_rows`), computes every window's mean as the live test does, and
+the weights, :func:`~detectors.reconstruction_null.urn_rows`), computes every window's mean as the live test does, and
 takes the lowest level crossed upwards no more often than once every ``ert`` rows
 (:func:`~detectors.calibration.level_for_rate`; beyond what the simulation sees, the
 crossing rate's tail is extrapolated as exponential, which is conservative for a window
@@ -84,21 +84,19 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
-from . import calibration
+from . import calibration, reconstruction_null
 from .base import Decision, DeferredThresholds, DetectorState
+from .reconstruction_null import ReconstructionNull
 
 #: Folds of the cross-fitting that gives the reference's out-of-sample errors.
 FOLDS = 5
 #: Points of a feature's reference distribution function kept (unique values beyond are thinned).
 MAX_KNOTS = 256
-#: Simulated tests per calibration (more than the binned tests' 10,000: a simulated test
-#: is cheap here, and more of them leave less of the tail to extrapolation).
-N_TESTS = 20_000
 #: Ridge of the regressions, relative to the normal equations' mean diagonal.
 RIDGE = 1e-9
 #: Reference rows whose errors the null keeps at most (a seeded random subset beyond): the
@@ -107,18 +105,9 @@ MAX_NULL_ROWS = 20_000
 #: Floor of a feature's held-out mean squared residual (a feature that is an exact
 #: function of the others): its errors stay finite.
 MIN_ERROR = 1e-12
-#: Elements (rows or draws) of the simulation's runs worked through at a time: 125 kB a
-#: float64 array, in the CPU's cache and below glibc's mmap threshold (128 KiB, fixed so by
-#: the daemon's allocator, ``daemon/runtime/allocator.py``: a larger temporary is mapped
-#: anew at a page fault every 4 kB, which cost as much as the simulation's arithmetic).
-#: Speed only: see :func:`simulate`.
-CACHE_ELEMENTS = 16_000
 #: Bumped when the statistic changes (cached calibrations are not reused). It seeds the
 #: cross-fitting's folds too: bumping it changes every test's error scale.
 VERSION = 1
-#: Bumped when the simulation changes (cached calibrations are not reused): 2 when its
-#: Bayesian bootstrap became the Polya urn (the same distribution, other random numbers).
-SIMULATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -129,27 +118,6 @@ class ReconstructionState(DetectorState):
     their errors relative to the reference's: about equal shares on a stationary stream."""
 
     contributions: dict | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class ReconstructionNull:
-    """The null of a reconstruction test: ``errors``, the reference rows' out-of-sample
-    errors (float64, shape ``(rows,)``, about 1 on average), ``window``, ``stride``
-    and the simulation's ``seed``. Given to :func:`detectors.calibration.calibrate` like a
-    :class:`~detectors.calibration.NullModel` (``kind`` names :class:`Reconstruction`)."""
-
-    errors: np.ndarray = field(repr=False)
-    window: int
-    stride: int
-    seed: int = 0
-    kind: str = "reconstruction"
-
-    @property
-    def key(self) -> str:
-        digest = hashlib.sha256(np.ascontiguousarray(self.errors, dtype=np.float64).tobytes())
-        digest.update(repr((VERSION, SIMULATION_VERSION, calibration.VERSION, N_TESTS, int(self.window),
-                            int(self.stride), int(self.seed))).encode())
-        return digest.hexdigest()
 
 
 class Reconstruction(DeferredThresholds):
@@ -284,7 +252,7 @@ class Reconstruction(DeferredThresholds):
         test's state): ValueError after that. A test given ``threshold=`` keeps it."""
         if self._null_errors is None:
             raise ValueError("the test is calibrated: its null was released")
-        return ReconstructionNull(self._null_errors, self.window, self.stride, self.calibration_seed)
+        return ReconstructionNull(self._null_errors, self.window, self.stride, self.calibration_seed, VERSION)
 
     @classmethod
     def exact_thresholds(cls, null: ReconstructionNull, rates) -> list[float]:
@@ -292,7 +260,8 @@ class Reconstruction(DeferredThresholds):
         simulation (see the module docs); :func:`detectors.calibration.calibrate` calls
         this for every kind that has it. ValueError if too few crossings were seen to
         extrapolate."""
-        starts, ends, n_values, top = simulate(null, N_TESTS)
+        # (N_TESTS read here, not imported: it is part of the null's key.)
+        starts, ends, n_values, top = reconstruction_null.simulate(null, reconstruction_null.N_TESTS)
         if ends.size == 0:
             return [top for _ in rates]  # the statistic never moves: any change is a change
         return [calibration.level_for_rate(starts, ends, n_values, rate, cls.TAIL_POWER) for rate in rates]
@@ -544,76 +513,3 @@ def _regressions(z: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.nda
         coef[others[:-1], j] = solution[:-1]
         intercept[j] = solution[-1]
     return coef, intercept
-
-
-def simulate(null: ReconstructionNull, n_tests: int):
-    """Run the test on about ``n_tests`` windows of stationary streams bootstrapped from
-    ``null.errors`` (see the module docs): the (previous, next) statistics of consecutive
-    tests that rose, the rows they span, and the largest statistic seen.
-
-    Each run's rows are drawn by the Polya urn (:func:`urn_rows`) that is the Bayesian
-    bootstrap with its Dirichlet weights integrated out: the same distribution of
-    streams, from one uniform per drawn row (instead of a weight for every reference row,
-    then a uniform and a search per drawn row). The uniforms are drawn in batches of runs
-    (the order fixes the result), and each batch is then worked through a few runs at a
-    time (:data:`CACHE_ELEMENTS`), so that its arrays stay in the CPU's cache; how many
-    at a time changes the speed only, never a number."""
-    errors = np.asarray(null.errors, dtype=np.float64)
-    window, stride, tests = int(null.window), int(null.stride), calibration.RUN_TESTS
-    length = window + stride * (tests - 1)
-    n_runs = max(2, -(-n_tests // tests))
-    rng = np.random.default_rng([int(null.seed), SIMULATION_VERSION, calibration.VERSION])
-    positions = np.arange(tests) * stride
-    batch = max(1, min(n_runs, 2_000_000 // length))  # about 16 MB of uniforms at most
-    few = max(1, CACHE_ELEMENTS // length)
-    starts, ends, top = [], [], -np.inf
-    for first in range(0, n_runs, batch):
-        runs = min(batch, n_runs - first)
-        uniforms = rng.random((runs, length))
-        for a in range(0, runs, few):
-            b = min(runs, a + few)
-            values = errors[urn_rows(uniforms[a:b], errors.size)]
-            cum = np.zeros((b - a, length + 1))
-            np.cumsum(values, axis=1, out=cum[:, 1:])
-            stats = (cum[:, positions + window] - cum[:, positions]) / window
-            top = max(top, float(stats.max()))
-            previous, following = stats[:, :-1].ravel(), stats[:, 1:].ravel()
-            rising = following > previous
-            starts.append(previous[rising])
-            ends.append(following[rising])
-    return np.concatenate(starts), np.concatenate(ends), n_runs * (tests - 1) * stride, top
-
-
-def urn_rows(u: np.ndarray, n: int) -> np.ndarray:
-    """Row numbers (in ``0..n-1``) of runs drawn by the Polya urn from uniforms ``u``
-    (shape (runs, length), in [0, 1)): same shape.
-
-    The Bayesian bootstrap draws a run's weights on the ``n`` rows from a flat Dirichlet,
-    then its rows independently from those weights. With the weights integrated out, the
-    ``k``-th draw (0-based) is row ``i`` with probability ``(1 + c_i) / (n + k)``, ``c_i``
-    the earlier draws of row ``i`` (the Dirichlet's predictive rule: Blackwell and
-    MacQueen, 1973): that is, a row chosen uniformly with probability ``n / (n + k)``,
-    else a copy of one of the ``k`` earlier draws chosen uniformly. One uniform does both:
-    ``floor(u * (n + k))`` is that row if below ``n``, else the earlier draw it copies
-    (``- n``). A copy of a copy is followed back to a fresh draw, all copies a step at a
-    time (a few steps: a draw is a copy with probability ``k / (n + k)``, so chains are
-    short).
-
-    >>> urn_rows(np.array([[0.5, 0.9, 0.2]]), 2).tolist()   # row 1; copy of draw 0; row 0
-    [[1, 1, 0]]
-    """
-    runs, length = u.shape
-    # floor(u * (n + k)) < n + k: u is below 1 by at least 2**-53, which keeps the product
-    # more than half a unit in the last place below n + k (it never rounds up to it).
-    pick = (u * (n + np.arange(length, dtype=np.float64))).astype(np.intp).ravel()
-    copies = np.flatnonzero(pick >= n)
-    # Each copy's source, as a place in the flat (runs * length) array: in its own run.
-    source = pick[copies] - n + copies // length * length
-    pending = np.arange(copies.size)
-    while pending.size:  # a source that is itself a copy: follow it (a few rounds)
-        further = pick[source[pending]]
-        chained = further >= n
-        pending = pending[chained]
-        source[pending] = further[chained] - n + copies[pending] // length * length
-    pick[copies] = pick[source]
-    return pick.reshape(runs, length)

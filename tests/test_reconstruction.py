@@ -17,7 +17,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors import calibration, reconstruction, restore
+from detectors import calibration, reconstruction_null, restore
 from detectors.reconstruction import Reconstruction, ReconstructionState
 
 
@@ -192,7 +192,7 @@ def _false_alarms(seed: int, factor: float = 1.0) -> int:
 def test_false_alarms_on_stationary_streams_match_the_ert(factor, inside, monkeypatch):
     """Pooled over references, observed / asked within a factor 2 at the ert calibrated
     for; thresholds for 10 times the ert (or a tenth) leave the band on the same streams."""
-    monkeypatch.setattr(reconstruction, "N_TESTS", SIMULATED_TESTS)  # part of the null's key: no stale cache
+    monkeypatch.setattr(reconstruction_null, "N_TESTS", SIMULATED_TESTS)  # part of the null's key: no stale cache
     references = REFERENCES if factor == 1.0 else 10
     alarms = [_false_alarms(seed, factor) for seed in range(references)]
     asked = references * EVENTS / ERT
@@ -292,13 +292,13 @@ def test_features_without_ties_share_their_score_table():
     (0, 3000, 200, 50, (9793, 9791.70828560531, 10073.15346454904, 980000, 1.2387353756328365)),
     (4, 1000, 100, 30, (9791, 9379.111492480888, 9798.245706913916, 588000, 1.293279136065264)),
 ])
-@pytest.mark.parametrize("cache_elements", [reconstruction.CACHE_ELEMENTS, 1])
+@pytest.mark.parametrize("cache_elements", [reconstruction_null.CACHE_ELEMENTS, 1])
 def test_the_simulation_gives_the_numbers_it_always_gave(seed, rows, window, stride, expected, cache_elements,
                                                          monkeypatch):
-    monkeypatch.setattr(reconstruction, "CACHE_ELEMENTS", cache_elements)
+    monkeypatch.setattr(reconstruction_null, "CACHE_ELEMENTS", cache_elements)
     errors = np.random.default_rng(seed).gamma(2.0, 0.5, rows)
-    starts, ends, n_values, top = reconstruction.simulate(
-        reconstruction.ReconstructionNull(errors, window, stride, seed), reconstruction.N_TESTS)
+    starts, ends, n_values, top = reconstruction_null.simulate(
+        reconstruction_null.ReconstructionNull(errors, window, stride, seed), reconstruction_null.N_TESTS)
     assert (len(starts), float(starts.sum()), float(ends.sum()), n_values, top) == expected
 
 
@@ -307,7 +307,7 @@ def test_the_urn_draws_runs_as_the_bayesian_bootstrap_does():
     ``E[sum w_i^2] = 2 / (n + 1)``, three ``E[sum w_i^3] = 6 / ((n + 1)(n + 2))``,
     whatever the draws' places in the run. The urn, on 200,000 runs of 4 draws of 4 rows."""
     n, runs = 4, 200_000
-    rows = reconstruction.urn_rows(np.random.default_rng(14).random((runs, 4)), n)
+    rows = reconstruction_null.urn_rows(np.random.default_rng(14).random((runs, 4)), n)
     assert rows.min() == 0 and rows.max() == n - 1
     se = lambda p: 4 * np.sqrt(p * (1 - p) / runs)  # noqa: E731 - four standard errors
     for k in range(4):
