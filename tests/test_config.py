@@ -599,3 +599,19 @@ def test_bootstrap_servers_are_host_port_pairs(servers, ok):
     with pytest.raises(ConfigError) as raised:
         from_dict({"kafka": {"bootstrap_servers": servers}})
     assert raised.value.key == "kafka.bootstrap_servers" and "is not host:port" in str(raised.value)
+
+
+def test_a_checkpointed_model_names_its_settings_by_the_package_both_versions_have():
+    """A pipeline's checkpoint pickles its ModelConfig: named ``daemon.config.ModelConfig``
+    (where every version defines or re-exports it), not by the module the package was split
+    into, so that a version before the split reads the states of a version after it (a
+    rollback, a partition handed back mid-rollout)."""
+    import pickle
+    import pickletools
+
+    from daemon.stream.pipeline import ModelPipeline
+
+    names = {arg for op, arg, _ in pickletools.genops(pickle.dumps(ModelPipeline("m", cfg.ModelConfig())))
+             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and str(arg).startswith("daemon.config")}
+    assert names == {"daemon.config"}, names
+    assert pickle.loads(pickle.dumps(cfg.ConfigError("models.m.window", "must be above 0"))).key == "models.m.window"

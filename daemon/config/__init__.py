@@ -27,3 +27,11 @@ from daemon.config.options import (
 __all__ = ["DEFAULT_LABEL_DELAY_BUCKETS", "AlertsConfig", "Config", "ConfigError", "FederationConfig", "HttpConfig",
            "JoinConfig", "KafkaConfig", "MetricsConfig", "ModelConfig", "RegistryConfig", "Secret", "SinkConfig",
            "StateConfig", "from_dict", "load", "reference", "secrets_required"]
+
+# Named by the package, where they were defined before it was split in modules: a
+# checkpoint pickles each model's ModelConfig, and states must stay readable by the
+# version before and after an upgrade (a rollback, a partition handed back mid-rollout).
+for _public in (AlertsConfig, Config, ConfigError, FederationConfig, HttpConfig, JoinConfig, KafkaConfig, MetricsConfig,
+                ModelConfig, RegistryConfig, Secret, SinkConfig, StateConfig):
+    _public.__module__ = __name__
+del _public

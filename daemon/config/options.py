@@ -31,6 +31,9 @@ class ConfigError(ValueError):
         super().__init__("".join([text, *(f"\n  and {e}" for e in also)]))
         self.key, self.reason, self.also = key, reason, tuple(also)
 
+    def __reduce__(self):
+        return type(self), (self.key, self.reason, self.also)  # (BaseException's would pass the text alone)
+
     @classmethod
     def first_of(cls, errors: list) -> "ConfigError":
         """One error of ``errors`` (ConfigErrors, one at least): the first, the others in ``also``."""
