@@ -18,6 +18,7 @@ import json
 import math
 import pickle
 import random
+from collections import Counter
 
 import pytest
 
@@ -357,3 +358,36 @@ def test_the_next_versions_estimate_ends_the_earlier_ones_episode_and_alerts_on_
     assert got[1][1] == 3000.0 + 299 + 1500  # the label of version 2's 300th labelled event
     assert got[2][1] < got[1][1] + 900  # not held back by alerts.cooldown_seconds (900): the end is no resolve
     assert runs[500] == got and runs[10_000] == got
+
+
+def test_labels_read_far_ahead_of_their_predictions_give_the_same_label_side(tmp_path, monkeypatch):
+    """A new user's finding: with more than MAX_HELD_LABELS of a model's labels read ahead of
+    their predictions (a daemon catching up a backlog read the labels topic first), the
+    label that held its place stopped holding it, its labelled event came after those
+    released, and the alerts (ids, times) differed from a replay in time order. Now the
+    reader stops giving that partition's labels while its predictions have records left
+    (replay defers the rows), so the held labels go in order; labels whose predictions
+    never come are orphaned by the prediction stream as before. The cap is made small here
+    (the same code path as 10,000)."""
+    from daemon.stream import labelorder
+
+    monkeypatch.setattr(labelorder, "MAX_HELD_LABELS", 40)
+    timed = sorted(rows(), key=lambda row: row[0])
+    never = [(1763000000.0 + 100 * k + 0.3, {"model": "churn", "id": f"lost-{k}", "ts": 1763000000.0 + 100 * k + 0.3,
+                                             "label": 1}) for k in range(25)]  # predictions never come
+    timed = sorted(timed + never, key=lambda row: row[0])
+    labels_first = [r for r in timed if "label" in r[1]] + [r for r in timed if "prediction" in r[1]]
+    reference, result = replay(write(tmp_path / "timed.jsonl", timed), 1)
+    label_side = [a for a in reference if a[1] in LABEL_SIDE]
+    assert {a[1] for a in label_side if a[0] == "firing"} == set(LABEL_SIDE), label_side
+
+    def joins(result):
+        counts = sum((state.join.counts for state in result.states.values()), Counter())
+        return {outcome: counts[("churn", outcome)] for outcome in ("joined", "label_orphaned")}
+
+    assert joins(result)["label_orphaned"] >= 24  # (the last is within the grace of the stream's end)
+    path = write(tmp_path / "labels_first.jsonl", labels_first)
+    for batch in (1, 37, 500, 7000):
+        got, other = replay(path, batch)
+        assert [a for a in got if a[1] in LABEL_SIDE] == label_side, batch
+        assert joins(other) == joins(result), batch

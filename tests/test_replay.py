@@ -131,6 +131,68 @@ def test_replay_gives_the_daemons_alerts_on_the_same_stream(kafka_bootstrap, uni
     assert _per_key(replayed) == _per_key(sent)
 
 
+
+def test_a_daemon_that_reads_the_labels_far_ahead_pauses_them_and_gives_the_replays_alerts(
+        kafka_bootstrap, unique_name, tmp_path, monkeypatch):
+    """A new user's finding: a daemon catching up a backlog read a model's labels more than
+    MAX_HELD_LABELS ahead of their predictions, and its label-side alerts differed from a
+    replay of the same stream. The daemon now pauses that partition's labels while its
+    predictions have records left. Here the predictions partition is held back (a test hook)
+    until the daemon has paused the labels, so the labels are read ahead for certain; the
+    cap is made small (the same code path as 10,000). The alerts are the replay's."""
+    from kafka.structs import TopicPartition
+
+    from daemon.kafka import pausing
+    from daemon.stream import labelorder
+
+    monkeypatch.setattr(labelorder, "MAX_HELD_LABELS", 40)
+    alert_topic = unique_name("alerts")
+    create_topics(kafka_bootstrap, {alert_topic: 1})
+    config = daemon_config(kafka_bootstrap, unique_name, tmp_path / "state", models={"m": {}},
+                           alerts={**ALERTS, "retry_initial_seconds": 0.1, "sinks": [{"type": "kafka", "topic": alert_topic}]})
+    config["model_defaults"] = MODEL_SETTINGS
+    config["kafka"]["poll_max_records"] = 50
+    kafka = config["kafka"]
+    records = _stream(kafka["predictions_topic"], kafka["labels_topic"])
+    predictions = TopicPartition(kafka["predictions_topic"], 0)
+    paused_labels = []
+
+    def hold_predictions_back(daemon):
+        pace = daemon._pace_labels
+
+        def paced():
+            pace()
+            if paused_labels:
+                return
+            if daemon._labels_paused:
+                paused_labels.append(set(daemon._labels_paused))
+                pausing.resume(daemon._consumer, predictions)
+            elif predictions in daemon._consumer.assignment():
+                daemon._consumer.pause(predictions)
+        daemon._pace_labels = paced
+
+    with running_daemon(config, prepare=hold_predictions_back) as daemon:
+        wait_until(lambda: status(daemon)["ready"], timeout=30, what="the daemon ready")
+        produce(kafka_bootstrap, records)
+        n_labels = sum(topic == kafka["labels_topic"] for topic, _, _ in records)
+        wait_until(lambda: _settled(daemon, {"m": N_EVENTS}) and
+                   status(daemon)["models"]["m"]["processed"]["label"] == n_labels, timeout=180, interval=0.5,
+                   what="the model processed and calibrated, alerts delivered")
+        time.sleep(1.0)
+        sent = _sent_alerts(kafka_bootstrap, alert_topic)
+        final = status(daemon)["models"]["m"]
+        held = final["labels_held"]
+    assert paused_labels == [{TopicPartition(kafka["labels_topic"], 0)}]
+    path = tmp_path / "events.jsonl"
+    _write_jsonl(path, records)
+    replayed, _ = _replay(config, path)
+    label_side = ("decay", "adwin")
+    assert [a for a in sent if a["detector"] in label_side], sent  # the accuracy drop is found
+    assert sorted((a for a in replayed if a["detector"] in label_side), key=lambda a: a["id"]) == \
+        sorted((a for a in sent if a["detector"] in label_side), key=lambda a: a["id"])
+    assert held < labelorder.MAX_HELD_LABELS + 50
+
+
 def _csv_rows(records, layout: str) -> tuple[list, list]:
     rows = []
     for _, _, value in records:

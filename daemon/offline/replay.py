@@ -21,7 +21,9 @@ the detectors, their thresholds and the alert episodes are the daemon's, not a c
   alerts); after each poll every threshold the partitions wait for is computed at once in
   this thread
   (:func:`daemon.runtime.calibrator.calibrate_now`) and the decisions it releases come
-  out. The daemon computes them in the background and applies them later: its held
+  out. A partition whose label order is full
+  (:attr:`~daemon.stream.partition.PartitionState.labels_full`) has its label rows deferred,
+  in order, until its predictions have caught up, as the daemon pauses its labels. The daemon computes them in the background and applies them later: its held
   decisions are then decided in order, so both reach the same alerts (ids, statuses,
   event times, details) for the same stream, and the same sequence per model, detector
   and feature (tests/test_replay.py checks this against a running daemon).
@@ -39,7 +41,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -159,27 +161,37 @@ class Replay:
         self._on_dead_letter = on_dead_letter
         self._topics = {"prediction": config.kafka.predictions_topic, "label": config.kafka.labels_topic}
         self._newest: dict = {}  # (kind, model) -> the newest event time read
+        self._deferred: dict[int, deque] = {}  # partition -> its label rows waiting their turn
 
     def run(self, items: Iterable[inputs.Item], progress: Callable | None = None) -> Result:
         """Replay ``items`` to the end; ``progress(records)`` is called after each poll."""
         started = time.perf_counter()
-        poll: list[Record] = []
-        timed: list[inputs.Item] = []  # the poll's rows with a readable ts, for the order check
+        labels = self.config.kafka.labels_topic
+        poll: list[tuple[Record, inputs.Item]] = []
         for item in items:
-            poll.append(self._record(item))
+            record = self._record(item)
             self.result.records += 1
             self.result.predictions += item.kind == "prediction"
-            if item.ts is not None:
-                timed.append(item)
+            if record.topic == labels and (self._deferred.get(record.partition)
+                                           or self._state(record.partition).labels_full):
+                # As the daemon pauses a partition's labels: they wait their turn, in order.
+                self._deferred.setdefault(record.partition, deque()).append((record, item))
+            else:
+                poll.append((record, item))
             if len(poll) >= self.batch_size:
-                self._poll_in_order(poll, timed)
-                poll, timed = [], []
+                self._poll_in_order(poll)
+                poll = []
+                self._catch_up()
                 if progress is not None:
                     progress(self.result.records)
         if poll:
-            self._poll_in_order(poll, timed)
-        # No prediction comes after the files: the labels held in label order behind one
-        # waiting for its prediction go to the label side now.
+            self._poll_in_order(poll)
+        # No prediction comes after the files: the predictions are read to their end (the
+        # deferred labels go now, and a label with MAX_HELD_LABELS behind it stops holding
+        # its place), then the labels still held in label order go to the label side.
+        for state in self.states.values():
+            state.predictions_read = True
+        self._catch_up()
         for state in self.states.values():
             state.release_held_labels(self._reject)
             # What still waits at the end is what may still join, whatever the interleaving.
@@ -191,6 +203,14 @@ class Replay:
             self.result.recording = self.recorder.finish(self.states)
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _catch_up(self) -> None:
+        """Deferred labels of each partition whose label order has room again, in polls of
+        ``batch_size`` (see :attr:`daemon.stream.partition.PartitionState.labels_full`)."""
+        for partition, waiting in self._deferred.items():
+            state = self.states[partition]
+            while waiting and not state.labels_full:
+                self._poll_in_order([waiting.popleft() for _ in range(min(self.batch_size, len(waiting)))])
 
     def _check_order(self, item: inputs.Item) -> None:
         key = (item.kind, item.model)
@@ -216,15 +236,15 @@ class Replay:
             state = self.states[partition] = PartitionState(partition, self.config)
         return state
 
-    def _poll_in_order(self, records: list[Record], timed: list) -> None:
-        """:meth:`_poll`, then the time order of the poll's rows that were not dead letters
-        (``timed``: its items with a readable ts): a row refused for its ts (milliseconds)
+    def _poll_in_order(self, entries: list[tuple[Record, inputs.Item]]) -> None:
+        """:meth:`_poll` of the records, then the time order of the poll's rows that were
+        not dead letters and have a readable ts: a row refused for its ts (milliseconds)
         must not count as the newest read."""
         refused_before = len(self.result.dead_letters)
-        self._poll(records)
+        self._poll([record for record, _ in entries])
         refused = {(d.path, d.line) for d in self.result.dead_letters[refused_before:]}
-        for item in timed:
-            if (item.path, item.line) not in refused:
+        for _, item in entries:
+            if item.ts is not None and (item.path, item.line) not in refused:
                 self._check_order(item)
 
     def _poll(self, records: list[Record]) -> None:

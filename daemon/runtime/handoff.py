@@ -26,7 +26,7 @@ from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from daemon.alerting.episodes import Alert
-from daemon.kafka import logid
+from daemon.kafka import logid, pausing
 from daemon.kafka.statetopic import Epoch, StateTopicError, decode, decode_partition
 from daemon.stream.partition import PartitionState
 
@@ -50,7 +50,7 @@ class PartitionHandoff:
             # from metadata fetched after this join (a broker that came back empty has
             # new topic ids): nothing is read from these partitions until it has come.
             if partitions:
-                self._consumer.pause(*partitions)
+                pausing.pause(self._consumer, *partitions)
                 self._unverified |= set(partitions)
                 self._metadata_wait = logid.metadata(self._consumer).request_update()
 
@@ -176,7 +176,7 @@ class PartitionHandoff:
                 if state is not None:
                     self._follow_log(state, tp)
             if ready:
-                self._consumer.resume(*ready)
+                pausing.resume(self._consumer, *ready)
 
     def _check_layout(self, cluster) -> None:
         """The predictions and labels topics must have one partition count (a model's

@@ -31,6 +31,7 @@ from learners.registry import Registry
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon import federation
 from daemon.alerting.sender import AlertSender
+from daemon.kafka import pausing
 from daemon.kafka.checkpoint import Checkpoints
 from daemon.kafka.statetopic import Changelog
 from daemon.runtime.calibrator import Calibrator
@@ -67,6 +68,7 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
         self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
+        self._labels_paused: set = set()  # labels partitions paused while their predictions catch up
         self._refused: dict[int, int] = {}  # partition -> checkpoints refused (another key): waiting
         self._layout_problem: str | None = None  # the input topics' partition counts differ (handoff.py)
         self._restore_retry_at = 0.0
@@ -226,6 +228,7 @@ class Daemon(Checkpointing, PartitionHandoff):
                 with self.lock:
                     self.federation.after_batch(self.states)
             self._update_lag()
+            self._pace_labels()
             if time.monotonic() >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval_seconds
@@ -251,6 +254,31 @@ class Daemon(Checkpointing, PartitionHandoff):
                 log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
                             extra={"model": alert.model, "partition": state.partition})
                 self.alerts.send(alert)
+
+    def _pace_labels(self) -> None:
+        """Read a partition's predictions first while its labels wait for them: pause its
+        labels while a model's label order is full and the predictions topic has records
+        left to read, resume them when it has room (see
+        :attr:`daemon.stream.partition.PartitionState.labels_full`). A backlog read with
+        the labels ahead (a catch-up) then gives the label side what a replay gives it."""
+        kafka = self.config.kafka
+        assigned = self._consumer.assignment()
+        self._labels_paused &= assigned
+        with self.lock:
+            for partition, state in self.states.items():
+                high = self._consumer.highwater(TopicPartition(kafka.predictions_topic, partition))
+                read = state.offsets.get(kafka.predictions_topic, 0)
+                state.predictions_read = high is not None and read >= high
+                labels = TopicPartition(kafka.labels_topic, partition)
+                if labels not in assigned:
+                    continue
+                if state.labels_full and labels not in self._labels_paused:
+                    pausing.pause(self._consumer, labels)
+                    self._labels_paused.add(labels)
+                elif not state.labels_full and labels in self._labels_paused:
+                    self._labels_paused.discard(labels)
+                    if labels not in self._unverified and partition not in self._to_restore:
+                        pausing.resume(self._consumer, labels)
 
     def _calibrate(self) -> None:
         """Hand finished threshold calibrations to their models (held tests are then

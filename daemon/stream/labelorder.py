@@ -7,11 +7,14 @@ complete made the label side's alerts depend on it. A label read before its pred
 :meth:`~LabelOrder.hold`\\ s its place (and the labels after it wait) until the join settles
 it: its prediction comes (:meth:`~LabelOrder.place` fills the place), or the prediction
 stream passes ``join.label_grace_seconds`` beyond the label's time and the join orphans it
-(both a function of the prediction stream alone). So that one label whose prediction
-never comes cannot hold a model's label side for long, a label stops holding its place
-once :data:`MAX_HELD_LABELS` labels of its model wait behind it (if it still joins, its
-labelled event comes after those released: order then depends on how far one topic was
-read ahead of the other).
+(both a function of the prediction stream alone). Memory is bounded by the reader, not by
+giving up the order: once :data:`MAX_HELD_LABELS` labels of a model wait (:meth:`full`),
+the daemon stops reading that partition's labels while its predictions topic has records
+left to read (replay defers the label rows), so the predictions catch up and the held
+labels go in order however far the labels topic had been read ahead. Only when the
+predictions were read to their end (``overflow``: a prediction produced after its label,
+or never) does a label stop holding its place with that many behind it; if it still
+joins, its labelled event comes after those released.
 
 >>> order = LabelOrder()
 >>> order.hold("fraud", 0, "p-1")             # label 0 came before its prediction
@@ -29,9 +32,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Iterator
 
-#: Labels of a model that may wait behind one label waiting for its prediction: about
-#: 1 MB of held labelled events a model at most (features held only for learners and
-#: the regression estimate).
+#: Labels of a model that may wait behind one label waiting for its prediction before
+#: the reader stops giving labels (about 1 MB of held labelled events a model, and one
+#: poll more at most; features held only for learners and the regression estimate).
 MAX_HELD_LABELS = 10_000
 
 
@@ -77,16 +80,20 @@ class LabelOrder(dict):
         if entry is not None:
             entry[1] = None
 
-    def release(self, waits: Callable[[str, str, int], bool], flush: bool = False) -> Iterator[tuple[str, list]]:
+    def release(self, waits: Callable[[str, str, int], bool], flush: bool = False,
+                overflow: bool = False) -> Iterator[tuple[str, list]]:
         """``(model, labelled events)`` from the head of each model's order up to the first
         label still holding its place: ``waits(model, id, offset)`` says whether it still
-        waits for its prediction. ``flush``: hold none (no prediction will come)."""
+        waits for its prediction. ``flush``: hold none (no prediction will come);
+        ``overflow``: the predictions were read to their end, so a label with more than
+        :data:`MAX_HELD_LABELS` behind it stops holding its place."""
         for model in list(self):
             queue, items = self[model], []
             while queue:
                 offset, id, labelled = queue[0]
                 if labelled is None:
-                    if id is not None and not flush and len(queue) <= MAX_HELD_LABELS and waits(model, id, offset):
+                    if id is not None and not flush and not (overflow and len(queue) > MAX_HELD_LABELS) \
+                            and waits(model, id, offset):
                         break  # its prediction may still come, in order
                     if self._held.get((model, offset)) is queue[0]:
                         del self._held[(model, offset)]  # orphaned, or no longer held
@@ -97,6 +104,12 @@ class LabelOrder(dict):
                 del self[model]
             if items:
                 yield model, items
+
+    def full(self) -> bool:
+        """Whether a model has :data:`MAX_HELD_LABELS` or more labels waiting behind one that
+        holds its place (the reader then stops giving labels until the predictions catch
+        up, or were read to their end)."""
+        return any(len(queue) >= MAX_HELD_LABELS and queue[0][2] is None for queue in self.values())
 
     def held(self, model: str) -> int:
         """The model's labels not yet given to its label side."""

@@ -73,10 +73,24 @@ class PartitionState:
         self.label_order = LabelOrder()  # labelled events not yet given to the label side
         self._config = config
 
+    #: Whether the predictions topic of this partition was read to its end: set by the
+    #: reader (the daemon's loop, replay) before each batch; see :attr:`labels_full`.
+    predictions_read = False
+
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_config"]  # configuration comes from the file, not the checkpoint
+        state.pop("predictions_read", None)  # the reader's, of this moment
         return state
+
+    @property
+    def labels_full(self) -> bool:
+        """Whether the reader should stop giving this partition's labels: a model's label
+        order holds :data:`~daemon.stream.labelorder.MAX_HELD_LABELS` labels behind one
+        waiting for its prediction, and the predictions topic has records left to read
+        (they are read first, so that what the label side gets does not depend on how far
+        the labels topic was read ahead)."""
+        return not self.predictions_read and self.label_order.full()
 
     def attach(self, config: Config) -> None:
         """Bind a restored state to the running configuration."""
@@ -366,7 +380,7 @@ class PartitionState:
             waiting = self.join.waiting_label(model, id)
             return waiting is not None and waiting[1] == offset
 
-        for model, items in self.label_order.release(waits, flush):
+        for model, items in self.label_order.release(waits, flush, overflow=self.predictions_read):
             try:
                 self.models[model].observe_labels([i[0] for i in items], [i[1] for i in items], [i[2] for i in items])
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
