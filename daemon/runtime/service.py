@@ -417,6 +417,8 @@ class Daemon(Checkpointing, PartitionHandoff):
             "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
             "pending_alerts": self.alerts.pending_count() if self.alerts else 0,
             "calibrations_pending": self.calibrator.pending,
+            # Partitions whose labels wait while their predictions catch up (_pace_labels).
+            "labels_paused": sorted(tp.partition for tp in self._labels_paused),
             "models": configured_models(self.config, models),
         }
 
