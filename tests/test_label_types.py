@@ -84,3 +84,32 @@ def test_the_positive_label_warning_is_the_same_at_every_batch_size(caplog):
     assert len(said[1]) == 1 and "in its first 1,000 labelled events" in said[1][0], said[1]
     assert "classes seen: \"y\", 0, \"x\", 1" in said[1][0], said[1]
     assert all(words == said[1] for words in said.values()), said
+
+
+def test_a_regression_models_errors_are_scaled_for_adwin_and_the_learners_wait_for_the_scale():
+    """ADWIN's bound is for values in [0, 1]: a regression's absolute errors go to it scaled by
+    the version's first decay_reference_size errors (held until then, fed in order, so its
+    decisions keep their places); the learners wait for those decisions as they wait for
+    thresholds. A classifier's 0/1 errors go as they are."""
+    import random
+
+    from daemon.runtime.calibrator import calibrate_now
+    from daemon.stream.labels import ERROR
+
+    config = ModelConfig(task="regression", decay_metrics=["mae"], decay_reference_size=300,
+                         learners={"linear": {"LinearRegression": {}}})
+    pipeline = ModelPipeline("eta", config)
+    adwin = pipeline.labels.detectors[("adwin", ERROR)]
+    assert adwin.scale_after == 300
+    r = random.Random(3)
+    pairs = [((10.0, None, None, 1.7e9 + i, {"x": r.random()}), 10.0 + r.gauss(0, 4)) for i in range(450)]
+    pipeline.observe_labels(pairs[:200])
+    assert adwin.holding and pipeline.labels.waiting and adwin.n_seen == 0
+    assert pipeline.lifecycle.learners["linear"].n_learned == 0  # held with the values
+    pipeline.observe_labels(pairs[200:400])
+    assert not adwin.holding and adwin.n_seen == 400 and 0 < adwin.scale
+    calibrate_now(pipeline)  # the decay test's thresholds (its reference completed too)
+    pipeline.observe_labels(pairs[400:])
+    assert pipeline.lifecycle.learners["linear"].n_learned == 450
+    classifier = ModelPipeline("churn", ModelConfig())
+    assert classifier.labels.detectors[("adwin", ERROR)].scale_after is None

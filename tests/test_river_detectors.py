@@ -197,3 +197,39 @@ def test_the_largest_values_taken_keep_river_working():
 def test_bad_decision_every_raises():
     with pytest.raises(ValueError, match="decision_every"):
         RiverDetector("ADWIN", decision_every=0)
+
+
+def test_unbounded_errors_scaled_for_adwin_keep_its_false_alarms_rare_and_its_detections():
+    """A new user's finding: a regression's absolute errors (4.2 +/- 3.4) made ADWIN alarm on
+    a stationary stream and a retrain follow; its bound on a false cut is for values in
+    [0, 1]. Scaled by the 99th percentile of the first 2,000 and capped at 1: no false
+    alarm on 500,000 stationary log-normal errors, where the raw values gave several, and
+    errors that double are still found."""
+    rng = np.random.default_rng(1)
+    stationary = rng.lognormal(1.0, 0.8, 500_000).tolist()
+    raw, scaled = RiverDetector("ADWIN"), RiverDetector("ADWIN", scale_after=2000)
+    raw.update_many(stationary)
+    scaled.update_many(stationary)
+    assert raw.n_detections >= 5 and scaled.n_detections == 0, (raw.n_detections, scaled.n_detections)
+    assert scaled.scale == pytest.approx(float(np.quantile(stationary[:2000], 0.99)))
+    worse = (2 * rng.lognormal(1.0, 0.8, 3000)).tolist()
+    scaled.update_many(worse)
+    assert scaled.n_detections >= 1 and 500_000 < scaled.last_detection_at < 500_500
+
+
+def test_values_held_until_the_scale_is_known_keep_their_positions_at_any_batching():
+    rng = np.random.default_rng(2)
+    values = np.concatenate([rng.gamma(2.0, 2.0, 3000), rng.gamma(2.0, 6.0, 1000)]).tolist()
+    whole = RiverDetector("ADWIN", scale_after=2500)
+    whole.update_many(values)
+    one_by_one = RiverDetector("ADWIN", scale_after=2500)
+    holding = []
+    for x in values:
+        one_by_one.update(x)
+        holding.append(one_by_one.holding)
+    assert holding.index(False) == 2499 and not any(holding[2499:])  # held until the 2,500th
+    decisions = [(d.at, d.drift) for d in whole.pop_decisions()]
+    assert decisions == [(d.at, d.drift) for d in one_by_one.pop_decisions()]
+    assert any(drift and at > 3000 for at, drift in decisions)
+    with pytest.raises(ValueError, match="scale_after"):
+        RiverDetector("ADWIN", scale_after=0)

@@ -210,6 +210,10 @@ def check_model(model: ModelConfig, key: str) -> None:
         if model.task == "regression" and model.error_detector in _BINARY_DETECTORS:
             raise ConfigError(f"{key}.error_detector", f"{model.error_detector} takes 0/1 errors; a regression model needs ADWIN, PageHinkley or KSWIN")
         _check_river_params(model.error_detector, model.error_detector_params, f"{key}.error_detector_params")
+        if "scale_after" in model.error_detector_params:
+            raise ConfigError(f"{key}.error_detector_params.scale_after", "is driftd's, not River's: a regression's "
+                                                                          "errors are scaled for ADWIN by the first "
+                                                                          "decay_reference_size of them")
         try:  # build it once now, so that a bad parameter stops the start, not the first label
             RiverDetector(model.error_detector, **model.error_detector_params)
         except ValueError as e:

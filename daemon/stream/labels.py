@@ -58,8 +58,12 @@ class LabelTests:
         n_tests = bool(config.error_detector) + len(config.decay_metrics)
         self.share = float(config.label_ert * max(1, n_tests))
         if config.error_detector:
+            # A regression's absolute errors are unbounded; ADWIN's bound is for values in
+            # [0, 1]: scaled by the version's first decay_reference_size errors.
+            bounded = config.task == "regression" and config.error_detector == "ADWIN"
             self.detectors[(config.error_detector.lower(), ERROR)] = RiverDetector(
-                config.error_detector, **config.error_detector_params)
+                config.error_detector, scale_after=config.decay_reference_size if bounded else None,
+                **config.error_detector_params)
         for metric in config.decay_metrics:
             self.detectors[(DECAY, metric)] = PerformanceDecay(
                 metric, window=config.decay_window, reference_size=config.decay_reference_size,
@@ -100,8 +104,10 @@ class LabelTests:
 
     @property
     def waiting(self) -> bool:
-        """Whether a test may be holding decisions until its thresholds come."""
-        return any(not getattr(d, "calibrated", True) and d.null_model() is not None for d in self.detectors.values())
+        """Whether a test may be holding decisions until its thresholds come (or the error
+        detector its values until their scale is known)."""
+        return any((not getattr(d, "calibrated", True) and d.null_model() is not None) or getattr(d, "holding", False)
+                   for d in self.detectors.values())
 
     # -- calibration ------------------------------------------------------------------------
     def calibration_jobs(self) -> list[CalibrationJob]:
