@@ -71,6 +71,9 @@ def test_the_kafka_sink_carries_the_links(kafka_bootstrap, unique_name):
     data = json.loads(record.value)["data"]
     assert data["runbook_url"].endswith("README.md#driftdconceptdrift")
     assert data["dashboard_url"] == "https://grafana.example.com/d/driftd?orgId=1&var-model=fraud"
+    # The webhook's envelope, timestamp too (a new user's finding: the Kafka sink had none).
+    webhook = WebhookSink("http://127.0.0.1:9/", name="webhook-0", links=LINKS).body(_alert("adwin", "<error>", "fraud"))
+    assert json.loads(record.value) == json.loads(webhook)
 
 
 def _readme_anchors() -> set[str]:

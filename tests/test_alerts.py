@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+from datetime import datetime, timezone
 import logging
 import os
 import pickle
@@ -456,7 +457,9 @@ def test_kafka_sink_delivers_to_a_real_topic(kafka_bootstrap, unique_name, sende
         assert record.key == b"fraud"
         assert dict(record.headers)["alert-id"] == alert.id.encode()
         value = json.loads(record.value)
-        assert value == {"type": "driftd.alert.firing", "data": alert.to_dict()}
+        when = datetime.fromtimestamp(alert.event_time, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        assert value["timestamp"].startswith(when) and value["timestamp"].endswith("Z")  # the alert's event time
+        assert value == {"type": "driftd.alert.firing", "timestamp": value["timestamp"], "data": alert.to_dict()}
     finally:
         consumer.close()
         producer.close(timeout=5)

@@ -170,6 +170,14 @@ def _data(alert: Alert, links: AlertLinks | None) -> dict:
     return data
 
 
+def envelope(alert: Alert, links: AlertLinks | None = None) -> dict:
+    """What the webhook (``format: json``) and the Kafka sink send: ``{"type": the event
+    type, "timestamp": the alert's event time (RFC 3339, UTC), "data": the alert's fields
+    and its links}``, as Standard Webhooks' payloads are."""
+    when = datetime.fromtimestamp(alert.event_time, tz=timezone.utc)
+    return {"type": alert.event_type, "timestamp": when.isoformat().replace("+00:00", "Z"), "data": _data(alert, links)}
+
+
 def _encode(render, alert: Alert) -> str:
     """``render(alert)``, where a value JSON cannot carry (NaN, an object) is permanent."""
     try:
@@ -244,9 +252,7 @@ class WebhookSink:
         if self.format == "slack":
             payload = {"text": slack_text(alert, self.links)}
         else:
-            when = datetime.fromtimestamp(alert.event_time, tz=timezone.utc)
-            payload = {"type": alert.event_type, "timestamp": when.isoformat().replace("+00:00", "Z"),
-                       "data": _data(alert, self.links)}
+            payload = envelope(alert, self.links)
         return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
     def deliver(self, alert: Alert) -> None:
@@ -295,8 +301,8 @@ class KafkaSink:
     def deliver(self, alert: Alert) -> None:
         from kafka.errors import KafkaError
 
-        value = _encode(lambda a: json.dumps({"type": a.event_type, "data": _data(a, self.links)},
-                                             separators=(",", ":"), allow_nan=False), alert).encode()
+        value = _encode(lambda a: json.dumps(envelope(a, self.links), separators=(",", ":"), allow_nan=False),
+                        alert).encode()
         headers = [("alert-id", alert.id.encode()), ("alert-type", alert.event_type.encode())]
         try:
             future = self.producer.send(self.topic, key=alert.model.encode(), value=value,
