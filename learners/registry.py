@@ -79,6 +79,11 @@ class Registry:
             raise ValueError(f"model name {model!r}: use letters, digits, '.', '_', '-' (not first), up to 128")
         return os.path.join(self.directory, model)
 
+    def path(self, model: str, version: int) -> str:
+        """The directory of ``model``'s ``version`` (its artifact, signature and manifest):
+        what a model server loads (``learners/loader.py``). ValueError for a bad name."""
+        return os.path.join(self._model_dir(model), str(int(version)))
+
     def versions(self, model: str) -> list[int]:
         """The kept versions of ``model``, oldest first (empty when there are none)."""
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 
 import pytest
@@ -217,10 +218,13 @@ def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_boots
     (update,) = updates
     assert update["type"] == "driftd.model.updated" and update["model"] == MODEL and update["version"] == 1
     assert update["id"] == manifest["idempotency_key"]
+    # Where the promoted model is (a new user's finding: path was null).
+    assert os.path.isfile(os.path.join(update["path"], "manifest.json")), update["path"]
     # The info alert at the configured webhook, signed.
     alert = Webhook(WEBHOOK_SECRET).verify(info_body, info_headers)
     assert alert["type"] == "driftd.info.promotion", alert
     assert alert["data"]["status"] == "info" and alert["data"]["detail"]["version"] == 1
+    assert alert["data"]["detail"]["path"] == update["path"]
 
     # driftd models list / show, with a configuration file naming the registry.
     config_file = tmp_path / "driftd.yaml"

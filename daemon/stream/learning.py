@@ -140,7 +140,7 @@ class Publisher:
         event = {
             "type": "driftd.model.updated", "id": promotion.id, "model": model,
             "version": manifest["version"], "parent_version": manifest.get("parent_version"),
-            "learner": promotion.learner, "path": manifest.get("path"),
+            "learner": promotion.learner, "path": self.registry.path(model, manifest["version"]),
             "metrics": {"champion": promotion.decision.champion_score, "challenger": promotion.decision.challenger_score,
                         "p_value": promotion.decision.p_value, "events": promotion.decision.n},
         }
