@@ -266,9 +266,12 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._labels_paused &= assigned
         with self.lock:
             for partition, state in self.states.items():
-                high = self._consumer.highwater(TopicPartition(kafka.predictions_topic, partition))
+                predictions = TopicPartition(kafka.predictions_topic, partition)
+                # A labels partition the predictions topic lacks (topics of different
+                # partition counts, reported by /readyz) has no predictions to wait for.
+                high = self._consumer.highwater(predictions) if predictions in assigned else None
                 read = state.offsets.get(kafka.predictions_topic, 0)
-                state.predictions_read = high is not None and read >= high
+                state.predictions_read = predictions not in assigned or (high is not None and read >= high)
                 labels = TopicPartition(kafka.labels_topic, partition)
                 if labels not in assigned:
                     continue
