@@ -136,8 +136,11 @@ def test_the_same_alerts_through_sigkills_at_random_points(kafka_bootstrap, topi
     try:
         process.start()
         producer.start()  # about 1,200 records a second: some 8 s of stream
-        for _ in range(3):
-            time.sleep(rng.uniform(0.5, 2.5))  # somewhere in the stream, a calibration, the alerts
+        # Kill points by the stream's progress, not by the clock (a slow start must not put
+        # every kill before or after the stream): somewhere in it, a calibration, the alerts.
+        for target in sorted(rng.sample(range(200, N_EVENTS - 300), 3)):
+            wait_until(lambda t=target: _processed(process) >= t, timeout=120, interval=0.05,
+                       what=f"{target} predictions processed")
             progress.append(_processed(process))
             process.signal(signal.SIGKILL)
             assert process.wait(10) == -signal.SIGKILL

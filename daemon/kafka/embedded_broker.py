@@ -22,6 +22,11 @@ writing clients or tests against it):
   (``consumer.highwater()``) is right.
 * Transactions work (open ones are hidden from read_committed), but records
   of *aborted* transactions are still delivered to read_committed consumers.
+* A LeaveGroup from the group's leader while the group rebalances (a newcomer joining, or
+  the leader's own first join) wedges the group for good: the member is dropped but stays
+  the leader, every JoinGroup names it, every SyncGroup answers REBALANCE_IN_PROGRESS, and
+  no timeout ends it. A member that stops without leaving (killed) is dropped at its
+  session timeout and a new leader chosen; a leader leaving a stable group is fine.
 * On SIGTERM with client connections open Tansu drains for 5 s; it exits
   with status 0 even when it could not bind its port.
 * After :meth:`EmbeddedBroker.restart` (back empty, same port) clients
