@@ -267,11 +267,11 @@ class Daemon(Checkpointing, PartitionHandoff):
         with self.lock:
             for partition, state in self.states.items():
                 predictions = TopicPartition(kafka.predictions_topic, partition)
-                # A labels partition the predictions topic lacks (topics of different
-                # partition counts, reported by /readyz) has no predictions to wait for.
-                high = self._consumer.highwater(predictions) if predictions in assigned else None
-                read = state.offsets.get(kafka.predictions_topic, 0)
-                state.predictions_read = predictions not in assigned or (high is not None and read >= high)
+                if predictions in assigned:
+                    high = self._consumer.highwater(predictions)
+                    state.predictions_read = high is not None and state.offsets.get(kafka.predictions_topic, 0) >= high
+                else:  # a partition number the predictions topic lacks (reported by /readyz): nothing to wait for
+                    state.predictions_read = True
                 labels = TopicPartition(kafka.labels_topic, partition)
                 if labels not in assigned:
                     continue
