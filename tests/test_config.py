@@ -348,6 +348,8 @@ def test_a_numeric_error_detector_on_a_regression_model_is_accepted():
     ("HDDM_A", {"drift_confidence": 0}, "drift_confidence", "> 0"),
     ("HDDM_W", {"lambda_val": 2}, "lambda_val", "<= 1"),
     ("HDDM_W", {"two_sided_test": "yes"}, "two_sided_test", "true or false"),
+    ("ADWIN", {"decision_every": 0}, "decision_every", "at least 1"),  # driftd's own, documented with them
+    ("KSWIN", {"decision_every": 2.5}, "decision_every", "a whole number"),
 ])
 def test_river_detector_params_outside_their_documented_range_fail_naming_the_parameter(detector, params, key, words):
     """River checks only KSWIN's alpha; ADWIN with delta -1 was built and never fired."""

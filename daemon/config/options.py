@@ -360,7 +360,10 @@ class ModelConfig:
     error_detector_params: dict = _doc(
         "Parameters for that River detector, each within River's documented range (ADWIN `delta`, KSWIN `alpha`, "
         "HDDM `drift_confidence`: between 0 and 1; PageHinkley `threshold`, DDM's thresholds: above 0; counts "
-        "whole numbers): out of range the configuration fails at start, naming the parameter.", default_factory=dict)
+        "whole numbers): out of range the configuration fails at start, naming the parameter. One more is driftd's "
+        "own, `decision_every` (a whole number, at least 1; default 100): labelled events without a detection "
+        "between two of the detector's clean decisions (how often its statistic is refreshed in the metrics).",
+        default_factory=dict)
     decay_metrics: list[str] | None = _doc(
         "Performance metrics tested for decay: accuracy, precision, recall, f1 "
         "(classification); mae, rmse (regression). Unset (null): the task's, `[accuracy]` for "

@@ -217,7 +217,9 @@ def check_model(model: ModelConfig, key: str) -> None:
         try:  # build it once now, so that a bad parameter stops the start, not the first label
             RiverDetector(model.error_detector, **model.error_detector_params)
         except ValueError as e:
-            raise ConfigError(f"{key}.error_detector_params", str(e)) from None
+            # decision_every is driftd's own parameter, checked by RiverDetector, not by River.
+            own = ".decision_every" if str(e).startswith("decision_every") else ""
+            raise ConfigError(f"{key}.error_detector_params{own}", str(e)) from None
     _check_learning(model, key)
     if model.learners:
         from daemon.stream.learning import build_lifecycle
