@@ -55,7 +55,8 @@ waiting and within ``ttl`` of it).
 
 Checkpoints can be incremental: :meth:`LabelJoin.snapshot` gives the whole state,
 :meth:`LabelJoin.changes` what changed since (in size proportional to the events since,
-not to what is waiting), and :meth:`LabelJoin.restore` rebuilds the join from the two.
+not to what is waiting), and :meth:`LabelJoin.restore` rebuilds the join from the two
+(:mod:`daemon.stream.join_changelog`).
 
 >>> join = LabelJoin(ttl=3600, grace=60, max_pending=100)
 >>> join.add_prediction("fraud", "p-1", 1000.0, (1, 0.9, "7"))
@@ -73,18 +74,13 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 
-from daemon.stream.seen import SeenIds, id_hash
+from daemon.stream.join_changelog import _GONE, JoinChangelog, _Log
+from daemon.stream.seen import DUPLICATE_FALSE_POSITIVE_RATE, SeenIds, id_hash
 
 OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")
 
-#: Default chance that a new prediction or label is taken for a duplicate (per lookup).
-DUPLICATE_FALSE_POSITIVE_RATE = 1e-9
-
 #: The newest times of a stream with no event yet (never appended to).
 _NO_TIMES: tuple = ()
-
-# A tombstone in a change record: the key left the buffer (buffer values are never None).
-_GONE = None
 
 
 class _Refused:
@@ -100,12 +96,6 @@ class _Refused:
 
 #: See :class:`_Refused`.
 REFUSED = _Refused()
-_BUFFERS = ("_predictions", "_labels")
-#: The filters of ids whose fate is known: predictions joined or expired, labels joined or orphaned.
-_FILTERS = ("_settled_predictions", "_settled_labels")
-#: The filters of checkpoints saved before they were per model and per stream: joined ids,
-#: expired predictions, orphaned labels (merged into _FILTERS on loading).
-_OLD_FILTERS = ("_seen", "_settled", "_orphaned")
 _NEVER = float("-inf")
 
 
@@ -115,7 +105,7 @@ def _mark(entry: tuple) -> float:
     return entry[2] if len(entry) > 2 else _NEVER
 
 
-class LabelJoin:
+class LabelJoin(JoinChangelog):
     """One partition's buffer of predictions and labels waiting for each other.
 
     ``ttl`` and ``grace`` are seconds of event time, ``max_pending`` bounds each buffer
@@ -148,171 +138,6 @@ class LabelJoin:
         self._newest_by_model: dict[tuple, list] = {}  # ("predictions" | "labels", model) -> times
         self.counts: Counter = Counter()
         self._log: _Log | None = None  # what changed since snapshot()/changes(), once asked
-
-    # -- state: whole (pickle, snapshot) and incremental (changes) ---------------------------
-    def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_log", "_sizes", "_old_filters")}
-        for name in _BUFFERS:  # the models with something waiting
-            state[name] = {model: ids for model, ids in state[name].items() if ids}
-        for name in _FILTERS:
-            state[name] = getattr(self, name).__getstate__()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self._load(state)
-        self._old_filters = None
-
-    def _load(self, state: dict) -> None:
-        """Load a state (of any version); the filters of a checkpoint saved before they were
-        per model and per stream are kept in ``_old_filters`` too, for :meth:`restore`."""
-        state = dict(state)
-        # Checkpoints written before the robust watermark kept the newest time only.
-        for stream in ("prediction", "label"):
-            newest = state.pop(f"{stream}_watermark", None)
-            if f"_newest_{stream}s" not in state:
-                state[f"_newest_{stream}s"] = [] if newest in (None, float("-inf")) else [newest] * 3
-        state.setdefault("watermark_rank", 3)
-        if "_settled_predictions" in state:
-            for name in _FILTERS:
-                state[name] = _filter(state[name])
-            state["_old_filters"] = None
-        else:
-            state["_old_filters"] = _old_filters(state)
-        for which in ("predictions", "labels"):
-            buffer = state[f"_{which}"]
-            if buffer and isinstance(next(iter(buffer)), tuple):  # saved flat, keyed (model, id)
-                nested: dict = {}
-                for (model, id), value in buffer.items():
-                    nested.setdefault(model, {})[id] = value
-                state[f"_{which}"] = nested
-        if "_newest_by_model" not in state:
-            # Saved before the watermarks were per model: each model with events waiting
-            # starts from the partition's (what they were measured against until then).
-            state["_newest_by_model"] = {
-                (which, model): list(state[f"_newest_{which}"])
-                for model in {*state["_predictions"], *state["_labels"]} for which in ("predictions", "labels")}
-        state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
-        self.__dict__.update(state)
-        self._log = None
-        if self._old_filters is not None:
-            self._merge_old_filters()
-
-    def _merge_old_filters(self) -> None:
-        """The filters of a checkpoint saved before they were per model and per stream,
-        merged into this join's two: kept whole (consulted for every model, aged by the
-        partition's watermarks) until they age out. Joined ids go to both."""
-        seen, expired, orphaned = self._old_filters
-        rate = seen.rate
-        self._settled_predictions = SeenIds(self.ttl, self.max_pending + 1, rate)
-        self._settled_labels = SeenIds(self.ttl, self.max_pending + 1, rate)
-        for old in (seen, expired):
-            self._settled_predictions.adopt(old)
-        for old in (seen, orphaned):
-            self._settled_labels.adopt(old)
-
-    def snapshot(self) -> dict:
-        """The whole state, as a picklable dict of copies (the filter's generations as
-        bytes), for :meth:`restore`; :meth:`changes` then records what changes after it."""
-        state = self.__getstate__()
-        for name in _BUFFERS:
-            state[name] = {model: dict(ids) for model, ids in state[name].items()}
-        for name in ("_newest_predictions", "_newest_labels", "counts"):
-            state[name] = type(state[name])(state[name])
-        state["_newest_by_model"] = {key: list(times) for key, times in self._newest_by_model.items()}
-        state.pop("_sizes", None)
-        self._track()
-        return state
-
-    def changes(self) -> dict:
-        """What changed since the last :meth:`snapshot` or :meth:`changes` (or, before
-        either, since construction or unpickling: then the whole state), as a picklable
-        dict for :meth:`restore`:
-
-        - ``predictions``, ``labels``: {(model, id): (ts, payload or label), or None if it
-          left the buffer}, in the order of each key's last change (replayed in order, the
-          buffers come back in the same order, which expiry relies on);
-        - ``counts``: {(model, outcome): count} for the counts that moved;
-        - ``newest``: the partition's two watermark lists, whole (at most ``watermark_rank``
-          times each), and ``newest_models`` the models' (("predictions" | "labels", model)
-          -> times) that moved;
-        - ``settled_predictions``, ``settled_labels``: the filters' records (see
-          :meth:`SeenIds.changes`: the hashes of ids settled, 16 bytes each, and
-          generations made or dropped);
-        - or ``{"snapshot": <snapshot>}`` when there is no record to give (first call) or
-          when the record would have been larger than the state itself.
-
-        A key added and removed in between appears once. The size is proportional to the
-        events since the last call (pickled, tens of bytes an event besides its payload),
-        never to the number waiting."""
-        log = self._log
-        if log is None or log.overflowed:
-            return {"snapshot": self.snapshot()}
-        change = {"predictions": log.predictions, "labels": log.labels,
-                  "counts": {key: self.counts[key] for key in log.counts},
-                  "newest": (list(self._newest_predictions), list(self._newest_labels)),
-                  "newest_models": {key: list(self._newest_by_model[key]) for key in log.newest},
-                  **{name[1:]: getattr(self, name).changes() for name in _FILTERS}}
-        self._track()
-        return change
-
-    @classmethod
-    def restore(cls, snapshot: dict, changes: list) -> "LabelJoin":
-        """The join as it was when the last of ``changes`` was taken: ``snapshot`` from
-        :meth:`snapshot` and ``changes`` the :meth:`changes` records taken after it, in
-        order (a ``{"snapshot": ...}`` record from :meth:`changes` serves as ``snapshot``
-        too). The result equals the original join (and its next :meth:`changes` gives
-        what changed after the restore)."""
-        join = cls.__new__(cls)
-        join._load(snapshot.get("snapshot", snapshot))
-        for change in changes:
-            if "snapshot" in change:
-                join._load(change["snapshot"])
-                continue
-            for which in ("predictions", "labels"):
-                buffer, sizes = getattr(join, f"_{which}"), join._sizes
-                for (model, id), value in change[which].items():
-                    ids = buffer.setdefault(model, {})
-                    sizes[which] -= ids.pop(id, None) is not None
-                    if value is not _GONE:
-                        ids[id] = value
-                        sizes[which] += 1
-            for key, n in change["counts"].items():
-                join.counts[key] = n
-            join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
-            for key, times in change.get("newest_models", {}).items():
-                join._newest_by_model[key] = list(times)
-            for name in _FILTERS:
-                if name[1:] in change:
-                    getattr(join, name).apply(change[name[1:]])
-            old = [(f, name[1:]) for f, name in zip(join._old_filters or (), _OLD_FILTERS) if name[1:] in change]
-            if old:  # a record saved before the filters were per model: to the old ones, merged anew
-                for f, key in old:
-                    f.apply(change[key])
-                join._merge_old_filters()
-        join._old_filters = None
-        join._track()
-        return join
-
-    def _track(self) -> None:
-        self._log = _Log()
-        for name in _FILTERS:
-            getattr(self, name).track()
-
-    def _changed(self, which: str, key, value) -> None:
-        log = self._log
-        if log is None or log.overflowed:
-            return
-        record = getattr(log, which)
-        record.pop(key, None)
-        record[key] = value
-        log.entries += 1
-        # Never let a record nobody collects grow past the state it describes: the next
-        # changes() then gives the state instead.
-        if log.entries > 4096 and log.entries > 2 * (self.pending + sum(getattr(self, n).count for n in _FILTERS)):
-            log.overflowed = True
-            log.predictions, log.labels, log.counts = {}, {}, set()
-            for name in _FILTERS:
-                getattr(self, name).untrack()
 
     def _count(self, model: str, outcome: str) -> None:
         self.counts[(model, outcome)] += 1
@@ -634,41 +459,3 @@ class LabelJoin:
         the interleaving. For the end of an input (a replay's files)."""
         for model in sorted({*self._predictions, *self._labels}):
             self._expire_model(model, whole=True)
-
-
-def _old_filters(state: dict) -> tuple:
-    """The joined ids, expired predictions and orphaned labels of a checkpoint saved before
-    the filters were per model and per stream (joined ids in a dict, before the Bloom
-    filters; expired and orphaned ones not kept, before they were remembered)."""
-    ttl, limit = state["ttl"], state["max_pending"] + 1
-    joined = state.pop("_joined", None)
-    seen = state.pop("_seen", None)
-    if seen is None:
-        seen = SeenIds(ttl, limit, DUPLICATE_FALSE_POSITIVE_RATE)
-        for (model, id), ts in (joined or {}).items():
-            seen.add(model, id, ts)
-    else:
-        seen = _filter(seen)
-    kept = [state.pop(name, None) for name in _OLD_FILTERS[1:]]
-    return (seen, *(SeenIds(ttl, limit, seen.rate) if k is None else _filter(k) for k in kept))
-
-
-def _filter(state) -> SeenIds:
-    """A :class:`SeenIds` from its pickled state (or itself)."""
-    if isinstance(state, SeenIds):
-        return state
-    seen = SeenIds.__new__(SeenIds)
-    seen.__setstate__(state)
-    return seen
-
-
-class _Log:
-    """What changed since the last snapshot() or changes(), for the next changes()."""
-
-    def __init__(self):
-        self.predictions: dict = {}  # key -> value or _GONE, in the order of last change
-        self.labels: dict = {}
-        self.counts: set = set()
-        self.newest: set = set()  # ("predictions" | "labels", model) whose times moved
-        self.entries = 0
-        self.overflowed = False

@@ -68,6 +68,9 @@ from rbloom import Bloom
 
 #: Buckets per ttl: an id may be remembered up to ttl / SPANS_PER_TTL longer than ttl.
 SPANS_PER_TTL = 4
+#: Default chance that a lookup of an id never added answers yes (the join's duplicate
+#: false positives, ``join.duplicate_false_positive_rate``).
+DUPLICATE_FALSE_POSITIVE_RATE = 1e-9
 #: Ids of a model's bucket's first generation (about 240 bytes at the default rate: a model
 #: whose ids span the ttl, in five buckets of each of the join's two filters, holds 2.4 KB).
 MIN_CAPACITY = 32
