@@ -455,9 +455,9 @@ def command(args) -> int:
             print(f"driftd report: written to {args.out}", file=sys.stderr)
             return 0
         else:
-            from daemon.cli import _fetch_status
+            from daemon.web.status import fetch_status
 
-            status, why = _fetch_status(args.url, 5.0)
+            status, why = fetch_status(args.url, 5.0)
             if status is None:
                 raise ReportError(f"no driftd /status at {args.url}: {why}")
             document = from_status(status, args.url)

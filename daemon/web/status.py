@@ -14,10 +14,14 @@ once it has any. ``state`` is one of:
 - ``watching``: everything tested, nothing in drift.
 
 ``driftd models`` prints these states (with no daemon answering, it shows the
-configuration alone).
+configuration alone), read with :func:`fetch_status`.
 """
 
 from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
 
 from daemon.config import Config
 from daemon.stream.join import OUTCOMES
@@ -159,3 +163,21 @@ def state_of(entry: dict) -> str:
     if entry.get("uncalibrated_tests"):
         return f"calibrating {entry['uncalibrated_tests']} tests"
     return "watching"
+
+
+def fetch_status(url: str, timeout: float) -> tuple[dict | None, str]:
+    """A daemon's ``/status`` at ``url`` (``http://host:port``), waiting at most ``timeout``
+    seconds: (the document, "") or (None, why not: the HTTP status, the connection's
+    error, not JSON, not a driftd /status)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as response:
+            status = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return None, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        return None, str(getattr(e, "reason", e))
+    except ValueError as e:
+        return None, f"not JSON ({e})"
+    if not isinstance(status, dict) or not isinstance(status.get("models", {}), dict):
+        return None, "not a driftd /status"
+    return status, ""
