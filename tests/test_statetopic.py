@@ -10,7 +10,9 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from daemon.kafka.checkpoint import seal
 from daemon.kafka.embedded_broker import create_topics
-from daemon.kafka.statetopic import Epoch, StateReader, StateWriter, decode, encode
+from daemon.kafka.statereader import StateReader
+from daemon.kafka.statetopic import Epoch, decode, encode
+from daemon.kafka.statewriter import StateWriter
 
 KEY = b"k" * 32
 SCOPE = "g-pred-lab"

@@ -23,8 +23,9 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from daemon.kafka.checkpoint import state_key
-from daemon.kafka.statetopic import (Changelog, Epoch, Manifest, StateReader, StateTopicError, StateWriter,
-                                     encode as _encode)
+from daemon.kafka.statereader import StateReader
+from daemon.kafka.statetopic import Changelog, Epoch, Manifest, StateTopicError, encode as _encode
+from daemon.kafka.statewriter import StateWriter
 from daemon.runtime import wiring
 from daemon.stream.partition import PartitionState
 
