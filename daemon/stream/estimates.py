@@ -88,8 +88,8 @@ class Estimates:
         """The estimate a labelled event belongs to: its prediction's era's (see
         :func:`~daemon.stream.versions.epoch_of`), or None (an earlier version's estimate
         no longer kept). ``payload``: the join's (prediction, score, version, ts,
-        features); ``versions``: (epoch, version, event time of its first prediction) in
-        the order they came."""
+        features, index in the model's stream); ``versions``: the model's eras in the order
+        they came (:mod:`daemon.stream.versions`)."""
         epoch = self._epoch_of(payload, versions)
         return self.current if epoch == self.epoch else self.earlier.get(epoch)
 
@@ -97,7 +97,7 @@ class Estimates:
         named_version, ts = payload[2], payload[3]
         if named_version is None or not self.config.reference_per_version:
             return self.epoch
-        return epoch_of(versions, named_version, ts)
+        return epoch_of(versions, named_version, ts, payload[5] if len(payload) > 5 else None)
 
     # -- feeding ----------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list) -> None:

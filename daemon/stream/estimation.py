@@ -224,7 +224,7 @@ class ModelEstimation:
         self.__dict__.update(state)
 
     def observe_labels(self, pairs: list, label_times: list | None = None) -> None:
-        """Joined ``((prediction, score, version, ts, features), label)`` pairs of this
+        """Joined ``((prediction, score, version, ts, features, index), label)`` pairs of this
         version, in join order, with their labels' event times (default: the predictions'):
         the reference until it is complete, then the estimate's error."""
         if not self.enabled or self.skipped or not pairs:

@@ -93,7 +93,7 @@ class Learning:
         signals at the events where the tests fired; then the promotion gate."""
         lifecycle = self.lifecycle
         position = before  # among the version's pairs fed to its tests
-        for ((prediction, _, version, ts, features), label), is_paired in zip(pairs, paired):
+        for ((prediction, _, version, ts, features, *_), label), is_paired in zip(pairs, paired):
             position += is_paired
             signal = self.signals.pop((tests, position), None) if is_paired else None
             try:

@@ -169,14 +169,17 @@ class PartitionState:
         named: dict[str, str] = {}  # model -> the last version this batch's predictions named
 
         def before_check(model: str):
-            """The model version in force for the next prediction of ``model``. A prediction
-            is checked against the model as the ones before it left it: when those not fed
-            yet complete its reference (its columns get their types) or start a new model
-            version, they are fed first, as one at a time would be."""
+            """The model version in force for the next prediction of ``model`` and that
+            prediction's index in the model's stream. A prediction is checked against the
+            model as the ones before it left it: when those not fed yet complete its
+            reference (its columns get their types) or start a new model version, they are
+            fed first, as one at a time would be."""
             items = by_model.get(model)
             if items and self.models[model].changed_by(len(items), items[-1][1]):
                 feed(model)
-            return named.get(model, self.models[model].version)
+                items = None
+            pipeline = self.models[model]
+            return named.get(model, pipeline.version), pipeline.predictions_seen + len(items or ())
 
         for record, (event, joined) in self._each(batch, reject, lambda r: self._add_prediction(r, clock, before_check),
                                                   self._refused_prediction):
@@ -248,13 +251,14 @@ class PartitionState:
     def _add_prediction(self, record, clock: "events.TimeBounds", before_check) -> tuple:
         """The decoded prediction and what the join made of it; ``before_check(model)``
         runs before it is checked against its model, and gives the model version in force
-        (what a prediction that names none is of)."""
+        (what a prediction that names none is of) and the prediction's index in its model's
+        stream (which tells its version's era when its label comes: daemon.stream.versions)."""
         event = events.decode_prediction(self._checked_size(record.value))
         try:
             with self._about(event.model):
                 clock.check(event.ts, record)
                 pipeline = self._pipeline_for(event.model)
-                in_force = before_check(event.model)
+                in_force, index = before_check(event.model)
                 reason = pipeline.check(event)
                 if reason:
                     raise events.BadEvent(reason, "prediction does not match the model's schema or task")
@@ -268,7 +272,7 @@ class PartitionState:
         # A prediction naming no version is of the one in force when it came (in its topic's
         # order), not of the one in force when its label comes.
         version = event.model_version if event.model_version is not None else in_force
-        payload = (event.prediction, event.score, version, event.ts, features)
+        payload = (event.prediction, event.score, version, event.ts, features, index)
         return event, self.join.add_prediction(event.model, event.id, event.ts, payload)
 
     def _refused_prediction(self, record, error: "events.BadEvent") -> None:

@@ -86,6 +86,7 @@ class ModelPipeline:
         self.version_returns = 0  # versions back before the next completed its reference
         self.builds = 0  # data-test builds so far: names a build in calibration jobs
         self.epoch = 0  # model versions started so far
+        self.predictions_seen = 0  # of every version: a prediction's index in the model's stream
         # Counted over the model's life, not per version (they are exported counters).
         self.schema: Counter = Counter()  # ("missing" | "unseen" | "unknown", column) -> events
         self.n_unwatched = 0  # feature names beyond max_features in the last reference
@@ -122,6 +123,7 @@ class ModelPipeline:
         # States saved before the label side followed the labels: it was at the current version.
         self.__dict__.setdefault("versions", [(self.epoch, self.version, -math.inf)])
         self.__dict__.setdefault("labels_epoch", self.epoch)
+        self.__dict__.setdefault("predictions_seen", 0)  # (saved before it was kept: its eras have no index)
         if "estimates" not in state:  # saved with the estimates in the pipeline (or before them)
             current = self.__dict__.pop("estimation", None) or ModelEstimation(self.config, self.version)
             self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
@@ -158,9 +160,11 @@ class ModelPipeline:
         self.n_predictions = 0  # of this version
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
-        #: (epoch, version, event time of its first prediction) of the versions in the order
-        #: their predictions came, the last MAX_VERSIONS (the label side follows them).
-        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:], (self.epoch, version, since)]
+        #: (epoch, version, event time of its first prediction, its index in the model's
+        #: stream) of the versions in the order their predictions came, the last
+        #: MAX_VERSIONS (the label side follows them: daemon.stream.versions).
+        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:],
+                         (self.epoch, version, since, self.__dict__.get("predictions_seen", 0))]
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         estimates = self.__dict__.get("estimates")
@@ -364,7 +368,7 @@ class ModelPipeline:
                 self._start_version(event.model_version, event.ts)
             else:
                 self.version = event.model_version
-                self.versions[-1] = (self.epoch, self.version, -math.inf)
+                self.versions[-1] = (self.epoch, self.version, -math.inf, *self.versions[-1][3:])
                 if self.labels.version is None and not self.labels.n_fed:
                     self.labels.version = self.version  # the first version said: its labels' too
                 if self.estimation.version is None:
@@ -390,6 +394,7 @@ class ModelPipeline:
         if not events:
             return
         self.n_predictions += len(events)
+        self.predictions_seen += len(events)
         self.estimates.observe_predictions(events, offsets)  # estimated performance
         self._estimated()
         if self.watch is None:
@@ -584,7 +589,7 @@ class ModelPipeline:
         prediction that names no version, or when versions share a reference."""
         if payload[2] is None or not self.config.reference_per_version:
             return self.labels_epoch
-        return epoch_of(self.versions, payload[2], payload[3])
+        return epoch_of(self.versions, payload[2], payload[3], payload[5] if len(payload) > 5 else None)
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:

@@ -1,14 +1,25 @@
 """Which era of a model's versions a prediction was made in.
 
 A model's versions are remembered in the order their predictions came, as eras
-``(epoch, version, since)``: ``epoch`` counts the versions started, ``since`` is the event
-time of the era's first prediction. A name can have several eras (a rollback ``a -> b ->
-a``): a labelled event goes to the era its prediction was made in, told by its version's
-name and its event time. The label side (:class:`~daemon.stream.pipeline.ModelPipeline`)
-and the estimated performance (:class:`~daemon.stream.estimates.Estimates`) both ask
-:func:`epoch_of`, so that they never disagree on where a label belongs.
+``(epoch, version, since, first)``: ``epoch`` counts the versions started, ``since`` is the
+event time of the era's first prediction and ``first`` its index in the model's prediction
+stream (0 for the model's first prediction). A name can have several eras (a rollback
+``a -> b -> a``, a canary's versions interleaved): a labelled event goes to the era its
+prediction was made in. A prediction carries its index in the stream (the join keeps it
+with the prediction), and its era is the last one started at or before that index: where
+it stood in its topic, not its event time nor how much of the topic has been read when
+its label comes, so the answer is the same whatever the batches. The label side
+(:class:`~daemon.stream.pipeline.ModelPipeline`) and the estimated performance
+(:class:`~daemon.stream.estimates.Estimates`) both ask :func:`epoch_of`, so that they
+never disagree on where a label belongs.
 
->>> eras = [(1, "a", float("-inf")), (2, "b", 100.0), (3, "a", 200.0)]
+>>> eras = [(1, "a", float("-inf"), 0), (2, "b", 100.0, 40), (3, "a", 200.0, 90)]
+>>> epoch_of(eras, "a", 150.0, 39), epoch_of(eras, "b", 250.0, 89), epoch_of(eras, "a", 95.0, 90)
+(1, 2, 3)
+
+Predictions saved before they carried an index, and eras saved before they had a
+``first``, are placed by their version's name and event time instead:
+
 >>> epoch_of(eras, "a", 150.0), epoch_of(eras, "a", 250.0), epoch_of(eras, "b", 90.0), epoch_of(eras, "c", 1.0)
 (1, 3, 2, None)
 """
@@ -16,16 +27,27 @@ and the estimated performance (:class:`~daemon.stream.estimates.Estimates`) both
 from __future__ import annotations
 
 
-def epoch_of(eras: list, version: str, ts: float) -> int | None:
-    """The epoch of a prediction of model version ``version`` stamped ``ts`` (seconds).
+def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> int | None:
+    """The epoch of a prediction of model version ``version`` stamped ``ts`` (seconds),
+    the ``index``-th of its model's stream (None: not known).
 
-    ``eras``: ``(epoch, version, since)`` in the order they came. Of the eras of that
+    ``eras``: ``(epoch, version, since, first)`` in the order they came (``first`` missing
+    in eras saved before it was kept). By index: the last era whose ``first`` is at or
+    before ``index``, if it is of that version. Otherwise by time: of the eras of that
     name, the last one started at or before ``ts`` (a version seen again takes only the
     predictions made since it came back); a prediction stamped before every era of its
     name (produced out of time order) is the first era's. None: no era of that name is
     remembered (older than the eras kept)."""
+    if index is not None:
+        for epoch, name, _since, *first in reversed(eras):
+            if not first:
+                break  # an era saved without its first index: by time from here
+            if first[0] <= index:
+                if name == version:
+                    return epoch
+                break
     first = None
-    for epoch, name, since in reversed(eras):
+    for epoch, name, since, *_ in reversed(eras):
         if name == version:
             if ts >= since:
                 return epoch
