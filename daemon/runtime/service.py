@@ -31,7 +31,7 @@ from learners.registry import Registry
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon import federation
 from daemon.alerting.sender import AlertSender
-from daemon.kafka import pausing
+from daemon.kafka import connecting, pausing
 from daemon.kafka.checkpoint import Checkpoints
 from daemon.kafka.statetopic import Changelog
 from daemon.runtime.calibrator import Calibrator
@@ -164,7 +164,9 @@ class Daemon(Checkpointing, PartitionHandoff):
         while not self._stop.is_set():
             self._last_loop = time.monotonic()
             try:
-                return make()
+                # In a thread of its own: a stop asked meanwhile must not wait for
+                # kafka-python's bootstrap timeout (daemon.kafka.connecting).
+                return connecting.attempt(make, self._stop)
             except KafkaError as e:
                 self._broker_failed(f"connect_{what}", e)
                 log.error("cannot reach the broker for the %s (%s); retrying in %.0f s", what, e, delay)
