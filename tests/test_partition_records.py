@@ -449,3 +449,23 @@ def test_a_future_ts_is_called_milliseconds_only_when_it_looks_like_milliseconds
         with pytest.raises(events.BadEvent) as info:
             bounds.check(ts, record)
         assert info.value.detail.endswith(words), info.value.detail
+
+
+def test_auto_registered_models_stop_at_max_auto_registered_models_and_the_rest_are_unlabelled_dead_letters():
+    """A new user's finding: with auto_register_models, 3,000 events each naming a new model
+    (a request id in the name) made 3,001 models, 72k metric series and a 4.8 MB /status.
+    Beyond max_auto_registered_models a new name's events are dead letters (unknown_model),
+    counted without a model label; listed models are not counted, and are still taken."""
+    config = from_dict({"auto_register_models": True, "max_auto_registered_models": 3, "models": {"listed": {}}})
+    state = PartitionState(0, config)
+    rejected = []
+    names = ["listed", *(f"req-{i}" for i in range(6)), "req-0", "listed"]
+    batch = [record("predictions", i, encode({"model": name, "id": f"p{i}", "ts": 1_750_000_000.0 + i,
+                                        "features": {"x": 1.0}, "prediction": 1})) for i, name in enumerate(names)]
+    state.handle_predictions(batch, lambda r, reason, detail: rejected.append((r.offset, reason, detail)))
+    assert sorted(state.models) == ["listed", "req-0", "req-1", "req-2"]
+    assert [(offset, reason) for offset, reason, _ in rejected] == [(4, "unknown_model"), (5, "unknown_model"),
+                                                                    (6, "unknown_model")]
+    assert "max_auto_registered_models (3)" in rejected[0][2]
+    assert state.model_dead_letters == {}  # no series for the names refused
+    assert state.processed[("req-0", "prediction")] == 2 and state.processed[("listed", "prediction")] == 2

@@ -484,6 +484,12 @@ class Config:
     auto_register_models: bool = _doc(
         "Watch a model not listed under models when its first event arrives (else: dead letter, unknown_model).",
         default=False)
+    max_auto_registered_models: int = _doc(
+        "Models auto_register_models watches at most per input partition (the models listed under "
+        "models: are not counted): beyond, a new name's events are dead letters, unknown_model, "
+        "counted without a model label and said once in the log. It bounds the metrics' series "
+        "and the memory when a producer puts something unbounded (a request id) in the model name.",
+        default=1000)
     log_level: str = _doc(
         "DEBUG, INFO, WARNING or ERROR (`driftd run --log-level` overrides it). kafka-python's own "
         "loggers are at WARNING or above, and at INFO with DEBUG (never below: at DEBUG they print "

@@ -69,6 +69,8 @@ def check(config: Config, secrets: bool = True) -> None:
         raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format", "must be text or json")
+    if config.max_auto_registered_models < 1:
+        raise ConfigError("max_auto_registered_models", f"must be at least 1, got {config.max_auto_registered_models}")
     if not 0 <= config.kafka.embedded_port <= 65535:
         raise ConfigError("kafka.embedded_port", "must be between 0 and 65535")
     for i, sink in enumerate(config.alerts.sinks):

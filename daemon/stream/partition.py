@@ -81,6 +81,7 @@ class PartitionState:
         state = dict(self.__dict__)
         del state["_config"]  # configuration comes from the file, not the checkpoint
         state.pop("predictions_read", None)  # the reader's, of this moment
+        state.pop("_said_full", None)  # a log line's, of this process
         return state
 
     @property
@@ -127,13 +128,32 @@ class PartitionState:
         return state
 
     def pipeline(self, model: str) -> ModelPipeline | None:
+        """Model ``model``'s pipeline, made at its first event; None if it is not watched
+        (not configured, or auto-registered models at ``max_auto_registered_models``)."""
         pipeline = self.models.get(model)
         if pipeline is None:
-            settings = self._config.model(model)
-            if settings is None:
+            if not self.may_watch(model):
                 return None
-            pipeline = self.models[model] = ModelPipeline(model, settings)
+            pipeline = self.models[model] = ModelPipeline(model, self._config.model(model))
         return pipeline
+
+    def may_watch(self, model: str) -> bool:
+        """Whether ``model`` is watched here, or would be at its first event."""
+        config = self._config
+        if model in self.models or model in config.models:
+            return True
+        if not config.auto_register_models:
+            return False
+        registered = sum(1 for name in self.models if name not in config.models)
+        if registered < config.max_auto_registered_models:
+            return True
+        if not self.__dict__.get("_said_full"):
+            self._said_full = True  # once a partition (and a process): each new name would say it again
+            log.warning("partition %d: %d models auto-registered, max_auto_registered_models: events of other models "
+                        "not listed under models: are dead letters (unknown_model) from %r on; list the models, or "
+                        "keep ids out of the model name", self.partition, registered, model,
+                        extra={"partition": self.partition})
+        return False
 
     def advance(self, topic: str, first: int, last: int) -> None:
         """Record that offsets ``first`` to ``last`` of ``topic`` have been handled."""
@@ -307,7 +327,7 @@ class PartitionState:
         try:
             yield
         except events.BadEvent as e:
-            e.model = model if self._config.model(model) is not None else ""
+            e.model = model if self.may_watch(model) else ""
             raise
 
     def _checked_size(self, raw: bytes | None) -> bytes:
@@ -319,6 +339,10 @@ class PartitionState:
     def _pipeline_for(self, model: str) -> ModelPipeline:
         pipeline = self.pipeline(model)
         if pipeline is None:
+            if self._config.auto_register_models:
+                raise events.BadEvent("unknown_model", f"model {model!r} is not listed under models: and this partition "
+                                                       f"auto-registered max_auto_registered_models "
+                                                       f"({self._config.max_auto_registered_models}) already")
             raise events.BadEvent("unknown_model", f"model {model!r} is not configured")
         return pipeline
 
