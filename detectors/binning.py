@@ -95,10 +95,11 @@ class _EdgeBins:
     """Bins ``[edges[i-1], edges[i])`` of the numbers, then the missing bin."""
 
     def _set_edges(self, edges: np.ndarray, present: np.ndarray) -> None:
+        """Set the edges and the reference's counts; ``present``: its values, sorted, without NaN."""
         self.edges = edges
         self.missing_bin = edges.size + 1
         self.n_bins = edges.size + 2
-        self.reference_counts = np.bincount(self.index(present), minlength=self.n_bins)
+        self.reference_counts = np.append(_sorted_counts(edges, present), 0)  # nothing missing among them
 
     def index(self, values) -> np.ndarray:
         x = numeric_array(values, "value")
@@ -193,10 +194,28 @@ class QuantileBins(_EdgeBins):
         self.reference_counts[self.missing_bin] = n_missing
 
 
+def _sorted_counts(edges: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """How many of ``present`` (sorted, without NaN) fall in each bin ``[edges[i-1],
+    edges[i])`` (``edges`` sorted), shape ``(edges.size + 1,)``: the integers of
+    ``np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)``,
+    found by searching the few edges among the many values (a search per edge, not per
+    value: the reference holds tens of thousands of values, a binning a few hundred edges).
+
+    >>> present, edges = np.array([0.0, 1.0, 1.0, 2.0, 5.0]), np.array([1.0, 2.0, 3.0])
+    >>> _sorted_counts(edges, present).tolist()
+    [1, 2, 1, 1]
+    >>> np.bincount(np.searchsorted(edges, present, side="right"), minlength=4).tolist()
+    [1, 2, 1, 1]
+    """
+    # Bin i holds the values below edges[i] but not below edges[i - 1].
+    return np.diff(np.searchsorted(present, edges, side="left"), prepend=0, append=present.size)
+
+
 def _drop_empty(edges: np.ndarray, fixed: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Drop edges (not ``fixed`` ones) that bound a bin holding no reference value."""
+    """Drop edges (not ``fixed`` ones) that bound a bin holding no reference value
+    (``present``: sorted, without NaN)."""
     while True:
-        counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
+        counts = _sorted_counts(edges, present)
         for i in np.flatnonzero(counts == 0):
             drop = next((j for j in (i - 1, i) if 0 <= j < edges.size and not fixed[j]), None)
             if drop is not None:
