@@ -299,8 +299,13 @@ class DataTests:
         scores (numbers or None), in order; ``predictions`` and ``scores`` may be None when
         their column is not tested (not in ``columns``)."""
         special = (FEATURES, ALL, PREDICTION, SCORE)
-        # feature -> its values in this batch, taken from the dicts once
-        raws = feature_values(features, [name for name in self.columns if name not in special])
+        # feature -> its values in this batch, taken from the dicts once: all at once for
+        # the reconstruction, which reads them all; else a column's just before it is fed,
+        # so that one list of the batch's length is alive at a time, not one per feature
+        # (the cyclic collector's young passes, many in a batch of many decisions, go over
+        # every element of each such list).
+        names = [name for name in self.columns if name not in special]
+        raws = feature_values(features, names) if ALL in self.columns else None
         for column in self.columns.values():
             name = column.name
             if name == FEATURES:
@@ -312,7 +317,7 @@ class DataTests:
             elif name == SCORE:
                 self._feed_column(column, scores)
             else:
-                self._feed_column(column, raws[name])
+                self._feed_column(column, raws[name] if raws is not None else feature_values(features, [name])[name])
 
     def _feed_column(self, column: Column, raw: list) -> None:
         codes = levels = None

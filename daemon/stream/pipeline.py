@@ -373,7 +373,9 @@ class ModelPipeline:
                     self.labels.version = self.version  # the first version said: its labels' too
                 if self.estimation.version is None:
                     self.estimation.version = self.version
-        self._feed(events[start:], offsets[start:])
+        if start:
+            events, offsets = events[start:], offsets[start:]
+        self._feed(events, offsets)  # (the usual batch, one version, not copied)
 
     def _returned_early(self, version: str) -> None:
         """Count a version coming back before the one after it completed its reference

@@ -87,22 +87,21 @@ def check(name: str, value, kind: str | None) -> str | None:
 
 
 def feature_values(features: list[dict], names: list) -> dict:
-    """``name -> its value in each of features`` (a sequence of the events' length, None
+    """``name -> its value in each of features`` (a list of the events' length, None
     where an event lacks it) for each of ``names``. The usual batch, every event with
-    every name, is read in one pass of C (``itemgetter``, then a transpose) instead of a
-    Python pass per name.
+    every name, is read a name at a time in C (``map`` of an ``itemgetter``): measured on
+    batches of 5,000 events of 3 to 100 features, faster than one ``itemgetter`` of all
+    the names per event and a transpose (``zip(*rows)``, a step of 5,000 iterators a value).
 
     >>> feature_values([{"a": 1, "b": "x"}, {"a": 2, "b": None}], ["a", "b"])
-    {'a': (1, 2), 'b': ('x', None)}
+    {'a': [1, 2], 'b': ['x', None]}
     >>> feature_values([{"a": 1}, {"a": 2, "b": "y"}], ["a", "b"])
     {'a': [1, 2], 'b': [None, 'y']}
     """
-    if len(names) > 1 and features:
-        try:
-            return dict(zip(names, zip(*map(operator.itemgetter(*names), features))))
-        except KeyError:  # an event without one of them: looked up name by name
-            pass
-    return {name: [f.get(name) for f in features] for name in names}
+    try:
+        return {name: list(map(operator.itemgetter(name), features)) for name in names}
+    except KeyError:  # an event without one of them: looked up with a default
+        return {name: [f.get(name) for f in features] for name in names}
 
 
 #: Types of values :meth:`Column.add_many` takes by numpy: into numbers, into level codes.
