@@ -67,8 +67,15 @@ def new_decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
     (fields, equality, hash, pickle), for a cost that counts at one per test of every
     detector."""
     d = _new(Decision)
-    d.__dict__.update(at=at, drift=drift, warning=warning, statistic=statistic, threshold=threshold,
-                      p_value=p_value)
+    # Item by item, in the fields' order: a third cheaper than update() with keywords,
+    # which builds a dict of them first.
+    fields = d.__dict__
+    fields["at"] = at
+    fields["drift"] = drift
+    fields["warning"] = warning
+    fields["statistic"] = statistic
+    fields["threshold"] = threshold
+    fields["p_value"] = p_value
     return d
 
 
