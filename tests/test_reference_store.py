@@ -92,6 +92,30 @@ def test_values_come_back_exactly_across_chunks():
     assert _same(numbers.values(), values)
 
 
+def _state(numbers: Numbers) -> tuple:
+    return (numbers.form, numbers.decimals, numbers.typecode, numbers.data.tobytes(), numbers._low, numbers._wide,
+            numbers._buffer.tobytes())
+
+
+def test_extend_leaves_what_appending_value_by_value_leaves():
+    """extend stores whole chunks at once when they keep the form: the same store, form,
+    decimals, type and buffer as appending the values one by one, whatever the batches
+    (a chunk that changes the form among them included)."""
+    rng = np.random.default_rng(2)
+    chunk = Numbers.CHUNK
+    for _ in range(300):
+        missing = int(rng.integers(0, 3))
+        by_value, by_batch = Numbers(missing), Numbers(missing)
+        for _ in range(int(rng.integers(1, 5))):
+            kind = rng.choice(["decimals", "float32", "float64", "int", "special"])
+            n = int(rng.choice([1, chunk - 1, chunk, chunk + 1, 3 * chunk, 10 * chunk + 7]))
+            values = _values(rng, kind, n)
+            for v in values:
+                by_value.append(v)
+            by_batch.extend(np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64))
+            assert _state(by_batch) == _state(by_value), kind
+
+
 @pytest.mark.parametrize("values, form, typecode, decimals", [
     ([1, 2, -5, None, 100], "int", "b", 0),                       # small integers: 1 byte
     ([12.34, -5.5, 0.07, 99.99], "int", "h", 2),                  # 2 decimals, |x| < 327.67: 2 bytes
