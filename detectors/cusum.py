@@ -105,7 +105,7 @@ import numpy as np
 
 from . import arl, calibration
 from .base import DeferredThresholds, new_decision
-from .binning import KSSlots, numeric_array
+from .binning import KSSlots, index_together, numeric_array
 
 #: Default shift to detect, in reference standard deviations (the reference value ``k``
 #: is half of it).
@@ -157,7 +157,9 @@ class CUSUM(DeferredThresholds):
         slots = KSSlots(present, n_slots)
         self.edges = np.asarray(slots.edges, dtype=np.float64)
         n_slots_used = self.edges.size + 1
-        idx = np.searchsorted(self.edges, present, side="right")
+        # Each value's slot (searchsorted(self.edges, present, side="right")), found over
+        # the sorted values: a search in stream order mispredicts its branches, ~3x slower.
+        idx = index_together([slots], present)[0]
         counts = np.bincount(idx, minlength=n_slots_used)
         reps = _representatives(np.bincount(idx, weights=present, minlength=n_slots_used), counts)
         n = counts.sum()

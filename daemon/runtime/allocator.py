@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 #: glibc's ``mallopt`` parameter number of the mmap threshold.
 M_MMAP_THRESHOLD = -3
@@ -40,7 +41,10 @@ RELEASE_EVERY = 64 * 1024
 _pending = 0  # bytes counted by released() since the last trim
 
 
+@functools.cache
 def _libc():
+    # Found once: find_library runs ldconfig in a subprocess (~1 ms of this process's CPU
+    # and a fork), and released() asks after every model's build.
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
