@@ -47,7 +47,8 @@ from daemon.stream import reference as ref
 from daemon.stream.calibration_jobs import CalibrationJob, calibrate_jobs_now
 from daemon.stream.columns import DataTests
 from daemon.config import ModelConfig
-from daemon.stream.decisions import LazyDetail, Observation, SourceLog, add_counts, detail_of, observation, renewed
+from daemon.stream.decisions import (LazyDetail, Observation, SourceLog, add_counts, data_observations, observation,
+                                     renewed)
 from daemon.stream.estimates import Estimates
 from daemon.stream.estimation import ModelEstimation
 from daemon.stream.events import BadEvent
@@ -55,7 +56,6 @@ from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
 from daemon.stream.versions import epoch_of
-from detectors.base import Decision
 
 log = logging.getLogger("driftd.stream.pipeline")
 
@@ -489,15 +489,7 @@ class ModelPipeline:
         # One look-up per batch, not per detector or decision.
         places = zip(*sources.get_many(ats)) if ats else iter(())
         for test, column, decisions in taken:
-            for d, (ts, offset) in zip(decisions, places):
-                # detail_of inlined for a plain Decision (most of them: this runs once per
-                # test of every detector), which has no p-value to defer and no detail.
-                if type(d) is Decision:
-                    detail = {"statistic": d.statistic, "threshold": d.threshold, "p_value": d.p_value,
-                              "model_version": version}
-                else:
-                    detail = detail_of(d, version)
-                found.append(observation(test, column, d.drift, ts, offset, "data", d.at, detail))
+            found += data_observations(test, column, decisions, places, version)
         found.sort(key=_POSITION)  # stable: each detector's own order is kept
         self.observations.extend(found)
         if watch.tests.calibrated:
