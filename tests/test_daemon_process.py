@@ -261,7 +261,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(kafka_bootstr
 
 # -- 2. SIGTERM ------------------------------------------------------------------------------
 
-def test_sigterm_checkpoints_commits_leaves_and_exits_0_then_resumes(kafka_bootstrap, unique_name, tmp_path, daemons):
+def test_sigterm_checkpoints_commits_exits_0_then_resumes(kafka_bootstrap, unique_name, tmp_path, daemons):
     path, config = write_config(
         tmp_path, kafka_bootstrap, unique_name,
         # A long (legal: up to 249 characters) group name: checkpoint file names are built
@@ -292,15 +292,19 @@ def test_sigterm_checkpoints_commits_leaves_and_exits_0_then_resumes(kafka_boots
     assert checkpointed_offsets(config) == ends
     assert {t: o for t, o in committed(kafka_bootstrap, kafka["group_id"], topics).items()} == ends
 
-    # It left the group: no member remains.
-    state, members = group_members(kafka_bootstrap, kafka["group_id"])
-    assert members == [] and state == "Empty", (state, members)
+    # On the embedded broker the group's leader (here its only member) does not leave, lest
+    # it wedge the group (daemon.kafka.leaving): it stays listed until the next join after
+    # its session timeout (2 s) drops it (Tansu expires members lazily); see below.
+    _, gone = group_members(kafka_bootstrap, kafka["group_id"])
+    assert len(gone) == 1, gone  # the cluster id told the embedded broker: it did not leave
 
     # A restart resumes from there: nothing is processed again ...
     daemon.start()
     wait_until(lambda: re.search(r"partition 0 restored at offsets", daemon.log()), timeout=20, what="state restored")
     time.sleep(1.5)
     assert daemon.status()["partitions"] == {"0": ends}
+    state, members = group_members(kafka_bootstrap, kafka["group_id"])
+    assert len(members) == 1 and not set(members) & set(gone), (state, members, gone)
     assert {k: daemon.counts()[k] for k in want} == want
     # ... and what comes next is processed once.
     more = sim_records(config, 500, id_prefix="q-", seed=8)

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
+from daemon.kafka import leaving
 from learners import federated as fed
 
 from .messages import Rejected, decode, encode
@@ -113,7 +114,9 @@ class Federation:
         self._elector.start()
 
     def close(self) -> None:
-        """Leave the election group (another participant takes over aggregating) and disconnect."""
+        """Leave the election group (another participant takes over aggregating; on the
+        embedded broker perhaps only after the session timeout, see daemon.kafka.leaving)
+        and disconnect."""
         self._stop.set()
         if self._elector is not None:
             self._elector.join(timeout=10)
@@ -145,7 +148,7 @@ class Federation:
                         self.metrics.federation_aggregator.labels(self.name).set(1 if leader else 0)
         finally:
             self.is_aggregator = False
-            consumer.close()
+            leaving.close(consumer)  # never wedges the embedded broker's election group
 
     # -- each loop turn -----------------------------------------------------------------------
     def after_batch(self, states: dict, now: float | None = None) -> None:

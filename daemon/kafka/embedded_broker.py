@@ -27,6 +27,10 @@ writing clients or tests against it):
   the leader, every JoinGroup names it, every SyncGroup answers REBALANCE_IN_PROGRESS, and
   no timeout ends it. A member that stops without leaving (killed) is dropped at its
   session timeout and a new leader chosen; a leader leaving a stable group is fine.
+  driftd's consumers therefore close with :func:`daemon.kafka.leaving.close`: on this
+  broker only a stable follower leaves; any other member closes without leaving and is
+  dropped at its session timeout (its partitions move that much later). Tansu drops
+  such a member lazily: it stays listed (DescribeGroups) until a join after its timeout.
 * On SIGTERM with client connections open Tansu drains for 5 s; it exits
   with status 0 even when it could not bind its port.
 * After :meth:`EmbeddedBroker.restart` (back empty, same port) clients
@@ -48,9 +52,12 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "create_topics"]
+__all__ = ["CLUSTER_ID_PREFIX", "EmbeddedBroker", "create_topics"]
 
 _HOST = "127.0.0.1"
+# Every embedded broker's cluster id starts with this: clients tell it from a Kafka cluster
+# by it (daemon.kafka.leaving).
+CLUSTER_ID_PREFIX = "driftd-"
 
 
 def _dying_with_owner(command: list) -> list:
@@ -139,7 +146,7 @@ class EmbeddedBroker:
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen | None = None
         self._tmpdir: str | None = None
-        self.cluster_id = f"driftd-{uuid.uuid4().hex[:12]}"
+        self.cluster_id = f"{CLUSTER_ID_PREFIX}{uuid.uuid4().hex[:12]}"
 
     @property
     def bootstrap(self) -> str:

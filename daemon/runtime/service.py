@@ -31,7 +31,7 @@ from learners.registry import Registry
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon import federation
 from daemon.alerting.sender import AlertSender
-from daemon.kafka import connecting, pausing
+from daemon.kafka import connecting, leaving, pausing
 from daemon.kafka.checkpoint import Checkpoints
 from daemon.kafka.statetopic import Changelog
 from daemon.runtime.calibrator import Calibrator
@@ -434,7 +434,10 @@ class Daemon(Checkpointing, PartitionHandoff):
             if self._consumer is not None:
                 if not self._batch_failed:
                     self._checkpoint()
-                self._consumer.close(autocommit=False)  # leaves the group: partitions move at once
+                # Leaves the group (partitions move at once), except where leaving could wedge
+                # the embedded broker's group: a `driftd broker` started apart is told by its
+                # cluster id (daemon.kafka.leaving).
+                leaving.close(self._consumer, embedded=True if self._embedded is not None else None, autocommit=False)
         except Exception as e:  # noqa: BLE001 - shut down the rest whatever happened
             log.error("final checkpoint failed: %s", e)
         if self.federation is not None:
