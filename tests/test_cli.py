@@ -375,6 +375,26 @@ def test_a_json_log_line_is_one_object_with_the_fields_the_call_gives():
     assert set(plain) == {"time", "level", "logger", "message"}
 
 
+def test_kafka_pythons_traceback_of_a_socket_closed_under_its_reader_is_dropped():
+    """Seen in a full run: a daemon's clean SIGTERM logged kafka-python's traceback of its
+    I/O thread reading a socket another thread had just closed (AttributeError: 'NoneType'
+    object has no attribute 'recv'), and the log read as a crash. Other errors of that
+    logger stay."""
+    from daemon.runtime import logs
+
+    logs.configure("INFO")
+    transport = logging.getLogger(logs.TRANSPORT_LOGGER)
+    records = []
+    for error in (AttributeError("'NoneType' object has no attribute 'recv'"), ConnectionResetError("reset")):
+        try:
+            raise error
+        except Exception:
+            records.append(transport.makeRecord(transport.name, logging.ERROR, __file__, 1,
+                                                "%s: Error receiving network data closing socket", ("conn",),
+                                                sys.exc_info()))
+    assert [transport.filter(r) for r in records] == [False, True]
+
+
 def test_driftd_broker_serves_replicas_on_one_machine_until_sigterm():
     """`driftd broker`: the embedded broker alone, its address first, the topics asked for."""
     from kafka import KafkaConsumer

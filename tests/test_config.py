@@ -52,8 +52,9 @@ def test_a_missing_or_unparsable_file_is_a_config_error(tmp_path):
         load(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as e:
         load(bad)
+    assert f'in "{bad}", line 1' in str(e.value) and "<unicode string>" not in str(e.value)  # where, in the file
 
 
 def test_a_file_not_utf8_or_holding_itself_is_a_config_error_naming_it(tmp_path):

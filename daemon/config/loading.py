@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import math
+import io
 import os
 import re
 import types
@@ -71,7 +72,9 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError("", f"{path} is not UTF-8 text (byte {e.start})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
+        stream = io.StringIO(text)
+        stream.name = str(path)  # PyYAML names it in its errors (else "<unicode string>")
+        data = yaml.load(stream, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
     _check_acyclic(data, "")
