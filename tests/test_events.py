@@ -66,6 +66,14 @@ def test_an_integer_id_is_normalised_to_a_string_so_it_joins_with_the_same_id_as
     assert decode_label(label(id="42")).id == decode_prediction(prediction(id=42)).id
 
 
+@pytest.mark.parametrize("decode, make", [(decode_prediction, prediction), (decode_label, label)])
+def test_an_empty_id_is_a_dead_letter(decode, make):
+    """A new user's finding: `id: ""` was taken, and every event without an id joined any other."""
+    with pytest.raises(BadEvent) as e:
+        decode(make(id=""))
+    assert e.value.reason == "wrong_type" and "$.id" in e.value.detail
+
+
 def test_an_integer_model_version_is_normalised_to_a_string():
     assert decode_prediction(prediction(model_version=3)).model_version == "3"
 

@@ -65,11 +65,13 @@ Number = Annotated[float, msgspec.Meta(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 Value = int | Number | str | bool | None  # int first: integers stay exact (daemon.stream.reference)
 #: A model's name: not empty (it is the ``model`` label of every metric of the model).
 ModelName = Annotated[str, msgspec.Meta(min_length=1)]
+#: An event's id: not empty (every event without one would join every other).
+EventId = Annotated[str, msgspec.Meta(min_length=1)] | int
 
 
 class Prediction(msgspec.Struct, gc=False):
     model: ModelName
-    id: str | int
+    id: EventId
     ts: float | str
     features: dict[str, Value]
     prediction: int | Number | str | bool
@@ -79,7 +81,7 @@ class Prediction(msgspec.Struct, gc=False):
 
 class Label(msgspec.Struct, gc=False):
     model: ModelName
-    id: str | int
+    id: EventId
     ts: float | str
     label: int | Number | str | bool
 
