@@ -375,6 +375,25 @@ def test_a_json_log_line_is_one_object_with_the_fields_the_call_gives():
     assert set(plain) == {"time", "level", "logger", "message"}
 
 
+def test_a_text_log_line_is_one_line_whatever_an_event_put_in_it():
+    """A new user's finding: a feature named "ten\\nure" split the alert's log line in two
+    (JSON lines escaped it); any producer could forge a line so."""
+    from daemon.runtime import logs
+
+    root = logging.getLogger()
+    hosts, level = root.handlers[:], root.level
+    root.handlers.clear()  # (pytest's own: configure installs driftd's only where there is none)
+    try:
+        logs.configure("INFO", log_format="text")
+        handler = next(h for h in root.handlers if getattr(h, "driftd", False))
+    finally:
+        root.handlers[:], root.level = hosts, level
+    record = logging.getLogger("driftd").makeRecord("driftd", logging.WARNING, __file__, 1, "alert firing %s/ks/%s",
+                                                    ("m", "ten\nure\rINFO forged"), None)
+    text = handler.format(record)
+    assert "\n" not in text and "\r" not in text and text.endswith("alert firing m/ks/ten\\nure\\rINFO forged")
+
+
 def test_kafka_pythons_traceback_of_a_socket_closed_under_its_reader_is_dropped():
     """Seen in a full run: a daemon's clean SIGTERM logged kafka-python's traceback of its
     I/O thread reading a socket another thread had just closed (AttributeError: 'NoneType'

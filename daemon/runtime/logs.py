@@ -134,7 +134,7 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_form
         root.addHandler(handler)
     if handler is not None:
         root.setLevel(level)
-        handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(fmt))
+        handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(fmt))
     # Python's warnings (a library's DeprecationWarning) as log records: in JSON too, and
     # never a bare text line among the JSON ones; likewise an exception no one caught.
     logging.captureWarnings(True)
@@ -209,6 +209,23 @@ def wire_level(level: int) -> int:
     ['INFO', 'WARNING', 'ERROR']
     """
     return logging.INFO if level <= logging.DEBUG else max(level, logging.WARNING)
+
+
+class TextFormatter(logging.Formatter):
+    """``fmt`` lines, one a record: line breaks in the message (a feature name or a value
+    from an event, which any producer writes) are shown as ``\\n`` and ``\\r``, so that an
+    event cannot split a line or forge one; a traceback still follows on lines of its own.
+
+    >>> record = logging.LogRecord("driftd", logging.WARNING, __file__, 1, "feature %r", ("a\\nb",), None)
+    >>> TextFormatter("%(message)s").format(record)
+    "feature 'a\\\\nb'"
+    >>> record = logging.LogRecord("driftd", logging.WARNING, __file__, 1, "feature %s", ("a\\nINFO forged",), None)
+    >>> TextFormatter("%(levelname)s %(message)s").format(record)
+    'WARNING feature a\\\\nINFO forged'
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class JsonFormatter(logging.Formatter):
