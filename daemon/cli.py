@@ -307,7 +307,7 @@ def _run(args) -> int:
         config.log_format = args.log_format
     from daemon.runtime import logs
     from daemon.kafka.checkpoint import StateKeyError
-    from daemon.web.http import ListenError
+    from daemon.web.http import ListenError, check_listen
     from daemon.runtime.service import Daemon
 
     logs.configure(config.log_level, logs.secrets_of(config), log_format=config.log_format)
@@ -323,6 +323,9 @@ def _run(args) -> int:
     broker = None
     try:
         if config.kafka.bootstrap_servers == "embedded":
+            # A taken HTTP port fails before the broker's address is printed: a script
+            # waiting for that first line would take it for a start.
+            check_listen(config.http.host, config.http.port)
             try:
                 broker = _start_embedded(config)
             except RuntimeError as e:

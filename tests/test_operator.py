@@ -138,6 +138,16 @@ def test_run_on_a_port_in_use_says_so_in_one_line_and_exits_at_once(tmp_path, un
     print(f"driftd run on a busy port: exit {result.returncode} after {took:.1f} s: {lines[0]}")
 
 
+def test_run_on_the_embedded_broker_and_a_port_in_use_prints_no_broker_address(tmp_path, unique_name, busy_port):
+    """A new user's finding: the embedded broker's address came first on stdout, then the
+    failure: a script waiting for that line took it for a start."""
+    path, _ = write_config(tmp_path, "embedded", unique_name, http={"port": busy_port})
+    result, _ = _cli("run", "--config", str(path))
+    assert result.returncode != 0
+    assert result.stdout == "", result.stdout
+    assert str(busy_port) in result.stderr and "address already in use" in result.stderr, result.stderr
+
+
 def test_demo_on_a_port_in_use_says_so_and_exits_at_once(busy_port):
     result, took = _cli("demo", "--port", str(busy_port), "--events", "16000")
     assert result.returncode != 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,6 +29,19 @@ class ListenError(OSError):
     def __init__(self, host: str, port: int, reason: str):
         super().__init__(f"cannot listen on {host}:{port} for HTTP: {reason}")
         self.host, self.port, self.reason = host, port, reason
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise :class:`ListenError` if ``host``:``port`` cannot be bound now (as
+    :class:`HttpServer` binds it: address reuse on), before anything else is started (the
+    embedded broker, whose address ``driftd run`` prints first)."""
+    probe = ThreadingHTTPServer.address_family
+    with socket.socket(probe, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ListenError(host, port, (e.strerror or str(e)).lower()) from None
 
 
 class HttpServer:
