@@ -128,12 +128,10 @@ class Numbers:
                 return False
             self.data.frombytes(narrow.tobytes())
             return True
-        present = ~np.isnan(x)
-        negative_zero = (x == 0) & np.signbit(x)
-        numbers = present & ~negative_zero
-        v = x[numbers]
-        if not np.isfinite(v).all():
+        split = _split(x)
+        if split is None:
             return False
+        numbers, negative_zero, v = split
         scale = 10.0 ** self.decimals
         with np.errstate(over="ignore", invalid="ignore"):
             m = np.rint(v * scale)
@@ -145,10 +143,7 @@ class Numbers:
         typecode, low, high = next(t for t in self.INTS if t[0] == self.data.typecode)
         if not wide < high:
             return False
-        codes = np.full(x.size, low, dtype=np.int64)
-        codes[negative_zero] = low + 1
-        codes[numbers] = m.astype(np.int64)
-        self.data.frombytes(codes.astype(typecode).tobytes())
+        self.data.frombytes(_codes(x.size, numbers, negative_zero, m, low, typecode))
         self._wide = wide
         return True
 
@@ -177,12 +172,10 @@ class Numbers:
     def _append_ints(self, x: np.ndarray) -> bool:
         """Append ``x`` as decimal-scaled integers (more decimals or a wider type if it
         needs them), or return False if it cannot be."""
-        present = ~np.isnan(x)
-        negative_zero = (x == 0) & np.signbit(x)
-        numbers = present & ~negative_zero
-        v = x[numbers]
-        if not np.isfinite(v).all():
+        split = _split(x)
+        if split is None:
             return False
+        numbers, negative_zero, v = split
         with np.errstate(over="ignore", invalid="ignore"):
             for decimals in range(self.decimals, self.MAX_DECIMALS + 1):
                 scale = 10.0 ** decimals
@@ -202,10 +195,7 @@ class Numbers:
             kept = np.frombuffer(self.data, dtype=self.data.typecode).astype(np.int64)
             old = np.where(kept == self._low, low, np.where(kept == self._low + 1, low + 1, kept * shift))
             self.data = array(typecode, old.astype(typecode).tobytes())
-        codes = np.full(x.size, low, dtype=np.int64)
-        codes[negative_zero] = low + 1
-        codes[numbers] = m.astype(np.int64)
-        self.data.frombytes(codes.astype(typecode).tobytes())
+        self.data.frombytes(_codes(x.size, numbers, negative_zero, m, low, typecode))
         self.decimals, self._low, self._wide = decimals, low, wide
         return True
 
@@ -238,3 +228,22 @@ class Numbers:
         if not self._buffer:
             return stored
         return np.concatenate([stored, np.array(self._buffer, dtype=np.float64)])
+
+
+def _split(x: np.ndarray):
+    """(the numbers' mask, the negative zeros' mask, the numbers) of ``x`` (float64; NaN:
+    missing), or None if a number is not finite (no integer code holds it)."""
+    negative_zero = (x == 0) & np.signbit(x)
+    numbers = ~np.isnan(x) & ~negative_zero
+    v = x[numbers]
+    return (numbers, negative_zero, v) if np.isfinite(v).all() else None
+
+
+def _codes(size: int, numbers, negative_zero, m: np.ndarray, low: int, typecode: str) -> bytes:
+    """The "int" form's codes of ``size`` values, as bytes of ``typecode``: ``m`` (the
+    scaled numbers) where ``numbers``, ``low + 1`` for a negative zero, ``low`` (missing)
+    elsewhere."""
+    codes = np.full(size, low, dtype=np.int64)
+    codes[negative_zero] = low + 1
+    codes[numbers] = m.astype(np.int64)
+    return codes.astype(typecode).tobytes()
