@@ -16,6 +16,8 @@ never disagree on where a label belongs.
 >>> eras = [(1, "a", float("-inf"), 0), (2, "b", 100.0, 40), (3, "a", 200.0, 90)]
 >>> epoch_of(eras, "a", 150.0, 39), epoch_of(eras, "b", 250.0, 89), epoch_of(eras, "a", 95.0, 90)
 (1, 2, 3)
+>>> epoch_of(eras[1:], "a", 250.0, 39) is None   # its era forgotten: not the later era of its name
+True
 
 Predictions saved before they carried an index, and eras saved before they had a
 ``first``, are placed by their version's name and event time instead:
@@ -46,6 +48,9 @@ def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> i
                 if name == version:
                     return epoch
                 break
+        else:
+            if eras:
+                return None  # before every era remembered: its own is forgotten, not a later one of its name
     first = None
     for epoch, name, since, *_ in reversed(eras):
         if name == version:
