@@ -61,16 +61,17 @@ CLUSTER_ID_PREFIX = "driftd-"
 
 
 def _dying_with_owner(command: list) -> list:
-    """``command``, run so that it gets SIGTERM when its owner dies, SIGKILL included (no
-    atexit then): an orphan broker kept its port, and the owner restarted on that port
-    failed ("port taken?"). Linux sends the signal when the *thread* that started the
+    """``command``, run so that it gets SIGKILL when its owner dies, by SIGKILL included
+    (no atexit then): an orphan broker kept its port, and the owner restarted on that port
+    failed ("port taken?"). SIGKILL, not SIGTERM: on SIGTERM Tansu drains for 5 s, and a
+    restart within them still found the port taken; its storage is memory, nothing to keep. Linux sends the signal when the *thread* that started the
     process ends (prctl PR_SET_PDEATHSIG, through util-linux's setpriv), so only a broker
     started by the main thread, which ends with the process, gets it; elsewhere, or without
     setpriv, the command as it is."""
     setpriv = shutil.which("setpriv")
     if setpriv is None or threading.current_thread() is not threading.main_thread():
         return command
-    return [setpriv, "--pdeathsig", "TERM", "--", *command]
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 def _broker_binary() -> str:
