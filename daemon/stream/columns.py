@@ -89,7 +89,7 @@ from detectors.reconstruction import Reconstruction
 from daemon.config import ModelConfig
 from daemon.stream.calibration_jobs import CalibrationJob
 from daemon.stream.encoding import encode, encode_events, level_codes, level_counts, reconstruction_encoding
-from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, feature_values
+from daemon.stream.reference import PREDICTION, SCORE, ReferenceSample, feature_values, values_of
 
 #: Column of the feature set (the unknown-features rate test).
 FEATURES = "<features>"
@@ -304,8 +304,7 @@ class DataTests:
         # so that one list of the batch's length is alive at a time, not one per feature
         # (the cyclic collector's young passes, many in a batch of many decisions, go over
         # every element of each such list).
-        names = [name for name in self.columns if name not in special]
-        raws = feature_values(features, names) if ALL in self.columns else None
+        raws = feature_values(features, [n for n in self.columns if n not in special]) if ALL in self.columns else None
         for column in self.columns.values():
             name = column.name
             if name == FEATURES:
@@ -317,7 +316,7 @@ class DataTests:
             elif name == SCORE:
                 self._feed_column(column, scores)
             else:
-                self._feed_column(column, raws[name] if raws is not None else feature_values(features, [name])[name])
+                self._feed_column(column, raws[name] if raws is not None else values_of(features, name))
 
     def _feed_column(self, column: Column, raw: list) -> None:
         codes = levels = None

@@ -33,7 +33,7 @@ from __future__ import annotations
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, add_counts, observation, renewed
 from daemon.stream.estimation import NAME, ModelEstimation
-from daemon.stream.versions import epoch_of
+from daemon.stream.versions import epoch_of_payload
 
 #: An earlier version's estimate still waiting for its labelled reference (or thresholds)
 #: is given up (its held decisions decided first) once labels of this many later versions came.
@@ -94,10 +94,9 @@ class Estimates:
         return self.current if epoch == self.epoch else self.earlier.get(epoch)
 
     def _epoch_of(self, payload: tuple, versions: list) -> int | None:
-        named_version, ts = payload[2], payload[3]
-        if named_version is None or not self.config.reference_per_version:
+        if payload[2] is None or not self.config.reference_per_version:
             return self.epoch
-        return epoch_of(versions, named_version, ts, payload[5] if len(payload) > 5 else None)
+        return epoch_of_payload(versions, payload)
 
     # -- feeding ----------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list) -> None:

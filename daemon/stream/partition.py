@@ -144,7 +144,7 @@ class PartitionState:
             return True
         if not config.auto_register_models:
             return False
-        registered = sum(1 for name in self.models if name not in config.models)
+        registered = len(self.models) - len(self.models.keys() & config.models.keys())
         if registered < config.max_auto_registered_models:
             return True
         if not self.__dict__.get("_said_full"):

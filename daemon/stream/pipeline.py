@@ -55,7 +55,7 @@ from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
-from daemon.stream.versions import epoch_of
+from daemon.stream.versions import epoch_of_payload
 
 log = logging.getLogger("driftd.stream.pipeline")
 
@@ -583,7 +583,7 @@ class ModelPipeline:
         prediction that names no version, or when versions share a reference."""
         if payload[2] is None or not self.config.reference_per_version:
             return self.labels_epoch
-        return epoch_of(self.versions, payload[2], payload[3], payload[5] if len(payload) > 5 else None)
+        return epoch_of_payload(self.versions, payload)
 
     def _observe_labels(self, pairs: list, offsets: list, label_times: list) -> int:
         if not pairs:

@@ -98,10 +98,20 @@ def feature_values(features: list[dict], names: list) -> dict:
     >>> feature_values([{"a": 1}, {"a": 2, "b": "y"}], ["a", "b"])
     {'a': [1, 2], 'b': [None, 'y']}
     """
+    return {name: values_of(features, name) for name in names}
+
+
+def values_of(features: list[dict], name: str) -> list:
+    """Feature ``name``'s value in each of ``features`` (None where an event lacks it), in
+    C (``map`` of an ``itemgetter``) when every event has it.
+
+    >>> values_of([{"a": 1}, {"b": 2}], "a")
+    [1, None]
+    """
     try:
-        return {name: list(map(operator.itemgetter(name), features)) for name in names}
-    except KeyError:  # an event without one of them: looked up with a default
-        return {name: [f.get(name) for f in features] for name in names}
+        return list(map(operator.itemgetter(name), features))
+    except KeyError:  # an event without it: looked up with a default
+        return [f.get(name) for f in features]
 
 
 #: Types of values :meth:`Column.add_many` takes by numpy: into numbers, into level codes.

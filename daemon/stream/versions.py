@@ -49,8 +49,7 @@ def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> i
                     return epoch
                 break
         else:
-            if eras:
-                return None  # before every era remembered: its own is forgotten, not a later one of its name
+            return None  # before every era remembered: its own is forgotten, not a later one of its name
     first = None
     for epoch, name, since, *_ in reversed(eras):
         if name == version:
@@ -58,3 +57,9 @@ def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> i
                 return epoch
             first = epoch
     return first
+
+
+def epoch_of_payload(eras: list, payload: tuple) -> int | None:
+    """:func:`epoch_of` the prediction of a join payload ``(prediction, score, version, ts,
+    features[, index])`` (payloads saved before the index have none)."""
+    return epoch_of(eras, payload[2], payload[3], payload[5] if len(payload) > 5 else None)
