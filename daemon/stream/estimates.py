@@ -13,7 +13,8 @@ the labels alone, so that whether it is does not depend on how far ahead the pre
 were read: once a later version's labelled reference is complete, or labels of
 :data:`GIVE_UP_AFTER` later versions came (in label order); and, to bound memory, once
 :data:`MAX_EARLIER` later versions' predictions came (then a late label's version can no
-longer be told: the one rule the reading order decides).
+longer be told either: the one rule the reading order decides, for a model whose labels
+lag 10,000 versions).
 
 Decisions come out as observations (:meth:`Estimates.drain`); the detections and tests of
 the estimates dropped are kept (:meth:`Estimates.counts`), so exported counters go on.
@@ -33,15 +34,15 @@ from __future__ import annotations
 from daemon.config import ModelConfig
 from daemon.stream.decisions import Observation, add_counts, observation, renewed
 from daemon.stream.estimation import NAME, ModelEstimation
-from daemon.stream.versions import epoch_of_payload
+from daemon.stream.versions import MAX_ERAS, epoch_of_payload
 
 #: An earlier version's estimate still waiting for its labelled reference (or thresholds)
 #: is given up (its held decisions decided first) once labels of this many later versions came.
 GIVE_UP_AFTER = 3
 #: Earlier versions' estimates kept at most (the oldest is given up beyond): fewer than the
-#: versions a model's pipeline remembers (``pipeline.MAX_VERSIONS``), by which a late
-#: label's version is told.
-MAX_EARLIER = 99
+#: eras a model's pipeline remembers (``versions.MAX_ERAS``), by which a late label's
+#: version is told.
+MAX_EARLIER = MAX_ERAS - 1
 
 
 class Estimates:
@@ -51,6 +52,9 @@ class Estimates:
 
     #: The model version before the current one (its estimate's episode ends at this one's start).
     previous_version: str | None = None
+    #: The latest epoch whose estimate was fitted or skipped (those before it still
+    #: collecting are given up).
+    latest_fitted: int = -1
 
     def __init__(self, config: ModelConfig, version: str | None = None, epoch: int = 1,
                  current: ModelEstimation | None = None, earlier: dict | None = None):
@@ -134,19 +138,20 @@ class Estimates:
         if estimation is self.current and not started and estimation.started:
             self._end_earlier(estimation.completed_at, version)
         self.observations.extend(estimation.drain())
-        self._forget_settled()
+        self._forget_settled(epoch)
 
     def _labels_came(self, epoch: int | None) -> None:
         """Labels of version ``epoch`` came: the earlier estimates that labels of
         GIVE_UP_AFTER later versions have passed, in label order, are given up."""
         if epoch is None or not self.earlier:
             return
-        for earlier in sorted(self.earlier):
-            if earlier < epoch:
-                later = self.later_labels.setdefault(earlier, set())
-                later.add(epoch)
-                if len(later) >= GIVE_UP_AFTER:
-                    self._retire(self.earlier.pop(earlier))
+        for earlier in list(self.earlier):  # (in epoch order: they are kept as they started)
+            if earlier >= epoch:
+                break
+            later = self.later_labels.setdefault(earlier, set())
+            later.add(epoch)
+            if len(later) >= GIVE_UP_AFTER:
+                self._retire(self.earlier.pop(earlier))
         self._forget_later_labels()
 
     def _forget_later_labels(self) -> None:
@@ -176,20 +181,23 @@ class Estimates:
             self.observations.extend(estimation.drain())
         add_counts(self.ended, estimation.detectors.items())
 
-    def _forget_settled(self) -> None:
-        """Forget the earlier versions' estimates with nothing more to say: fitted and
-        decided (their predictions are all in), or skipped; and those still collecting
-        their labelled reference once a later version's is complete (in label order: so
-        that the decisions of one version's estimate never come among a later one's, they
-        share an alert episode)."""
-        if not self.earlier:  # the usual case, once per labelled batch
+    def _forget_settled(self, epoch: int) -> None:
+        """The estimate of ``epoch`` was just fed (the others were not): forget the earlier
+        versions' estimates with nothing more to say: this one if fitted and decided (its
+        predictions are all in), or skipped; and, once it is fitted or skipped, those
+        before it still collecting their labelled reference (in label order: so that the
+        decisions of one version's estimate never come among a later one's, they share an
+        alert episode). Only the estimate fed can have changed, so that a canary's thousands
+        of earlier estimates are not all looked at for each label."""
+        estimation = self.current if epoch == self.epoch else self.earlier.get(epoch)
+        if estimation is None:
             return
-        estimations = {**self.earlier, self.epoch: self.current}
-        latest = max((epoch for epoch, e in estimations.items() if e.fitted or e.skipped), default=-1)
-        for epoch, estimation in list(self.earlier.items()):
-            if estimation.settled or (epoch < latest and not estimation.fitted):
-                del self.earlier[epoch]
-                add_counts(self.ended, estimation.detectors.items())
+        if epoch > self.latest_fitted and (estimation.fitted or estimation.skipped):
+            self.latest_fitted = epoch
+            for earlier in [e for e, kept in self.earlier.items() if e < epoch and not kept.fitted]:
+                add_counts(self.ended, self.earlier.pop(earlier).detectors.items())
+        if epoch in self.earlier and estimation.settled:
+            add_counts(self.ended, self.earlier.pop(epoch).detectors.items())
 
     def drain(self) -> list[Observation]:
         """The estimates' decisions (and episode ends) since the last call, in order."""
@@ -208,7 +216,7 @@ class Estimates:
         if estimation is not None:
             estimation.apply(job, thresholds, error)
             self.observations.extend(estimation.drain())
-            self._forget_settled()
+            self._forget_settled(epoch)
 
     # -- reading ----------------------------------------------------------------------------
     def counts(self) -> dict[tuple, list]:

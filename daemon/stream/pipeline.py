@@ -55,7 +55,7 @@ from daemon.stream.events import BadEvent
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
-from daemon.stream.versions import epoch_of_payload
+from daemon.stream.versions import MAX_ERAS, epoch_of_payload
 
 log = logging.getLogger("driftd.stream.pipeline")
 
@@ -161,10 +161,9 @@ class ModelPipeline:
         self.reference = ref.ReferenceSample(self.config.reference_size, self.config.features, self.config.max_features)
         self.watch = None
         #: (epoch, version, event time of its first prediction, its index in the model's
-        #: stream) of the versions in the order their predictions came, the last
-        #: MAX_VERSIONS (the label side follows them: daemon.stream.versions).
-        self.versions = [*self.__dict__.get("versions", [])[-MAX_VERSIONS + 1:],
-                         (self.epoch, version, since, self.__dict__.get("predictions_seen", 0))]
+        #: stream) of the versions in the order their predictions came, those a label may
+        #: still need (the label side follows them: daemon.stream.versions).
+        self.versions = [*self._eras_needed(), (self.epoch, version, since, self.__dict__.get("predictions_seen", 0))]
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         estimates = self.__dict__.get("estimates")
@@ -173,6 +172,27 @@ class ModelPipeline:
         else:
             estimates.start(self.epoch, version)  # the earlier estimate is kept while it may say something
             self.observations.extend(estimates.drain())
+
+    def _eras_needed(self) -> list:
+        """The eras a late label may still go to: from the earliest of the label side's and
+        the earlier estimates' on (a label of an era before both goes to no test, known or
+        not), so that which are known is told by the labels alone; and the last RECENT_ERAS
+        (a prediction saved without its index is placed by time among them); the last
+        MAX_ERAS - 1 at most, beyond which the reading order decides (warned once)."""
+        eras = self.__dict__.get("versions", [])
+        if not eras:
+            return eras
+        oldest, recent = min([self.labels_epoch, *self.estimates.earlier]), len(eras) - RECENT_ERAS
+        eras = [era for k, era in enumerate(eras) if era[0] >= oldest or k >= recent]
+        if len(eras) >= MAX_ERAS:
+            if not self.__dict__.get("eras_overflowed"):
+                self.eras_overflowed = True
+                log.warning("model %s: more than %d model versions started before their labels came: the oldest "
+                            "are forgotten, and which of their late labels still count depends on how far the "
+                            "predictions were read. Two versions' predictions interleaved? Give a canary its own "
+                            "model name", self.name, MAX_ERAS, extra={"model": self.name})
+            eras = eras[-MAX_ERAS + 1:]
+        return eras
 
     @property
     def lifecycle(self):
@@ -626,8 +646,9 @@ def _exact(field: str, value) -> None:
                                      f"is beyond +/-2**53 - at `$.{field}`")
 
 
-#: Model versions remembered in the order they came (the label side follows them).
-MAX_VERSIONS = 100
+#: Eras kept whether or not a label may need them: a prediction saved without its index
+#: in the model's stream (an older state) is placed among them by its version's name and time.
+RECENT_ERAS = 100
 #: A version coming back before the one after it completed its reference, this many times,
 #: is warned about (once a model).
 RETURNS_WARNED = 3

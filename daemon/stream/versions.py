@@ -19,6 +19,12 @@ never disagree on where a label belongs.
 >>> epoch_of(eras[1:], "a", 250.0, 39) is None   # its era forgotten: not the later era of its name
 True
 
+A model's pipeline keeps the eras a label may still need: from the label side's (the
+earliest one it has not passed) and the earliest still estimated on, so that a late
+label's era is known or not by the labels alone, whatever was read of the predictions.
+:data:`MAX_ERAS` bounds them (memory: a model whose labels never come), beyond which the
+oldest is forgotten: the one case the reading order decides, warned about.
+
 Predictions saved before they carried an index, and eras saved before they had a
 ``first``, are placed by their version's name and event time instead:
 
@@ -27,6 +33,13 @@ Predictions saved before they carried an index, and eras saved before they had a
 """
 
 from __future__ import annotations
+
+import bisect
+import operator
+
+#: Eras a model's pipeline remembers at most (about 150 bytes each, with an estimate of
+#: about 2 kB): 10,000 is two full polls of versions alternating with every prediction.
+MAX_ERAS = 10_000
 
 
 def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> int | None:
@@ -41,14 +54,15 @@ def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> i
     name (produced out of time order) is the first era's. None: no era of that name is
     remembered (older than the eras kept)."""
     if index is not None:
-        for epoch, name, _since, *first in reversed(eras):
-            if not first:
-                break  # an era saved without its first index: by time from here
-            if first[0] <= index:
-                if name == version:
-                    return epoch
-                break
-        else:
+        indexed = 0  # where the eras with a first index start (those saved without come before)
+        if eras and len(eras[0]) < 4:
+            indexed = max(i for i, era in enumerate(eras) if len(era) < 4) + 1
+        at = bisect.bisect_right(eras, index, lo=indexed, key=_FIRST) - 1  # (thousands of eras: a canary)
+        if at >= indexed:
+            epoch, name, *_ = eras[at]
+            if name == version:
+                return epoch
+        elif not indexed:
             return None  # before every era remembered: its own is forgotten, not a later one of its name
     first = None
     for epoch, name, since, *_ in reversed(eras):
@@ -57,6 +71,9 @@ def epoch_of(eras: list, version: str, ts: float, index: int | None = None) -> i
                 return epoch
             first = epoch
     return first
+
+
+_FIRST = operator.itemgetter(3)
 
 
 def epoch_of_payload(eras: list, payload: tuple) -> int | None:
