@@ -294,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     """``driftd run``: the options override the file; the embedded broker, if configured,
     is started here and its address printed as the first line on stdout."""
+    stopping = threading.Event()
+    # A stop asked while the daemon's modules load and its configuration is checked
+    # (about 2 s) is a clean exit, not a death by signal: nothing has started yet.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         config = _load_and_dry_run(args.config)
     except config_module.ConfigError as e:
@@ -312,7 +317,6 @@ def _run(args) -> int:
 
     logs.configure(config.log_level, logs.secrets_of(config), log_format=config.log_format)
     daemon = Daemon(config)
-    stopping = threading.Event()
 
     def stop(*_):
         stopping.set()
@@ -320,6 +324,8 @@ def _run(args) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
+    if stopping.is_set():  # asked before the daemon was made
+        return 0
     broker = None
     try:
         if config.kafka.bootstrap_servers == "embedded":
