@@ -463,3 +463,21 @@ def test_kafka_sink_delivers_to_a_real_topic(kafka_bootstrap, unique_name, sende
     finally:
         consumer.close()
         producer.close(timeout=5)
+
+
+def test_the_daemons_sinks_warn_of_a_key_shorter_than_the_spec_asks_without_showing_it(tmp_path, caplog):
+    from daemon.config import from_dict
+    from daemon.runtime.wiring import alert_sinks
+
+    (tmp_path / "short").write_text("tiny-key-123\n")
+    (tmp_path / "long").write_text(base64.b64encode(os.urandom(32)).decode())
+    config = from_dict({"alerts": {"sinks": [{"type": "webhook", "url": "http://127.0.0.1:9/a",
+                                              "secret": {"file": str(tmp_path / "short")}},
+                                             {"type": "webhook", "url": "http://127.0.0.1:9/b",
+                                              "secret": {"file": str(tmp_path / "long")}}]}})
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        sinks = alert_sinks(config, producer=None)
+    assert len(sinks) == 2
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [warned[0]] and warned[0].startswith("alerts.sinks[0].secret: its key is 12 bytes;"), warned
+    assert "tiny-key" not in warned[0]

@@ -285,6 +285,24 @@ def test_models_needs_no_sink_secret_but_check_config_does(tmp_path):
     assert checked.returncode != 0 and "DRIFTD_TEST_UNSET is not set" in checked.stderr, checked
 
 
+def test_check_config_warns_of_a_signing_key_shorter_than_the_spec_asks(tmp_path):
+    """A trial's finding: a webhook key of a few bytes (the spec asks 24 to 64) was taken
+    without a word. check-config names the sink's key, and the key's length only."""
+    config_file = tmp_path / "driftd.yaml"
+    keys = {"a": "s3cret-of-16byte\n", "b": "whsec_" + "QUJD" * 8, "c": "whsec_QUJDREVG"}  # 16, 24, 6 bytes
+    for name, key in keys.items():
+        (tmp_path / name).write_text(key)
+    sinks = [{"type": "webhook" if name != "c" else "slack", "url": f"http://127.0.0.1:9/{name}",
+              "secret": {"file": str(tmp_path / name)}} for name in keys]
+    config_file.write_text(yaml.safe_dump({"models": {"fraud": {}}, "alerts": {"sinks": sinks}}))
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 0, checked
+    warned = [line for line in checked.stderr.splitlines() if "secret" in line]
+    assert [line.split(": ")[2] for line in warned] == ["alerts.sinks[0].secret", "alerts.sinks[2].secret"], warned
+    assert "its key is 16 bytes; the Standard Webhooks spec asks 24 to 64" in warned[0]
+    assert "its key is 6 bytes" in warned[1] and "s3cret" not in checked.stderr
+
+
 def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_path):
     """check-config said ok to reference_size 30 at the default ert, where the run then
     skips every CUSUM ('can never fire at this contract'): it now says so, naming the key."""

@@ -193,28 +193,53 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+#: The shortest key the Standard Webhooks spec allows (bytes); a shorter one signs, with a warning.
+MIN_KEY_BYTES = 24
+
+
 def signer(secret: str | None):
     """The Standard Webhooks signer of a sink's ``secret`` (see :class:`WebhookSink`), or
     None for none. ValueError, not naming the secret, for a ``whsec_`` secret whose key is
     not base64 (the signer would fail at the first alert: checked at start instead)."""
     from standardwebhooks import Webhook
 
+    secret = _spec_form(secret)
+    return Webhook(secret) if _key(secret) else None
+
+
+def short_key(secret: str | None) -> str | None:
+    """Why a sink's ``secret`` is weaker than the spec asks (its key under
+    :data:`MIN_KEY_BYTES`), in words that do not show it; None if it is not (or there is none)."""
+    key = _key(_spec_form(secret))
+    if key is None or len(key) >= MIN_KEY_BYTES:
+        return None
+    return (f"its key is {len(key)} bytes; the Standard Webhooks spec asks {MIN_KEY_BYTES} to 64 random bytes "
+            f"(e.g. whsec_ followed by the output of `openssl rand -base64 32`), since a short key can be guessed "
+            f"from signed alerts")
+
+
+def _spec_form(secret: str | None) -> str:
+    """``whsec_<base64 key>`` (a raw key taken as its UTF-8 bytes), or "" for none."""
     secret = (secret or "").strip()  # a secret read from a file often ends in a newline
+    if secret and not secret.startswith("whsec_"):
+        secret = "whsec_" + base64.b64encode(secret.encode()).decode()
+    return secret
+
+
+def _key(secret: str) -> bytes | None:
     if not secret:
         return None
-    if not secret.startswith("whsec_"):
-        secret = "whsec_" + base64.b64encode(secret.encode()).decode()
     # Strictly: the library drops what is not base64 and pads the rest, so that a receiver
     # decoding strictly would reject every signature.
     try:
         key = base64.b64decode(secret[len("whsec_"):], validate=True)
-        if not key:
-            raise ValueError("empty")
-        return Webhook(secret)
-    except Exception:  # noqa: BLE001 - binascii.Error, the library's own: one reason, the secret unnamed
+    except ValueError:  # binascii.Error: one reason, the secret unnamed
+        key = b""
+    if not key:
         raise ValueError("starts with whsec_ but what follows is not the base64 of a key: a secret in the Standard "
                          "Webhooks form is whsec_ then the base64 of the key; any other string (without whsec_) is "
                          "taken as the key itself") from None
+    return key
 
 
 class WebhookSink:

@@ -273,7 +273,10 @@ def _http_url(url) -> bool:
 class SinkConfig:
     type: str = _doc("`webhook` (Standard Webhooks), `slack` (Slack-compatible text) or `kafka`.", default="webhook")
     url: str | None = _doc("Webhook URL (webhook, slack).", default=None)
-    secret: Secret | None = _doc("Signing key, {env: NAME} or {file: PATH} (webhook, slack).", default=None)
+    secret: Secret | None = _doc(
+        "Signing key, {env: NAME} or {file: PATH} (webhook, slack): whsec_ and the base64 of the key (the "
+        "Standard Webhooks form), or any other string, taken as the key itself. A key under 24 bytes "
+        "(the spec asks 24 to 64 random bytes) is warned about at start.", default=None)
     topic: str | None = _doc("Topic for alerts (kafka).", default=None)
     timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=10.0)
 
