@@ -19,7 +19,7 @@ TTL, GRACE = 3600.0, 60.0
 
 def new(ttl=TTL, grace=GRACE, max_pending=1000, rank=1) -> LabelJoin:
     """A join whose watermarks are the newest event time (rank 1): the tests of the expiry
-    rules stay short. The robust watermark (the daemon's rank 3) has its own tests."""
+    rules stay short. The robust watermark (the daemon's rank 64) has its own tests."""
     return LabelJoin(ttl=ttl, grace=grace, max_pending=max_pending, watermark_rank=rank)
 
 
@@ -331,9 +331,9 @@ def test_every_event_ends_in_exactly_one_outcome(seed, shuffle_seed):
 
 # -- the robust watermark --------------------------------------------------------------------
 
-def test_the_watermark_is_the_third_newest_event_time():
-    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
-    assert join.watermark_rank == 3
+def test_the_watermark_is_the_median_of_the_last_events_never_going_back():
+    assert LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000).watermark_rank == 64  # the daemon's
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=3)  # of the last 5
     for i, ts in enumerate((1000.0, 1003.0)):
         join.add_label("m", f"l{i}", ts, 1)
         assert join.label_watermark == float("-inf")  # fewer than three: nothing has moved it
@@ -349,26 +349,26 @@ def test_the_watermark_is_the_third_newest_event_time():
 
 
 @pytest.mark.parametrize("outlier", [1.76e12, 1000.0 + 2 * TTL])
-def test_one_label_stamped_far_ahead_expires_nothing_waiting(outlier):
+def test_labels_stamped_far_ahead_expire_nothing_waiting_until_they_are_half_the_stream(outlier):
     """The issue's case: one label in milliseconds among labels in seconds moved the label
-    watermark years ahead, and every waiting prediction expired."""
-    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
+    watermark years ahead, and every waiting prediction expired; then three did, at the
+    3rd newest of all times. It takes half of the last 2 * rank - 1 labels."""
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=3)
     for i in range(100):
         join.add_prediction("m", f"p{i}", 1000.0 + i, "p")
     for i in range(50):
         join.add_label("m", f"p{i}", 1010.0 + i, 1)
-        if i == 10:
-            join.add_label("m", "stray", outlier, 1)
+        if i % 10 == 5:  # 5 strays, two in the last five labels at most
+            join.add_label("m", f"stray{i}", outlier, 1)
         join.expire()
     assert counts(join) == only(joined=50)
-    assert join.pending == 50 + 1  # p50..p99 wait for their labels; the stray label waits too
-    # Two more such events still do not move it; a third does (then it is the stream's time).
-    join.add_label("m", "stray2", outlier, 1)
+    join.add_label("m", "stray-a", outlier, 1)
+    join.add_label("m", "stray-b", outlier, 1)
     join.expire()
-    assert counts(join)["prediction_expired"] == 0
-    join.add_label("m", "stray3", outlier, 1)
+    assert counts(join)["prediction_expired"] == 0  # two of the last five
+    join.add_label("m", "stray-c", outlier, 1)
     join.expire()
-    assert counts(join)["prediction_expired"] == 50
+    assert counts(join)["prediction_expired"] == 50  # three: the stream's time now
 
 
 def test_a_checkpoint_from_before_the_robust_watermark_restores_its_newest_time():
@@ -468,12 +468,13 @@ def test_a_label_more_than_ttl_late_never_joins_before_the_watermark_moves():
     """A new user's case: 30 predictions, then labels of 5 of them two days later with a
     one-day TTL. The robust watermark needs three labels past a time to move, so the first
     two late labels joined (delays of 172,800 s in the label-delay histogram)."""
-    join = LabelJoin(ttl=86400, grace=600, max_pending=1000)  # the daemon's rank 3
+    join = LabelJoin(ttl=86400, grace=600, max_pending=1000)  # the daemon's rank
     for i in range(30):
         join.add_prediction("m", f"p{i}", 1_763_000_000.0 + i, (i % 2, None))
     joins = [join.add_label("m", f"p{i}", 1_763_172_800.0 + i, i % 2) for i in range(5)]
     assert joins == [None] * 5
-    assert counts(join)["joined"] == 0 and counts(join)["prediction_expired"] == 30
+    assert join.label_watermark == float("-inf")  # five labels: not the stream's time yet
+    assert counts(join)["joined"] == 0 and counts(join)["prediction_expired"] == 5  # by their labels' times
     assert join.waiting()[("m", "label")] == 5  # they wait their grace, as labels without a prediction do
 
 
@@ -602,7 +603,7 @@ def test_a_copy_of_an_orphaned_label_is_a_duplicate_whichever_topic_was_read_ahe
     """A new user's finding: a label sent twice whose prediction never came was an orphan
     and a duplicate read one event at a time, and an orphan and a label waiting when the
     predictions topic had been read ahead (163 against 146 duplicates on a stream)."""
-    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000)
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=3)  # moved by four predictions
     predictions = [("p", f"p{i}", 1000.0 + 100 * i) for i in range(4)]
     labels = [("l", "x", 1010.0), ("l", "x", 1010.0)]
     for kind, id, ts in (labels + predictions if labels_first else predictions + labels):
@@ -655,3 +656,21 @@ def test_after_settle_what_waits_does_not_depend_on_the_interleaving(seed, readi
     first = settled(random.Random(reading))
     assert first == settled(random.Random(reading + 1))
     assert first[0][("a", "joined")] > 100 and sum(first[1].values()) > 0
+
+
+@pytest.mark.parametrize("ahead", ["three", "every fourth"])
+def test_events_stamped_ahead_by_a_wrong_clock_orphan_no_label_whose_prediction_waits(ahead):
+    """A new user's finding: 3,000 predictions each followed by its label, three of them
+    (and their labels) stamped 900 s ahead, within the TTL and the allowed skew: 596 labels
+    were orphaned although their predictions were waiting (the 3rd newest time was the
+    stream's, and every event stamped right looked 900 s late, past label_grace_seconds).
+    So were they with one model server in four 900 s fast. At the daemon's rank, events
+    stamped ahead move the watermark only as half of the last 127."""
+    join = LabelJoin(ttl=3600, grace=300, max_pending=100_000)
+    skewed = (lambda i: 1000 <= i < 1003) if ahead == "three" else (lambda i: i % 4 == 0)
+    for i in range(3000):
+        ts = 1_764_000_000.0 + i + (900 if skewed(i) else 0)
+        join.add_prediction("m", i, ts, (i % 2, None))
+        join.add_label("m", i, ts + 1, i % 2)
+    assert counts(join) == only(joined=3000)
+    assert join.pending == 0

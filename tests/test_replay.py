@@ -361,8 +361,8 @@ def test_a_file_out_of_time_order_is_named_at_the_end(tmp_path, capsys):
         assert main(["replay", str(path), "--config", str(config_path), "--out", str(tmp_path / "a.jsonl"),
                      "--quiet"]) == 0
         err = capsys.readouterr().err
-        assert ("predictions were stamped more than 5 s (join.label_grace_seconds) before a prediction of their "
-                "model read earlier" in err) == warned, err
+        assert ("predictions were stamped more than 5 s (join.label_grace_seconds) before the time the predictions "
+                "of their model read earlier had reached" in err) == warned, err
         assert ("sort them by ts" in err) == warned
 
 

@@ -57,7 +57,8 @@ def out_of_order(result: Result, config) -> list[str]:
     """A line per kind of row whose rows went back in time (see ``Result.behind``)."""
     total = {"prediction": result.predictions, "label": result.records - result.predictions}
     return [f"{n:,} of {total[kind]:,} {kind}s were stamped more than {config.join.label_grace_seconds:g} s "
-            f"(join.label_grace_seconds) before a {kind} of their model read earlier, at most {lag:,.0f} s: the "
+            f"(join.label_grace_seconds) before the time the {kind}s of their model read earlier had reached (the "
+            f"median of the last 127), at most {lag:,.0f} s: the "
             f"files are read in their order, which should be event-time order (windows, the join and the label "
             f"side follow it); sort them by ts" for kind, (n, lag) in sorted(result.behind.items())]
 

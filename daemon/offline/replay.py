@@ -52,6 +52,7 @@ from daemon.offline import inputs
 from daemon.offline.recording import Recorder
 from daemon.runtime.calibrator import calibrate_now
 from daemon.stream.partition import PartitionState
+from daemon.stream.watermark import Watermark
 
 #: Records per poll, at most (the daemon's ``kafka.poll_max_records`` plays this part).
 BATCH_SIZE = 500
@@ -100,8 +101,10 @@ class Result:
     states: dict = field(default_factory=dict)
     recording: dict = field(default_factory=dict)
     #: kind ("prediction", "label") -> [rows stamped more than join.label_grace_seconds
-    #: before a row of that kind and model read earlier, the most seconds one was behind]:
-    #: a file out of time order (sorted by id, say), which the replay reads in its order.
+    #: before the time the rows of that kind and model read earlier had reached (their
+    #: watermark, as the join measures it: a few rows stamped ahead do not move it), the
+    #: most seconds one was behind]: a file out of time order (sorted by id, say), which
+    #: the replay reads in its order.
     behind: dict = field(default_factory=dict)
 
     @property
@@ -160,7 +163,7 @@ class Replay:
         self._on_alert = on_alert
         self._on_dead_letter = on_dead_letter
         self._topics = {"prediction": config.kafka.predictions_topic, "label": config.kafka.labels_topic}
-        self._newest: dict = {}  # (kind, model) -> the newest event time read
+        self._newest: dict = {}  # (kind, model) -> the watermark of the rows read (as the join's)
         self._deferred: dict[int, deque] = {}  # partition -> its label rows waiting their turn
 
     def run(self, items: Iterable[inputs.Item], progress: Callable | None = None) -> Result:
@@ -214,13 +217,15 @@ class Replay:
 
     def _check_order(self, item: inputs.Item) -> None:
         key = (item.kind, item.model)
-        newest = self._newest.get(key)
-        if newest is None or item.ts > newest:
-            self._newest[key] = item.ts
-        elif newest - item.ts > self.config.join.label_grace_seconds:
+        clock = self._newest.get(key)
+        if clock is None:
+            clock = self._newest[key] = Watermark()
+        lag = clock.value - item.ts
+        if lag > self.config.join.label_grace_seconds:
             behind = self.result.behind.setdefault(item.kind, [0, 0.0])
             behind[0] += 1
-            behind[1] = max(behind[1], newest - item.ts)
+            behind[1] = max(behind[1], lag)
+        clock.see(item.ts)
 
     def _record(self, item: inputs.Item) -> Record:
         topic = self._topics[item.kind]

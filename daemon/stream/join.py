@@ -33,14 +33,14 @@ model with the most waiting expire first.
 
 Each stream's *watermark* is kept per model (models of one partition may be stamped by
 different clocks, or one replayed from hours ago: another model's events must not orphan
-its labels) and is robust to outliers: it is the ``watermark_rank``-th newest event time
-of the model's stream (3 by default; minus infinity until that many have come), not the
-newest.
-One event stamped far ahead (a wrong clock, within the skew the partition allows, see
-``join.max_future_skew_seconds``) therefore does not move the clock for the others: with
-the newest, it expired every waiting prediction at once. It takes ``watermark_rank`` events at or past a time to get
-there. The watermark never goes back, and, like everything here, depends on the events
-alone (not on their batching or arrival order within the rank).
+its labels) and is robust to wrong clocks (:mod:`daemon.stream.watermark`): the
+``watermark_rank``-th newest of the model's last ``2 * watermark_rank - 1`` event times
+(64th of 127 by default), never going back. Events stamped ahead (a wrong clock, within
+the skew the partition allows, see ``join.max_future_skew_seconds``) therefore move it
+only when they are half the stream: with the newest time, one such event expired every
+waiting prediction at once, and with the 3rd newest of all, three made every label
+stamped right look late until the time caught up with theirs. Like everything here, it
+depends on the events alone (not on their batching or on the other stream).
 
 The settled predictions and labels are remembered, from ``ttl`` past their time up to a
 quarter of ``ttl`` more, in two ageing Bloom filters (:mod:`daemon.stream.seen`), aged by
@@ -71,16 +71,13 @@ not to what is waiting), and :meth:`LabelJoin.restore` rebuilds the join from th
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 
 from daemon.stream.join_changelog import _GONE, JoinChangelog, _Log
 from daemon.stream.seen import DUPLICATE_FALSE_POSITIVE_RATE, SeenIds, id_hash
+from daemon.stream.watermark import RANK, Watermark
 
 OUTCOMES = ("joined", "prediction_expired", "label_orphaned", "duplicate_label", "duplicate_prediction")
-
-#: The newest times of a stream with no event yet (never appended to).
-_NO_TIMES: tuple = ()
 
 
 class _Refused:
@@ -115,7 +112,7 @@ class LabelJoin(JoinChangelog):
     ValueError else).
     """
 
-    def __init__(self, ttl: float, grace: float, max_pending: int, watermark_rank: int = 3,
+    def __init__(self, ttl: float, grace: float, max_pending: int, watermark_rank: int = RANK,
                  false_positive_rate: float = DUPLICATE_FALSE_POSITIVE_RATE):
         self.ttl = ttl
         self.grace = grace
@@ -131,11 +128,11 @@ class LabelJoin(JoinChangelog):
         # its own topic); a lookup consults one of them.
         self._settled_predictions = SeenIds(ttl, max_pending + 1, false_positive_rate)
         self._settled_labels = SeenIds(ttl, max_pending + 1, false_positive_rate)
-        # The newest event times of each stream, ascending, at most watermark_rank of them:
-        # the partition's (filters saved before they were per model age by it), and each model's.
-        self._newest_predictions: list[float] = []
-        self._newest_labels: list[float] = []
-        self._newest_by_model: dict[tuple, list] = {}  # ("predictions" | "labels", model) -> times
+        # Each stream's watermark: the partition's (filters saved before they were per model
+        # age by it), and each model's.
+        self._newest_predictions = Watermark(watermark_rank)
+        self._newest_labels = Watermark(watermark_rank)
+        self._newest_by_model: dict[tuple, Watermark] = {}  # ("predictions" | "labels", model) -> its clock
         self.counts: Counter = Counter()
         self._log: _Log | None = None  # what changed since snapshot()/changes(), once asked
 
@@ -148,41 +145,43 @@ class LabelJoin(JoinChangelog):
     @property
     def prediction_watermark(self) -> float:
         """Event time the prediction stream has reached, in epoch seconds."""
-        return self._watermark(self._newest_predictions)
+        return self._newest_predictions.value
 
     @property
     def label_watermark(self) -> float:
         """Event time the label stream has reached, in epoch seconds."""
-        return self._watermark(self._newest_labels)
-
-    def _watermark(self, newest: list) -> float:
-        return newest[0] if len(newest) >= self.watermark_rank else float("-inf")
+        return self._newest_labels.value
 
     def watermark_of(self, which: str, model: str) -> float:
         """Event time model ``model``'s ``which`` stream ("predictions" or "labels") has
-        reached (minus infinity before ``watermark_rank`` events of it: never another
-        model's)."""
-        newest = self._newest_by_model.get((which, model), _NO_TIMES)  # (inlined: once per event and more)
-        return newest[0] if len(newest) >= self.watermark_rank else _NEVER
+        reached (:mod:`daemon.stream.watermark`; minus infinity before ``watermark_rank``
+        events of it: never another model's)."""
+        clock = self._newest_by_model.get((which, model))
+        return _NEVER if clock is None else clock.value
 
-    def _clock_of(self, which: str, model: str) -> list:
-        return self._newest_by_model.get((which, model), _NO_TIMES)
+    def _clock(self, which: str, model: str | None) -> Watermark:
+        """The watermark of ``model``'s ``which`` stream (made if new), or the partition's (None)."""
+        if model is None:
+            return self._newest_predictions if which == "predictions" else self._newest_labels
+        clock = self._newest_by_model.get((which, model))
+        if clock is None:
+            clock = self._newest_by_model[(which, model)] = Watermark(self.watermark_rank)
+        return clock
 
     def _expire_model(self, model: str, whole: bool = False) -> None:
         """Drop and count what of ``model`` can no longer be joined, against its own clocks
         (``whole``: in the whole buffers, see :meth:`settle`)."""
         if self._predictions.get(model):
-            self._expire(model, "predictions", self._clock_of("labels", model), self.ttl, whole)
+            self._expire(model, "predictions", self.watermark_of("labels", model), self.ttl, whole)
         if self._labels.get(model):
-            self._expire(model, "labels", self._clock_of("predictions", model), self.grace, whole)
+            self._expire(model, "labels", self.watermark_of("predictions", model), self.grace, whole)
 
-    def _expire(self, model: str, which: str, clock: list, wait: float, whole: bool = False) -> None:
+    def _expire(self, model: str, which: str, watermark: float, wait: float, whole: bool = False) -> None:
         """Drop (and count) the ``which`` entries of ``model`` older than ``wait`` seconds
-        before the watermark of ``clock`` (its newest times)."""
+        before ``watermark`` (the other stream's)."""
         ids = self._buffer(which).get(model)
-        if not ids or len(clock) < self.watermark_rank:
+        if not ids or watermark == _NEVER:
             return
-        watermark = clock[0]
         if whole:
             for id in [id for id, entry in ids.items() if watermark - entry[0] > wait]:
                 self._give_up(which, model, id)
@@ -223,25 +222,19 @@ class LabelJoin(JoinChangelog):
 
     def _saw_event(self, which: str, model: str, ts: float) -> None:
         """An event of ``model`` at ``ts`` on stream ``which``: the watermarks move, and
-        what can no longer be joined of the model expires. (Once per event: the checks
-        that nothing moved are inlined.)"""
-        rank = self.watermark_rank
-        partition = self._newest_predictions if which == "predictions" else self._newest_labels
-        if len(partition) < rank or ts > partition[0]:
-            self._saw(partition, ts)
-        key = (which, model)
-        newest = self._newest_by_model.get(key)
-        if newest is None:
-            newest = self._newest_by_model[key] = []
-        if len(newest) < rank or ts > newest[0]:
-            self._saw(newest, ts)
-            if self._log is not None:
-                self._log.newest.add(key)
-            if len(newest) >= rank:
-                self._age_filter(which, model, newest[0], partition)
+        what can no longer be joined of the model expires."""
+        partition = self._clock(which, None)
+        partition.see(ts)
+        clock = self._clock(which, model)
+        moved = clock.see(ts)
+        if self._log is not None:
+            self._log.clocks[(which, None)] += 1
+            self._log.clocks[(which, model)] += 1
+        if moved:
+            self._age_filter(which, model, clock.value, partition)
         self._expire_model(model)
 
-    def _age_filter(self, which: str, model: str, watermark: float, partition: list) -> None:
+    def _age_filter(self, which: str, model: str, watermark: float, partition: Watermark) -> None:
         """Forget the settled ``which`` events of ``model`` that the model's ``which`` stream
         (now at ``watermark``) is ttl past: a copy of one comes on its own topic, so only
         that stream's clock (and only the model's) says whether one still may. Generations
@@ -249,14 +242,7 @@ class LabelJoin(JoinChangelog):
         settled = self._settled_predictions if which == "predictions" else self._settled_labels
         settled.expire(watermark, model)
         if settled.unowned:
-            settled.expire(self._watermark(partition), None)
-
-    def _saw(self, newest: list, ts: float) -> None:
-        if len(newest) < self.watermark_rank:
-            bisect.insort(newest, ts)
-        elif ts > newest[0]:
-            del newest[0]
-            bisect.insort(newest, ts)
+            settled.expire(partition.value, None)
 
     @property
     def pending(self) -> int:
@@ -343,8 +329,7 @@ class LabelJoin(JoinChangelog):
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
         duplicate (already pending, joined or expired), else None."""
-        clock = self._newest_by_model.get(("predictions", model), _NO_TIMES)
-        if len(clock) >= self.watermark_rank and clock[0] - ts > self.ttl:
+        if self.watermark_of("predictions", model) - ts > self.ttl:
             return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
         if waiting is not None and waiting[1] is REFUSED:

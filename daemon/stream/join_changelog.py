@@ -20,7 +20,11 @@ entry) and its counts and watermarks through the record ``_log``.
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
+
 from daemon.stream.seen import DUPLICATE_FALSE_POSITIVE_RATE, SeenIds
+from daemon.stream.watermark import RANK, Watermark
 
 # A tombstone in a change record: the key left the buffer (buffer values are never None).
 _GONE = None
@@ -60,6 +64,11 @@ class JoinChangelog:
             if f"_newest_{stream}s" not in state:
                 state[f"_newest_{stream}s"] = [] if newest in (None, float("-inf")) else [newest] * 3
         state.setdefault("watermark_rank", 3)
+        saved_rank = state["watermark_rank"]
+        if type(state["_newest_predictions"]) is list:
+            state["watermark_rank"] = RANK  # saved with the rank among all times: the windowed one from now
+        for name in ("_newest_predictions", "_newest_labels"):
+            state[name] = _clock(state[name], state["watermark_rank"], saved_rank)
         if "_settled_predictions" in state:
             for name in _FILTERS:
                 state[name] = _filter(state[name])
@@ -77,8 +86,10 @@ class JoinChangelog:
             # Saved before the watermarks were per model: each model with events waiting
             # starts from the partition's (what they were measured against until then).
             state["_newest_by_model"] = {
-                (which, model): list(state[f"_newest_{which}"])
+                (which, model): state[f"_newest_{which}"]
                 for model in {*state["_predictions"], *state["_labels"]} for which in ("predictions", "labels")}
+        state["_newest_by_model"] = {key: _clock(times, state["watermark_rank"], saved_rank)
+                                     for key, times in state["_newest_by_model"].items()}
         state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
         self.__dict__.update(state)
         self._log = None
@@ -105,8 +116,8 @@ class JoinChangelog:
         for name in _BUFFERS:
             state[name] = {model: dict(ids) for model, ids in state[name].items()}
         for name in ("_newest_predictions", "_newest_labels", "counts"):
-            state[name] = type(state[name])(state[name])
-        state["_newest_by_model"] = {key: list(times) for key, times in self._newest_by_model.items()}
+            state[name] = copy.copy(state[name])
+        state["_newest_by_model"] = {key: copy.copy(clock) for key, clock in self._newest_by_model.items()}
         state.pop("_sizes", None)
         self._track()
         return state
@@ -120,9 +131,9 @@ class JoinChangelog:
           left the buffer}, in the order of each key's last change (replayed in order, the
           buffers come back in the same order, which expiry relies on);
         - ``counts``: {(model, outcome): count} for the counts that moved;
-        - ``newest``: the partition's two watermark lists, whole (at most ``watermark_rank``
-          times each), and ``newest_models`` the models' (("predictions" | "labels", model)
-          -> times) that moved;
+        - ``clocks``: the watermarks that saw events, (("predictions" | "labels", model, or
+          None for the partition's) -> (value, the times seen since, at most a window:
+          :meth:`~daemon.stream.watermark.Watermark.last`);
         - ``settled_predictions``, ``settled_labels``: the filters' records (see
           :meth:`SeenIds.changes`: the hashes of ids settled, 16 bytes each, and
           generations made or dropped);
@@ -137,8 +148,7 @@ class JoinChangelog:
             return {"snapshot": self.snapshot()}
         change = {"predictions": log.predictions, "labels": log.labels,
                   "counts": {key: self.counts[key] for key in log.counts},
-                  "newest": (list(self._newest_predictions), list(self._newest_labels)),
-                  "newest_models": {key: list(self._newest_by_model[key]) for key in log.newest},
+                  "clocks": {key: self._clock(*key).last(n) for key, n in log.clocks.items()},
                   **{name[1:]: getattr(self, name).changes() for name in _FILTERS}}
         self._track()
         return change
@@ -166,9 +176,12 @@ class JoinChangelog:
                         sizes[which] += 1
             for key, n in change["counts"].items():
                 join.counts[key] = n
-            join._newest_predictions, join._newest_labels = (list(x) for x in change["newest"])
-            for key, times in change.get("newest_models", {}).items():
-                join._newest_by_model[key] = list(times)
+            if "newest" in change:  # a record saved before the watermarks were windowed: whole lists
+                join._newest_predictions, join._newest_labels = (_clock(x, join.watermark_rank) for x in change["newest"])
+                for key, times in change.get("newest_models", {}).items():
+                    join._newest_by_model[key] = _clock(times, join.watermark_rank)
+            for (which, model), (value, times) in change.get("clocks", {}).items():
+                join._clock(which, model).advance(value, times)
             for name in _FILTERS:
                 if name[1:] in change:
                     getattr(join, name).apply(change[name[1:]])
@@ -198,7 +211,7 @@ class JoinChangelog:
         # changes() then gives the state instead.
         if log.entries > 4096 and log.entries > 2 * (self.pending + sum(getattr(self, n).count for n in _FILTERS)):
             log.overflowed = True
-            log.predictions, log.labels, log.counts = {}, {}, set()
+            log.predictions, log.labels, log.counts, log.clocks = {}, {}, set(), Counter()
             for name in _FILTERS:
                 getattr(self, name).untrack()
 
@@ -220,6 +233,15 @@ def _old_filters(state: dict) -> tuple:
     return (seen, *(SeenIds(ttl, limit, seen.rate) if k is None else _filter(k) for k in kept))
 
 
+def _clock(saved, rank: int, saved_rank: int = 3) -> Watermark:
+    """A model stream's :class:`Watermark` from its saved form: itself (copied), or the
+    newest times (at most ``saved_rank``, ascending) that checkpoints kept before the
+    watermark was windowed, whose value it keeps (it never goes back)."""
+    if isinstance(saved, Watermark):
+        return copy.copy(saved)
+    return Watermark(rank, times=saved, value=saved[0] if len(saved) >= saved_rank else float("-inf"))
+
+
 def _filter(state) -> SeenIds:
     """A :class:`SeenIds` from its pickled state (or itself)."""
     if isinstance(state, SeenIds):
@@ -236,6 +258,6 @@ class _Log:
         self.predictions: dict = {}  # key -> value or _GONE, in the order of last change
         self.labels: dict = {}
         self.counts: set = set()
-        self.newest: set = set()  # ("predictions" | "labels", model) whose times moved
+        self.clocks: Counter = Counter()  # ("predictions" | "labels", model or None) -> events seen
         self.entries = 0
         self.overflowed = False
