@@ -79,6 +79,56 @@ def new_decision(at, drift, warning, statistic, threshold, p_value) -> Decision:
     return d
 
 
+class DecisionRun:
+    """Consecutive decisions of one detector held by column instead of one
+    :class:`Decision` each: a detector taking many at once (a windowed test's batch, a
+    CUSUM's blocks) saves an object per decision, and a reader taking them in bulk
+    (:meth:`Detector.pop_decision_runs`: the daemon's pipeline) reads the columns.
+
+    ``at`` (ints), ``drift`` and ``warning`` (bools) and ``statistic`` (floats or None):
+    lists of one item per decision, in order; ``threshold``: the one threshold of them
+    all; ``p_value``: a list of floats or None, one per decision, or None for none.
+    :meth:`decisions` gives the equal :class:`Decision` objects.
+
+    >>> run = DecisionRun([5, 10], [False, True], [True, False], [0.4, 0.9], 0.5, None)
+    >>> len(run), run.decisions()[1] == Decision(10, True, False, 0.9, 0.5, None)
+    (2, True)
+    """
+
+    __slots__ = ("at", "drift", "warning", "statistic", "threshold", "p_value")
+
+    def __init__(self, at: list, drift: list, warning: list, statistic: list, threshold, p_value: list | None):
+        self.at, self.drift, self.warning, self.statistic = at, drift, warning, statistic
+        self.threshold, self.p_value = threshold, p_value
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def decisions(self) -> list[Decision]:
+        """One :class:`Decision` per decision, in order."""
+        threshold = self.threshold
+        p_values = self.p_value if self.p_value is not None else [None] * len(self.at)
+        return [new_decision(at, drift, warning, statistic, threshold, p) for at, drift, warning, statistic, p
+                in zip(self.at, self.drift, self.warning, self.statistic, p_values)]
+
+
+class _Outbox(collections.deque):
+    """A detector's outbox: :class:`Decision` objects, or one :class:`DecisionRun` alone
+    (see :meth:`Detector._decide_run`). Pickles (and copies) as the plain deque of
+    Decisions it stands for, so that a detector's pickle does not depend on how its
+    decisions were taken."""
+
+    def __reduce__(self):
+        return collections.deque(_expanded(self), self.maxlen).__reduce__()
+
+
+def _expanded(outbox) -> list[Decision]:
+    """The decisions of an outbox, a run expanded."""
+    if outbox and type(outbox[0]) is DecisionRun:
+        return outbox[0].decisions()
+    return list(outbox)
+
+
 class DescribedDecision(Decision):
     """A :class:`Decision` with ``detail``: what its statistic alone does not say (a dict of
     str -> JSON value; the level CUSUM's entries name the level that moved and which way),
@@ -148,22 +198,38 @@ class Detector(abc.ABC):
     def _decide(self, decision: Decision) -> None:
         """Put ``decision`` in the outbox (the caller keeps ``drift``, ``n_tests``... up to
         date itself)."""
-        outbox = self.__dict__.get("_outbox")
-        if outbox is None:
-            outbox = self._outbox = collections.deque(maxlen=self.MAX_DECISIONS)
+        outbox = self._open_outbox()
         if len(outbox) == outbox.maxlen:
             self.decisions_dropped += 1
         outbox.append(decision)
 
     def _decide_many(self, decisions: list) -> None:
         """:meth:`_decide` of each of ``decisions`` (in order), in one step."""
-        outbox = self.__dict__.get("_outbox")
-        if outbox is None:
-            outbox = self._outbox = collections.deque(maxlen=self.MAX_DECISIONS)
+        outbox = self._open_outbox()
         dropped = len(outbox) + len(decisions) - outbox.maxlen
         if dropped > 0:
             self.decisions_dropped += dropped
         outbox.extend(decisions)
+
+    def _decide_run(self, run: DecisionRun) -> None:
+        """:meth:`_decide_many` of ``run``'s decisions, kept as the run itself when the
+        outbox is empty (the usual case: a reader drains it every batch) and the run fits
+        in it; else as objects (so that a run only ever sits alone in the outbox, and the
+        outbox's length counts decisions)."""
+        outbox = self.__dict__.get("_outbox")
+        if outbox or len(run) > self.MAX_DECISIONS:
+            self._decide_many(run.decisions())
+        elif run.at:
+            self._outbox = _Outbox([run], maxlen=self.MAX_DECISIONS)
+
+    def _open_outbox(self) -> collections.deque:
+        """The outbox, made if there is none, a run in it expanded (objects follow it)."""
+        outbox = self.__dict__.get("_outbox")
+        if outbox is None:
+            outbox = self._outbox = _Outbox(maxlen=self.MAX_DECISIONS)
+        elif outbox and type(outbox[0]) is DecisionRun:
+            outbox.extend(outbox.popleft().decisions())
+        return outbox
 
     def pop_decisions(self) -> list[Decision]:
         """The decisions taken since the last call, in stream order; the outbox is then
@@ -171,8 +237,19 @@ class Detector(abc.ABC):
         outbox = self.__dict__.get("_outbox")
         if not outbox:
             return []
-        out = list(outbox)
+        out = _expanded(outbox)
         del self._outbox  # not cleared: an empty deque keeps a block, in each of a model's many detectors
+        return out
+
+    def pop_decision_runs(self) -> list:
+        """:meth:`pop_decisions` for a reader taking them in bulk: the same decisions, in
+        order, as :class:`Decision` objects and :class:`DecisionRun` items (a run holds
+        several consecutive ones by column)."""
+        outbox = self.__dict__.get("_outbox")
+        if not outbox:
+            return []
+        out = list(outbox)
+        del self._outbox
         return out
 
     # -- reading ----------------------------------------------------------------------------

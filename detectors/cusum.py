@@ -104,7 +104,7 @@ import math
 import numpy as np
 
 from . import arl, calibration
-from .base import DeferredThresholds, new_decision
+from .base import DecisionRun, DeferredThresholds, new_decision
 from .binning import KSSlots, index_together, numeric_array
 
 #: Default shift to detect, in reference standard deviations (the reference value ``k``
@@ -294,11 +294,45 @@ class CUSUM(DeferredThresholds):
             tops = [int(stat[a:b].max()) for a, b in zip(starts, bounds)]
         else:
             tops = np.maximum.reduceat(stat, starts).tolist()
+        if self._threshold is not None and not self.drift and max(tops) <= self._threshold * SCALE:
+            self._close_quiet_blocks(ends, tops, bounds[-1] - starts[-1], kept, first)
+            return
         for start, end, top in zip(starts, bounds, tops):
             self._piece(stat, start, end, top, kept, first)
             self._in_block += end - start
             if self._in_block == self.stride:
                 self._close_block(first + (end - 1 if kept is None else int(kept[end - 1])))
+
+    def _close_quiet_blocks(self, ends: list, tops: list, last_piece: int, kept, first: int) -> None:
+        """What the pieces of a batch say when none enters drift and the detector is not in
+        drift (the usual batch, calibrated): the blocks ending at ``ends`` (indices just past
+        their last value) decided without drift, as one run of decisions (no call nor
+        object per block); the last piece (``last_piece`` values, largest statistic
+        ``tops[-1]``) left open if it does not end a block. ``tops``: each piece's largest
+        statistic, the first piece continuing the open block."""
+        n = len(ends)
+        if n:
+            block_tops = tops[:n]
+            block_tops[0] = max(block_tops[0], self._block_max)
+            if kept is None:
+                ats = [first + end - 1 for end in ends]
+            else:
+                ats = (kept[[end - 1 for end in ends]] + first).tolist()
+            warning = self.warning_threshold
+            if warning is None:
+                warnings = [False] * n
+            else:
+                limit = warning * SCALE
+                warnings = [top > limit for top in block_tops]
+            statistics = [top / SCALE for top in block_tops]
+            self.n_tests += n
+            self.warning = warnings[-1]
+            self._statistic_value = statistics[-1]
+            self._decide_run(DecisionRun(ats, [False] * n, warnings, statistics, self._threshold, None))
+            self._in_block, self._block_max = 0, -1
+        if n < len(tops):  # a piece left open: its values count in the next block
+            self._in_block += last_piece
+            self._block_max = max(self._block_max, tops[-1])
 
     def _path(self, slots: np.ndarray, ends: list) -> np.ndarray:
         """The statistic after each value (of slots ``slots``), the sums capped at the block ends

@@ -52,7 +52,7 @@ import functools
 import numpy as np
 
 from . import calibration
-from .base import Decision, DeferredThresholds, new_decision
+from .base import Decision, DecisionRun, DeferredThresholds, new_decision
 
 
 class DeferredDecision(Decision):
@@ -506,36 +506,42 @@ class WindowedTest(DeferredThresholds):
 
     def _judge_many(self, ats: list, stats: list, p_args: list, counts: np.ndarray) -> None:
         """:meth:`_judge` of each test in turn (their windows' ``counts``), the same decisions
-        and state, in one loop (calls per test counted at a model's many tests of every
-        stride)."""
+        and state, in one step: the decisions go out as one :class:`~detectors.base.DecisionRun`
+        (calls and objects per test counted at a model's many tests of every stride), but
+        for the alarms of a test whose p-value is deferred (:class:`DeferredDecision` each)."""
         threshold, warning_threshold = self._threshold, self.warning_threshold
-        drift = self.drift
-        n_detections, last_detection_at = self.n_detections, self.last_detection_at
-        deferred = self.P_VALUE_ON_ALARMS_ONLY
-        function = self._p_function() if deferred else None
-        p_values = p_args if deferred else self._p_values(p_args)  # (deferred: not read)
-        decisions, p = [], None
-        for i, (at, stat, args, p_value) in enumerate(zip(ats, stats, p_args, p_values)):
-            was, drift = drift, stat > threshold
-            if drift and not was:
-                n_detections += 1
-                last_detection_at = at
-                if self.first_detection is None:
-                    self.first_detection = (at, counts[i].tolist())
-            warning = not drift and warning_threshold is not None and stat > warning_threshold
-            if not deferred:
-                p = p_value
-                decisions.append(new_decision(at, drift, warning, stat, threshold, p))
-            elif drift or warning:  # the p-value computed when read (an alert), as in _judge
-                decisions.append(DeferredDecision(at, drift, warning, stat, threshold, function, args))
-            else:
-                decisions.append(new_decision(at, drift, warning, stat, threshold, None))
-        self.n_tests += len(decisions)
-        self.drift, self.warning = drift, warning
-        self.n_detections, self.last_detection_at = n_detections, last_detection_at
+        drifts = [stat > threshold for stat in stats]
+        if warning_threshold is None:
+            warnings = [False] * len(stats)
+        else:
+            warnings = [not drift and stat > warning_threshold for drift, stat in zip(drifts, stats)]
+        if True in drifts:  # entries into drift: counted, the first one's window kept
+            was = self.drift
+            for i, drift in enumerate(drifts):
+                if drift and not was:
+                    self.n_detections += 1
+                    self.last_detection_at = ats[i]
+                    if self.first_detection is None:
+                        self.first_detection = (ats[i], counts[i].tolist())
+                was = drift
+        self.n_tests += len(ats)
+        self.drift, self.warning = drifts[-1], warnings[-1]
+        if not self.P_VALUE_ON_ALARMS_ONLY:
+            p_values = self._p_values(p_args)
+            self._decide_run(DecisionRun(ats, drifts, warnings, stats, threshold, p_values))
+            p = p_values[-1]
+        elif True in drifts or True in warnings:  # the p-value computed when read (an alert), as in _judge
+            function = self._p_function()
+            self._decide_many([
+                DeferredDecision(at, drift, warning, stat, threshold, function, args) if drift or warning
+                else new_decision(at, drift, warning, stat, threshold, None)
+                for at, drift, warning, stat, args in zip(ats, drifts, warnings, stats, p_args)])
+            p = None
+        else:
+            self._decide_run(DecisionRun(ats, drifts, warnings, stats, threshold, None))
+            p = None
         # The last test's, as _run_test and the p_value property leave them.
         self._statistic_value, self._p_args, self._p_cache = stats[-1], p_args[-1], p
-        self._decide_many(decisions)
 
     def _judge(self, at: int, stat: float, p_args) -> None:
         """Decide one test (value number ``at`` completed it) and put it in the outbox."""

@@ -105,3 +105,34 @@ def test_the_window_at_the_first_detection_depends_on_the_values_alone(kind):
     window = make(threshold=1e9)
     window.update_many(stream[at - 300:at])
     assert counts == window.counts.tolist()
+
+
+def _bulk_detectors():
+    from detectors import CUSUM, LevelCUSUM
+
+    yield from _detectors()
+    rng = np.random.default_rng(8)
+    yield "cusum", CUSUM(rng.normal(size=3000), window=300, stride=30, threshold=12.0, warning_threshold=2.0), \
+        lambda r, n: np.where(r.random(n) < 0.05, np.nan, r.normal(0.0, 1, n))
+    levels = [f"l{i}" for i in rng.integers(0, 6, 3000)]
+    yield "level-cusum", LevelCUSUM(levels, window=300, stride=30, threshold=12.0, warning_threshold=2.0), \
+        lambda r, n: [f"l{i}" for i in r.integers(0, 6, n)]
+
+
+@pytest.mark.parametrize("name, detector, draw", list(_bulk_detectors()), ids=[d[0] for d in _bulk_detectors()])
+def test_decisions_taken_in_bulk_are_those_taken_one_at_a_time(name, detector, draw):
+    """A batch's decisions go out as a run (by column); read in bulk or as objects, and
+    pickled undrained, they are those of the values fed one at a time."""
+    from detectors.base import DecisionRun
+
+    stream = draw(np.random.default_rng(9), 900)
+    bulk, single = pickle.loads(pickle.dumps(detector)), pickle.loads(pickle.dumps(detector))
+    bulk.update_many(stream)
+    for x in stream:
+        single.update(x)
+    assert pickle.dumps(bulk) == pickle.dumps(single)
+    expected = single.pop_decisions()
+    assert pickle.loads(pickle.dumps(bulk)).pop_decisions() == expected
+    items = bulk.pop_decision_runs()
+    assert any(type(item) is DecisionRun for item in items)
+    assert [d for item in items for d in (item.decisions() if type(item) is DecisionRun else [item])] == expected

@@ -22,12 +22,13 @@ are being computed (their tests are held, then decided in order, see
 from __future__ import annotations
 
 import bisect
+from itertools import repeat
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import Decision
+from detectors.base import Decision, DecisionRun
 
 
 @dataclass(frozen=True)
@@ -74,39 +75,73 @@ def observation(detector, feature, drift, event_time, offset, side, position, de
 
 def data_observations(test: str, column: str, decisions: list, places, version) -> list[Observation]:
     """The observations of one detector's ``decisions`` (of a data test ``test`` of
-    ``column``), each placed at its ``(event time, offset)`` taken in turn from
-    ``places`` (an iterator, advanced by one per decision), with :func:`detail_of`'s
-    detail: ``observation(test, column, d.drift, ts, offset, "data", d.at, detail_of(d,
-    version))`` for each, the same objects, made in one loop (this runs once per test of
-    every detector: ~1,850 a batch of 5,000 events on ``bench/peer.py``'s model).
+    ``column``; :class:`~detectors.base.Decision` objects and
+    :class:`~detectors.base.DecisionRun` items, as ``pop_decision_runs`` gives them), each
+    placed at its ``(event time, offset)`` taken in turn from ``places`` (an iterator,
+    advanced by one per decision), with :func:`detail_of`'s detail: ``observation(test,
+    column, d.drift, ts, offset, "data", d.at, detail_of(d, version))`` for each decision
+    ``d``, the same objects, made in one loop (this runs once per test of every detector:
+    ~1,850 a batch of 5,000 events on ``bench/peer.py``'s model).
 
-    >>> from detectors.base import new_decision
+    >>> from detectors.base import DecisionRun, new_decision
     >>> [o] = data_observations("psi", "x", [new_decision(3, True, False, 0.4, 0.2, None)], iter([(9.5, 12)]), "v1")
     >>> o == observation("psi", "x", True, 9.5, 12, "data", 3,
     ...                  {"statistic": 0.4, "threshold": 0.2, "p_value": None, "model_version": "v1"})
     True
+    >>> run = DecisionRun([3, 6], [True, False], [False, True], [0.4, 0.3], 0.2, [0.01, 0.1])
+    >>> data_observations("psi", "x", [run], iter([(9.5, 12), (9.8, 15)]), "v1") == \\
+    ...     data_observations("psi", "x", run.decisions(), iter([(9.5, 12), (9.8, 15)]), "v1")
+    True
     """
     out = []
-    append, new = out.append, _new
-    for d, (ts, offset) in zip(decisions, places):
+    for item in decisions:
+        if type(item) is DecisionRun:
+            _run_observations(out, test, column, item, places, version)
+            continue
+        d, (ts, offset) = item, next(places)
         fields = d.__dict__
-        if type(d) is Decision:  # (most: no p-value to defer, no detail of its own)
+        if type(d) is Decision:  # (no p-value to defer, no detail of its own)
             detail = {"statistic": fields["statistic"], "threshold": fields["threshold"],
                       "p_value": fields["p_value"], "model_version": version}
         else:
             detail = detail_of(d, version)
+        out.append(_made(test, column, fields["drift"], ts, offset, fields["at"], detail))
+    return out
+
+
+def _made(test, column, drift, ts, offset, at, detail) -> Observation:
+    """A data observation, filled as :func:`observation` does."""
+    o = _new(Observation)
+    made = o.__dict__
+    made["detector"] = test
+    made["feature"] = column
+    made["drift"] = drift
+    made["event_time"] = ts
+    made["offset"] = offset
+    made["side"] = "data"
+    made["position"] = at
+    made["detail"] = detail
+    return o
+
+
+def _run_observations(out: list, test: str, column: str, run: DecisionRun, places, version) -> None:
+    """Append the observations of ``run``'s decisions to ``out`` (see :func:`data_observations`),
+    read from its columns in one loop, without a call per decision."""
+    threshold, new = run.threshold, _new
+    p_values = run.p_value if run.p_value is not None else repeat(None)
+    append = out.append
+    for at, drift, statistic, p_value, (ts, offset) in zip(run.at, run.drift, run.statistic, p_values, places):
         o = new(Observation)
-        made = o.__dict__  # filled as observation() does, without a call per decision
+        made = o.__dict__  # filled as observation() does
         made["detector"] = test
         made["feature"] = column
-        made["drift"] = fields["drift"]
+        made["drift"] = drift
         made["event_time"] = ts
         made["offset"] = offset
         made["side"] = "data"
-        made["position"] = fields["at"]
-        made["detail"] = detail
+        made["position"] = at
+        made["detail"] = {"statistic": statistic, "threshold": threshold, "p_value": p_value, "model_version": version}
         append(o)
-    return out
 
 
 def detail_of(decision, version) -> Mapping:

@@ -56,6 +56,7 @@ from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
 from daemon.stream.versions import MAX_ERAS, epoch_of_payload
+from detectors.base import DecisionRun
 
 log = logging.getLogger("driftd.stream.pipeline")
 
@@ -501,10 +502,14 @@ class ModelPipeline:
     def _drain(self, watch: _Watch) -> None:
         found, taken, ats = [], [], []
         for (test, column), detector in watch.tests.detectors():
-            decisions = detector.pop_decisions()
+            decisions = detector.pop_decision_runs()
             if decisions:
                 taken.append((test, column, decisions))
-                ats += [d.at for d in decisions]
+                for d in decisions:
+                    if type(d) is DecisionRun:
+                        ats += d.at
+                    else:
+                        ats.append(d.at)
         version, sources = watch.version, watch.sources
         # One look-up per batch, not per detector or decision.
         places = zip(*sources.get_many(ats)) if ats else iter(())
