@@ -364,9 +364,30 @@ def _sequence(values):
     return values if isinstance(values, (list, tuple, np.ndarray)) else list(values)
 
 
+class Tallied(list):
+    """Reference values (a list) with their tally: ``tally``, a list of ``(value, count)``
+    for every distinct value, as :func:`_tally` counts them (in any order), for a caller
+    that has them counted already (the daemon, from a column's level codes):
+    :class:`CategoricalBins` takes the tally instead of counting the values again, a pass
+    over them for each test built from them (~2 ms per 50,000 levels). The caller vouches
+    for the tally; the bins are the same.
+
+    >>> values = ["b", None, "a", "b"] * 10
+    >>> CategoricalBins(Tallied(values, [("a", 10), ("b", 20), (None, 10)])).key() == CategoricalBins(values).key()
+    True
+    """
+
+    def __init__(self, values, tally: list):
+        super().__init__(values)
+        self.tally = tally
+
+
 def _tally(values) -> list[tuple[object, int]]:
     """(value, count) for every distinct value (by type and value, see :func:`_distinct`),
-    in order of first appearance; for an unhashable value, each value with count 1."""
+    in order of first appearance (a :class:`Tallied` list: its own tally, in its order);
+    for an unhashable value, each value with count 1."""
+    if type(values) is Tallied:
+        return values.tally
     values = _sequence(values)
     if set(map(type, values)) <= {str, type(None)}:  # the daemon's levels: no two types to keep apart
         return list(collections.Counter(values).items())

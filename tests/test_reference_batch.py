@@ -233,3 +233,20 @@ def _per_detector(observations: list) -> dict:
     for o in observations:
         out.setdefault((o.detector, o.feature), []).append((o.drift, o.position, o.offset, o.event_time, o.side))
     return out
+
+
+def test_a_column_of_strings_gives_its_values_with_their_tally():
+    """A declared categorical column's values carry their tally, counted from the codes
+    (the tests' bins take it instead of counting the values again): the values' own."""
+    from collections import Counter
+
+    from detectors.binning import Tallied
+
+    column = Column("plan", "categorical", 3)  # three missing values first
+    column.add_many(["b", None, "a", "b", "c"] * 20)
+    values = column.values()
+    assert type(values) is Tallied and values == [None] * 3 + ["b", None, "a", "b", "c"] * 20
+    assert dict(values.tally) == dict(Counter(values))
+    mixed = Column("plan", None, 0)  # numbers among the levels: no tally
+    mixed.add_many(["b", 1.5, None, "a"] * 10)
+    assert type(mixed.values()) is list

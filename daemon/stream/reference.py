@@ -38,6 +38,7 @@ from array import array
 import numpy as np
 
 from daemon.stream.numbers import Numbers
+from detectors.binning import Tallied
 
 #: Column names of the prediction and its score, watched like features.
 PREDICTION = "<prediction>"
@@ -253,12 +254,18 @@ class Column:
 
     def values(self):
         """The column as the tests take it: float64 with NaN (numeric), or levels with
-        None for missing (categorical)."""
+        None for missing (categorical: a list; of a column of strings only, a
+        :class:`~detectors.binning.Tallied` list, its tally counted from the codes)."""
         if self.kind == "numeric":
             return self.numbers.values()
         # By numpy from the codes (the last entry, None, is code -1's) ...
         codes = np.frombuffer(self.codes, dtype=self.codes.typecode)
-        out = np.array([*self.levels, None], dtype=object)[codes].tolist()
+        by_code = np.array([*self.levels, None], dtype=object)[codes]
+        if self.numbers is None:
+            # Strings only: their tally too, from the codes, for the tests' bins (each
+            # categorical test counts the values otherwise, a pass over them each).
+            return Tallied(by_code, _code_tally(codes, list(self.levels)))
+        out = by_code.tolist()
         if self.numbers is not None:  # ... then the numbers' levels where they have no code
             numbers = self.numbers.values()
             for i in np.flatnonzero((codes < 0) & ~np.isnan(numbers)).tolist():
@@ -268,6 +275,15 @@ class Column:
     @property
     def n_present(self) -> int:
         return len(self) - self.n_missing
+
+
+def _code_tally(codes: np.ndarray, levels: list) -> list[tuple]:
+    """``(level, count)`` of every level present in a column of strings, then ``(None,
+    count)`` of its missing values if any: ``codes``, the column's codes (-1: missing,
+    else an index into ``levels``, distinct strings)."""
+    counts = np.bincount(codes.astype(np.intp) + 1, minlength=len(levels) + 1).tolist()
+    tally = [(name, n) for name, n in zip(levels, counts[1:]) if n]
+    return tally + [(None, counts[0])] if counts[0] else tally
 
 
 class ReferenceSample:
