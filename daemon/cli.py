@@ -304,6 +304,14 @@ def _run(args) -> int:
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
+    from daemon.kafka.checkpoint import prepare_directory
+
+    try:  # before the broker: a state directory that cannot be used is the file's error
+        prepare_directory(config.state.dir)
+    except OSError as e:
+        print(f"driftd: invalid configuration {args.config}: state.dir: cannot use {e.filename or config.state.dir}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 2
     if args.port is not None:
         config.http.port = args.port
     if args.log_level is not None:
@@ -347,6 +355,9 @@ def _run(args) -> int:
     except StateKeyError as e:
         print(f"driftd: {e}", file=sys.stderr)
         return 1
+    except config_module.ConfigError as e:  # found only when used (kafka-python's own checks)
+        print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
+        return 2
     finally:
         if broker is not None:
             broker.close()

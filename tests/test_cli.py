@@ -450,3 +450,18 @@ def test_driftd_broker_serves_replicas_on_one_machine_until_sigterm():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
+
+
+def test_run_with_a_state_dir_it_cannot_use_fails_at_start_naming_the_key(tmp_path):
+    """A trial's finding: state.dir a file (or under /proc) passed check-config, and
+    `driftd run` started the embedded broker, then died with a traceback and status 1.
+    It now fails before anything starts: status 2, the key, the path and why."""
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("")
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"state": {"dir": str(a_file)}, "http": {"port": free_port()},
+                                           "models": {"m": {}}}))
+    done = driftd("run", "--config", str(config_file), timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr == (f"driftd: invalid configuration {config_file}: state.dir: cannot use {a_file}: it is a "
+                           f"file, not a directory\n"), done.stderr

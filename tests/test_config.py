@@ -304,6 +304,13 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"kafka": {"client": {"fetch_max_bytes": 1000}}}, "kafka.client.fetch_max_bytes", ["KafkaProducer"]),
     ({"kafka": {"create_topics": 3, "client": {"max_request_size": 2_000_000}}}, "kafka.client.max_request_size",
      ["KafkaAdminClient"]),
+    # A trial's: driftd run died with a TypeError (two values of the setting for one client).
+    ({"kafka": {"client": {"request_timeout_ms": 40_000}}}, "kafka.client.request_timeout_ms", ["driftd sets it"]),
+    ({"kafka": {"client": {"reconnect_backoff_max_ms": 5}}}, "kafka.client.reconnect_backoff_max_ms",
+     ["kafka.reconnect_backoff_max_seconds"]),
+    # kafka-python refused the consumer (heartbeat above the session), taken for a broker outage for ever.
+    ({"kafka": {"session_timeout_ms": 1}}, "kafka.session_timeout_ms", ["at least 1000"]),
+    ({"kafka": {"fetch_max_wait_ms": 40_000}}, "kafka.fetch_max_wait_ms", ["below 30000"]),
     # Every delivery failed ("Timeout value out of range"), retried for an hour.
     ({"alerts": {"sinks": [{"url": "https://hooks.example/x", "timeout_seconds": 0}]}}, "alerts.sinks[0].timeout_seconds",
      ["above 0"]),

@@ -99,3 +99,21 @@ def test_sigterm_while_driftd_run_loads_is_a_clean_exit_before_anything_starts(t
         process.kill()
     assert process.returncode == 0, err
     assert err == ""
+
+
+def test_settings_kafka_python_refuses_stop_the_daemon_as_a_configuration_error(tmp_path):
+    """A trial's finding: kafka-python refused the consumer's settings (a heartbeat above
+    the session timeout) and driftd logged "cannot reach the broker" and retried for ever.
+    Its refusal is now the configuration's error (driftd run: status 2, the reason)."""
+    import pytest
+    from kafka.errors import KafkaConfigurationError
+
+    from daemon.config import ConfigError
+
+    daemon = Daemon(from_dict({"http": {"port": 0}, "state": {"dir": str(tmp_path)}, "models": {"m": {}}}))
+
+    def refused():
+        raise KafkaConfigurationError("Heartbeat interval must be lower than the session timeout")
+
+    with pytest.raises(ConfigError, match="kafka-python refuses the consumer's settings: .*Heartbeat interval"):
+        daemon._connect("consumer", refused)

@@ -110,19 +110,23 @@ class KafkaConfig:
     poll_timeout_ms: int = _doc("How long a poll waits for records.", default=200)
     fetch_max_wait_ms: int = _doc(
         "How long the broker may hold a fetch for more data; lower means lower latency when one "
-        "topic is quiet.", default=100)
+        "topic is quiet. Below 30000 (the consumer's request timeout).", default=100)
     max_event_bytes: int = _doc("Larger events go to the dead-letter topic as `oversize`.", default=1_048_576)
     dead_letter_max_bytes: int = _doc(
         "Largest dead-letter copy (key, value and headers): a larger one keeps the first bytes of "
         "the value, with the original size and SHA-256 in headers. At most the producer's "
         "max_request_size (kafka-python default 1048576) less 1024.", default=524_288)
     session_timeout_ms: int = _doc(
-        "Consumer-group session timeout: a daemon silent this long loses its partitions.", default=10_000)
+        "Consumer-group session timeout: a daemon silent this long loses its partitions. At least 1000 "
+        "(heartbeats go every tenth of it); brokers refuse less than their group.min.session.timeout.ms "
+        "(6000 by default in Kafka).", default=10_000)
     reconnect_backoff_max_seconds: float = _doc("Longest wait between reconnection attempts.", default=10.0)
     client: dict = _doc(
         "Extra kafka-python settings for consumer and producer alike: security_protocol, "
         "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "
-        "sasl_plain_username, sasl_plain_password, ... Secret values as {env: NAME} or {file: PATH}.",
+        "sasl_plain_username, sasl_plain_password, ... Secret values as {env: NAME} or {file: PATH}. "
+        "Not the settings driftd gives its clients itself (bootstrap_servers, request_timeout_ms, "
+        "reconnect_backoff_max_ms, max_in_flight_requests_per_connection).",
         default_factory=dict)
 
     def __post_init__(self):

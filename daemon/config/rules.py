@@ -95,6 +95,14 @@ def check(config: Config, secrets: bool = True) -> None:
         if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
             raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
     _check_client(config)
+    if config.kafka.fetch_max_wait_ms >= 30_000:
+        raise ConfigError("kafka.fetch_max_wait_ms", f"must be below 30000 (ms), the consumer's request timeout, got "
+                                                     f"{config.kafka.fetch_max_wait_ms}")
+    if config.kafka.session_timeout_ms < 1000:
+        raise ConfigError("kafka.session_timeout_ms", f"must be at least 1000 (ms), got {config.kafka.session_timeout_ms}: "
+                                                      f"driftd heartbeats every tenth of it, at least 100 ms apart (brokers "
+                                                      f"also refuse less than their group.min.session.timeout.ms, 6000 "
+                                                      f"by default)")
     if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
         raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
                                                           f"({config.alerts.retry_max_seconds:g})")
@@ -134,6 +142,16 @@ def _check_topics(config: Config) -> None:
         seen[topic] = key
 
 
+#: kafka-python settings of kafka.client's kind (taken by every client) that driftd gives
+#: its clients itself: where to set them instead, if anywhere.
+_SET_BY_DRIFTD = {"bootstrap_servers": " (kafka.bootstrap_servers)",
+                  "reconnect_backoff_max_ms": " (kafka.reconnect_backoff_max_seconds)",
+                  "request_timeout_ms": " (30000 for the consumer, a timeout of its own for each request driftd "
+                                        "makes otherwise)",
+                  "max_in_flight_requests_per_connection": " (1 for the state topic's producer, which keeps a "
+                                                           "checkpoint's records in order)"}
+
+
 def _check_client(config: Config) -> None:
     """Every ``kafka.client`` key a setting of each kafka-python client it goes to (consumer
     and producer; the admin client too when driftd creates topics): kafka-python refuses
@@ -146,6 +164,9 @@ def _check_client(config: Config) -> None:
     clients = [KafkaConsumer, KafkaProducer] + [KafkaAdminClient] * (config.kafka.create_topics > 0)
     known = set.intersection(*(set(c.DEFAULT_CONFIG) for c in clients))
     for name in config.kafka.client:
+        if name in _SET_BY_DRIFTD:
+            raise ConfigError(f"kafka.client.{name}", f"driftd sets it itself{_SET_BY_DRIFTD[name]}: given here as "
+                                                      f"well, kafka-python would refuse to make the client")
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

@@ -21,6 +21,7 @@ file is not owned by driftd's user or is readable or writable by others.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import logging
@@ -146,13 +147,24 @@ class _Sections:
         self.sections = sections
 
 
+def prepare_directory(directory: str | os.PathLike) -> None:
+    """Make the state directory (and its parents) if missing. OSError, with the reason and
+    the path, if it cannot be made or is not a directory driftd can write in."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a directory", str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "driftd's user cannot write in it", str(path))
+
+
 class Checkpoints:
     def __init__(self, directory: str | os.PathLike, scope: str, key: bytes | None = None,
                  key_env: str = "DRIFTD_STATE_KEY"):
         """``scope`` (group and topics) keeps checkpoints of other set-ups apart. ``key``
         seals the files; None takes :func:`state_key` of ``directory`` and ``key_env``."""
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        prepare_directory(self.directory)
         self.scope = scope
         if key is None:
             key, source = state_key(self.directory, key_env)

@@ -23,7 +23,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError
 from kafka.structs import TopicPartition
 
 from learners.registry import Registry
@@ -38,7 +38,7 @@ from daemon.runtime.calibrator import Calibrator
 from daemon.runtime import allocator, blas, wiring
 from daemon.runtime.checkpointing import BROKER_WAIT_SECONDS, Checkpointing
 from daemon.runtime.handoff import PartitionHandoff, Rebalance
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.kafka.deadletter import DeadLetters
 from daemon.web.http import HttpServer
 from daemon.web.status import configured_models, partition_models
@@ -157,16 +157,19 @@ class Daemon(Checkpointing, PartitionHandoff):
         (a pod may start before Kafka answers); None if stopped meanwhile."""
         delay = 0.5
         client = self.config.kafka.client
-        # One attempt may wait kafka-python's bootstrap and request timeouts (30 s each by
-        # default): /livez allows for that, so a broker that does not answer never makes
+        # One attempt may wait kafka-python's bootstrap timeout (30 s by default) and a
+        # request's (30 s): /livez allows for that, so a broker that does not answer never makes
         # driftd look stuck (a restart would not bring the broker back).
-        self._connect_grace = (client.get("bootstrap_timeout_ms", 30_000) + client.get("request_timeout_ms", 30_000)) / 1000
+        self._connect_grace = (client.get("bootstrap_timeout_ms", 30_000) + 30_000) / 1000
         while not self._stop.is_set():
             self._last_loop = time.monotonic()
             try:
                 # In a thread of its own: a stop asked meanwhile must not wait for
                 # kafka-python's bootstrap timeout (daemon.kafka.connecting).
                 return connecting.attempt(make, self._stop)
+            except KafkaConfigurationError as e:
+                # kafka-python refused its settings: no retry would change them.
+                raise ConfigError("kafka", f"kafka-python refuses the {what}'s settings: {e}") from None
             except KafkaError as e:
                 self._broker_failed(f"connect_{what}", e)
                 log.error("cannot reach the broker for the %s (%s); retrying in %.0f s", what, e, delay)
