@@ -311,6 +311,7 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     # kafka-python refused the consumer (heartbeat above the session), taken for a broker outage for ever.
     ({"kafka": {"session_timeout_ms": 1}}, "kafka.session_timeout_ms", ["at least 1000"]),
     ({"kafka": {"fetch_max_wait_ms": 40_000}}, "kafka.fetch_max_wait_ms", ["below 30000"]),
+    ({"models": {"m": {"features": {"": "numeric"}}}}, "models.m.features.", ["never a column"]),
     # Every delivery failed ("Timeout value out of range"), retried for an hour.
     ({"alerts": {"sinks": [{"url": "https://hooks.example/x", "timeout_seconds": 0}]}}, "alerts.sinks[0].timeout_seconds",
      ["above 0"]),

@@ -308,6 +308,8 @@ def _check_features(model: ModelConfig, key: str) -> None:
         where = f"{key}.features.{name}"
         if not isinstance(name, str):
             raise ConfigError(where, "feature names are strings: quote the name")
+        if not name.strip():
+            raise ConfigError(where, f"{name!r} is not a feature's name: an empty (or blank) name is never a column")
         if kind not in ("numeric", "categorical", "ignore"):
             raise ConfigError(where, f"must be numeric, categorical or ignore, got {kind!r}")
         if name in natural and kind not in (natural[name], "ignore"):
