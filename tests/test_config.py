@@ -462,9 +462,13 @@ def test_the_reference_shows_the_real_defaults():
 
 def test_exponent_notation_is_a_number_although_yaml_1_1_reads_it_as_text(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("models:\n  m: {ert: 1e8, label_ert: 2.5E6}\n")
+    path.write_text("models:\n  m: {ert: 1e8, label_ert: 2.5E6, window: 1.0e3, reference_size: 5e3}\n")
     model = load(path).models["m"]
     assert (model.ert, model.label_ert) == (1e8, 2.5e6)
+    assert (model.window, model.reference_size) == (1000, 5000)  # whole numbers too (a trial found them refused)
+    path.write_text("models:\n  m: {window: 1.5e0}\n")
+    with pytest.raises(ConfigError, match="models.m.window: must be a whole number, got 1.5"):
+        load(path)
 
 
 def test_an_integer_too_large_for_a_number_names_the_key():

@@ -224,6 +224,8 @@ def _coerce(hint, value, key: str):
             raise ConfigError(key, f"must be true or false, got {value!r}")
         return value
     if hint is int:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # 1e3 or 1.0e3: a string to YAML 1.1, as for floats
         if type(value) is float and value.is_integer() and abs(value) <= 2**53:
             return int(value)  # 1000.0 is a whole number (and 1.0 the class 1, as in events)
         if isinstance(value, bool) or not isinstance(value, int):
