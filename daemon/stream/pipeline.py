@@ -51,10 +51,12 @@ from daemon.stream.decisions import (LazyDetail, Observation, SourceLog, add_cou
                                      renewed)
 from daemon.stream.estimates import Estimates
 from daemon.stream.estimation import ModelEstimation
-from daemon.stream.events import BadEvent
+from daemon.stream.eventchecks import check_label, check_prediction
 from daemon.stream.labelchecks import LabelChecks
 from daemon.stream.labels import ERROR, LabelTests
 from daemon.stream.learning import Learning, build_lifecycle
+from daemon.stream.pipeline_state import PipelineState
+from daemon.stream.scores import score_values
 from daemon.stream.versions import MAX_ERAS, epoch_of_payload
 from detectors.base import DecisionRun
 
@@ -76,7 +78,7 @@ class _Watch:
     sources: SourceLog
 
 
-class ModelPipeline:
+class ModelPipeline(PipelineState):
     """Detectors of one model (in one partition)."""
 
     def __init__(self, name: str, config: ModelConfig):
@@ -112,38 +114,6 @@ class ModelPipeline:
             return None
         positive = self.config.positive_label
         return positive if isinstance(positive, str) else json.dumps(positive)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state["_asked"]  # a restored pipeline asks for its thresholds again
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._asked = set()
-        # States saved before the label side followed the labels: it was at the current version.
-        self.__dict__.setdefault("versions", [(self.epoch, self.version, -math.inf)])
-        self.__dict__.setdefault("labels_epoch", self.epoch)
-        self.__dict__.setdefault("predictions_seen", 0)  # (saved before it was kept: its eras have no index)
-        if "estimates" not in state:  # saved with the estimates in the pipeline (or before them)
-            current = self.__dict__.pop("estimation", None) or ModelEstimation(self.config, self.version)
-            self.estimates = Estimates(self.config, epoch=self.epoch, current=current,
-                                       earlier=self.__dict__.pop("earlier_estimations", {}))
-        self.__dict__.setdefault("ended_counts", {})
-        self.__dict__.setdefault("version_returns", 0)
-        # Its reference took a binary mapping's highest probability: so does this version.
-        self.__dict__.setdefault("binary_scores_by_positive", False)
-        if "learning" not in state:  # saved with the learners' parts in the pipeline
-            lifecycle, old = self.__dict__.pop("lifecycle", None), self.__dict__
-            parts = (old.pop("pending_promotions", []), old.pop("learning_errors", 0), old.pop("_learning_held", []),
-                     old.pop("_signals", {}))
-            self.learning = Learning(lifecycle, *parts, model=self.name) if lifecycle is not None else None
-        if self.learning is not None and not self.learning.__dict__.get("model"):
-            self.learning.model = self.name  # (saved before the learners knew their model's name)
-        if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
-            self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
-            for old in ("_label_type_checks", "_positive_checks"):
-                self.__dict__.pop(old, None)
 
     def _start_version(self, version: str | None, since: float = -math.inf) -> None:
         if self.watch is not None:
@@ -316,34 +286,11 @@ class ModelPipeline:
     # -- checking ---------------------------------------------------------------------------
     def check(self, event) -> None:
         """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the feature and the
-        reason) if this prediction cannot be used; checked before anything is updated."""
-        prediction, task = event.prediction, self.config.task
-        # Each reason ends naming the field (`` - at `$.path` ``, as the decoder's do), so
-        # that a column of bad values is one kind of dead letter, not one per value.
-        if task == "regression" and not ref.is_number(prediction):
-            raise BadEvent("wrong_type", f"a regression prediction must be a number, got {str(prediction)[:40]!r}"
-                                         " - at `$.prediction`")
-        if task == "classification" and type(prediction) is float and not prediction.is_integer():
-            raise BadEvent("wrong_type", f"a class must be a label or a whole number (a regressor? set the model's "
-                                         f"task: regression), got {prediction!r} - at `$.prediction`")
-        if task == "regression":
-            _exact("prediction", prediction)
-        kinds = self.watch.tests.kinds if self.watch else None
-        if kinds is not None and self._starts_version(event.model_version):
-            kinds = None  # the first value of the new version's reference: its types are undecided
-        declared = self.config.features
-        for name, value in event.features.items():
-            if type(value) is float or value is None:
-                continue  # a float fits every type; missing is missing
-            if kinds is None:  # still collecting the reference: declared types, or undecided
-                kind = declared.get(name)
-            else:
-                kind = kinds.get(name) or declared.get(name)
-                if kind is None:
-                    continue  # not watched
-            reason = ref.check(name, value, kind)
-            if reason:
-                raise BadEvent("wrong_type", f"{reason} - at `$.features[{name!r}]`")
+        reason) if this prediction cannot be used (:func:`~daemon.stream.eventchecks.check_prediction`);
+        checked before anything is updated."""
+        # The first value of a new version's reference: its types are undecided.
+        kinds = self.watch.tests.kinds if self.watch and not self._starts_version(event.model_version) else None
+        check_prediction(event, self.config.task, kinds, self.config.features)
 
     def changed_by(self, n: int, last) -> bool:
         """Whether ``n`` predictions not fed yet, the last of them ``last``, change what
@@ -361,13 +308,8 @@ class ModelPipeline:
 
     def check_label(self, label) -> None:
         """Raise :class:`~daemon.stream.events.BadEvent` (``wrong_type``, with the reason) if
-        this label cannot be used."""
-        if self.config.task == "regression":
-            if not ref.is_number(label):
-                raise BadEvent("wrong_type", f"a regression label must be a number, got {str(label)[:40]!r} - at `$.label`")
-            _exact("label", label)
-        elif type(label) is float and not label.is_integer():
-            raise BadEvent("wrong_type", f"a class must be a label or a whole number, got {label!r} - at `$.label`")
+        this label cannot be used (:func:`~daemon.stream.eventchecks.check_label`)."""
+        check_label(label, self.config.task)
 
     # -- predictions ------------------------------------------------------------------------
     def observe_predictions(self, events: list, offsets: list | None = None) -> None:
@@ -425,7 +367,7 @@ class ModelPipeline:
             room = sample.size - sample.n
             head = events[:room]  # the batch may complete the reference: the rest goes to the tests
             sample.add_many([e.features for e in head], [e.prediction for e in head],
-                            _score_values(head, self._positive_key), self.config.task)
+                            score_values(head, self._positive_key), self.config.task)
             completing = (head[-1].ts, offsets[len(head) - 1]) if head else None
             events, offsets = events[room:], offsets[room:]
             if sample.complete:
@@ -438,7 +380,7 @@ class ModelPipeline:
         watched = watch.tests.columns  # the prediction and the score only if they are tested
         watch.tests.update_many([e.features for e in events],
                                 [e.prediction for e in events] if PREDICTION in watched else None,
-                                _score_values(events, self._positive_key) if SCORE in watched else None)
+                                score_values(events, self._positive_key) if SCORE in watched else None)
         self._drain(watch)
 
     def _estimated(self) -> None:
@@ -643,14 +585,6 @@ class ModelPipeline:
             self.learning.release(self.labels)
 
 
-def _exact(field: str, value) -> None:
-    """Raise ``wrong_type`` for a regression prediction or label that is an integer no
-    float holds exactly (beyond +/-2**53: two such values would be taken for one)."""
-    if type(value) is int and not -ref.EXACT_INT <= value <= ref.EXACT_INT:
-        raise BadEvent("wrong_type", f"a regression {field} must be a number a float holds exactly; integer {value} "
-                                     f"is beyond +/-2**53 - at `$.{field}`")
-
-
 #: Eras kept whether or not a label may need them: a prediction saved without its index
 #: in the model's stream (an older state) is placed among them by its version's name and time.
 RECENT_ERAS = 100
@@ -658,36 +592,3 @@ RECENT_ERAS = 100
 #: is warned about (once a model).
 RETURNS_WARNED = 3
 _POSITION = operator.attrgetter("position")
-
-
-def _score_values(events: list, positive: str | None = None) -> list:
-    """:func:`_score_value` of each event's score; the scores as they are when every one is
-    a float or None (the usual batch: no call per event)."""
-    scores = [e.score for e in events]
-    if set(map(type, scores)) <= _FLOAT_OR_NONE:
-        return scores
-    return [_score_value(score, positive) for score in scores]
-
-
-_FLOAT_OR_NONE = frozenset({float, type(None)})
-
-
-def _score_value(score, positive: str | None = None):
-    """The ``<score>`` column's value of a score: a number as is; a class -> probability
-    mapping of two classes, one of them ``positive`` (the positive class as a JSON object
-    key), that class's probability, the number a binary model's score is (so that the
-    column does not move when a model sends one form for the other); any other mapping,
-    its highest probability (a multiclass model's confidence).
-
-    >>> _score_value({"0": 0.3, "1": 0.7}, "1"), _score_value({"0": 0.8, "1": 0.2}, "1"), _score_value({"0": 0.8, "1": 0.2})
-    (0.7, 0.2, 0.8)
-    >>> _score_value({"a": 0.2, "b": 0.5, "c": 0.3}, "1"), _score_value(0.25, "1")
-    (0.5, 0.25)
-    """
-    if score is None or type(score) is float:
-        return score
-    if isinstance(score, dict):
-        if len(score) == 2 and positive in score:
-            return score[positive]
-        return max(score.values()) if score else None
-    return float(score) if ref.is_number(score) and math.isfinite(score) else None
