@@ -52,23 +52,25 @@ def test_a_prediction_stamped_before_its_eras_first_is_that_eras_on_both_sides()
     assert (pipeline.labels_epoch, pipeline.labels.version) == (2, "b")
 
 
-def _canary_stream(seed: int = 11, n: int = 5000) -> list:
+def _canary_stream(seed: int = 11, n: int = 5000, first: str = "1", canary: range = range(3000, 3200),
+                   before: str = "2", since: int = 2500, drift_from: int = 3600, noise_from: int = 4200) -> list:
     """Predictions each followed by its label (0-200 s later), event times jittered by
-    +/-30 s; model_version 1, then 2 from 2,500, then 2 and 3 interleaved (a canary) for
-    200 predictions, then 3; the features drift from 3,600, the labels turn noisy from 4,200."""
+    +/-30 s; model_version ``first``, then ``before`` from prediction ``since``, then 2 and
+    3 interleaved at random (a canary) over ``canary``, then 3; the features drift from
+    ``drift_from``, the labels turn noisy from ``noise_from``."""
     import random
 
-    r, version, rows = random.Random(seed), "1", []
+    r, version, rows = random.Random(seed), first, []
     for i in range(n):
         t = T0 + i + r.uniform(-30, 30)
-        version = "2" if i == 2500 else r.choice("23") if 3000 <= i < 3200 else "3" if i == 3200 else version
-        drift = i > 3600
+        version = r.choice("23") if i in canary else "3" if i >= canary.stop else before if i >= since else first
+        drift = i > drift_from
         x, y, c = r.gauss(0.8 if drift else 0, 1), r.gauss(0, 1), r.choice("aabcdd" if drift else "abcd")
         p = int(x + y > 0)
         rows.append({"model": "m", "model_version": version, "id": i, "ts": t, "features": {"x": x, "y": y, "c": c},
                      "prediction": p, "score": 1 / (1 + 2.718 ** -(x + y))})
         rows.append({"model": "m", "id": str(i), "ts": t + r.uniform(0, 200),
-                     "label": p if r.random() < (0.9 if i < 4200 else 0.6) else 1 - p})
+                     "label": p if r.random() < (0.9 if i < noise_from else 0.6) else 1 - p})
     return rows
 
 
@@ -100,27 +102,6 @@ def test_a_canarys_label_alerts_are_the_same_whatever_the_batch_size(tmp_path):
     assert found[1] == found[7] == found[500]
 
 
-def _long_canary_stream(seed: int = 3, n: int = 6000) -> list:
-    """As :func:`_canary_stream`, but versions 2 and 3 alternate at random for 800
-    predictions (about 400 version changes, more than a model's last 100 versions), and
-    the labels come 0-200 s late: the eras some late labels belong to were more than 100
-    versions back or not, depending on how far the predictions had been read."""
-    import random
-
-    r, version, rows = random.Random(seed), "1", []
-    for i in range(n):
-        t = T0 + i + r.uniform(-30, 30)
-        version = r.choice("23") if 2000 <= i < 2800 else "3" if i >= 2800 else "1"
-        drift = i > 4000
-        x, y, c = r.gauss(0.8 if drift else 0, 1), r.gauss(0, 1), r.choice("aabcdd" if drift else "abcd")
-        p = int(x + y > 0)
-        rows.append({"model": "m", "model_version": version, "id": i, "ts": t, "features": {"x": x, "y": y, "c": c},
-                     "prediction": p, "score": 1 / (1 + 2.718 ** -(x + y))})
-        rows.append({"model": "m", "id": str(i), "ts": t + r.uniform(0, 200),
-                     "label": p if r.random() < (0.9 if i < 4600 else 0.6) else 1 - p})
-    return rows
-
-
 def test_a_canary_of_hundreds_of_versions_concludes_the_same_whatever_the_batch_size(tmp_path):
     """The second trial's finding: with hundreds of version changes (two versions'
     predictions alternating), a model remembered its last 100 versions, so whether a late
@@ -135,7 +116,11 @@ def test_a_canary_of_hundreds_of_versions_concludes_the_same_whatever_the_batch_
     from daemon.offline.replay import Replay, events
 
     path = tmp_path / "canary.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in _long_canary_stream()))
+    # Versions 2 and 3 alternate for 800 predictions: about 400 version changes, more than
+    # the last 100 a model remembered, and the labels come 0-200 s late.
+    stream = _canary_stream(seed=3, n=6000, canary=range(2000, 2800), before="1", since=0, drift_from=4000,
+                            noise_from=4600)
+    path.write_text("".join(json.dumps(row) + "\n" for row in stream))
     config = from_dict({"kafka": {"create_topics": 1}, "alerts": {"cooldown_seconds": 60},
                         "join": {"prediction_ttl_seconds": 3600, "label_grace_seconds": 300},
                         "model_defaults": {"reference_size": 600, "window": 200, "stride": 25, "ert": 100_000,

@@ -105,43 +105,19 @@ def data_observations(test: str, column: str, decisions: list, places, version) 
                       "p_value": fields["p_value"], "model_version": version}
         else:
             detail = detail_of(d, version)
-        out.append(_made(test, column, fields["drift"], ts, offset, fields["at"], detail))
+        out.append(observation(test, column, fields["drift"], ts, offset, "data", fields["at"], detail))
     return out
-
-
-def _made(test, column, drift, ts, offset, at, detail) -> Observation:
-    """A data observation, filled as :func:`observation` does."""
-    o = _new(Observation)
-    made = o.__dict__
-    made["detector"] = test
-    made["feature"] = column
-    made["drift"] = drift
-    made["event_time"] = ts
-    made["offset"] = offset
-    made["side"] = "data"
-    made["position"] = at
-    made["detail"] = detail
-    return o
 
 
 def _run_observations(out: list, test: str, column: str, run: DecisionRun, places, version) -> None:
     """Append the observations of ``run``'s decisions to ``out`` (see :func:`data_observations`),
-    read from its columns in one loop, without a call per decision."""
-    threshold, new = run.threshold, _new
+    read from its columns in one loop."""
+    threshold = run.threshold
     p_values = run.p_value if run.p_value is not None else repeat(None)
     append = out.append
     for at, drift, statistic, p_value, (ts, offset) in zip(run.at, run.drift, run.statistic, p_values, places):
-        o = new(Observation)
-        made = o.__dict__  # filled as observation() does
-        made["detector"] = test
-        made["feature"] = column
-        made["drift"] = drift
-        made["event_time"] = ts
-        made["offset"] = offset
-        made["side"] = "data"
-        made["position"] = at
-        made["detail"] = {"statistic": statistic, "threshold": threshold, "p_value": p_value, "model_version": version}
-        append(o)
+        append(observation(test, column, drift, ts, offset, "data", at,
+                           {"statistic": statistic, "threshold": threshold, "p_value": p_value, "model_version": version}))
 
 
 def detail_of(decision, version) -> Mapping:
