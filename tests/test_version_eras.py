@@ -74,6 +74,30 @@ def _canary_stream(seed: int = 11, n: int = 5000, first: str = "1", canary: rang
     return rows
 
 
+def _replayed(tmp_path, stream: list, sizes: tuple) -> dict:
+    """batch size -> (the alerts as sorted JSON texts, the summary as JSON text) of a
+    replay of ``stream`` (small tests: reference 600, window 200, every 25)."""
+    import json
+
+    from daemon.config import from_dict
+    from daemon.offline.recording import summary
+    from daemon.offline.replay import Replay, events
+
+    path = tmp_path / "canary.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in stream))
+    config = from_dict({"kafka": {"create_topics": 1}, "alerts": {"cooldown_seconds": 60},
+                        "join": {"prediction_ttl_seconds": 3600, "label_grace_seconds": 300},
+                        "model_defaults": {"reference_size": 600, "window": 200, "stride": 25, "ert": 100_000,
+                                           "decay_reference_size": 300, "decay_window": 200, "label_ert": 100_000},
+                        "models": {"m": {}}})
+    found = {}
+    for size in sizes:
+        result = Replay(config, batch_size=size).run(events([(str(path), False)]))
+        alerts = sorted(json.dumps(a.to_dict(), sort_keys=True) for a in result.alerts)
+        found[size] = (alerts, json.dumps(summary(result.states), sort_keys=True, default=str))
+    return found
+
+
 def test_a_canarys_label_alerts_are_the_same_whatever_the_batch_size(tmp_path):
     """A new user's finding: with two versions' predictions interleaved (a canary) and
     event times a little out of order, a label's era was told by its version's name and
@@ -83,20 +107,7 @@ def test_a_canarys_label_alerts_are_the_same_whatever_the_batch_size(tmp_path):
     stream, and its era is the one in force at that index."""
     import json
 
-    from daemon.config import from_dict
-    from daemon.offline.replay import Replay, events
-
-    path = tmp_path / "canary.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in _canary_stream()))
-    config = from_dict({"kafka": {"create_topics": 1}, "alerts": {"cooldown_seconds": 60},
-                        "join": {"prediction_ttl_seconds": 3600, "label_grace_seconds": 300},
-                        "model_defaults": {"reference_size": 600, "window": 200, "stride": 25, "ert": 100_000,
-                                           "decay_reference_size": 300, "decay_window": 200, "label_ert": 100_000},
-                        "models": {"m": {}}})
-    found = {}
-    for size in (1, 7, 500):
-        result = Replay(config, batch_size=size).run(events([(str(path), False)]))
-        found[size] = sorted(json.dumps(a.to_dict(), sort_keys=True) for a in result.alerts)
+    found = {size: alerts for size, (alerts, _) in _replayed(tmp_path, _canary_stream(), (1, 7, 500)).items()}
     label_side = [a for a in map(json.loads, found[500]) if a["detector"] in ("decay", "adwin")]
     assert {a["detector"] for a in label_side} == {"decay", "adwin"}  # the stream's label noise is found
     assert found[1] == found[7] == found[500]
@@ -109,28 +120,11 @@ def test_a_canary_of_hundreds_of_versions_concludes_the_same_whatever_the_batch_
     came: the error-stream detector ran 8,223 tests at polls of 1 and 7,721 at 5,000. The
     eras a label may still need (from the label side's on) are now kept, and forgotten by
     the labels alone."""
-    import json
-
-    from daemon.config import from_dict
-    from daemon.offline.recording import summary
-    from daemon.offline.replay import Replay, events
-
-    path = tmp_path / "canary.jsonl"
     # Versions 2 and 3 alternate for 800 predictions: about 400 version changes, more than
     # the last 100 a model remembered, and the labels come 0-200 s late.
     stream = _canary_stream(seed=3, n=6000, canary=range(2000, 2800), before="1", since=0, drift_from=4000,
                             noise_from=4600)
-    path.write_text("".join(json.dumps(row) + "\n" for row in stream))
-    config = from_dict({"kafka": {"create_topics": 1}, "alerts": {"cooldown_seconds": 60},
-                        "join": {"prediction_ttl_seconds": 3600, "label_grace_seconds": 300},
-                        "model_defaults": {"reference_size": 600, "window": 200, "stride": 25, "ert": 100_000,
-                                           "decay_reference_size": 300, "decay_window": 200, "label_ert": 100_000},
-                        "models": {"m": {}}})
-    found = {}
-    for size in (1, 500, 5000):
-        result = Replay(config, batch_size=size).run(events([(str(path), False)]))
-        alerts = sorted(json.dumps(a.to_dict(), sort_keys=True) for a in result.alerts)
-        found[size] = (alerts, json.dumps(summary(result.states), sort_keys=True, default=str))
+    found = _replayed(tmp_path, stream, (1, 500, 5000))
     assert found[1][0], "the stream's drift is found"
     assert found[1] == found[500] == found[5000]
 
