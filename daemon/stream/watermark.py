@@ -24,7 +24,7 @@ what was read of another stream.
 from __future__ import annotations
 
 import bisect
-from collections import deque
+from array import array
 
 #: The rank a partition's join uses: its watermarks ignore fewer than 64 events stamped
 #: ahead among any 127 in a row (a wrong clock on up to a third of a model's servers).
@@ -42,16 +42,18 @@ class Watermark:
             raise ValueError(f"rank must be 1 or more, got {rank!r}")
         self.rank = rank
         self.value = value
-        self._recent: deque = deque(maxlen=2 * rank - 1)  # the last times, in the stream's order
-        self._ordered: list = []  # the same, sorted
+        # Arrays of doubles, not lists of float objects: a third of the memory, for a model
+        # of a thousand in one process.
+        self._recent = array("d")  # the last 2 * rank - 1 times, in the stream's order
+        self._ordered = array("d")  # the same, sorted
         for ts in times or ():
             self.see(ts)
 
     def see(self, ts: float) -> bool:
         """Take the stream's next event time (epoch seconds); True if the watermark moved."""
         recent, ordered = self._recent, self._ordered
-        if len(recent) == recent.maxlen:
-            del ordered[bisect.bisect_left(ordered, recent[0])]
+        if len(recent) == 2 * self.rank - 1:
+            del ordered[bisect.bisect_left(ordered, recent.pop(0))]
         recent.append(ts)
         bisect.insort(ordered, ts)
         if len(ordered) >= self.rank and ordered[-self.rank] > self.value:
@@ -64,20 +66,20 @@ class Watermark:
         :meth:`advance` takes to bring a copy of this watermark from ``n`` events ago up
         to date (a changelog's record, in size proportional to the events since)."""
         recent = self._recent
-        return self.value, list(recent)[len(recent) - min(n, len(recent)):]
+        return self.value, recent[len(recent) - min(n, len(recent)):].tolist()
 
     def advance(self, value: float, times: list) -> None:
         """Take ``times`` (see :meth:`last`) as seen, and ``value`` as the watermark."""
         recent, ordered = self._recent, self._ordered
         for ts in times:
-            if len(recent) == recent.maxlen:
-                del ordered[bisect.bisect_left(ordered, recent[0])]
+            if len(recent) == 2 * self.rank - 1:
+                del ordered[bisect.bisect_left(ordered, recent.pop(0))]
             recent.append(ts)
             bisect.insort(ordered, ts)
         self.value = value
 
     def __getstate__(self):
-        return self.rank, self.value, list(self._recent)
+        return self.rank, self.value, self._recent.tolist()
 
     def __setstate__(self, state) -> None:
         rank, value, times = state
