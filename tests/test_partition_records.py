@@ -469,3 +469,36 @@ def test_auto_registered_models_stop_at_max_auto_registered_models_and_the_rest_
     assert "max_auto_registered_models (3)" in rejected[0][2]
     assert state.model_dead_letters == {}  # no series for the names refused
     assert state.processed[("req-0", "prediction")] == 2 and state.processed[("listed", "prediction")] == 2
+
+
+def test_a_restored_state_takes_the_running_configurations_join_and_alert_settings():
+    """A trial's finding: a daemon restarted with join.prediction_ttl_seconds 60 (was 3600)
+    on its state kept the saved 3600, and every label 1,000 s late still joined: the
+    runbook's "change the TTL" did nothing on a daemon with state."""
+    from daemon.stream.join import LabelJoin
+
+    before = PartitionState(0, from_dict({"join": {"prediction_ttl_seconds": 3600}, "models": {"m": {}}}))
+    after = from_dict({"join": {"prediction_ttl_seconds": 60, "label_grace_seconds": 10, "max_pending": 50},
+                       "alerts": {"clear_after": 1, "cooldown_seconds": 5}, "models": {"m": {}}})
+    core = dict(before.sections(lambda join: [])[0][1])
+    restored = PartitionState.from_sections(core, before.models, [pickle.loads(pickle.dumps(before.join))], after)
+    assert (restored.join.ttl, restored.join.grace, restored.join.max_pending) == (60, 10, 50)
+    assert (restored.episodes.clear_after, restored.episodes.cooldown_seconds) == (1, 5.0)
+    join = restored.join
+    assert isinstance(join, LabelJoin)
+    join.add_prediction("m", "a", 1000.0, (1, None))
+    assert join.add_label("m", "a", 2000.0, 1) is None  # 1,000 s late: beyond the running ttl
+    assert join.counts[("m", "prediction_expired")] == 1
+
+
+def test_a_restored_model_whose_settings_changed_says_it_keeps_its_own(caplog):
+    before = PartitionState(0, from_dict({"models": {"m": {"window": 200}}}))
+    before.pipeline("m")
+    core = dict(before.sections(lambda join: [])[0][1])
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        restored = PartitionState.from_sections(core, before.models, [before.join],
+                                                from_dict({"models": {"m": {"window": 300}}}))
+    assert restored.models["m"].config.window == 200
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "model m keeps the settings its restored state was made with; changed since in the " \
+                                "configuration: window." in warned[0], warned

@@ -13,6 +13,7 @@ A model's labelled events reach its label side in label-record order
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import contextlib
 import logging
 from collections import Counter
@@ -50,6 +51,19 @@ def rebin(counts, old: tuple, new: tuple):
     for bound, n in zip(old, counts):
         out[bisect.bisect_left(new, bound)] += int(n)
     return out
+
+
+def _say_changed_settings(model: str, saved, running, partition: int) -> None:
+    """Warn that a restored model's settings differ from the running configuration's: the
+    model keeps those its state was saved with (its references, tests and thresholds were
+    made with them, and a setting such as ``task`` cannot change under them)."""
+    changed = [f.name for f in dataclasses.fields(saved)
+               if getattr(saved, f.name, None) != getattr(running, f.name, None)]
+    if changed:
+        log.warning("partition %d: model %s keeps the settings its restored state was made with; changed since in "
+                    "the configuration: %s. To use them, start the model afresh (another model name, or the "
+                    "partition's state cleared)", partition, model, ", ".join(changed),
+                    extra={"model": model, "partition": partition})
 
 
 class PartitionState:
@@ -94,8 +108,18 @@ class PartitionState:
         return not self.predictions_read and self.label_order.full()
 
     def attach(self, config: Config) -> None:
-        """Bind a restored state to the running configuration."""
+        """Bind a restored state to the running configuration: its join and alert
+        settings are the configuration's, not those of the process that saved the state
+        (a runbook's "lengthen join.prediction_ttl_seconds" must act on a daemon with
+        state). The ids settled before are remembered as long as the ttl they were
+        settled under said."""
         self._config = config
+        join, alerts = config.join, config.alerts
+        self.join.ttl, self.join.grace = join.prediction_ttl_seconds, join.label_grace_seconds
+        self.join.max_pending = join.max_pending
+        self.episodes.clear_after, self.episodes.cooldown_seconds = int(alerts.clear_after), float(alerts.cooldown_seconds)
+        for name, pipeline in self.models.items():
+            _say_changed_settings(name, pipeline.config, config.model(name), self.partition)
         self.__dict__.setdefault("newest_ts", {})  # states checkpointed before it
         self.__dict__.setdefault("label_order", LabelOrder())
         self.__dict__.setdefault("model_dead_letters", Counter())
