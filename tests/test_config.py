@@ -311,6 +311,8 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     # kafka-python refused the consumer (heartbeat above the session), taken for a broker outage for ever.
     ({"kafka": {"session_timeout_ms": 1}}, "kafka.session_timeout_ms", ["at least 1000"]),
     ({"kafka": {"fetch_max_wait_ms": 40_000}}, "kafka.fetch_max_wait_ms", ["below 30000"]),
+    # A trial's: "did you mean metadata_max_age_ms?" for a setting that is driftd's own.
+    ({"kafka": {"client": {"fetch_max_wait_ms": 50}}}, "kafka.client.fetch_max_wait_ms", ["(kafka.fetch_max_wait_ms)"]),
     ({"models": {"m": {"features": {"": "numeric"}}}}, "models.m.features.", ["never a column"]),
     # Every delivery failed ("Timeout value out of range"), retried for an hour.
     ({"alerts": {"sinks": [{"url": "https://hooks.example/x", "timeout_seconds": 0}]}}, "alerts.sinks[0].timeout_seconds",
@@ -630,3 +632,11 @@ def test_a_checkpointed_model_names_its_settings_by_the_package_both_versions_ha
              if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and str(arg).startswith("daemon.config")}
     assert names == {"daemon.config"}, names
     assert pickle.loads(pickle.dumps(cfg.ConfigError("models.m.window", "must be above 0"))).key == "models.m.window"
+
+
+def test_an_empty_webhook_secret_is_refused_not_taken_for_none(tmp_path):
+    """A trial's finding: a secret file that is empty (or a variable of spaces) sent every
+    alert unsigned without a word, where no secret at all is the way to say so."""
+    (tmp_path / "empty.sec").write_text("  \n")
+    assert_fails({"alerts": {"sinks": [{"url": "https://hooks.example/x", "secret": {"file": str(tmp_path / "empty.sec")}}]}},
+                 "alerts.sinks[0].secret", "is empty (or blank)")

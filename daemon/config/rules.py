@@ -88,8 +88,12 @@ def check(config: Config, secrets: bool = True) -> None:
         if sink.type != "kafka" and sink.secret is not None:
             from daemon.alerting.sinks import signer
 
+            secret = sink.secret.get() if hasattr(sink.secret, "get") else sink.secret
+            if secrets and not (secret or "").strip():  # (an unset variable is refused where it is read)
+                raise ConfigError(f"{key}.secret", "is empty (or blank): alerts would go unsigned; give a key, or "
+                                                   "no secret to send unsigned")
             try:
-                signer(sink.secret.get() if hasattr(sink.secret, "get") else sink.secret)
+                signer(secret)
             except ValueError as e:
                 raise ConfigError(f"{key}.secret", str(e)) from None
         if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
@@ -142,9 +146,13 @@ def _check_topics(config: Config) -> None:
         seen[topic] = key
 
 
-#: kafka-python settings of kafka.client's kind (taken by every client) that driftd gives
-#: its clients itself: where to set them instead, if anywhere.
-_SET_BY_DRIFTD = {"bootstrap_servers": " (kafka.bootstrap_servers)",
+#: kafka-python settings that driftd gives its clients itself: where to set them instead,
+#: if anywhere.
+_SET_BY_DRIFTD = {"bootstrap_servers": " (kafka.bootstrap_servers)", "group_id": " (kafka.group_id)",
+                  "session_timeout_ms": " (kafka.session_timeout_ms)", "fetch_max_wait_ms": " (kafka.fetch_max_wait_ms)",
+                  "max_poll_records": " (kafka.poll_max_records)",
+                  "heartbeat_interval_ms": " (a tenth of kafka.session_timeout_ms)",
+                  "enable_auto_commit": " (false: offsets are committed after each checkpoint)",
                   "reconnect_backoff_max_ms": " (kafka.reconnect_backoff_max_seconds)",
                   "request_timeout_ms": " (30000 for the consumer, a timeout of its own for each request driftd "
                                         "makes otherwise)",

@@ -84,7 +84,8 @@ def incomplete_references(result: Result) -> list[str]:
                         if refused[name] else "")
                 if pipeline.version_changes:
                     alerts = sum(a.model == name and a.status == "firing" for a in result.alerts)
-                    earlier = (f"the earlier versions' tests ran ({alerts:,} firing alerts of the model)"
+                    earlier = (f"the earlier versions' tests ran ({alerts:,} firing alert{'' if alerts == 1 else 's'} of the "
+                               f"model)"
                                if pipeline.builds else "no earlier version's reference was complete either")
                     lines.append(f"model {name}: reference of version {pipeline.version} incomplete {filled}: "
                                  f"its data-drift tests did not run; {earlier}; {hint}")
