@@ -3,6 +3,7 @@ and the same outcome whatever the order the two streams arrive in."""
 
 from __future__ import annotations
 
+import heapq
 import pickle
 import random
 import time
@@ -155,6 +156,45 @@ def test_a_duplicate_prediction_does_not_move_the_prediction_watermark():
     join.add_prediction("m", "a", 1000.0, "p")
     join.add_prediction("m", "a", 9_999_999.0, "p")  # a re-delivery with a broken time
     assert join.prediction_watermark == 1000.0
+
+
+def test_an_id_reused_more_than_the_ttl_later_waits_as_a_new_prediction_behind_the_first():
+    """A prediction of an id whose earlier prediction still waits (its label not read yet)
+    is a copy if its stream is within the TTL of that one when it comes, else new (the id
+    reused, as by a daily counter): both wait, and each label joins its own."""
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p1")
+    assert join.add_prediction("m", "a", 1000.0 + TTL + 5, "early") is False  # the stream is at 1000: a copy
+    join.add_prediction("m", "b", 1000.0 + TTL + 1, "q")  # the stream moves more than the TTL past a's
+    assert join.add_prediction("m", "a", 1000.0 + TTL + 2, "p2") is None  # reused: new, waiting behind p1
+    assert join.add_prediction("m", "a", 1000.0 + TTL + 2, "p2") is False  # a copy of p2
+    assert join.pending == 3 and join.waiting() == {("m", "prediction"): 3}
+    assert join.add_label("m", "a", 1001.0, 1) == ("m", "p1", 1, 1.0)
+    assert join.add_label("m", "a", 1000.0 + TTL + 3, 2) == ("m", "p2", 2, 1.0)
+    assert counts(join) == only(joined=2, duplicate_prediction=2)
+
+
+def test_a_label_between_two_uses_of_an_id_expires_the_first_and_joins_the_second():
+    """As had the topics been read in time: a label more than the TTL after the first
+    prediction is not its (it expired), and joins the next (the label waited for it)."""
+    join = new()
+    join.add_prediction("m", "a", 1000.0, "p1")
+    join.add_prediction("m", "b", 1000.0 + TTL + 1, "q")
+    join.add_prediction("m", "a", 1000.0 + TTL + 20, "p2")
+    assert join.add_label("m", "a", 1000.0 + TTL + 10, 1) == ("m", "p2", 1, 0.0)
+    assert counts(join) == only(joined=1, prediction_expired=1)
+
+
+def test_labels_of_a_reused_id_read_first_wait_and_each_joins_its_own_prediction():
+    join = new()
+    join.add_label("m", "a", 1001.0, 1)
+    join.add_label("m", "b", 1000.0 + TTL + 1, 0)  # the label stream moves more than the TTL past a's
+    assert join.add_label("m", "a", 1000.0 + TTL + 3, 2) is None  # reused: new, waiting behind
+    assert join.add_label("m", "a", 1000.0 + TTL + 3, 2) is None  # a copy
+    assert join.waiting_labels("m", "a") == (1, 2) and counts(join) == only(duplicate_label=1)
+    assert join.add_prediction("m", "a", 1000.0, "p1") == ("m", "p1", 1, 1.0)
+    assert join.add_prediction("m", "a", 1000.0 + TTL + 2, "p2") == ("m", "p2", 2, 1.0)
+    assert counts(join) == only(joined=2, duplicate_label=1) and join.waiting_labels("m", "a") == ()
 
 
 # -- expiry in event time ----------------------------------------------------------------------
@@ -460,7 +500,7 @@ def test_a_join_saved_with_flat_buffers_and_one_watermark_loads():
     del state["_newest_by_model"]
     old = LabelJoin.__new__(LabelJoin)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.pending == 4 and old.waiting_label("n", "x") == 0 and old.watermark_of("predictions", "n") == 1000.0
+    assert old.pending == 4 and old.waiting_labels("n", "x") == (0,) and old.watermark_of("predictions", "n") == 1000.0
     assert old.add_label("m", "p-1", 1100.0, 1) == ("m", (1, None), 1, 99.0)
 
 
@@ -531,31 +571,34 @@ def _two_topics(rng: random.Random, n: int, clocks: dict | None = None, copy_aft
     return [e for _, e in sorted(predictions)], [e for _, e in sorted(labels)]
 
 
-def _joined_by(predictions: list, labels: list, rng: random.Random, batch: int) -> tuple:
-    """Join the two topics read in a random interleaving (each in its order), expire() after
-    every ``batch`` events, then both clocks far ahead: the joins and the counts."""
+def _joined_by(predictions: list, labels: list, rng: random.Random, batch: int, feed: list | None = None) -> tuple:
+    """Join the two topics read in a random interleaving (each in its order; ``feed``: this
+    reading of them instead), expire() after every ``batch`` events, then both clocks far
+    ahead and settle(): the joins (model, prediction's id and time, label's time, delay) and
+    the counts."""
     join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=100_000)
-    feed, i, j = [], 0, 0
-    while i < len(predictions) or j < len(labels):
-        take = rng.randint(1, 40)
-        if j >= len(labels) or (i < len(predictions) and rng.random() < 0.5):
-            feed += predictions[i:i + take]
-            i += take
-        else:
-            feed += labels[j:j + take]
-            j += take
+    if feed is None:
+        feed, i, j = [], 0, 0
+        while i < len(predictions) or j < len(labels):
+            take = rng.randint(1, 40)
+            if j >= len(labels) or (i < len(predictions) and rng.random() < 0.5):
+                feed += predictions[i:i + take]
+                i += take
+            else:
+                feed += labels[j:j + take]
+                j += take
     joined = []
     for k, (model, kind, id, ts) in enumerate(feed):
-        got = join.add_prediction(model, id, ts, id) if kind == "p" else join.add_label(model, id, ts, 1)
+        got = join.add_prediction(model, id, ts, (id, ts)) if kind == "p" else join.add_label(model, id, ts, ts)
         if got:
-            joined.append((model, got[1], round(got[3], 6)))
+            joined.append((model, got[1], got[2], round(got[3], 6)))
         if (k + 1) % batch == 0:
             join.expire()
     for model in sorted({e[0] for e in predictions + labels}):
         for k in range(3):  # far ahead on both topics: everything still waiting is settled
             join.add_prediction(model, f"end-p{k}", 1e9 + k, None)
             join.add_label(model, f"end-l{k}", 1e9 + k, 1)
-    join.expire()
+    join.settle()  # (the three do not move the daemon's watermarks: what still waits, swept)
     return sorted(joined), {key: n for key, n in sorted(join.counts.items()) if n}
 
 
@@ -574,7 +617,7 @@ def test_what_joins_depends_on_each_topics_order_not_on_how_the_two_are_interlea
     assert first == second
     copies = len(predictions) - len({id for _, _, id, _ in predictions})
     assert first[1][("m", "joined")] > 150 and first[1].get(("m", "duplicate_prediction"), 0) == copies
-    assert all(delay <= TTL for _, _, delay in first[0])
+    assert all(delay <= TTL for *_, delay in first[0])
 
 
 @settings(max_examples=25, deadline=None)
@@ -628,6 +671,81 @@ def test_a_copy_later_than_the_ttl_on_its_topic_is_settled_the_same_whatever_the
     assert first == _joined_by(predictions, labels, random.Random(reading + 1), 1)
     copies = len(predictions) - len({(m, id) for m, _, id, _ in predictions})
     assert 0 < sum(n for (_, outcome), n in first[1].items() if outcome == "duplicate_prediction") <= copies
+
+
+def _reused(n: int, reuse: int, delay: int) -> list:
+    """The tester's stream: n predictions of model "m" 1 s apart whose ids repeat every
+    ``reuse`` (seconds of event time), each labelled 1 s after it, ``delay`` records later,
+    as (kind, id, ts, i) in the topics' merged order."""
+    records = []
+    for i in range(n):
+        records.append((i, ("p", i % reuse, 1_764_000_000.0 + i, i)))
+        records.append((i + delay + 0.5, ("l", i % reuse, 1_764_000_000.0 + i + 1, i)))
+    return [r for _, r in sorted(records)]
+
+
+@pytest.mark.parametrize("reading", ["in time", "polls of 500", "polls of 100,000", "labels first"])
+def test_ids_reused_after_the_ttl_join_their_own_labels_whatever_the_reading(reading):
+    """A tester's finding: with ids repeating every 5,000 s of event time (daily counters)
+    and a TTL of 3,600 s, a replay joined all 12,000 predictions at --batch-size 1 or 500,
+    and 5,000 at 100,000, with 7,000 duplicate predictions: a poll's predictions are read
+    before its labels, and the buffer held one prediction per (model, id), so a reused id
+    came while its first prediction waited. Now it waits as a new one behind it, and each
+    label joins its own prediction, read one record at a time, in polls (predictions first,
+    as the replay and a daemon catching up read them) or with the labels' topic first."""
+    records = _reused(12_000, 5_000, 50)
+    if reading == "labels first":
+        polls = [[r for r in records if r[0] == "l"] + [r for r in records if r[0] == "p"]]
+    else:
+        size = {"in time": 1, "polls of 500": 500, "polls of 100,000": 100_000}[reading]
+        polls = [sorted(records[k:k + size], key=lambda r: r[0] != "p") for k in range(0, len(records), size)]
+    join = LabelJoin(ttl=3600, grace=300, max_pending=100_000)  # the daemon's watermarks
+    joined = []
+    for poll in polls:
+        for kind, id, ts, i in poll:
+            got = join.add_prediction("m", id, ts, i) if kind == "p" else join.add_label("m", id, ts, i)
+            if got:
+                joined.append((got[1], got[2], got[3]))
+        join.expire()
+    assert counts(join) == only(joined=12_000) and join.pending == 0
+    assert sorted(joined) == [(i, i, 1.0) for i in range(12_000)]  # each label with its own prediction
+
+
+def _reused_topics(rng: random.Random, n: int, reuse: int) -> tuple[list, list]:
+    """As :func:`_two_topics`, of one model stamping a prediction every 5 s, its ids
+    repeating every ``reuse`` predictions: some never sent, 2% sent twice; labels within
+    half the TTL (some beyond it, some never, 2% twice), a little out of order."""
+    predictions, labels = [], []  # (place in the topic, ("m", kind, id, ts))
+    for i in range(n):
+        ts, id = 1000.0 + 5 * i, f"id-{i % reuse}"
+        for copy in range(2 if rng.random() < 0.02 else 1 if rng.random() < 0.95 else 0):
+            predictions.append((i + copy * rng.uniform(0, 100), ("m", "p", id, ts)))
+        r = rng.random()
+        if r < 0.1:
+            continue
+        delay = rng.uniform(TTL, 1.2 * TTL) if r < 0.15 else rng.uniform(0, 0.5 * TTL)
+        place = i + (delay + rng.uniform(-30, 30)) / 5
+        for copy in range(2 if rng.random() < 0.02 else 1):
+            labels.append((place + copy * rng.uniform(0, 100), ("m", "l", id, ts + delay)))
+    return [e for _, e in sorted(predictions)], [e for _, e in sorted(labels)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), reading=st.integers(0, 2**32 - 1), batch=st.sampled_from([1, 7, 500]))
+def test_ids_reused_after_the_ttl_join_the_same_whatever_the_interleaving(seed, reading, batch):
+    """Ids reused every 10,000 s (TTL 3,600 s; more than a quarter past it, when the ids of
+    settled events are surely forgotten, and the 64 events the watermark lags): read in any
+    interleaving, one topic first or the other, what joins and what is a duplicate are as
+    when the two topics are read in time, and only copies are duplicates."""
+    predictions, labels = _reused_topics(random.Random(seed), 4_000, 2_000)
+    in_time = list(heapq.merge(predictions, labels, key=lambda e: e[3]))  # each topic in its order
+    first = _joined_by(predictions, labels, random.Random(reading), batch)
+    for feed in (in_time, predictions + labels, labels + predictions):
+        assert first == _joined_by(predictions, labels, random.Random(reading), batch, feed)
+    copies = [len(events) - len(set(events)) for events in (predictions, labels)]
+    assert first[1].get(("m", "duplicate_prediction"), 0) == copies[0]
+    assert first[1].get(("m", "duplicate_label"), 0) == copies[1]
+    assert first[1][("m", "joined")] > 2_500 and all(delay <= TTL for *_, delay in first[0])
 
 
 @settings(max_examples=25, deadline=None)

@@ -271,6 +271,25 @@ def test_a_join_restored_from_a_snapshot_and_its_changes_is_the_same_join(
         assert join.prediction_watermark == restored.prediction_watermark
 
 
+def test_events_of_a_reused_id_waiting_together_come_back_from_a_checkpoint():
+    """Predictions (or labels) of an id reused more than the TTL later wait together, the
+    oldest first: a snapshot and its changes, or a pickle, bring them back in that order."""
+    join = LabelJoin(ttl=TTL, grace=GRACE, max_pending=1000, watermark_rank=1)
+    snapshot, changes = join.snapshot(), []
+    for ts in (1000.0, 1000.0 + 1.5 * TTL, 1000.0 + 3 * TTL):
+        join.add_prediction("m", f"clock-{ts}", ts - 1, None)  # the stream moves past the id's last
+        assert join.add_prediction("m", "a", ts, f"p-{ts}") is None
+        join.add_label("n", "b", ts, 1)
+        join.add_label("n", f"clock-{ts}", ts + TTL / 2, 1)
+        changes.append(join.changes())
+    assert join.pending_of("m") == 6 and join.waiting_labels("n", "b") == (1, 1, 1)
+    for restored in (LabelJoin.restore(snapshot, pickle.loads(pickle.dumps(changes))),
+                     pickle.loads(pickle.dumps(join))):
+        assert state(restored) == state(join) and restored.pending == join.pending == 12
+        assert restored.add_label("m", "a", 1000.0 + 1.5 * TTL + 1, 1) == ("m", f"p-{1000.0 + 1.5 * TTL}", 1, 1.0)
+        assert restored.pending_of("m") == 3  # the first clock and a expired by the label, the second a joined
+
+
 def test_changes_grow_with_the_events_since_not_with_what_waits():
     join = LabelJoin(ttl=86_400.0, grace=600.0, max_pending=200_000)
     for i in range(100_000):

@@ -27,9 +27,18 @@ of its original on its own topic is a duplicate, whatever was read of the other 
 of other models meanwhile; an event that comes more than ``ttl`` behind its model's own
 stream (a copy or not) is settled at once, never a duplicate: a prediction counts as
 expired (it is still fed to the tests as any prediction), a label as orphaned, whatever
-was read of the other topic. If the label stream stops entirely, predictions do not expire
-by time; ``max_pending`` bounds each buffer of the partition: beyond it the oldest of the
-model with the most waiting expire first.
+was read of the other topic. A copy whose original still waits for its other half (that
+topic read behind) is judged on the same terms, against the id's last event waiting on its
+topic: one that comes when its stream is more than ``ttl`` past that event is new (the id
+reused, as by a daily counter), as it would be had the waiting one been settled and
+forgotten. It waits behind it, and an event meets the waiting ones of its id oldest first
+(a label expires those it is more than ``ttl`` after), so each label joins the prediction
+it would have met had the topics been read in time. (Reused between ``ttl`` and a quarter
+more after a settled event, an id may still be taken for its copy, see the filters below:
+there, what is a duplicate can depend on the interleaving.)
+If the label stream stops entirely, predictions do not expire by time; ``max_pending``
+bounds each buffer of the partition: beyond it the oldest of the model with the most
+waiting expire first.
 
 Each stream's *watermark* is kept per model (models of one partition may be stamped by
 different clocks, or one replayed from hours ago: another model's events must not orphan
@@ -73,7 +82,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from daemon.stream.join_changelog import _GONE, JoinChangelog, _Log
+from daemon.stream.join_changelog import _GONE, JoinChangelog, _Log, _Queue
 from daemon.stream.seen import DUPLICATE_FALSE_POSITIVE_RATE, SeenIds, id_hash
 from daemon.stream.watermark import RANK, Watermark
 
@@ -102,6 +111,16 @@ def _mark(entry: tuple) -> float:
     return entry[2] if len(entry) > 2 else _NEVER
 
 
+def _entries(value) -> tuple:
+    """The entries of a buffer value (one entry, or a :class:`_Queue`), oldest first."""
+    return value if type(value) is _Queue else (value,)
+
+
+def _first(value):
+    """The oldest entry of a buffer value (None: None)."""
+    return value[0] if type(value) is _Queue else value
+
+
 class LabelJoin(JoinChangelog):
     """One partition's buffer of predictions and labels waiting for each other.
 
@@ -118,10 +137,11 @@ class LabelJoin(JoinChangelog):
         self.grace = grace
         self.max_pending = max_pending
         self.watermark_rank = watermark_rank
-        # model -> {id: (ts, payload or label)}, each in arrival order (expiry relies on it).
+        # model -> {id: (ts, payload or label, mark), or a _Queue of them (see _put)}, each in
+        # arrival order (expiry relies on it).
         self._predictions: dict[str, dict] = {}
         self._labels: dict[str, dict] = {}
-        self._sizes = {"predictions": 0, "labels": 0}
+        self._sizes = {"predictions": 0, "labels": 0, "queued": 0}  # entries waiting (queued: see _put)
         if not 0 < false_positive_rate < 0.01:
             raise ValueError(f"false_positive_rate must be above 0 and below 0.01, not {false_positive_rate!r}")
         # Settled ids, to spot copies, each stream's aged by that stream (a copy comes on
@@ -183,20 +203,21 @@ class LabelJoin(JoinChangelog):
         if not ids or watermark == _NEVER:
             return
         if whole:
-            for id in [id for id, entry in ids.items() if watermark - entry[0] > wait]:
-                self._give_up(which, model, id)
+            for id in list(ids):
+                while (value := ids.get(id)) is not None and watermark - _first(value)[0] > wait:
+                    self._give_up(which, model, id)
             return
         # A model's buffer is in arrival order, which is close to event-time order: stop
         # at the first entry still in time rather than scanning all of it.
         while ids:
-            id, entry = next(iter(ids.items()))
-            if watermark - entry[0] <= wait:
+            id, value = next(iter(ids.items()))
+            if watermark - (value[0] if type(value) is _Queue else value)[0] <= wait:  # (_first, inlined: every event)
                 break
             self._give_up(which, model, id)
 
     def _give_up(self, which: str, model: str, id) -> None:
-        """Drop a waiting event whose other half can no longer come: a label orphaned, a
-        prediction expired (a refusal was counted as a dead letter)."""
+        """Drop a waiting event (the id's oldest) whose other half can no longer come: a
+        label orphaned, a prediction expired (a refusal was counted as a dead letter)."""
         ts, value = self._take(which, model, id)[:2]
         if which == "labels":
             self._orphaned_now(model, id, ts)
@@ -250,44 +271,61 @@ class LabelJoin(JoinChangelog):
 
     def pending_of(self, model: str) -> int:
         """Predictions and labels of ``model`` waiting now (refusals included)."""
-        return len(self._predictions.get(model, ())) + len(self._labels.get(model, ()))
+        buffers = [self._predictions.get(model, {}), self._labels.get(model, {})]
+        n = sum(map(len, buffers))
+        if self._sizes["queued"]:  # several events of an id wait (rare): count those behind the first
+            n += sum(len(value) - 1 for ids in buffers for value in ids.values() if type(value) is _Queue)
+        return n
 
     def waiting(self) -> Counter:
         """(model, "prediction" or "label") -> events waiting for their other half now."""
         counts = Counter()
         for model, ids in self._predictions.items():
-            counts[(model, "prediction")] = sum(entry[1] is not REFUSED for entry in ids.values())
+            counts[(model, "prediction")] = sum(entry[1] is not REFUSED for v in ids.values() for entry in _entries(v))
         for model, ids in self._labels.items():
-            counts[(model, "label")] = len(ids)
+            counts[(model, "label")] = sum(len(_entries(v)) for v in ids.values())
         return +counts
 
-    def waiting_label(self, model: str, id: str):
-        """The label of (model, id) waiting for its prediction (the value
-        :meth:`add_label` was given), or None."""
+    def waiting_labels(self, model: str, id: str) -> tuple:
+        """The labels of (model, id) waiting for their prediction (the values
+        :meth:`add_label` was given), oldest first: one, or several of an id reused."""
         waiting = self._labels.get(model, {}).get(id)
-        return None if waiting is None else waiting[1]
+        return () if waiting is None else tuple(entry[1] for entry in _entries(waiting))
 
     # -- the buffers: every change through these, so that sizes and the record follow ---------
     def _buffer(self, which: str) -> dict:
         return self._predictions if which == "predictions" else self._labels
 
     def _get(self, which: str, model: str, id):
+        """What of (model, id) waits on stream ``which``: an entry, a :class:`_Queue` of
+        them (see :meth:`_put`), or None."""
         ids = self._buffer(which).get(model)
         return None if ids is None else ids.get(id)
 
-    def _put(self, which: str, model: str, id, value) -> None:
+    def _oldest(self, which: str, model: str, id):
+        """The oldest entry of (model, id) waiting on stream ``which``, or None."""
+        ids = self._buffer(which).get(model)
+        value = None if ids is None else ids.get(id)
+        return value[0] if type(value) is _Queue else value
+
+    def _put(self, which: str, model: str, id, entry) -> None:
+        """Make ``entry`` wait, behind any of the id's already waiting (an id reused more
+        than the ttl after its last event: each waits for its own other half)."""
         buffer = self._buffer(which)
         ids = buffer.get(model)
         if ids is None:
             ids = buffer[model] = {}  # kept when empty: a model's buffer often is, between joins
-        if id not in ids:
-            self._sizes[which] += 1
-        ids[id] = value
+        # Popped and put back: a key that changes goes to the end, as restore() replays it.
+        value = ids.pop(id, None)
+        if value is not None:
+            self._sizes["queued"] += 1
+        ids[id] = entry if value is None else _Queue((*_entries(value), entry))
+        self._sizes[which] += 1
         if self._log is not None:
-            self._changed(which, (model, id), value)
+            self._changed(which, (model, id), ids[id])
 
     def _take(self, which: str, model: str, id):
-        """Remove and return the (ts, value) of (model, id), or None."""
+        """Remove and return the oldest entry (ts, value, mark) of (model, id), or None."""
         ids = self._buffer(which).get(model)
         if not ids:
             return None
@@ -295,8 +333,13 @@ class LabelJoin(JoinChangelog):
         if value is None:
             return None
         self._sizes[which] -= 1
+        rest = _GONE
+        if type(value) is _Queue:  # the later ones wait on, put back at the end (as in _put)
+            value, rest = value[0], (value[1] if len(value) == 2 else _Queue(value[1:]))
+            ids[id] = rest
+            self._sizes["queued"] -= 1
         if self._log is not None:
-            self._changed(which, (model, id), _GONE)
+            self._changed(which, (model, id), rest)
         return value
 
     def _bound(self, which: str) -> None:
@@ -328,28 +371,41 @@ class LabelJoin(JoinChangelog):
 
     def add_prediction(self, model: str, id: str, ts: float, payload) -> tuple | None | bool:
         """Buffer a prediction; returns a join if its label was waiting, False if it is a
-        duplicate (already pending, joined or expired), else None."""
-        if self.watermark_of("predictions", model) - ts > self.ttl:
+        duplicate (a copy of one pending, joined or expired), else None."""
+        watermark = self.watermark_of("predictions", model)
+        if watermark - ts > self.ttl:
             return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
-        if waiting is not None and waiting[1] is REFUSED:
-            self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
-            waiting = None
+        if waiting is not None:
+            newest = _entries(waiting)[-1]
+            if newest[1] is REFUSED:
+                self._take("predictions", model, id)  # a good prediction of a refused id: the refusal is void
+                waiting = None
+            elif watermark - newest[0] <= self.ttl:  # a copy: its stream within ttl of the id's last
+                self._count(model, "duplicate_prediction")
+                return False
+            # Else the id was reused: the one waiting would have been settled and forgotten
+            # by now had its label been read, so this is new, as it would then be; it waits
+            # behind the earlier one for its own label.
         label = self._get("labels", model, id)
         # The filter only for what the buffers cannot answer: a label waiting within ttl of
         # this prediction means no prediction of the id was settled (it would have met it).
-        if waiting is not None or (not self._within_ttl(label, ts) and self._settled_predictions.has(model, id)):
+        if waiting is None and (label is None or not self._within_ttl(_first(label), ts)) and \
+                self._settled_predictions.has(model, id):
             self._count(model, "duplicate_prediction")
             return False
         self._saw_event("predictions", model, ts)
         mark = self.watermark_of("predictions", model)
-        label = self._get("labels", model, id)  # (seeing the event may have orphaned it)
-        if label is not None:
-            # Its label came first (the other topic read ahead): what would have happened
-            # had the label come after it, from the two events and their streams' marks.
+        # Its label came first (the other topic read ahead): what would have happened had
+        # the label come after it, from the two events and their streams' marks (looked up
+        # now: seeing the event may have orphaned it). Labels of a reused id, oldest first:
+        # one whose grace was over is orphaned, and the next would have met this prediction.
+        label = self._oldest("labels", model, id)
+        while label is not None:
             if mark - label[0] > self.grace:
                 self._take("labels", model, id)  # its grace was over when this came: orphaned
                 self._orphaned_now(model, id, label[0])
+                label = self._oldest("labels", model, id)
             elif not self._within_ttl(label, ts):
                 # Expired by the label's time; the label waits on, as it would.
                 self._expired_now(model, id, ts)
@@ -368,15 +424,23 @@ class LabelJoin(JoinChangelog):
         mark = self.watermark_of("labels", model)
         if mark - ts > self.ttl:
             return self._stale("labels", model, ts)
+        own = self._get("labels", model, id)
+        if own is not None and mark - _entries(own)[-1][0] <= self.ttl:  # a copy: its stream within ttl of the last
+            self._count(model, "duplicate_label")
+            return None
         waiting = self._get("predictions", model, id)
         # The filter only for what the buffers cannot answer: a prediction waiting that came
         # within this label's grace means no label of the id was settled (orphaned before
-        # it came, or joined to it).
-        if self._get("labels", model, id) is not None or (
-                (waiting is None or _mark(waiting) - ts > self.grace) and self._settled_labels.has(model, id)):
+        # it came, or joined to it). Of a reused id's, the one it meets: the oldest it is
+        # not more than ttl after (see below).
+        meets = waiting
+        if type(waiting) is _Queue:
+            meets = next((e for e in waiting if ts - e[0] <= self.ttl and mark - e[0] <= self.ttl), waiting[-1])
+            waiting = waiting[0]
+        if own is None and (meets is None or _mark(meets) - ts > self.grace) and self._settled_labels.has(model, id):
             self._count(model, "duplicate_label")
             return None
-        if waiting is not None:
+        while waiting is not None:
             if ts - waiting[0] > self.ttl or mark - waiting[0] > self.ttl:
                 # More than ttl after its prediction, or the label stream is (the watermark
                 # may not have moved: fewer than watermark_rank labels past it, or out of
@@ -384,6 +448,7 @@ class LabelJoin(JoinChangelog):
                 self._take("predictions", model, id)
                 if waiting[1] is not REFUSED:  # a refusal was counted as a dead letter
                     self._expired_now(model, id, waiting[0])
+                waiting = self._oldest("predictions", model, id)  # a reused id's next may be this label's
             elif _mark(waiting) - ts > self.grace:
                 # The prediction stream had passed this label's grace when its prediction
                 # came: orphaned, as it would have been had it come first.

@@ -29,6 +29,30 @@ from daemon.stream.watermark import RANK, Watermark
 # A tombstone in a change record: the key left the buffer (buffer values are never None).
 _GONE = None
 
+
+class _Queue(tuple):
+    """Several events of one (model, id) waiting on one stream, oldest first: the id was
+    reused more than the ttl after the event before (see :mod:`daemon.stream.join`). A
+    buffer value is one event's entry, or this when there are several: the usual value
+    stays a plain entry, and a tuple (immutable) can be shared with a snapshot or a record."""
+
+    __slots__ = ()
+
+
+def _count_waiting(predictions: dict, labels: dict) -> dict:
+    """The join's ``_sizes``: entries waiting on each stream, and ``queued``, those behind
+    the oldest of their (model, id) in both (an id's events but the first)."""
+    sizes = {"queued": 0}
+    for which, buffer in (("predictions", predictions), ("labels", labels)):
+        sizes[which] = sum(map(len, buffer.values()))
+        for ids in buffer.values():
+            for value in ids.values():
+                if type(value) is _Queue:
+                    sizes[which] += len(value) - 1
+                    sizes["queued"] += len(value) - 1
+    return sizes
+
+
 _BUFFERS = ("_predictions", "_labels")
 #: The filters of ids whose fate is known: predictions joined or expired, labels joined or orphaned.
 _FILTERS = ("_settled_predictions", "_settled_labels")
@@ -90,7 +114,7 @@ class JoinChangelog:
                 for model in {*state["_predictions"], *state["_labels"]} for which in ("predictions", "labels")}
         state["_newest_by_model"] = {key: _clock(times, state["watermark_rank"], saved_rank)
                                      for key, times in state["_newest_by_model"].items()}
-        state["_sizes"] = {which: sum(map(len, state[f"_{which}"].values())) for which in ("predictions", "labels")}
+        state["_sizes"] = _count_waiting(state["_predictions"], state["_labels"])
         self.__dict__.update(state)
         self._log = None
         if self._old_filters is not None:
@@ -127,9 +151,10 @@ class JoinChangelog:
         either, since construction or unpickling: then the whole state), as a picklable
         dict for :meth:`restore`:
 
-        - ``predictions``, ``labels``: {(model, id): (ts, payload or label), or None if it
-          left the buffer}, in the order of each key's last change (replayed in order, the
-          buffers come back in the same order, which expiry relies on);
+        - ``predictions``, ``labels``: {(model, id): (ts, payload or label, mark), a
+          ``_Queue`` of them when several wait, or None if it left the buffer}, in the order
+          of each key's last change (replayed in order, the buffers come back in the same
+          order, which expiry relies on);
         - ``counts``: {(model, outcome): count} for the counts that moved;
         - ``clocks``: the watermarks that saw events, (("predictions" | "labels", model, or
           None for the partition's) -> (value, the times seen since, at most a window:
@@ -167,13 +192,12 @@ class JoinChangelog:
                 join._load(change["snapshot"])
                 continue
             for which in ("predictions", "labels"):
-                buffer, sizes = getattr(join, f"_{which}"), join._sizes
+                buffer = getattr(join, f"_{which}")
                 for (model, id), value in change[which].items():
                     ids = buffer.setdefault(model, {})
-                    sizes[which] -= ids.pop(id, None) is not None
+                    ids.pop(id, None)
                     if value is not _GONE:
                         ids[id] = value
-                        sizes[which] += 1
             for key, n in change["counts"].items():
                 join.counts[key] = n
             if "newest" in change:  # a record saved before the watermarks were windowed: whole lists
@@ -190,6 +214,7 @@ class JoinChangelog:
                 for f, key in old:
                     f.apply(change[key])
                 join._merge_old_filters()
+        join._sizes = _count_waiting(join._predictions, join._labels)
         join._old_filters = None
         join._track()
         return join

@@ -250,7 +250,7 @@ class PartitionState:
             self._saw(event.model, "label", event.ts)
             if joined:
                 self._sequence(record, joined, joined_by)
-            elif self.join.waiting_label(event.model, event.id) == (event.label, record.offset):
+            elif (event.label, record.offset) in self.join.waiting_labels(event.model, event.id):
                 self.label_order.hold(event.model, record.offset, event.id)
         self._release("label", reject, set(), joined_by)
 
@@ -429,8 +429,7 @@ class PartitionState:
         of this batch's records, dead letters (those in ``joined_by``) if the model fails
         on them. ``flush``: hold none (the end of a replay)."""
         def waits(model, id, offset):
-            waiting = self.join.waiting_label(model, id)
-            return waiting is not None and waiting[1] == offset
+            return any(waiting[1] == offset for waiting in self.join.waiting_labels(model, id))
 
         for model, items in self.label_order.release(waits, flush, overflow=self.predictions_read):
             try:
