@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
@@ -156,6 +157,11 @@ def prepare_directory(directory: str | os.PathLike) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if not os.access(path, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, "driftd's user cannot write in it", str(path))
+    try:  # access() says yes to root everywhere: a file made and removed says it for sure
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"a file cannot be made in it ({e.strerror})", str(path)) from None
 
 
 class Checkpoints:
