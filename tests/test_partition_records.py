@@ -502,3 +502,23 @@ def test_a_restored_model_whose_settings_changed_says_it_keeps_its_own(caplog):
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "model m keeps the settings its restored state was made with; changed since in the " \
                                 "configuration: window." in warned[0], warned
+
+
+def test_a_prediction_whose_ts_text_is_no_time_names_its_model_and_orphans_its_label_at_once():
+    """A second trial's finding: a ts string that is no time (or has no time zone) was
+    counted as a dead letter of model "" by the daemon (the replay named the model), and
+    its label waited its grace, where other refused predictions' labels are orphaned at
+    once (placed at the model's watermark: known after its first 64 predictions)."""
+    state, rejects = PartitionState(0, make_config()), Rejects()
+    good = [record("predictions", i, encode({"model": "clf", "id": f"g{i}", "ts": BASE + i, "features": {},
+                                             "prediction": 1})) for i in range(100)]
+    state.handle_predictions(good, rejects)
+    for offset, ts in enumerate(("yesterday", "2025-11-20T10:00:00"), start=100):
+        raw = encode({"model": "clf", "id": f"p{offset}", "ts": ts, "features": {}, "prediction": 1})
+        state.handle_predictions([record("predictions", offset, raw)], rejects)
+    assert [letter[2] for letter in rejects.letters] == ["bad_timestamp", "bad_timestamp"]
+    assert state.model_dead_letters == {("clf", "bad_timestamp"): 2}
+    labels = [record("labels", i, encode({"model": "clf", "id": f"p{i}", "ts": BASE + 101, "label": 1}))
+              for i in (100, 101)]
+    state.handle_labels(labels, rejects)
+    assert state.join.counts[("clf", "label_orphaned")] == 2

@@ -43,8 +43,10 @@ REASONS = (
     "bad_timestamp", "oversize", "unknown_model", "internal_error",
 )
 
-#: Reasons of events the decoder refused whose ``model`` may still be read (:func:`model_of`).
-DECODE_REASONS = ("missing_field", "wrong_type", "non_finite", "too_deep")
+#: Reasons of events the decoder refused whose ``model`` may still be read (:func:`model_of`):
+#: a ``ts`` text that is no time (or has no time zone) too, as a number out of bounds is
+#: refused with its model known.
+DECODE_REASONS = ("missing_field", "wrong_type", "non_finite", "too_deep", "bad_timestamp")
 
 #: Largest magnitude of a number in an event (float32's largest value).
 MAX_MAGNITUDE = 3.4028234663852886e38
