@@ -117,7 +117,7 @@ def _entries(value) -> tuple:
 
 
 def _first(value):
-    """The oldest entry of a buffer value (None: None)."""
+    """The oldest entry of a buffer value (one entry, a :class:`_Queue`, or None: None)."""
     return value[0] if type(value) is _Queue else value
 
 
@@ -304,9 +304,7 @@ class LabelJoin(JoinChangelog):
 
     def _oldest(self, which: str, model: str, id):
         """The oldest entry of (model, id) waiting on stream ``which``, or None."""
-        ids = self._buffer(which).get(model)
-        value = None if ids is None else ids.get(id)
-        return value[0] if type(value) is _Queue else value
+        return _first(self._get(which, model, id))
 
     def _put(self, which: str, model: str, id, entry) -> None:
         """Make ``entry`` wait, behind any of the id's already waiting (an id reused more

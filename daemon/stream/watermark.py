@@ -27,7 +27,8 @@ import bisect
 from array import array
 
 #: The rank a partition's join uses: its watermarks ignore fewer than 64 events stamped
-#: ahead among any 127 in a row (a wrong clock on up to a third of a model's servers).
+#: ahead among any 127 in a row (a fast server whose events are interleaved with the
+#: others'; not one that sends 64 or more in a row).
 RANK = 64
 _NEVER = float("-inf")
 
@@ -51,11 +52,7 @@ class Watermark:
 
     def see(self, ts: float) -> bool:
         """Take the stream's next event time (epoch seconds); True if the watermark moved."""
-        recent, ordered = self._recent, self._ordered
-        if len(recent) == 2 * self.rank - 1:
-            del ordered[bisect.bisect_left(ordered, recent.pop(0))]
-        recent.append(ts)
-        bisect.insort(ordered, ts)
+        ordered = self._window(ts)
         if len(ordered) >= self.rank and ordered[-self.rank] > self.value:
             self.value = ordered[-self.rank]
             return True
@@ -70,13 +67,18 @@ class Watermark:
 
     def advance(self, value: float, times: list) -> None:
         """Take ``times`` (see :meth:`last`) as seen, and ``value`` as the watermark."""
-        recent, ordered = self._recent, self._ordered
         for ts in times:
-            if len(recent) == 2 * self.rank - 1:
-                del ordered[bisect.bisect_left(ordered, recent.pop(0))]
-            recent.append(ts)
-            bisect.insort(ordered, ts)
+            self._window(ts)
         self.value = value
+
+    def _window(self, ts: float) -> array:
+        """Put ``ts`` in the window (the oldest out of a full one); the window, sorted."""
+        recent, ordered = self._recent, self._ordered
+        if len(recent) == 2 * self.rank - 1:
+            del ordered[bisect.bisect_left(ordered, recent.pop(0))]
+        recent.append(ts)
+        bisect.insort(ordered, ts)
+        return ordered
 
     def __getstate__(self):
         return self.rank, self.value, self._recent.tolist()
