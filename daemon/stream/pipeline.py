@@ -35,6 +35,7 @@ function of the input stream alone.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -134,7 +135,9 @@ class ModelPipeline(PipelineState):
         #: (epoch, version, event time of its first prediction, its index in the model's
         #: stream) of the versions in the order their predictions came, those a label may
         #: still need (the label side follows them: daemon.stream.versions).
-        self.versions = [*self._eras_needed(), (self.epoch, version, since, self.__dict__.get("predictions_seen", 0))]
+        self.versions = self.__dict__.get("versions") or []
+        self._forget_eras()
+        self.versions.append((self.epoch, version, since, self.__dict__.get("predictions_seen", 0)))
         if "labels" not in self.__dict__:
             self._start_labels(self.epoch, version)  # later ones start with their labels (observe_labels)
         estimates = self.__dict__.get("estimates")
@@ -144,26 +147,29 @@ class ModelPipeline(PipelineState):
             estimates.start(self.epoch, version)  # the earlier estimate is kept while it may say something
             self.observations.extend(estimates.drain())
 
-    def _eras_needed(self) -> list:
-        """The eras a late label may still go to: from the earliest of the label side's and
-        the earlier estimates' on (a label of an era before both goes to no test, known or
-        not), so that which are known is told by the labels alone; and the last RECENT_ERAS
-        (a prediction saved without its index is placed by time among them); the last
-        MAX_ERAS - 1 at most, beyond which the reading order decides (warned once)."""
-        eras = self.__dict__.get("versions", [])
+    def _forget_eras(self) -> None:
+        """Forget the eras no late label can go to any more: those before the label side's
+        and the earliest kept estimate's (a label of an era before both goes to no test,
+        known or not), so that which are known is told by the labels alone; but the last
+        RECENT_ERAS are kept (a prediction saved without its index is placed by time among
+        them). At most MAX_ERAS - 1 are kept, beyond which the reading order decides
+        (warned once). Eras are in epoch order: a cut of the list's head, not a pass over it
+        (a canary starts a version with nearly every prediction)."""
+        eras = self.versions
         if not eras:
-            return eras
-        oldest, recent = min([self.labels_epoch, *self.estimates.earlier]), len(eras) - RECENT_ERAS
-        eras = [era for k, era in enumerate(eras) if era[0] >= oldest or k >= recent]
-        if len(eras) >= MAX_ERAS:
+            return
+        earlier = self.estimates.earlier  # (in epoch order: kept as they started)
+        oldest = min(self.labels_epoch, next(iter(earlier), self.labels_epoch))
+        cut = min(bisect.bisect_left(eras, oldest, key=_EPOCH), max(0, len(eras) - RECENT_ERAS))
+        if len(eras) - cut >= MAX_ERAS:
+            cut = len(eras) - MAX_ERAS + 1
             if not self.__dict__.get("eras_overflowed"):
                 self.eras_overflowed = True
                 log.warning("model %s: more than %d model versions started before their labels came: the oldest "
                             "are forgotten, and which of their late labels still count depends on how far the "
                             "predictions were read. Two versions' predictions interleaved? Give a canary its own "
                             "model name", self.name, MAX_ERAS, extra={"model": self.name})
-            eras = eras[-MAX_ERAS + 1:]
-        return eras
+        del eras[:cut]
 
     @property
     def lifecycle(self):
@@ -592,3 +598,4 @@ RECENT_ERAS = 100
 #: is warned about (once a model).
 RETURNS_WARNED = 3
 _POSITION = operator.attrgetter("position")
+_EPOCH = operator.itemgetter(0)
