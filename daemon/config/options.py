@@ -284,6 +284,11 @@ class SinkConfig:
     topic: str | None = _doc("Topic for alerts (kafka).", default=None)
     timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=10.0)
 
+    @property
+    def secret_value(self) -> str | None:
+        """The secret itself (read from its variable or file), or None for none."""
+        return self.secret.get() if isinstance(self.secret, Secret) else self.secret
+
 
 @dataclass
 class AlertsConfig:

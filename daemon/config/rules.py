@@ -88,7 +88,7 @@ def check(config: Config, secrets: bool = True) -> None:
         if sink.type != "kafka" and sink.secret is not None:
             from daemon.alerting.sinks import signer
 
-            secret = sink.secret.get() if hasattr(sink.secret, "get") else sink.secret
+            secret = sink.secret_value
             if secrets and not (secret or "").strip():  # (an unset variable is refused where it is read)
                 raise ConfigError(f"{key}.secret", "is empty (or blank): alerts would go unsigned; give a key, or "
                                                    "no secret to send unsigned")

@@ -108,9 +108,8 @@ def _weak_secrets(config: Config) -> list[str]:
     """A line per webhook sink whose signing key is shorter than the spec asks."""
     from daemon.alerting.sinks import short_key
 
-    secrets = [(i, sink.secret.get() if hasattr(sink.secret, "get") else sink.secret)
-               for i, sink in enumerate(config.alerts.sinks) if sink.type != "kafka"]
-    return [f"alerts.sinks[{i}].secret: {weak}" for i, secret in secrets if (weak := short_key(secret)) is not None]
+    return [f"alerts.sinks[{i}].secret: {weak}" for i, sink in enumerate(config.alerts.sinks)
+            if sink.type != "kafka" and (weak := short_key(sink.secret_value)) is not None]
 
 
 def _targets(config: Config) -> list[tuple[str, str, ModelConfig]]:

@@ -64,7 +64,7 @@ def alert_sinks(config: Config, producer) -> list:
     links = AlertLinks(config.alerts.runbook_base_url, config.alerts.dashboard_url)
     sinks = []
     for i, sink in enumerate(config.alerts.sinks):
-        secret = sink.secret.get() if isinstance(sink.secret, Secret) else None
+        secret = sink.secret_value
         name = f"{sink.type}-{i}"
         if sink.type == "kafka":
             sinks.append(KafkaSink(producer, sink.topic, timeout=sink.timeout_seconds, name=name, links=links))
