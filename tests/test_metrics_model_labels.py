@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.config import DEFAULT_LABEL_DELAY_BUCKETS, ConfigError, from_dict
 from daemon.stream.decisions import Observation
 from daemon.stream.events import REASONS
-from daemon.stream.partition import LEGACY_DELAY_BUCKETS, PartitionState
+from daemon.stream.partition import PartitionState
+from daemon.stream.partition_state import LEGACY_DELAY_BUCKETS
 from daemon.web.metrics import Metrics
 
 T0 = 1_700_000_000.0

@@ -32,7 +32,7 @@ from daemon.stream.estimation import NAME as ESTIMATED_DECAY
 from daemon.stream.events import REASONS
 from daemon.stream.join import OUTCOMES
 from daemon.stream.labels import DECAY
-from daemon.stream.partition import LEGACY_DELAY_BUCKETS, rebin
+from daemon.stream.partition_state import LEGACY_DELAY_BUCKETS, rebin
 
 DETECTOR_LABELS = ["model", "detector", "feature"]
 #: How long a scrape waits for the consumer loop before serving the previous reading.
