@@ -324,7 +324,10 @@ def test_the_registry_listing_is_still_there(tmp_path, how):
     (tmp_path / "reg").mkdir()
     done = driftd("models", *how, "--config", str(config_file), cwd=ROOT)
     # The registry is the file's "reg" (relative to the file), and it is empty.
-    assert done.returncode == 1 and f"no promoted models in {tmp_path / 'reg'}" in done.stderr, done
+    assert done.returncode == 0 and f"no promoted models in {tmp_path / 'reg'}" in done.stderr, done
+    assert done.stdout == "", done
+    listed = driftd("models", *how, "--json", "--config", str(config_file), cwd=ROOT)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed
 
 
 # -- paths relative to the configuration file ----------------------------------------------------

@@ -233,6 +233,9 @@ def test_a_concept_change_is_retrained_promoted_and_published(world, kafka_boots
     assert cli.main(["models", "list", "--config", str(config_file)]) == 0
     listed = capsys.readouterr().out
     assert f"{MODEL}\tversion 1\t" in listed, listed
+    assert cli.main(["models", "list", "--json", "--config", str(config_file)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["model"], r["version"]) for r in rows] == [(MODEL, 1)], rows
     assert cli.main(["models", "show", MODEL, "--config", str(config_file)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["version"] == 1 and shown["idempotency_key"] == update["id"]

@@ -90,9 +90,14 @@ def _registry(args, settings) -> int:
         return 0
     names = [args.name] if args.name else sorted(os.listdir(settings.dir)) if os.path.isdir(settings.dir) else []
     rows = [m for name in names if not name.startswith(".") for m in registry.list(name)]
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
     if not rows:
+        # An empty registry is an answer, not a failure (a script reads the JSON or the
+        # lines; the note goes to stderr so that neither sees it).
         print(f"driftd: no promoted models in {settings.dir}", file=sys.stderr)
-        return 1
+        return 0
     for m in rows:
         print(f"{m['model']}\tversion {m['version']}\t{m['created_at']}\tparent {m.get('parent_version')}\t{m.get('learner', '')}")
     return 0
