@@ -229,6 +229,23 @@ def test_an_incomplete_reference_of_a_later_version_names_it_and_says_earlier_te
     assert "no data-drift test ran" not in err
 
 
+def test_a_version_that_came_back_does_not_hide_an_incomplete_one_between(tmp_path, capsys):
+    """Versions 1, 2 and 1 again, only the first stretch's reference complete: the line said
+    "the earlier versions' tests ran", though version 2's did not."""
+    path = tmp_path / "e.jsonl"
+    rows = []
+    for i in range(120):
+        event = _good(i)
+        event["model_version"] = "1" if i < 60 or i >= 90 else "2"
+        rows.append(json.dumps(event))
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "model m: reference of version 1 incomplete (30 of 50 predictions): its data-drift tests did not run; " \
+           "the earlier versions' tests ran in 1 of their 2 stretches (" in err, err
+    assert "; in the other the reference was incomplete too; " in err, err
+
+
 def test_when_every_prediction_is_a_dead_letter_the_replay_says_so_and_exits_1(tmp_path, capsys):
     """Labels replayed, every prediction refused: "give more events" was the wrong hint,
     and the exit status 0."""

@@ -66,7 +66,8 @@ def out_of_order(result: Result, config) -> list[str]:
 def incomplete_references(result: Result) -> list[str]:
     """A line per model whose reference the files did not fill: none of its data-drift
     tests ran, which a summary of '0 alerts' alone would hide. After a new model version,
-    the line names the version and says whether the earlier versions' tests ran; when the
+    the line names the version and says whether the earlier versions' tests ran (in how
+    many of the stretches between changes of version, when not in all); when the
     model's predictions were refused, it says so instead of asking for more events."""
     lines = []
     if result.predictions == 0:
@@ -83,10 +84,18 @@ def incomplete_references(result: Result) -> list[str]:
                         f" ({refused[name]:,} of its predictions {'was a dead letter' if refused[name] == 1 else 'were dead letters'})"
                         if refused[name] else "")
                 if pipeline.version_changes:
+                    # Each change of version ended a stretch of one version; each stretch that
+                    # filled its reference built tests once (a version may come back: a, b, a).
                     alerts = sum(a.model == name and a.status == "firing" for a in result.alerts)
-                    earlier = (f"the earlier versions' tests ran ({alerts:,} firing alert{'' if alerts == 1 else 's'} of the "
-                               f"model)"
-                               if pipeline.builds else "no earlier version's reference was complete either")
+                    stretches, built = pipeline.version_changes, min(pipeline.builds, pipeline.version_changes)
+                    fired = f"{alerts:,} firing alert{'' if alerts == 1 else 's'} of the model"
+                    if not built:
+                        earlier = "no earlier version's reference was complete either"
+                    elif built == stretches:
+                        earlier = f"the earlier versions' tests ran ({fired})"
+                    else:
+                        earlier = (f"the earlier versions' tests ran in {built:,} of their {stretches:,} stretches ({fired}); "
+                                   f"in the other{'' if stretches - built == 1 else 's'} the reference was incomplete too")
                     lines.append(f"model {name}: reference of version {pipeline.version} incomplete {filled}: "
                                  f"its data-drift tests did not run; {earlier}; {hint}")
                 else:
