@@ -323,3 +323,22 @@ def test_the_learners_are_in_the_report(tmp_path, monkeypatch):
     assert "<h3>Learners</h3>" in page and "champion (the deployed model)" in page
     assert re.search(r"<td>nb</td><td>[^<]*</td><td>0</td><td>4,500</td><td>TypeError", page), page[-3000:]
     assert re.search(r"<td>tree</td><td>0\.\d+</td><td>4,500</td><td>0</td>", page)
+
+
+def test_a_later_version_with_its_reference_incomplete_says_why_there_are_no_distributions(tmp_path):
+    """The last version's reference not complete: the section said "the reference is not
+    complete, or the report comes from /status", though the earlier version's tests ran."""
+    path = tmp_path / "e.jsonl"
+    with open(path, "wb") as f:
+        for i, (_, _, value) in enumerate(streams.records(2000, "predictions", "labels")):
+            event = json.loads(value)
+            if "prediction" in event:
+                event["model_version"] = "1" if i < 3000 else "2"
+            f.write(json.dumps(event).encode() + b"\n")
+    config = from_dict(CONFIG)
+    document = replay_document(Replay(config).run(events([(str(path), False)])), config, [str(path)])
+    page = report.render(document)
+    assert "the reference of model version 2 is not complete, so its tests have not run. The earlier versions&#x27; " \
+           "tests are in the series above" in page
+    status = {"models": {"m": {**document["models"]["m"]["status"]}}}
+    assert "Not available from a running daemon&#x27;s /status" in report.render(report.from_status(status))

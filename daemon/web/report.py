@@ -123,7 +123,7 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
     if distributions:
         out.append(figures.html(_distribution_figure(distributions, go, make_subplots)))
     else:
-        out.append("<p>Not available (the reference is not complete, or the report comes from /status).</p>")
+        out.append(f"<p>{html.escape(_no_distributions(model, status))}</p>")
     shares = ((status.get("detectors") or {}).get("reconstruction/<all>") or {}).get("contributions")
     if shares:
         out.append("<h3>Multivariate drift: each feature's share of the reconstruction error</h3><table>" + "".join(
@@ -146,6 +146,20 @@ def _model_section(name: str, model: dict, alerts: list, go, make_subplots, figu
         out.append(figures.html(_delay_figure(delay, go)))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _no_distributions(model: dict, status: dict) -> str:
+    """Why a model's section has no distributions: say which, a version's reference that
+    is not complete hid the earlier versions' tests behind a generic line."""
+    if "series" not in model:
+        return "Not available from a running daemon's /status (replay a file for the distributions)."
+    if status.get("reference_complete") is False:
+        why = f"Not available: the reference of model version {status.get('version')} is not complete, so its tests have not run."
+        if status.get("version_changes"):
+            why += (" The earlier versions' tests are in the series above; their distributions ended with them"
+                    " (a replay that stops before the change shows them).")
+        return why
+    return "Not available: no test of this model bins its values (PSI, chi-square, KS)."
 
 
 def _alerts_table(alerts: list) -> str:
