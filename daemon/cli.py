@@ -13,8 +13,11 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from daemon import config as config_module
+if TYPE_CHECKING:  # imported when used: it loads kafka-python (0.2 s), and `run` must
+    # catch a stop from its first moments (see _run)
+    from daemon import config as config_module
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -255,6 +258,10 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    from daemon import config as config_module
+
     if args.command == "config-reference":
         print(config_module.reference(), end="")
         return 0
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.demo import main as demo_module
 
         return demo_module.main(events=args.events, seed=args.seed, port=args.port)
-    return _run(args)
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse allows only the above
 
 
 def _run(args) -> int:
@@ -299,6 +306,8 @@ def _run(args) -> int:
     # (about 2 s) is a clean exit, not a death by signal: nothing has started yet.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    from daemon import config as config_module
+
     try:
         config = _load_and_dry_run(args.config)
     except config_module.ConfigError as e:
@@ -387,6 +396,7 @@ def _start_embedded(config: config_module.Config):
 def _load_and_dry_run(path: str) -> config_module.Config:
     """What ``check-config`` accepts, ``run`` runs: the file's rules, then every model's
     pipeline on a synthetic stream (:mod:`daemon.runtime.dryrun`)."""
+    from daemon import config as config_module
     from daemon.runtime import dryrun
 
     config = config_module.load(path)

@@ -101,6 +101,18 @@ def test_sigterm_while_driftd_run_loads_is_a_clean_exit_before_anything_starts(t
     assert err == ""
 
 
+def test_the_command_hears_a_stop_before_it_loads_kafka_python():
+    """The second trial's finding: the first ~0.25 s of ``driftd run`` (importing the
+    configuration, which loads kafka-python) still died of SIGTERM (143). The command's
+    module loads neither; ``run`` installs its handler first."""
+    import subprocess
+    import sys
+
+    code = "import sys, daemon.cli; print(sorted(m for m in ('kafka', 'daemon.config', 'numpy') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded
+
+
 def test_settings_kafka_python_refuses_stop_the_daemon_as_a_configuration_error(tmp_path):
     """A trial's finding: kafka-python refused the consumer's settings (a heartbeat above
     the session timeout) and driftd logged "cannot reach the broker" and retried for ever.
