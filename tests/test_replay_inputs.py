@@ -214,16 +214,17 @@ def test_the_demos_minimum_is_its_reference_and_window_before_the_data_drift(mon
 
 # -- the end of a replay ----------------------------------------------------------------------
 
-def test_an_incomplete_reference_of_a_later_version_names_it_and_says_earlier_tests_ran(tmp_path, capsys):
+def _replayed_versions(tmp_path, capsys, version_of) -> str:
+    """The replay's closing lines for 120 good predictions, prediction i of model version
+    ``version_of(i)`` (references of 50)."""
     path = tmp_path / "e.jsonl"
-    rows = []
-    for i in range(120):
-        event = _good(i)
-        event["model_version"] = "1" if i < 90 else "2"
-        rows.append(json.dumps(event))
-    path.write_text("\n".join(rows) + "\n")
+    path.write_text("".join(json.dumps({**_good(i), "model_version": version_of(i)}) + "\n" for i in range(120)))
     assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 0
-    err = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_an_incomplete_reference_of_a_later_version_names_it_and_says_earlier_tests_ran(tmp_path, capsys):
+    err = _replayed_versions(tmp_path, capsys, lambda i: "1" if i < 90 else "2")
     assert "model m: reference of version 2 incomplete (30 of 50 predictions): its data-drift tests did not run; " \
            "the earlier versions' tests ran (" in err, err
     assert "no data-drift test ran" not in err
@@ -232,15 +233,7 @@ def test_an_incomplete_reference_of_a_later_version_names_it_and_says_earlier_te
 def test_a_version_that_came_back_does_not_hide_an_incomplete_one_between(tmp_path, capsys):
     """Versions 1, 2 and 1 again, only the first stretch's reference complete: the line said
     "the earlier versions' tests ran", though version 2's did not."""
-    path = tmp_path / "e.jsonl"
-    rows = []
-    for i in range(120):
-        event = _good(i)
-        event["model_version"] = "1" if i < 60 or i >= 90 else "2"
-        rows.append(json.dumps(event))
-    path.write_text("\n".join(rows) + "\n")
-    assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 0
-    err = capsys.readouterr().err
+    err = _replayed_versions(tmp_path, capsys, lambda i: "1" if i < 60 or i >= 90 else "2")
     assert "model m: reference of version 1 incomplete (30 of 50 predictions): its data-drift tests did not run; " \
            "the earlier versions' tests ran in 1 of their 2 stretches (" in err, err
     assert "; in the other the reference was incomplete too; " in err, err
