@@ -111,7 +111,9 @@ class ClassificationEstimate:
     positive, a window without scores).
 
     :meth:`fit` takes the labelled reference: scores, labels and predictions (at least 2
-    usable events; ValueError otherwise, or if the scores mix numbers and mappings). Once
+    usable events; ValueError otherwise, if the scores mix numbers and mappings, or if they
+    calibrate to the same probabilities for every event, as a constant score does: the
+    estimate would then follow only the mix of predicted classes). Once
     fitted, a score of the other form than the reference's (a number where the reference
     had mappings, or the reverse) cannot be calibrated: it is left out like a missing one
     (:meth:`takes`).
@@ -157,7 +159,16 @@ class ClassificationEstimate:
         else:
             self.classes = None
             self.calibrators = [IsotonicCalibrator().fit(scores, [_same(t, self.positive) for t in y_true])]
-        self.reference_losses = 1.0 - self._rows(scores, y_pred)[:, 3]
+        calibrated = self._calibrated(scores)
+        if float(np.ptp(calibrated, axis=0).max()) == 0.0:
+            # Every event gets the same probabilities: the estimate would move only with the
+            # mix of predicted classes, whatever the model gets right (a constant score
+            # alarmed at a mirrored input shift that left the accuracy at 0.96).
+            self.calibrators, self.classes = [], None
+            raise ValueError("the scores calibrate to the same probability for every labelled reference event "
+                             "(a constant score, or one unrelated to the outcome): they say nothing of which "
+                             "predictions are right")
+        self.reference_losses = 1.0 - self._rows(scores, y_pred, calibrated)[:, 3]
         return self
 
     @staticmethod
@@ -196,22 +207,31 @@ class ClassificationEstimate:
                     out[i, k] = float(p)
         return out
 
-    def _rows(self, scores, y_pred) -> np.ndarray:
-        """Per event: raw positive score, calibrated P(positive), predicted positive, P(correct)."""
+    def _calibrated(self, scores) -> np.ndarray:
+        """Calibrated probabilities per event, shape (events, 1): P(positive) of a binary
+        score; (events, classes): each class's, normalised to sum to 1, of mappings."""
+        if self.classes is None:
+            return self.calibrators[0].transform(np.asarray(scores, dtype=np.float64))[:, None]
+        matrix = self._matrix(scores)
+        calibrated = np.column_stack([c.transform(matrix[:, k]) for k, c in enumerate(self.calibrators)])
+        totals = calibrated.sum(axis=1, keepdims=True)
+        return np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1), 1.0 / len(self.classes))
+
+    def _rows(self, scores, y_pred, calibrated: np.ndarray | None = None) -> np.ndarray:
+        """Per event: raw positive score, calibrated P(positive), predicted positive, P(correct)
+        (``calibrated``: :meth:`_calibrated` of ``scores``, when known)."""
         n = len(scores)
         out = np.zeros((n, 4))
         positive = [_same(p, self.positive) for p in y_pred]
         out[:, 2] = positive
+        if calibrated is None:
+            calibrated = self._calibrated(scores)
         if self.classes is None:
-            raw = np.asarray(scores, dtype=np.float64)
-            q = self.calibrators[0].transform(raw)
-            out[:, 0], out[:, 1] = raw, q
+            q = calibrated[:, 0]
+            out[:, 0], out[:, 1] = np.asarray(scores, dtype=np.float64), q
             out[:, 3] = np.where(positive, q, 1.0 - q)
             return out
         matrix = self._matrix(scores)
-        calibrated = np.column_stack([c.transform(matrix[:, k]) for k, c in enumerate(self.calibrators)])
-        totals = calibrated.sum(axis=1, keepdims=True)
-        calibrated = np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1), 1.0 / len(self.classes))
         index = {c: k for k, c in enumerate(self.classes)}
         k_pos = index.get(str(self.positive))
         if k_pos is not None:

@@ -284,10 +284,37 @@ def test_a_labelled_reference_right_on_every_event_skips_the_estimates_test_sayi
     always its prediction) had estimated losses all 0: the estimate's test had threshold
     0 and fired at an estimated accuracy of 0.999 against 1.0, twice, on a stationary stream."""
     feats, y_pred, scores, _ = _binary(41)
-    pipeline = ModelPipeline("m", _config())
+    # (A labelled reference completed within a batch: the rest of the batch was fed on.)
+    pipeline = ModelPipeline("m", _config(decay_reference_size=1900))
     found = _feed(pipeline, feats[:6000], y_pred[:6000], scores[:6000], y_pred[:6000], labelled_until=6000)
     assert found == [] and pipeline.estimation.test is None
     assert "are all 0" in pipeline.skipped[(NAME, "accuracy")], pipeline.skipped
+    # No estimate, so no error of it either (exported as 0.0, a perfect estimate, before).
+    assert pipeline.estimation.errors() == {} and pipeline.estimation.metrics() == {}
+
+
+def test_a_constant_score_skips_the_estimate_saying_why():
+    """A trial's finding: every score 0.7, the inputs moving to the mirror side of the
+    boundary (accuracy 0.96 on both sides): the estimate fell to 0.06-0.08 and its test
+    alarmed, without a word. Calibrated, such a score is one probability for every event, so
+    the estimate would follow only the mix of predicted classes: it is not made, with the
+    reason. A constant class -> probability mapping the same."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(-1.5, 1, CHANGE), rng.normal(2.5, 1, N - CHANGE)])
+    p = 1 / (1 + np.exp(-2.5 * (x - 0.5)))
+    y_true = [int(t) for t in rng.random(N) < p]
+    y_pred = [int(q > 0.5) for q in p]
+    feats = [{"x0": float(v), "x1": 0.0} for v in x]
+    for constant in (0.7, {"0": 0.3, "1": 0.7}):
+        pipeline = ModelPipeline("m", _config())
+        found = _feed(pipeline, feats, y_pred, [constant] * N, y_true, labelled_until=CHANGE)
+        assert found == [] and not pipeline.estimation.fitted, found[:3]
+        why = pipeline.skipped[(NAME, "accuracy")]
+        assert "the scores calibrate to the same probability for every labelled reference event" in why, why
+    # The same stream with the model's own probabilities is estimated, without an alarm.
+    informative = ModelPipeline("m", _config())
+    found = _feed(informative, feats, y_pred, [float(q) for q in p], y_true, labelled_until=CHANGE)
+    assert informative.estimation.fitted and not [o for o in found if o.drift]
 
 
 def _rollback(predictions_read_ahead: bool) -> ModelPipeline:

@@ -168,6 +168,25 @@ def test_meta_reinitialises_from_the_library_when_a_concept_recurs_and_pickles()
     assert clone.meta.bandit.counts == cc.meta.bandit.counts and sum(cc.meta.bandit.counts.values()) == 3 * 2  # both arms, each retrain
 
 
+def test_a_reused_solution_is_shown_in_status_and_at_the_end_of_a_replay():
+    """A trial's finding: a stored solution replacing a challenger showed nowhere (not in
+    /status, the metrics, the logs nor the replay's lines), only its retrain was counted."""
+    from types import SimpleNamespace
+
+    from daemon.offline.command import _learning_lines
+    from daemon.web.status import _learning
+
+    cc = _cc("meta")
+    reused = [d[3] for d in _drive(cc, [A, B, A, B])].count("library")
+    assert reused >= 1
+    pipeline = SimpleNamespace(lifecycle=cc, learning_errors=0)
+    assert _learning(pipeline)["meta_inits"] == {"library": reused, "average": 0, "kept": 3 - reused}
+    line = _learning_lines("m", pipeline)[-1]
+    assert f", {reused} of the challengers replaced by a stored solution of an earlier concept;" in line, line
+    without = SimpleNamespace(lifecycle=_cc("auto"), learning_errors=0)
+    assert _learning(without)["meta_inits"] is None
+
+
 def test_without_meta_nothing_changes_and_old_checkpoints_load():
     cc = _cc("auto")
     assert cc.meta is None

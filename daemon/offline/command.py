@@ -184,10 +184,22 @@ def _learning_lines(name: str, pipeline) -> list[str]:
         lines.append(f"model {name}: learners retrained {sum(cc.retrains.values()):,} times"
                      + (f" ({retrains})" if retrains else "")
                      + (f", {failed_retrains:,} retrains failed (the learners' last errors above)" if failed_retrains else "")
+                     + _reused(cc)
                      + f"; the promotion gate would have promoted {promoted:,}"
                      + (f" (the last: {cc.champion_learner})" if promoted else "")
                      + " (a replay publishes nothing)")
     return lines
+
+
+def _reused(cc) -> str:
+    """With ``retrain_warm_start: meta``: how many challengers a stored solution of an earlier
+    concept (or their average) replaced, which nothing else of a replay shows."""
+    meta = getattr(cc, "meta", None)
+    if meta is None:
+        return ""
+    library, average = meta.inits.get("library", 0), meta.inits.get("average", 0)
+    return (f", {library + average:,} of the challengers replaced by a stored solution of an earlier concept"
+            + (f" ({library:,} by one, {average:,} by their average)" if average else ""))
 
 
 #: Lines of each kind of end-of-replay advice printed (a model each, or more); the rest counted.

@@ -244,7 +244,7 @@ class ModelEstimation:
             if len(self._collected) == self.reference_size:
                 self.completed_at = label_times[min(room, len(label_times)) - 1]
                 self._fit()
-        if rows and self.fitted:
+        if rows and self.fitted and not self.skipped:
             first, y_pred, y_true = zip(*rows)
             self.estimate.observe_labelled(list(first), list(y_pred), list(y_true))
 
@@ -337,11 +337,18 @@ class ModelEstimation:
 
     # -- reading ----------------------------------------------------------------------------
     def metrics(self) -> dict:
-        """Estimated metric -> value over the last ``decay_window`` predictions."""
+        """Estimated metric -> value over the last ``decay_window`` predictions ({} when
+        the estimate is skipped)."""
+        if self.skipped:
+            return {}
         return {m: v for m, v in self.estimate.metrics().items() if v is not None}
 
     def errors(self) -> dict:
-        """Metric -> estimated minus realised over the last ``decay_window`` labelled predictions."""
+        """Metric -> estimated minus realised over the last ``decay_window`` labelled
+        predictions ({} when the estimate is skipped: a trial read an error of 0.0, a perfect
+        estimate, beside no estimate at all)."""
+        if self.skipped:
+            return {}
         return {m: v for m, v in self.estimate.error().items() if v is not None}
 
     # -- calibration ------------------------------------------------------------------------

@@ -120,18 +120,23 @@ def _detector_states(pipeline) -> dict:
 def _learning(pipeline) -> dict | None:
     """The model's learners (None: it has none): each one's recent score (accuracy or MAE,
     as ``driftd_learner_score``), labelled events learned, errors and the last one's
-    message; the champion's recent score; retrains by reason, and those that failed; the promotion gate's
+    message; the champion's recent score; retrains by reason, and those that failed; with
+    ``retrain_warm_start: meta``, how each challenger's check ``k`` labels after its retrain
+    ended (``meta_inits``: replaced by a stored solution, ``library``, or by their average,
+    ``average``; ``kept`` as it was; None without meta); the promotion gate's
     decisions; the learner last promoted; errors in all (``driftd_learner_errors_total``)."""
     cc = pipeline.lifecycle
     if cc is None:
         return None
     scores = cc.scores()
+    meta = getattr(cc, "meta", None)  # (lifecycles from before meta-learning have none)
     return {
         "learners": {name: {"score": scores.get(name), "learned": learner.n_learned, "errors": cc.errors.get(name, 0),
                             "last_error": cc.last_error.get(name)} for name, learner in cc.learners.items()},
         "champion_score": scores["champion"],
         "retrains": dict(cc.retrains),
         "failed_retrains": dict(cc.failed_retrains),
+        "meta_inits": dict(meta.inits) if meta is not None else None,
         "gate": dict(cc.decisions),
         "promoted": cc.champion_learner,
         "errors": pipeline.learning_errors + sum(cc.errors.values()),
