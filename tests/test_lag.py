@@ -156,6 +156,37 @@ def test_the_probe_reads_the_log_end_exactly(kafka_bootstrap, unique_name):
         consumer.close()
 
 
+def test_the_probe_reads_the_groups_committed_offset_of_a_held_partition(kafka_bootstrap, unique_name):
+    """A partition held back for its state counts from the group's committed offset; one
+    the group never committed, from the log's first offset (where its consumer starts)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata
+
+    from daemon.kafka.embedded_broker import create_topics
+    from daemon.kafka.lag import COMMITTED
+
+    topic, group = unique_name("held"), unique_name("group")
+    committed, never = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    create_topics(kafka_bootstrap, {topic: 2})
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for _ in range(50):
+        producer.send(topic, value=b"x", partition=0)
+    producer.flush()
+    producer.close()
+    member = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        member.assign([committed])
+        member.commit({committed: OffsetAndMetadata(20, "", -1)})
+    finally:
+        member.close()
+    probe = probe_consumer(kafka_bootstrap, {}, group_id=group)
+    try:
+        ends, starts = read_ends(probe, [committed, never], {committed: COMMITTED, never: COMMITTED}, 5.0)
+        assert ends == {committed: 50, never: 0} and starts == {committed: 20, never: 0}
+    finally:
+        probe.close()
+
+
 def test_event_age_per_model_and_stream(kafka_bootstrap, unique_name, tmp_path):
     """Now minus the newest event time processed, per model and stream, from the state at
     scrape time (the loop itself never looks at the wall clock for it)."""
@@ -174,8 +205,13 @@ def test_event_age_per_model_and_stream(kafka_bootstrap, unique_name, tmp_path):
         before = time.time()
         text = get(daemon, "/metrics")[1].decode()
         after = time.time()
-    ages = {s.labels["stream"]: s.value for f in text_string_to_metric_families(text)
-            if f.name == "driftd_event_age_seconds" for s in f.samples if s.labels["model"] == MODEL}
+    samples = [s for f in text_string_to_metric_families(text) if f.name == "driftd_event_age_seconds"
+               for s in f.samples if s.labels["model"] == MODEL]
+    ages = {s.labels["stream"]: s.value for s in samples}
     assert set(ages) == {"prediction", "label"}, ages
+    # The model's input partition, as driftd_consumer_lag_records names it (DriftdEventsDelayed joins on it).
+    lagged = {s.labels["partition"] for f in text_string_to_metric_families(text)
+              if f.name == "driftd_consumer_lag_records" for s in f.samples}
+    assert len({s.labels["partition"] for s in samples}) == 1 and {s.labels["partition"] for s in samples} <= lagged, samples
     assert before - newest_prediction <= ages["prediction"] <= after - newest_prediction
     assert before - newest_label <= ages["label"] <= after - newest_label

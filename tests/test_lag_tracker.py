@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kafka.structs import TopicPartition
 
-from daemon.kafka.lag import LagTracker
+from daemon.kafka.lag import COMMITTED, LagTracker
 
 P0 = TopicPartition("predictions", 0)
 L0 = TopicPartition("labels", 0)
@@ -37,7 +37,7 @@ def test_a_response_being_worked_through_is_probed_once_its_end_is_older_than_th
     clock.now += 1  # 6 s since the consumer's end last changed, still behind
     lag.update({P0: 9_000}, highwater.get)
     due, starts, generations = lag.due()
-    assert due == [P0] and starts == []
+    assert due == [P0] and starts == {}
     assert lag.due()[0] == []  # asked: not again until the refresh has passed
     lag.probed({P0: 25_000}, {}, generations)
     assert lag.lags() == {P0: 16_000}
@@ -82,9 +82,29 @@ def test_a_topic_not_read_yet_counts_from_the_start_of_its_log():
     lag, _ = tracker()
     lag.update({P0: 300, L0: None}, {P0: 300}.get)
     due, starts, generations = lag.due()
-    assert due == [L0] and starts == [L0]
+    assert due == [L0] and starts == {L0: "first"}
     lag.probed({L0: 1_200}, {L0: 200}, generations)
     assert lag.lags() == {P0: 0, L0: 1_000}
+
+
+def test_a_partition_held_for_its_state_counts_from_the_groups_committed_offset():
+    """Assigned, waiting for its state (paused): the lag counts from where that state
+    stopped, the group's committed offset, which the probe reads; once the state is here,
+    from its own offset."""
+    lag, clock = tracker()
+    lag.update({P0: COMMITTED}, {}.get, {P0})
+    assert lag.lags() == {}  # nothing known yet: no made-up value
+    due, starts, generations = lag.due()
+    assert due == [P0] and starts == {P0: COMMITTED}
+    lag.probed({P0: 1_000}, {P0: 700}, generations)
+    assert lag.lags() == {P0: 300}
+    clock.now += 6  # the end probed again (paused: the consumer renews nothing), not the offset
+    due, starts, generations = lag.due()
+    assert due == [P0] and starts == {}
+    lag.probed({P0: 1_050}, {}, generations)
+    assert lag.lags() == {P0: 350}
+    lag.update({P0: 700}, {}.get)  # restored
+    assert lag.lags() == {P0: 350}
 
 
 def test_a_partition_given_up_is_forgotten():

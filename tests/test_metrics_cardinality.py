@@ -209,3 +209,22 @@ def test_a_scrape_builds_the_per_detector_families_after_releasing_the_loops_loc
     assert statistic and not any(statistic), statistic
     # The per-model families (events processed, ages...) are still built under the lock.
     assert any(held for name, held in built if name == "driftd_event_age_seconds")
+
+
+def test_a_models_counters_are_there_at_zero_before_their_first_count():
+    """A trial's finding: a model with predictions and no label yet had no
+    driftd_events_processed_total{kind="label"} series and no driftd_label_join_total at
+    all, so the DriftdLabelJoinFailing runbook's queries read "no data", and the first
+    count of a series born above 0 is one increase() cannot see."""
+    config = from_dict({"models": {"m": {}}, "model_defaults": {"reference_size": 200}})
+    state = PartitionState(0, config)
+    state.handle_predictions([_record(n, {"model": "m", "id": str(n), "ts": T0 + n, "features": {"x": 1.0},
+                                          "prediction": 1}) for n in range(5)], _keep)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for s in _samples(Metrics({0: state}, threading.Lock(), MetricsConfig()))}
+    assert samples[("driftd_events_processed_total", (("kind", "prediction"), ("model", "m")))] == 5
+    assert samples[("driftd_events_processed_total", (("kind", "label"), ("model", "m")))] == 0
+    from daemon.stream.join import OUTCOMES
+
+    for outcome in OUTCOMES:
+        assert samples[("driftd_label_join_total", (("model", "m"), ("outcome", outcome)))] == 0, outcome

@@ -216,6 +216,15 @@ def test_the_join_buffer_is_written_as_a_changelog_not_whole_every_checkpoint(st
     assert back.join.add_label("fraud", "new-3", 60_001.0, 1)[0] == "fraud"  # still waiting: joins
 
 
+def _lag(metrics_text: bytes) -> float:
+    """driftd_consumer_lag_records summed over its series (None: no series)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = [s.value for f in text_string_to_metric_families(metrics_text.decode())
+             if f.name == "driftd_consumer_lag_records" for s in f.samples]
+    return sum(found) if found else None
+
+
 def test_a_replica_with_another_key_waits_instead_of_starting_afresh(kafka_bootstrap, unique_name, tmp_path,
                                                                       monkeypatch):
     """A replica started without the group's DRIFTD_STATE_KEY cannot read the partition's
@@ -241,8 +250,15 @@ def test_a_replica_with_another_key_waits_instead_of_starting_afresh(kafka_boots
         assert reason[0] == 503
         assert status(daemon)["models"]["fraud"]["processed"] == {"prediction": 0, "label": 0}
         assert 'driftd_kafka_errors_total{operation="state_refused"}' in get(daemon, "/metrics")[1].decode()
+        # What arrives meanwhile waits, and the lag says so (a trial's finding: a held
+        # partition had no lag series, so no lag rule could see that nobody processed it):
+        # counted from the group's committed offset, where the state stopped.
+        produce(kafka_bootstrap, records)
+        wait_until(lambda: _lag(get(daemon, "/metrics")[1]) == len(records), timeout=60,
+                   what=f"the lag of the held partition at {len(records)} records")
 
     monkeypatch.setenv("DRIFTD_STATE_KEY", "the group's key")  # the key fixed: the state is there
     with running_daemon(config) as daemon:
         wait_until(lambda: daemon.health()[1], timeout=30, what="ready")
-        assert status(daemon)["models"]["fraud"]["processed"]["label"] == want["label"]
+        wait_until(lambda: status(daemon)["models"]["fraud"]["processed"]["label"] == 2 * want["label"], timeout=60,
+                   what="the records that waited, processed from where the state stopped")

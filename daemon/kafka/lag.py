@@ -5,7 +5,10 @@ driftd has processed.
 
 ``processed`` is the offset the partition's state has processed up to (the next record
 to handle: ``PartitionState.offsets``); for a topic nothing was read from yet, the log's
-first offset (driftd commits only what its state holds, so the consumer starts there).
+first offset (driftd commits only what its state holds, so the consumer starts there); for
+a partition held back until its state is here (:data:`COMMITTED`), the group's committed
+offset, which is where that state stopped: its lag shows while it waits, and alert rules
+on the lag see a partition that nobody processes.
 ``end`` is the largest log end known from a fetch response's high watermark: the group
 consumer's (``KafkaConsumer.highwater``, read again at every scrape) or a probe's (below).
 
@@ -49,6 +52,9 @@ log = logging.getLogger("driftd")
 PROBE_TIMEOUT_SECONDS = 5.0
 #: How often the probe thread looks at the stop event when nothing wakes it.
 _IDLE_WAIT_SECONDS = 0.5
+#: A processed offset not known here: the partition is held back until its state comes
+#: (assigned, paused); the lag counts from the group's committed offset, read by the probe.
+COMMITTED = "committed"
 
 
 class LagTracker:
@@ -66,8 +72,9 @@ class LagTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._processed: dict[TopicPartition, int | None] = {}  # owned (topic, partition) -> offset, None: not started
-        self._starts: dict[TopicPartition, int] = {}  # first offset of the log, for those not started
+        # owned (topic, partition) -> offset; None: not started; COMMITTED: held back
+        self._processed: dict[TopicPartition, int | str | None] = {}
+        self._starts: dict[TopicPartition, int] = {}  # where the lag counts from, for those without an offset
         self._ends: dict[TopicPartition, int] = {}  # largest end known
         self._seen: dict[TopicPartition, int] = {}  # the consumer's high watermark at the last update
         self._fresh_at: dict[TopicPartition, float] = {}  # when the end was last known current
@@ -77,19 +84,22 @@ class LagTracker:
         self._probe: EndProbe | None = None
 
     # -- the consumer loop ----------------------------------------------------------------
-    def follow(self, consumer, processed: dict, bootstrap: str | None, client_settings, stop: threading.Event) -> None:
+    def follow(self, consumer, processed: dict, bootstrap: str | None, client_settings, stop: threading.Event,
+               group_id: str | None = None) -> None:
         """After each turn of the consumer loop: :meth:`update` from ``consumer`` (the
         group's KafkaConsumer), and the probe thread started on the first call (its own
-        consumer on ``bootstrap`` with ``client_settings()``; it ends when ``stop`` is set)."""
+        consumer on ``bootstrap`` with ``client_settings()``, reading ``group_id``'s
+        committed offsets for the partitions held back; it ends when ``stop`` is set)."""
         self.update(processed, consumer.highwater, consumer.paused())
         if self._probe is None and bootstrap:
-            self._probe = EndProbe(self, lambda: probe_consumer(bootstrap, client_settings()), stop)
+            self._probe = EndProbe(self, lambda: probe_consumer(bootstrap, client_settings(), group_id), stop)
             self._probe.start()
 
     def update(self, processed: dict, highwater, paused=frozenset()) -> None:
         """``processed``: every (topic, partition) this replica owns -> the offset its state
-        has processed up to, None if nothing was read from it yet (others are forgotten:
-        their series go); ``highwater(tp)``: the group consumer's last fetch high watermark
+        has processed up to, None if nothing was read from it yet, :data:`COMMITTED` while it
+        is held back for its state (others are forgotten: their series go);
+        ``highwater(tp)``: the group consumer's last fetch high watermark
         (None if none yet; may raise for a partition no longer assigned); ``paused``: the
         partitions the consumer does not fetch."""
         now = self._clock()
@@ -99,18 +109,20 @@ class LagTracker:
                 self._forget(tp)
             for tp, offset in processed.items():
                 before = self._processed.get(tp)
-                if offset is not None and before is not None and offset < before:
+                if _known(offset) and _known(before) and offset < before:
                     self._reset(tp)  # read again from further back: a new log, the end known is the old one's
+                if offset == COMMITTED and before != COMMITTED:
+                    self._starts.pop(tp, None)  # (the log's first offset of a partition not started)
                 self._processed[tp] = offset
                 high = _read(highwater, tp)
                 if high is None:
                     continue
-                if offset is not None and high < offset:
+                if _known(offset) and high < offset:
                     self._reset(tp)  # the log ends before what was processed: re-created (the loop re-reads it)
                     continue
                 # A new high watermark is a new fetch response; a partition whose records are
                 # all processed and which is not paused is being fetched again: current.
-                if high != self._seen.get(tp) or (offset is not None and offset >= high and tp not in paused):
+                if high != self._seen.get(tp) or (_known(offset) and offset >= high and tp not in paused):
                     self._fresh_at[tp] = now
                 self._seen[tp] = high
                 self._ends[tp] = max(high, self._ends.get(tp, high))
@@ -132,22 +144,25 @@ class LagTracker:
         wait = self.refresh_seconds
         return [tp for tp, offset in self._processed.items()
                 if now - self._asked_at.get(tp, -wait) >= wait
-                and ((offset is None and tp not in self._starts) or now - self._fresh_at.get(tp, -wait) >= wait)]
+                and ((not _known(offset) and tp not in self._starts) or now - self._fresh_at.get(tp, -wait) >= wait)]
 
-    def due(self) -> tuple[list, list, dict]:
-        """(partitions whose end to probe, those of them whose first offset is wanted too,
+    def due(self) -> tuple[list, dict, dict]:
+        """(partitions whose end to probe, {partition: "first" or :data:`COMMITTED`} for
+        those of them whose log's first offset or group's committed offset is wanted too,
         their generations to give back to :meth:`probed`); marks them asked."""
         now = self._clock()
         with self._lock:
             due = self._due(now)
             for tp in due:
                 self._asked_at[tp] = now
-            starts = [tp for tp in due if self._processed.get(tp) is None and tp not in self._starts]
+            starts = {tp: self._processed[tp] or "first" for tp in due
+                      if not _known(self._processed.get(tp)) and tp not in self._starts}
             return due, starts, {tp: self._generation.get(tp, 0) for tp in due}
 
     def probed(self, ends: dict, starts: dict, generations: dict) -> None:
-        """A probe's answer: log ends and first offsets read from the broker (a partition
-        released or read again since is left out)."""
+        """A probe's answer: log ends, and the offsets the lag counts from (first or
+        committed) read from the broker (a partition released or read again since is left
+        out)."""
         now = self._clock()
         with self._lock:
             for tp, end in ends.items():
@@ -180,7 +195,7 @@ class LagTracker:
             end, live = ends.get(tp), _read(highwater, tp)
             if live is not None and (end is None or live > end):
                 end = live
-            if offset is None:
+            if not _known(offset):
                 offset = starts.get(tp)
             if end is not None and offset is not None:
                 out[tp] = max(0, end - offset)
@@ -232,9 +247,12 @@ class EndProbe:
             _close(consumer)
 
 
-def read_ends(consumer: KafkaConsumer, partitions: list, starts: list, timeout_seconds: float) -> tuple[dict, dict]:
-    """({partition: log end}, {partition: first offset} for ``starts``), from ``consumer``
-    (outside any group; its assignment becomes ``partitions``, paused on return).
+def read_ends(consumer: KafkaConsumer, partitions: list, starts, timeout_seconds: float) -> tuple[dict, dict]:
+    """({partition: log end}, {partition: offset} for ``starts``), from ``consumer`` (in no
+    group's membership; its assignment becomes ``partitions``, paused on return).
+    ``starts``: {partition: "first"} for the log's first offset, or :data:`COMMITTED` for
+    the offset committed by the consumer's ``group_id`` (a partition without a commit: the
+    first offset, where the group's consumer starts); a list means "first" for each.
 
     The end is the high watermark of a fetch from one record below ListOffsets(latest):
     exact where ListOffsets is (Kafka), and right where it answers the last batch's base
@@ -242,8 +260,16 @@ def read_ends(consumer: KafkaConsumer, partitions: list, starts: list, timeout_s
     answer within ``timeout_seconds`` keeps the ListOffsets answer (a lower bound).
     Raises KafkaError (e.g. KafkaTimeoutError) if ListOffsets does not answer."""
     timeout_ms = int(timeout_seconds * 1000)
+    starts = dict.fromkeys(starts, "first") if isinstance(starts, list) else dict(starts)
     latest = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
-    first = consumer.beginning_offsets(starts, timeout_ms=timeout_ms) if starts else {}
+    first = {}
+    for tp in [tp for tp, kind in starts.items() if kind == COMMITTED]:
+        committed = consumer.committed(tp, timeout_ms=timeout_ms)
+        if committed is not None:
+            first[tp] = committed
+    beginning = [tp for tp in starts if tp not in first]
+    if beginning:
+        first.update(consumer.beginning_offsets(beginning, timeout_ms=timeout_ms))
     consumer.assign(partitions)  # kept states for partitions assigned before
     consumer.resume(*partitions)
     ends = {tp: latest[tp] for tp in partitions if tp in latest}
@@ -266,14 +292,20 @@ def read_ends(consumer: KafkaConsumer, partitions: list, starts: list, timeout_s
     return ends, dict(first)
 
 
-def probe_consumer(bootstrap: str, client: dict) -> KafkaConsumer:
-    """The probe's consumer: outside any group, small fetches that the broker answers at
-    once (not 0 ms: Tansu then answers nothing), ``client`` as for driftd's other clients
-    (security settings)."""
-    own = dict(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="latest",
+def probe_consumer(bootstrap: str, client: dict, group_id: str | None = None) -> KafkaConsumer:
+    """The probe's consumer: never a member of a group (it assigns its partitions itself,
+    and commits nothing), ``group_id`` only to read that group's committed offsets; small
+    fetches that the broker answers at once (not 0 ms: Tansu then answers nothing),
+    ``client`` as for driftd's other clients (security settings)."""
+    own = dict(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="latest",
                fetch_max_wait_ms=10, max_partition_fetch_bytes=64 * 1024, fetch_max_bytes=1024 * 1024,
                request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000) + 1000)
     return KafkaConsumer(**{**client, **own})  # the client's security settings, the probe's own fetches
+
+
+def _known(offset) -> bool:
+    """An offset processed (not None, not :data:`COMMITTED`)."""
+    return offset is not None and offset != COMMITTED
 
 
 def _read(highwater, tp) -> int | None:

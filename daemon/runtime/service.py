@@ -31,7 +31,7 @@ from learners.registry import Registry
 from daemon.alerting.sender import OUTCOMES as ALERT_OUTCOMES
 from daemon import federation
 from daemon.alerting.sender import AlertSender
-from daemon.kafka import connecting, leaving, pausing
+from daemon.kafka import connecting, lag, leaving, pausing
 from daemon.kafka.checkpoint import Checkpoints
 from daemon.kafka.statetopic import Changelog
 from daemon.runtime.calibrator import Calibrator
@@ -363,11 +363,16 @@ class Daemon(Checkpointing, PartitionHandoff):
         # every owned partition of both topics with the offset processed up to (None: none
         # read yet), the consumer's high watermarks, and a probe of its own for the ends
         # the consumer leaves standing (while it works through a fetch, or is paused).
+        # A partition held back until its state comes counts from the group's committed
+        # offset (where that state stopped): nobody processes it meanwhile, and the lag
+        # rules must see that.
         topics = (self.config.kafka.predictions_topic, self.config.kafka.labels_topic)
         with self.lock:
-            processed = {TopicPartition(t, p): s.offsets.get(t) for p, s in self.states.items() for t in topics}
+            processed = {TopicPartition(t, p): lag.COMMITTED for p in self._to_restore for t in topics}
+            processed.update({TopicPartition(t, p): s.offsets.get(t) for p, s in self.states.items() for t in topics})
         self.metrics.lag.follow(self._consumer, processed, self.bootstrap,
-                                lambda: wiring.client_settings(self.config.kafka.client), self._stop)
+                                lambda: wiring.client_settings(self.config.kafka.client), self._stop,
+                                group_id=self.config.kafka.group_id)
 
     # -- health -----------------------------------------------------------------------------
     def health(self) -> tuple[bool, bool, str]:

@@ -152,11 +152,16 @@ class _StateCollector:
         pending = GaugeMetricFamily(
             "driftd_label_join_pending", "Predictions and labels waiting to be joined, per partition and model.",
             labels=["partition", "model"])
-        for key, value in sorted(_sum(s.processed for s in states).items()):
-            processed.add_metric(list(key), value)
+        # Every watched model's series from its first event, at 0 until counted: a label
+        # series born at 5 is a start that increase() cannot see, and a runbook's query of
+        # the labels or an outcome read "no data" for none.
+        models = {m for s in states for m in s.models}
+        processed_totals = _sum(s.processed for s in states)
+        for model, kind in sorted({*processed_totals, *((m, k) for m in models for k in ("prediction", "label"))}):
+            processed.add_metric([model, kind], processed_totals.get((model, kind), 0))
         dead_totals = _sum(s.dead_letters for s in states)
         by_model = _sum(getattr(s, "model_dead_letters", {}) for s in states)  # (model, reason) -> n
-        for model in {m for s in states for m in s.models}:
+        for model in models:
             for reason in MODEL_REASONS:
                 by_model.setdefault((model, reason), 0)
         for reason in REASONS:  # every reason from the start, so rate() sees the first one
@@ -165,7 +170,7 @@ class _StateCollector:
         for (model, reason), n in sorted(by_model.items()):
             dead.add_metric([reason, model], n)
         join_totals = _sum(s.join.counts for s in states)
-        for model in sorted({m for m, _ in join_totals}):
+        for model in sorted(models | {m for m, _ in join_totals}):
             for outcome in OUTCOMES:
                 joins.add_metric([model, outcome], join_totals.get((model, outcome), 0))
         for s in states:
@@ -377,19 +382,18 @@ def _of_a_feature(test: str, column: str) -> bool:
 
 
 def _event_age(states, now: float):
-    """Wall clock now minus the newest event time processed, per model and stream, over
-    the partitions (``PartitionState.newest_ts``: (model, "prediction" | "label") -> ts)."""
+    """Wall clock now minus the newest event time processed, per model, stream and
+    partition (``PartitionState.newest_ts``: (model, "prediction" | "label") -> ts). The
+    partition is that of the consumer lag, so that a rule can tell a model that is late
+    because its own partition waits from one whose producers are quiet beside a busy one."""
     family = GaugeMetricFamily(
         "driftd_event_age_seconds",
-        "Now minus the event time (ts) of the newest event processed, per model and stream (prediction, label): how "
-        "old driftd's view is (negative: producer clocks ahead of driftd's).", labels=["model", "stream"])
-    newest: dict = {}
-    for s in states:
-        for key, ts in (getattr(s, "newest_ts", None) or {}).items():
-            if key not in newest or ts > newest[key]:
-                newest[key] = ts
-    for (model, stream), ts in sorted(newest.items()):
-        family.add_metric([model, stream], now - ts)
+        "Now minus the event time (ts) of the newest event processed, per model, stream (prediction, label) and input "
+        "partition: how old driftd's view is (negative: producer clocks ahead of driftd's).",
+        labels=["model", "stream", "partition"])
+    for s in sorted(states, key=lambda s: s.partition):
+        for (model, stream), ts in sorted((getattr(s, "newest_ts", None) or {}).items()):
+            family.add_metric([model, stream, str(s.partition)], now - ts)
     return family
 
 
