@@ -432,6 +432,36 @@ def test_kafka_pythons_slow_task_warning_is_kept_for_debug_and_its_other_warning
         logs.configure(logging.getLevelName(level) if level else "WARNING")
 
 
+def test_kafka_pythons_connection_errors_while_the_broker_is_away_are_kept_once_a_minute_per_kind():
+    """An SRE trial's finding: a 30 s broker outage wrote 111 ERROR lines of kafka-python
+    (each failed connection, lost connection and metadata refresh, again and again)."""
+    from daemon.runtime import logs
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        seen = []
+        handler = logging.Handler()
+        handler.emit = seen.append
+        root.addHandler(handler)
+        logs.configure("INFO")
+        for port in range(40000, 40030):
+            logging.getLogger("kafka.net.manager").error("Connection failed: KafkaConnectionError: %d ECONNREFUSED", port)
+            logging.getLogger("kafka.cluster").error("Metadata refresh: failed KafkaConnectionError: 111 ECONNREFUSED")
+        logging.getLogger("kafka.net.manager").error("Connection failed: SaslAuthenticationFailedError: bad password")
+        messages = [r.getMessage() for r in seen if r.name.startswith("kafka")]
+        assert messages == ["Connection failed: KafkaConnectionError: 40000 ECONNREFUSED",
+                            "Metadata refresh: failed KafkaConnectionError: 111 ECONNREFUSED",
+                            "Connection failed: SaslAuthenticationFailedError: bad password"], messages
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logs.configure(logging.getLevelName(level) if level else "WARNING")
+        for name in logs.CONNECTION_LOGGERS:  # forget the kinds seen here: other tests' lines come through
+            logger = logging.getLogger(name)
+            logger.filters[:] = [logs._Repeats() if isinstance(f, logs._Repeats) else f for f in logger.filters]
+
+
 def test_debug_logs_of_a_sasl_configured_daemon_never_show_the_password(kafka_bootstrap, unique_name, tmp_path):
     """SASL/PLAIN with the password from the environment and log_level DEBUG, against the
     real broker (which refuses SASL here: kafka-python still builds and logs its clients'

@@ -505,7 +505,8 @@ class Config:
     log_level: str = _doc(
         "DEBUG, INFO, WARNING or ERROR (`driftd run --log-level` overrides it). kafka-python's own "
         "loggers are at WARNING or above, and at INFO with DEBUG (never below: at DEBUG they print "
-        "protocol requests, SASL passwords included); every configured secret of 6 characters or more "
+        "protocol requests, SASL passwords included), and their repeated connection errors while a broker "
+        "is away are kept once a minute per kind, with the count left out; every configured secret of 6 characters or more "
         "is masked in every log line (a shorter one is not, and a warning says so: masking it would "
         "mangle every line).", default="INFO")
     log_format: str = _doc(

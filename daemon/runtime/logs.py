@@ -11,6 +11,11 @@ Two layers, because either alone can be bypassed:
   the event loop") is kept for DEBUG: in driftd it measures the time its I/O thread waited
   for the interpreter lock while the loop computed statistics, not a stuck client, and it
   came every few seconds under load.
+- kafka-python logs each failed connection, lost connection and failed metadata refresh,
+  every few hundred milliseconds while a broker is away (111 ERROR lines in a 30 s
+  outage): a line of each kind is kept per :data:`REPEAT_SECONDS` and logger, the next one
+  saying how many like it were left out (:class:`_Repeats`; numbers in the text, such as
+  ports and node ids, do not make a line another kind).
 - Every log record, from any logger, is redacted when it is made (a log-record factory,
   so also for handlers added later): each configured secret is replaced by ``***`` in the
   message, its arguments and any traceback -- as written, and as ``repr`` or JSON shows it
@@ -52,6 +57,11 @@ MASK = "***"
 SLOW_TASK_LOGGER = "kafka.net.selector"
 #: The kafka-python logger of a socket's reads and writes (see :class:`_ClosedSocketRace`).
 TRANSPORT_LOGGER = "kafka.net.transport"
+#: kafka-python's loggers that repeat a broker's absence (see :class:`_Repeats`).
+CONNECTION_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport", "kafka.cluster",
+                      "kafka.coordinator", "kafka.conn", "kafka.client_async")
+#: Seconds between two lines of one kind from a connection logger.
+REPEAT_SECONDS = 60.0
 
 _secrets: list[str] = []  # every secret given to configure(), in this process
 _redact = None  # the Redactor the record factory applies, once installed
@@ -145,7 +155,8 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_form
     threshold = wire_level(root.getEffectiveLevel())
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(threshold)
-    for name, kind in ((SLOW_TASK_LOGGER, _SlowTaskFilter), (TRANSPORT_LOGGER, _ClosedSocketRace)):
+    for name, kind in ((SLOW_TASK_LOGGER, _SlowTaskFilter), (TRANSPORT_LOGGER, _ClosedSocketRace),
+                       *((name, _Repeats) for name in CONNECTION_LOGGERS)):
         logger = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in logger.filters):
             logger.addFilter(kind())
@@ -199,6 +210,47 @@ class _ClosedSocketRace(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         return not (isinstance(error, AttributeError) and "'NoneType' object has no attribute" in str(error)
                     and str(error).endswith(("'recv'", "'send'")))
+
+
+class _Repeats(logging.Filter):
+    """Keeps one record of a kind (logger and text, its numbers left aside) per
+    ``seconds`` (default :data:`REPEAT_SECONDS`); the next one kept says how many like it
+    were left out. ``clock``: monotonic seconds (tests).
+
+    >>> repeats, now = _Repeats(60, clock=lambda: now), 0.0
+    >>> def line(text):
+    ...     record = logging.LogRecord("kafka.cluster", logging.ERROR, "", 0, text, (), None)
+    ...     return record.getMessage() if repeats.filter(record) else None
+    >>> line("Metadata refresh: failed 111 ECONNREFUSED"), line("Metadata refresh: failed 112 ECONNREFUSED")
+    ('Metadata refresh: failed 111 ECONNREFUSED', None)
+    >>> now = 61.0
+    >>> line("Metadata refresh: failed 111 ECONNREFUSED")
+    'Metadata refresh: failed 111 ECONNREFUSED (1 more like it in the last 61 s left out)'
+    """
+
+    _MAX_KINDS = 1000
+
+    def __init__(self, seconds: float = REPEAT_SECONDS, clock=time.monotonic):
+        super().__init__()
+        self.seconds, self._clock = seconds, clock
+        self._lock = threading.Lock()
+        self._kinds: dict = {}  # kind -> [time of the last line kept, lines left out since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, re.sub(r"\d+", "#", record.getMessage())[:200])
+        now = self._clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is not None and now - seen[0] < self.seconds:
+                seen[1] += 1
+                return False
+            if len(self._kinds) >= self._MAX_KINDS:
+                self._kinds.clear()
+            self._kinds[kind] = [now, 0]
+        if seen is not None and seen[1]:
+            record.msg = f"{record.getMessage()} ({seen[1]} more like it in the last {now - seen[0]:.0f} s left out)"
+            record.args = ()
+        return True
 
 
 def wire_level(level: int) -> int:
