@@ -422,9 +422,10 @@ KAFKA_TRIGGER_METADATA = {"bootstrapServers", "consumerGroup", "topic", "lagThre
 
 
 def group_consumer_offset_resets() -> set[str]:
-    """The ``auto_offset_reset`` of every consumer driftd creates in a group (a call with
-    both ``group_id=`` and ``auto_offset_reset=`` in daemon/; ``group_id=None``, a consumer
-    outside any group such as the lag probe's, is not one)."""
+    """The ``auto_offset_reset`` of every consumer driftd creates with a group's id (a call
+    with both ``group_id=`` and ``auto_offset_reset=`` in daemon/; ``group_id=None``, a
+    consumer outside any group, is not one; the lag probe, which passes the group's id to
+    read its commits, is)."""
     found = set()
     for path in (ROOT / "daemon").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -296,8 +296,10 @@ def probe_consumer(bootstrap: str, client: dict, group_id: str | None = None) ->
     """The probe's consumer: never a member of a group (it assigns its partitions itself,
     and commits nothing), ``group_id`` only to read that group's committed offsets; small
     fetches that the broker answers at once (not 0 ms: Tansu then answers nothing),
-    ``client`` as for driftd's other clients (security settings)."""
-    own = dict(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="latest",
+    ``client`` as for driftd's other clients (security settings). Its reset policy is the
+    group's (``earliest``) though it seeks every partition it fetches from: the one policy of
+    a consumer with the group's id, which the KEDA example's ``offsetResetPolicy`` names."""
+    own = dict(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                fetch_max_wait_ms=10, max_partition_fetch_bytes=64 * 1024, fetch_max_bytes=1024 * 1024,
                request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000) + 1000)
     return KafkaConsumer(**{**client, **own})  # the client's security settings, the probe's own fetches
