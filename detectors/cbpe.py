@@ -159,8 +159,8 @@ class ClassificationEstimate:
         else:
             self.classes = None
             self.calibrators = [IsotonicCalibrator().fit(scores, [_same(t, self.positive) for t in y_true])]
-        calibrated = self._calibrated(scores)
-        if float(np.ptp(calibrated, axis=0).max()) == 0.0:
+        probabilities = self._probabilities(scores)
+        if float(np.ptp(probabilities[1], axis=0).max()) == 0.0:
             # Every event gets the same probabilities: the estimate would move only with the
             # mix of predicted classes, whatever the model gets right (a constant score
             # alarmed at a mirrored input shift that left the accuracy at 0.96).
@@ -168,7 +168,7 @@ class ClassificationEstimate:
             raise ValueError("the scores calibrate to the same probability for every labelled reference event "
                              "(a constant score, or one unrelated to the outcome): they say nothing of which "
                              "predictions are right")
-        self.reference_losses = 1.0 - self._rows(scores, y_pred, calibrated)[:, 3]
+        self.reference_losses = 1.0 - self._rows(scores, y_pred, probabilities)[:, 3]
         return self
 
     @staticmethod
@@ -207,35 +207,35 @@ class ClassificationEstimate:
                     out[i, k] = float(p)
         return out
 
-    def _calibrated(self, scores) -> np.ndarray:
-        """Calibrated probabilities per event, shape (events, 1): P(positive) of a binary
-        score; (events, classes): each class's, normalised to sum to 1, of mappings."""
+    def _probabilities(self, scores) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, calibrated) probabilities per event, each of shape (events, 1), P(positive),
+        for binary scores, or (events, classes) for mappings, the calibrated ones normalised
+        to sum to 1."""
         if self.classes is None:
-            return self.calibrators[0].transform(np.asarray(scores, dtype=np.float64))[:, None]
-        matrix = self._matrix(scores)
-        calibrated = np.column_stack([c.transform(matrix[:, k]) for k, c in enumerate(self.calibrators)])
+            raw = np.asarray(scores, dtype=np.float64)[:, None]
+            return raw, self.calibrators[0].transform(raw[:, 0])[:, None]
+        raw = self._matrix(scores)
+        calibrated = np.column_stack([c.transform(raw[:, k]) for k, c in enumerate(self.calibrators)])
         totals = calibrated.sum(axis=1, keepdims=True)
-        return np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1), 1.0 / len(self.classes))
+        return raw, np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1), 1.0 / len(self.classes))
 
-    def _rows(self, scores, y_pred, calibrated: np.ndarray | None = None) -> np.ndarray:
+    def _rows(self, scores, y_pred, probabilities: tuple | None = None) -> np.ndarray:
         """Per event: raw positive score, calibrated P(positive), predicted positive, P(correct)
-        (``calibrated``: :meth:`_calibrated` of ``scores``, when known)."""
+        (``probabilities``: :meth:`_probabilities` of ``scores``, when known)."""
         n = len(scores)
         out = np.zeros((n, 4))
         positive = [_same(p, self.positive) for p in y_pred]
         out[:, 2] = positive
-        if calibrated is None:
-            calibrated = self._calibrated(scores)
+        raw, calibrated = probabilities if probabilities is not None else self._probabilities(scores)
         if self.classes is None:
             q = calibrated[:, 0]
-            out[:, 0], out[:, 1] = np.asarray(scores, dtype=np.float64), q
+            out[:, 0], out[:, 1] = raw[:, 0], q
             out[:, 3] = np.where(positive, q, 1.0 - q)
             return out
-        matrix = self._matrix(scores)
         index = {c: k for k, c in enumerate(self.classes)}
         k_pos = index.get(str(self.positive))
         if k_pos is not None:
-            out[:, 0], out[:, 1] = matrix[:, k_pos], calibrated[:, k_pos]
+            out[:, 0], out[:, 1] = raw[:, k_pos], calibrated[:, k_pos]
         predicted = np.array([index.get(str(p), -1) for p in y_pred])
         known = predicted >= 0
         out[known, 3] = calibrated[np.flatnonzero(known), predicted[known]]

@@ -155,8 +155,8 @@ class LagTracker:
             due = self._due(now)
             for tp in due:
                 self._asked_at[tp] = now
-            starts = {tp: self._processed[tp] or "first" for tp in due
-                      if not _known(self._processed.get(tp)) and tp not in self._starts}
+            starts = {tp: COMMITTED if self._processed[tp] == COMMITTED else "first" for tp in due
+                      if not _known(self._processed[tp]) and tp not in self._starts}
             return due, starts, {tp: self._generation.get(tp, 0) for tp in due}
 
     def probed(self, ends: dict, starts: dict, generations: dict) -> None:
@@ -247,12 +247,12 @@ class EndProbe:
             _close(consumer)
 
 
-def read_ends(consumer: KafkaConsumer, partitions: list, starts, timeout_seconds: float) -> tuple[dict, dict]:
+def read_ends(consumer: KafkaConsumer, partitions: list, starts: dict, timeout_seconds: float) -> tuple[dict, dict]:
     """({partition: log end}, {partition: offset} for ``starts``), from ``consumer`` (in no
     group's membership; its assignment becomes ``partitions``, paused on return).
     ``starts``: {partition: "first"} for the log's first offset, or :data:`COMMITTED` for
     the offset committed by the consumer's ``group_id`` (a partition without a commit: the
-    first offset, where the group's consumer starts); a list means "first" for each.
+    first offset, where the group's consumer starts).
 
     The end is the high watermark of a fetch from one record below ListOffsets(latest):
     exact where ListOffsets is (Kafka), and right where it answers the last batch's base
@@ -260,7 +260,6 @@ def read_ends(consumer: KafkaConsumer, partitions: list, starts, timeout_seconds
     answer within ``timeout_seconds`` keeps the ListOffsets answer (a lower bound).
     Raises KafkaError (e.g. KafkaTimeoutError) if ListOffsets does not answer."""
     timeout_ms = int(timeout_seconds * 1000)
-    starts = dict.fromkeys(starts, "first") if isinstance(starts, list) else dict(starts)
     latest = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
     first = {}
     for tp in [tp for tp, kind in starts.items() if kind == COMMITTED]:
@@ -289,7 +288,7 @@ def read_ends(consumer: KafkaConsumer, partitions: list, starts, timeout_seconds
                 if high is not None:
                     ends[tp] = max(ends[tp], high)
     consumer.pause(*partitions)  # no fetches between probes
-    return ends, dict(first)
+    return ends, first
 
 
 def probe_consumer(bootstrap: str, client: dict, group_id: str | None = None) -> KafkaConsumer:

@@ -152,27 +152,18 @@ class _StateCollector:
         pending = GaugeMetricFamily(
             "driftd_label_join_pending", "Predictions and labels waiting to be joined, per partition and model.",
             labels=["partition", "model"])
-        # Every watched model's series from its first event, at 0 until counted: a label
-        # series born at 5 is a start that increase() cannot see, and a runbook's query of
-        # the labels or an outcome read "no data" for none.
         models = {m for s in states for m in s.models}
-        processed_totals = _sum(s.processed for s in states)
-        for model, kind in sorted({*processed_totals, *((m, k) for m in models for k in ("prediction", "label"))}):
-            processed.add_metric([model, kind], processed_totals.get((model, kind), 0))
+        for (model, kind), n in _per_model((s.processed for s in states), models, ("prediction", "label")):
+            processed.add_metric([model, kind], n)
         dead_totals = _sum(s.dead_letters for s in states)
-        by_model = _sum(getattr(s, "model_dead_letters", {}) for s in states)  # (model, reason) -> n
-        for model in models:
-            for reason in MODEL_REASONS:
-                by_model.setdefault((model, reason), 0)
+        by_model = _per_model((getattr(s, "model_dead_letters", {}) for s in states), models, MODEL_REASONS)
         for reason in REASONS:  # every reason from the start, so rate() sees the first one
-            known = sum(n for (_, r), n in by_model.items() if r == reason)
+            known = sum(n for (_, r), n in by_model if r == reason)
             dead.add_metric([reason, ""], dead_totals.get(reason, 0) - known)
-        for (model, reason), n in sorted(by_model.items()):
+        for (model, reason), n in by_model:
             dead.add_metric([reason, model], n)
-        join_totals = _sum(s.join.counts for s in states)
-        for model in sorted(models | {m for m, _ in join_totals}):
-            for outcome in OUTCOMES:
-                joins.add_metric([model, outcome], join_totals.get((model, outcome), 0))
+        for (model, outcome), n in _per_model((s.join.counts for s in states), models, OUTCOMES):
+            joins.add_metric([model, outcome], n)
         for s in states:
             resets.add_metric([str(s.partition)], s.offset_resets)
             for model, n in sorted(_pending_by_model(s).items()):
@@ -447,6 +438,18 @@ def _learning_families(states):
             promotions.add_metric([model, "rejected"], sum(decided.get(r, 0) for r in ("not_significant", "below_margin", "rate_limited")))
             errors.add_metric([model], pipeline.learning_errors + sum(cc.errors.values()))
     return score, progressive, retrains, promotions, errors
+
+
+def _per_model(counters, models, keys) -> list[tuple[tuple, int]]:
+    """``counters`` ((model, key) -> n) summed, with every key of ``keys`` of every model
+    of ``models`` at 0 until counted, sorted: a watched model's series exist from its
+    first event (a series born at 5 is a start that increase() cannot see, and a runbook's
+    query of a count still 0 read "no data")."""
+    total = _sum(counters)
+    for model in models:
+        for key in keys:
+            total.setdefault((model, key), 0)
+    return sorted(total.items())
 
 
 def _sum(counters):
