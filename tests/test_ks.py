@@ -106,3 +106,18 @@ def test_state_holds_no_raw_values():
         ks.update_many(rng.normal(size=3000))
         sizes.append(len(pickle.dumps(ks)))
     assert sizes[1] < sizes[0] * 1.1 and sizes[1] < 8_000, sizes
+
+
+def test_scipys_fallback_to_the_asymptotic_p_value_is_not_a_warning_in_driftds_output():
+    """A new user's finding: a nearly constant score printed scipy's "Exact calculation
+    unsuccessful. Switching to method=asymp." in a replay's output. The fallback is
+    scipy's documented "auto"; the p-value is the asymptotic one, without a warning."""
+    import warnings
+
+    from detectors.ks import _p_values, ks_p_value
+
+    _p_values.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = ks_p_value(999, 1000, 1000, 1000)
+    assert p == pytest.approx(float(stats.ks_2samp(np.r_[np.zeros(999), 1.0], np.zeros(1000), method="asymp").pvalue))
