@@ -330,6 +330,22 @@ def test_the_registry_listing_is_still_there(tmp_path, how):
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed
 
 
+def test_the_registry_is_listed_without_a_configuration_file(tmp_path):
+    """`driftd models list` needs only registry.dir: without a config.yaml it failed
+    ("cannot read config.yaml") though the registry was at its default place."""
+    from learners.registry import Registry
+    from river import linear_model
+
+    Registry(tmp_path / "driftd-registry", key=b"not-a-real-key").publish("fraud", linear_model.LogisticRegression())
+    listed = driftd("models", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and [(m["model"], m["version"]) for m in json.loads(listed.stdout)] == [("fraud", 1)], listed
+    assert "no config.yaml: the registry at the default registry.dir, driftd-registry" in listed.stderr, listed
+    shown = driftd("models", "show", "fraud", cwd=tmp_path)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == 1, shown
+    watched = driftd("models", cwd=tmp_path)  # the watched models are the configuration's: it is needed
+    assert watched.returncode == 2 and "cannot read config.yaml" in watched.stderr, watched
+
+
 # -- paths relative to the configuration file ----------------------------------------------------
 
 def test_relative_paths_in_a_file_are_relative_to_its_directory(tmp_path, monkeypatch):

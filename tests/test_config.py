@@ -497,6 +497,25 @@ def test_every_bad_model_is_named_in_one_pass():
     assert str(e) == "models.a.window: must be at least 2\n  and models.c.task: must be classification or regression"
 
 
+def test_every_mistake_outside_the_models_is_named_in_one_pass_with_the_models_own():
+    """A mistake in one section (model_defaults, kafka, ...) hid every other one, the
+    models' own included: the file was fixed one run of check-config at a time."""
+    with pytest.raises(ConfigError) as info:  # read: unknown keys and wrong types, every section and model
+        from_dict({"kafka": {"bootstrp_servers": "x", "poll_max_records": "many"}, "model_defaults": {"window": "abc"},
+                   "models": {"fraud": {"tyop": 1}, "eta": {"stride": "ten"}}})
+    e = info.value
+    assert [e.key, *(x.key for x in e.also)] == ["kafka.bootstrp_servers", "kafka.poll_max_records",
+                                                 "model_defaults.window", "models.fraud.tyop", "models.eta.stride"]
+    assert all(line.startswith("  and ") for line in str(e).splitlines()[1:])
+    with pytest.raises(ConfigError) as info:  # the rules between values, every section's and model's
+        from_dict({"kafka": {"poll_max_records": -5, "session_timeout_ms": 10}, "http": {"port": 99_999},
+                   "log_level": "LOUD", "alerts": {"sinks": [{"type": "webhook", "url": "nope"}, {"type": "kafka"}]},
+                   "models": {"fraud": {"reference_size": 3}, "eta": {"task": "regresion"}}})
+    keys = [info.value.key, *(x.key for x in info.value.also)]
+    assert keys == ["kafka.poll_max_records", "http.port", "log_level", "alerts.sinks[0].url", "alerts.sinks[1].topic",
+                    "kafka.session_timeout_ms", "models.fraud.reference_size", "models.eta.task"]
+
+
 def test_a_value_fitting_none_of_a_settings_types_gets_one_reason():
     """It read 'must be a whole number, got 1.5 or must be a string, got 1.5 or must be
     true or false, got 1.5'."""

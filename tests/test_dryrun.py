@@ -76,9 +76,11 @@ def test_auto_registered_models_are_dry_run_with_model_defaults(fragile):
 
 @pytest.mark.parametrize("data", [{}, {"models": {}}, {"models": None}, {"kafka": {"group_id": "g"}}])
 def test_no_models_without_auto_register_is_refused(data):
-    """Else ``driftd run`` silently sent the whole topic to the dead-letter topic."""
+    """Else ``driftd run`` silently sent the whole topic to the dead-letter topic. A file
+    of model_defaults alone, written for a replay, was refused without a word of it."""
     e = refusal(data)
     assert e.key == "models" and "auto_register_models" in str(e) and "unknown_model" in str(e)
+    assert "`driftd replay --auto-register` watches every model its files name" in str(e)
 
 
 def test_good_configurations_pass():

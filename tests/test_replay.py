@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import sys
 import time
 
@@ -820,3 +821,24 @@ def test_the_summary_and_closing_lines_are_the_same_whatever_the_poll_size_and_f
     assert [reason for reason, _ in runs[0][1]] == ["wrong_type", "bad_timestamp"]
     times = [a["event_time"] for a in document["alerts"]]
     assert times == sorted(times)
+
+
+def test_a_replay_whose_learners_learned_without_a_retrain_says_so(tmp_path, capsys):
+    """A trial's finding: learners that learned every label but were never retrained (no
+    drift, no decay) got no closing line: nothing said they had run at all."""
+    rng = random.Random(3)
+    rows = []
+    for i in range(2_000):
+        x = rng.random()
+        rows.append({"model": "m", "id": i, "ts": 1_764_000_000.0 + i, "features": {"x": x}, "prediction": int(x > 0.5)})
+        rows.append({"model": "m", "id": i, "ts": 1_764_000_000.5 + i, "label": int(x > 0.5)})
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = _config()
+    config["models"]["m"] = {"learners": {"tree": ["HoeffdingTreeClassifier"]}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(config))
+    assert main(["replay", str(path), "--config", str(config_path), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "model m: learners learned 2,000 labelled events; no retrain was due" in err, err
+    assert "learners retrained" not in err

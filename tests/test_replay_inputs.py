@@ -278,6 +278,19 @@ def test_predictions_given_as_labels_exit_1_naming_the_mistake(tmp_path, capsys)
         in capsys.readouterr().err
 
 
+def test_a_labels_file_alone_given_as_file_is_told_to_bring_the_predictions(tmp_path, capsys):
+    """A trial's finding: the labels' file alone, given as FILE (not with --labels), was
+    told "not --labels FILE", an option it had not used."""
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"model": "m", "id": f"p{i}", "label": 1, "ts": 1.7e9 + i}) + "\n"
+                              for i in range(30)))
+    assert main(["replay", str(labels), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "the files hold no predictions (all 30 rows were labels): nothing to monitor; give the predictions' " \
+           "file too (as FILE; this one's rows are labels by their fields" in err, err
+    assert "--labels" not in err, err
+
+
 def test_a_csv_cell_longer_than_128_kb_is_a_row_not_the_end_of_the_replay(tmp_path, capsys):
     """A new user's finding: one cell over the csv module's default limit (131,072
     characters) stopped the replay ("field larger than field limit"), exit 1, nothing

@@ -140,9 +140,14 @@ def from_dict(data: dict) -> Config:
         raise ConfigError("", "the configuration must be a mapping of sections")
     data = dict(data)
     models = data.pop("models", None) or {}
-    config = _build(Config, data, "")
+    errors = []  # every mistake of the file at once, sections and models alike
+    try:
+        config = _build(Config, data, "")
+    except ConfigError as e:
+        errors.append(e)
+        config = Config()  # (the models' values are read alone: defaults are read already)
     if not isinstance(models, dict):
-        raise ConfigError("models", "must be a mapping of model name to settings")
+        raise ConfigError.first_of([*errors, ConfigError("models", "must be a mapping of model name to settings")])
     defaults = dataclasses.asdict(config.model_defaults)
     if (data.get("model_defaults") or {}).get("decay_metrics") is None:
         defaults["decay_metrics"] = None  # each model's task then chooses its own
@@ -157,7 +162,12 @@ def from_dict(data: dict) -> Config:
                                         "in `model`, which cannot be empty")
         config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
 
-    ConfigError.check_each(models.items(), build_model)
+    try:
+        ConfigError.check_each(models.items(), build_model)
+    except ConfigError as e:
+        errors.append(e)
+    if errors:
+        raise ConfigError.first_of(errors)
     rules.check(config, secrets_required())
     return config
 
@@ -166,13 +176,13 @@ def _build(cls, data, prefix: str):
     if not isinstance(data, dict):
         raise ConfigError(prefix, f"must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(key, f"unknown key (known: {', '.join(fields)})")
+    errors = [ConfigError(f"{prefix}.{name}" if prefix else name, f"unknown key (known: {', '.join(fields)})")
+              for name in sorted(set(data) - set(fields), key=str)]
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
+        if name not in fields:
+            continue
         key = f"{prefix}.{name}" if prefix else name
         meta = fields[name].metadata
         switch = meta.get("switch")
@@ -181,7 +191,12 @@ def _build(cls, data, prefix: str):
             value = switch[0 if _SWITCH_WORDS.get(str(value).lower(), value) else 1]
         elif value is None and meta.get("null_as") is not None:
             value = meta["null_as"]
-        values[name] = _coerce(hints[name], value, key)
+        try:
+            values[name] = _coerce(hints[name], value, key)
+        except ConfigError as e:
+            errors.append(e)
+    if errors:  # each key's mistake at once (a section's own rules need all of its values)
+        raise ConfigError.first_of(errors)
     return cls(**values)
 
 

@@ -36,9 +36,11 @@ class ConfigError(ValueError):
 
     @classmethod
     def first_of(cls, errors: list) -> "ConfigError":
-        """One error of ``errors`` (ConfigErrors, one at least): the first, the others in ``also``."""
+        """One error of ``errors`` (ConfigErrors, one at least): the first, the others (and
+        what each had in ``also``) in ``also``, one level deep."""
         first = errors[0]
-        return cls(first.key, first.reason, (*first.also, *errors[1:]))
+        rest = [one for e in errors[1:] for one in (cls(e.key, e.reason), *e.also)]
+        return cls(first.key, first.reason, (*first.also, *rest))
 
     @classmethod
     def check_each(cls, items, check) -> None:

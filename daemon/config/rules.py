@@ -29,17 +29,41 @@ MAX_EVENTS_HELD = 10_000_000
 
 def check(config: Config, secrets: bool = True) -> None:
     """Rules between values that types alone do not say; raises
-    :class:`~daemon.config.options.ConfigError` naming the key. ``secrets``: whether the
-    secrets must be there (False for commands that neither send nor sign: see
+    :class:`~daemon.config.options.ConfigError` naming the key: each rule's first failure,
+    all of them in one error (:meth:`~daemon.config.options.ConfigError.first_of`), so that a
+    file with several mistakes is fixed in one go. ``secrets``: whether the secrets must be
+    there (False for commands that neither send nor sign: see
     :func:`daemon.config.loading.load`)."""
-    for key in _POSITIVE:
+    rules = [_check_ranges, _check_state, _check_topics, _check_join, _check_http, _check_metrics, _check_logging,
+             lambda c: _check_sinks(c, secrets), _check_client, _check_kafka, _check_models,
+             lambda c: _check_registry(c, secrets)]
+    ConfigError.check_each(rules, lambda rule: rule(config))
+    from daemon.federation import check as check_federation  # imports learners: only here
+
+    check_federation(config)  # (last: it builds the models' learners, which the rules above check)
+
+
+def _check_ranges(config: Config) -> None:
+    def positive(key):
         section, name = key.split(".")
         if getattr(getattr(config, section), name) <= 0:
             raise ConfigError(key, "must be above 0")
-    for key in ("join.label_grace_seconds", "alerts.cooldown_seconds", "kafka.create_topics"):
+
+    def not_negative(key):
         section, name = key.split(".")
         if getattr(getattr(config, section), name) < 0:
             raise ConfigError(key, "must not be negative")
+
+    ConfigError.check_each(sorted(_POSITIVE), positive)
+    ConfigError.check_each(("join.label_grace_seconds", "alerts.cooldown_seconds", "kafka.create_topics"), not_negative)
+    if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
+        raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
+                                                          f"({config.alerts.retry_max_seconds:g})")
+    if config.max_auto_registered_models < 1:
+        raise ConfigError("max_auto_registered_models", f"must be at least 1, got {config.max_auto_registered_models}")
+
+
+def _check_state(config: Config) -> None:
     max_request = config.kafka.client.get("max_request_size", 1_048_576)
     if isinstance(max_request, int) and not 1024 <= config.kafka.dead_letter_max_bytes <= max_request - 1024:
         raise ConfigError("kafka.dead_letter_max_bytes", f"must be between 1024 and the producer's max_request_size "
@@ -49,13 +73,18 @@ def check(config: Config, secrets: bool = True) -> None:
                                                f"({max_request - 1024})")
     if config.state.refused_state not in ("wait", "start_fresh"):
         raise ConfigError("state.refused_state", f"must be wait or start_fresh, got {config.state.refused_state!r}")
-    _check_topics(config)
+
+
+def _check_join(config: Config) -> None:
     if not 0 < config.join.duplicate_false_positive_rate < 0.01:
         raise ConfigError("join.duplicate_false_positive_rate", "must be above 0 and below 0.01")
     latest = time.time() + config.join.max_future_skew_seconds
     if config.join.earliest_event_time > latest:
         raise ConfigError("join.earliest_event_time", f"{config.join.earliest_event_time:g} is later than any event "
                           "may be stamped (now + join.max_future_skew_seconds): every event would be a dead letter")
+
+
+def _check_http(config: Config) -> None:
     # One turn of the loop may wait for an absent broker (daemon/runtime/service.py): a
     # shorter liveness window would restart a daemon that is only waiting.
     floor = max(20.0, 5 * config.kafka.poll_timeout_ms / 1000)
@@ -64,41 +93,48 @@ def check(config: Config, secrets: bool = True) -> None:
                                                            "one turn of the loop may wait that long for an absent broker")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port", "must be between 0 and 65535")
-    _check_metrics(config)
+
+
+def _check_logging(config: Config) -> None:
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format", "must be text or json")
-    if config.max_auto_registered_models < 1:
-        raise ConfigError("max_auto_registered_models", f"must be at least 1, got {config.max_auto_registered_models}")
+
+
+def _check_sinks(config: Config, secrets: bool) -> None:
+    ConfigError.check_each(enumerate(config.alerts.sinks), lambda item: _check_sink(f"alerts.sinks[{item[0]}]", item[1], secrets))
+
+
+def _check_sink(key: str, sink, secrets: bool) -> None:
+    if sink.type not in ("webhook", "slack", "kafka"):
+        raise ConfigError(f"{key}.type", "must be webhook, slack or kafka")
+    if sink.type == "kafka" and not sink.topic:
+        raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
+    if sink.type != "kafka" and not _is_http_url(sink.url):
+        raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
+    unused = ("url", "secret") if sink.type == "kafka" else ("topic",)
+    for name in unused:
+        if getattr(sink, name) is not None:
+            raise ConfigError(f"{key}.{name}", f"a {sink.type} sink takes no {name} (it would be ignored)")
+    if sink.type != "kafka" and sink.secret is not None:
+        from daemon.alerting.sinks import signer
+
+        secret = sink.secret_value
+        if secrets and not (secret or "").strip():  # (an unset variable is refused where it is read)
+            raise ConfigError(f"{key}.secret", "is empty (or blank): alerts would go unsigned; give a key, or "
+                                               "no secret to send unsigned")
+        try:
+            signer(secret)
+        except ValueError as e:
+            raise ConfigError(f"{key}.secret", str(e)) from None
+    if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
+        raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
+
+
+def _check_kafka(config: Config) -> None:
     if not 0 <= config.kafka.embedded_port <= 65535:
         raise ConfigError("kafka.embedded_port", "must be between 0 and 65535")
-    for i, sink in enumerate(config.alerts.sinks):
-        key = f"alerts.sinks[{i}]"
-        if sink.type not in ("webhook", "slack", "kafka"):
-            raise ConfigError(f"{key}.type", "must be webhook, slack or kafka")
-        if sink.type == "kafka" and not sink.topic:
-            raise ConfigError(f"{key}.topic", "a kafka sink needs a topic")
-        if sink.type != "kafka" and not _is_http_url(sink.url):
-            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL with a host")
-        unused = ("url", "secret") if sink.type == "kafka" else ("topic",)
-        for name in unused:
-            if getattr(sink, name) is not None:
-                raise ConfigError(f"{key}.{name}", f"a {sink.type} sink takes no {name} (it would be ignored)")
-        if sink.type != "kafka" and sink.secret is not None:
-            from daemon.alerting.sinks import signer
-
-            secret = sink.secret_value
-            if secrets and not (secret or "").strip():  # (an unset variable is refused where it is read)
-                raise ConfigError(f"{key}.secret", "is empty (or blank): alerts would go unsigned; give a key, or "
-                                                   "no secret to send unsigned")
-            try:
-                signer(secret)
-            except ValueError as e:
-                raise ConfigError(f"{key}.secret", str(e)) from None
-        if not (isinstance(sink.timeout_seconds, (int, float)) and sink.timeout_seconds > 0):
-            raise ConfigError(f"{key}.timeout_seconds", f"must be above 0, got {sink.timeout_seconds!r}")
-    _check_client(config)
     if config.kafka.fetch_max_wait_ms >= 30_000:
         raise ConfigError("kafka.fetch_max_wait_ms", f"must be below 30000 (ms), the consumer's request timeout, got "
                                                      f"{config.kafka.fetch_max_wait_ms}")
@@ -107,18 +143,18 @@ def check(config: Config, secrets: bool = True) -> None:
                                                       f"driftd heartbeats every tenth of it, at least 100 ms apart (brokers "
                                                       f"also refuse less than their group.min.session.timeout.ms, 6000 "
                                                       f"by default)")
-    if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
-        raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
-                                                          f"({config.alerts.retry_max_seconds:g})")
+
+
+def _check_models(config: Config) -> None:
     ConfigError.check_each([("model_defaults", config.model_defaults)] + [(f"models.{n}", m) for n, m in config.models.items()],
                            lambda item: check_model(item[1], item[0]))
+
+
+def _check_registry(config: Config, secrets: bool) -> None:
     if config.registry.keep < 1:
         raise ConfigError("registry.keep", "must be at least 1")
     if config.has_learners and not os.environ.get(config.registry.key_env) and secrets:
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
-    from daemon.federation import check as check_federation  # imports learners: only here
-
-    check_federation(config)
 
 
 def _check_topics(config: Config) -> None:

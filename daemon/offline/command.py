@@ -188,6 +188,10 @@ def _learning_lines(name: str, pipeline) -> list[str]:
                      + f"; the promotion gate would have promoted {promoted:,}"
                      + (f" (the last: {cc.champion_learner})" if promoted else "")
                      + " (a replay publishes nothing)")
+    elif cc.n_labelled:
+        lines.append(f"model {name}: learners learned {cc.n_labelled:,} labelled events; no retrain was due (on "
+                     f"drift, on decay or every retrain_every labels, as set) and the promotion gate promoted none "
+                     f"(a replay publishes nothing)")
     return lines
 
 
@@ -340,18 +344,18 @@ def command(args) -> int:
             print(f"driftd replay: {e}", file=sys.stderr)
             return 1
         print(f"driftd replay: report written to {args.report}", file=sys.stderr)
-    return _nothing_replayed(result)
+    return _nothing_replayed(result, bool(args.labels))
 
 
-def _nothing_replayed(result: Result) -> int:
+def _nothing_replayed(result: Result, labels_given: bool) -> int:
     """1 with the reason on stderr when no row, or no prediction, of the files was
-    replayed, else 0."""
+    replayed, else 0. ``labels_given``: files were given with ``--labels``."""
     if result.records == 0:
         print("driftd replay: the files hold no rows; nothing was replayed", file=sys.stderr)
         return 1
     if len(result.dead_letters) >= result.records:
         reason, n = Counter(d.reason for d in result.dead_letters).most_common(1)[0]
-        as_labels = all(d.kind == "label" for d in result.dead_letters) and reason == "missing_field"
+        as_labels = labels_given and all(d.kind == "label" for d in result.dead_letters) and reason == "missing_field"
         hint = ("the models are not under `models:` in the configuration: --auto-register watches them"
                 if reason == "unknown_model" else
                 "every row was read as a label: give a file of predictions as FILE, not --labels FILE"
@@ -360,9 +364,11 @@ def _nothing_replayed(result: Result) -> int:
               f"nothing was replayed: {hint}", file=sys.stderr)
         return 1
     if result.predictions == 0:
+        hint = ("give predictions as FILE, not --labels FILE (every row of a --labels file is a label)"
+                if labels_given else "give the predictions' file too (as FILE; this one's rows are labels by their "
+                                     "fields: no prediction, no features)")
         print(f"driftd replay: the files hold no predictions (all {result.records:,} rows were labels): nothing to "
-              f"monitor; give predictions as FILE, not --labels FILE (every row of a --labels file is a label)",
-              file=sys.stderr)
+              f"monitor; {hint}", file=sys.stderr)
         return 1
     refused = [d for d in result.dead_letters if d.kind == "prediction"]
     if len(refused) >= result.predictions:

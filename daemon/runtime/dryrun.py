@@ -48,8 +48,10 @@ def check(config: Config) -> None:
     """Raise :class:`ConfigError` if a model of ``config`` cannot process events (the
     first such model's; every other's in its ``also``)."""
     if not config.models and not config.auto_register_models:
-        raise ConfigError("models", "no models are listed and auto_register_models is false: "
-                                    "every event would go to the dead-letter topic as unknown_model")
+        raise ConfigError("models", "no models are listed and auto_register_models is false: `driftd run` would "
+                                    "send every event to the dead-letter topic as unknown_model (list the models, or "
+                                    "set auto_register_models: true; `driftd replay --auto-register` watches every "
+                                    "model its files name with model_defaults)")
     checked: dict[str, str | None] = {}  # settings (as text) -> failure; models often share them
     errors = []
     with _quiet():
