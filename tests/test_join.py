@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.stream.join import OUTCOMES, LabelJoin
+from daemon.stream.join import OUTCOMES, RANK, LabelJoin
 
 TTL, GRACE = 3600.0, 60.0
 
@@ -151,11 +151,16 @@ def test_a_prediction_twice_is_a_duplicate_whether_still_waiting_or_already_join
     assert join.pending == 0
 
 
-def test_a_duplicate_prediction_does_not_move_the_prediction_watermark():
-    join = new()
-    join.add_prediction("m", "a", 1000.0, "p")
-    join.add_prediction("m", "a", 9_999_999.0, "p")  # a re-delivery with a broken time
-    assert join.prediction_watermark == 1000.0
+def test_a_copy_stamped_far_ahead_does_not_move_the_daemons_prediction_watermark():
+    """A re-delivery with a broken time is a copy (counted, not fed). Every prediction moves
+    its model's clock, a copy too (as every label does), but one event far ahead is not
+    half the stream: the daemon's watermark stays with the others."""
+    join = new(rank=RANK)
+    for i in range(2 * RANK - 1):
+        join.add_prediction("m", f"p{i}", 1000.0 + i, "p")
+    assert join.add_prediction("m", "p5", 9_999_999.0, "p") is False  # a re-delivery with a broken time
+    assert 1000.0 + RANK - 1 <= join.prediction_watermark <= 1000.0 + RANK
+    assert counts(join)["duplicate_prediction"] == 1
 
 
 def test_an_id_reused_more_than_the_ttl_later_waits_as_a_new_prediction_behind_the_first():
@@ -709,6 +714,28 @@ def test_ids_reused_after_the_ttl_join_their_own_labels_whatever_the_reading(rea
         join.expire()
     assert counts(join) == only(joined=12_000) and join.pending == 0
     assert sorted(joined) == [(i, i, 1.0) for i in range(12_000)]  # each label with its own prediction
+
+
+@pytest.mark.parametrize("poll", [1, 500, 5_000, 20_000])
+def test_a_reused_id_taken_for_a_copy_does_not_stop_the_clock(poll):
+    """A tester's finding: ids repeating every 2,500 s (TTL 1,500 s), labelled 30 records
+    later, all joined at polls of 1 to 2,000 records; at 5,000, 2,500 predictions were
+    duplicates (and their labels orphaned), live too. The originals were settled late (by
+    labels read after the whole poll's predictions), so still remembered when the first
+    reused ids came; a prediction taken for a copy did not move its model's clock, which
+    would have forgotten them, so every later reused id was taken for one too. The clock
+    moves before the filter is asked, for a copy too."""
+    records = _reused(10_000, 2_500, 30)
+    polls = [sorted(records[k:k + poll], key=lambda r: r[0] != "p") for k in range(0, len(records), poll)]
+    join = LabelJoin(ttl=1_500, grace=300, max_pending=100_000)
+    joined = []
+    for batch in polls:
+        for kind, id, ts, i in batch:
+            got = join.add_prediction("m", id, ts, i) if kind == "p" else join.add_label("m", id, ts, i)
+            if got:
+                joined.append((got[1], got[2]))
+        join.expire()
+    assert counts(join) == only(joined=10_000) and sorted(joined) == [(i, i) for i in range(10_000)]
 
 
 def _reused_topics(rng: random.Random, n: int, reuse: int) -> tuple[list, list]:

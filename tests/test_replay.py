@@ -842,3 +842,32 @@ def test_a_replay_whose_learners_learned_without_a_retrain_says_so(tmp_path, cap
     err = capsys.readouterr().err
     assert "model m: learners learned 2,000 labelled events; no retrain was due" in err, err
     assert "learners retrained" not in err
+
+
+@pytest.mark.parametrize("ttl", [86_400, 64_800])
+def test_ids_that_come_back_within_the_ttl_are_named_as_the_likely_cause_of_duplicates(tmp_path, capsys, ttl):
+    """A tester's finding: a daily counter (a prediction a minute, id = minute % 1440) at the
+    default join.prediction_ttl_seconds (a day) lost every other day's predictions as
+    copies, and nothing said why. At a TTL a quarter and more below the day, all join."""
+    rows = []
+    for minute in range(4_400):
+        ts = 1_764_000_000.0 + 60 * minute
+        rows.append({"model": "m", "id": minute % 1440, "ts": ts, "features": {"x": minute % 7}, "prediction": minute % 2})
+        if minute >= 2:
+            rows.append({"model": "m", "id": (minute - 2) % 1440, "ts": ts, "label": minute % 2})
+    path = tmp_path / "daily.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps({"join": {"prediction_ttl_seconds": ttl}, "models": {"m": {"reference_size": 500}}}))
+    summary = tmp_path / "summary.json"
+    assert main(["replay", str(path), "--config", str(config_path), "--summary", str(summary), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    join = json.loads(summary.read_text())["models"]["m"]["join"]
+    if ttl == 86_400:
+        assert join["duplicate_prediction"] > 1_000, join
+        assert f"model m: {join['duplicate_prediction']:,} of its 4,400 predictions were taken for copies of earlier " \
+               "ones" in err and "if its ids come back (a counter that wraps), set join.prediction_ttl_seconds below" \
+               in err, err
+    else:
+        assert join["duplicate_prediction"] == 0 and join["joined"] == 4_398, join
+        assert "taken for copies" not in err

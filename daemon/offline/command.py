@@ -145,6 +145,14 @@ def silent_outcomes(result: Result, config) -> list[str]:
                                 "check their ids and ts against the predictions'"))
             elif unmatched:
                 lines.append(f"model {name}: {unmatched:,} of its {labels:,} labels found no prediction to join ({why})")
+            predictions = state.processed[(name, "prediction")] + counts["duplicate_prediction"]
+            if counts["duplicate_prediction"] * 10 > predictions:
+                # Copies are rare (a redelivery); this many are most often ids that come back.
+                lines.append(f"model {name}: {counts['duplicate_prediction']:,} of its {predictions:,} predictions were "
+                             f"taken for copies of earlier ones (duplicate_prediction: same model and id within "
+                             f"join.prediction_ttl_seconds, {config.join.prediction_ttl_seconds:g} s, on the model's "
+                             f"clock) and not fed; if its ids come back (a counter that wraps), set "
+                             f"join.prediction_ttl_seconds below the time they take to, by a quarter and more")
             if counts["joined"] and counts["prediction_expired"]:
                 lines.append(f"model {name}: {counts['prediction_expired']:,} predictions got no label within "
                              f"join.prediction_ttl_seconds ({config.join.prediction_ttl_seconds:g} s)")

@@ -374,6 +374,13 @@ class LabelJoin(JoinChangelog):
         if watermark - ts > self.ttl:
             return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
+        label = self._get("labels", model, id)
+        # Every prediction moves its model's clock, a copy too, as every label does: the
+        # clock ages the ids remembered. When a copy did not, ids that come back (a counter
+        # that wraps) were taken for copies of remembered ones, which stopped the clock, so
+        # every later one was taken for a copy too, for good (how soon depended on when
+        # the labels read after a poll's predictions had settled the first ones).
+        self._saw_event("predictions", model, ts)
         if waiting is not None:
             newest = _entries(waiting)[-1]
             if newest[1] is REFUSED:
@@ -385,14 +392,12 @@ class LabelJoin(JoinChangelog):
             # Else the id was reused: the one waiting would have been settled and forgotten
             # by now had its label been read, so this is new, as it would then be; it waits
             # behind the earlier one for its own label.
-        label = self._get("labels", model, id)
         # The filter only for what the buffers cannot answer: a label waiting within ttl of
         # this prediction means no prediction of the id was settled (it would have met it).
         if waiting is None and (label is None or not self._within_ttl(_first(label), ts)) and \
                 self._settled_predictions.has(model, id):
             self._count(model, "duplicate_prediction")
             return False
-        self._saw_event("predictions", model, ts)
         mark = self.watermark_of("predictions", model)
         # Its label came first (the other topic read ahead): what would have happened had
         # the label come after it, from the two events and their streams' marks (looked up
