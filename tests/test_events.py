@@ -53,6 +53,10 @@ def test_feature_values_may_be_numbers_strings_booleans_or_null():
     ("2025-11-23T11:30:00+01:30", TS),
     ("2025-11-23T05:00:00-05:00", TS),
     ("2025-11-23T10:00:00.250Z", TS + 0.25),
+    # RFC 3339 allows t and z in lower case, and a leap second (the next minute's first)
+    ("2025-11-23t10:00:00z", TS),
+    ("2025-11-23T09:59:60Z", TS),
+    ("2025-11-23T10:59:60.5+01:00", TS + 0.5),
 ])
 def test_timestamps_are_epoch_seconds_or_rfc3339_with_an_offset(ts, expected):
     assert decode_prediction(prediction(ts=ts)).ts == pytest.approx(expected, abs=1e-6)
@@ -82,6 +86,11 @@ def test_a_score_may_be_a_number_or_a_dict_of_class_probabilities():
     assert decode_prediction(prediction(score=0.25)).score == 0.25
     p = decode_prediction(prediction(prediction="fraud", score={"fraud": 0.8, "ok": 0.2}))
     assert p.score == {"fraud": 0.8, "ok": 0.2} and p.prediction == "fraud"
+
+
+def test_names_of_255_characters_are_taken():
+    event = decode_prediction(prediction(model="m" * 255, model_version="v" * 255, features={"f" * 255: 1}))
+    assert (len(event.model), len(event.model_version), [len(f) for f in event.features]) == (255, 255, [255])
 
 
 def test_a_valid_label_decodes():
@@ -187,13 +196,17 @@ def test_label_missing_field(field):
     {"score": "high"},
     {"score": {"a": "b"}},
     {"model_version": 1.5},
-], ids=lambda f: "-".join(f"{k}={v!r}" for k, v in f.items()))
+    # Names label metric series: one of 300 kB in 15 events grew /metrics to 28 MB.
+    {"model": "m" * 256},
+    {"model_version": "v" * 256},
+    {"features": {"f" * 256: 1}},
+], ids=lambda f: "-".join(f"{k}={v!r}"[:40] for k, v in f.items()))
 def test_prediction_wrong_type(fields):
     assert reason_of(decode_prediction, prediction(**fields)) == "wrong_type"
 
 
 @pytest.mark.parametrize("fields", [{"label": None}, {"label": [1]}, {"label": {"a": 1}}, {"model": 1}, {"model": ""},
-                                    {"id": 2.5}],
+                                    {"id": 2.5}, {"model": "m" * 256}],
                          ids=lambda f: "-".join(f"{k}={v!r}" for k, v in f.items()))
 def test_label_wrong_type(fields):
     assert reason_of(decode_label, label(**fields)) == "wrong_type"
