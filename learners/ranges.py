@@ -142,6 +142,20 @@ RANGES: dict[str, dict[str, Rule]] = {
 }
 
 
+#: Words for true and false that YAML 1.1 reads as booleans and driftd's configuration,
+#: read as YAML 1.2 (daemon.config.loading), keeps as strings: a flag still takes them.
+FLAG_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def read_flags(kind: str, params: Mapping, flags=()) -> dict:
+    """``params`` of River class ``kind`` with the value of each flag (a :data:`FLAG` of
+    :data:`RANGES`, or one of ``flags``) that is one of :data:`FLAG_WORDS`, any case, as
+    its boolean."""
+    rules = RANGES.get(kind, {})
+    return {name: FLAG_WORDS[value.lower()] if isinstance(value, str) and value.lower() in FLAG_WORDS
+            and (rules.get(name) is FLAG or name in flags) else value for name, value in params.items()}
+
+
 def check(kind: str, params: Mapping, key: str = "") -> None:
     """Each of ``params`` of River class ``kind`` within its documented range
     (:data:`RANGES`); a value that is itself a class spec (a one-key mapping, such as a

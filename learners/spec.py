@@ -110,6 +110,7 @@ def build(spec, key: str = "model"):
     if not isinstance(params, Mapping):
         raise ValueError(f"{key}.{name}: parameters must be a mapping, got {type(params).__name__}")
     signature = inspect.signature(factory)
+    params = ranges.read_flags(name, params, [q for q, p in signature.parameters.items() if isinstance(p.default, bool)])
     kwargs = {}
     for param, value in params.items():
         where = f"{key}.{name}.{param}"

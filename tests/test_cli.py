@@ -303,6 +303,22 @@ def test_check_config_warns_of_a_signing_key_shorter_than_the_spec_asks(tmp_path
     assert "its key is 6 bytes" in warned[1] and "s3cret" not in checked.stderr
 
 
+def test_check_config_refuses_model_names_yaml_reads_as_other_types(tmp_path):
+    """A tester's finding: check-config said ok to `models: {true: {}, 007: {}, 0x10: {}}`
+    (models True, 7 and 16, which no event's `model` names); `positive_label: yes` was the
+    boolean true."""
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text("models: {true: {}, 007: {}, 0x10: {}}\n")
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 1, checked
+    for written in ("true", "007", "0x10"):
+        assert f"models: the model name {written} (line 1) is not a string" in checked.stderr, checked.stderr
+    assert "Traceback" not in checked.stderr
+    config_file.write_text("models: {'true': {positive_label: yes}}\n")
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 0, checked
+
+
 def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_path):
     """check-config said ok to reference_size 30 at the default ert, where the run then
     skips every CUSUM ('can never fire at this contract'): it now says so, naming the key."""

@@ -118,7 +118,7 @@ def test_an_unknown_key_fails_naming_the_dotted_key(data, key):
     ({"join": {"prediction_ttl_seconds": float("inf")}}, "join.prediction_ttl_seconds"),
     ({"alerts": {"sinks": {"type": "webhook"}}}, "alerts.sinks"),
     ({"alerts": {"sinks": ["https://hooks.example"]}}, "alerts.sinks[0]"),
-    ({"auto_register_models": "yes"}, "auto_register_models"),
+    ({"auto_register_models": "maybe"}, "auto_register_models"),
     ({"model_defaults": {"numeric_tests": "psi"}}, "model_defaults.numeric_tests"),
     ({"model_defaults": {"numeric_tests": ["psi", 3]}}, "model_defaults.numeric_tests[1]"),
     ({"models": {"fraud": {"window": "big"}}}, "models.fraud.window"),
@@ -358,7 +358,7 @@ def test_a_numeric_error_detector_on_a_regression_model_is_accepted():
     ("EDDM", {"beta": "0.9"}, "beta", "a number > 0 and <= 1, got '0.9'"),
     ("HDDM_A", {"drift_confidence": 0}, "drift_confidence", "> 0"),
     ("HDDM_W", {"lambda_val": 2}, "lambda_val", "<= 1"),
-    ("HDDM_W", {"two_sided_test": "yes"}, "two_sided_test", "true or false"),
+    ("HDDM_W", {"two_sided_test": "maybe"}, "two_sided_test", "true or false"),
     ("ADWIN", {"decision_every": 0}, "decision_every", "at least 1"),  # driftd's own, documented with them
     ("KSWIN", {"decision_every": 2.5}, "decision_every", "a whole number"),
 ])

@@ -74,7 +74,7 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
     try:
         stream = io.StringIO(text)
         stream.name = str(path)  # PyYAML names it in its errors (else "<unicode string>")
-        data = yaml.load(stream, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
+        data = _read(stream)
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from None
     _check_acyclic(data, "")
@@ -87,20 +87,101 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
         _secrets_required.reset(token)
 
 
-class _UniqueKeys(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML leaves it to
-    the reader; PyYAML keeps the last silently, so a second ``window:`` overrode the first)."""
+def _read(stream):
+    """The document of ``stream``, read by :class:`_Loader`."""
+    loader = _Loader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        loader.names_node = _models_node(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+_STR, _BOOL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:bool"
+
+
+def _models_node(node):
+    """The mapping node of the top-level ``models:``, or None."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.tag == _STR and key.value == "models" and isinstance(value, yaml.MappingNode):
+                return value
+    return None
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with three changes:
+
+    - YAML 1.2's booleans: only true and false (any case). YAML 1.1, PyYAML's, also reads
+      an unquoted yes, no, on and off as booleans, so that ``positive_label: yes`` was the
+      class ``true`` and a score {"yes": .., "no": ..} was then misread; as strings they
+      reach the settings as written, and the settings that take true or false read them
+      as such (see :func:`_coerce`).
+    - A key given twice in one mapping is refused (YAML leaves it to the reader; PyYAML
+      keeps the last silently, so a second ``window:`` overrode the first).
+    - A model's name that YAML reads as another type than a string (``true``, ``007``,
+      ``0x10``, ``1.0``) is kept as a :class:`WrittenName`, for :func:`from_dict` to
+      refuse as written: as a number or boolean it would never match an event's
+      ``model``, and two of them can be one Python key (``true`` and ``1.0``).
+    """
+
+    names_node = None  # the models: mapping (see _read)
+    yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}: which of its values is meant?",
-                    key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                # (by type too: 1 and 1.0, true and 1 are two keys to YAML, one to Python)
+                if isinstance(key, (str, int, float, bool)) and (type(key), key) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}: which of its values is meant?", key_node.start_mark)
+                seen.add((type(key), key))
+        if node is not self.names_node:
+            return super().construct_mapping(node, deep)
+        self.flatten_mapping(node)
+        names = {}
+        for key_node, value_node in node.value:
+            name = self.construct_object(key_node, deep=deep)
+            if not isinstance(name, str) and key_node.value != "":  # (an empty one is named empty)
+                name = WrittenName(name, key_node)
+            names[name] = self.construct_object(value_node, deep=deep)
+        return names
+
+
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+class WrittenName:
+    """A model's name that YAML did not read as a string: what it read (``value``), and how
+    and where it was written. Each is a key of its own (compared by identity)."""
+
+    def __init__(self, value, node):
+        self.value, self.text, self.line = value, node.value, node.start_mark.line + 1
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+
+def _name_problem(name) -> str | None:
+    """Why ``name`` (a key of ``models:``) cannot be a model's name, or None."""
+    if name is None or name == "":
+        return (f"a model's name must not be empty, got {name!r}: events name their model in `model`, "
+                "which cannot be empty")
+    if isinstance(name, str):
+        return None
+    value, written = (name.value, f"{name.text} (line {name.line})") if isinstance(name, WrittenName) else (name, repr(name))
+    kind = {bool: f"the boolean {value!r}", int: f"the whole number {value!r}", float: f"the number {value!r}",
+            type(None): "null"}.get(type(value), f"{type(value).__name__} {value!r}")
+    return (f"the model name {written} is not a string: YAML reads it as {kind}, which an event's "
+            f"`model` (a string) never names; quote it: '{name}'")
 
 
 #: Settings that are paths of files or directories (besides ``{file: PATH}`` secrets).
@@ -154,13 +235,13 @@ def from_dict(data: dict) -> Config:
 
     def build_model(item):
         name, overrides = item
+        problem = _name_problem(name)
+        if problem:
+            raise ConfigError("models", problem)
         overrides = overrides or {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"models.{name}", "must be a mapping of settings")
-        if name is None or str(name) == "":
-            raise ConfigError("models", f"a model's name must not be empty, got {name!r}: events name their model "
-                                        "in `model`, which cannot be empty")
-        config.models[str(name)] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
+        config.models[name] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
 
     try:
         ConfigError.check_each(models.items(), build_model)
@@ -187,7 +268,8 @@ def _build(cls, data, prefix: str):
         meta = fields[name].metadata
         switch = meta.get("switch")
         if switch and (isinstance(value, bool) or str(value).lower() in _SWITCH_WORDS):
-            # YAML reads unquoted on/off, yes/no, true/false as booleans: quoted, the same.
+            # true and false are YAML booleans (and on/off, yes/no are to YAML 1.1 readers):
+            # each word reads the same quoted or not.
             value = switch[0 if _SWITCH_WORDS.get(str(value).lower(), value) else 1]
         elif value is None and meta.get("null_as") is not None:
             value = meta["null_as"]
@@ -200,7 +282,9 @@ def _build(cls, data, prefix: str):
     return cls(**values)
 
 
-#: Words a ``switch`` setting takes for its two values, besides them (see :func:`_doc`).
+#: Words a ``switch`` setting takes for its two values, besides them (see :func:`_doc`), and
+#: a setting of true or false for those (any case): YAML 1.1's booleans, which
+#: :class:`_Loader` keeps as strings.
 _SWITCH_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
 
@@ -235,6 +319,8 @@ def _coerce(hint, value, key: str):
     if hint is Secret:
         return _secret(value, key)
     if hint is bool:
+        if isinstance(value, str) and value.lower() in _SWITCH_WORDS:
+            return _SWITCH_WORDS[value.lower()]
         if not isinstance(value, bool):
             raise ConfigError(key, f"must be true or false, got {value!r}")
         return value

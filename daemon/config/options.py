@@ -419,6 +419,10 @@ class ModelConfig:
     promotion_window: int = _doc("Recent labelled events the gate compares champion and challenger on.", default=2000)
 
     def __post_init__(self):
+        if any(isinstance(v, str) for v in self.error_detector_params.values()):
+            from learners.ranges import read_flags  # (imports River: only here)
+
+            self.error_detector_params = read_flags(self.error_detector, self.error_detector_params)
         if self.decay_metrics is None:  # unset: the task's own metric
             self.decay_metrics = ["mae"] if self.task == "regression" else ["accuracy"]
 
