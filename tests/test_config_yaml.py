@@ -1,5 +1,5 @@
 """Reading the configuration file's YAML: what an unquoted word becomes (YAML 1.2's
-booleans, model names that must be strings)."""
+booleans, model names that must be strings), merge keys, and keys given twice."""
 
 from __future__ import annotations
 
@@ -78,3 +78,15 @@ def test_yes_no_on_off_still_set_river_flags(tmp_path, monkeypatch):
 
     tree = build(config.models["m"].learners["t"])
     assert (tree.binary_split, tree.merit_preprune) == (True, False)
+
+
+def test_merge_keys_are_read_and_a_key_given_twice_is_still_refused(tmp_path):
+    """`<<: *defaults` was refused with a PyYAML constructor error ("could not determine a
+    constructor for the tag 'tag:yaml.org,2002:merge'"): the duplicate-key check read `<<`
+    as a key of the mapping's own."""
+    config = load_text(tmp_path, "model_defaults: &d {window: 400, stride: 40}\n"
+                                 "models:\n  a: {<<: *d, window: 800}\n  b:\n    <<: [*d, {ert: 1000000.0}]\n")
+    assert (config.models["a"].window, config.models["a"].stride) == (800, 40)
+    assert (config.models["b"].window, config.models["b"].ert) == (400, 1e6)
+    e = refused(tmp_path, "model_defaults: &d {window: 400}\nmodels:\n  a: {<<: *d, stride: 10, stride: 20}\n")
+    assert "duplicate key 'stride'" in str(e) and "line 3" in str(e), e

@@ -100,7 +100,7 @@ def _read(stream):
         loader.dispose()
 
 
-_STR, _BOOL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:bool"
+_STR, _BOOL, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:merge"
 
 
 def _models_node(node):
@@ -121,7 +121,8 @@ class _Loader(yaml.SafeLoader):
       reach the settings as written, and the settings that take true or false read them
       as such (see :func:`_coerce`).
     - A key given twice in one mapping is refused (YAML leaves it to the reader; PyYAML
-      keeps the last silently, so a second ``window:`` overrode the first).
+      keeps the last silently, so a second ``window:`` overrode the first). Keys that a
+      merge (``<<: *defaults``) brings are not the mapping's own: its own override them.
     - A model's name that YAML reads as another type than a string (``true``, ``007``,
       ``0x10``, ``1.0``) is kept as a :class:`WrittenName`, for :func:`from_dict` to
       refuse as written: as a number or boolean it would never match an event's
@@ -136,6 +137,8 @@ class _Loader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == _MERGE:
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 # (by type too: 1 and 1.0, true and 1 are two keys to YAML, one to Python)
                 if isinstance(key, (str, int, float, bool)) and (type(key), key) in seen:
