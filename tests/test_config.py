@@ -621,6 +621,19 @@ def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
     assert "each of driftd's topics has one purpose" in str(raised.value) or "is not a Kafka topic name" in str(raised.value)
 
 
+@pytest.mark.parametrize("name", ["predictions_topic", "labels_topic", "dead_letter_topic"])
+def test_an_empty_required_topic_is_refused_by_its_key(name):
+    """A tester's finding: `predictions_topic: ''` (or labels_topic) passed check-config and
+    `driftd run` stopped with a traceback naming no key ("All topics must be non-empty
+    strings"); `dead_letter_topic: ''` ran, sending dead letters to a topic named ''."""
+    assert_fails({"models": {"m": {}}, "kafka": {name: ""}}, f"kafka.{name}", "must not be empty")
+
+
+def test_an_empty_optional_topic_still_means_off():
+    config = from_dict({"models": {"m": {}}, "state": {"topic": ""}, "registry": {"model_updated_topic": ""}})
+    assert (config.state.topic, config.registry.model_updated_topic) == ("", "")
+
+
 @pytest.mark.parametrize("servers, ok", [
     ("not a host", False), ("host:99999", False), ("host:", False), ("a:9092,,b:9092", False),
     ("localhost:9092", True), ("kafka-0.kafka:9092, kafka-1.kafka:9093", True), ("[::1]:9092", True),

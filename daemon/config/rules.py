@@ -157,6 +157,11 @@ def _check_registry(config: Config, secrets: bool) -> None:
         raise ConfigError("registry.key_env", f"models have learners, so promoted models are signed: set {config.registry.key_env}")
 
 
+#: Topics driftd always reads or writes: empty, kafka-python refused to subscribe (a
+#: traceback naming no key) or the broker was sent a topic named ''.
+_REQUIRED_TOPICS = ("kafka.predictions_topic", "kafka.labels_topic", "kafka.dead_letter_topic")
+
+
 def _check_topics(config: Config) -> None:
     """Each topic of driftd's cluster has one purpose: a topic it writes that is also one
     it reads comes back to it (a dead-letter topic that is the predictions topic: every
@@ -171,6 +176,9 @@ def _check_topics(config: Config) -> None:
         used += [("federation.topic", federation.topic), ("federation.election_topic", federation.election_topic)]
     seen: dict[str, str] = {}
     for key, topic in used:
+        if not topic and key in _REQUIRED_TOPICS:
+            raise ConfigError(key, "must not be empty: driftd cannot run without this topic (only the optional "
+                                   "topics, such as state.topic and registry.model_updated_topic, are off when empty)")
         if not topic:
             continue  # not used
         try:
