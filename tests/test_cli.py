@@ -319,6 +319,18 @@ def test_check_config_refuses_model_names_yaml_reads_as_other_types(tmp_path):
     assert checked.returncode == 0, checked
 
 
+def test_check_config_names_an_empty_topic_and_a_kafka_client_value_of_the_wrong_type(tmp_path):
+    """A tester's finding: both passed check-config, and `driftd run` stopped with a
+    traceback naming no key (ValueError: All topics must be non-empty strings; TypeError)."""
+    config_file = tmp_path / "driftd.yaml"
+    for settings, said in (("client: {client_id: 5}", "kafka.client.client_id: must be a string"),
+                           ("predictions_topic: ''", "kafka.predictions_topic: must not be empty")):
+        config_file.write_text(f"kafka: {{{settings}}}\nmodels: {{m: {{}}}}\n")
+        checked = driftd("check-config", str(config_file))
+        assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked
+        assert said in checked.stderr, checked.stderr
+
+
 def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_path):
     """check-config said ok to reference_size 30 at the default ert, where the run then
     skips every CUSUM ('can never fire at this contract'): it now says so, naming the key."""

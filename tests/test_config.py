@@ -195,6 +195,27 @@ def test_a_kafka_password_written_in_the_file_is_refused(key):
     assert "hunter2-in-plain-text" not in str(e)
 
 
+@pytest.mark.parametrize("name, value, words", [
+    ("client_id", 5, "must be a string as kafka-python's default is ('kafka-python-"),
+    ("metadata_max_age_ms", "300000", "must be a whole number as kafka-python's default is (300000), got '300000'"),
+    ("ssl_check_hostname", 1, "must be true or false"),
+    ("socket_options", 5, "must be a list"),
+    ("security_protocol", True, "must be a string"),
+    ("selector", "poll", "kafka-python takes a class here"),
+])
+def test_a_kafka_client_value_of_another_type_than_kafka_pythons_default_is_refused(name, value, words):
+    """A tester's finding: `kafka: {client: {client_id: 5}}` passed check-config, and
+    `driftd run` stopped with a TypeError naming no key."""
+    assert_fails({"kafka": {"client": {name: value}}}, f"kafka.client.{name}", words)
+
+
+def test_kafka_client_values_of_the_defaults_types_are_taken():
+    client = from_dict({"kafka": {"client": {"client_id": "driftd-1", "ssl_check_hostname": "no", "metadata_max_age_ms": 6e4,
+                                             "ssl_cafile": "/etc/ca.pem"}}}).kafka.client
+    assert client == {"client_id": "driftd-1", "ssl_check_hostname": False, "metadata_max_age_ms": 60000,
+                      "ssl_cafile": "/etc/ca.pem"}
+
+
 def test_non_secret_kafka_client_settings_stay_plain():
     config = from_dict({"kafka": {"client": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}}})
     assert config.kafka.client == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}

@@ -372,12 +372,40 @@ _SECRET_WORDS = ("password", "secret", "token")
 
 
 def _client_value(value, key: str):
-    """A kafka-python setting: secrets must come from the environment or a file."""
+    """A kafka-python setting: secrets must come from the environment or a file, and a value
+    of the type of the setting's default (an unknown name is refused by the rules)."""
     if isinstance(value, dict):
         return _secret(value, key)
-    if any(word in key.rsplit(".", 1)[-1] for word in _SECRET_WORDS):
+    name = key.rsplit(".", 1)[-1]
+    if any(word in name for word in _SECRET_WORDS):
         raise ConfigError(key, "a secret must be given as {env: NAME} or {file: PATH}, not written in the file")
-    return value
+    # kafka-python checks few types itself: client_id: 5 passed, and the client failed
+    # later (a TypeError, naming no key, from driftd run).
+    default = _client_default(name)
+    if isinstance(default, type):
+        raise ConfigError(key, f"kafka-python takes a class here ({default.__name__}), which a file cannot give")
+    kind = next((t for t in (bool, int, str, list) if isinstance(default, t)), None)
+    if kind is None:
+        return value  # (no default to go by)
+    try:
+        if kind is not list:
+            return _coerce(kind, value, key)
+        if isinstance(value, list):
+            return value
+    except ConfigError:
+        pass
+    want = {bool: "true or false", int: "a whole number", str: "a string", list: "a list"}[kind]
+    raise ConfigError(key, f"must be {want} as kafka-python's default is ({default!r}), got {value!r}")
+
+
+def _client_default(name: str):
+    """kafka-python's default for setting ``name``: the first of consumer, producer and
+    admin client's that is not None (client_id is None for the producer alone), or None."""
+    from kafka import KafkaConsumer, KafkaProducer  # (a third of a second: only when kafka.client is set)
+    from kafka.admin import KafkaAdminClient
+
+    defaults = [c.DEFAULT_CONFIG.get(name) for c in (KafkaConsumer, KafkaProducer, KafkaAdminClient)]
+    return next((d for d in defaults if d is not None), None)
 
 
 def _secret(value, key: str) -> Secret:

@@ -126,7 +126,9 @@ class KafkaConfig:
     client: dict = _doc(
         "Extra kafka-python settings for consumer and producer alike: security_protocol, "
         "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "
-        "sasl_plain_username, sasl_plain_password, ... Secret values as {env: NAME} or {file: PATH}. "
+        "sasl_plain_username, sasl_plain_password, ..., each of the type of kafka-python's default for it "
+        "where that is not null (true or false, a whole number, a string, a list). Secret values as {env: NAME} "
+        "or {file: PATH}. "
         "Not the settings driftd gives its clients itself (bootstrap_servers, request_timeout_ms, "
         "reconnect_backoff_max_ms, max_in_flight_requests_per_connection).",
         default_factory=dict)
