@@ -319,13 +319,15 @@ def test_check_config_refuses_model_names_yaml_reads_as_other_types(tmp_path):
     assert checked.returncode == 0, checked
 
 
-def test_check_config_names_an_empty_topic_and_a_kafka_client_value_of_the_wrong_type(tmp_path):
-    """A tester's finding: both passed check-config, and `driftd run` stopped with a
-    traceback naming no key (ValueError: All topics must be non-empty strings; TypeError)."""
+def test_check_config_names_an_empty_topic_a_kafka_client_value_of_the_wrong_type_and_a_tiny_ttl(tmp_path):
+    """A tester's finding: the first two passed check-config, and `driftd run` stopped with
+    a traceback naming no key (ValueError: All topics must be non-empty strings; TypeError);
+    the ttl was an OverflowError blamed on models.m."""
     config_file = tmp_path / "driftd.yaml"
-    for settings, said in (("client: {client_id: 5}", "kafka.client.client_id: must be a string"),
-                           ("predictions_topic: ''", "kafka.predictions_topic: must not be empty")):
-        config_file.write_text(f"kafka: {{{settings}}}\nmodels: {{m: {{}}}}\n")
+    for settings, said in (("kafka: {client: {client_id: 5}}", "kafka.client.client_id: must be a string"),
+                           ("kafka: {predictions_topic: ''}", "kafka.predictions_topic: must not be empty"),
+                           ("join: {prediction_ttl_seconds: 1e-300}", "join.prediction_ttl_seconds: must be at least 1")):
+        config_file.write_text(f"{settings}\nmodels: {{m: {{}}}}\n")
         checked = driftd("check-config", str(config_file))
         assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked
         assert said in checked.stderr, checked.stderr

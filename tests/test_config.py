@@ -642,6 +642,33 @@ def test_a_topic_of_two_purposes_is_refused_by_its_key(settings, key):
     assert "each of driftd's topics has one purpose" in str(raised.value) or "is not a Kafka topic name" in str(raised.value)
 
 
+@pytest.mark.parametrize("settings, key, words", [
+    ({"join": {"prediction_ttl_seconds": 1e-300}}, "join.prediction_ttl_seconds", "must be at least 1 (seconds), got 1e-300"),
+    ({"join": {"prediction_ttl_seconds": 0.5}}, "join.prediction_ttl_seconds", "must be at least 1"),
+    ({"join": {"prediction_ttl_seconds": 0}}, "join.prediction_ttl_seconds", "must be at least 1"),
+    ({"alerts": {"retry_initial_seconds": 1e-300}}, "alerts.retry_initial_seconds", "must be at least 0.01"),
+    ({"kafka": {"reconnect_backoff_max_seconds": 1e-300}}, "kafka.reconnect_backoff_max_seconds",
+     "must be between 0.001 and 86400"),
+    ({"kafka": {"reconnect_backoff_max_seconds": 1e306}}, "kafka.reconnect_backoff_max_seconds",
+     "must be between 0.001 and 86400"),
+])
+def test_a_time_too_small_for_its_arithmetic_is_refused_by_its_key(settings, key, words):
+    """A tester's finding: `join.prediction_ttl_seconds: 1e-300` was refused with a raw
+    OverflowError blamed on `models.m` (the dry run's join), and `driftd replay` sent every
+    label to the dead-letter topic as internal_error: the join numbers its buckets of
+    settled ids by time / (ttl / 4), infinite at that ttl. Likewise the alert retries'
+    doubling overflowed after a thousand tiny waits, and kafka-python's whole milliseconds
+    of the reconnect backoff overflowed (or were 0)."""
+    assert_fails({"models": {"m": {}}, **settings}, key, words)
+
+
+def test_the_alert_retry_wait_does_not_overflow_after_many_attempts():
+    from daemon.alerting.sender import AlertSender
+
+    sender = AlertSender([], initial_backoff_seconds=1.0, max_backoff_seconds=60.0)
+    assert 30.0 <= sender._backoff(5000) <= 60.0
+
+
 @pytest.mark.parametrize("name", ["predictions_topic", "labels_topic", "dead_letter_topic"])
 def test_an_empty_required_topic_is_refused_by_its_key(name):
     """A tester's finding: `predictions_topic: ''` (or labels_topic) passed check-config and

@@ -121,7 +121,9 @@ class AlertSender:
 
     def _backoff(self, attempts: int) -> float:
         """Capped exponential backoff with "equal jitter": between half and all of the cap."""
-        cap = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempts - 1))
+        # (The power capped: past 2 ** 1023 it raised OverflowError, after a thousand attempts
+        # of a tiny initial wait; a float product past the largest float is inf: the cap wins.)
+        cap = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2.0 ** min(attempts - 1, 1000))
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
     def _finish(self, worker: "_Worker", alert_id: str) -> None:

@@ -122,7 +122,8 @@ class KafkaConfig:
         "Consumer-group session timeout: a daemon silent this long loses its partitions. At least 1000 "
         "(heartbeats go every tenth of it); brokers refuse less than their group.min.session.timeout.ms "
         "(6000 by default in Kafka).", default=10_000)
-    reconnect_backoff_max_seconds: float = _doc("Longest wait between reconnection attempts.", default=10.0)
+    reconnect_backoff_max_seconds: float = _doc(
+        "Longest wait between reconnection attempts; between 0.001 and 86400.", default=10.0)
     client: dict = _doc(
         "Extra kafka-python settings for consumer and producer alike: security_protocol, "
         "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "
@@ -228,7 +229,7 @@ DEFAULT_LABEL_DELAY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200
 class JoinConfig:
     prediction_ttl_seconds: float = _doc(
         "A prediction waits this long (event time) for its label, then counts as expired; a label stamped "
-        "more than this after its prediction never joins it.", default=86_400.0)
+        "more than this after its prediction never joins it. At least 1.", default=86_400.0)
     label_grace_seconds: float = _doc(
         "A label that arrives before its prediction waits this long (event time), then counts "
         "as orphaned.", default=600.0)
@@ -299,7 +300,7 @@ class AlertsConfig:
     clear_after: int = _doc("Consecutive clean tests before an episode resolves (hysteresis).", default=3)
     cooldown_seconds: float = _doc(
         "After a resolve, the same detector does not alert again for this long (event time).", default=900.0)
-    retry_initial_seconds: float = _doc("First retry delay; doubles each attempt, with jitter.", default=1.0)
+    retry_initial_seconds: float = _doc("First retry delay; doubles each attempt, with jitter. At least 0.01.", default=1.0)
     retry_max_seconds: float = _doc("Longest retry delay (a Retry-After header may ask for more).", default=60.0)
     give_up_after_seconds: float = _doc("Stop retrying an alert after this long.", default=3600.0)
     sinks: list[SinkConfig] = _doc("Where alerts go; none means metrics only.", default_factory=list)

@@ -17,10 +17,23 @@ from kafka.util import ensure_valid_topic_name
 from daemon.config.options import Config, ConfigError, ModelConfig
 
 _POSITIVE = {
-    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes", "kafka.reconnect_backoff_max_seconds",
-    "state.checkpoint_interval_seconds", "state.restore_timeout_seconds", "http.liveness_timeout_seconds", "join.prediction_ttl_seconds", "join.max_pending", "join.max_future_skew_seconds",
-    "alerts.clear_after", "alerts.retry_initial_seconds", "alerts.retry_max_seconds",
-    "alerts.give_up_after_seconds",
+    "kafka.poll_max_records", "kafka.poll_timeout_ms", "kafka.session_timeout_ms", "kafka.fetch_max_wait_ms", "kafka.max_event_bytes",
+    "state.checkpoint_interval_seconds", "state.restore_timeout_seconds", "http.liveness_timeout_seconds", "join.max_pending", "join.max_future_skew_seconds",
+    "alerts.clear_after", "alerts.retry_max_seconds", "alerts.give_up_after_seconds",
+}
+
+#: Times whose arithmetic needs more than being above 0: key -> (least, most or None, why).
+_TIME_BOUNDS = {
+    # Settled ids are kept in buckets of a quarter of it, numbered from the epoch: 1e-300
+    # made the number infinite (an OverflowError blamed on the first model, every label of a
+    # replay an internal_error).
+    "join.prediction_ttl_seconds": (1.0, None, "the join files settled ids in buckets of a quarter of it, "
+                                               "numbered from 1970: far below a second the numbers overflow"),
+    # The wait doubles per attempt from it: a tiny one made about a thousand attempts (a
+    # flood of the sink) before the doubling overflowed.
+    "alerts.retry_initial_seconds": (0.01, None, "a retry waits at least this long: less floods the sink"),
+    "kafka.reconnect_backoff_max_seconds": (0.001, 86_400.0, "kafka-python takes it in whole milliseconds; "
+                                                             "a longest wait of more than a day is not one"),
 }
 
 #: Most events a model holds at once in a reference, a window or a baseline.
@@ -54,7 +67,15 @@ def _check_ranges(config: Config) -> None:
         if getattr(getattr(config, section), name) < 0:
             raise ConfigError(key, "must not be negative")
 
+    def bounded(key):
+        section, name = key.split(".")
+        value, (least, most, why) = getattr(getattr(config, section), name), _TIME_BOUNDS[key]
+        if value < least or (most is not None and value > most):
+            within = f"at least {least:g}" if most is None else f"between {least:g} and {most:g}"
+            raise ConfigError(key, f"must be {within} (seconds), got {value:g}: {why}")
+
     ConfigError.check_each(sorted(_POSITIVE), positive)
+    ConfigError.check_each(sorted(_TIME_BOUNDS), bounded)
     ConfigError.check_each(("join.label_grace_seconds", "alerts.cooldown_seconds", "kafka.create_topics"), not_negative)
     if config.alerts.retry_initial_seconds > config.alerts.retry_max_seconds:
         raise ConfigError("alerts.retry_initial_seconds", f"must not exceed alerts.retry_max_seconds "
