@@ -291,6 +291,22 @@ def test_a_labels_file_alone_given_as_file_is_told_to_bring_the_predictions(tmp_
     assert "--labels" not in err, err
 
 
+def test_an_evaluation_rows_empty_prediction_cell_is_a_dead_letter_not_a_label_row(tmp_path):
+    """A tester's finding: a CSV row with features and a label whose prediction cell was
+    empty was read as a label alone: its prediction vanished, no dead letter (``nan`` in
+    the cell was one, wrong_type). A label row (its features empty) is still a label."""
+    rows = ["model,id,ts,prediction,feature.a,feature.b,label",
+            "m,p1,1763891000,,0.5,0.3,1",      # the evaluation row without its prediction
+            "m,p2,1763891001,nan,0.5,0.3,1",   # the same, spelled nan
+            "m,p3,1763891002,1,0.5,0.3,1",     # a whole evaluation row
+            "m,p3,1763891003,,,,0"]            # a label row
+    (tmp_path / "e.csv").write_text("\n".join(rows) + "\n")
+    dead, result = _dead(tmp_path / "e.csv")
+    assert [(line, reason, detail.rsplit(" - at ", 1)[-1]) for line, reason, detail in dead] == \
+        [(2, "wrong_type", "`$.prediction`"), (3, "wrong_type", "`$.prediction`")]
+    assert result.predictions == 3 and result.records == 7  # (two dead, one fed) and four labels
+
+
 def test_a_csv_cell_longer_than_128_kb_is_a_row_not_the_end_of_the_replay(tmp_path, capsys):
     """A new user's finding: one cell over the csv module's default limit (131,072
     characters) stopped the replay ("field larger than field limit"), exit 1, nothing

@@ -296,6 +296,12 @@ def _row_event(row: dict, feature_columns: list, convert) -> bytes:
             features[column[len("feature."):]] = None if value is _ABSENT else value
     if "features" not in raw_parts:
         event["features"] = features
+    if "label" in event and "prediction" in row and "prediction" not in event and \
+            (raw_parts.get("features") or (isinstance(features, dict) and any(v is not None for v in features.values()))):
+        # An evaluation table's row whose prediction cell is empty: its features say it is
+        # one, so its prediction is missing (a dead letter with the reason), not a label
+        # row's absent field (its features then silently dropped).
+        event["prediction"] = None
     if not raw_parts:
         return _encode(event)
     text = _encode(event)[:-1].decode()
