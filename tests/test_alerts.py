@@ -274,7 +274,7 @@ def test_raw_secret_is_used_as_the_key_bytes(receiver, sender_factory):
 
 def test_retry_after_is_honoured(receiver, secret, sender_factory):
     receiver.script = [(503, {"Retry-After": "1"})]
-    sender, outcomes = sender_factory([WebhookSink(receiver.url, secret, name="hook")])
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, secret, name="hook")], max_backoff_seconds=2.0)
     alert = firing_alert()
     sender.send(alert)
     assert wait_for(lambda: ("hook", "sent") in outcomes, timeout=5)
@@ -311,17 +311,36 @@ def test_gives_up_after_the_configured_time(receiver, sender_factory, caplog):
     assert any(alert.id in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
-def test_retry_after_beyond_the_deadline_gives_up_at_once(receiver, sender_factory):
-    receiver.default = (429, {"Retry-After": "60"})
-    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")],
-                                      give_up_after_seconds=2.0)
+def test_a_retry_after_beyond_the_deadline_pauses_the_sink_for_retry_max_at_most(receiver, sender_factory):
+    """A trial's finding: a 429 with a Retry-After of 28 h made driftd give up at once
+    ("after 0 attempts") on every queued alert and on every alert created later, for the
+    whole 28 h. The pause is capped at the longest backoff (alerts.retry_max_seconds)."""
+    receiver.script = [(429, {"Retry-After": "100000"})]
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")], give_up_after_seconds=30.0,
+                                      max_backoff_seconds=0.5)
     started = time.monotonic()
     sender.send(firing_alert("a"))
+    assert wait_for(lambda: outcomes, timeout=3)
+    sender.send(firing_alert("b"))                     # created during the server's pause
+    assert wait_for(lambda: len(outcomes) == 3, timeout=5)
+    assert outcomes == [("hook", "failed_retrying"), ("hook", "sent"), ("hook", "sent")]
+    assert time.monotonic() - started >= 0.5           # the pause was honoured, up to its cap
+    sent = [json.loads(r["body"])["data"]["model"] for r in receiver.requests]
+    assert sorted(sent[1:]) == ["a", "b"] and sender.pending() == []
+
+
+def test_an_alert_is_given_up_only_after_its_give_up_time_and_never_untried(receiver, sender_factory):
+    receiver.default = (503, {"Retry-After": "100000"})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")], give_up_after_seconds=1.0,
+                                      max_backoff_seconds=0.2)
+    started = time.monotonic()
+    sender.send(firing_alert("a"))
+    time.sleep(0.5)
     sender.send(firing_alert("b"))                     # queued behind the server's pause
-    assert wait_for(lambda: len(outcomes) == 2, timeout=3)
-    assert time.monotonic() - started < 1.0            # neither waited for its deadline
-    assert outcomes == [("hook", "gave_up")] * 2
-    assert len(receiver.requests) == 1                 # the pause covers the whole sink
+    assert wait_for(lambda: outcomes.count(("hook", "gave_up")) == 2, timeout=5)
+    assert time.monotonic() - started >= 1.5           # b too had its whole second of trying
+    tried = [json.loads(r["body"])["data"]["model"] for r in receiver.requests]
+    assert tried.count("a") >= 2 and tried.count("b") >= 2, tried
     assert sender.pending() == []
 
 

@@ -5,7 +5,9 @@ sink. Each sink has its own worker thread, so a slow or dead webhook neither
 blocks the Kafka consumer loop (``send`` only enqueues) nor delays the other
 sinks. Failed deliveries are retried with exponential backoff and jitter; a
 server's ``Retry-After`` holds back the whole sink (it speaks for the server,
-not for one message). An alert stays in :meth:`AlertSender.pending` until every
+not for one message), for at most ``max_backoff_seconds``. An alert is given up
+on a sink only once an attempt at or after ``give_up_after_seconds`` failed:
+never untried. An alert stays in :meth:`AlertSender.pending` until every
 sink has finished with it, so the daemon can checkpoint it and re-send it
 after a crash; receivers de-duplicate on the stable alert id.
 
@@ -170,8 +172,8 @@ class _Worker:
         self.thread = threading.Thread(target=self._run, name=f"driftd-alerts-{sink.name}",
                                        daemon=True)
 
-    def _next(self) -> tuple[_Job, bool] | None:
-        """Block until a job is due; returns (job, expired), or None when it is time to stop."""
+    def _next(self) -> _Job | None:
+        """Block until a job is due; returns it, or None when it is time to stop."""
         s = self.sender
         with self.wake:
             while True:
@@ -180,21 +182,15 @@ class _Worker:
                     return None
                 job = min(self.jobs.values(), key=lambda j: j.next_at, default=None)
                 due = max(job.next_at, self.not_before) if job else math.inf
-                if job is not None and due > job.deadline:
-                    return job, True  # a Retry-After pause outlasts its deadline
                 if now >= due:
                     job.attempts += 1
-                    return job, False
+                    return job
                 limit = min(due, s._flush_deadline if s._closing else math.inf)
                 self.wake.wait(None if limit == math.inf else limit - now)
 
     def _run(self) -> None:
-        while (item := self._next()) is not None:
-            job, expired = item
-            if expired:
-                outcome, error = "failed_retrying", RetryableError("Retry-After beyond the deadline")
-            else:
-                outcome, error = self._attempt(job.alert)
+        while (job := self._next()) is not None:
+            outcome, error = self._attempt(job.alert)
             with self.sender._lock:
                 if outcome == "failed_retrying":
                     outcome = self._reschedule(job, getattr(error, "retry_after", None))
@@ -216,15 +212,19 @@ class _Worker:
             return "failed_retrying", exc
 
     def _reschedule(self, job: _Job, retry_after: float | None) -> str:
-        """Under the lock: plan the next try, or say "gave_up" when none can be in time."""
+        """Under the lock: plan the next try, or say "gave_up" once the job's deadline has passed.
+
+        A job is given up only after an attempt at or past its deadline failed, never
+        untried. ``Retry-After`` pauses the whole sink, but for at most the sender's
+        ``max_backoff_seconds``: a server asking for hours (28 h was seen) must not hold
+        back, or make driftd drop, alerts created meanwhile."""
         now = time.monotonic()
         if retry_after is not None:
-            self.not_before = max(self.not_before, now + retry_after)
-        if now >= job.deadline or self.not_before > job.deadline:
+            self.not_before = max(self.not_before, now + min(retry_after, self.sender.max_backoff_seconds))
+        if now >= job.deadline:
             return "gave_up"
-        # Backoff, never before Retry-After, and the last try lands on the deadline.
-        backoff = self.sender._backoff(max(job.attempts, 1))
-        job.next_at = min(max(now + backoff, self.not_before), job.deadline)
+        # Backoff (never before the sink's pause: see _next), and the last try lands on the deadline.
+        job.next_at = min(now + self.sender._backoff(max(job.attempts, 1)), job.deadline)
         return "failed_retrying"
 
     def _log(self, job: _Job, outcome: str, error: Exception | None) -> None:

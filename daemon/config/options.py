@@ -301,8 +301,13 @@ class AlertsConfig:
     cooldown_seconds: float = _doc(
         "After a resolve, the same detector does not alert again for this long (event time).", default=900.0)
     retry_initial_seconds: float = _doc("First retry delay; doubles each attempt, with jitter. At least 0.01.", default=1.0)
-    retry_max_seconds: float = _doc("Longest retry delay (a Retry-After header may ask for more).", default=60.0)
-    give_up_after_seconds: float = _doc("Stop retrying an alert after this long.", default=3600.0)
+    retry_max_seconds: float = _doc(
+        "Longest retry delay, and the longest pause a sink's Retry-After header (429, 503) is honoured for: "
+        "a longer one is cut to this, so that a server asking for hours neither drops nor holds back alerts.",
+        default=60.0)
+    give_up_after_seconds: float = _doc(
+        "Stop retrying an alert on a sink after this long from when it was first due: the first "
+        "attempt at or after it that fails gives the alert up (never one not tried yet).", default=3600.0)
     sinks: list[SinkConfig] = _doc("Where alerts go; none means metrics only.", default_factory=list)
     runbook_base_url: str | None = _doc(
         "URL of this project's README.md where your operators read it (a repository host, an "
