@@ -472,6 +472,48 @@ def test_alert_is_pending_until_every_sink_is_done(sender_factory):
         down.close()
 
 
+def test_a_restart_sends_a_pending_alert_only_to_the_sinks_not_done_with_it(sender_factory):
+    """A trial's finding: a restart re-sent every pending alert to every sink, healthy
+    ones that had acknowledged it too (the checkpoint kept the alert, not which sinks
+    were done)."""
+    up, down = Receiver(), Receiver()
+    try:
+        down.default = (503, {})
+        sinks = [WebhookSink(up.url, name="up"), WebhookSink(down.url, name="down")]
+        sender, outcomes = sender_factory(sinks, initial_backoff_seconds=30.0)
+        alert = firing_alert()
+        sender.send(alert)
+        assert wait_for(lambda: ("up", "sent") in outcomes and ("down", "failed_retrying") in outcomes)
+        sender.close(timeout=0.1)
+        alerts, delivery = sender.pending_records()       # what the daemon checkpoints
+        assert alerts == [alert] and delivery[alert.id]["done"] == ["up"]
+        checkpoint = pickle.dumps(([a.to_dict() for a in alerts], delivery))
+
+        down.default = (200, {})
+        saved, records = pickle.loads(checkpoint)
+        resumed, outcomes = sender_factory(sinks, pending=saved, delivery=records)
+        assert wait_for(lambda: outcomes == [("down", "sent")])
+        time.sleep(0.2)
+        assert outcomes == [("down", "sent")] and len(up.requests) == 1 and resumed.pending() == []
+
+        # A checkpoint of an earlier driftd has no records: every sink, as then.
+        again, outcomes = sender_factory(sinks, pending=[firing_alert("old")])
+        assert wait_for(lambda: sorted(outcomes) == [("down", "sent"), ("up", "sent")])
+    finally:
+        up.close()
+        down.close()
+
+
+def test_the_give_up_clock_runs_from_when_the_alert_was_first_due_across_a_restart(receiver, sender_factory):
+    receiver.default = (503, {})
+    alert = firing_alert()
+    record = {alert.id: {"done": [], "first_due": time.time() - 3600.0}}  # due for an hour already
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")], pending=[alert], delivery=record,
+                                      give_up_after_seconds=3600.0)
+    assert wait_for(lambda: outcomes, timeout=3)
+    assert outcomes == [("hook", "gave_up")] and len(receiver.requests) == 1  # tried once more, then given up
+
+
 def test_sink_repr_hides_secrets():
     secret = "whsec_" + base64.b64encode(b"super secret key").decode()
     sink = WebhookSink("https://hooks.example.com/services/T0/B0/TOKEN123", secret, format="slack")

@@ -45,16 +45,24 @@ MAX_FINISHED_IDS = 10_000
 class AlertSender:
     """Delivers alerts to sinks from background threads.
 
-    ``send``, ``pending``, ``pending_count`` and ``close`` are thread-safe.
-    ``on_outcome(sink_name, outcome)`` runs on a sink's worker thread; its
-    exceptions are logged and ignored. ``pending`` alerts passed in (from a
-    checkpoint) are re-sent to every sink with a fresh give-up window.
+    ``send``, ``pending``, ``pending_records``, ``pending_count`` and ``close`` are
+    thread-safe. ``on_outcome(sink_name, outcome)`` runs on a sink's worker thread; its
+    exceptions are logged and ignored.
+
+    ``pending`` alerts passed in (from a checkpoint: :class:`Alert` or its dict) are sent
+    again, each to the sinks its record in ``delivery`` (``{id: record}``, see
+    :meth:`pending_records`) does not name as done and with its give-up clock running
+    from the record's ``first_due``; an alert without a record goes to every sink with a
+    fresh clock (checkpoints of earlier versions). Times: ``give_up_after_seconds`` from
+    when an alert was first due (default 3600), backoff from ``initial_backoff_seconds``
+    (1) doubling up to ``max_backoff_seconds`` (300), which also caps a ``Retry-After``.
+    ValueError for two sinks of one name.
     """
 
     def __init__(self, sinks: Iterable[Sink], *, on_outcome: Callable[[str, str], None] | None = None,
-                 pending: Iterable[Alert | dict] = (), give_up_after_seconds: float = 3600.0,
-                 initial_backoff_seconds: float = 1.0, max_backoff_seconds: float = 300.0,
-                 rng: random.Random | None = None):
+                 pending: Iterable[Alert | dict] = (), delivery: dict | None = None,
+                 give_up_after_seconds: float = 3600.0, initial_backoff_seconds: float = 1.0,
+                 max_backoff_seconds: float = 300.0, rng: random.Random | None = None):
         self._sinks = list(sinks)
         names = [s.name for s in self._sinks]
         if len(set(names)) != len(names):
@@ -66,7 +74,7 @@ class AlertSender:
         self._rng = rng or random.Random()
         # One lock for all shared state; one condition per worker to wake just that worker.
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[Alert, set[str]]] = {}  # id -> (alert, sinks not done)
+        self._pending: dict[str, _Entry] = {}
         # A restarted daemon hands over the undelivered alerts of its local checkpoint and
         # then those of the state topic's, mostly the same: sent once, not twice (a Slack
         # channel cannot de-duplicate on the id).
@@ -74,32 +82,60 @@ class AlertSender:
         self._closing = False
         self._flush_deadline = math.inf
         self._workers = [_Worker(self, s) for s in self._sinks]
-        for alert in pending:
-            self.send(alert if isinstance(alert, Alert) else Alert.from_dict(alert))
+        self.hand_over(pending, delivery)
         for w in self._workers:
             w.thread.start()
 
-    def send(self, alert: Alert) -> None:
-        """Enqueue for every sink and return at once; an id pending, or one every sink
-        has finished with (the last :data:`MAX_FINISHED_IDS`), is ignored.
+    def send(self, alert: Alert, *, done: Iterable[str] = (), first_due: float | None = None) -> None:
+        """Enqueue for every sink not in ``done`` and return at once; an id pending, or
+        one every sink has finished with (the last :data:`MAX_FINISHED_IDS`), is ignored.
 
-        The alert is in :meth:`pending` when this returns, so a checkpoint
-        taken afterwards includes it unless it was already delivered.
+        ``first_due``: when the alert was first due (Unix time, seconds; default now), the
+        start of its give-up clock. The alert is in :meth:`pending` when this returns, so
+        a checkpoint taken afterwards includes it unless it was already delivered.
         """
         with self._lock:
             if alert.id in self._pending or alert.id in self._finished or not self._workers:
                 return
+            wall = time.time()
+            entry = _Entry(alert, {w.sink.name for w in self._workers}, set(done), wall if first_due is None else first_due)
+            entry.waiting -= entry.done
+            if not entry.waiting:  # every sink here had finished with it before a restart
+                self._remember(alert.id)
+                return
             if self._closing:
                 log.warning("alert %s sent after close(): kept as pending, not delivered", alert.id)
-            self._pending[alert.id] = (alert, {w.sink.name for w in self._workers})
+            self._pending[alert.id] = entry
             now = time.monotonic()
+            # The give-up clock goes on from when it was first due, across restarts.
+            deadline = now + entry.first_due + self.give_up_after_seconds - wall
             for w in self._workers:
-                w.add(_Job(alert, now + self.give_up_after_seconds, now))
+                if w.sink.name in entry.waiting:
+                    w.add(_Job(alert, deadline, now, entry.first_due))
+
+    def hand_over(self, alerts: Iterable[Alert | dict], delivery: dict | None = None) -> None:
+        """:meth:`send` each of ``alerts`` (a checkpoint's, :class:`Alert` or its dict) with
+        its record in ``delivery`` ({id: {"done": [sink names], "first_due": Unix time}}):
+        only to the sinks not done. An alert without a record goes to every sink."""
+        delivery = delivery or {}
+        for alert in alerts:
+            alert = alert if isinstance(alert, Alert) else Alert.from_dict(alert)
+            record = delivery.get(alert.id) or {}
+            self.send(alert, done=record.get("done", ()), first_due=record.get("first_due"))
 
     def pending(self) -> list[Alert]:
         """Alerts some sink has not finished with (sent, rejected or given up), oldest first."""
         with self._lock:
-            return [alert for alert, _ in self._pending.values()]
+            return [entry.alert for entry in self._pending.values()]
+
+    def pending_records(self) -> tuple[list[Alert], dict[str, dict]]:
+        """What a checkpoint keeps, taken at one instant: the :meth:`pending` alerts and, by
+        id, their delivery records ``{"done": [names of the sinks finished with it],
+        "first_due": Unix time it was first due}`` (for ``delivery`` / :meth:`hand_over`)."""
+        with self._lock:
+            entries = list(self._pending.values())
+            return ([e.alert for e in entries],
+                    {e.alert.id: {"done": sorted(e.done), "first_due": e.first_due} for e in entries})
 
     def pending_count(self) -> int:
         with self._lock:
@@ -134,12 +170,16 @@ class AlertSender:
         worker.remove(alert_id)
         entry = self._pending.get(alert_id)
         if entry is not None:
-            entry[1].discard(worker.sink.name)
-            if not entry[1]:
+            entry.waiting.discard(worker.sink.name)
+            entry.done.add(worker.sink.name)
+            if not entry.waiting:
                 del self._pending[alert_id]
-                self._finished[alert_id] = None
-                if len(self._finished) > MAX_FINISHED_IDS:
-                    self._finished.popitem(last=False)
+                self._remember(alert_id)
+
+    def _remember(self, alert_id: str) -> None:
+        self._finished[alert_id] = None
+        if len(self._finished) > MAX_FINISHED_IDS:
+            self._finished.popitem(last=False)
 
     def _report(self, sink_name: str, outcome: str) -> None:
         if self._on_outcome is None:
@@ -158,13 +198,25 @@ def episode_key(alert: Alert) -> tuple[str, str, str]:
     return alert.model, alert.detector or alert.kind, alert.feature
 
 
+class _Entry:
+    """A pending alert: the sinks not done with it, those done (kept across restarts), and
+    when it was first due (Unix time)."""
+
+    __slots__ = ("alert", "waiting", "done", "first_due")
+
+    def __init__(self, alert: Alert, waiting: set[str], done: set[str], first_due: float):
+        self.alert, self.waiting, self.done, self.first_due = alert, waiting, done, float(first_due)
+
+
 class _Job:
-    """One alert's delivery state for one sink."""
+    """One alert's delivery state for one sink (``deadline``, ``next_at``: monotonic clock;
+    ``first_due``: Unix time)."""
 
-    __slots__ = ("alert", "deadline", "next_at", "attempts")
+    __slots__ = ("alert", "deadline", "next_at", "attempts", "first_due")
 
-    def __init__(self, alert: Alert, deadline: float, next_at: float):
+    def __init__(self, alert: Alert, deadline: float, next_at: float, first_due: float):
         self.alert, self.deadline, self.next_at, self.attempts = alert, deadline, next_at, 0
+        self.first_due = first_due
 
 
 class _Worker:

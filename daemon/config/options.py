@@ -306,7 +306,7 @@ class AlertsConfig:
         "a longer one is cut to this, so that a server asking for hours neither drops nor holds back alerts.",
         default=60.0)
     give_up_after_seconds: float = _doc(
-        "Stop retrying an alert on a sink after this long from when it was first due: the first "
+        "Stop retrying an alert on a sink after this long from when it was first due (across restarts): the first "
         "attempt at or after it that fails gives the alert up (never one not tried yet).", default=3600.0)
     sinks: list[SinkConfig] = _doc("Where alerts go; none means metrics only.", default_factory=list)
     runbook_base_url: str | None = _doc(

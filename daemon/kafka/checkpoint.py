@@ -250,25 +250,36 @@ class Checkpoints:
                       path, e, aside, partition)
             return None
 
-    def save_alerts(self, alerts: list[dict]) -> None:
-        """Write the alerts still being retried (``Alert.to_dict()`` each)."""
-        self._write(self.alerts_path, f"alerts {self.scope}", list(alerts))
+    def save_alerts(self, alerts: list[dict], delivery: dict | None = None) -> None:
+        """Write the alerts still being retried (``Alert.to_dict()`` each) and their
+        delivery records by id (which sinks are done, when each was first due: see
+        :meth:`daemon.alerting.sender.AlertSender.pending_records`)."""
+        self._write(self.alerts_path, f"alerts {self.scope}", {"alerts": list(alerts), "delivery": dict(delivery or {})})
 
     def load_alerts(self) -> list[dict]:
-        """The alerts :meth:`save_alerts` wrote; [] if none, or if the file is refused
-        (set aside as ``*.corrupt`` and logged, like a checkpoint)."""
+        """The alerts :meth:`save_alerts` wrote (see :meth:`load_pending`)."""
+        return self.load_pending()[0]
+
+    def load_pending(self) -> tuple[list[dict], dict]:
+        """(alerts, delivery records) that :meth:`save_alerts` wrote; the file of an earlier
+        driftd, a list of alerts alone, has no records (every sink is sent each again).
+        ([], {}) if there is none, or if the file is refused (set aside as ``*.corrupt``
+        and logged, like a checkpoint)."""
         path = self.alerts_path
         if not path.exists():
-            return []
+            return [], {}
         try:
-            alerts = unseal(self._key, f"alerts {self.scope}", path.read_bytes())
-            if not isinstance(alerts, list):
+            saved = unseal(self._key, f"alerts {self.scope}", path.read_bytes())
+            if isinstance(saved, list):  # before the delivery records were kept
+                saved = {"alerts": saved, "delivery": {}}
+            if not (isinstance(saved, dict) and isinstance(saved.get("alerts"), list)
+                    and isinstance(saved.get("delivery"), dict)):
                 raise ValueError("not a list of alerts")
-            return alerts
+            return saved["alerts"], saved["delivery"]
         except Exception as e:  # noqa: BLE001 - a damaged file must not stop the daemon
             aside = self._set_aside(path)
             log.error("pending alerts %s refused (%s); moved to %s, those alerts are not retried", path, e, aside)
-            return []
+            return [], {}
 
     def _write(self, path: Path, purpose: str, obj) -> None:
         tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -128,9 +128,13 @@ class Checkpointing:
         if changelog is None:
             changelog = self._changelogs[state.partition] = Changelog("join", _encode)
         # Alerts of the partition still being retried go with it: the replica that restores
-        # it sends them (same ids), as its alert episodes have already fired.
-        pending = [a.to_dict() for a in self.alerts.pending() if len(a.origin) > 1 and a.origin[1] == state.partition]
-        sections = [*state.sections(changelog.sections), ("alerts", pending)]
+        # it sends them (same ids), as its alert episodes have already fired; only to the
+        # sinks not done with them (alert_delivery: a section of its own, which an earlier
+        # driftd, reading "alerts" alone, passes over).
+        alerts, delivery = self.alerts.pending_records()
+        pending = [a.to_dict() for a in alerts if len(a.origin) > 1 and a.origin[1] == state.partition]
+        records = {a["id"]: delivery[a["id"]] for a in pending}
+        sections = [*state.sections(changelog.sections), ("alerts", pending), ("alert_delivery", records)]
         return [(name, v if isinstance(v, bytes) else _encode(v)) for name, v in sections]
 
     def _send_state(self, partition: int, sections: list, offsets: dict, logs: dict):
@@ -143,7 +147,8 @@ class Checkpointing:
                         [(name, "", len(data)) for name, data in sections])
 
     def _save_pending_alerts(self) -> None:
-        self.checkpoints.save_alerts([a.to_dict() for a in self.alerts.pending()])
+        alerts, delivery = self.alerts.pending_records()
+        self.checkpoints.save_alerts([a.to_dict() for a in alerts], delivery)
 
 
 class _PartitionCount:

@@ -25,7 +25,6 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from daemon.alerting.episodes import Alert
 from daemon.kafka import logid, pausing
 from daemon.kafka.statetopic import Epoch, StateTopicError, decode, decode_partition
 from daemon.stream.partition import PartitionState
@@ -133,11 +132,11 @@ class PartitionHandoff:
         return decode_partition(sections, self.config), manifest.logs, f"the local file in {self.checkpoints.directory}"
 
     def _resend(self, sections: dict) -> None:
-        """Send again the alerts a partition's previous owner had not delivered (a pending
-        id is not sent twice)."""
+        """Send again the alerts a partition's previous owner had not delivered, to the sinks
+        it had not delivered them to (a pending id is not sent twice)."""
         if "alerts" in sections and self.alerts is not None:
-            for data in decode(sections["alerts"]):
-                self.alerts.send(Alert.from_dict(data))
+            delivery = decode(sections["alert_delivery"]) if "alert_delivery" in sections else {}
+            self.alerts.hand_over(decode(sections["alerts"]), delivery)
 
 
     def _revoked(self, partitions) -> None:

@@ -188,9 +188,10 @@ class Daemon(Checkpointing, PartitionHandoff):
         if self.config.state.topic:
             self._set_up_state_topic(scope)
         sinks = wiring.alert_sinks(self.config, self._producer)
+        pending, delivery = self.checkpoints.load_pending()
         self.alerts = AlertSender(
             sinks, on_outcome=lambda sink, outcome: self.metrics.alerts_sent.labels(sink, outcome).inc(),
-            pending=self.checkpoints.load_alerts(),
+            pending=pending, delivery=delivery,
             give_up_after_seconds=self.config.alerts.give_up_after_seconds,
             initial_backoff_seconds=self.config.alerts.retry_initial_seconds,
             max_backoff_seconds=self.config.alerts.retry_max_seconds)
