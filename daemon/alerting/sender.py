@@ -141,6 +141,13 @@ class AlertSender:
         with self._lock:
             return len(self._pending)
 
+    def backlog(self) -> dict[str, tuple[int, float | None]]:
+        """By sink name: (alerts the sink is not done with, when the oldest of them was
+        first due, Unix time, or None when there are none)."""
+        with self._lock:
+            return {w.sink.name: (len(w.jobs), min((j.first_due for j in w.jobs.values()), default=None))
+                    for w in self._workers}
+
     def close(self, timeout: float = 5.0) -> None:
         """Try to deliver what is pending for up to ``timeout`` seconds, then stop the workers.
 

@@ -195,6 +195,7 @@ class Daemon(Checkpointing, PartitionHandoff):
             give_up_after_seconds=self.config.alerts.give_up_after_seconds,
             initial_backoff_seconds=self.config.alerts.retry_initial_seconds,
             max_backoff_seconds=self.config.alerts.retry_max_seconds)
+        self.metrics.alert_sender = self.alerts
         for sink in sinks:  # every series from the start, so rate() sees the first failure
             for outcome in ALERT_OUTCOMES:
                 self.metrics.alerts_sent.labels(sink.name, outcome)

@@ -56,6 +56,9 @@ class Metrics:
         # Lag first: read before the state collector waits for the loop's lock.
         self.registry.register(_LagCollector(self.lag))
         self.registry.register(_StateCollector(states, lock, settings, clock))
+        #: The alert sender (daemon.alerting.sender), set once it exists: its backlog is read at scrapes.
+        self.alert_sender = None
+        self.registry.register(_AlertBacklogCollector(lambda: self.alert_sender, clock))
         r = self.registry
         self.alerts_sent = Counter("driftd_alerts_sent", "Alert deliveries by sink and outcome.", ["sink", "outcome"], registry=r)
         self.last_checkpoint = Gauge("driftd_last_checkpoint_timestamp_seconds", "When the last checkpoint was written.", registry=r)
@@ -102,6 +105,33 @@ class _LagCollector:
         for tp, lag in sorted(self._tracker.lags().items()):
             family.add_metric([tp.topic, str(tp.partition)], lag)
         yield family
+
+
+class _AlertBacklogCollector:
+    """``driftd_alerts_pending`` and ``driftd_alerts_oldest_pending_age_seconds`` by sink,
+    from the alert sender's backlog when scraped: an outage shorter than the give-up time
+    shows here, where ``driftd_alerts_sent_total`` has no gave_up yet."""
+
+    def __init__(self, sender, clock=time.time):
+        self._sender = sender
+        self._clock = clock
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        pending = GaugeMetricFamily("driftd_alerts_pending", "Alerts a sink has not finished with (being tried or "
+                                    "retried, or waiting behind an earlier alert of their episode).", labels=["sink"])
+        oldest = GaugeMetricFamily("driftd_alerts_oldest_pending_age_seconds", "Seconds since the oldest alert "
+                                   "pending for a sink was first due (0 when none is).", labels=["sink"])
+        sender = self._sender()
+        if sender is not None:
+            now = self._clock()
+            for sink, (count, first_due) in sorted(sender.backlog().items()):
+                pending.add_metric([sink], count)
+                oldest.add_metric([sink], 0.0 if first_due is None else max(0.0, now - first_due))
+        yield pending
+        yield oldest
 
 
 class _StateCollector:

@@ -1,8 +1,9 @@
-"""Pending alerts across a daemon's restart, on the real broker with real HTTP receivers.
+"""Alert delivery in a real daemon, on the real broker with real HTTP receivers.
 
 A restarted daemon sends a pending alert again only to the sinks that had not
 acknowledged it, whether it finds the alert in its local file of pending alerts or, on
-another replica (another state directory), in the state topic with the partition.
+another replica (another state directory), in the state topic with the partition; /metrics
+shows each sink's backlog and the age of its oldest pending alert, across a restart.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 
 from daemon.alerting.episodes import Episodes
 
-from .daemon_harness import daemon_config, running_daemon, status, wait_until
+from prometheus_client.parser import text_string_to_metric_families
+
+from .daemon_harness import daemon_config, get, running_daemon, status, wait_until
 from .test_alerts import Receiver
 
 DETAIL = {"statistic": 0.21, "threshold": 0.07, "p_value": 0.001}
@@ -80,3 +83,40 @@ def test_the_file_of_pending_alerts_keeps_the_delivery_records_and_reads_an_earl
     # An earlier driftd's file: the alerts alone (sent again to every sink).
     checkpoints.alerts_path.write_bytes(seal(b"k" * 32, "alerts scope", [alert]))
     assert checkpoints.load_pending() == ([alert], {})
+
+
+def backlog(daemon) -> dict:
+    """{(family, sink): value} of the alert backlog gauges."""
+    text = get(daemon, "/metrics")[1].decode()
+    return {(f.name, s.labels["sink"]): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if f.name in ("driftd_alerts_pending", "driftd_alerts_oldest_pending_age_seconds")}
+
+
+def test_metrics_show_a_sinks_backlog_and_its_oldest_alerts_age_across_a_restart(
+        kafka_bootstrap, unique_name, tmp_path):
+    """A trial's finding: an outage shorter than the give-up time showed nowhere (no
+    gave_up yet, retries logged at INFO); and a restart reset the give-up clock."""
+    down = Receiver()
+    down.default = (503, {})
+    try:
+        config = daemon_config(kafka_bootstrap, unique_name, tmp_path, alerts={
+            "retry_initial_seconds": 0.2, "retry_max_seconds": 0.5, "sinks": [{"type": "webhook", "url": down.url}]})
+        with running_daemon(config) as daemon:
+            wait_until(lambda: status(daemon)["ready"], timeout=30, what="ready")
+            assert backlog(daemon) == {("driftd_alerts_pending", "webhook-0"): 0.0,
+                                       ("driftd_alerts_oldest_pending_age_seconds", "webhook-0"): 0.0}
+            daemon.alerts.send(alert_of_partition_0("m"))
+            time.sleep(2.0)
+            seen = backlog(daemon)
+            assert seen[("driftd_alerts_pending", "webhook-0")] == 1.0
+            assert 1.5 <= seen[("driftd_alerts_oldest_pending_age_seconds", "webhook-0")] < 60
+        with running_daemon(config) as daemon:  # restarted: the alert's age goes on
+            seen = backlog(daemon)
+            assert seen[("driftd_alerts_pending", "webhook-0")] == 1.0
+            assert seen[("driftd_alerts_oldest_pending_age_seconds", "webhook-0")] >= 2.0
+            down.default = (200, {})
+            wait_until(lambda: backlog(daemon)[("driftd_alerts_pending", "webhook-0")] == 0.0, timeout=10,
+                       what="the backlog delivered")
+            assert backlog(daemon)[("driftd_alerts_oldest_pending_age_seconds", "webhook-0")] == 0.0
+    finally:
+        down.close()
