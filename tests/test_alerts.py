@@ -373,6 +373,30 @@ def test_after_an_outage_each_episode_reaches_a_sink_in_order(sender_factory):
         up.close()
 
 
+def test_a_failing_sink_logs_a_few_summaries_not_a_line_per_alert_per_attempt(receiver, sender_factory, caplog,
+                                                                              monkeypatch):
+    """A trial's finding: 362 pending alerts wrote 2,000 INFO lines a minute, one per alert
+    per attempt, and nothing at WARNING while the sink was down."""
+    from daemon.alerting import sender as module
+
+    monkeypatch.setattr(module, "LOG_EVERY_SECONDS", 0.5)
+    receiver.default = (503, {})
+    sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")])
+    with caplog.at_level(logging.INFO, logger="driftd.alerting.sender"):
+        for i in range(20):
+            sender.send(firing_alert(f"m{i}"))
+        assert wait_for(lambda: outcomes.count(("hook", "failed_retrying")) >= 200, timeout=10)
+        time.sleep(0.6)
+        receiver.default = (200, {})
+        assert wait_for(lambda: outcomes.count(("hook", "sent")) == 20, timeout=5)
+    lines = [r for r in caplog.records if r.name == "driftd.alerting.sender"]
+    assert 3 <= len(lines) <= 2 + 2 * 5, [r.getMessage() for r in lines]  # a summary per 0.5 s at most
+    assert all(r.levelno == logging.WARNING for r in lines)
+    assert lines[0].getMessage().startswith("alert sink hook failing, retrying with backoff: HTTP 503")
+    assert "still failing" in lines[1].getMessage() and "attempt(s) failed" in lines[1].getMessage()
+    assert lines[-1].getMessage().startswith("alert sink hook delivers again after")
+
+
 def test_400_is_rejected_without_retry(receiver, sender_factory):
     receiver.default = (400, {})
     sender, outcomes = sender_factory([WebhookSink(receiver.url, name="hook")])

@@ -41,6 +41,10 @@ OUTCOMES = ("sent", "failed_retrying", "gave_up", "rejected")
 #: Ids of alerts every sink has finished with that are remembered, so that the same alert
 #: handed over again is not sent twice (the newest so many; about 100 bytes each).
 MAX_FINISHED_IDS = 10_000
+#: A failing sink logs one warning when it starts failing, then one summary at most this
+#: often (seconds), and one when it delivers again: not a line per alert per attempt
+#: (362 pending alerts wrote 2,000 lines a minute).
+LOG_EVERY_SECONDS = 60.0
 
 class AlertSender:
     """Delivers alerts to sinks from background threads.
@@ -237,6 +241,7 @@ class _Worker:
         # (each retried on its own jittered backoff, 92 of 181 did after an outage).
         self.queues: dict[tuple, dict[str, _Job]] = {}
         self.not_before = 0.0  # from Retry-After: the sink's server asked for a pause
+        self.failures = _FailureLog(sink.name)
         self.wake = threading.Condition(sender._lock)
         self.thread = threading.Thread(target=self._run, name=f"driftd-alerts-{sink.name}",
                                        daemon=True)
@@ -282,6 +287,8 @@ class _Worker:
                     outcome = self._reschedule(job, getattr(error, "retry_after", None))
                 if outcome != "failed_retrying":
                     self.sender._finish(self, job.alert.id)
+                backlog = len(self.jobs), min((j.first_due for j in self.jobs.values()), default=None)
+            self.failures.note(outcome, error, *backlog)
             self._log(job, outcome, error)
             self.sender._report(self.sink.name, outcome)
 
@@ -320,6 +327,39 @@ class _Worker:
                       alert.model, alert.status, name, job.attempts, error)
         elif outcome == "rejected":
             log.error("alert %s rejected by sink %s: %s", alert.id, name, error)
-        elif outcome == "failed_retrying":
-            log.info("alert %s: sink %s failed (attempt %d), retrying: %s", alert.id, name,
-                     job.attempts, error)
+        elif outcome == "failed_retrying":  # the sink's summary says it (_FailureLog)
+            log.debug("alert %s: sink %s failed (attempt %d), retrying: %s", alert.id, name,
+                      job.attempts, error)
+
+
+class _FailureLog:
+    """A sink's failed attempts, told in the log as a few summaries (one worker thread's)."""
+
+    def __init__(self, sink_name: str):
+        self.name = sink_name
+        self.since: float | None = None  # monotonic time of the first failure of this outage
+        self.failed = self.failed_total = 0
+        self.logged_at = 0.0
+
+    def note(self, outcome: str, error: Exception | None, pending: int, oldest_due: float | None) -> None:
+        now = time.monotonic()
+        if outcome == "sent" and self.since is not None:
+            log.warning("alert sink %s delivers again after %.0f s of failures (%d failed attempts); %d alert(s) "
+                        "pending", self.name, now - self.since, self.failed_total, pending)
+            self.since = None
+        if outcome != "failed_retrying":
+            return
+        self.failed += 1
+        self.failed_total += 1
+        oldest = 0.0 if oldest_due is None else max(0.0, time.time() - oldest_due)
+        if self.since is None:
+            self.since, self.failed_total = now, 1
+            log.warning("alert sink %s failing, retrying with backoff: %s; %d alert(s) pending", self.name, error,
+                        pending)
+        elif now - self.logged_at >= LOG_EVERY_SECONDS:
+            log.warning("alert sink %s still failing after %.0f s: %d attempt(s) failed in the last %.0f s, the "
+                        "last with %s; %d alert(s) pending, the oldest due %.0f s ago", self.name, now - self.since,
+                        self.failed, now - self.logged_at, error, pending, oldest)
+        else:
+            return
+        self.failed, self.logged_at = 0, now
