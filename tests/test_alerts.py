@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import random
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,8 @@ import numpy as np
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from daemon.alerting.sender import AlertSender, KafkaSink, WebhookSink, parse_retry_after
+from daemon.alerting.sender import (AlertSender, KafkaSink, PermanentError, RetryableError, WebhookSink,
+                                   parse_retry_after)
 from daemon.alerting.episodes import Alert, Episodes, alert_id, info
 
 KEY = ("fraud", "KS", "amount")
@@ -395,6 +397,57 @@ def test_a_failing_sink_logs_a_few_summaries_not_a_line_per_alert_per_attempt(re
     assert lines[0].getMessage().startswith("alert sink hook failing, retrying with backoff: HTTP 503")
     assert "still failing" in lines[1].getMessage() and "attempt(s) failed" in lines[1].getMessage()
     assert lines[-1].getMessage().startswith("alert sink hook delivers again after")
+
+
+def test_timeout_seconds_bounds_the_whole_request_not_each_read():
+    """A trial's finding: a receiver trickling its answer, a byte every 2 s, held a sink for
+    ever (the timeout bounded each socket read)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            while not stop.wait(0.3):               # well within each read's timeout
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    sink = WebhookSink(f"http://127.0.0.1:{server.getsockname()[1]}/hook", timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetryableError, match="timed out"):
+            sink.deliver(firing_alert())
+        assert time.monotonic() - started < 5.0     # about 1 s; the trickle takes 12
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_redirects_keep_the_signed_post_or_are_rejected_saying_why(receiver, secret):
+    target = Receiver()
+    try:
+        alert = firing_alert()
+        for code in (301, 302, 307, 308):
+            receiver.script = [(code, {"Location": target.url})]
+            WebhookSink(receiver.url, secret).deliver(alert)
+            last = target.requests[-1]
+            assert last["headers"]["webhook-id"] == alert.id and json.loads(last["body"])["data"] == alert.to_dict()
+            Webhook(secret).verify(last["body"], last["headers"])
+        assert len(target.requests) == 4
+        receiver.script = [(303, {"Location": target.url})]   # "GET it there": not a webhook's answer
+        with pytest.raises(PermanentError, match="HTTP 303 redirect not followed"):
+            WebhookSink(receiver.url, secret).deliver(alert)
+        receiver.default = (307, {"Location": receiver.url})  # a loop
+        with pytest.raises(PermanentError, match="redirect not followed"):
+            WebhookSink(receiver.url, secret).deliver(alert)
+        assert len(target.requests) == 4
+    finally:
+        target.close()
 
 
 def test_400_is_rejected_without_retry(receiver, sender_factory):

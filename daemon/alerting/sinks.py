@@ -21,13 +21,12 @@ import http.client
 import json
 import math
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
+from daemon.alerting import transport
 from daemon.alerting.episodes import FIRING, INFO, Alert
 
 __all__ = ["AlertLinks", "KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
@@ -186,12 +185,9 @@ def _encode(render, alert: Alert) -> str:
         raise PermanentError(f"alert {alert.id} is not JSON-serializable: {exc}") from None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirected POST would silently turn into a GET: treat 3xx as a misconfiguration."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
+#: Answers retried (with 5xx): request timeout, too many requests. Other 4xx, and a 3xx not
+#: followed (:mod:`daemon.alerting.transport`), are rejected; 2xx is sent.
+RETRIED = (408, 429)
 
 #: The shortest key the Standard Webhooks spec allows (bytes); a shorter one signs, with a warning.
 MIN_KEY_BYTES = 24
@@ -270,7 +266,6 @@ class WebhookSink:
         self._url = url
         self._where = f"{parts.scheme}://{parts.hostname}"
         self._signer = signer(secret)
-        self._opener = urllib.request.build_opener(_NoRedirect)
 
     def body(self, alert: Alert) -> str:
         """The JSON body: identical on every attempt (only the timestamp header changes)."""
@@ -287,19 +282,20 @@ class WebhookSink:
                    "webhook-id": alert.id, "webhook-timestamp": str(math.floor(now.timestamp()))}
         if self._signer is not None:
             headers["webhook-signature"] = self._signer.sign(alert.id, now, body)
-        request = urllib.request.Request(self._url, data=body.encode(), headers=headers,
-                                         method="POST")
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            status, retry_after = exc.code, exc.headers.get("Retry-After")
-            exc.close()
-            if status in (408, 429) or status >= 500:
-                raise RetryableError(f"HTTP {status}", parse_retry_after(retry_after)) from None
-            raise PermanentError(f"HTTP {status}") from None  # 3xx too: see _NoRedirect
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+            status, answer = transport.post(self._url, body.encode(), headers, self.timeout)
+        except transport.TimedOut as exc:
+            raise RetryableError(f"timed out: {exc} (timeout_seconds)") from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError, resets, refused connections
             raise RetryableError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+        if 200 <= status < 300:
+            return
+        if status in RETRIED or status >= 500:
+            raise RetryableError(f"HTTP {status}", parse_retry_after(answer.get("Retry-After"))) from None
+        if 300 <= status < 400:
+            raise PermanentError(f"HTTP {status} redirect not followed (a 303, to http from https, or more than "
+                                 f"{transport.MAX_REDIRECTS}): set the sink's url to where the alerts should go")
+        raise PermanentError(f"HTTP {status}")
 
     def __repr__(self) -> str:
         return (f"WebhookSink(name={self.name!r}, url={self._where!r}/..., format={self.format!r},"

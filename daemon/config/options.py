@@ -287,7 +287,10 @@ class SinkConfig:
         "Standard Webhooks form), or any other string, taken as the key itself. A key under 24 bytes "
         "(the spec asks 24 to 64 random bytes) is warned about at start.", default=None)
     topic: str | None = _doc("Topic for alerts (kafka).", default=None)
-    timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=10.0)
+    timeout_seconds: float = _doc(
+        "Deadline of one delivery attempt as a whole: for a webhook, connecting, sending, the answer and its "
+        "redirects together (a receiver answering a byte at a time is cut off); for kafka, the broker's "
+        "acknowledgement. A timed-out attempt is retried.", default=10.0)
 
     @property
     def secret_value(self) -> str | None:
