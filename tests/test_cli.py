@@ -333,6 +333,20 @@ def test_check_config_names_an_empty_topic_a_kafka_client_value_of_the_wrong_typ
         assert said in checked.stderr, checked.stderr
 
 
+def test_check_config_warns_of_a_webhook_sink_without_a_secret(tmp_path):
+    """A trial's finding: a `type: webhook` sink without `secret` sent unsigned alerts
+    without a word. check-config warns (and passes); a Slack sink, which checks no
+    signature, is not warned about."""
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"models": {"fraud": {}}, "alerts": {"sinks": [
+        {"type": "webhook", "url": "http://127.0.0.1:9/a"}, {"type": "slack", "url": "http://127.0.0.1:9/b"}]}}))
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 0 and checked.stdout.strip().endswith(": ok"), checked
+    warned = [line for line in checked.stderr.splitlines() if "secret" in line]
+    assert len(warned) == 1 and warned[0].startswith("driftd: warning: alerts.sinks[0].secret: not set: this sink's "
+                                                     "alerts go unsigned"), checked.stderr
+
+
 def test_check_config_warns_of_tests_a_reference_too_small_can_never_fire(tmp_path):
     """check-config said ok to reference_size 30 at the default ert, where the run then
     skips every CUSUM ('can never fire at this contract'): it now says so, naming the key."""

@@ -30,7 +30,7 @@ from daemon.alerting import transport
 from daemon.alerting.episodes import FIRING, INFO, Alert
 
 __all__ = ["AlertLinks", "KafkaSink", "PermanentError", "RetryableError", "Sink", "WebhookSink",
-           "alert_severity", "parse_retry_after", "runbook_anchor", "slack_text"]
+           "alert_severity", "parse_retry_after", "runbook_anchor", "secret_warning", "slack_text"]
 
 #: Detectors whose alerts are ``critical`` (someone looks now); every other one's are
 #: ``warning``. Performance decay is the model doing worse on labelled events, the harm
@@ -212,6 +212,17 @@ def short_key(secret: str | None) -> str | None:
     return (f"its key is {len(key)} bytes; the Standard Webhooks spec asks {MIN_KEY_BYTES} to 64 random bytes "
             f"(e.g. whsec_ followed by the output of `openssl rand -base64 32`), since a short key can be guessed "
             f"from signed alerts")
+
+
+def secret_warning(kind: str, secret: str | None) -> str | None:
+    """What is wrong with a sink's ``secret`` for a sink of type ``kind`` (``webhook``,
+    ``slack``), in words that do not show it: a key too short (:func:`short_key`), or none
+    for a ``webhook`` (a Slack incoming webhook checks no signature); None if nothing."""
+    if kind == "webhook" and not (secret or "").strip():
+        return ("not set: this sink's alerts go unsigned, so its receiver cannot tell them from anyone's requests; "
+                "set a key (e.g. whsec_ followed by the output of `openssl rand -base64 32`) and verify the "
+                "webhook-signature header")
+    return short_key(secret)
 
 
 def _spec_form(secret: str | None) -> str:

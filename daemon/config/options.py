@@ -285,7 +285,8 @@ class SinkConfig:
     secret: Secret | None = _doc(
         "Signing key, {env: NAME} or {file: PATH} (webhook, slack): whsec_ and the base64 of the key (the "
         "Standard Webhooks form), or any other string, taken as the key itself. A key under 24 bytes "
-        "(the spec asks 24 to 64 random bytes) is warned about at start.", default=None)
+        "(the spec asks 24 to 64 random bytes) is warned about at start and by check-config, and so is a "
+        "`type: webhook` sink without one (its alerts go unsigned).", default=None)
     topic: str | None = _doc("Topic for alerts (kafka).", default=None)
     timeout_seconds: float = _doc(
         "Deadline of one delivery attempt as a whole: for a webhook, connecting, sending, the answer and its "

@@ -107,11 +107,11 @@ def warnings(config: Config) -> list[str]:
 
 
 def _weak_secrets(config: Config) -> list[str]:
-    """A line per webhook sink whose signing key is shorter than the spec asks."""
-    from daemon.alerting.sinks import short_key
+    """A line per webhook sink whose signing key is shorter than the spec asks, or missing."""
+    from daemon.alerting.sinks import secret_warning
 
     return [f"alerts.sinks[{i}].secret: {weak}" for i, sink in enumerate(config.alerts.sinks)
-            if sink.type != "kafka" and (weak := short_key(sink.secret_value)) is not None]
+            if sink.type != "kafka" and (weak := secret_warning(sink.type, sink.secret_value)) is not None]
 
 
 def _targets(config: Config) -> list[tuple[str, str, ModelConfig]]:

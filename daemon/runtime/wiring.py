@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 
-from daemon.alerting.sinks import AlertLinks, KafkaSink, WebhookSink, short_key
+from daemon.alerting.sinks import AlertLinks, KafkaSink, WebhookSink, secret_warning
 from daemon.config import Config, Secret
 
 log = logging.getLogger("driftd")
@@ -70,7 +70,7 @@ def alert_sinks(config: Config, producer) -> list:
             sinks.append(KafkaSink(producer, sink.topic, timeout=sink.timeout_seconds, name=name, links=links))
         else:
             fmt = "slack" if sink.type == "slack" else "standard"
-            if (weak := short_key(secret)) is not None:
+            if (weak := secret_warning(sink.type, secret)) is not None:
                 log.warning("alerts.sinks[%d].secret: %s", i, weak)
             sinks.append(WebhookSink(sink.url, secret, format=fmt, timeout=sink.timeout_seconds, name=name, links=links))
     return sinks
