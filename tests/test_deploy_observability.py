@@ -86,7 +86,7 @@ UNKNOWN_WHILE_DOWN = sorted([
     *(("Label delay", ref) for ref in "ABC"),
     ("Consumer lag", "A"), ("Batch processing time", "A"), ("Batch processing time", "B"),
     ("Retrains and promotions", "A"), ("Retrains and promotions", "B"),
-    ("Learner scores", "A"), ("Learner scores", "B"),
+    ("Learner scores", "A"), ("Learner scores", "B"), ("Alert deliveries", "B"),
 ])
 #: The dashboard row about driftd itself: its panels show every driftd target, whatever the model.
 DAEMONS_ROW = "Daemons"
