@@ -871,3 +871,30 @@ def test_ids_that_come_back_within_the_ttl_are_named_as_the_likely_cause_of_dupl
     else:
         assert join["duplicate_prediction"] == 0 and join["joined"] == 4_398, join
         assert "taken for copies" not in err
+
+
+@pytest.mark.parametrize("at, declared", [(600, False), (0, True)])
+def test_a_categorical_features_number_does_not_break_a_learner(tmp_path, at, declared):
+    """A tester's finding: one event with ``"c": 5`` in a feature of strings (accepted: the
+    feature is categorical) made a Hoeffding tree fail on the hundreds of labelled events
+    after it (TypeError: '<' not supported between int and str): 2,294 of 3,000 here. The
+    learners get a feature's values as they first learned it (the number as its level,
+    "5"), or as it is declared under ``features:``, also when a number comes first."""
+    rng = random.Random(5)
+    rows = []
+    for i in range(3_000):
+        c = rng.choice(["DE", "FR", "IT"]) if i != at else 5
+        x = rng.random()
+        y = int((c == "DE") ^ (x > 0.7))
+        rows.append({"model": "m", "id": i, "ts": 1_764_000_000.0 + i, "features": {"c": c, "x": x}, "prediction": y})
+        rows.append({"model": "m", "id": i, "ts": 1_764_000_000.5 + i, "label": y})
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = {"models": {"m": {"reference_size": 500, "learners": {"tree": {"HoeffdingAdaptiveTreeClassifier": {"seed": 1}}},
+                               **({"features": {"c": "categorical"}} if declared else {})}}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(config))
+    summary = tmp_path / "summary.json"
+    assert main(["replay", str(path), "--config", str(config_path), "--summary", str(summary), "--quiet"]) == 0
+    tree = json.loads(summary.read_text())["models"]["m"]["status"]["learning"]["learners"]["tree"]
+    assert tree["learned"] == 3_000 and tree["errors"] == 0 and tree["score"] > 0.9, tree

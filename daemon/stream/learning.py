@@ -21,8 +21,12 @@ from learners.retraining import RetrainPolicy
 
 from daemon.config import ModelConfig
 from daemon.alerting.episodes import info
+from daemon.stream.reference import level
 
 log = logging.getLogger("driftd.stream.learning")
+
+#: Types of values learned as numbers (a boolean is one to River: 1 or 0).
+_NUMBERS = frozenset({int, float, bool})
 
 
 def build_lifecycle(config: ModelConfig, key: str) -> ChampionChallenger:
@@ -57,8 +61,11 @@ class Learning:
     """
 
     def __init__(self, lifecycle: ChampionChallenger, promotions: list | None = None, errors: int = 0,
-                 held: list | None = None, signals: dict | None = None, model: str = ""):
+                 held: list | None = None, signals: dict | None = None, model: str = "", kinds: dict | None = None):
         self.lifecycle = lifecycle
+        #: feature -> learned as a number (True) or a level (False): declared under
+        #: ``features:``, else by the first value learned (see :meth:`_steady`).
+        self.kinds: dict[str, bool] = kinds if kinds is not None else {}
         self.model = model  # (for the logs)
         self.promotions: list[tuple] = promotions if promotions is not None else []
         self.errors = errors
@@ -95,6 +102,7 @@ class Learning:
         position = before  # among the version's pairs fed to its tests
         for ((prediction, _, version, ts, features, *_), label), is_paired in zip(pairs, paired):
             position += is_paired
+            features = self._steady(features)
             signal = self.signals.pop((tests, position), None) if is_paired else None
             try:
                 try:
@@ -112,6 +120,34 @@ class Learning:
                 self.promotions.append((promotion, ts))
         for learner, message in lifecycle.last_error.items():  # the learners' own, contained there
             self._said(f"learner {learner}: {message}")
+
+    def _steady(self, features: dict | None) -> dict | None:
+        """``features`` with each value of the type the learners first learned the feature
+        with: a number, or a level (a categorical value's text, as the data-drift tests'
+        levels). A categorical feature's values may be numbers as well as strings (``5``
+        beside ``"DE"``): River's trees keep a feature's kind from its first value and
+        compare the others with it, so that one ``5`` made a learner fail on the hundreds of
+        labelled events after it (TypeError: '<' not supported between int and str). A
+        number keeps its place as its level; a string where numbers were learned is left
+        out (missing), as the learners take a missing value. A feature declared under
+        ``features:`` is learned as declared from its first value."""
+        if not features:
+            return features
+        kinds = self.__dict__.setdefault("kinds", {})  # (a pipeline saved before they were kept: none yet)
+        steady = None
+        for name, value in features.items():
+            if value is None:
+                continue
+            number = type(value) in _NUMBERS
+            if kinds.setdefault(name, number) == number:
+                continue
+            if steady is None:
+                steady = dict(features)
+            if number:
+                steady[name] = level(value)
+            else:
+                del steady[name]
+        return features if steady is None else steady
 
     def _said(self, what, error: Exception | None = None) -> None:
         """Log a learning failure once per kind (it would repeat at every event), 20 kinds

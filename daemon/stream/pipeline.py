@@ -102,7 +102,9 @@ class ModelPipeline(PipelineState):
         self.ended_counts: dict[tuple, list] = {}
         self._asked: set = set()  # builds whose calibration jobs were handed out
         # Learners outlive model versions: they learn the world, not the deployed model.
-        self.learning = Learning(build_lifecycle(config, f"models.{name}.learners"), model=name) if config.learners else None
+        declared = {feature: kind == "numeric" for feature, kind in config.features.items() if kind != "ignore"}
+        self.learning = Learning(build_lifecycle(config, f"models.{name}.learners"), model=name,
+                                 kinds=declared) if config.learners else None
         self.label_checks = LabelChecks()
         self._start_version(None)
 
