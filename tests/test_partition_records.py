@@ -522,3 +522,37 @@ def test_a_prediction_whose_ts_text_is_no_time_names_its_model_and_orphans_its_l
               for i in (100, 101)]
     state.handle_labels(labels, rejects)
     assert state.join.counts[("clf", "label_orphaned")] == 2
+
+
+def test_a_model_removed_from_models_is_no_longer_watched_after_a_restart(warm, caplog):
+    """A tester's finding: a model deleted from ``models:`` (auto_register_models off) was
+    still watched after a restart (its restored state kept it: events processed, series
+    exported, no unknown_model), and could only be retired by clearing the partition's
+    state, every other model's with it. Now its state goes, its open alert episodes are
+    resolved (reason model_removed), and its events are dead letters."""
+    state = pickle.loads(warm)
+    state.attach(make_config())
+    opened = state.episodes.observe(("reg", "ks", "amount"), True, BASE + 100, {}, origin=("predictions", 0, 7, BASE + 100))
+    assert opened is not None and opened.status == "firing"
+    saved = pickle.dumps(state)
+
+    only_clf = from_dict({"kafka": {"max_event_bytes": 20_000}, "model_defaults": SMALL, "models": {"clf": {}}})
+    with caplog.at_level(logging.WARNING, logger="driftd"):
+        restored = pickle.loads(saved)
+        restored.attach(only_clf)
+    assert "model reg is no longer under models:" in caplog.text
+    assert set(restored.models) == {"clf"} and not any(key[0] == "reg" for key in restored.processed)
+    resolved = list(restored.alerts())
+    assert [(a.model, a.detector, a.status, a.detail["reason"]) for a in resolved] == [("reg", "ks", "resolved", "model_removed")]
+    assert resolved[0].event_time == max(ts for (m, _), ts in state.newest_ts.items() if m == "reg")
+    assert list(restored.alerts()) == []  # once
+
+    feeder = Feeder(restored)
+    predictions, _ = valid_stream("reg", 3, start=200)
+    more, _ = valid_stream("clf", 3, start=200)
+    feeder.feed("predictions", predictions + more)
+    assert feeder.rejects.reasons() == Counter({"unknown_model": 3}) and "reg" not in restored.models
+
+    kept = pickle.loads(saved)  # the same configuration: nothing removed
+    kept.attach(make_config())
+    assert set(kept.models) == {"clf", "reg"} and list(kept.alerts()) == []

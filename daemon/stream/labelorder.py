@@ -55,6 +55,11 @@ class LabelOrder(dict):
         self._held = {(model, entry[0]): entry for model, queue in self.items() for entry in queue
                       if entry[2] is None and entry[1] is not None}
 
+    def forget(self, model: str) -> None:
+        """Drop ``model``'s labels (a model no longer watched)."""
+        if self.pop(model, None) is not None:
+            self._held = {key: entry for key, entry in self._held.items() if key[0] != model}
+
     def hold(self, model: str, offset: int, id: str) -> None:
         """Keep the place of the label at ``offset`` (of ``id``), waiting for its prediction."""
         entry = [offset, id, None]

@@ -93,6 +93,28 @@ class PartitionState(PartitionPersistence):
                         extra={"partition": self.partition})
         return False
 
+    def forget(self, model: str, why: str) -> None:
+        """Stop watching ``model`` here (``why``: in words): its pipeline, counters and held
+        labels go, and its open alert episodes end, resolved at its newest event time with
+        ``reason: model_removed`` and ``why`` (given out by the next :meth:`alerts`), lest
+        a receiver keep a drift firing for a model no one watches. Its events are then
+        those of a model not watched (``unknown_model``), or start it afresh where it may
+        be watched again. (Its predictions and labels waiting in the join stay, in the
+        join's bound, until newer ones push them out.)"""
+        self.models.pop(model, None)
+        newest = max((ts for (name, _), ts in self.newest_ts.items() if name == model), default=0.0)
+        ended = self.__dict__.setdefault("ended_alerts", [])
+        for key in [key for key in self.episodes.active_keys() if key[0] == model]:
+            alert = self.episodes.end(key, newest, {"reason": "model_removed", "why": why})
+            if alert is not None:
+                ended.append(alert)
+        for counter in (self.processed, self.model_dead_letters):
+            for key in [key for key in counter if key[0] == model]:
+                del counter[key]
+        self.newest_ts = {key: ts for key, ts in self.newest_ts.items() if key[0] != model}
+        self.label_delay.pop(model, None)
+        self.label_order.forget(model)
+
     def advance(self, topic: str, first: int, last: int) -> None:
         """Record that offsets ``first`` to ``last`` of ``topic`` have been handled."""
         expected = self.offsets.get(topic)
@@ -367,6 +389,7 @@ class PartitionState(PartitionPersistence):
         observation of its episode, at the event time and source of the value that
         completed the test (never a batch's), so the alerts are a function of the input
         stream alone."""
+        yield from self.__dict__.pop("ended_alerts", ())  # of models no longer watched (forget)
         kafka = self._config.kafka
         topics = {"data": kafka.predictions_topic, "labels": kafka.labels_topic}
         for model, pipeline in self.models.items():

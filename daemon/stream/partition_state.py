@@ -77,11 +77,20 @@ class PartitionPersistence:
         self.join.ttl, self.join.grace = join.prediction_ttl_seconds, join.label_grace_seconds
         self.join.max_pending = join.max_pending
         self.episodes.clear_after, self.episodes.cooldown_seconds = int(alerts.clear_after), float(alerts.cooldown_seconds)
-        for name, pipeline in self.models.items():
-            _say_changed_settings(name, pipeline.config, config.model(name), self.partition)
         self.__dict__.setdefault("newest_ts", {})  # states checkpointed before it
         self.__dict__.setdefault("label_order", LabelOrder())
         self.__dict__.setdefault("model_dead_letters", Counter())
+        if not config.auto_register_models:
+            for name in [name for name in self.models if name not in config.models]:
+                # Removed from models: since the state was saved: no longer watched (its
+                # state kept, the model went on being watched, and could not be retired).
+                log.warning("partition %d: model %s is no longer under models: (and auto_register_models is off): "
+                            "its state is dropped, its open alerts resolved, and its events are dead letters "
+                            "(unknown_model) from here", self.partition, name,
+                            extra={"model": name, "partition": self.partition})
+                self.forget(name, f"model {name} is no longer under models:, so no longer watched")
+        for name, pipeline in self.models.items():
+            _say_changed_settings(name, pipeline.config, config.model(name), self.partition)
         # Buckets of the checkpoint (the fixed ones before they were configurable), re-binned
         # when the configuration now has others.
         old, new = self.__dict__.get("delay_buckets", LEGACY_DELAY_BUCKETS), delay_buckets(config.join)
