@@ -191,6 +191,28 @@ def test_status_while_the_loop_holds_the_lock_is_the_last_answer_or_every_model_
     assert "stale" not in fresh and list(fresh["models"]) == ["fraud", "churn"]
 
 
+def test_a_stale_status_is_the_last_answer_whole_with_its_time(monkeypatch):
+    """A tester's finding: a stale /status showed the partitions' offsets of now beside
+    model counts minutes old (the answer kept the live offset dicts), and nothing said how
+    old it was."""
+    import daemon.runtime.service as service
+    from daemon.stream.partition import PartitionState
+
+    monkeypatch.setattr(service, "LOCK_WAIT_SECONDS", 0.01)
+    config = from_dict({"models": {"fraud": {}}})
+    daemon = Daemon(config)
+    state = daemon.states[0] = PartitionState(0, config)
+    state.offsets["predictions"] = 400
+    before = time.time()
+    answer = daemon.status()
+    assert answer["partitions"] == {0: {"predictions": 400}} and before <= answer["as_of"] <= time.time()
+    state.offsets["predictions"] = 82_400  # the loop goes on, holding the lock
+    with daemon.lock:
+        stale = daemon.status()
+    assert stale["stale"] is True and stale["partitions"] == {0: {"predictions": 400}}
+    assert stale["as_of"] == answer["as_of"]
+
+
 def test_input_topics_of_different_partition_counts_keep_the_daemon_unready_with_the_reason(kafka_bootstrap, unique_name,
                                                                                            tmp_path):
     """A new user's finding: predictions of 2 partitions and labels of 3 (topics created

@@ -427,8 +427,10 @@ class Daemon(Checkpointing, PartitionHandoff):
                 else:
                     models[name] = model
         return {
+            "as_of": time.time(),  # (a stale answer is this one again: its age shows)
             "ready": self.health()[1],
-            "partitions": {s.partition: s.offsets for s in states},
+            # Copies: a stale answer must not show today's offsets beside older counts.
+            "partitions": {s.partition: dict(s.offsets) for s in states},
             "dead_letters": dict(sum((s.dead_letters for s in states), start=Counter())),
             "pending_alerts": self.alerts.pending_count() if self.alerts else 0,
             "calibrations_pending": self.calibrator.pending,
