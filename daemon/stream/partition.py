@@ -101,9 +101,11 @@ class PartitionState(PartitionPersistence):
         those of a model not watched (``unknown_model``), or start it afresh where it may
         be watched again. (Its predictions and labels waiting in the join stay, in the
         join's bound, until newer ones push them out.)"""
-        self.models.pop(model, None)
-        newest = max((ts for (name, _), ts in self.newest_ts.items() if name == model), default=0.0)
+        pipeline = self.models.pop(model, None)
         ended = self.__dict__.setdefault("ended_alerts", [])
+        if pipeline is not None and pipeline.observations:
+            ended += self._alerts_of(model, pipeline)  # its decisions so far, as any model's
+        newest = max((ts for (name, _), ts in self.newest_ts.items() if name == model), default=0.0)
         for key in [key for key in self.episodes.active_keys() if key[0] == model]:
             alert = self.episodes.end(key, newest, {"reason": "model_removed", "why": why})
             if alert is not None:
@@ -390,23 +392,26 @@ class PartitionState(PartitionPersistence):
         completed the test (never a batch's), so the alerts are a function of the input
         stream alone."""
         yield from self.__dict__.pop("ended_alerts", ())  # of models no longer watched (forget)
+        for model, pipeline in self.models.items():
+            if pipeline.observations:
+                yield from self._alerts_of(model, pipeline)
+
+    def _alerts_of(self, model: str, pipeline: ModelPipeline):
+        """The alerts of ``model``'s observations since the last call (see :meth:`alerts`)."""
         kafka = self._config.kafka
         topics = {"data": kafka.predictions_topic, "labels": kafka.labels_topic}
-        for model, pipeline in self.models.items():
-            if not pipeline.observations:
-                continue
-            for o in pipeline.pop_observations():
-                origin = (topics[o.side], self.partition, o.offset, o.event_time)
-                if o.drift is None:  # the test is gone (a new model version without it)
-                    alert = self.episodes.end((model, o.detector, o.feature), o.event_time, o.detail)
-                    if alert is not None:
-                        yield alert
-                    continue
-                # Decay is critical, as the shipped DriftdPerformanceDecay rule (README "Alert rules").
-                alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin,
-                                              severity=alert_severity(o.detector))
+        for o in pipeline.pop_observations():
+            origin = (topics[o.side], self.partition, o.offset, o.event_time)
+            if o.drift is None:  # the test is gone (a new model version without it)
+                alert = self.episodes.end((model, o.detector, o.feature), o.event_time, o.detail)
                 if alert is not None:
                     yield alert
+                continue
+            # Decay is critical, as the shipped DriftdPerformanceDecay rule (README "Alert rules").
+            alert = self.episodes.observe((model, o.detector, o.feature), o.drift, o.event_time, o.detail, origin=origin,
+                                          severity=alert_severity(o.detector))
+            if alert is not None:
+                yield alert
 
     # -- calibration (see daemon.runtime.calibrator) ----------------------------------------------
     def calibration_jobs(self, new_only: bool = False) -> list[tuple]:
