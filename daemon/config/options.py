@@ -518,7 +518,10 @@ class Config:
         "Models auto_register_models watches at most per input partition (the models listed under "
         "models: are not counted): beyond, a new name's events are dead letters, unknown_model, "
         "counted without a model label and said once in the log. It bounds the metrics' series "
-        "and the memory when a producer puts something unbounded (a request id) in the model name.",
+        "and the memory when a producer puts something unbounded (a request id) in the model name. "
+        "A model that stops sending keeps its place, across restarts: with models that come and go, "
+        "list them under models: (one removed from there is dropped at the next start) or size this "
+        "for all the names a partition sees.",
         default=1000)
     log_level: str = _doc(
         "DEBUG, INFO, WARNING or ERROR (`driftd run --log-level` overrides it). kafka-python's own "
