@@ -81,8 +81,9 @@ class Fed:
         self.n_fed = 0
         #: CPU seconds of this thread by phase: collecting the reference, building the tests
         #: from it, calibrating them, and feeding the tests afterwards (a batch that
-        #: completes the reference counts as collecting, but for the build itself).
-        self.cpu = {"reference": 0.0, "build": 0.0, "calibration": 0.0, "tests": 0.0}
+        #: completes the reference counts as collecting, but for the build itself), and
+        #: feeding labels (:meth:`feed_labels`).
+        self.cpu = {"reference": 0.0, "build": 0.0, "calibration": 0.0, "tests": 0.0, "labels": 0.0}
         self._drifting: set[tuple[str, str]] = set()  # (test, column) in drift now
 
     @property
@@ -119,6 +120,31 @@ class Fed:
                     found.append(Detection(o.offset, o.detector, o.feature))
                     drifting.add((o.detector, o.feature))
             elif drifting and o.side == "data":
+                drifting.discard((o.detector, o.feature))
+        return sorted(found, key=lambda d: d.at)
+
+    def feed_labels(self, events: list, labels: list, delay: float = 1.0) -> list[Detection]:
+        """Feed the labels of ``events``, the ``len(events)`` predictions fed last (with
+        :meth:`feed`), each ``delay`` seconds after its prediction, in their order, as the
+        label join gives them to the pipeline; then compute the pending calibrations (the label tests', the
+        estimate's). Returns the entries into drift they caused, of any test (the label
+        side's, the estimate's), in stream order."""
+        start = self.n_fed - len(events)
+        pairs = [((e.prediction, e.score, e.model_version, e.ts, None, start + i), label)
+                 for i, (e, label) in enumerate(zip(events, labels))]
+        p = self.pipeline
+        t = time.thread_time()
+        p.observe_labels(pairs, label_times=[e.ts + delay for e in events])
+        self.cpu["labels"] += time.thread_time() - t
+        if p.reference_complete and p.uncalibrated:
+            self.calibrate()
+        found, drifting = [], self._drifting
+        for o in p.pop_observations():
+            if o.drift:
+                if (o.detector, o.feature) not in drifting:
+                    found.append(Detection(o.offset, o.detector, o.feature))
+                    drifting.add((o.detector, o.feature))
+            elif drifting:
                 drifting.discard((o.detector, o.feature))
         return sorted(found, key=lambda d: d.at)
 

@@ -73,15 +73,29 @@ SEED = 20_251_203
 FEED_BATCH = 500  # predictions per batch while the reference fills
 POOL = 2_000  # stationary predictions shared by every model in the steady phase
 MEANS = np.linspace(-5, 5, N_FEATURES)
+SCORE_SLOPE = 2.0  # scored events: P(class 1) = 1 / (1 + exp(-SCORE_SLOPE * z)), about 86% right
+LABEL_DELAY = 1.0  # scored events: seconds from a prediction to its label (100 predictions later)
+#: Kinds of events: without a score or labels (the estimate never runs), and with both,
+#: estimation on (the default) and off.
+EVENTS = {"unscored": {}, "scored": {}, "scored-off": {"estimation": "off"}}
 SCALES = np.linspace(0.5, 3, N_FEATURES)
 
 
-def rows(rng: np.random.Generator, n: int, model: str, start: int = 0, decimals: int | None = None) -> list:
+def rows(rng: np.random.Generator, n: int, model: str, start: int = 0, decimals: int | None = None,
+         scored: bool = False):
+    """``n`` predictions of ``model``; ``scored``: ``(predictions, labels)``, each prediction
+    with a score (the probability of class 1, calibrated: each label is 1 with it)."""
     x = rng.normal(size=(n, N_FEATURES)) * SCALES + MEANS
     if decimals is not None:
         x = np.round(x, decimals)  # "12.34" in the JSON
-    prediction = ((x[:, 0] - MEANS[0]) / SCALES[0] + (x[:, 1] - MEANS[1]) / SCALES[1] > 0).astype(int)
-    return feeding.predictions(model, {f"x{k}": x[:, k] for k in range(N_FEATURES)}, prediction, start=start)
+    z = (x[:, 0] - MEANS[0]) / SCALES[0] + (x[:, 1] - MEANS[1]) / SCALES[1]
+    prediction = (z > 0).astype(int)
+    columns = {f"x{k}": x[:, k] for k in range(N_FEATURES)}
+    if not scored:
+        return feeding.predictions(model, columns, prediction, start=start)
+    score = 1.0 / (1.0 + np.exp(-SCORE_SLOPE * z))
+    labels = (rng.uniform(size=n) < score).astype(int).tolist()
+    return feeding.predictions(model, columns, prediction, score=score, start=start), labels
 
 
 def vm(field: str) -> int:
@@ -91,27 +105,33 @@ def vm(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
+def child(n_models: int, steady: int, decimals: int | None = None, events: str = "unscored") -> dict:
     from daemon.config import ModelConfig
     from daemon.runtime import allocator, blas
 
     allocator.tune()  # as `driftd run` does
     blas.limit_threads()
-    config = ModelConfig()
+    config = ModelConfig(**EVENTS[events])
+    scored = events != "unscored"
     gc.collect()
     baseline = vm("VmRSS")
     models: list[feeding.Fed] = []
     ready_cpu, last = [], []
     for m in range(n_models):
         rng = np.random.default_rng([SEED, m])
-        reference = rows(rng, config.reference_size, f"m{m}", decimals=decimals)
+        reference = rows(rng, config.reference_size, f"m{m}", decimals=decimals, scored=scored)
+        if scored:
+            reference, labels = reference
         fed = feeding.Fed(f"m{m}", config)
         t = time.thread_time()
         for i in range(0, len(reference) - 1, FEED_BATCH):
-            fed.feed(reference[i:min(i + FEED_BATCH, len(reference) - 1)])
+            batch = slice(i, min(i + FEED_BATCH, len(reference) - 1))
+            fed.feed(reference[batch])
+            if scored:  # each batch's labels right after it
+                fed.feed_labels(reference[batch], labels[batch], LABEL_DELAY)
         ready_cpu.append(time.thread_time() - t)
         models.append(fed)
-        last.append(reference[-1])
+        last.append((reference[-1], labels[-1]) if scored else reference[-1])
         del reference
     gc.collect()
     collecting_rss = vm("VmRSS")
@@ -121,24 +141,41 @@ def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
                           for f in (models if n_models <= 100 else models[::n_models // 100])]
     for m, fed in enumerate(models):
         t = time.thread_time()
-        fed.feed([last[m]])
+        if scored:
+            fed.feed([last[m][0]])
+            fed.feed_labels([last[m][0]], [last[m][1]], LABEL_DELAY)
+        else:
+            fed.feed([last[m]])
         if not fed.ready:
             fed.calibrate()
         ready_cpu[m] += time.thread_time() - t
         if not fed.ready:
             raise RuntimeError(f"model m{m} not ready after its reference and calibration")
+        estimation = fed.pipeline.estimation
+        if scored and estimation.enabled and not (estimation.fitted and estimation.settled):
+            raise RuntimeError(f"model m{m}: the estimate is not running ({estimation.skipped or 'not fitted'})")
     del last
     gc.collect()
     ready_rss = vm("VmRSS")
+    calibration_cpu = [fed.cpu["calibration"] for fed in models]
 
-    pool = rows(np.random.default_rng([SEED, 1, 0]), POOL, "steady", start=10**9, decimals=decimals)
-    fill = pool[:config.window]
+    pool = rows(np.random.default_rng([SEED, 1, 0]), POOL, "steady", start=10**9, decimals=decimals, scored=scored)
+    pool, pool_labels = pool if scored else (pool, None)
+    window = max(config.window, config.decay_window) if scored else config.window
     step = config.stride  # each batch completes one test of every test
-    batches = [pool[i:i + step] for i in range(config.window, POOL, step)]
-    # Untimed: fill every model's windows, so that each timed batch of ``stride`` values
-    # completes one test of every test of the model.
+    fill = slice(0, window)
+    batches = [slice(i, i + step) for i in range(window, POOL, step)]
+
+    def feed(fed: feeding.Fed, part: slice) -> int:
+        found = len(fed.feed(pool[part]))
+        if scored:
+            found += len(fed.feed_labels(pool[part], pool_labels[part], LABEL_DELAY))
+        return found
+
+    # Untimed: fill every model's windows (and labelled windows), so that each timed batch
+    # of ``stride`` values completes one test of every test of the model.
     for fed in models:
-        fed.feed(fill)
+        feed(fed, fill)
     rounds = max(1, math.ceil(steady / (n_models * step)))
     n_events = detections = 0
     tests_before = n_tests(models)
@@ -146,17 +183,23 @@ def child(n_models: int, steady: int, decimals: int | None = None) -> dict:
     for r in range(rounds):
         batch = batches[r % len(batches)]
         for fed in models:
-            detections += len(fed.feed(batch))
-        n_events += len(batch) * n_models
+            detections += feed(fed, batch)
+        n_events += (batch.stop - batch.start) * n_models
     steady_cpu = time.thread_time() - t
     tests_run = n_tests(models) - tests_before
-    del pool, fill, batches
+    del pool, pool_labels, batches
     gc.collect()
     steady_rss = vm("VmRSS")
-    scrapes = {mode: scrape_seconds(models, mode) for mode in ("alerting", "all")}
+    scrapes = {mode: scrape_seconds(models, mode) for mode in ("alerting", "all")} if not scored else None
     sample = models if n_models <= 100 else [models[i] for i in np.linspace(0, n_models - 1, 100).astype(int)]
     pickled = [len(pickle.dumps(f.pipeline, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
+    pickled_estimates = [len(pickle.dumps(f.pipeline.estimates, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
+    pickled_labels = [len(pickle.dumps(f.pipeline.labels, protocol=pickle.HIGHEST_PROTOCOL)) for f in sample]
     return {
+        "events": events, "pickled_estimates": float(np.mean(pickled_estimates)),
+        "pickled_labels": float(np.mean(pickled_labels)),
+        "calibration_cpu_first": calibration_cpu[0],
+        "calibration_cpu_rest_mean": float(np.mean(calibration_cpu[1:])) if n_models > 1 else None,
         "models": n_models, "baseline_rss": baseline, "ready_rss": ready_rss, "steady_rss": steady_rss,
         "collecting_rss": collecting_rss, "collecting_peak": collecting_peak,
         "collecting_bytes": float(np.mean(collecting_bytes)), "pickled_collecting": float(np.mean(pickled_collecting)),
@@ -212,17 +255,17 @@ def scrape_seconds(models: list, per_feature: str, n: int = 3) -> dict:
 
 
 def n_tests(models: list) -> int:
-    """Tests run so far by every data test of every model."""
-    return sum(d.n_tests for fed in models for d in fed.pipeline.data_detectors.values())
+    """Tests run so far by every test of every model (data, labels, the estimate's)."""
+    return sum(d.n_tests for fed in models for _, _, d in fed.pipeline.detectors())
 
 
-def run(n_models: int, steady: int, decimals: int | None = None) -> dict:
-    args = [sys.executable, __file__, "--child", str(n_models), "--steady", str(steady)]
+def run(n_models: int, steady: int, decimals: int | None = None, events: str = "unscored") -> dict:
+    args = [sys.executable, __file__, "--child", str(n_models), "--steady", str(steady), "--child-events", events]
     if decimals is not None:
         args += ["--decimals", str(decimals)]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"{n_models} models failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{n_models} models ({events}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -240,12 +283,19 @@ def main(argv=None) -> int:
                                   "series (default: all)")
     p.add_argument("--decimals", type=int, help="feature values rounded to this many decimals (as JSON values "
                                                 "often are; default: full-precision floats)")
+    p.add_argument("--events", default="unscored,scored",
+                   help="comma-separated kinds of events among unscored (a predicted class: no score, no labels) "
+                        "and scored (a score and every label, estimation on and off) (default: both)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--child-events", default="unscored", choices=sorted(EVENTS), help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     steady = opts.steady or (20_000 if opts.quick else 100_000)
     if opts.child is not None:
-        print(json.dumps(child(opts.child, steady, opts.decimals)))
+        print(json.dumps(child(opts.child, steady, opts.decimals, opts.child_events)))
         return 0
+    kinds = [k.strip() for k in opts.events.split(",")]
+    if set(kinds) - {"unscored", "scored"}:
+        p.error(f"unknown --events {sorted(set(kinds) - {'unscored', 'scored'})}: choose among unscored, scored")
     import scale_out  # not in the children: their baseline is the interpreter with numpy and driftd only
     counts = [int(c) for c in opts.models.split(",")] if opts.models else ([1, 10, 100] if opts.quick else [1, 10, 100, 1000])
     parts = ["models", *scale_out.PARTS] if not opts.only else [x.strip() for x in opts.only.split(",")]
@@ -254,8 +304,12 @@ def main(argv=None) -> int:
         p.error(f"unknown part(s) {sorted(unknown)}: choose among models, {', '.join(scale_out.PARTS)}")
     started = time.perf_counter()
     above = None
-    if "models" in parts:
+    if "models" in parts and "unscored" in kinds:
         above = in_process(counts, steady, opts.decimals)
+    if "models" in parts and "scored" in kinds:
+        if above is not None:
+            print()
+        in_process_scored(counts, steady, opts.decimals)
     out = [x for x in parts if x in scale_out.PARTS]
     failed = False
     if out:
@@ -375,6 +429,65 @@ def in_process(counts: list, steady: int, decimals: int | None = None) -> dict:
           f"({last} models / {one}: {cost[last] / cost[one]:.2f}x)")
     print(f"in-process run time {time.perf_counter() - started:.0f} s")
     return above
+
+
+def in_process_scored(counts: list, steady: int, decimals: int | None = None) -> None:
+    """Steps 1-5 for events with a score and their labels, estimation on and off, printed."""
+    started = time.perf_counter()
+    print("driftd with many models in one process, events with a score and their labels (pipelines fed directly)")
+    print(feeding.machine_line())
+    results = {}
+    for n in counts:
+        for events in ("scored", "scored-off"):
+            results[n, events] = run(n, steady, decimals, events)
+        print(f"  {n} models, scored: done", file=sys.stderr, flush=True)
+    first = results[counts[0], "scored"]
+    print(f"each model: ModelConfig() defaults {first['config']}; {N_FEATURES} numeric features, the prediction and "
+          f"its score, P(class 1) = 1 / (1 + exp(-{SCORE_SLOPE:g} z)); every prediction labelled "
+          f"({LABEL_DELAY:g} s later, fed after its batch), each label 1 with that probability; estimation: auto "
+          "(the estimate fitted on the first decay_reference_size labels, then run on every later prediction) "
+          "and off")
+    print()
+    one = counts[0]
+    above = {key: r["steady_rss"] - r["baseline_rss"] for key, r in results.items()}
+    collecting = {key: r["collecting_rss"] - r["baseline_rss"] for key, r in results.items()}
+    cost = {key: r["steady_cpu"] / r["steady_events"] * 1e6 for key, r in results.items()}
+    head = (f"{'models':>6} {'estimation':>10} {'RSS above':>11} {'per model':>10} {'marginal':>10} "
+            f"{'collecting':>10} {'pickled/model':>14} {'of it estimate':>14} {'peak RSS':>10} {'ready CPU 1st':>13} "
+            f"{'ready CPU next':>14} {'of it calib.':>12} {'us/event':>9} {'vs ' + str(one):>7} {'vs off':>7}")
+    print(head)
+    print("-" * len(head))
+    for n in counts:
+        for events in ("scored", "scored-off"):
+            r, key = results[n, events], (n, events)
+            marginal = "-" if n == one else mb((above[key] - above[one, events]) / (n - one), 2)
+            rest = "-" if r["ready_cpu_rest_mean"] is None else f"{r['ready_cpu_rest_mean']:.3f} s"
+            calibration = r["calibration_cpu_rest_mean"] if r["calibration_cpu_rest_mean"] is not None else r["calibration_cpu_first"]
+            print(f"{n:>6} {'off' if events == 'scored-off' else 'auto':>10} {mb(above[key]):>11} {mb(above[key] / n, 2):>10} "
+                  f"{marginal:>10} {mb(collecting[key] / n, 2):>10} {r['pickled_mean'] / 1024:>11,.0f} kB "
+                  f"{r['pickled_estimates'] / 1024:>11,.0f} kB {mb(r['peak_rss']):>10} {r['ready_cpu_first']:>11.2f} s "
+                  f"{rest:>14} {calibration:>10.3f} s {cost[key]:>9.1f} {cost[key] / cost[one, events]:>6.2f}x "
+                  f"{cost[key] / cost[n, 'scored-off']:>6.2f}x")
+    print()
+    print("as above, per model: collecting: RSS above per model one prediction short of the reference; of it estimate:\n"
+          "mean len(pickle.dumps(pipeline.estimates)); of it calib.: the calibration part of ready CPU (mean of the\n"
+          f"models after the first); us/event: CPU per prediction and its label, batches of {first['config']['stride']} "
+          "predictions, then their labels;\nvs off: against estimation off at the same number of models, same run: "
+          + "; ".join(f"{n} models: {results[n, e]['steady_events']:,} predictions and labels, "
+                      f"{results[n, e]['tests_run']:,} tests, {results[n, e]['steady_detections']} detections ({'auto' if e == 'scored' else 'off'})"
+                      for n in counts for e in ("scored", "scored-off")))
+    print()
+    biggest = max(counts)
+    for events in ("scored", "scored-off"):
+        key = (biggest, events)
+        marginal = (above[key] - above[one, events]) / (biggest - one) if biggest > one else above[key] / one
+        print(f"  estimation {'off' if events == 'scored-off' else 'auto'}: {mb(marginal, 2)} RSS per model (marginal at "
+              f"{biggest} models), {' / '.join(f'{cost[n, events]:.1f}' for n in counts)} us per prediction and its label")
+    on = (above[biggest, "scored"] - above[one, "scored"]) / (biggest - one) if biggest > one else above[one, "scored"] / one
+    off = (above[biggest, "scored-off"] - above[one, "scored-off"]) / (biggest - one) if biggest > one else above[one, "scored-off"] / one
+    print(f"  the estimate's own: {mb(on - off, 2)} RSS per model, {cost[biggest, 'scored'] / cost[biggest, 'scored-off']:.2f}x "
+          f"the CPU per prediction and label at {biggest} models")
+    print(f"in-process run time (scored) {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
