@@ -215,7 +215,10 @@ class PerformanceDecay(DeferredThresholds):
 
     def _reference_complete(self, codes: np.ndarray) -> None:
         if self._regression:
-            self._reference = np.array(codes, dtype=np.float64)
+            # The losses themselves (float64 already, never written to), not a copy: a
+            # reference given with set_reference is not held twice (np.asarray would copy
+            # an unpickled array, whose dtype is another instance).
+            self._reference = codes if codes.dtype == np.float64 else np.array(codes, dtype=np.float64)
             self._ref_stats = (codes.size, float(codes.mean()), float(codes.var(ddof=1)))
         else:
             self._reference = np.bincount(codes, minlength=decay_null.CATEGORIES[self.metric])

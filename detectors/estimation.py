@@ -85,6 +85,12 @@ class Ring:
         return self.data[: self.filled].astype(np.float64)
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same float64 values, bit for bit (-0.0 is not 0.0)."""
+    return a.shape == b.shape and a.dtype == b.dtype == np.float64 and np.array_equal(a.view(np.uint64),
+                                                                                        b.view(np.uint64))
+
+
 #: Saved states name the ring by its first name.
 _Ring = Ring
 
@@ -116,6 +122,10 @@ class EstimateDecay(PerformanceDecay):
         super().__init__("mae", window=window, reference_size=max(2, losses.size), stride=stride, **kw)
         self.estimated_metric = metric
         self.set_reference(np.zeros(losses.size), losses)
+        if _same_bits(self._given_reference, losses):
+            # The estimator's own array (its reference_losses), not a copy of it: the
+            # reference is then held once per model, in memory and in checkpoints.
+            self._given_reference = self._reference = losses
 
     def update_losses(self, losses) -> None:
         """Feed per-prediction expected losses (non-negative numbers)."""

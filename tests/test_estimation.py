@@ -283,3 +283,33 @@ def test_a_regressors_estimate_stays_finite_for_errors_beyond_float32():
     assert math.isfinite(est.metrics()["rmse"]) and math.isfinite(est.error()["rmse"])
     assert abs(est.realised()["rmse"] / realised - 1) < 1e-6
     assert 0.3 < est.metrics()["rmse"] / realised < 3
+
+
+def test_the_estimate_decay_test_holds_the_estimators_reference_losses_once():
+    """The test's reference is the estimator's own array (not two copies of it, 16 kB each
+    at the default 2,000 labelled events), in memory and through a pickle; its thresholds and
+    decisions are those of a test given a copy; losses that the test's loss changes (a
+    negative zero) are copied as before."""
+    import pickle
+
+    rng = np.random.default_rng(5)
+    score = rng.uniform(size=4000)
+    y_true = (rng.uniform(size=4000) < score).astype(int)
+    y_pred = (score > 0.5).astype(int)
+    est = ClassificationEstimate(window=WINDOW).fit(score[:REFERENCE], y_true[:REFERENCE], y_pred[:REFERENCE])
+    test = EstimateDecay("accuracy", est.reference_losses, window=WINDOW, ert=20_000)
+    assert test._reference is est.reference_losses and test._given_reference is est.reference_losses
+    copied = EstimateDecay("accuracy", est.reference_losses.copy(), window=WINDOW, ert=20_000)
+    assert (test._threshold, test.warning_threshold) == (copied._threshold, copied.warning_threshold)
+    losses = est.update_many(score[REFERENCE:], y_pred[REFERENCE:])
+    test.update_losses(losses + 0.05)
+    copied.update_losses(losses + 0.05)
+    assert [(d.at, d.drift, d.statistic) for d in test.pop_decisions()] == \
+        [(d.at, d.drift, d.statistic) for d in copied.pop_decisions()]
+    est2, test2 = pickle.loads(pickle.dumps((est, test)))
+    assert test2._reference is est2.reference_losses and test2._given_reference is est2.reference_losses
+    test2.reset()
+    assert test2._reference is est2.reference_losses
+    negative_zero = np.array([-0.0, 0.5, 0.25])
+    kept = EstimateDecay("mae", negative_zero, window=2, ert=1000)
+    assert kept._reference is not negative_zero and not np.signbit(kept._reference[0])
