@@ -8,12 +8,25 @@ Run from the repository root::
     .venv/bin/python bench/scale.py --quick    # 1, 10, 100 models, a shorter steady phase, quick scale-out
     .venv/bin/python bench/scale.py --models 1,50 --only models
     .venv/bin/python bench/scale.py --only takeover,series
+    .venv/bin/python bench/scale.py --only models --events scored   # with a score and labels only
 
 Each count of models runs in a fresh interpreter (so memory does not carry over), with
 ``daemon.stream.pipeline.ModelPipeline`` objects fed directly (no broker; see ``bench/feeding.py``),
 every model at ``ModelConfig()``'s defaults with 20 numeric features ``x0..x19`` (normal,
 each its own mean and scale; fresh draws per model; full-precision floats, or rounded to
-``--decimals`` digits as JSON values often are) and a predicted class (no score):
+``--decimals`` digits as JSON values often are), and two kinds of events (``--events``):
+
+- **unscored**: a predicted class, no score and no label: the data tests alone (the
+  label tests and the estimated performance never run);
+- **scored**: the predicted class with a score, the probability of class 1 (calibrated:
+  each label is 1 with it), and every prediction's label (fed after its batch of
+  predictions, as the label join gives them), so that the label tests (error stream,
+  accuracy decay) and the estimated performance run: fitted on the first
+  ``decay_reference_size`` labels, then estimating every later prediction, its decay test
+  calibrated to ``label_ert``. Each count runs twice, ``estimation: auto`` (the default) and
+  ``off``, in the same run, for the estimate's own share: RSS per model, time to ready
+  (its calibration part apart), CPU per prediction and its label, and the estimate's pickled
+  state. Timings and RSS go through the same steps as below, labels included:
 
 1. **baseline**: the interpreter with numpy and driftd imported, the C allocator tuned as
    ``driftd run`` tunes it (``daemon/runtime/allocator.py``), after ``gc.collect()``: VmRSS
