@@ -56,20 +56,23 @@ def check(config: Config, secrets: bool = True) -> None:
     check_federation(config)  # (last: it builds the models' learners, which the rules above check)
 
 
+def _value(config: Config, key: str):
+    """The value of ``section.name`` in ``config``."""
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
 def _check_ranges(config: Config) -> None:
     def positive(key):
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) <= 0:
+        if _value(config, key) <= 0:
             raise ConfigError(key, "must be above 0")
 
     def not_negative(key):
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) < 0:
+        if _value(config, key) < 0:
             raise ConfigError(key, "must not be negative")
 
     def bounded(key):
-        section, name = key.split(".")
-        value, (least, most, why) = getattr(getattr(config, section), name), _TIME_BOUNDS[key]
+        value, (least, most, why) = _value(config, key), _TIME_BOUNDS[key]
         if value < least or (most is not None and value > most):
             within = f"at least {least:g}" if most is None else f"between {least:g} and {most:g}"
             raise ConfigError(key, f"must be {within} (seconds), got {value:g}: {why}")

@@ -374,7 +374,7 @@ class LabelJoin(JoinChangelog):
         if watermark - ts > self.ttl:
             return self._stale("predictions", model, ts)
         waiting = self._get("predictions", model, id)
-        label = self._get("labels", model, id)
+        label = self._get("labels", model, id)  # (as it waits before this prediction moves the clock)
         # Every prediction moves its model's clock, a copy too, as every label does: the
         # clock ages the ids remembered. When a copy did not, ids that come back (a counter
         # that wraps) were taken for copies of remembered ones, which stopped the clock, so

@@ -133,7 +133,7 @@ class Learning:
         ``features:`` is learned as declared from its first value."""
         if not features:
             return features
-        kinds = self.__dict__.setdefault("kinds", {})  # (a pipeline saved before they were kept: none yet)
+        kinds = self.kinds
         steady = None
         for name, value in features.items():
             if value is None:

@@ -48,6 +48,8 @@ class PipelineState:
             self.learning = Learning(lifecycle, *parts, model=self.name) if lifecycle is not None else None
         if self.learning is not None and not self.learning.__dict__.get("model"):
             self.learning.model = self.name  # (saved before the learners knew their model's name)
+        if self.learning is not None:
+            self.learning.__dict__.setdefault("kinds", {})  # (saved before: each feature as next learned)
         if "label_checks" not in state:  # saved with the checks' counts in the pipeline (or before them)
             self.label_checks = LabelChecks(state.get("_label_type_checks", 0), state.get("_positive_checks"))
             for old in ("_label_type_checks", "_positive_checks"):
