@@ -115,7 +115,8 @@ class AlertSender:
             deadline = now + entry.first_due + self.give_up_after_seconds - wall
             for w in self._workers:
                 if w.sink.name in entry.waiting:
-                    w.add(_Job(alert, deadline, now, entry.first_due))
+                    w.jobs[alert.id] = _Job(alert, deadline, now, entry.first_due)
+                    w.wake.notify()
 
     def hand_over(self, alerts: Iterable[Alert | dict], delivery: dict | None = None) -> None:
         """:meth:`send` each of ``alerts`` (a checkpoint's, :class:`Alert` or its dict) with
@@ -149,8 +150,7 @@ class AlertSender:
         """By sink name: (alerts the sink is not done with, when the oldest of them was
         first due, Unix time, or None when there are none)."""
         with self._lock:
-            return {w.sink.name: (len(w.jobs), min((j.first_due for j in w.jobs.values()), default=None))
-                    for w in self._workers}
+            return {w.sink.name: w.backlog() for w in self._workers}
 
     def close(self, timeout: float = 5.0) -> None:
         """Try to deliver what is pending for up to ``timeout`` seconds, then stop the workers.
@@ -178,7 +178,7 @@ class AlertSender:
 
     def _finish(self, worker: "_Worker", alert_id: str) -> None:
         """Called under the lock when a sink is done with an alert, whatever the outcome."""
-        worker.remove(alert_id)
+        worker.jobs.pop(alert_id, None)
         entry = self._pending.get(alert_id)
         if entry is not None:
             entry.waiting.discard(worker.sink.name)
@@ -235,32 +235,16 @@ class _Worker:
 
     def __init__(self, sender: AlertSender, sink: Sink):
         self.sender, self.sink = sender, sink
-        self.jobs: dict[str, _Job] = {}
-        # The same jobs by episode key, each in the order sent: only the first of a key is
-        # tried, so that a resolved alert never reaches the sink before its firing one
-        # (each retried on its own jittered backoff, 92 of 181 did after an outage).
-        self.queues: dict[tuple, dict[str, _Job]] = {}
+        self.jobs: dict[str, _Job] = {}  # by alert id, in the order sent
         self.not_before = 0.0  # from Retry-After: the sink's server asked for a pause
         self.failures = _FailureLog(sink.name)
         self.wake = threading.Condition(sender._lock)
         self.thread = threading.Thread(target=self._run, name=f"driftd-alerts-{sink.name}",
                                        daemon=True)
 
-    def add(self, job: _Job) -> None:
-        """Under the lock: queue ``job`` behind the earlier jobs of its episode key."""
-        self.jobs[job.alert.id] = job
-        self.queues.setdefault(episode_key(job.alert), {})[job.alert.id] = job
-        self.wake.notify()
-
-    def remove(self, alert_id: str) -> None:
-        """Under the lock: the sink is done with ``alert_id`` (the next job of its key may go)."""
-        job = self.jobs.pop(alert_id, None)
-        if job is not None:
-            key = episode_key(job.alert)
-            queue = self.queues[key]
-            del queue[alert_id]
-            if not queue:
-                del self.queues[key]
+    def backlog(self) -> tuple[int, float | None]:
+        """Under the lock: (jobs, when the oldest was first due, Unix time, or None)."""
+        return len(self.jobs), min((j.first_due for j in self.jobs.values()), default=None)
 
     def _next(self) -> _Job | None:
         """Block until a job is due; returns it, or None when it is time to stop."""
@@ -270,8 +254,13 @@ class _Worker:
                 now = time.monotonic()
                 if s._closing and (now >= s._flush_deadline or not self.jobs):
                     return None
-                heads = (next(iter(queue.values())) for queue in self.queues.values())
-                job = min(heads, key=lambda j: j.next_at, default=None)
+                # Only the first job of an episode key (in the order sent) is tried, so that
+                # a resolved alert never reaches the sink before its firing one (each retried
+                # on its own jittered backoff, 92 of 181 did after an outage).
+                heads: dict[tuple, _Job] = {}
+                for j in self.jobs.values():
+                    heads.setdefault(episode_key(j.alert), j)
+                job = min(heads.values(), key=lambda j: j.next_at, default=None)
                 due = max(job.next_at, self.not_before) if job else math.inf
                 if now >= due:
                     job.attempts += 1
@@ -287,7 +276,7 @@ class _Worker:
                     outcome = self._reschedule(job, getattr(error, "retry_after", None))
                 if outcome != "failed_retrying":
                     self.sender._finish(self, job.alert.id)
-                backlog = len(self.jobs), min((j.first_due for j in self.jobs.values()), default=None)
+                backlog = self.backlog()
             self.failures.note(outcome, error, *backlog)
             self._log(job, outcome, error)
             self.sender._report(self.sink.name, outcome)
