@@ -71,6 +71,7 @@ class AlertSender:
         names = [s.name for s in self._sinks]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique, got {names}")
+        self._names = frozenset(names)
         self._on_outcome = on_outcome
         self.give_up_after_seconds = float(give_up_after_seconds)
         self.initial_backoff_seconds = float(initial_backoff_seconds)
@@ -101,12 +102,12 @@ class AlertSender:
         with self._lock:
             if alert.id in self._pending or alert.id in self._finished or not self._workers:
                 return
-            wall = time.time()
-            entry = _Entry(alert, {w.sink.name for w in self._workers}, set(done), wall if first_due is None else first_due)
-            entry.waiting -= entry.done
-            if not entry.waiting:  # every sink here had finished with it before a restart
+            done = set(done)
+            if done >= self._names:  # every sink here had finished with it before a restart
                 self._remember(alert.id)
                 return
+            wall = time.time()
+            entry = _Entry(alert, done, wall if first_due is None else first_due)
             if self._closing:
                 log.warning("alert %s sent after close(): kept as pending, not delivered", alert.id)
             self._pending[alert.id] = entry
@@ -114,7 +115,7 @@ class AlertSender:
             # The give-up clock goes on from when it was first due, across restarts.
             deadline = now + entry.first_due + self.give_up_after_seconds - wall
             for w in self._workers:
-                if w.sink.name in entry.waiting:
+                if w.sink.name not in done:
                     w.jobs[alert.id] = _Job(alert, deadline, now, entry.first_due)
                     w.wake.notify()
 
@@ -181,9 +182,8 @@ class AlertSender:
         worker.jobs.pop(alert_id, None)
         entry = self._pending.get(alert_id)
         if entry is not None:
-            entry.waiting.discard(worker.sink.name)
             entry.done.add(worker.sink.name)
-            if not entry.waiting:
+            if entry.done >= self._names:
                 del self._pending[alert_id]
                 self._remember(alert_id)
 
@@ -210,13 +210,14 @@ def episode_key(alert: Alert) -> tuple[str, str, str]:
 
 
 class _Entry:
-    """A pending alert: the sinks not done with it, those done (kept across restarts), and
-    when it was first due (Unix time)."""
+    """A pending alert: the names of the sinks done with it (kept across restarts, so may
+    name sinks no longer configured; those still to do are the others), and when it was
+    first due (Unix time)."""
 
-    __slots__ = ("alert", "waiting", "done", "first_due")
+    __slots__ = ("alert", "done", "first_due")
 
-    def __init__(self, alert: Alert, waiting: set[str], done: set[str], first_due: float):
-        self.alert, self.waiting, self.done, self.first_due = alert, waiting, done, float(first_due)
+    def __init__(self, alert: Alert, done: set[str], first_due: float):
+        self.alert, self.done, self.first_due = alert, done, float(first_due)
 
 
 class _Job:
