@@ -237,7 +237,8 @@ class _Repeats(logging.Filter):
         self._kinds: dict = {}  # kind -> [time of the last line kept, lines left out since]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind = (record.name, re.sub(r"\d+", "#", record.getMessage())[:200])
+        message = record.getMessage()
+        kind = (record.name, re.sub(r"\d+", "#", message)[:200])
         now = self._clock()
         with self._lock:
             seen = self._kinds.get(kind)
@@ -248,7 +249,7 @@ class _Repeats(logging.Filter):
                 self._kinds.clear()
             self._kinds[kind] = [now, 0]
         if seen is not None and seen[1]:
-            record.msg = f"{record.getMessage()} ({seen[1]} more like it in the last {now - seen[0]:.0f} s left out)"
+            record.msg = f"{message} ({seen[1]} more like it in the last {now - seen[0]:.0f} s left out)"
             record.args = ()
         return True
 
