@@ -302,7 +302,7 @@ class WebhookSink:
         if 200 <= status < 300:
             return
         if status in RETRIED or status >= 500:
-            raise RetryableError(f"HTTP {status}", parse_retry_after(answer.get("Retry-After"))) from None
+            raise RetryableError(f"HTTP {status}", parse_retry_after(answer.get("Retry-After")))
         if 300 <= status < 400:
             raise PermanentError(f"HTTP {status} redirect not followed (a 303, to http from https, or more than "
                                  f"{transport.MAX_REDIRECTS}): set the sink's url to where the alerts should go")

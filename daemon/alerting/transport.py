@@ -59,10 +59,10 @@ def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, htt
             status, answer = exc.code, exc.headers
             exc.close()
             return status, answer
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException):
         if watch.expired:
             raise TimedOut(f"no complete answer within {timeout:g} s") from None
-        raise exc
+        raise
     finally:
         timer.cancel()
 
