@@ -215,8 +215,10 @@ def run_driftd(table: Path, reconstruction: str | None = None, batch: int = 5000
 
 def phases(run: dict) -> str:
     names = {"reference": f"collecting the {REFERENCE:,}-row reference", "build": "building the tests",
-             "calibration": "calibrating", "tests": f"testing the other {ROWS - REFERENCE:,} rows"}
-    return ", ".join(f"{names[k]} {v:.2f} s" for k, v in run["phases"].items())
+             "calibration": "calibrating", "tests": f"testing the other {ROWS - REFERENCE:,} rows",
+             "labels": "feeding labels"}
+    # A phase this table has no events for (it has no labels) is left out.
+    return ", ".join(f"{names[k]} {v:.2f} s" for k, v in run["phases"].items() if v or k != "labels")
 
 
 def main(argv=None) -> int:
