@@ -528,3 +528,28 @@ def test_run_with_a_state_dir_it_cannot_use_fails_at_start_naming_the_key(tmp_pa
     assert done.returncode == 2 and done.stdout == "", done
     assert done.stderr == (f"driftd: invalid configuration {config_file}: state.dir: cannot use {a_file}: it is a "
                            f"file, not a directory\n"), done.stderr
+
+
+def test_check_config_names_a_state_dir_it_cannot_use_with_the_other_mistakes(tmp_path):
+    """check-config said ok to a state.dir that was a file: `driftd run` alone refused it.
+    It is named with every other mistake of the file in one run, and nothing is made;
+    --skip-state-dir leaves it out (a file for another machine: the pod's /var/lib/driftd)."""
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("")
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"state": {"dir": str(a_file / "state")}, "models": {"m": {"window": 1}},
+                                           "log_level": "LOUD"}))
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 1 and checked.stdout == "", checked
+    assert checked.stderr == (f"driftd: invalid configuration {config_file}: state.dir: cannot create {a_file}/state: "
+                              f"{a_file} is a file, not a directory\n"
+                              f"  and log_level: must be DEBUG, INFO, WARNING or ERROR\n"
+                              f"  and models.m.window: must be at least 2\n"), checked.stderr
+    config_file.write_text(yaml.safe_dump({"state": {"dir": str(tmp_path / "new" / "state")}, "models": {"m": {}}}))
+    checked = driftd("check-config", str(config_file))
+    assert checked.returncode == 0 and checked.stdout == f"{config_file}: ok\n", checked
+    assert not (tmp_path / "new").exists(), "check-config made the state directory"
+    config_file.write_text(yaml.safe_dump({"state": {"dir": str(a_file)}, "models": {"m": {}}}))
+    assert driftd("check-config", str(config_file)).returncode == 1
+    skipped = driftd("check-config", "--skip-state-dir", str(config_file))
+    assert skipped.returncode == 0 and skipped.stdout == f"{config_file}: ok\n", skipped

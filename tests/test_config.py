@@ -4,6 +4,7 @@ secrets never show, per-model settings inherit the defaults, the reference lists
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from pathlib import Path
@@ -720,3 +721,181 @@ def test_an_empty_webhook_secret_is_refused_not_taken_for_none(tmp_path):
     (tmp_path / "empty.sec").write_text("  \n")
     assert_fails({"alerts": {"sinks": [{"url": "https://hooks.example/x", "secret": {"file": str(tmp_path / "empty.sec")}}]}},
                  "alerts.sinks[0].secret", "is empty (or blank)")
+
+
+# -- every broken rule in one run ---------------------------------------------------------------
+
+def named(e: ConfigError) -> list[tuple[str, str]]:
+    """(key, reason) of every problem ``e`` names, in order."""
+    return [(x.key, x.reason) for x in (e, *e.also)]
+
+
+def test_every_broken_rule_of_a_model_is_named_in_one_run():
+    """A model named its first broken rule alone: a new user's file with 14 mistakes took 7
+    runs of check-config. Each independent rule of each model is now named at once."""
+    e = error({"models": {"a": {
+        "reference_size": 10, "window": 1, "label_ert": 0.5, "max_features": 1,
+        "features": {"x": "weird", "<foo>": "numeric", "<score>": "categorical"},
+        "numeric_tests": ["foo", "ks", "ks"], "categorical_tests": ["ks"],
+        "error_detector": "ADWIN", "error_detector_params": {"delta": 2, "scale_after": 3},
+        "promotion_alpha": 2, "retrain_warm_start": "hot", "decay_metrics": ["auc"], "estimation": "maybe"},
+        "b": {"stride": 0, "max_retrained": -1}}})
+    assert named(e) == [
+        ("models.a.reference_size", "must be at least 20: no test can be built from fewer reference values"),
+        ("models.a.window", "must be at least 2"),
+        ("models.a.label_ert", "must be at least 1"),
+        ("models.a.features.x", "must be numeric, categorical or ignore, got 'weird'"),
+        ("models.a.features.<foo>", "names in angle brackets are reserved (<prediction>, <score>)"),
+        ("models.a.features.<score>", "<score> of a classification model is numeric; it can only be ignored"),
+        ("models.a.numeric_tests", "unknown test 'foo' (psi, ks, cusum)"),
+        ("models.a.numeric_tests", "'ks' is listed 2 times"),
+        ("models.a.categorical_tests", "unknown test 'ks' (psi, chisquare, cusum)"),
+        ("models.a.error_detector_params.delta", "River's ADWIN takes a number > 0 and < 1, got 2"),
+        ("models.a.error_detector_params.scale_after", "is driftd's, not River's: a regression's errors are scaled "
+                                                       "for ADWIN by the first decay_reference_size of them"),
+        ("models.a.promotion_alpha", "must be above 0 and below 1, got 2.0"),
+        ("models.a.retrain_warm_start", "must be one of auto, always, never, meta, got 'hot'"),
+        ("models.a.decay_metrics", "'auc' is not a classification metric (accuracy, precision, recall, f1)"),
+        ("models.a.estimation", "must be auto (or on, yes, true) or off (or no, false), got 'maybe'"),
+        ("models.b.stride", "must be at least 1"),
+        ("models.b.max_retrained", "must not be negative, got -1"),
+    ]
+
+
+def test_a_failure_that_follows_from_another_of_the_same_setting_is_not_named():
+    """Each rule that reads a setting already found wrong is skipped: its failure would go
+    once the first is fixed (a window of 1 makes the default stride of 100 too large)."""
+    e = error({"models": {"m": {
+        "window": 1,                       # not also: stride must not exceed window (1)
+        "task": "ranking",                 # not: <prediction>'s type, 'accuracy' not a ranking metric
+        "features": {"<prediction>": "numeric"},
+        "max_features": 0,                 # not: 1 feature declared, more than max_features (0)
+        "promotion_min_events": 0,         # not: promotion_window must be at least promotion_min_events
+        "replay_reservoir_size": -1, "replay_recent_size": 0,  # not: must not both be 0
+        "label_ert": 0}}})                 # not: at least the decay tests' stride
+    assert named(e) == [("models.m.task", "must be classification or regression"),
+                        ("models.m.window", "must be at least 2"),
+                        ("models.m.max_features", "must be at least 1"),
+                        ("models.m.label_ert", "must be at least 1"),
+                        ("models.m.promotion_min_events", "must be at least 1, got 0"),
+                        ("models.m.replay_reservoir_size", "must not be negative, got -1")]
+    # A stride above its window: not also an ert below the stride.
+    assert named(error({"models": {"m": {"window": 100, "stride": 200, "ert": 150}}})) == [
+        ("models.m.stride", "must not exceed window (100)")]
+    # An unknown detector: its parameters are another's, not checked.
+    assert named(error({"models": {"m": {"error_detector": "ADWINN", "error_detector_params": {"delta": 2}}}})) == [
+        ("models.m.error_detector", "unknown detector (one of ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDM_A, HDDM_W)")]
+    # A key one rule refused is not given another rule's reason too; retry times out of
+    # range are not compared.
+    assert named(error({"kafka": {"session_timeout_ms": -5},
+                        "alerts": {"retry_initial_seconds": 0.001, "retry_max_seconds": 0}})) == [
+        ("alerts.retry_max_seconds", "must be above 0"), ("kafka.session_timeout_ms", "must be above 0"),
+        ("alerts.retry_initial_seconds", "must be at least 0.01 (seconds), got 0.001: a retry waits at least this "
+                                         "long: less floods the sink")]
+
+
+def test_a_mistake_of_model_defaults_is_named_once_not_in_every_model_that_inherits_it():
+    """A bad model_defaults value was named again for every model that takes it: one mistake,
+    as many lines as models."""
+    e = error({"model_defaults": {"window": 1, "stride": 1},
+               "models": {"a": {}, "b": {"window": 1}, "c": {"stride": 5}, "d": {"window": 4, "stride": 5}}})
+    assert named(e) == [("model_defaults.window", "must be at least 2"),
+                        ("models.b.window", "must be at least 2"),  # b's own: fixing model_defaults leaves it
+                        ("models.d.stride", "must not exceed window (4)")]  # (c's stride too large for a window of 1)
+
+
+def test_every_broken_rule_of_the_other_sections_is_named_in_one_run(monkeypatch):
+    """Each section's rules stopped at their first failure too (a sink's URL hid its timeout,
+    an unknown kafka.client key the next one, the federation's participant its key)."""
+    monkeypatch.delenv("DRIFTD_FEDERATION_KEY", raising=False)
+    e = error({"kafka": {"embedded_port": 70_000, "fetch_max_wait_ms": 40_000, "dead_letter_topic": "a b",
+                         "client": {"group_id": "x", "securty_protocol": "SSL"}},
+               "state": {"refused_state": "never", "piece_bytes": 10},
+               "metrics": {"per_feature": "some", "lag_refresh_seconds": 0},
+               "log_level": "LOUD", "log_format": "xml",
+               "alerts": {"sinks": [{"type": "webhook", "url": "nope", "topic": "t", "timeout_seconds": 0},
+                                    {"type": "pager", "url": "nope"}]},
+               "federation": {"enabled": True, "every_events": 0, "proximal_mu": -1},
+               "models": {"m": {}}})
+    assert named(e) == [
+        ("state.piece_bytes", "must be between 1024 and the producer's max_request_size less 1024 (1047552)"),
+        ("state.refused_state", "must be wait or start_fresh, got 'never'"),
+        ("kafka.dead_letter_topic", "'a b' is not a Kafka topic name: Topic name \"a b\" is illegal, it contains a "
+                                    "character other than ASCII alphanumerics, \".\", \"_\" and \"-\""),
+        ("metrics.per_feature", "must be all, alerting or none, got 'some'"),
+        ("metrics.lag_refresh_seconds", "must be above 0"),
+        ("log_level", "must be DEBUG, INFO, WARNING or ERROR"),
+        ("log_format", "must be text or json"),
+        ("alerts.sinks[0].url", "must be an http:// or https:// URL with a host"),
+        ("alerts.sinks[0].topic", "a webhook sink takes no topic (it would be ignored)"),
+        ("alerts.sinks[0].timeout_seconds", "must be above 0, got 0.0"),
+        ("alerts.sinks[1].type", "must be webhook, slack or kafka"),  # (the rest depends on the type)
+        ("kafka.client.group_id", "driftd sets it itself (kafka.group_id): given here as well, kafka-python would "
+                                  "refuse to make the client"),
+        ("kafka.client.securty_protocol", "not a kafka-python setting that the KafkaConsumer, KafkaProducer all "
+                                          "take; did you mean security_protocol?"),
+        ("kafka.embedded_port", "must be between 0 and 65535"),
+        ("kafka.fetch_max_wait_ms", "must be below 30000 (ms), the consumer's request timeout, got 40000"),
+        ("federation.participant", "needed when federation.enabled: this deployment's id"),
+        ("federation.every_events", "must be above 0"),
+        ("federation.proximal_mu", "must not be negative"),
+        ("federation.key_env", "federation messages are signed: set DRIFTD_FEDERATION_KEY"),
+    ]
+
+
+def test_both_alert_urls_are_named_at_once():
+    e = error({"alerts": {"runbook_base_url": "docs", "dashboard_url": "ftp://g"}})
+    assert named(e) == [("alerts.runbook_base_url", "must be an http:// or https:// URL with a host, got 'docs'"),
+                        ("alerts.dashboard_url", "must be an http:// or https:// URL with a host, got 'ftp://g'")]
+
+
+# -- state.dir --------------------------------------------------------------------------------
+
+def test_a_state_dir_that_cannot_be_used_or_made_is_named_with_the_reason(tmp_path):
+    """check-config said ok to a state.dir that was a file, under a file, or on /proc:
+    `driftd run` alone found it. Nothing is made by the check."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases = {
+        str(a_file): f"cannot use {a_file}: it is a file, not a directory",
+        str(a_file / "state"): f"cannot create {a_file}/state: {a_file} is a file, not a directory",
+        str(tmp_path / "dangling" / "state"): f"cannot create {tmp_path}/dangling/state: {tmp_path}/dangling is a "
+                                              f"symbolic link to {tmp_path}/nowhere, which does not exist",
+        "/dev/null": "cannot use /dev/null: it is not a directory",
+        # access() says yes to root here: the file made and removed says no, to every user.
+        "/proc": "cannot use /proc: a file cannot be made in it (No such file or directory)",
+        "/proc/driftd/state": "cannot create /proc/driftd/state: a file cannot be made in /proc (No such file or "
+                              "directory)",
+    }
+    for directory, reason in cases.items():
+        assert named(error({"state": {"dir": directory}})) == [("state.dir", reason)], directory
+        assert from_dict({"state": {"dir": directory}}, state_dir=False).state.dir == directory  # (not checked)
+    assert from_dict({"state": {"dir": str(tmp_path / "new" / "state")}}).state.dir == str(tmp_path / "new" / "state")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "dangling"], "the check made something"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a directory of mode 555")
+def test_a_state_dir_whose_user_cannot_write_is_named(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        assert named(error({"state": {"dir": str(locked)}})) == [
+            ("state.dir", f"cannot use {locked}: driftd's user cannot write in it")]
+        assert named(error({"state": {"dir": str(locked / "a" / "b")}})) == [
+            ("state.dir", f"cannot create {locked}/a/b: driftd's user cannot write in {locked}")]
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_state_dir_mistake_is_named_with_the_others_and_relative_to_the_file(tmp_path):
+    (tmp_path / "state").write_text("")  # the file's "state": not one in the current directory
+    config_file = tmp_path / "driftd.yaml"
+    config_file.write_text(yaml.safe_dump({"state": {"dir": "state"}, "models": {"m": {"window": 1}}}))
+    with pytest.raises(ConfigError) as info:
+        load(config_file)
+    assert named(info.value) == [("state.dir", f"cannot use {tmp_path}/state: it is a file, not a directory"),
+                                 ("models.m.window", "must be at least 2")]
+    with pytest.raises(ConfigError) as info:
+        load(config_file, state_dir=False)
+    assert named(info.value) == [("models.m.window", "must be at least 2")]

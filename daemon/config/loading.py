@@ -39,14 +39,17 @@ def secrets_required() -> bool:
     return _secrets_required.get()
 
 
-def load(path: str | os.PathLike, secrets: bool = True) -> Config:
-    """Read and validate a configuration file; raises :class:`ConfigError`.
+def load(path: str | os.PathLike, secrets: bool = True, state_dir: bool = True) -> Config:
+    """Read and validate a configuration file; raises :class:`ConfigError` naming every
+    mistake found (:func:`from_dict`).
 
     ``secrets=False``: a secret (``{env: NAME}`` or ``{file: PATH}``) whose variable is
     unset or whose file cannot be read is an empty :class:`Secret` instead of an error, and
     models with learners need no registry key, for commands that neither send nor sign
     (``driftd models``, ``driftd replay``), not the daemon (default: True, every secret
-    must be there).
+    must be there). ``state_dir=False``: ``state.dir`` need not be usable here, for commands
+    that keep no state and for a file checked for another machine (``check-config
+    --skip-state-dir``) (default: True, see :func:`from_dict`).
 
     Relative paths written in the file (:data:`PATH_KEYS`, and every ``{file: PATH}``
     secret) are taken relative to the file's directory, not the current one, so that a
@@ -71,7 +74,7 @@ def load(path: str | os.PathLike, secrets: bool = True) -> Config:
         data = _relative_to(data, Path(os.path.abspath(path)).parent)
     token = _secrets_required.set(secrets)
     try:
-        return from_dict(data or {})
+        return from_dict(data or {}, state_dir=state_dir)
     finally:
         _secrets_required.reset(token)
 
@@ -108,7 +111,14 @@ def _relative_to(data: dict, base: Path) -> dict:
     return out
 
 
-def from_dict(data: dict) -> Config:
+def from_dict(data: dict, state_dir: bool = True) -> Config:
+    """The :class:`Config` of ``data`` (a file's mapping of sections), defaults filled in.
+
+    Raises :class:`ConfigError` naming every mistake it finds at once: first every unknown
+    key and value of a wrong type, of every section and model; when there are none, every
+    broken rule between values (:func:`daemon.config.rules.check`), but those that follow
+    from another of the same setting. ``state_dir``: whether ``state.dir`` must be a
+    directory driftd can use (or make) on this machine (default: True; no directory is made)."""
     if not isinstance(data, dict):
         raise ConfigError("", "the configuration must be a mapping of sections")
     data = dict(data)
@@ -125,6 +135,8 @@ def from_dict(data: dict) -> Config:
     if (data.get("model_defaults") or {}).get("decay_metrics") is None:
         defaults["decay_metrics"] = None  # each model's task then chooses its own
 
+    inherited = {}  # model -> the settings it takes from model_defaults
+
     def build_model(item):
         name, overrides = item
         problem = yamlfile.name_problem(name)
@@ -133,6 +145,7 @@ def from_dict(data: dict) -> Config:
         overrides = overrides or {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"models.{name}", "must be a mapping of settings")
+        inherited[name] = set(defaults) - set(overrides)
         config.models[name] = _build(ModelConfig, {**defaults, **overrides}, f"models.{name}")
 
     try:
@@ -141,7 +154,7 @@ def from_dict(data: dict) -> Config:
         errors.append(e)
     if errors:
         raise ConfigError.first_of(errors)
-    rules.check(config, secrets_required())
+    rules.check(config, secrets_required(), state_dir=state_dir, inherited=inherited)
     return config
 
 

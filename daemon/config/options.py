@@ -23,8 +23,8 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration problem: ``key`` is the dotted path, the message the reason; ``also``:
-    the problems of other models found in the same pass (each model is checked, so that a
-    file with several bad models is fixed in one go), one more line each."""
+    the other problems found in the same pass (every section, model and rule is checked, so
+    that a file with several mistakes is fixed in one go), one more line each."""
 
     def __init__(self, key: str, reason: str, also: tuple = ()):
         text = f"{key}: {reason}" if key else reason
@@ -41,6 +41,25 @@ class ConfigError(ValueError):
         first = errors[0]
         rest = [one for e in errors[1:] for one in (cls(e.key, e.reason), *e.also)]
         return cls(first.key, first.reason, (*first.also, *rest))
+
+    @classmethod
+    def collect(cls, problems) -> list:
+        """The ConfigErrors of ``problems``, an iterable of them (a rule written as a
+        generator yields each failure it finds and goes on with the checks that do not
+        depend on it); one raised while iterating ends it and is the last."""
+        found = []
+        try:
+            for error in problems:
+                found.append(error)
+        except ConfigError as e:
+            found.append(e)
+        return found
+
+    @classmethod
+    def raise_any(cls, errors) -> None:
+        """Raise ``errors`` (a list of ConfigErrors) as one (:meth:`first_of`); nothing if empty."""
+        if errors:
+            raise cls.first_of(errors)
 
     @classmethod
     def check_each(cls, items, check) -> None:
@@ -323,10 +342,9 @@ class AlertsConfig:
         "model. Unset: no `dashboard_url`.", default=None)
 
     def __post_init__(self):
-        for name in ("runbook_base_url", "dashboard_url"):
-            url = getattr(self, name)
-            if url is not None and not _http_url(url):
-                raise ConfigError(f"alerts.{name}", f"must be an http:// or https:// URL with a host, got {url!r}")
+        ConfigError.raise_any([ConfigError(f"alerts.{name}", f"must be an http:// or https:// URL with a host, got {url!r}")
+                               for name in ("runbook_base_url", "dashboard_url")
+                               if (url := getattr(self, name)) is not None and not _http_url(url)])
 
 
 @dataclass

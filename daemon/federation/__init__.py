@@ -40,13 +40,14 @@ The daemon drives it with one call per loop turn, :meth:`Federation.after_batch`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from daemon.config import Config, ConfigError
 
 from .client import Federation, FederationError
 from .messages import Rejected
 
-__all__ = ["Federation", "FederationError", "Rejected", "check", "federated_learners", "from_config"]
+__all__ = ["Federation", "FederationError", "Rejected", "check", "federated_learners", "from_config", "problems"]
 
 
 def federated_learners(config: Config) -> list[tuple[str, str, object]]:
@@ -57,38 +58,52 @@ def federated_learners(config: Config) -> list[tuple[str, str, object]]:
 
 
 def check(config: Config) -> None:
-    """The federation's configuration rules; :class:`ConfigError` naming the key.
+    """The federation's configuration rules; :class:`ConfigError` naming the key: every
+    broken rule (:func:`problems`), as one."""
+    ConfigError.raise_any(ConfigError.collect(problems(config)))
+
+
+def problems(config: Config, learners: bool = True) -> Iterator[ConfigError]:
+    """A :class:`ConfigError` for each federation rule ``config`` breaks, naming the key.
+    ``learners``: whether to build the federated learners to see that each can be averaged
+    (False while the models' own rules fail: the learners are theirs to check first).
 
     A learner that cannot be averaged fails with its key and the reason, e.g.
     ``models.fraud.learners.tree: cannot be federated: HoeffdingTreeClassifier: a tree is a
     structure of splits, ...; list the learners to federate in federation.learners``."""
-    from learners.federated import federable
-    from learners.spec import build
-
     fed = config.federation
     if not fed.enabled:
         return
     if not fed.participant:
-        raise ConfigError("federation.participant", "needed when federation.enabled: this deployment's id")
-    if fed.participants and fed.participant not in fed.participants:
-        raise ConfigError("federation.participants", f"does not list this deployment ({fed.participant!r})")
+        yield ConfigError("federation.participant", "needed when federation.enabled: this deployment's id")
+    elif fed.participants and fed.participant not in fed.participants:
+        yield ConfigError("federation.participants", f"does not list this deployment ({fed.participant!r})")
     for key in ("every_events", "every_seconds", "round_timeout_seconds", "min_participants"):
         if getattr(fed, key) <= 0:
-            raise ConfigError(f"federation.{key}", "must be above 0")
+            yield ConfigError(f"federation.{key}", "must be above 0")
     for key in ("clip_norm", "max_update_norm", "proximal_mu"):
         if getattr(fed, key) < 0:
-            raise ConfigError(f"federation.{key}", "must not be negative")
+            yield ConfigError(f"federation.{key}", "must not be negative")
     if fed.topic == fed.election_topic or fed.topic in (config.kafka.predictions_topic, config.kafka.labels_topic):
-        raise ConfigError("federation.topic", "must differ from federation.election_topic and the event topics")
+        yield ConfigError("federation.topic", "must differ from federation.election_topic and the event topics")
     if not os.environ.get(fed.key_env):
-        raise ConfigError("federation.key_env", f"federation messages are signed: set {fed.key_env}")
+        yield ConfigError("federation.key_env", f"federation messages are signed: set {fed.key_env}")
+    if learners:
+        yield from _unfederable(config)
+
+
+def _unfederable(config: Config) -> Iterator[ConfigError]:
+    """Each federated learner that cannot be averaged (or none to federate)."""
+    from learners.federated import federable
+    from learners.spec import build
+
     found = federated_learners(config)
     if not found:
-        raise ConfigError("federation.learners", "no model has a learner to federate")
+        yield ConfigError("federation.learners", "no model has a learner to federate")
     for model, name, spec in found:
         reason = federable(build(spec, f"models.{model}.learners.{name}"))
         if reason is not None:
-            raise ConfigError(f"models.{model}.learners.{name}", f"cannot be federated: {reason}; list the learners "
+            yield ConfigError(f"models.{model}.learners.{name}", f"cannot be federated: {reason}; list the learners "
                                                                   "to federate in federation.learners")
 
 
