@@ -376,3 +376,24 @@ def test_decay_tests_that_never_ran_are_named_after_a_version_change_too(tmp_pat
     assert main(["replay", str(path), "--config", _config(tmp_path), "--out", str(tmp_path / "a.jsonl")]) == 0
     err = capsys.readouterr().err
     assert "model m: its decay tests of version 2 did not run: 150 labelled events of version 2" in err, err
+
+
+def test_blank_lines_are_skipped_and_counted_and_a_line_not_json_is_a_dead_letter(tmp_path, capsys):
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(_good(i)) for i in range(60)]
+    lines[10:10] = ["", "   \t"]
+    lines.insert(30, "not json at all")
+    path.write_text("\n".join(lines) + "\n\n\r\n")
+    summary = tmp_path / "summary.json"
+    assert main(["replay", str(path), "--config", _config(tmp_path), "--summary", str(summary), "--out",
+                 str(tmp_path / "alerts.jsonl"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"driftd replay: {path}:31: dead letter (not_json): " in err, err
+    assert f"driftd replay: {path}: 4 blank lines skipped\n" in err, err
+    source = json.loads(summary.read_text())["source"]
+    assert (source["events"], source["blank_lines"]) == (61, {str(path): 4})
+
+    one = tmp_path / "one.jsonl"
+    one.write_text("\n".join(json.dumps(_good(i)) for i in range(60)) + "\n\n")
+    assert main(["replay", str(one), "--config", _config(tmp_path), "--out", str(tmp_path / "b.jsonl"), "--quiet"]) == 0
+    assert f"driftd replay: {one}: 1 blank line skipped\n" in capsys.readouterr().err

@@ -316,8 +316,9 @@ def command(args) -> int:
     progress = Progress() if not args.quiet else None
     replay = Replay(config, partitions=args.partitions, batch_size=args.batch_size, on_alert=alert, on_dead_letter=dead,
                     record_series=bool(args.report or args.summary))
+    blank: Counter = Counter()  # path -> blank lines skipped
     try:
-        result = replay.run(events(files), progress)
+        result = replay.run(events(files, blank), progress)
     except inputs.InputError as e:
         print(f"driftd replay: {e}", file=sys.stderr)
         return 1
@@ -332,6 +333,8 @@ def command(args) -> int:
         parts = [f"{alike} more like those shown"] * bool(alike) + [f"{other} of other kinds not shown"] * bool(other)
         print(f"driftd replay: dead letters: {', '.join(parts)} (all: "
               f"{', '.join(f'{r} {n}' for r, n in reasons.most_common())})", file=sys.stderr)
+    for path, n in blank.items():  # skipped, not lost: said, as the dead letters are
+        print(printable(f"driftd replay: {path}: {_count(n, 'blank line')} skipped"), file=sys.stderr)
     if progress is not None:
         progress.done(result)
     for lines in (incomplete_references(result), silent_outcomes(result, config), out_of_order(result, config)):
@@ -340,7 +343,7 @@ def command(args) -> int:
         if len(lines) > SHOWN_MODEL_LINES:  # 400 models: not 400 lines (all of them in --summary's status)
             print(f"driftd replay: ... and {len(lines) - SHOWN_MODEL_LINES:,} more such lines of other models",
                   file=sys.stderr)
-    document = replay_document(result, config, [p for p, _ in files])
+    document = replay_document(result, config, [p for p, _ in files], dict(blank))
     if args.summary:
         with open(args.summary, "w", encoding="utf-8") as f:
             json.dump(document, f)

@@ -7,7 +7,8 @@ same detail, as the daemon would refuse it.
 
 Formats (by the file's extension: ``.jsonl``/``.ndjson``/``.json``, ``.csv``, ``.parquet``/``.pq``):
 
-- **JSON Lines**: one event object a line, exactly as on the topics. Blank lines are skipped.
+- **JSON Lines**: one event object a line, exactly as on the topics. Blank lines are skipped
+  (counted: ``driftd replay`` says how many).
 - **CSV** (stdlib :mod:`csv`, a header row): columns ``model``, ``id``, ``ts``, then
   ``prediction`` (with ``score`` and ``model_version`` if any) or ``label``. Features
   either as one column per feature named ``feature.<name>`` or as one ``features``
@@ -151,10 +152,13 @@ def format_of(path: str) -> str:
     raise InputError(f"{path}: unknown format {ext or '(no extension)'!r}: use .jsonl, .csv or .parquet")
 
 
-def read(path: str, labels: bool = False) -> Iterator[Item]:
-    """The rows of ``path`` as :class:`Item`, in file order; ``labels``: every row is a label."""
+def read(path: str, labels: bool = False, blank: dict | None = None) -> Iterator[Item]:
+    """The rows of ``path`` as :class:`Item`, in file order; ``labels``: every row is a label.
+    ``blank``: a Counter, counts the blank lines of a JSON Lines file skipped, by path."""
     fmt = format_of(path)
-    reader = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
+    if fmt == "jsonl":
+        return _jsonl(path, labels, blank)
+    reader = {"csv": _csv, "parquet": _parquet}[fmt]
     return reader(path, labels)
 
 
@@ -187,11 +191,13 @@ def _items(path: str, line: int, raw: bytes, labels: bool) -> list[Item]:
     return [Item(path, line, "label" if is_label else "prediction", model, ts, raw)]
 
 
-def _jsonl(path: str, labels: bool) -> Iterator[Item]:
+def _jsonl(path: str, labels: bool, blank: dict | None = None) -> Iterator[Item]:
     with open(path, "rb") as f:
         for number, line in enumerate(f, 1):
             raw = line.rstrip(b"\r\n")
             if not raw.strip():
+                if blank is not None:
+                    blank[path] += 1
                 continue
             yield from _items(path, number, raw, labels)
 

@@ -199,13 +199,14 @@ def _plain(value):
     return value
 
 
-def replay_document(result, config: Config, files: list[str]) -> dict:
+def replay_document(result, config: Config, files: list[str], blank_lines: dict | None = None) -> dict:
     """The JSON document of a replay (``--summary``; ``result``: its
     :class:`~daemon.offline.replay.Result`): the :func:`summary` of its states with
-    its alerts and dead letters; the input of :mod:`daemon.web.report`."""
+    its alerts and dead letters; the input of :mod:`daemon.web.report`. ``blank_lines``:
+    path -> blank lines of a JSON Lines file skipped (``source.blank_lines``, files with any)."""
     document = dict(result.recording) if result.recording else summary(result.states)
     document["source"] = {"kind": "replay", "files": files, "events": result.records,
-                          "seconds": round(result.seconds, 3)}
+                          "seconds": round(result.seconds, 3), "blank_lines": dict(blank_lines or {})}
     # In event-time order, not the polls' (which the batch size and the reading order set).
     document["alerts"] = [a.to_dict() for a in sorted(result.alerts, key=_alert_order)]
     # In the files' order, not the polls' (a poll's predictions go before its labels).

@@ -120,15 +120,16 @@ def partition_for(model: str | None, partitions: int) -> int:
     return (murmur2(model.encode()) & 0x7FFFFFFF) % partitions
 
 
-def events(files: Iterable[tuple[str, bool]]) -> Iterable[inputs.Item]:
-    """The rows of ``files`` ((path, all labels?) pairs) in replay order (see the module docs)."""
+def events(files: Iterable[tuple[str, bool]], blank: dict | None = None) -> Iterable[inputs.Item]:
+    """The rows of ``files`` ((path, all labels?) pairs) in replay order (see the module docs);
+    ``blank``: a Counter, counts the blank lines skipped, by path (:func:`inputs.read`)."""
     files = list(files)
     if len(files) == 1:
-        return inputs.read(*files[0])
+        return inputs.read(*files[0], blank=blank)
 
     def timed(rank: int, path: str, labels: bool):
         last = -math.inf
-        for item in inputs.read(path, labels):
+        for item in inputs.read(path, labels, blank):
             last = item.ts if item.ts is not None else last
             yield (last, rank), item
 
