@@ -18,9 +18,9 @@ from daemon.config import Config, ConfigError, ModelConfig, Secret, SinkConfig, 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def error(data: dict) -> ConfigError:
+def error(data: dict, **options) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        from_dict(data)
+        from_dict(data, **options)
     return info.value
 
 
@@ -869,9 +869,10 @@ def test_a_state_dir_that_cannot_be_used_or_made_is_named_with_the_reason(tmp_pa
                               "directory)",
     }
     for directory, reason in cases.items():
-        assert named(error({"state": {"dir": directory}})) == [("state.dir", reason)], directory
-        assert from_dict({"state": {"dir": directory}}, state_dir=False).state.dir == directory  # (not checked)
-    assert from_dict({"state": {"dir": str(tmp_path / "new" / "state")}}).state.dir == str(tmp_path / "new" / "state")
+        assert named(error({"state": {"dir": directory}}, state_dir=True)) == [("state.dir", reason)], directory
+        assert from_dict({"state": {"dir": directory}}).state.dir == directory  # (reading a file checks no directory)
+    new = str(tmp_path / "new" / "state")
+    assert from_dict({"state": {"dir": new}}, state_dir=True).state.dir == new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "dangling"], "the check made something"
 
 
@@ -880,9 +881,9 @@ def test_a_state_dir_whose_user_cannot_write_is_named(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     try:
-        assert named(error({"state": {"dir": str(locked)}})) == [
+        assert named(error({"state": {"dir": str(locked)}}, state_dir=True)) == [
             ("state.dir", f"cannot use {locked}: driftd's user cannot write in it")]
-        assert named(error({"state": {"dir": str(locked / "a" / "b")}})) == [
+        assert named(error({"state": {"dir": str(locked / "a" / "b")}}, state_dir=True)) == [
             ("state.dir", f"cannot create {locked}/a/b: driftd's user cannot write in {locked}")]
     finally:
         locked.chmod(0o755)
@@ -893,9 +894,9 @@ def test_a_state_dir_mistake_is_named_with_the_others_and_relative_to_the_file(t
     config_file = tmp_path / "driftd.yaml"
     config_file.write_text(yaml.safe_dump({"state": {"dir": "state"}, "models": {"m": {"window": 1}}}))
     with pytest.raises(ConfigError) as info:
-        load(config_file)
+        load(config_file, state_dir=True)
     assert named(info.value) == [("state.dir", f"cannot use {tmp_path}/state: it is a file, not a directory"),
                                  ("models.m.window", "must be at least 2")]
     with pytest.raises(ConfigError) as info:
-        load(config_file, state_dir=False)
+        load(config_file)
     assert named(info.value) == [("models.m.window", "must be at least 2")]

@@ -631,8 +631,7 @@ def test_kustomizations_list_existing_files_and_components():
 
 def check_config(path: Path, env: dict) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in DUMMY_SECRETS} | env
-    # Its state.dir is the pod's (/var/lib/driftd): one this machine need not have.
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--skip-state-dir", str(path)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", str(path)], cwd=ROOT,
                           env=environment, capture_output=True, text=True, timeout=120)
 
 

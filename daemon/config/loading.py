@@ -39,7 +39,7 @@ def secrets_required() -> bool:
     return _secrets_required.get()
 
 
-def load(path: str | os.PathLike, secrets: bool = True, state_dir: bool = True) -> Config:
+def load(path: str | os.PathLike, secrets: bool = True, state_dir: bool = False) -> Config:
     """Read and validate a configuration file; raises :class:`ConfigError` naming every
     mistake found (:func:`from_dict`).
 
@@ -47,9 +47,8 @@ def load(path: str | os.PathLike, secrets: bool = True, state_dir: bool = True) 
     unset or whose file cannot be read is an empty :class:`Secret` instead of an error, and
     models with learners need no registry key, for commands that neither send nor sign
     (``driftd models``, ``driftd replay``), not the daemon (default: True, every secret
-    must be there). ``state_dir=False``: ``state.dir`` need not be usable here, for commands
-    that keep no state and for a file checked for another machine (``check-config
-    --skip-state-dir``) (default: True, see :func:`from_dict`).
+    must be there). ``state_dir=True``: ``state.dir`` must be usable on this machine too
+    (``driftd run``; default: False, see :func:`from_dict`).
 
     Relative paths written in the file (:data:`PATH_KEYS`, and every ``{file: PATH}``
     secret) are taken relative to the file's directory, not the current one, so that a
@@ -111,14 +110,15 @@ def _relative_to(data: dict, base: Path) -> dict:
     return out
 
 
-def from_dict(data: dict, state_dir: bool = True) -> Config:
+def from_dict(data: dict, state_dir: bool = False) -> Config:
     """The :class:`Config` of ``data`` (a file's mapping of sections), defaults filled in.
 
     Raises :class:`ConfigError` naming every mistake it finds at once: first every unknown
     key and value of a wrong type, of every section and model; when there are none, every
     broken rule between values (:func:`daemon.config.rules.check`), but those that follow
     from another of the same setting. ``state_dir``: whether ``state.dir`` must be a
-    directory driftd can use (or make) on this machine (default: True; no directory is made)."""
+    directory driftd can use (or make) on this machine (default: False: reading a file
+    looks at nothing else; ``driftd run`` asks it, ``check-config`` warns; no directory is made)."""
     if not isinstance(data, dict):
         raise ConfigError("", "the configuration must be a mapping of sections")
     data = dict(data)

@@ -250,9 +250,9 @@ def command(args) -> int:
     try:
         defaults_only = args.auto_register and args.config == "config.yaml" and not os.path.exists(args.config)
         if defaults_only:
-            config = config_module.from_dict({}, state_dir=False)  # no file: the defaults, every model the files name
+            config = config_module.from_dict({})  # no file: the defaults, every model the files name
         else:
-            config = config_module.load(args.config, secrets=False, state_dir=False)  # a replay sends, signs and keeps nothing
+            config = config_module.load(args.config, secrets=False)  # a replay sends and signs nothing
     except config_module.ConfigError as e:
         if not os.path.exists(args.config):
             print(f"driftd replay: no configuration {args.config}: give --config FILE, or --auto-register to watch "

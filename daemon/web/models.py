@@ -25,13 +25,12 @@ def command(args) -> int:
     try:
         if registry_only and args.config == "config.yaml" and not os.path.exists(args.config):
             # The registry's manifests need only registry.dir: its default, as a replay without a file.
-            config = config_module.from_dict({}, state_dir=False)  # (it keeps no state)
+            config = config_module.from_dict({})
             print(f"driftd: no config.yaml: the registry at the default registry.dir, {config.registry.dir}; "
                   f"--config FILE to read another's", file=sys.stderr)
         else:
-            # The models and the port are all it reads: a sink's secret need not be there, nor
-            # state.dir be usable here.
-            config = config_module.load(args.config, secrets=False, state_dir=False)
+            # The models and the port are all it reads: a sink's secret need not be there.
+            config = config_module.load(args.config, secrets=False)
     except config_module.ConfigError as e:
         print(f"driftd: invalid configuration {args.config}: {e}", file=sys.stderr)
         return 2
