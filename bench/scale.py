@@ -246,7 +246,11 @@ class _TimedLock:
 
 def scrape_seconds(models: list, per_feature: str, n: int = 3) -> dict:
     """Median seconds of one /metrics scrape of every model (one partition), and of the part
-    of it that holds the loop's lock (the loop waits that long), with ``metrics.per_feature``."""
+    of it that holds the loop's lock (the loop waits that long), with ``metrics.per_feature``;
+    and the peak of the Python memory one more scrape allocates (``tracemalloc``, untimed:
+    it slows what it traces), the working memory a scrape adds to the process for a moment."""
+    import tracemalloc
+
     from prometheus_client import generate_latest
 
     from daemon.config import from_dict
@@ -264,7 +268,12 @@ def scrape_seconds(models: list, per_feature: str, n: int = 3) -> dict:
         t = time.perf_counter()
         generate_latest(metrics.registry)
         whole.append(time.perf_counter() - t)
-    return {"whole": float(np.median(whole)), "lock": float(np.median(lock.held))}
+    gc.collect()
+    tracemalloc.start()
+    text = generate_latest(metrics.registry)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"whole": float(np.median(whole)), "lock": float(np.median(lock.held)), "peak": peak, "bytes": len(text)}
 
 
 def n_tests(models: list) -> int:
@@ -397,15 +406,18 @@ def in_process(counts: list, steady: int, decimals: int | None = None) -> dict:
           + "; ".join(f"{r['models']} models: {r['steady_events']:,} predictions, {r['tests_run']:,} tests, "
                       f"{r['steady_detections']} detections" for r in results))
     print()
-    head = f"{'models':>6} {'scrape, alerting':>17} {'lock held':>10} {'scrape, all':>12} {'lock held':>10}"
+    head = (f"{'models':>6} {'scrape, alerting':>17} {'lock held':>10} {'memory':>9} {'scrape, all':>12} {'lock held':>10} "
+            f"{'memory':>9} {'text, all':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
         a, b = r["scrapes"]["alerting"], r["scrapes"]["all"]
-        print(f"{r['models']:>6} {a['whole']:>15.3f} s {a['lock']:>8.3f} s {b['whole']:>10.3f} s {b['lock']:>8.3f} s")
+        print(f"{r['models']:>6} {a['whole']:>15.3f} s {a['lock']:>8.3f} s {mb(a['peak']):>9} {b['whole']:>10.3f} s "
+              f"{b['lock']:>8.3f} s {mb(b['peak']):>9} {mb(b['bytes']):>10}")
     print()
     print("scrape: one /metrics scrape of every model (median of 3) with metrics.per_feature alerting (the default;\n"
-          "no feature is alerting here) and all; lock held: the part of it the consumer loop waits for")
+          "no feature is alerting here) and all; lock held: the part of it the consumer loop waits for; memory: the\n"
+          "peak of what one scrape allocates (tracemalloc), the working memory it adds for a moment; text: its size")
     print()
     collecting = {r["models"]: r["collecting_rss"] - r["baseline_rss"] for r in results}
     head = f"{'models':>6} {'collecting RSS above':>21} {'per model':>10} {'marginal':>10} {'values kept/model':>18} {'pickled/model':>14} {'peak RSS':>10}"
