@@ -142,7 +142,10 @@ class KafkaConfig:
         "(heartbeats go every tenth of it); brokers refuse less than their group.min.session.timeout.ms "
         "(6000 by default in Kafka).", default=10_000)
     reconnect_backoff_max_seconds: float = _doc(
-        "Longest wait between reconnection attempts; between 0.001 and 86400.", default=10.0)
+        "Longest wait between attempts to reconnect to a broker, for every Kafka client of driftd "
+        "(kafka-python adds up to 20% jitter); between 0.001 and 86400. After an outage, /readyz turns "
+        "back to 200 within about 1.2 x this + 3 s of the broker answering again (plus a rejoin and a "
+        "state restore where the broker lost the group): README \"Probes\".", default=2.0)
     client: dict = _doc(
         "Extra kafka-python settings for consumer and producer alike: security_protocol, "
         "ssl_cafile, ssl_certfile, ssl_keyfile, ssl_password, sasl_mechanism, "

@@ -119,4 +119,4 @@ def from_config(config: Config, metrics=None) -> Federation | None:
                       fed.bootstrap_servers or kafka.bootstrap_servers,
                       consumer={"session_timeout_ms": kafka.session_timeout_ms, "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
                                 "heartbeat_interval_ms": max(100, kafka.session_timeout_ms // 10)},
-                      client=client_settings(kafka.client), metrics=metrics, create_topics=kafka.create_topics > 0)
+                      client=client_settings(kafka), metrics=metrics, create_topics=kafka.create_topics > 0)

@@ -108,6 +108,8 @@ def _answers_kafka(bootstrap: str, cluster_id: str, timeout_s: float) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from daemon.kafka.netclient import NetClient
+
     host, port = bootstrap.rsplit(":", 1)
     try:  # cheap pre-check, so the client is not built against a closed port
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
@@ -118,7 +120,8 @@ def _answers_kafka(bootstrap: str, cluster_id: str, timeout_s: float) -> bool:
     key = ("bootstrap_timeout_ms" if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG
            else "api_version_auto_timeout_ms")
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms, **{key: ms})
+        # NetClient: closed after its I/O thread stopped (daemon.kafka.netclient).
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms, kafka_client=NetClient, **{key: ms})
     except KafkaError:
         return False
     try:

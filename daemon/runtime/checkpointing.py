@@ -45,7 +45,7 @@ class Checkpointing:
         """The state topic's writer (its own producer: one request in flight keeps a
         checkpoint's records in order) and reader (a consumer outside the group)."""
         state, topic = self.config.state, self.config.state.topic
-        client = wiring.client_settings(self.config.kafka.client)
+        client = wiring.client_settings(self.config.kafka)
         key, _ = state_key(state.dir, state.key_env)
         self._state_producer = KafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000, enable_idempotence=False,
@@ -117,9 +117,7 @@ class Checkpointing:
         except KafkaError as e:
             self._broker_failed("commit", e)
             return False
-        if not self._broker_ok:
-            log.info("broker answers")
-        self._broker_ok = True
+        self._broker_answered()
         return True
 
     def _encode(self, state: PartitionState) -> list:

@@ -48,6 +48,14 @@ from daemon.stream.partition import PartitionState
 
 log = logging.getLogger("driftd")
 
+#: While the broker is taken for down, how often the loop asks it whether it is back
+#: (:meth:`Daemon._probe_broker`), and how long it waits for the answer. With the clients'
+#: reconnect backoff this bounds how long /readyz lags behind a broker that came back
+#: (README "Probes"); short, as the loop has nothing else to do while the broker is away.
+BROKER_PROBE_SECONDS = 1.0
+BROKER_PROBE_WAIT_SECONDS = 2.0
+
+
 class Daemon(Checkpointing, PartitionHandoff):
     """``run()`` blocks until :meth:`stop`; construct, run in a thread in tests."""
 
@@ -65,6 +73,7 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._broker_failures = 0  # (since the start: before the first, /readyz says it is joining)
         self._restoring = False
         self._connect_grace = 0.0
+        self._probe_at = 0.0  # the next broker probe while it is taken for down (_probe_broker)
         self._logs: dict[int, dict] = {}  # partition -> {topic: identity of the log its offset is in}
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
         self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
@@ -116,7 +125,7 @@ class Daemon(Checkpointing, PartitionHandoff):
             if reached is None:
                 return
             self.bootstrap, self._embedded = reached
-            client = wiring.client_settings(kafka.client)
+            client = wiring.client_settings(kafka)
             self._producer = self._connect("producer", lambda: KafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_block_ms=5000,
                 # Not idempotent: an idempotent producer never recovers from a broker that
@@ -134,7 +143,6 @@ class Daemon(Checkpointing, PartitionHandoff):
                 auto_offset_reset="earliest", partition_assignment_strategy=[RangePartitionAssignor],
                 max_poll_records=kafka.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
                 fetch_max_wait_ms=kafka.fetch_max_wait_ms, max_partition_fetch_bytes=8 * 1024 * 1024,
-                reconnect_backoff_max_ms=int(kafka.reconnect_backoff_max_seconds * 1000),
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 10), request_timeout_ms=30_000, **client))
             if self._consumer is None:
@@ -215,6 +223,7 @@ class Daemon(Checkpointing, PartitionHandoff):
                 self._broker_failed("poll", e)
                 self._stop.wait(1.0)
                 continue
+            self._probe_broker()
             self._restore_assigned()
             self._calibrate()  # at a batch boundary, also without input
             if batch:
@@ -334,6 +343,34 @@ class Daemon(Checkpointing, PartitionHandoff):
             log.error("broker unavailable (%s: %s); retrying with backoff", operation, error)
         self._broker_ok = False
 
+    def _broker_answered(self) -> None:
+        if not self._broker_ok:
+            log.info("broker answers")
+        self._broker_ok = True
+
+    def _probe_broker(self) -> None:
+        """While the broker is taken for down (after a failure: a start says it is joining
+        until the group answers), ask its group coordinator something cheap
+        every :data:`BROKER_PROBE_SECONDS`, so that /readyz turns back as soon as it
+        answers. Before, only the next successful checkpoint (every
+        ``state.checkpoint_interval_seconds``) or a new assignment said so.
+
+        Not hammering: one request at most every BROKER_PROBE_SECONDS, through the group
+        consumer's connection, whose reconnect backoff (``kafka.reconnect_backoff_max_seconds``)
+        bounds the connection attempts to a broker that is down. A failed probe is not
+        counted as a Kafka error (the failure that made the broker taken for down was):
+        counted, the rate of errors would be the probe's rate."""
+        if self._broker_ok or not self._broker_failures or time.monotonic() < self._probe_at:
+            return
+        try:
+            self._consumer.committed(TopicPartition(self.config.kafka.predictions_topic, 0),
+                                     timeout_ms=int(BROKER_PROBE_WAIT_SECONDS * 1000))
+        except KafkaError as e:
+            log.debug("broker probe: no answer (%s)", e)
+        else:
+            self._broker_answered()
+        self._probe_at = time.monotonic() + BROKER_PROBE_SECONDS
+
     def _update_lag(self) -> None:
         self._verify_logs()
         with self.lock:
@@ -373,7 +410,7 @@ class Daemon(Checkpointing, PartitionHandoff):
             processed = {TopicPartition(t, p): lag.COMMITTED for p in self._to_restore for t in topics}
             processed.update({TopicPartition(t, p): s.offsets.get(t) for p, s in self.states.items() for t in topics})
         self.metrics.lag.follow(self._consumer, processed, self.bootstrap,
-                                lambda: wiring.client_settings(self.config.kafka.client), self._stop,
+                                lambda: wiring.client_settings(self.config.kafka), self._stop,
                                 group_id=self.config.kafka.group_id)
 
     # -- health -----------------------------------------------------------------------------

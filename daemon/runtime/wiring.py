@@ -9,6 +9,7 @@ import re
 
 from daemon.alerting.sinks import AlertLinks, KafkaSink, WebhookSink, secret_warning
 from daemon.config import Config, Secret
+from daemon.kafka.netclient import NetClient
 
 log = logging.getLogger("driftd")
 
@@ -56,7 +57,7 @@ def bootstrap(config: Config):
     if kafka.create_topics:
         from daemon.kafka.embedded_broker import create_topics
 
-        create_topics(kafka.bootstrap_servers, topics(config), configs=topic_configs(config), **client_settings(kafka.client))
+        create_topics(kafka.bootstrap_servers, topics(config), configs=topic_configs(config), **client_settings(kafka))
     return kafka.bootstrap_servers, None
 
 
@@ -76,9 +77,21 @@ def alert_sinks(config: Config, producer) -> list:
     return sinks
 
 
-def client_settings(client: dict) -> dict:
-    """kafka-python settings with secrets resolved."""
-    return {k: v.get() if isinstance(v, Secret) else v for k, v in client.items()}
+def client_settings(kafka) -> dict:
+    """kafka-python settings for every client driftd makes (``kafka`` is the ``kafka``
+    section): ``kafka.client`` with secrets resolved, the reconnect backoff, and the network
+    client class that closes cleanly (:class:`daemon.kafka.netclient.NetClient`).
+
+    The backoff goes to every client, not only the group consumer: kafka-python's own
+    default is 30 s (with up to 20 % jitter), and the producers and the state reader,
+    left at it, reconnected up to ~36 s after a broker came back; each checkpoint until
+    then failed on them and /readyz said "broker not answering" meanwhile (README "Probes")."""
+    settings = {k: v.get() if isinstance(v, Secret) else v for k, v in kafka.client.items()}
+    settings["reconnect_backoff_max_ms"] = max(1, int(kafka.reconnect_backoff_max_seconds * 1000))
+    # Closed only once its I/O thread stopped: a consumer closed while a response came in
+    # logged an ERROR traceback (daemon.kafka.netclient).
+    settings["kafka_client"] = NetClient
+    return settings
 
 
 def checkpoint_scope(kafka) -> str:
