@@ -330,6 +330,8 @@ def test_unlisted_models_are_watched_only_with_auto_register():
     ({"kafka": {"client": {"request_timeout_ms": 40_000}}}, "kafka.client.request_timeout_ms", ["driftd sets it"]),
     ({"kafka": {"client": {"reconnect_backoff_max_ms": 5}}}, "kafka.client.reconnect_backoff_max_ms",
      ["kafka.reconnect_backoff_max_seconds"]),
+    # driftd gives every client its own network client (daemon/kafka/netclient.py).
+    ({"kafka": {"client": {"kafka_client": "x"}}}, "kafka.client.kafka_client", ["takes a class"]),
     # kafka-python refused the consumer (heartbeat above the session), taken for a broker outage for ever.
     ({"kafka": {"session_timeout_ms": 1}}, "kafka.session_timeout_ms", ["at least 1000"]),
     ({"kafka": {"fetch_max_wait_ms": 40_000}}, "kafka.fetch_max_wait_ms", ["below 30000"]),

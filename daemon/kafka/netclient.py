@@ -29,9 +29,10 @@ class NetClient(KafkaNetClient):
     connections (see the module docs)."""
 
     def close(self, node_id=None):
-        if node_id is None:
+        net = getattr(self, "_net", None)  # (kafka-python 3.0's; another version: its own close)
+        if node_id is None and net is not None:
             # Joins the I/O thread (it finishes its current turn: a read under way ends
             # before the socket is closed). The close below then runs what is left on the
             # loop in this thread (NetworkSelector.close drains it).
-            self._net.stop()
+            net.stop()
         super().close(node_id)
