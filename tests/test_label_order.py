@@ -391,3 +391,21 @@ def test_labels_read_far_ahead_of_their_predictions_give_the_same_label_side(tmp
         got, other = replay(path, batch)
         assert [a for a in got if a[1] in LABEL_SIDE] == label_side, batch
         assert joins(other) == joins(result), batch
+
+
+def test_only_a_label_read_before_the_predictions_were_read_to_their_end_stops_holding_its_place(monkeypatch):
+    """``overflow_below``: a label at an offset below it was read before the predictions
+    topic was known to be read to its end (its prediction was produced after it, or never):
+    with more than MAX_HELD_LABELS behind it, it stops holding its place. One read later may
+    wait for a prediction still on its way: it keeps its place, whatever is behind it."""
+    from daemon.stream import labelorder
+
+    monkeypatch.setattr(labelorder, "MAX_HELD_LABELS", 3)
+    order = labelorder.LabelOrder()
+    order.hold("m", 10, "a")
+    for offset in range(11, 16):
+        order.place("m", offset, f"labelled {offset}")
+    waits = lambda *label: True  # noqa: E731 - its prediction has not come
+    assert order.full(overflow_below=10) and list(order.release(waits, overflow_below=10)) == []
+    assert not order.full(overflow_below=11)
+    assert list(order.release(waits, overflow_below=11)) == [("m", [f"labelled {o}" for o in range(11, 16)])]

@@ -194,7 +194,7 @@ class Replay:
         # deferred labels go now, and a label with MAX_HELD_LABELS behind it stops holding
         # its place), then the labels still held in label order go to the label side.
         for state in self.states.values():
-            state.predictions_read = True
+            state.predictions_read_below = math.inf
         self._catch_up()
         for state in self.states.values():
             state.release_held_labels(self._reject)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from collections import Counter
 import threading
 import time
@@ -78,6 +79,8 @@ class Daemon(Checkpointing, PartitionHandoff):
         self._unverified: set = set()  # assigned, paused until fresh metadata names their logs
         self._to_restore: set = set()  # partition numbers assigned, paused until their state is restored
         self._labels_paused: set = set()  # labels partitions paused while their predictions catch up
+        # partition -> (end offset of its predictions topic, its labels read when asked): see _pace_labels
+        self._predictions_ends: dict[int, tuple[int, int]] = {}
         self._refused: dict[int, int] = {}  # partition -> checkpoints refused (another key): waiting
         self._layout_problem: str | None = None  # the input topics' partition counts differ (handoff.py)
         self._restore_retry_at = 0.0
@@ -266,28 +269,66 @@ class Daemon(Checkpointing, PartitionHandoff):
             state.advance(tp.topic, records[0].offset, records[-1].offset)
             touched.add(state)
         for state in touched:
-            for alert in state.finish_batch():
-                log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
-                            extra={"model": alert.model, "partition": state.partition})
-                self.alerts.send(alert)
+            self._send_alerts(state.partition, state.finish_batch())
+
+    def _send_alerts(self, partition: int, alerts) -> None:
+        for alert in alerts:
+            log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
+                        extra={"model": alert.model, "partition": partition})
+            self.alerts.send(alert)
 
     def _pace_labels(self) -> None:
         """Read a partition's predictions first while its labels wait for them: pause its
-        labels while a model's label order is full and the predictions topic has records
-        left to read, resume them when it has room (see
-        :attr:`daemon.stream.partition.PartitionState.labels_full`). A backlog read with
-        the labels ahead (a catch-up) then gives the label side what a replay gives it."""
+        labels while a model's label order is full (see
+        :attr:`daemon.stream.partition.PartitionState.labels_full`), resume them when it has
+        room. A backlog read with the labels ahead (a catch-up) then gives the label side
+        what a replay gives it.
+
+        A label waiting in a full order may stop holding its place only once every
+        prediction produced before it was read: when an order fills, the predictions
+        topic's end offset is asked of the broker (once), with the labels read by then;
+        when the predictions have been read to that offset, those labels may stop holding
+        their places (:attr:`~daemon.stream.partition.PartitionState.predictions_read_below`).
+        The highwater of the consumer's last fetch was not enough: it can be older than the
+        labels read since (a producer writing both topics as driftd reads them), and
+        labels whose predictions were still on their way lost their places, so the
+        learners' order depended on timing."""
         kafka = self.config.kafka
         assigned = self._consumer.assignment()
         self._labels_paused &= assigned
         with self.lock:
+            to_ask = []
+            for partition in self._predictions_ends.keys() - self.states.keys():
+                del self._predictions_ends[partition]  # revoked
             for partition, state in self.states.items():
-                predictions = TopicPartition(kafka.predictions_topic, partition)
-                if predictions in assigned:
-                    high = self._consumer.highwater(predictions)
-                    state.predictions_read = high is not None and state.offsets.get(kafka.predictions_topic, 0) >= high
-                else:  # a partition number the predictions topic lacks (reported by /readyz): nothing to wait for
-                    state.predictions_read = True
+                if TopicPartition(kafka.predictions_topic, partition) not in assigned:
+                    state.predictions_read_below = math.inf  # a partition number the predictions topic lacks
+                    continue
+                if not state.labels_full:
+                    self._predictions_ends.pop(partition, None)
+                    continue
+                target = self._predictions_ends.get(partition)
+                if target is None:
+                    to_ask.append((partition, state.offsets.get(kafka.labels_topic, 0)))
+                elif state.offsets.get(kafka.predictions_topic, 0) >= target[0]:
+                    self._read_below(partition, state, target[1])
+        for partition, labels_read in to_ask:
+            predictions = TopicPartition(kafka.predictions_topic, partition)
+            try:  # (outside the lock: a request to the broker)
+                end = self._consumer.end_offsets([predictions])[predictions]
+            except (KafkaError, KeyError) as e:
+                log.debug("partition %d: end offset of %s not known (%s); asked again", partition,
+                          kafka.predictions_topic, e)
+                continue
+            with self.lock:
+                state = self.states.get(partition)
+                if state is None:
+                    continue  # revoked meanwhile
+                self._predictions_ends[partition] = (end, labels_read)
+                if state.offsets.get(kafka.predictions_topic, 0) >= end:
+                    self._read_below(partition, state, labels_read)
+        with self.lock:
+            for partition, state in self.states.items():
                 labels = TopicPartition(kafka.labels_topic, partition)
                 if labels not in assigned:
                     continue
@@ -299,6 +340,14 @@ class Daemon(Checkpointing, PartitionHandoff):
                     if labels not in self._unverified and partition not in self._to_restore:
                         pausing.resume(self._consumer, labels)
 
+    def _read_below(self, partition: int, state, labels_read: int) -> None:
+        """Every prediction produced before the labels at offsets below ``labels_read`` was
+        read: those still waiting may stop holding their places (see :meth:`_pace_labels`)."""
+        self._predictions_ends.pop(partition, None)
+        state.predictions_read_below = max(state.predictions_read_below, labels_read)
+        state.release_overflowed(self.dead_letters.send)
+        self._send_alerts(partition, state.alerts())
+
     def _calibrate(self) -> None:
         """Hand finished threshold calibrations to their models (held tests are then
         decided, in order: their alerts go out now), and ask for those newly needed. The
@@ -309,10 +358,7 @@ class Daemon(Checkpointing, PartitionHandoff):
                 if state is None:
                     continue  # revoked meanwhile: its new owner asks again
                 state.apply_calibration((model, build), job, thresholds, error)
-                for alert in state.alerts():
-                    log.warning("alert %s %s/%s/%s (id %s)", alert.status, alert.model, alert.detector, alert.feature, alert.id,
-                                extra={"model": alert.model, "partition": partition})
-                    self.alerts.send(alert)
+                self._send_alerts(partition, state.alerts())
             for state in self.states.values():
                 for (model, build), job in state.calibration_jobs(new_only=True):
                     self.calibrator.submit((state.partition, model, build, job.column), job)

@@ -11,10 +11,13 @@ stream passes ``join.label_grace_seconds`` beyond the label's time and the join 
 giving up the order: once :data:`MAX_HELD_LABELS` labels of a model wait (:meth:`full`),
 the daemon stops reading that partition's labels while its predictions topic has records
 left to read (replay defers the label rows), so the predictions catch up and the held
-labels go in order however far the labels topic had been read ahead. Only when the
-predictions were read to their end (``overflow``: a prediction produced after its label,
-or never) does a label stop holding its place with that many behind it; if it still
-joins, its labelled event comes after those released.
+labels go in order however far the labels topic had been read ahead. Only a label read
+before the predictions topic was known to be read to its end (``overflow_below``: its
+prediction was produced after it, or never) stops holding its place with that many
+behind it; if it still joins, its labelled event comes after those released. ("Known"
+from the broker's end offset, asked after the label was read: a fetch's highwater can be
+older than the labels read since, and labels whose predictions were on their way then
+lost their places, by timing, while their predictions were still being produced.)
 
 >>> order = LabelOrder()
 >>> order.hold("fraud", 0, "p-1")             # label 0 came before its prediction
@@ -29,6 +32,7 @@ joins, its labelled event comes after those released.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Callable, Iterator
 
@@ -86,18 +90,21 @@ class LabelOrder(dict):
             entry[1] = None
 
     def release(self, waits: Callable[[str, str, int], bool], flush: bool = False,
-                overflow: bool = False) -> Iterator[tuple[str, list]]:
+                overflow_below: float = -math.inf) -> Iterator[tuple[str, list]]:
         """``(model, labelled events)`` from the head of each model's order up to the first
         label still holding its place: ``waits(model, id, offset)`` says whether it still
         waits for its prediction. ``flush``: hold none (no prediction will come);
-        ``overflow``: the predictions were read to their end, so a label with more than
-        :data:`MAX_HELD_LABELS` behind it stops holding its place."""
+        ``overflow_below``: labels at offsets below it were read before the predictions
+        topic was read to its end (its prediction was produced after it, or never), so such
+        a label with more than :data:`MAX_HELD_LABELS` behind it stops holding its place.
+        (A label read later may wait for a prediction produced since: it holds its place,
+        else the order would depend on how far each topic had been read.)"""
         for model in list(self):
             queue, items = self[model], []
             while queue:
                 offset, id, labelled = queue[0]
                 if labelled is None:
-                    if id is not None and not flush and not (overflow and len(queue) > MAX_HELD_LABELS) \
+                    if id is not None and not flush and not (offset < overflow_below and len(queue) > MAX_HELD_LABELS) \
                             and waits(model, id, offset):
                         break  # its prediction may still come, in order
                     if self._held.get((model, offset)) is queue[0]:
@@ -110,11 +117,13 @@ class LabelOrder(dict):
             if items:
                 yield model, items
 
-    def full(self) -> bool:
+    def full(self, overflow_below: float = -math.inf) -> bool:
         """Whether a model has :data:`MAX_HELD_LABELS` or more labels waiting behind one that
-        holds its place (the reader then stops giving labels until the predictions catch
-        up, or were read to their end)."""
-        return any(len(queue) >= MAX_HELD_LABELS and queue[0][2] is None for queue in self.values())
+        holds its place and may not stop holding it (its offset not below
+        ``overflow_below``, see :meth:`release`): the reader then stops giving labels until
+        the predictions catch up, or are known to have been read to their end."""
+        return any(len(queue) >= MAX_HELD_LABELS and queue[0][2] is None
+                   and not (queue[0][1] is not None and queue[0][0] < overflow_below) for queue in self.values())
 
     def held(self, model: str) -> int:
         """The model's labels not yet given to its label side."""

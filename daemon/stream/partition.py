@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
 from collections import Counter
 
 import numpy as np
@@ -52,18 +53,22 @@ class PartitionState(PartitionPersistence):
         self.label_order = LabelOrder()  # labelled events not yet given to the label side
         self._config = config
 
-    #: Whether the predictions topic of this partition was read to its end: set by the
-    #: reader (the daemon's loop, replay) before each batch; see :attr:`labels_full`.
-    predictions_read = False
+    #: Labels at offsets below this were read before a moment when this partition's
+    #: predictions topic was read to its end: a prediction such a label still waits for was
+    #: produced after its label, or never, so it may stop holding its place (see
+    #: :meth:`LabelOrder.release`). Set by the reader: the daemon's loop against the
+    #: broker's end offset (:meth:`daemon.runtime.service.Daemon._pace_labels`), a replay
+    #: at the end of its files (inf); -inf: none yet.
+    predictions_read_below = -math.inf
 
     @property
     def labels_full(self) -> bool:
         """Whether the reader should stop giving this partition's labels: a model's label
         order holds :data:`~daemon.stream.labelorder.MAX_HELD_LABELS` labels behind one
-        waiting for its prediction, and the predictions topic has records left to read
-        (they are read first, so that what the label side gets does not depend on how far
-        the labels topic was read ahead)."""
-        return not self.predictions_read and self.label_order.full()
+        waiting for its prediction that may still come (read before the predictions topic
+        was known to be read to its end): the predictions are read first, so that what the
+        label side gets does not depend on how far the labels topic was read ahead."""
+        return self.label_order.full(self.predictions_read_below)
 
     def pipeline(self, model: str) -> ModelPipeline | None:
         """Model ``model``'s pipeline, made at its first event; None if it is not watched
@@ -369,12 +374,17 @@ class PartitionState(PartitionPersistence):
         def waits(model, id, offset):
             return any(waiting[1] == offset for waiting in self.join.waiting_labels(model, id))
 
-        for model, items in self.label_order.release(waits, flush, overflow=self.predictions_read):
+        for model, items in self.label_order.release(waits, flush, overflow_below=self.predictions_read_below):
             try:
                 self.models[model].observe_labels([i[0] for i in items], [i[1] for i in items], [i[2] for i in items])
             except Exception as e:  # noqa: BLE001 - the last resort: see _model_failed
                 records = [r for i in items if (r := joined_by.get((model, i[1]))) is not None]
                 self._model_failed(model, kind, records, e, reject, failed)
+
+    def release_overflowed(self, reject) -> None:
+        """Give the label side what the label order releases now that more labels may stop
+        holding their places (:attr:`predictions_read_below` rose), outside a batch."""
+        self._release("label", reject, set(), {})
 
     def release_held_labels(self, reject) -> None:
         """Give every model's label side the labelled events held behind labels still

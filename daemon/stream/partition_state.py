@@ -62,7 +62,7 @@ class PartitionPersistence:
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_config"]  # configuration comes from the file, not the checkpoint
-        state.pop("predictions_read", None)  # the reader's, of this moment
+        state.pop("predictions_read_below", None)  # the reader's, of this moment
         state.pop("_said_full", None)  # a log line's, of this process
         return state
 
