@@ -6,10 +6,17 @@ event, and the challenger predicted it before learning it (progressive validatio
 every event is held out for it. A promotion needs all of:
 
 - at least ``min_events`` pairs;
-- a one-sided paired test at level ``alpha`` that the challenger is better. Classification
-  (outcomes 1 right / 0 wrong): McNemar's exact test, a binomial test on the discordant
-  pairs. Regression (outcomes = absolute errors): Wilcoxon's signed-rank test on the
-  differences;
+- a one-sided paired test that the challenger is better, at level ``alpha`` shared by the
+  challengers compared at once (Bonferroni) and spent over the repeated looks of one stretch
+  (alpha spending: the ``k``-th look of a stretch tests at ``alpha / (k * (k + 1))``, which
+  sum to ``alpha``; Lan and DeMets, 1983, for the idea): a gate asked every few events
+  over the same sliding window would otherwise promote on luck, given enough looks (a
+  trial: 1 false promotion in 5 streams of pure-noise labels at alpha 0.01, after ~200
+  looks). The caller says which look it is; a stretch is what the caller makes of it (the
+  lifecycle: from a promotion, a new champion version, or a drift or decay signal of the
+  label tests to the next). Classification (outcomes 1 right / 0 wrong): McNemar's exact
+  test, a binomial test on the discordant pairs. Regression (outcomes = absolute errors):
+  Wilcoxon's signed-rank test on the differences;
 - the margin: challenger accuracy >= champion accuracy + ``margin`` (classification), or
   challenger MAE <= champion MAE * (1 - ``margin``) (regression: a relative margin);
 - no promotion in the last ``min_interval`` seconds of event time (rate limit).
@@ -52,8 +59,9 @@ class Decision:
 
 
 class PromotionGate:
-    """Decides promotions; see the module docs. ``alpha`` may be divided by the number of
-    challengers compared at once (``n_compared`` in :meth:`decide`, Bonferroni)."""
+    """Decides promotions; see the module docs. ``alpha`` is divided by the number of
+    challengers compared at once (``n_compared`` in :meth:`decide`, Bonferroni) and spent
+    over the looks of a stretch (``look`` in :meth:`decide`)."""
 
     def __init__(self, task: str, margin: float = 0.01, min_events: int = 500,
                  alpha: float = 0.01, min_interval: float = 3600.0):
@@ -75,8 +83,13 @@ class PromotionGate:
         self.last_promotion_at: float | None = None
         self.n_promotions = 0
 
-    def decide(self, champion_outcomes, challenger_outcomes, now: float, n_compared: int = 1) -> Decision:
-        """Compare paired outcomes at event time ``now``; see the module docs."""
+    def decide(self, champion_outcomes, challenger_outcomes, now: float, n_compared: int = 1,
+               look: int = 1) -> Decision:
+        """Compare paired outcomes at event time ``now``, the ``look``-th time in this
+        stretch (from 1: the level is ``alpha / n_compared / (look * (look + 1))``); see the
+        module docs. ValueError if the outcomes are not paired or ``look`` < 1."""
+        if look < 1:
+            raise ValueError(f"look must be at least 1, got {look}")
         a = np.asarray(list(champion_outcomes), dtype=np.float64)
         b = np.asarray(list(challenger_outcomes), dtype=np.float64)
         if a.shape != b.shape:
@@ -94,13 +107,13 @@ class PromotionGate:
             p = _wilcoxon_greater(a - b)
             better_by_margin = chall <= champ * (1 - self.margin)
             margin_text = f"MAE {chall:.4g} vs {champ:.4g} * (1 - {self.margin})"
-        level = self.alpha / max(1, n_compared)
+        level = self.alpha / max(1, n_compared) / (look * (look + 1))
 
         def decision(promote, reason, detail):
             return Decision(promote, reason, detail, champ, chall, p, n)
 
         if not p < level:
-            return decision(False, "not_significant", f"p = {p:.3g} >= {level:.3g} over {n} events")
+            return decision(False, "not_significant", f"p = {p:.3g} >= {level:.3g} over {n} events (look {look})")
         if not better_by_margin:
             return decision(False, "below_margin", margin_text)
         if self.last_promotion_at is not None and now - self.last_promotion_at < self.min_interval:

@@ -13,7 +13,10 @@ learner to retrain after a drift or decay and, ``k`` labels later, may restart t
 challenger from a solution stored at a past drift (recurring concepts). Every
 ``check_every`` events, :meth:`maybe_promote` asks the gate about the learner furthest ahead
 of the champion, at level ``alpha`` / the number of learners with ``min_events`` pairs
-(picking the best is a multiple test).
+(picking the best is a multiple test), spent over the looks of a stretch: the ``k``-th look
+since the last promotion, new champion version, or drift or decay signal tests at
+``1 / (k * (k + 1))`` of it (:mod:`learners.gate`), so that a stretch promotes on luck
+with probability at most ``alpha`` however long it lasts.
 
 A promotion does not change whose predictions arrive: the champion stays the deployed model
 until the model server loads the new version. The caller publishes ``Promotion.estimator``
@@ -106,13 +109,16 @@ class ChampionChallenger:
         self.errors: Counter = Counter()     # by learner; the last message in last_error
         self.last_error: dict[str, str] = {}
         self.last_decision: Decision | None = None
+        #: Gate looks with enough events since the stretch began (see :meth:`maybe_promote`).
+        self.looks = 0
         #: learner selection and meta-initialisation after drifts (``warm_start="meta"``)
         self.meta = MetaLearner(names) if self.policy.warm_start == "meta" else None
         self._last_retrain: Retrain | None = None
 
     def __setstate__(self, state: dict) -> None:
         # (saved before failed retrains were counted: none)
-        self.__dict__.update({"failed_retrains": Counter(), **state})
+        # (saved before failed retrains were counted: none; before looks: a stretch begins)
+        self.__dict__.update({"failed_retrains": Counter(), "looks": 0, **state})
 
     @classmethod
     def from_specs(cls, task: str, specs: dict, key: str = "learners", window: int = 1000, **kwargs):
@@ -168,6 +174,8 @@ class ChampionChallenger:
         pending (through cooldown, or while the buffer fills) until a retrain serves it."""
         self._pending["drift"] |= drift
         self._pending["decay"] |= decay
+        if drift or decay:
+            self.looks = 0  # a new stretch: the gate's alpha is spent afresh (learners.gate)
         return self._maybe_retrain()
 
     def _maybe_retrain(self) -> Retrain | None:
@@ -250,7 +258,8 @@ class ChampionChallenger:
 
     def maybe_promote(self, now: float) -> Promotion | None:
         """Every ``check_every`` labelled events, ask the gate about the learner furthest
-        ahead of the champion; a :class:`Promotion` when it passes, else None."""
+        ahead of the champion (the stretch's next look once one has ``min_events`` pairs);
+        a :class:`Promotion` when it passes, else None."""
         if self.n_labelled - self._last_check < self.check_every:
             return None
         self._last_check = self.n_labelled
@@ -260,7 +269,9 @@ class ChampionChallenger:
             return None
         name = max(candidates, key=self._advantage)
         champ, chall = self.pairs[name]
-        decision = self.gate.decide(champ, chall, now, n_compared=max(1, len(eligible)))
+        if eligible:
+            self.looks += 1
+        decision = self.gate.decide(champ, chall, now, n_compared=max(1, len(eligible)), look=max(1, self.looks))
         self.decisions[decision.reason] += 1
         self.last_decision = decision
         if not decision.promote:
@@ -296,6 +307,7 @@ class ChampionChallenger:
             champ.clear()
             chall.clear()
         self.champion.clear()
+        self.looks = 0  # a new champion: a new stretch
 
     def scores(self) -> dict:
         """Recent score (accuracy or MAE over the last events) of the champion and of

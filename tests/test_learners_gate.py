@@ -126,3 +126,38 @@ def test_a_challenger_never_right_where_the_champion_was_wrong_is_never_promoted
     challenger = champion * (rng.random(n) >= spoiled)
     d = gate(margin=0.0, min_interval=0).decide(champion, challenger, now=0)
     assert not d.promote and d.reason == "not_significant"
+
+
+def test_looks_over_a_sliding_window_of_noise_promote_with_probability_at_most_alpha():
+    """A trial's finding: asked every 100 events over the last 2,000 pairs, the gate
+    promoted on pure-noise labels (1 stream in 5 at alpha 0.01): each look tested at alpha,
+    and ~200 looks gave luck many chances. The k-th look of a stretch now tests at
+    alpha / (k (k + 1)) (they sum to alpha). Here, 60 streams of 20,000 paired coin flips
+    (champion and challenger each right half the time), looked at every 100 events once
+    2,000 pairs are there, alpha 0.05: spending, at most about 60 x 0.05 = 3 promote; at a
+    fixed level (the old gate) many more do."""
+    rng = np.random.default_rng(20_261_203)
+
+    def promotions(spend: bool) -> int:
+        promoted = 0
+        for stream in range(60):
+            gate = PromotionGate("classification", margin=0.0, min_events=2000, alpha=0.05, min_interval=0)
+            champion = rng.integers(0, 2, 20_000)
+            challenger = rng.integers(0, 2, 20_000)
+            for look, end in enumerate(range(2000, 20_001, 100), start=1):
+                d = gate.decide(champion[end - 2000:end], challenger[end - 2000:end], now=float(end),
+                                look=look if spend else 1)
+                if d.promote:
+                    promoted += 1
+                    break
+        return promoted
+
+    spent, fixed = promotions(True), promotions(False)
+    assert spent <= 6, spent  # (expected at most 3: twice that allows for the draw)
+    assert fixed > 3 * max(spent, 2), (fixed, spent)
+
+
+def test_a_look_is_counted_from_one():
+    gate = PromotionGate("classification", min_events=1)
+    with pytest.raises(ValueError, match="look must be at least 1"):
+        gate.decide([1], [1], now=0.0, look=0)

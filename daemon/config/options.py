@@ -447,7 +447,10 @@ class ModelConfig:
         "A challenger must beat the champion by this much (accuracy points; for regression, "
         "a relative error reduction) ...", default=0.01)
     promotion_min_events: int = _doc("... on at least this many held-out labelled events ...", default=500)
-    promotion_alpha: float = _doc("... with a paired test significant at this level.", default=0.01)
+    promotion_alpha: float = _doc(
+        "... with a paired test significant at this level, spent over the gate's repeated "
+        "looks from one promotion, drift or decay signal to the next (the k-th at alpha / (k (k + 1))).",
+        default=0.01)
     promotion_min_interval_seconds: float = _doc("Event time between two promotions at least.", default=3600.0)
     promotion_window: int = _doc("Recent labelled events the gate compares champion and challenger on.", default=2000)
 
