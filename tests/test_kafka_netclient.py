@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from daemon.config import from_dict
 from daemon.runtime import wiring
 
-CLOSES = 40
+CLOSES = 30
 
 
 def test_consumers_closed_while_records_flow_log_no_error(kafka_bootstrap, topic_name, unique_name, caplog):
@@ -46,7 +46,7 @@ def test_consumers_closed_while_records_flow_log_no_error(kafka_bootstrap, topic
                 consumer = KafkaConsumer(topic_name, bootstrap_servers=kafka_bootstrap, group_id=unique_name("group"),
                                          client_id=client_id, session_timeout_ms=2000, heartbeat_interval_ms=200,
                                          fetch_max_wait_ms=10, **settings)
-                deadline = time.monotonic() + 0.5
+                deadline = time.monotonic() + 0.3
                 while time.monotonic() < deadline:
                     consumer.poll(timeout_ms=20)
                 consumer.close()
