@@ -55,6 +55,10 @@ class Retrain:
     init: str = ""
 
 
+#: Labelled events the replay buffer holds at least before a retrain (``min_events``'s default).
+RETRAIN_MIN_EVENTS = 200
+
+
 class RetrainPolicy:
     """Which signals retrain (``on_drift``, ``on_decay``), how often on a schedule
     (``every`` labelled events, None for never), the ``cooldown`` between retrains, the
@@ -64,7 +68,7 @@ class RetrainPolicy:
     (:mod:`learners.meta`)."""
 
     def __init__(self, on_drift: bool = True, on_decay: bool = True, every: int | None = None,
-                 cooldown: int = 500, min_events: int = 200, warm_start: str = "auto"):
+                 cooldown: int = 500, min_events: int = RETRAIN_MIN_EVENTS, warm_start: str = "auto"):
         if every is not None and every < 1:
             raise ValueError(f"every must be a positive number of labelled events or None, got {every}")
         if cooldown < 0 or min_events < 1:

@@ -348,6 +348,20 @@ def test_a_bad_value_fails_naming_the_key(data, key, words):
     assert_fails(data, key, *words)
 
 
+def test_a_replay_buffer_too_small_for_a_retrain_fails_with_learners_that_retrain(monkeypatch):
+    """A trial's: reservoir 50 and recent 50 never held the 200 labelled events a retrain
+    waits for, and the learners never retrained, silently. Fine without learners, or with
+    no retrains (max_retrained: 0), or when one of the two holds 200."""
+    monkeypatch.setenv("DRIFTD_REGISTRY_KEY", "k" * 32)
+    learners = {"tree": {"HoeffdingTreeClassifier": {}}}
+    small = {"replay_reservoir_size": 50, "replay_recent_size": 150}
+    assert_fails({"models": {"m": {"learners": learners, **small}}}, "models.m.replay_reservoir_size",
+                 "at least 200", "replay_recent_size is 150", "got 50")
+    from_dict({"models": {"m": small}})
+    from_dict({"models": {"m": {"learners": learners, "max_retrained": 0, **small}}})
+    from_dict({"models": {"m": {"learners": learners, "replay_reservoir_size": 0, "replay_recent_size": 200}}})
+
+
 @pytest.mark.parametrize("params, key", [({"no_such_parameter": 1}, ""), ({"delta": "small"}, ".delta")])
 def test_bad_error_detector_params_fail_at_start_not_at_the_first_event(params, key):
     # Otherwise River raises when the model's pipeline is built, inside the consumer loop.

@@ -430,7 +430,9 @@ class ModelConfig:
         "`grace_period: 0`, `delta: 2` or `n_models: 0` fail at start, naming the parameter). "
         "Empty: no learning, no retraining.", default_factory=dict)
     replay_reservoir_size: int = _doc("Replay buffer: uniform sample of all labelled events.", default=1000)
-    replay_recent_size: int = _doc("Replay buffer: the most recent labelled events.", default=500)
+    replay_recent_size: int = _doc(
+        "Replay buffer: the most recent labelled events. With learners that retrain, the larger of the "
+        "two sizes must be at least 200 (a retrain waits for 200 labelled events in the buffer).", default=500)
     retrain_on_drift: bool = _doc("Retrain when the error-stream detector confirms concept drift.", default=True)
     retrain_on_decay: bool = _doc("Retrain when a decay test confirms performance decay.", default=True)
     retrain_every: int = _doc("Also retrain every this many labelled events (0: never).", default=0)

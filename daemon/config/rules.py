@@ -491,7 +491,7 @@ _LEARNING = ("promotion_margin", "promotion_alpha", "promotion_min_events", "pro
 def _model_learning(model: ModelConfig, key: str, wrong) -> Iterator[ConfigError]:
     """The learning settings' ranges, with or without learners (the learners' own classes
     check them too, but named their parameters, not these keys)."""
-    from learners.retraining import WARM_START
+    from learners.retraining import RETRAIN_MIN_EVENTS, WARM_START
 
     rules = [
         ("promotion_margin", lambda: 0 <= model.promotion_margin < 1, "must be at least 0 and below 1"),
@@ -504,6 +504,13 @@ def _model_learning(model: ModelConfig, key: str, wrong) -> Iterator[ConfigError
         ("replay_recent_size", lambda: model.replay_recent_size >= 0, "must not be negative"),
         ("replay_recent_size", lambda: wrong("replay_reservoir_size", "replay_recent_size")
          or model.replay_reservoir_size + model.replay_recent_size > 0, "and replay_reservoir_size must not both be 0"),
+        # A retrain waits for RETRAIN_MIN_EVENTS in the buffer: smaller, it never came, silently.
+        ("replay_reservoir_size", lambda: not model.learners or model.max_retrained == 0
+         or wrong("replay_reservoir_size", "replay_recent_size", "max_retrained")
+         or max(model.replay_reservoir_size, model.replay_recent_size) >= RETRAIN_MIN_EVENTS,
+         f"or replay_recent_size must be at least {RETRAIN_MIN_EVENTS} with learners that retrain (the larger of "
+         f"the two; the buffer needs {RETRAIN_MIN_EVENTS} labelled events before a retrain, and both may hold "
+         f"the same events; max_retrained: 0 for no retrains; replay_recent_size is {model.replay_recent_size!r})"),
         ("retrain_every", lambda: model.retrain_every >= 0, "must not be negative (0: never)"),
         ("retrain_cooldown", lambda: model.retrain_cooldown >= 0, "must not be negative"),
         ("retrain_warm_start", lambda: model.retrain_warm_start in WARM_START, f"must be one of {', '.join(WARM_START)}"),
