@@ -898,3 +898,52 @@ def test_a_categorical_features_number_does_not_break_a_learner(tmp_path, at, de
     assert main(["replay", str(path), "--config", str(config_path), "--summary", str(summary), "--quiet"]) == 0
     tree = json.loads(summary.read_text())["models"]["m"]["status"]["learning"]["learners"]["tree"]
     assert tree["learned"] == 3_000 and tree["errors"] == 0 and tree["score"] > 0.9, tree
+
+
+def _threshold_moved(n: int = 3000, delay: int = 10) -> list[dict]:
+    """A deployed model predicting x > 0 while the labels follow x > 0.8: a learner beats it."""
+    rng = random.Random(3)
+    rows, xs = [], []
+    for i in range(n):
+        x = rng.gauss(0, 1)
+        xs.append(x)
+        rows.append({"model": "m", "id": f"e-{i}", "ts": 1_764_000_000.0 + i, "features": {"x": round(x, 4)},
+                     "prediction": int(x > 0)})
+        if i >= delay:
+            j = i - delay
+            rows.append({"model": "m", "id": f"e-{j}", "ts": 1_764_000_000.0 + i, "label": int(xs[j] > 0.8)})
+    return rows
+
+
+def test_a_replay_gives_the_info_alert_of_each_promotion_whatever_the_poll_size(tmp_path, capsys, monkeypatch):
+    """A trial's finding: a replay said how many promotions the gate would have made, not
+    when or on what figures (the daemon's info alert of a promotion came from publishing
+    it, which a replay does not). Each is now in --out, as the daemon's (same id), with no
+    registry version or path."""
+    monkeypatch.delenv("DRIFTD_REGISTRY_KEY", raising=False)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in _threshold_moved()))
+    config = {"models": {"m": {"learners": {"tree": {"HoeffdingTreeClassifier": {"grace_period": 50}}},
+                               "promotion_min_events": 200, "promotion_window": 300,
+                               "promotion_min_interval_seconds": 0}}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(config))
+    got = {}
+    for size in (1, 500):
+        out = tmp_path / f"alerts-{size}.jsonl"
+        assert main(["replay", str(path), "--config", str(config_path), "--out", str(out), "--quiet",
+                     "--batch-size", str(size)]) == 0
+        got[size] = [a for a in map(json.loads, out.read_text().splitlines()) if a["status"] == "info"]
+    assert got[1] == got[500] and got[1]
+    promoted = got[1]
+    assert f"the promotion gate would have promoted {len(promoted)}" in capsys.readouterr().err
+    first = promoted[0]
+    assert first["kind"] == "promotion" and first["model"] == "m"
+    detail = first["detail"]
+    assert detail["learner"] == "tree" and detail["version"] is None and detail["path"] is None
+    metrics = detail["metrics"]
+    assert metrics["challenger"] > metrics["champion"] + 0.1 and metrics["p_value"] < 0.01 and metrics["events"] >= 200
+    # At the event time of the labelled event it was decided at (its prediction's): the
+    # gate's first look, at the 200th label (prediction e-199), already finds the tree better.
+    assert first["event_time"] == 1_764_000_000.0 + 199
+    assert len({a["id"] for a in promoted}) == len(promoted)

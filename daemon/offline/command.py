@@ -194,7 +194,8 @@ def _learning_lines(name: str, pipeline) -> list[str]:
                      + (f", {failed_retrains:,} retrains failed (the learners' last errors above)" if failed_retrains else "")
                      + _reused(cc)
                      + f"; the promotion gate would have promoted {promoted:,}"
-                     + (f" (the last: {cc.champion_learner})" if promoted else "")
+                     + (f" (the last: {cc.champion_learner}; each an info alert, driftd.info.promotion, "
+                        f"with the gate's figures)" if promoted else "")
                      + " (a replay publishes nothing)")
     elif cc.n_labelled:
         lines.append(f"model {name}: learners learned {cc.n_labelled:,} labelled events; no retrain was due (on "

@@ -33,7 +33,8 @@ hold every record of the topics in their order, and the partition count is the t
 
 What replay records besides the alerts, for the report, is :mod:`daemon.offline.recording`'s;
 the ``driftd replay`` command around it is :mod:`daemon.offline.command`. Learners are not
-run towards a registry: promotions are not published.
+run towards a registry: promotions are not published, but their info alerts come out with
+the others (no registry version or path).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from daemon.config import Config
 from daemon.offline import inputs
 from daemon.offline.recording import Recorder
 from daemon.runtime.calibrator import calibrate_now
+from daemon.stream.learning import promotion_alert, promotion_event
 from daemon.stream.partition import PartitionState
 from daemon.stream.watermark import Watermark
 
@@ -282,10 +284,21 @@ class Replay:
         if self.recorder is not None:
             for model, pipeline in state.models.items():
                 self.recorder.decisions(model, pipeline.observations)
-        for alert in alerts():
+        for alert in [*alerts(), *self._promotions(state)]:
             self.result.alerts.append(alert)
             if self._on_alert is not None:
                 self._on_alert(alert)
+
+    @staticmethod
+    def _promotions(state: PartitionState) -> list:
+        """The info alerts of the gate's promotions since the last poll, as the daemon sends
+        them once published (same ids), with no registry version or path: nothing is published."""
+        out = []
+        for model, pipeline in state.models.items():
+            pending = pipeline.pending_promotions
+            out.extend(promotion_alert(model, promotion_event(model, promotion), ts) for promotion, ts in pending)
+            pending.clear()
+        return out
 
     def _reject(self, record: Record, reason: str, detail: str) -> None:
         """The dead-letter sender's part: here, a row to report with its file and line."""

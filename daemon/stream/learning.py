@@ -173,18 +173,34 @@ class Publisher:
 
     def publish(self, model: str, promotion, event_time: float) -> dict:
         manifest = self.registry.publish(model, promotion.estimator, {**promotion.manifest, "idempotency_key": promotion.id})
-        event = {
-            "type": "driftd.model.updated", "id": promotion.id, "model": model,
-            "version": manifest["version"], "parent_version": manifest.get("parent_version"),
-            "learner": promotion.learner, "path": self.registry.path(model, manifest["version"]),
-            "metrics": {"champion": promotion.decision.champion_score, "challenger": promotion.decision.challenger_score,
-                        "p_value": promotion.decision.p_value, "events": promotion.decision.n},
-        }
+        event = promotion_event(model, promotion, manifest["version"], manifest.get("parent_version"),
+                                self.registry.path(model, manifest["version"]))
         if self.topic:
             future = self._producer.send(self.topic, key=model.encode(), value=json.dumps(event, default=str).encode(),
                                          headers=[("driftd-id", promotion.id.encode())])
             future.get(timeout=10)
-        self._alerts.send(info(model, "promotion", event, event_time, key=promotion.id))
+        self._alerts.send(promotion_alert(model, event, event_time))
         log.warning("model %s: %s promoted as version %s", model, promotion.learner, manifest["version"],
                     extra={"model": model})
         return manifest
+
+
+def promotion_event(model: str, promotion, version=None, parent_version=None, path=None) -> dict:
+    """The "model updated" event of a promotion (the body of its info alert too): the
+    registry's ``version``, ``parent_version`` and ``path`` once written there (None where
+    it was not: a replay), the learner, and the gate's figures (scores on the compared
+    window, p-value, paired events)."""
+    decision = promotion.decision
+    return {
+        "type": "driftd.model.updated", "id": promotion.id, "model": model,
+        "version": version, "parent_version": parent_version, "learner": promotion.learner, "path": path,
+        "metrics": {"champion": decision.champion_score, "challenger": decision.challenger_score,
+                    "p_value": decision.p_value, "events": decision.n},
+    }
+
+
+def promotion_alert(model: str, event: dict, event_time: float):
+    """The info alert of a promotion (:func:`promotion_event`), at the event time of the
+    labelled event it was decided at; its id depends on the promotion's id only, so a daemon
+    and a replay of the same stream name it alike."""
+    return info(model, "promotion", event, event_time, key=event["id"])

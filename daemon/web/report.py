@@ -171,15 +171,24 @@ def _alerts_table(alerts: list) -> str:
                                            a.get("status", "")))
     rows = "".join(
         f"<tr class={html.escape(a.get('status', ''))}><td>{html.escape(a.get('status', ''))}</td>"
-        f"<td>{html.escape(a.get('detector', ''))}</td><td>{html.escape(a.get('feature', ''))}</td>"
+        f"<td>{html.escape(a.get('detector') or a.get('kind', ''))}</td><td>{html.escape(a.get('feature', ''))}</td>"
         f"<td>{_iso(a.get('event_time'))}</td><td>{_num((a.get('detail') or {}).get('statistic'))}</td>"
         f"<td>{_num((a.get('detail') or {}).get('threshold'))}</td>"
         f"<td>{html.escape(str((a.get('detail') or {}).get('model_version') or ''))}</td>"
-        f"<td>{html.escape(str((a.get('detail') or {}).get('reason') or ''))}</td>"
+        f"<td>{html.escape(str(_reason(a.get('detail') or {})))}</td>"
         f"<td><code>{html.escape(a.get('id', ''))}</code></td></tr>"
         for a in alerts)
     return ("<h3>Alerts</h3><table class=alerts><tr><th>status</th><th>test</th><th>column</th><th>event time (UTC)</th>"
             f"<th>statistic</th><th>threshold</th><th>model version</th><th>reason</th><th>id</th></tr>{rows}</table>")
+
+
+def _reason(detail: dict) -> str:
+    """A drift alert's reason; a promotion's learner and the gate's figures."""
+    if detail.get("learner"):
+        m = detail.get("metrics") or {}
+        return (f"{detail['learner']} promoted: {_num(m.get('challenger'))} vs {_num(m.get('champion'))}, "
+                f"p = {_num(m.get('p_value'))} over {m.get('events')} labelled events")
+    return detail.get("reason") or ""
 
 
 def _learning_table(learning: dict) -> str:
