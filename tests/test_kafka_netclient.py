@@ -7,7 +7,9 @@ None, and kafka-python logged an ERROR traceback (``'NoneType' object has no att
 Measured with bare consumers built like these (60 closes while a producer writes): 6
 tracebacks, 3 of them ``'NoneType' ... 'recv'``; with :class:`daemon.kafka.netclient.NetClient`
 (every client driftd makes, through ``wiring.client_settings``), none. The race is narrow:
-this test cannot fail on every run of the old code, only often.
+this test cannot fail on every run of the old code, only often. Nor an ERROR "Metadata
+refresh: failed Cancelled" (a refresh cut by the close itself), which came at nearly every
+close: driftd's logging keeps it for DEBUG (``daemon.runtime.logs``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import time
 from kafka import KafkaConsumer, KafkaProducer
 
 from daemon.config import from_dict
-from daemon.runtime import wiring
+from daemon.runtime import logs, wiring
 
 CLOSES = 30
 
 
 def test_consumers_closed_while_records_flow_log_no_error(kafka_bootstrap, topic_name, unique_name, caplog):
+    logs.configure("INFO")  # driftd's filters of kafka-python's lines, as `driftd run` has them
     kafka = from_dict({"kafka": {"bootstrap_servers": kafka_bootstrap}, "models": {"fraud": {}}}).kafka
     settings = wiring.client_settings(kafka)
     stop = threading.Event()
@@ -60,6 +63,6 @@ def test_consumers_closed_while_records_flow_log_no_error(kafka_bootstrap, topic
     # a 10-minute bootstrap leaves its abandoned attempt running for those 10 minutes).
     ours = {threading.current_thread().name, f"kafka-io-{client_id}"}
     errors = [r for r in caplog.records
-              if r.name.startswith("kafka.net") and r.levelno >= logging.ERROR and r.threadName in ours]
+              if r.name.startswith("kafka") and r.levelno >= logging.ERROR and r.threadName in ours]
     assert not errors, [f"{r.name}: {r.getMessage()} ({r.exc_info[1]!r})" if r.exc_info else r.getMessage()
                         for r in errors]

@@ -11,6 +11,8 @@ Two layers, because either alone can be bypassed:
   the event loop") is kept for DEBUG: in driftd it measures the time its I/O thread waited
   for the interpreter lock while the loop computed statistics, not a stuck client, and it
   came every few seconds under load.
+- kafka-python's ERROR of a metadata refresh its own close cut ("failed Cancelled", at
+  nearly every consumer's close) is kept for DEBUG too (:class:`_CancelledByClose`).
 - kafka-python logs each failed connection, lost connection and failed metadata refresh,
   every few hundred milliseconds while a broker is away (111 ERROR lines in a 30 s
   outage): a line of each kind is kept per :data:`REPEAT_SECONDS` and logger, the next one
@@ -57,6 +59,8 @@ MASK = "***"
 SLOW_TASK_LOGGER = "kafka.net.selector"
 #: The kafka-python logger of a socket's reads and writes (see :class:`_ClosedSocketRace`).
 TRANSPORT_LOGGER = "kafka.net.transport"
+#: The kafka-python logger of metadata refreshes (see :class:`_CancelledByClose`).
+METADATA_LOGGER = "kafka.cluster"
 #: kafka-python's loggers that repeat a broker's absence (see :class:`_Repeats`).
 CONNECTION_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport", "kafka.cluster",
                       "kafka.coordinator", "kafka.conn", "kafka.client_async")
@@ -156,6 +160,7 @@ def configure(level: str | int = "INFO", secrets=(), fmt: str = FORMAT, log_form
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(threshold)
     for name, kind in ((SLOW_TASK_LOGGER, _SlowTaskFilter), (TRANSPORT_LOGGER, _ClosedSocketRace),
+                       (METADATA_LOGGER, _CancelledByClose),
                        *((name, _Repeats) for name in CONNECTION_LOGGERS)):
         logger = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in logger.filters):
@@ -210,6 +215,21 @@ class _ClosedSocketRace(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         return not (isinstance(error, AttributeError) and "'NoneType' object has no attribute" in str(error)
                     and str(error).endswith(("'recv'", "'send'")))
+
+
+class _CancelledByClose(logging.Filter):
+    """Drops kafka-python 3.0's ERROR "Metadata refresh: failed Cancelled" unless driftd
+    logs at DEBUG: a metadata request cut by the client's own close (kafka-python fails the
+    requests in flight with ``Cancelled`` only when a connection is closed on purpose; a
+    broker lost gives a connection error, which stays). It came at nearly every consumer's
+    close (18 of 20 closes measured), so at every stop of driftd, and read as a failure;
+    kafka-python's fetcher logs its own ``Cancelled`` at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (str(record.msg).startswith("Metadata refresh: failed") and record.args
+                and type(record.args[0]).__name__ == "Cancelled" and type(record.args[0]).__module__.startswith("kafka")):
+            return True
+        return logging.getLogger(WIRE_LOGGERS[0]).getEffectiveLevel() <= wire_level(logging.DEBUG)
 
 
 class _Repeats(logging.Filter):
